@@ -1,0 +1,374 @@
+//! The build's `manifest.json`: read both formats, check it against the
+//! build, and produce the live manifest (same shape, CDN URLs).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Failure;
+use crate::scan::{sri_matches, Build};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Shakapacker / webpack-assets-manifest: `{"src": ..., "integrity": ...}` plus `entrypoints`.
+    AssetsManifest,
+    /// webpack-manifest-plugin: `"name": "/packs/path"`.
+    Flat,
+}
+
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub format: Format,
+    /// The manifest file's path inside the build.
+    pub path: String,
+    /// Every build file the manifest names.
+    pub referenced: Vec<String>,
+    /// The public path the build was made with (`/packs/`, `https://cdn/packs/`, or "" for auto).
+    pub public_path: String,
+    /// The live manifest: same JSON, every asset path an absolute CDN URL.
+    pub live: Value,
+}
+
+/// Read and check the manifest of a scanned build. `public_url` maps a path
+/// inside the build to its CDN URL.
+pub fn load(
+    build: &Build,
+    manifest_path: &str,
+    public_url: &dyn Fn(&str) -> String,
+) -> anyhow::Result<Manifest> {
+    let full = build.root.join(manifest_path);
+    let text = match std::fs::read(&full) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::input(format!(
+                "no {manifest_path} in {}; let webpack write one (webpack-assets-manifest) or pass --manifest with its path inside the build",
+                build.root.display()
+            )))
+        }
+        Err(e) => return Err(Failure::input(format!("cannot read manifest {}: {e}", full.display()))),
+    };
+    let raw: Value = serde_json::from_slice(&text).map_err(|e| {
+        Failure::input(format!(
+            "manifest {} is not valid JSON (line {}, column {}: {e}); rebuild it with webpack",
+            full.display(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    parse(build, manifest_path, raw, public_url)
+}
+
+/// Check a parsed manifest against the build and rewrite it (pure).
+pub fn parse(
+    build: &Build,
+    manifest_path: &str,
+    raw: Value,
+    public_url: &dyn Fn(&str) -> String,
+) -> anyhow::Result<Manifest> {
+    let bad = |what: String| {
+        Failure::input(format!(
+            "manifest {manifest_path}: {what}; rebuild it with webpack"
+        ))
+    };
+    let Value::Object(top) = &raw else {
+        return Err(bad("expected a JSON object of entries".into()));
+    };
+    if top.is_empty() {
+        return Err(bad("it has no entries".into()));
+    }
+    let format = if top
+        .iter()
+        .any(|(k, v)| k == "entrypoints" || v.get("src").is_some())
+    {
+        Format::AssetsManifest
+    } else {
+        Format::Flat
+    };
+
+    let mut referenced = Vec::new();
+    let mut public_paths: BTreeMap<String, usize> = BTreeMap::new();
+    let mut live = raw.clone();
+    let mut problems = Vec::new();
+    rewrite(
+        &mut live,
+        None,
+        &mut |value: &str, integrity: Option<&str>| {
+            let (file, public_path) = match resolve(build, value) {
+                Ok(r) => r,
+                Err(msg) => {
+                    problems.push(msg);
+                    return None;
+                }
+            };
+            if let Some(sri) = integrity {
+                let f = build.get(&file).expect("resolved files exist");
+                if sri_matches(sri, &f.digests) == Some(false) {
+                    problems.push(format!(
+                    "integrity of {file} does not match its bytes (manifest says {sri}, file is {}): the build is inconsistent",
+                    f.digests.sri()
+                ));
+                }
+            }
+            *public_paths.entry(public_path).or_default() += 1;
+            let url = public_url(&file);
+            referenced.push(file);
+            Some(url)
+        },
+    );
+    if let Some(first) = problems.first() {
+        let more = if problems.len() > 1 {
+            format!(" (and {} more)", problems.len() - 1)
+        } else {
+            String::new()
+        };
+        return Err(bad(format!("{first}{more}")));
+    }
+    referenced.sort();
+    referenced.dedup();
+    let public_path = public_paths
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(p, _)| p)
+        .unwrap_or_default();
+    Ok(Manifest {
+        format,
+        path: manifest_path.to_string(),
+        referenced,
+        public_path,
+        live,
+    })
+}
+
+/// Replace every asset path string in the manifest (every string that is not
+/// an `integrity`) by what `f` returns; `f` gets the sibling integrity if any.
+fn rewrite(
+    v: &mut Value,
+    integrity: Option<&str>,
+    f: &mut dyn FnMut(&str, Option<&str>) -> Option<String>,
+) {
+    match v {
+        Value::String(s) => {
+            if let Some(new) = f(s, integrity) {
+                *s = new;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| rewrite(i, None, f)),
+        Value::Object(map) => {
+            let sri = map
+                .get("integrity")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            for (k, child) in map.iter_mut() {
+                if k == "integrity" {
+                    continue;
+                }
+                let sibling = if k == "src" { sri.as_deref() } else { None };
+                rewrite(child, sibling, f);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Find the build file a manifest value names: the longest `/`-suffix of the
+/// value (without query or fragment) that is a file of the build.
+/// Returns (file path, public path before it).
+fn resolve(build: &Build, value: &str) -> Result<(String, String), String> {
+    let clean = value.split(['?', '#']).next().unwrap_or(value);
+    let decoded = percent_decode(clean);
+    if decoded.split('/').any(|seg| seg == "..") {
+        return Err(format!(
+            "asset path {value:?} contains `..`; every asset must be inside the build directory"
+        ));
+    }
+    for candidate in [clean, decoded.as_str()] {
+        let mut start = 0;
+        loop {
+            let rest = &candidate[start..];
+            if !rest.is_empty() && build.get(rest).is_some() {
+                return Ok((rest.to_string(), candidate[..start].to_string()));
+            }
+            match rest.find('/') {
+                Some(i) => start += i + 1,
+                None => break,
+            }
+        }
+    }
+    Err(format!(
+        "it names {value:?}, which is not a file in the build"
+    ))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Logical entries of a live manifest (`application.js` → URL), for diffs.
+pub fn entries(live: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if let Value::Object(top) = live {
+        for (k, v) in top {
+            if k == "entrypoints" {
+                continue;
+            }
+            let src = v.as_str().or_else(|| v.get("src").and_then(Value::as_str));
+            if let Some(src) = src {
+                out.insert(k.clone(), src.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ManifestDiff {
+    pub added: Vec<(String, String)>,
+    /// (entry, old URL, new URL)
+    pub changed: Vec<(String, String, String)>,
+    pub removed: Vec<(String, String)>,
+    pub unchanged: usize,
+}
+
+pub fn diff(old: Option<&Value>, new: &Value) -> ManifestDiff {
+    let old = old.map(entries).unwrap_or_default();
+    let new = entries(new);
+    let mut d = ManifestDiff::default();
+    for (k, v) in &new {
+        match old.get(k) {
+            None => d.added.push((k.clone(), v.clone())),
+            Some(o) if o != v => d.changed.push((k.clone(), o.clone(), v.clone())),
+            Some(_) => d.unchanged += 1,
+        }
+    }
+    for (k, v) in &old {
+        if !new.contains_key(k) {
+            d.removed.push((k.clone(), v.clone()));
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Quiet;
+    use serde_json::json;
+
+    fn build(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Build) {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, b) in files {
+            let full = dir.path().join(p);
+            std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+            std::fs::write(full, b).unwrap();
+        }
+        let b = crate::scan::scan(dir.path(), u64::MAX, &Quiet).unwrap();
+        (dir, b)
+    }
+
+    fn cdn(p: &str) -> String {
+        format!("https://cdn.example.com/packs/{p}")
+    }
+
+    #[test]
+    fn assets_manifest_is_checked_and_rewritten() {
+        let (_d, b) = build(&[
+            ("js/app-0a1b2c3d4e.js", b"app"),
+            ("css/app-0a1b2c3d4e.css", b"css"),
+        ]);
+        let sri = b.get("js/app-0a1b2c3d4e.js").unwrap().digests.sri();
+        let raw = json!({
+            "application.js": {"src": "/packs/js/app-0a1b2c3d4e.js", "integrity": sri},
+            "application.css": {"src": "/packs/css/app-0a1b2c3d4e.css", "integrity": "sha512-unchecked"},
+            "entrypoints": {"application": {"assets": {"js": ["/packs/js/app-0a1b2c3d4e.js"], "css": ["/packs/css/app-0a1b2c3d4e.css"]}}}
+        });
+        let m = parse(&b, "manifest.json", raw, &cdn).unwrap();
+        assert_eq!(m.format, Format::AssetsManifest);
+        assert_eq!(m.public_path, "/packs/");
+        assert_eq!(
+            m.referenced,
+            ["css/app-0a1b2c3d4e.css", "js/app-0a1b2c3d4e.js"]
+        );
+        assert_eq!(
+            m.live["application.js"]["src"],
+            "https://cdn.example.com/packs/js/app-0a1b2c3d4e.js"
+        );
+        assert_eq!(m.live["application.js"]["integrity"], sri.as_str());
+        assert_eq!(
+            m.live["entrypoints"]["application"]["assets"]["css"][0],
+            "https://cdn.example.com/packs/css/app-0a1b2c3d4e.css"
+        );
+        // Key order is kept: the app may rely on it.
+        let keys: Vec<&String> = m.live.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["application.js", "application.css", "entrypoints"]);
+    }
+
+    #[test]
+    fn flat_manifest_and_auto_public_path() {
+        let (_d, b) = build(&[("js/a b-0a1b2c3d4e.js", b"a")]);
+        let m = parse(
+            &b,
+            "manifest.json",
+            json!({"a.js": "js/a%20b-0a1b2c3d4e.js"}),
+            &cdn,
+        )
+        .unwrap();
+        assert_eq!(m.format, Format::Flat);
+        assert_eq!(m.public_path, "");
+        assert_eq!(
+            m.live["a.js"],
+            "https://cdn.example.com/packs/js/a b-0a1b2c3d4e.js"
+        );
+    }
+
+    #[test]
+    fn errors_missing_file_dotdot_and_integrity() {
+        let (_d, b) = build(&[("js/a.js", b"a")]);
+        let msg = |raw: Value| {
+            parse(&b, "manifest.json", raw, &cdn)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(msg(json!({"x.js": "/packs/js/gone.js"}))
+            .contains("\"/packs/js/gone.js\", which is not a file in the build"));
+        assert!(msg(json!({"x.js": "/packs/../etc/passwd"})).contains("contains `..`"));
+        assert!(
+            msg(json!({"a.js": {"src": "/packs/js/a.js", "integrity": "sha384-AAAA"}}))
+                .contains("integrity of js/a.js does not match")
+        );
+        assert!(msg(json!([1, 2])).contains("expected a JSON object"));
+    }
+
+    #[test]
+    fn diff_entries() {
+        let old = json!({"a.js": "u1", "b.js": {"src": "u2"}, "c.js": "u3", "entrypoints": {}});
+        let new = json!({"a.js": "u1", "b.js": {"src": "u9"}, "d.js": "u4"});
+        let d = diff(Some(&old), &new);
+        assert_eq!(d.added, vec![("d.js".to_string(), "u4".to_string())]);
+        assert_eq!(
+            d.changed,
+            vec![("b.js".to_string(), "u2".to_string(), "u9".to_string())]
+        );
+        assert_eq!(d.removed, vec![("c.js".to_string(), "u3".to_string())]);
+        assert_eq!(d.unchanged, 1);
+        assert_eq!(diff(None, &new).added.len(), 3);
+    }
+}

@@ -1,0 +1,160 @@
+//! Releases: a content-derived id and the immutable record of a build.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::headers::Headers;
+
+/// One file of a release, as the S3 copy of the record lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseFile {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The release record (PRODUCT.md, "Identity").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    pub id: String,
+    pub app: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub created_at_ms: i64,
+    pub file_count: usize,
+    pub bytes: u64,
+    pub git_sha: Option<String>,
+    pub git_branch: Option<String>,
+    pub build_url: Option<String>,
+    pub deployed_by: Option<String>,
+    pub message: Option<String>,
+    pub bucket: String,
+    pub prefix: String,
+    pub cdn_url: String,
+    /// The live manifest activation publishes.
+    pub manifest: Value,
+    /// Every object of the release; kept in the S3 copy, left out of the Redis copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<ReleaseFile>>,
+}
+
+impl ReleaseRecord {
+    /// The record without its file list, as Redis keeps it.
+    pub fn summary(&self) -> ReleaseRecord {
+        ReleaseRecord {
+            files: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// What the id is derived from: every uploaded file with its headers, where
+/// it goes, and the manifest activation will publish.
+pub struct IdInput<'a> {
+    pub bucket: &'a str,
+    pub prefix: &'a str,
+    pub cdn_url: &'a str,
+    pub files: &'a [(&'a str, &'a str, &'a Headers)],
+    pub manifest: &'a Value,
+}
+
+/// Content-derived release id: the same build and settings always give the
+/// same id. 16 hex characters (64 bits) of SHA-256.
+pub fn release_id(input: &IdInput) -> String {
+    let mut h = Sha256::new();
+    h.update(b"cutover release v1\n");
+    for part in [input.bucket, input.prefix, input.cdn_url] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for (path, sha256, headers) in input.files {
+        for part in [
+            *path,
+            *sha256,
+            headers.content_type.as_str(),
+            headers.content_encoding.as_deref().unwrap_or(""),
+            headers.cache_control.as_str(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.update(b"\n");
+    }
+    h.update(serde_json::to_vec(input.manifest).expect("JSON values serialize"));
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Now, as (RFC 3339 string, milliseconds since the epoch).
+pub fn now() -> (String, i64) {
+    let t = time::OffsetDateTime::now_utc();
+    let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;
+    let t = t.replace_millisecond(t.millisecond()).unwrap_or(t);
+    let text = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string());
+    (text, ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn headers(cc: &str) -> Headers {
+        Headers {
+            content_type: "text/javascript; charset=utf-8".into(),
+            content_encoding: None,
+            cache_control: cc.into(),
+        }
+    }
+
+    #[test]
+    fn id_is_stable_and_sensitive_to_content_and_settings() {
+        let h = headers("public");
+        let m = json!({"a.js": "https://cdn/packs/a.js"});
+        let files = [("a.js", "00ff", &h)];
+        let base = IdInput {
+            bucket: "b",
+            prefix: "packs",
+            cdn_url: "https://cdn",
+            files: &files,
+            manifest: &m,
+        };
+        let id = release_id(&base);
+        assert_eq!(id.len(), 16);
+        assert_eq!(id, release_id(&base));
+        let other_bytes = [("a.js", "00fe", &h)];
+        assert_ne!(
+            id,
+            release_id(&IdInput {
+                files: &other_bytes,
+                ..base
+            })
+        );
+        assert_ne!(
+            id,
+            release_id(&IdInput {
+                prefix: "assets",
+                ..base
+            })
+        );
+        let h2 = headers("no-cache");
+        let other_headers = [("a.js", "00ff", &h2)];
+        assert_ne!(
+            id,
+            release_id(&IdInput {
+                files: &other_headers,
+                ..base
+            })
+        );
+        let m2 = json!({"b.js": "https://cdn/packs/a.js"});
+        assert_ne!(
+            id,
+            release_id(&IdInput {
+                manifest: &m2,
+                ..base
+            })
+        );
+    }
+}
