@@ -183,6 +183,8 @@ pub struct Config {
     /// CDN base URL without trailing slash.
     pub cdn_url: Option<String>,
     pub redis_url: String,
+    /// Connect to a Redis Cluster (all of an app's keys share one slot).
+    pub redis_cluster: bool,
     pub manifest: String,
     meta_prefix: Option<String>,
     pub cache_control: String,
@@ -358,10 +360,12 @@ fn file_layer(
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            other => return Err(Failure::input(format!(
+            other => {
+                return Err(Failure::input(format!(
                 "invalid {name} (from {origin}): expected a string, number or boolean, found {}",
                 other.type_str()
-            ))),
+            )))
+            }
         };
         raws.insert(key.name, Raw { value, origin });
     }
@@ -462,7 +466,30 @@ pub fn load(
             );
         }
     }
+    if !raws.contains_key("deployed_by") {
+        if let Some(user) = os_user() {
+            raws.insert(
+                "deployed_by",
+                Raw {
+                    value: user,
+                    origin: Origin::Default,
+                },
+            );
+        }
+    }
     validate(raws, header_rules)
+}
+
+/// The OS user's name, from /etc/passwd, when no variable names one.
+fn os_user() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
 }
 
 fn validate(
@@ -604,14 +631,18 @@ fn validate(
         }
     }
     let cache_control = text("cache_control").unwrap_or_else(|| DEFAULT_CACHE_CONTROL.to_string());
-    let s3_path_style = match raws.get("s3_path_style") {
-        None => None,
-        Some(raw) => match raw.value.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Some(true),
-            "false" | "0" | "no" => Some(false),
-            _ => return Err(raw.bad("s3_path_style", "true or false")),
-        },
+    let boolean = |k: &str| -> anyhow::Result<Option<bool>> {
+        match raws.get(k) {
+            None => Ok(None),
+            Some(raw) => match raw.value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(Some(true)),
+                "false" | "0" | "no" => Ok(Some(false)),
+                _ => Err(raw.bad(k, "true or false")),
+            },
+        }
     };
+    let s3_path_style = boolean("s3_path_style")?;
+    let redis_cluster = boolean("redis_cluster")?.unwrap_or(false);
     let s3_endpoint = match raws.get("s3_endpoint") {
         None => None,
         Some(raw) => match url::Url::parse(raw.value.trim()) {
@@ -626,6 +657,7 @@ fn validate(
         prefix,
         cdn_url,
         redis_url,
+        redis_cluster,
         manifest,
         meta_prefix,
         cache_control,

@@ -46,6 +46,8 @@ pub struct PlannedFile {
     pub key: String,
     pub size: u64,
     pub sha256: String,
+    #[serde(skip)]
+    pub etag: String,
     #[serde(flatten)]
     pub headers: Headers,
     pub action: Action,
@@ -129,7 +131,18 @@ pub fn plan(
     let config = who.config;
     let mut files = Vec::with_capacity(build.files.len());
     let mut not_fingerprinted = Vec::new();
-    for f in build.files.iter().filter(|f| f.path != manifest.path) {
+    // The manifest (and webpack's compressed copies of it) is published
+    // through Redis, not served from the bucket.
+    let manifest_copies = [
+        manifest.path.clone(),
+        format!("{}.gz", manifest.path),
+        format!("{}.br", manifest.path),
+    ];
+    for f in build
+        .files
+        .iter()
+        .filter(|f| !manifest_copies.contains(&f.path))
+    {
         let key = config.object_key(&f.path);
         let (action, remote_desc) = classify(f, remote.get(&key));
         if !is_fingerprinted(&f.path) {
@@ -140,6 +153,7 @@ pub fn plan(
             key,
             size: f.size,
             sha256: f.digests.sha256_hex(),
+            etag: f.digests.expected_etag(),
             headers: headers_for(f, config),
             action,
             remote: remote_desc,
@@ -182,6 +196,7 @@ pub fn plan(
                     path: f.path.clone(),
                     size: f.size,
                     sha256: f.sha256.clone(),
+                    etag: f.etag.clone(),
                 })
                 .collect(),
         ),

@@ -12,6 +12,8 @@ pub struct ReleaseFile {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    /// The ETag S3 gives our upload of it (MD5, or multipart MD5-of-MD5s).
+    pub etag: String,
 }
 
 /// The release record (PRODUCT.md, "Identity").

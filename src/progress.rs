@@ -1,0 +1,269 @@
+//! Progress on stderr, drawn from pipeline [`Event`]s: bars on a terminal,
+//! a plain line every few seconds in CI or without a terminal, or nothing.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::events::{Event, Observer, Phase};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Bars,
+    Lines,
+    Off,
+}
+
+/// How progress is shown: bars only on a terminal outside CI; plain lines
+/// otherwise; nothing with `--quiet`. Warnings are printed in every mode.
+pub fn mode(stderr_is_terminal: bool, ci: bool, quiet: bool) -> Mode {
+    if quiet {
+        Mode::Off
+    } else if stderr_is_terminal && !ci {
+        Mode::Bars
+    } else {
+        Mode::Lines
+    }
+}
+
+pub fn observer(mode: Mode) -> Box<dyn Observer> {
+    match mode {
+        Mode::Bars => Box::new(Bars::default()),
+        Mode::Lines => Box::new(Lines::new(Duration::from_secs(3))),
+        Mode::Off => Box::new(LogOnly),
+    }
+}
+
+/// Only warnings and infos.
+struct LogOnly;
+
+impl Observer for LogOnly {
+    fn event(&self, event: Event) {
+        log_line(&event);
+    }
+}
+
+fn log_line(event: &Event) {
+    match event {
+        Event::Warning(w) => eprintln!("warning: {w}"),
+        Event::Info(i) => eprintln!("{i}"),
+        _ => {}
+    }
+}
+
+#[derive(Default)]
+struct Bars {
+    multi: MultiProgress,
+    /// (phase, bar, files done, files in all)
+    bars: Mutex<Vec<(Phase, ProgressBar, u64, u64)>>,
+}
+
+impl Observer for Bars {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Started {
+                phase,
+                files,
+                bytes,
+            } => {
+                let bar = if phase == Phase::Listing {
+                    let b = ProgressBar::new_spinner();
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{spinner} {prefix:>9} {pos} objects {elapsed}",
+                        )
+                        .unwrap(),
+                    );
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    b
+                } else {
+                    let b = ProgressBar::new(bytes.max(1));
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {msg} {binary_bytes_per_sec} ETA {eta}",
+                        )
+                        .unwrap()
+                        .progress_chars("=> "),
+                    );
+                    b.set_message(format!("0/{files} files"));
+                    b.set_length(bytes);
+                    b
+                };
+                let bar = self.multi.add(bar);
+                bar.set_prefix(phase.to_string());
+                self.bars.lock().unwrap().push((phase, bar, 0, files));
+            }
+            Event::Advanced {
+                phase,
+                files,
+                bytes,
+            } => {
+                let mut bars = self.bars.lock().unwrap();
+                if let Some((_, b, done, total)) = bars.iter_mut().find(|(p, ..)| *p == phase) {
+                    *done += files;
+                    if phase == Phase::Listing {
+                        b.inc(files);
+                    } else {
+                        b.inc(bytes);
+                        b.set_message(format!("{done}/{total} files"));
+                    }
+                }
+            }
+            Event::Finished { phase } => {
+                if let Some((_, b, ..)) =
+                    self.bars.lock().unwrap().iter().find(|(p, ..)| *p == phase)
+                {
+                    b.finish();
+                }
+            }
+            Event::Warning(w) => self.multi.suspend(|| eprintln!("warning: {w}")),
+            Event::Info(i) => self.multi.suspend(|| eprintln!("{i}")),
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        let _ = self.multi.clear();
+        self.multi.set_draw_target(ProgressDrawTarget::hidden());
+    }
+}
+
+struct PhaseState {
+    phase: Phase,
+    files: u64,
+    bytes: u64,
+    total_files: u64,
+    total_bytes: u64,
+    started: Instant,
+    last_print: Instant,
+}
+
+/// Plain lines, at most one per `every` per phase, plus one when a phase ends.
+pub struct Lines {
+    every: Duration,
+    state: Mutex<Vec<PhaseState>>,
+}
+
+impl Lines {
+    pub fn new(every: Duration) -> Lines {
+        Lines {
+            every,
+            state: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn line(s: &PhaseState, done: bool) -> String {
+    let secs = s.started.elapsed().as_secs_f64().max(0.001);
+    if s.phase == Phase::Listing {
+        return format!(
+            "{}: {} objects{} ({secs:.1}s)",
+            s.phase,
+            s.files,
+            if done { ", done" } else { "" }
+        );
+    }
+    let rate = s.bytes as f64 / secs;
+    let eta = if done || rate <= 0.0 {
+        String::new()
+    } else {
+        format!(
+            ", ETA {:.0}s",
+            (s.total_bytes.saturating_sub(s.bytes)) as f64 / rate
+        )
+    };
+    format!(
+        "{}: {}/{} files, {}/{}, {}/s{eta}{}",
+        s.phase,
+        s.files,
+        s.total_files,
+        HumanBytes(s.bytes),
+        HumanBytes(s.total_bytes),
+        HumanBytes(rate as u64),
+        if done {
+            format!(", done in {secs:.1}s")
+        } else {
+            String::new()
+        }
+    )
+}
+
+impl Observer for Lines {
+    fn event(&self, event: Event) {
+        let mut state = self.state.lock().unwrap();
+        match event {
+            Event::Started {
+                phase,
+                files,
+                bytes,
+            } => {
+                let now = Instant::now();
+                state.retain(|s| s.phase != phase);
+                state.push(PhaseState {
+                    phase,
+                    files: 0,
+                    bytes: 0,
+                    total_files: files,
+                    total_bytes: bytes,
+                    started: now,
+                    last_print: now,
+                });
+            }
+            Event::Advanced {
+                phase,
+                files,
+                bytes,
+            } => {
+                if let Some(s) = state.iter_mut().find(|s| s.phase == phase) {
+                    s.files += files;
+                    s.bytes += bytes;
+                    if s.last_print.elapsed() >= self.every {
+                        s.last_print = Instant::now();
+                        eprintln!("{}", line(s, false));
+                    }
+                }
+            }
+            Event::Finished { phase } => {
+                if let Some(s) = state.iter().find(|s| s.phase == phase) {
+                    eprintln!("{}", line(s, true));
+                }
+            }
+            other => log_line(&other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_decision() {
+        assert_eq!(mode(true, false, false), Mode::Bars);
+        assert_eq!(mode(true, true, false), Mode::Lines);
+        assert_eq!(mode(false, false, false), Mode::Lines);
+        assert_eq!(mode(true, false, true), Mode::Off);
+    }
+
+    #[test]
+    fn plain_line_has_counts_rate_and_no_carriage_return() {
+        let now = Instant::now();
+        let s = PhaseState {
+            phase: Phase::Uploading,
+            files: 3,
+            bytes: 2048,
+            total_files: 10,
+            total_bytes: 4096,
+            started: now,
+            last_print: now,
+        };
+        let l = line(&s, false);
+        assert!(
+            l.starts_with("uploading: 3/10 files, 2.00 KiB/4.00 KiB, "),
+            "{l}"
+        );
+        assert!(l.contains("/s, ETA") && !l.contains('\r'), "{l}");
+    }
+}

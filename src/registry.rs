@@ -1,0 +1,470 @@
+//! The Redis side: the contract the Rails app reads (PRODUCT.md, "Redis
+//! contract"), the deploy lock, and the atomic, compare-and-set activation.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{mask_url, Config};
+use crate::error::Failure;
+use crate::plan::LiveState;
+use crate::release::ReleaseRecord;
+
+/// The key names of one app. All share the hash tag `{APP}` (one cluster slot).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub current: String,
+    pub manifest: String,
+    pub releases: String,
+    pub history: String,
+    pub lock: String,
+    pub channel: String,
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(app: &str) -> Keys {
+        let prefix = format!("cutover:{{{app}}}:");
+        Keys {
+            current: format!("{prefix}current"),
+            manifest: format!("{prefix}manifest"),
+            releases: format!("{prefix}releases"),
+            history: format!("{prefix}history"),
+            lock: format!("{prefix}lock"),
+            channel: format!("{prefix}events"),
+            prefix,
+        }
+    }
+    pub fn release(&self, id: &str) -> String {
+        format!("{}release:{id}", self.prefix)
+    }
+}
+
+/// One activation, as pushed to `history` and published on the channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivationEvent {
+    pub release: String,
+    pub previous: Option<String>,
+    pub action: String,
+    pub at: String,
+    pub by: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Outcome of an activation attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activation {
+    Applied {
+        previous: Option<String>,
+    },
+    /// `current` was not what the caller planned against.
+    LostRace {
+        current: Option<String>,
+    },
+}
+
+/// A connection to a single server or a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(p, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(p, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+pub struct Registry {
+    conn: Conn,
+    pub keys: Keys,
+    url: String,
+    history_limit: usize,
+}
+
+const ACTIVATE: &str = r#"
+-- KEYS: current, manifest, history, release record
+-- ARGV: expected current ('' = none), new id, manifest JSON, event JSON, history cap, channel, force
+local cur = redis.call('GET', KEYS[1])
+if ARGV[7] ~= '1' and (cur or '') ~= ARGV[1] then
+  return {'lost', cur or ''}
+end
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  return {'unregistered', ''}
+end
+local event = cjson.decode(ARGV[4])
+if cur then event['previous'] = cur else event['previous'] = cjson.null end
+local text = cjson.encode(event)
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('LPUSH', KEYS[3], text)
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
+redis.call('PUBLISH', ARGV[6], text)
+return {'ok', cur or ''}
+"#;
+
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"#;
+
+impl Registry {
+    pub async fn connect(config: &Config) -> anyhow::Result<Registry> {
+        let app = config.app()?;
+        let url = config.redis_url.clone();
+        let timeout = Duration::from_secs(config.redis_timeout_secs);
+        let masked = mask_url(&url);
+        let conn = if config.redis_cluster {
+            let client = redis::cluster::ClusterClient::builder(vec![url.as_str()])
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .build()
+                .map_err(|e| Failure::input(format!("invalid redis_url {masked}: {e}")))?;
+            Conn::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| redis_error(&masked, "connect to", e))?,
+            )
+        } else {
+            let client = redis::Client::open(url.as_str()).map_err(|e| {
+                Failure::input(format!(
+                    "invalid redis_url {masked}: {e}; expected redis://[:password@]host:port[/db]"
+                ))
+            })?;
+            let cfg = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout));
+            Conn::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .await
+                    .map_err(|e| redis_error(&masked, "connect to", e))?,
+            )
+        };
+        let mut reg = Registry {
+            conn,
+            keys: Keys::new(app),
+            url: masked,
+            history_limit: config.history_limit,
+        };
+        // Fail here, with a clear message, rather than halfway through a deploy.
+        reg.read(|c| async move {
+            let mut c = c;
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        })
+        .await?;
+        Ok(reg)
+    }
+
+    /// Run a read, retried on connection errors and timeouts.
+    async fn read<T, F, Fut>(&mut self, f: F) -> anyhow::Result<T>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match f(self.conn.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e)
+                    if attempt < 4
+                        && (e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
+                    attempt += 1;
+                }
+                Err(e) => return Err(redis_error(&self.url, "read from", e)),
+            }
+        }
+    }
+
+    /// Live release id and manifest, in one round trip (MGET).
+    pub async fn live(&mut self) -> anyhow::Result<LiveState> {
+        let (cur, man) = (self.keys.current.clone(), self.keys.manifest.clone());
+        let (current, manifest): (Option<String>, Option<String>) = self
+            .read(|mut c| {
+                let (cur, man) = (cur.clone(), man.clone());
+                async move {
+                    let v: Vec<Option<String>> = redis::cmd("MGET")
+                        .arg(&cur)
+                        .arg(&man)
+                        .query_async(&mut c)
+                        .await?;
+                    Ok((v.first().cloned().flatten(), v.get(1).cloned().flatten()))
+                }
+            })
+            .await?;
+        let manifest = match manifest {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                Failure::operation(format!(
+                    "{} in Redis is not valid JSON ({e}); it was not written by cutover, re-activate a release to repair it",
+                    self.keys.manifest
+                ))
+            })?),
+            None => None,
+        };
+        Ok(LiveState { current, manifest })
+    }
+
+    /// A release record, or None if Redis does not know it.
+    pub async fn record(&mut self, id: &str) -> anyhow::Result<Option<ReleaseRecord>> {
+        let key = self.keys.release(id);
+        let text: Option<String> = self
+            .read(|mut c| {
+                let key = key.clone();
+                async move { redis::cmd("GET").arg(&key).query_async(&mut c).await }
+            })
+            .await?;
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| {
+                Failure::operation(format!(
+                    "release record {key} in Redis is not valid JSON ({e})"
+                ))
+            })
+        })
+        .transpose()
+    }
+
+    /// Release ids, newest first, with their scores (upload time, ms).
+    pub async fn release_ids(&mut self, limit: usize) -> anyhow::Result<Vec<String>> {
+        let key = self.keys.releases.clone();
+        self.read(|mut c| {
+            let key = key.clone();
+            async move {
+                redis::cmd("ZREVRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(limit as i64 - 1)
+                    .query_async(&mut c)
+                    .await
+            }
+        })
+        .await
+    }
+
+    pub async fn history(&mut self, limit: usize) -> anyhow::Result<Vec<ActivationEvent>> {
+        let key = self.keys.history.clone();
+        let raw: Vec<String> = self
+            .read(|mut c| {
+                let key = key.clone();
+                async move {
+                    redis::cmd("LRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(limit as i64 - 1)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        Ok(raw
+            .iter()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect())
+    }
+
+    /// Record a release (immutable: an existing record is kept) and add it to the set.
+    pub async fn register(&mut self, record: &ReleaseRecord) -> anyhow::Result<()> {
+        let json = serde_json::to_string(&record.summary()).expect("records serialize");
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(self.keys.release(&record.id))
+            .arg(json)
+            .arg("NX")
+            .ignore()
+            .cmd("ZADD")
+            .arg(&self.keys.releases)
+            .arg("NX")
+            .arg(record.created_at_ms)
+            .arg(&record.id)
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn)
+            .await
+            .map_err(|e| redis_error(&self.url, "write to", e))
+    }
+
+    /// Switch the live release in one atomic step, if `current` is still `expected`.
+    pub async fn activate(
+        &mut self,
+        expected: Option<&str>,
+        record: &ReleaseRecord,
+        event: &ActivationEvent,
+        force: bool,
+    ) -> anyhow::Result<Activation> {
+        let manifest = serde_json::to_string(&record.manifest).expect("manifests serialize");
+        let event_json = serde_json::to_string(event).expect("events serialize");
+        let result: RedisResult<(String, String)> = Script::new(ACTIVATE)
+            .key(&self.keys.current)
+            .key(&self.keys.manifest)
+            .key(&self.keys.history)
+            .key(self.keys.release(&record.id))
+            .arg(expected.unwrap_or(""))
+            .arg(&record.id)
+            .arg(&manifest)
+            .arg(&event_json)
+            .arg(self.history_limit)
+            .arg(&self.keys.channel)
+            .arg(if force { "1" } else { "0" })
+            .invoke_async(&mut self.conn)
+            .await;
+        let none_if_empty = |s: String| if s.is_empty() { None } else { Some(s) };
+        match result {
+            Ok((status, cur)) if status == "ok" => Ok(Activation::Applied {
+                previous: none_if_empty(cur),
+            }),
+            Ok((status, cur)) if status == "lost" => Ok(Activation::LostRace {
+                current: none_if_empty(cur),
+            }),
+            Ok((status, _)) if status == "unregistered" => Err(Failure::operation(format!(
+                "release {} is not registered in Redis ({} missing); deploy it again",
+                record.id,
+                self.keys.release(&record.id)
+            ))),
+            Ok((status, _)) => Err(Failure::operation(format!(
+                "unexpected activation reply {status:?} from Redis"
+            ))),
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                // The script may or may not have run. Read back; never guess.
+                let original = redis_error(&self.url, "activate on", e);
+                match self.live().await {
+                    Ok(live) if live.current.as_deref() == Some(record.id.as_str()) => {
+                        let head = self.history(1).await.ok().and_then(|h| h.into_iter().next());
+                        if head.as_ref().is_some_and(|h| h.release == record.id && h.at == event.at) {
+                            Ok(Activation::Applied { previous: head.and_then(|h| h.previous) })
+                        } else {
+                            Ok(Activation::Applied { previous: expected.map(str::to_string) })
+                        }
+                    }
+                    Ok(live) => Err(Failure::operation(format!(
+                        "{original}; read back after the connection dropped: activation did NOT apply, {} is still live; run the command again",
+                        live.current.as_deref().unwrap_or("no release")
+                    ))),
+                    Err(read_err) => Err(Failure::operation(format!(
+                        "{original}; could not read back whether activation applied ({}): run `cutover status` before doing anything else",
+                        crate::error::one_line(&read_err)
+                    ))),
+                }
+            }
+            Err(e) => Err(redis_error(&self.url, "activate on", e)),
+        }
+    }
+
+    /// Try once to take the deploy lock. Returns the current holder if it is taken.
+    pub async fn try_lock(&mut self, token: &str, ttl: Duration) -> anyhow::Result<Option<String>> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&self.keys.lock)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| redis_error(&self.url, "take the deploy lock on", e))?;
+        if set.is_some() {
+            return Ok(None);
+        }
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(&self.keys.lock)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(|e| redis_error(&self.url, "read the deploy lock on", e))?;
+        Ok(Some(holder.unwrap_or_default()))
+    }
+
+    /// Extend our lock; false if it is no longer ours.
+    pub async fn renew_lock(&mut self, token: &str, ttl: Duration) -> anyhow::Result<bool> {
+        let n: i64 = Script::new(RENEW)
+            .key(&self.keys.lock)
+            .arg(token)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|e| redis_error(&self.url, "renew the deploy lock on", e))?;
+        Ok(n == 1)
+    }
+
+    /// Release the lock if it is still ours.
+    pub async fn unlock(&mut self, token: &str) -> anyhow::Result<()> {
+        let _: i64 = Script::new(UNLOCK)
+            .key(&self.keys.lock)
+            .arg(token)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(|e| redis_error(&self.url, "release the deploy lock on", e))?;
+        Ok(())
+    }
+
+    /// A fresh handle on the same connection (for the lock renewer).
+    pub fn handle(&self) -> Registry {
+        Registry {
+            conn: self.conn.clone(),
+            keys: self.keys.clone(),
+            url: self.url.clone(),
+            history_limit: self.history_limit,
+        }
+    }
+}
+
+/// One line for a Redis failure, with the URL masked and the fix named.
+fn redis_error(masked_url: &str, op: &str, e: redis::RedisError) -> anyhow::Error {
+    let code = e.code().unwrap_or("");
+    let text = e.to_string();
+    if matches!(code, "WRONGPASS" | "NOAUTH")
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+        || text.contains("invalid password")
+    {
+        return Failure::input(format!(
+            "Redis at {masked_url} rejected the credentials ({}); fix the password in REDIS_URL",
+            if code.is_empty() {
+                "authentication failed"
+            } else {
+                code
+            }
+        ));
+    }
+    if code == "READONLY" || text.contains("READONLY") {
+        return Failure::input(format!(
+            "Redis at {masked_url} is a read-only replica (READONLY); point REDIS_URL at the primary"
+        ));
+    }
+    if e.is_connection_refusal() || e.is_io_error() || e.is_timeout() {
+        return Failure::operation(format!(
+            "cannot {op} Redis at {masked_url}: {text}; check REDIS_URL and that Redis is running and reachable"
+        ));
+    }
+    Failure::operation(format!("Redis at {masked_url} failed to {op}: {text}"))
+}

@@ -1,0 +1,564 @@
+//! The S3 side: one client, one paginated listing, conditional uploads with
+//! the SHA-256 S3 checks, release records outside the public prefix.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::error::Failure;
+use crate::events::{Event, Observer, Phase};
+use crate::plan::{Inspected, PlannedFile, RemoteObject};
+use crate::scan::part_size;
+
+/// Object metadata key holding the hex SHA-256 of the bytes (`x-amz-meta-sha256`).
+pub const META_SHA256: &str = "sha256";
+
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// Where requests go, for messages.
+    endpoint: String,
+    /// Multipart uploads in flight, aborted on interrupt.
+    in_flight: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// What happened to one upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    Uploaded,
+    /// Someone else uploaded the same bytes since the plan was made.
+    AlreadyThere,
+}
+
+impl S3Store {
+    /// Build the client from the standard AWS chain plus our settings.
+    pub async fn connect(config: &Config) -> anyhow::Result<S3Store> {
+        let bucket = config.bucket()?.to_string();
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_initial_backoff(Duration::from_millis(100))
+                    .with_max_backoff(Duration::from_secs(8)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .read_timeout(Duration::from_secs(60))
+                    .operation_attempt_timeout(Duration::from_secs(300))
+                    .build(),
+            )
+            .load()
+            .await;
+        let env_endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+            .ok()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+            .filter(|v| !v.is_empty());
+        let endpoint = config
+            .s3_endpoint
+            .clone()
+            .or(env_endpoint)
+            .or_else(|| sdk.endpoint_url().map(str::to_string));
+        let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
+            // Send exactly the SHA-256 we computed; no CRC32 trailers or
+            // aws-chunked bodies, which S3-compatible servers may reject.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .force_path_style(config.s3_path_style.unwrap_or(endpoint.is_some()));
+        if let Some(ep) = &config.s3_endpoint {
+            builder = builder.endpoint_url(ep);
+        }
+        if sdk.region().is_none() {
+            builder = builder.region(aws_sdk_s3::config::Region::new("us-east-1"));
+        }
+        let endpoint = endpoint.unwrap_or_else(|| {
+            format!(
+                "AWS S3 ({})",
+                sdk.region()
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "us-east-1".into())
+            )
+        });
+        Ok(S3Store {
+            client: Client::from_conf(builder.build()),
+            bucket,
+            endpoint,
+            in_flight: Arc::default(),
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// One paginated listing of everything under `prefix`.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        observer: &dyn Observer,
+    ) -> anyhow::Result<HashMap<String, RemoteObject>> {
+        observer.event(Event::Started {
+            phase: Phase::Listing,
+            files: 0,
+            bytes: 0,
+        });
+        let mut out = HashMap::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| self.error("list", &format!("s3://{}/{prefix}", self.bucket), e))?;
+            let mut n = 0;
+            for obj in page.contents() {
+                if let Some(key) = obj.key() {
+                    let size = obj.size().unwrap_or(0).max(0) as u64;
+                    let etag = obj
+                        .e_tag()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_string();
+                    out.insert(key.to_string(), RemoteObject { size, etag });
+                    n += 1;
+                }
+            }
+            observer.event(Event::Advanced {
+                phase: Phase::Listing,
+                files: n,
+                bytes: 0,
+            });
+        }
+        observer.event(Event::Finished {
+            phase: Phase::Listing,
+        });
+        Ok(out)
+    }
+
+    /// Find out the SHA-256 of an object: from our metadata, from S3's own
+    /// checksum, or, as a last resort, by reading it.
+    pub async fn inspect(&self, key: &str) -> anyhow::Result<Option<Inspected>> {
+        let head = match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(h) => h,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(self.error("inspect", key, e)),
+        };
+        if let Some(hex) = head.metadata().and_then(|m| m.get(META_SHA256)) {
+            return Ok(Some(Inspected {
+                sha256_hex: hex.to_ascii_lowercase(),
+            }));
+        }
+        if let Some(b64) = head.checksum_sha256().filter(|c| !c.contains('-')) {
+            if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64) {
+                return Ok(Some(Inspected {
+                    sha256_hex: hex::encode(raw),
+                }));
+            }
+        }
+        let obj = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(self.error("read", key, e)),
+        };
+        let mut body = obj.body;
+        let mut h = Sha256::new();
+        while let Some(chunk) = body.try_next().await.map_err(|e| {
+            Failure::operation(format!(
+                "reading s3://{}/{key} failed: {e}; run again",
+                self.bucket
+            ))
+        })? {
+            h.update(&chunk);
+        }
+        Ok(Some(Inspected {
+            sha256_hex: hex::encode(h.finalize()),
+        }))
+    }
+
+    /// Upload one planned file from disk, never replacing an existing object.
+    pub async fn put_file(
+        &self,
+        root: &Path,
+        file: &PlannedFile,
+        threshold: u64,
+    ) -> anyhow::Result<PutOutcome> {
+        let path = root.join(&file.path);
+        let result = if file.size >= threshold {
+            self.put_multipart(&path, file, threshold).await
+        } else {
+            self.put_single(&path, file).await
+        };
+        match result {
+            Ok(()) => Ok(PutOutcome::Uploaded),
+            Err(PutError::Exists) => {
+                self.settle_existing(&file.key, &file.sha256, &file.path)
+                    .await
+            }
+            Err(PutError::Other(e)) => Err(e),
+        }
+    }
+
+    /// A conditional write found the key taken: same bytes is fine, other bytes is a conflict.
+    async fn settle_existing(
+        &self,
+        key: &str,
+        sha256: &str,
+        what: &str,
+    ) -> anyhow::Result<PutOutcome> {
+        match self.inspect(key).await? {
+            Some(i) if i.sha256_hex == sha256 => Ok(PutOutcome::AlreadyThere),
+            Some(i) => Err(Failure::conflict(format!(
+                "s3://{}/{key} appeared with other bytes (sha256 {}) while {what} was being uploaded; \
+                 another deploy is writing the same prefix: nothing was overwritten, investigate before deploying again",
+                self.bucket, i.sha256_hex
+            ))),
+            None => Err(Failure::operation(format!(
+                "s3://{}/{key}: the conditional upload was refused but the object is not there; run the deploy again",
+                self.bucket
+            ))),
+        }
+    }
+
+    async fn put_single(&self, path: &Path, file: &PlannedFile) -> Result<(), PutError> {
+        let body = ByteStream::read_from()
+            .path(path)
+            .buffer_size(256 * 1024)
+            .build()
+            .await
+            .map_err(|e| {
+                PutError::Other(Failure::input(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            })?;
+        let sha_b64 = base64::engine::general_purpose::STANDARD
+            .encode(hex::decode(&file.sha256).unwrap_or_default());
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&file.key)
+            .body(body)
+            .content_length(file.size as i64)
+            .content_type(&file.headers.content_type)
+            .cache_control(&file.headers.cache_control)
+            .checksum_sha256(sha_b64)
+            .metadata(META_SHA256, &file.sha256)
+            .if_none_match("*");
+        if let Some(enc) = &file.headers.content_encoding {
+            req = req.content_encoding(enc);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_precondition_failed(&e) => Err(PutError::Exists),
+            Err(e) => Err(PutError::Other(self.error("upload", &file.key, e))),
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        path: &Path,
+        file: &PlannedFile,
+        threshold: u64,
+    ) -> Result<(), PutError> {
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&file.key)
+            .content_type(&file.headers.content_type)
+            .cache_control(&file.headers.cache_control)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .metadata(META_SHA256, &file.sha256);
+        if let Some(enc) = &file.headers.content_encoding {
+            req = req.content_encoding(enc);
+        }
+        let created = req
+            .send()
+            .await
+            .map_err(|e| PutError::Other(self.error("start multipart upload of", &file.key, e)))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        self.in_flight
+            .lock()
+            .unwrap()
+            .insert(file.key.clone(), upload_id.clone());
+        let result = self.upload_parts(path, file, threshold, &upload_id).await;
+        if result.is_err() {
+            self.abort(&file.key, &upload_id).await;
+        }
+        self.in_flight.lock().unwrap().remove(&file.key);
+        result
+    }
+
+    async fn upload_parts(
+        &self,
+        path: &Path,
+        file: &PlannedFile,
+        threshold: u64,
+        upload_id: &str,
+    ) -> Result<(), PutError> {
+        let part = part_size(file.size, threshold);
+        let count = file.size.div_ceil(part).max(1);
+        let mut parts = Vec::with_capacity(count as usize);
+        for i in 0..count {
+            let offset = i * part;
+            let length = part.min(file.size - offset);
+            let sha = part_sha256(path, offset, length).await.map_err(|e| {
+                PutError::Other(Failure::input(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            })?;
+            let body = ByteStream::read_from()
+                .path(path)
+                .offset(offset)
+                .length(aws_smithy_types::byte_stream::Length::Exact(length))
+                .buffer_size(256 * 1024)
+                .build()
+                .await
+                .map_err(|e| {
+                    PutError::Other(Failure::input(format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    )))
+                })?;
+            let out = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(&file.key)
+                .upload_id(upload_id)
+                .part_number((i + 1) as i32)
+                .content_length(length as i64)
+                .checksum_sha256(&sha)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| PutError::Other(self.error("upload a part of", &file.key, e)))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number((i + 1) as i32)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .checksum_sha256(sha)
+                    .build(),
+            );
+        }
+        let done = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&file.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .if_none_match("*")
+            .send()
+            .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(e) if is_precondition_failed(&e) => Err(PutError::Exists),
+            Err(e) => Err(PutError::Other(self.error(
+                "complete multipart upload of",
+                &file.key,
+                e,
+            ))),
+        }
+    }
+
+    async fn abort(&self, key: &str, upload_id: &str) {
+        let _ = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+    }
+
+    /// Abort every multipart upload still in flight (on interrupt).
+    pub async fn abort_in_flight(&self) {
+        let pending: Vec<(String, String)> = self.in_flight.lock().unwrap().drain().collect();
+        for (key, id) in pending {
+            self.abort(&key, &id).await;
+        }
+    }
+
+    /// Write a small immutable object (a release record) unless it exists with the same bytes.
+    pub async fn put_record(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+        let sha = Sha256::digest(&bytes);
+        let hex_sha = hex::encode(sha);
+        let res = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .cache_control("no-store")
+            .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(sha))
+            .metadata(META_SHA256, &hex_sha)
+            .if_none_match("*")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            // A record with this id exists: the release is already recorded.
+            Err(e) if is_precondition_failed(&e) => Ok(()),
+            Err(e) => Err(self.error("write release record", key, e)),
+        }
+    }
+
+    /// Read a small object; None if it does not exist.
+    pub async fn get_bytes(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => {
+                let data = o.body.collect().await.map_err(|e| {
+                    Failure::operation(format!(
+                        "reading s3://{}/{key} failed: {e}; run again",
+                        self.bucket
+                    ))
+                })?;
+                Ok(Some(data.into_bytes().to_vec()))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error("read", key, e)),
+        }
+    }
+
+    /// One line naming the operation, the object, the S3 error code and what to do.
+    fn error<E>(&self, op: &str, key: &str, err: SdkError<E, HttpResponse>) -> anyhow::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let what = if key.starts_with("s3://") {
+            key.to_string()
+        } else {
+            format!("s3://{}/{key}", self.bucket)
+        };
+        match &err {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Failure::operation(format!(
+                "cannot reach S3 at {} to {op} {what}: {}; check the endpoint (AWS_ENDPOINT_URL_S3), region and network",
+                self.endpoint,
+                DisplayErrorContext(&err)
+            )),
+            _ => {
+                let code = err.code().unwrap_or("unknown");
+                let message = err.message().unwrap_or("");
+                let hint = match code {
+                    "NoSuchBucket" => {
+                        return Failure::input(format!(
+                            "bucket {} does not exist at {} (NoSuchBucket); create it or fix --bucket / CUTOVER_BUCKET",
+                            self.bucket, self.endpoint
+                        ))
+                    }
+                    "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "ExpiredToken" | "InvalidToken" => {
+                        return Failure::input(format!(
+                            "S3 rejected the credentials ({code}) to {op} {what}; check AWS_PROFILE / AWS_ACCESS_KEY_ID"
+                        ))
+                    }
+                    "AccessDenied" => "the credentials lack permission; grant s3:ListBucket, s3:GetObject and s3:PutObject on the bucket",
+                    "BadDigest" | "XAmzContentSHA256Mismatch" | "InvalidDigest" => {
+                        "S3 received other bytes than were hashed; the file may have changed, rebuild and deploy again"
+                    }
+                    "SlowDown" | "ServiceUnavailable" | "InternalError" => "S3 kept failing after retries; run the deploy again, it resumes",
+                    _ => "run the deploy again; it resumes where it stopped",
+                };
+                let detail = if message.is_empty() { String::new() } else { format!(": {message}") };
+                Failure::operation(format!("S3 failed to {op} {what} ({code}{detail}); {hint}"))
+            }
+        }
+    }
+}
+
+enum PutError {
+    /// The key exists (412 on a conditional write).
+    Exists,
+    Other(anyhow::Error),
+}
+
+fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    match err {
+        SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
+            err.raw_response().map(|r| r.status().as_u16())
+        }
+        _ => None,
+    }
+}
+
+fn is_precondition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    status(err) == Some(412) || err.code() == Some("PreconditionFailed")
+}
+
+fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    status(err) == Some(404) || matches!(err.code(), Some("NoSuchKey") | Some("NotFound"))
+}
+
+async fn part_sha256(path: &Path, offset: u64, length: u64) -> std::io::Result<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut left = length;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut h = Sha256::new();
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = f.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "file shrank while uploading",
+                ));
+            }
+            h.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(base64::engine::general_purpose::STANDARD.encode(h.finalize()))
+    })
+    .await
+    .expect("hashing task does not panic")
+}
