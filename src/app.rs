@@ -127,11 +127,8 @@ async fn deploy_cmd(
     let started = std::time::Instant::now();
     let dir = args.dir.clone();
     let threshold = config.multipart_threshold;
-    let build = {
-        // Hashing is CPU work on its own threads; the observer must be shareable.
-        let build = tokio::task::block_in_place(|| crate::scan::scan(&dir, threshold, observer))?;
-        build
-    };
+    // Hashing is CPU work on its own threads, off the async workers.
+    let build = tokio::task::block_in_place(|| crate::scan::scan(&dir, threshold, observer))?;
     let hashed_secs = started.elapsed().as_secs_f64();
     let manifest = crate::manifest::load(&build, &config.manifest, &|p| {
         config.public_url(p).unwrap_or_default()
@@ -194,6 +191,12 @@ async fn deploy_cmd(
     };
     let id = &plan.release.id;
     report.text = match outcome {
+        "already_live" if stats.as_ref().is_some_and(|s| s.uploaded_files > 0) => {
+            format!(
+                "{}release {id} is already live for {app}; restored its missing objects\n",
+                upload_line(&stats)
+            )
+        }
         "already_live" => format!("release {id} is already live for {app}; nothing to do\n"),
         "recorded" => format!(
             "{}recorded release {id} (not activated); make it live with: cutover activate {id}\n",
@@ -258,13 +261,15 @@ async fn deploy_locked(
     if plan.count(Action::Conflict).0 > 0 {
         return Err(deploy::conflict_error(&plan, store.bucket()));
     }
-    if plan.already_live {
+    if plan.already_live && plan.count(Action::Upload).0 == 0 {
         return Ok((plan, None, None));
     }
+    // Uploads also run for the live release when objects went missing: a
+    // redeploy repairs it.
     let stats = deploy::upload(config, store, &build.root, &plan, observer).await?;
     deploy::write_record(config, store, &plan.release).await?;
     registry.register(&plan.release).await?;
-    if args.no_activate {
+    if args.no_activate || plan.already_live {
         return Ok((plan, Some(stats), None));
     }
     lock.check()?;

@@ -442,10 +442,12 @@ impl Registry {
 fn redis_error(masked_url: &str, op: &str, e: redis::RedisError) -> anyhow::Error {
     let code = e.code().unwrap_or("");
     let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
     if matches!(code, "WRONGPASS" | "NOAUTH")
-        || text.contains("WRONGPASS")
-        || text.contains("NOAUTH")
-        || text.contains("invalid password")
+        || e.kind() == redis::ErrorKind::AuthenticationFailed
+        || lower.contains("wrongpass")
+        || lower.contains("noauth")
+        || lower.contains("authentication failed")
     {
         return Failure::input(format!(
             "Redis at {masked_url} rejected the credentials ({}); fix the password in REDIS_URL",

@@ -305,7 +305,7 @@ pub fn hash_file(
         sha384.update(chunk);
         md5.update(chunk);
         size += n as u64;
-        if part.is_some() {
+        if let Some(part) = part {
             while !chunk.is_empty() {
                 let take = (part_left as usize).min(chunk.len());
                 part_md5.update(&chunk[..take]);
@@ -314,7 +314,7 @@ pub fn hash_file(
                 if part_left == 0 {
                     part_digests.extend_from_slice(&part_md5.finalize_reset());
                     parts += 1;
-                    part_left = part.unwrap();
+                    part_left = part;
                 }
             }
         }

@@ -1,1 +1,9 @@
-fn main() {}
+//! Integration tests: the real binary against a real Redis and a real
+//! S3-compatible server (moto), started once per run. One test binary.
+
+mod harness;
+
+mod activation;
+mod bad_input;
+mod plan_and_dry_run;
+mod upload;

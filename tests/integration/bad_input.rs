@@ -1,0 +1,274 @@
+//! Every bad input: one clear error line naming the problem and the fix, the
+//! documented exit code, and the live release and S3 untouched.
+
+use std::path::Path;
+
+use crate::harness::{fixture, free_port, rt, Ctx, Run};
+
+/// A context with a live release, so "untouched" means something.
+fn live_ctx(name: &str) -> Ctx {
+    let ctx = Ctx::new(name);
+    let run = ctx.run(&["deploy", fixture("flat").to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    ctx
+}
+
+/// Run, expect `code` and an error line containing every `needles`, and check nothing changed.
+fn expect_error(
+    ctx: &Ctx,
+    args: &[&str],
+    env: &[(&str, &str)],
+    code: i32,
+    needles: &[&str],
+) -> Run {
+    let before = rt().block_on(async { (ctx.objects().await, ctx.redis_state().await) });
+    let run = ctx.run_with(args, env);
+    assert_eq!(run.code, code, "{run:?}");
+    let line = run.error_line().to_string();
+    for n in needles {
+        assert!(line.contains(n), "error line {line:?} lacks {n:?}");
+    }
+    assert!(run.stdout.is_empty(), "an error printed results: {run:?}");
+    let after = rt().block_on(async { (ctx.objects().await, ctx.redis_state().await) });
+    assert!(
+        before == after,
+        "a failed command changed S3 or Redis: {args:?}"
+    );
+    run
+}
+
+fn copy_build(ctx: &Ctx) -> std::path::PathBuf {
+    ctx.build_copy("shakapacker")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn missing_and_empty_directory() {
+    let ctx = live_ctx("bad-dirs");
+    let missing = ctx.work.path().join("public/packs");
+    expect_error(
+        &ctx,
+        &["deploy", s(&missing)],
+        &[],
+        2,
+        &["does not exist", "run webpack first"],
+    );
+    std::fs::create_dir_all(&missing).unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&missing)],
+        &[],
+        2,
+        &["has no files", "run webpack"],
+    );
+}
+
+#[test]
+fn manifest_problems() {
+    let ctx = live_ctx("bad-manifest");
+    let build = copy_build(&ctx);
+    let manifest = build.join("manifest.json");
+    let good = std::fs::read_to_string(&manifest).unwrap();
+
+    std::fs::remove_file(&manifest).unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[],
+        2,
+        &["no manifest.json in", "--manifest"],
+    );
+
+    std::fs::write(&manifest, "{\"application.js\": ").unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[],
+        2,
+        &["is not valid JSON", "line 1"],
+    );
+
+    let missing_file = good.replace(
+        "/packs/js/application-b62e1c7fb0214cc621a8.js\"",
+        "/packs/js/application-000000000000.js\"",
+    );
+    assert_ne!(missing_file, good);
+    std::fs::write(&manifest, &missing_file).unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[],
+        2,
+        &[
+            "/packs/js/application-000000000000.js",
+            "not a file in the build",
+        ],
+    );
+
+    let escaping = good.replace(
+        "/packs/static/logo-f27f8614b6d283cbb282.svg\"",
+        "/packs/../../etc/passwd\"",
+    );
+    std::fs::write(&manifest, &escaping).unwrap();
+    expect_error(&ctx, &["deploy", s(&build)], &[], 2, &["contains `..`"]);
+
+    // The bytes of a file no longer match the integrity webpack recorded.
+    std::fs::write(&manifest, &good).unwrap();
+    let js = build.join("js/admin-2de6dd810fd1d9c2202a.js");
+    let mut bytes = std::fs::read(&js).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&js, bytes).unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[],
+        2,
+        &[
+            "integrity of js/admin-2de6dd810fd1d9c2202a.js does not match",
+            "inconsistent",
+        ],
+    );
+}
+
+#[test]
+fn symlink_escaping_the_build() {
+    let ctx = live_ctx("bad-symlink");
+    let build = copy_build(&ctx);
+    let secret = ctx.work.path().join("secret.txt");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    std::os::unix::fs::symlink(&secret, build.join("js/leak.js")).unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[],
+        2,
+        &["points outside the build directory", "copy the file"],
+    );
+}
+
+#[test]
+fn unreadable_file() {
+    let ctx = live_ctx("bad-unreadable");
+    let build = copy_build(&ctx);
+    let file = build.join("js/admin-2de6dd810fd1d9c2202a.js");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // root reads anything: run the binary as `nobody` then, as a CI user would be.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let run = if is_root {
+        std::fs::set_permissions(ctx.work.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cmd = ctx.command();
+        let program = cmd.get_program().to_owned();
+        let args: Vec<_> = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+            .iter()
+            .map(std::ffi::OsString::from)
+            .chain([program, "deploy".into(), build.clone().into()])
+            .collect();
+        let mut wrapped = std::process::Command::new("setpriv");
+        wrapped.args(args).current_dir(ctx.work.path()).env_clear();
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                wrapped.env(k, v);
+            }
+        }
+        wrapped.env("PATH", std::env::var("PATH").unwrap_or_default());
+        crate::harness::finish(wrapped.output().expect("setpriv (util-linux) is installed"))
+    } else {
+        ctx.run(&["deploy", s(&build)])
+    };
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.error_line().contains("cannot read"), "{run:?}");
+    assert!(
+        run.error_line().contains("admin-2de6dd810fd1d9c2202a.js"),
+        "{run:?}"
+    );
+    assert!(run.error_line().contains("permissions"), "{run:?}");
+}
+
+#[test]
+fn bucket_missing_s3_unreachable_redis_unreachable() {
+    let ctx = live_ctx("bad-services");
+    let build = fixture("shakapacker");
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[("CUTOVER_BUCKET", "no-such-bucket-here")],
+        2,
+        &["bucket no-such-bucket-here does not exist", "NoSuchBucket"],
+    );
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[("CUTOVER_S3_ENDPOINT", &dead)],
+        1,
+        &["cannot reach S3 at", &dead],
+    );
+    let dead_redis = format!("redis://:hunter2@127.0.0.1:{}", free_port());
+    let run = expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[("REDIS_URL", &dead_redis)],
+        1,
+        &["Redis at redis://:***@127.0.0.1", "check REDIS_URL"],
+    );
+    assert!(
+        !run.stderr.contains("hunter2"),
+        "password leaked: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn invalid_config_values_and_unknown_flag() {
+    let ctx = live_ctx("bad-config");
+    let build = fixture("shakapacker");
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[("CUTOVER_CONCURRENCY", "many")],
+        2,
+        &[
+            "invalid concurrency = \"many\"",
+            "CUTOVER_CONCURRENCY",
+            "1 to 512",
+        ],
+    );
+    expect_error(
+        &ctx,
+        &["deploy", s(&build), "--cdn-url", "cdn.example.com"],
+        &[],
+        2,
+        &["invalid cdn_url", "flag --cdn-url", "http(s) URL"],
+    );
+    std::fs::write(
+        ctx.work.path().join("cutover.toml"),
+        "prefix = \"packs\"\nconcurency = 4\n",
+    )
+    .unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[],
+        2,
+        &["unknown key `concurency`", "cutover.toml:2"],
+    );
+    std::fs::remove_file(ctx.work.path().join("cutover.toml")).unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[("CUTOVER_APP", "")],
+        2,
+        &["no app configured", "CUTOVER_APP"],
+    );
+
+    let run = ctx.run(&["deploy", s(&build), "--frobnicate"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("unexpected argument '--frobnicate'"),
+        "{run:?}"
+    );
+}
