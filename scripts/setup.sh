@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what cutover's tests and quick start need on a fresh Debian machine
+# with Rust: redis-server, setpriv (util-linux), python3-venv, and moto (the
+# S3-compatible server) pinned in .venv-s3. Idempotent; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MOTO_VERSION=5.2.5
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
+command -v curl >/dev/null || need_apt+=(curl)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+if ((${#need_apt[@]})); then
+  echo "setup: installing ${need_apt[*]} with apt-get" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! .venv-s3/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  echo "setup: installing moto $MOTO_VERSION into .venv-s3" >&2
+  python3 -m venv .venv-s3
+  .venv-s3/bin/pip install -q --disable-pip-version-check "moto[s3,cloudfront]==$MOTO_VERSION" flask flask-cors
+fi
+echo "setup: ok (redis-server $(redis-server --version | awk '{print $3}'), moto $MOTO_VERSION)" >&2
