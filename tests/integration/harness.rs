@@ -77,7 +77,12 @@ pub fn spawn_server(mut cmd: Command) -> u32 {
 
 pub fn start_redis(extra: &[&str]) -> u16 {
     let port = free_port();
+    // Its own directory: a replica's full sync makes the primary write an RDB file.
+    let dir =
+        std::env::temp_dir().join(format!("cutover-test-redis-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let mut cmd = Command::new("redis-server");
+    cmd.arg("--dir").arg(&dir);
     cmd.args([
         "--port",
         &port.to_string(),
