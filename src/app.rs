@@ -55,12 +55,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(async {
-        tokio::select! {
-            r = run(cli) => r,
-            _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
-        }
-    });
+    let result = runtime.block_on(run(cli));
     // Don't wait for background tasks (lock renewer) to notice.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
@@ -94,6 +89,22 @@ pub fn main() -> ExitCode {
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted")]
 struct Interrupted;
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (a cancelled CI job).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
 
 async fn run(cli: Cli) -> anyhow::Result<Report> {
     let cwd = std::env::current_dir()
@@ -167,17 +178,16 @@ async fn deploy_cmd(
         .clone()
         .unwrap_or_else(|| "unknown".into());
     let lock = LockGuard::acquire(config, &registry, &owner, observer).await?;
-    let result = deploy_locked(
-        config,
-        &args,
-        &store,
-        &mut registry,
-        &build,
-        &manifest,
-        &lock,
-        observer,
-    )
-    .await;
+    // From here on an interrupt must not leave multipart uploads open or the
+    // lock held: catch SIGINT/SIGTERM (before, the default action is right:
+    // nothing has been written yet).
+    let result = tokio::select! {
+        r = deploy_locked(config, &args, &store, &mut registry, &build, &manifest, &lock, observer) => r,
+        _ = shutdown_signal() => {
+            store.abort_in_flight().await;
+            Err(Interrupted.into())
+        }
+    };
     lock.release().await;
     let (plan, stats, activated_from) = result?;
     let mut report = plan_report(config, &plan, &registry.keys, false);

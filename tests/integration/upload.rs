@@ -258,3 +258,87 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
         );
     });
 }
+
+#[test]
+fn interrupt_aborts_multipart_uploads_and_releases_the_lock() {
+    let ctx = Ctx::new("interrupt");
+    let build = ctx.work.path().join("build");
+    std::fs::create_dir_all(build.join("static")).unwrap();
+    // Big enough that the upload is still running when we look.
+    let big: Vec<u8> = (0..(60 * 1024 * 1024))
+        .map(|i: usize| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    std::fs::write(build.join("static/huge-0a1b2c3d4e5f.bin"), &big).unwrap();
+    drop(big);
+    std::fs::write(
+        build.join("manifest.json"),
+        r#"{"huge.bin": "/packs/static/huge-0a1b2c3d4e5f.bin"}"#,
+    )
+    .unwrap();
+    let mut cmd = ctx.command();
+    cmd.args(["deploy", build.to_str().unwrap()])
+        .env("CUTOVER_MULTIPART_THRESHOLD_MIB", "5");
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+
+    // Wait for the multipart upload to be under way (a condition, with a deadline).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    rt().block_on(async {
+        let s3 = ctx.s3().await;
+        loop {
+            let open = s3
+                .list_multipart_uploads()
+                .bucket(&ctx.bucket)
+                .send()
+                .await
+                .unwrap();
+            if !open.uploads().is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the multipart upload never started"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let run = crate::harness::finish(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 130, "{run:?}");
+    assert!(run.error_line().contains("interrupted"), "{run:?}");
+    rt().block_on(async {
+        let s3 = ctx.s3().await;
+        let open = s3
+            .list_multipart_uploads()
+            .bucket(&ctx.bucket)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            open.uploads().is_empty(),
+            "multipart uploads left open: {:?}",
+            open.uploads()
+        );
+        let head = s3
+            .head_object()
+            .bucket(&ctx.bucket)
+            .key("packs/static/huge-0a1b2c3d4e5f.bin")
+            .send()
+            .await;
+        assert!(head.is_err(), "a partial object became visible");
+        let mut con = ctx.redis().await;
+        let lock: Option<String> = redis::cmd("GET")
+            .arg(ctx.key("lock"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(lock, None, "the lock was not released");
+        let current: Option<String> = redis::cmd("GET")
+            .arg(ctx.key("current"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(current, None);
+    });
+}
