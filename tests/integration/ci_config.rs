@@ -57,7 +57,7 @@ fn circleci_pipeline_runs_the_test_suite_and_references_real_jobs() {
             .collect();
         for (entry, name) in entries.iter().zip(&names) {
             assert!(
-                jobs.contains_key(&Value::from(name.as_str())),
+                jobs.contains_key(Value::from(name.as_str())),
                 "workflow names unknown job {name}"
             );
             if let Some(reqs) = entry[name.as_str()]["requires"].as_sequence() {
