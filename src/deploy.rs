@@ -386,6 +386,8 @@ impl LockGuard {
         loop {
             match reg.try_lock(&token, ttl).await? {
                 None => break,
+                // The lock expired between our SET NX and the GET: try again at once.
+                Some(holder) if holder.is_empty() => continue,
                 Some(holder) => {
                     if Instant::now() >= deadline {
                         return Err(Failure::conflict(format!(
