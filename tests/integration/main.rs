@@ -6,6 +6,7 @@ mod harness;
 mod activation;
 mod bad_input;
 mod ci_config;
+mod consumers;
 mod faults;
 mod plan_and_dry_run;
 mod upload;
