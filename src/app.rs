@@ -7,7 +7,7 @@ use indicatif::HumanBytes;
 use is_terminal::IsTerminal;
 use serde_json::{json, Value};
 
-use crate::cli::{ActivateArgs, Cli, Command, DeployArgs, ReleasesArgs, RollbackArgs};
+use crate::cli::{ActivateArgs, Cli, Command, DeployArgs, ReleasesArgs, RollbackArgs, SwitchFlags};
 use crate::config::{self, Config, FileSource};
 use crate::deploy::{self, LockGuard};
 use crate::error::{exit_code, one_line, Failure};
@@ -487,21 +487,16 @@ async fn resolve_release(
     }
 }
 
-struct SwitchArgs<'a> {
-    action: &'a str,
-    dry_run: bool,
-    force: bool,
-    message: Option<String>,
-}
-
 /// Shared by `activate` and `rollback`: verify the target's objects, then switch.
+#[allow(clippy::too_many_arguments)]
 async fn switch_to(
     config: &Config,
     registry: &mut Registry,
     store: &S3Store,
     target: ReleaseRecord,
     live: Option<String>,
-    args: SwitchArgs<'_>,
+    action: &str,
+    args: SwitchFlags,
     observer: &dyn Observer,
 ) -> anyhow::Result<Report> {
     let app = config.app()?.to_string();
@@ -509,7 +504,7 @@ async fn switch_to(
     if live.as_deref() == Some(id.as_str()) {
         return Ok(Report::ok(
             format!("release {id} is already live for {app}; nothing to do\n"),
-            json!({"command": args.action, "app": app, "release": id, "outcome": "already_live", "dry_run": args.dry_run}),
+            json!({"command": action, "app": app, "release": id, "outcome": "already_live", "dry_run": args.dry_run}),
         ));
     }
     deploy::verify_objects(config, store, &target, observer).await?;
@@ -519,7 +514,7 @@ async fn switch_to(
         let text = format!(
             "dry run: nothing will be changed\nwould switch {app} from {} to {id} ({}); all {} objects are in S3\nmanifest: {} added, {} changed, {} removed\n",
             live.as_deref().unwrap_or("none"),
-            args.action,
+            action,
             target.file_count,
             diff.added.len(),
             diff.changed.len(),
@@ -527,7 +522,7 @@ async fn switch_to(
         );
         return Ok(Report::ok(
             text,
-            json!({"command": args.action, "dry_run": true, "app": app, "release": id, "from": live, "manifest_diff": diff, "outcome": "planned"}),
+            json!({"command": action, "dry_run": true, "app": app, "release": id, "from": live, "manifest_diff": diff, "outcome": "planned"}),
         ));
     }
     let owner = config
@@ -539,7 +534,7 @@ async fn switch_to(
         registry,
         live.as_deref(),
         &target,
-        args.action,
+        action,
         config.deployed_by.clone(),
         args.message,
         args.force,
@@ -551,9 +546,9 @@ async fn switch_to(
         format!(
             "release {id} is live for {app} (was {}; {})\n",
             previous.as_deref().unwrap_or("none"),
-            args.action
+            action
         ),
-        json!({"command": args.action, "dry_run": false, "app": app, "release": id, "from": previous, "manifest_diff": diff, "outcome": "activated"}),
+        json!({"command": action, "dry_run": false, "app": app, "release": id, "from": previous, "manifest_diff": diff, "outcome": "activated"}),
     ))
 }
 
@@ -567,13 +562,17 @@ async fn activate_cmd(
     let (store, mut registry) = (store?, registry?);
     let live = registry.live().await?.current;
     let target = resolve_release(config, &mut registry, &store, &args.release).await?;
-    let sw = SwitchArgs {
-        action: "activate",
-        dry_run: args.dry_run,
-        force: args.force,
-        message: args.message,
-    };
-    switch_to(config, &mut registry, &store, target, live, sw, observer).await
+    switch_to(
+        config,
+        &mut registry,
+        &store,
+        target,
+        live,
+        "activate",
+        args.switch,
+        observer,
+    )
+    .await
 }
 
 async fn rollback_cmd(
@@ -607,13 +606,17 @@ async fn rollback_cmd(
         }
     };
     let target = resolve_release(config, &mut registry, &store, &target_id).await?;
-    let sw = SwitchArgs {
-        action: "rollback",
-        dry_run: args.dry_run,
-        force: args.force,
-        message: args.message,
-    };
-    switch_to(config, &mut registry, &store, target, live, sw, observer).await
+    switch_to(
+        config,
+        &mut registry,
+        &store,
+        target,
+        live,
+        "rollback",
+        args.switch,
+        observer,
+    )
+    .await
 }
 
 async fn status_cmd(config: &Config) -> anyhow::Result<Report> {

@@ -113,17 +113,8 @@ pub struct DeployArgs {
 pub struct ActivateArgs {
     /// Release id (a unique prefix is enough).
     pub release: String,
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Switch even if the live release changes while checking.
-    #[arg(long)]
-    pub force: bool,
-    #[arg(long, short)]
-    pub message: Option<String>,
-    #[arg(long, value_name = "NAME")]
-    pub by: Option<String>,
-    #[arg(long, value_name = "SECS")]
-    pub lock_wait: Option<String>,
+    #[command(flatten)]
+    pub switch: SwitchFlags,
 }
 
 #[derive(Debug, Args)]
@@ -131,14 +122,26 @@ pub struct RollbackArgs {
     /// Roll back to this release instead of the previous one.
     #[arg(long, value_name = "RELEASE")]
     pub to: Option<String>,
+    #[command(flatten)]
+    pub switch: SwitchFlags,
+}
+
+/// Flags shared by the commands that switch the live release.
+#[derive(Debug, Args)]
+pub struct SwitchFlags {
+    /// Print the switch (after checking the release's objects); change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Switch even if the live release changes while checking.
     #[arg(long)]
     pub force: bool,
+    /// A note kept in the history.
     #[arg(long, short)]
     pub message: Option<String>,
+    /// Who switches (default: CI user variable, else the OS user).
     #[arg(long, value_name = "NAME")]
     pub by: Option<String>,
+    /// Seconds to wait for a running deploy's lock (CUTOVER_LOCK_WAIT, default 120).
     #[arg(long, value_name = "SECS")]
     pub lock_wait: Option<String>,
 }
@@ -176,13 +179,10 @@ impl Cli {
                 put("build_url", &d.build_url);
                 put("deployed_by", &d.by);
             }
-            Command::Activate(a) => {
-                put("deployed_by", &a.by);
-                put("lock_wait_secs", &a.lock_wait);
-            }
-            Command::Rollback(r) => {
-                put("deployed_by", &r.by);
-                put("lock_wait_secs", &r.lock_wait);
+            Command::Activate(ActivateArgs { switch, .. })
+            | Command::Rollback(RollbackArgs { switch, .. }) => {
+                put("deployed_by", &switch.by);
+                put("lock_wait_secs", &switch.lock_wait);
             }
             Command::Status | Command::Releases(_) => {}
         }

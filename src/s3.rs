@@ -252,17 +252,7 @@ impl S3Store {
     }
 
     async fn put_single(&self, path: &Path, file: &PlannedFile) -> Result<(), PutError> {
-        let body = ByteStream::read_from()
-            .path(path)
-            .buffer_size(256 * 1024)
-            .build()
-            .await
-            .map_err(|e| {
-                PutError::Other(Failure::input(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )))
-            })?;
+        let body = file_body(path, None).await?;
         let sha_b64 = base64::engine::general_purpose::STANDARD
             .encode(hex::decode(&file.sha256).unwrap_or_default());
         let mut req = self
@@ -341,19 +331,7 @@ impl S3Store {
                     path.display()
                 )))
             })?;
-            let body = ByteStream::read_from()
-                .path(path)
-                .offset(offset)
-                .length(aws_smithy_types::byte_stream::Length::Exact(length))
-                .buffer_size(256 * 1024)
-                .build()
-                .await
-                .map_err(|e| {
-                    PutError::Other(Failure::input(format!(
-                        "cannot read {}: {e}",
-                        path.display()
-                    )))
-                })?;
+            let body = file_body(path, Some((offset, length))).await?;
             let out = self
                 .client
                 .upload_part()
@@ -511,6 +489,22 @@ impl S3Store {
             }
         }
     }
+}
+
+/// A body streamed from disk: the whole file, or `(offset, length)` of it.
+async fn file_body(path: &Path, range: Option<(u64, u64)>) -> Result<ByteStream, PutError> {
+    let mut builder = ByteStream::read_from().path(path).buffer_size(256 * 1024);
+    if let Some((offset, length)) = range {
+        builder = builder
+            .offset(offset)
+            .length(aws_smithy_types::byte_stream::Length::Exact(length));
+    }
+    builder.build().await.map_err(|e| {
+        PutError::Other(Failure::input(format!(
+            "cannot read {}: {e}",
+            path.display()
+        )))
+    })
 }
 
 enum PutError {

@@ -287,6 +287,23 @@ impl Ctx {
         out
     }
 
+    /// Fails if a multipart upload was left open in the bucket.
+    pub async fn assert_no_open_multipart(&self) {
+        let open = self
+            .s3()
+            .await
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            open.uploads().is_empty(),
+            "multipart uploads left open: {:?}",
+            open.uploads()
+        );
+    }
+
     pub async fn put(&self, key: &str, body: &[u8]) {
         self.s3()
             .await

@@ -172,16 +172,7 @@ fn large_file_goes_multipart_and_is_recognised_on_redeploy() {
             .unwrap()
             .into_bytes();
         assert!(body.as_ref() == big.as_slice(), "multipart bytes differ");
-        let uploads = s3
-            .list_multipart_uploads()
-            .bucket(&ctx.bucket)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            uploads.uploads().is_empty(),
-            "a multipart upload was left open"
-        );
+        ctx.assert_no_open_multipart().await;
     });
     // The listing's multipart ETag proves the bytes: nothing to upload, nothing to inspect.
     let run = ctx.run_with(
@@ -309,17 +300,7 @@ fn interrupt_aborts_multipart_uploads_and_releases_the_lock() {
     assert!(run.error_line().contains("interrupted"), "{run:?}");
     rt().block_on(async {
         let s3 = ctx.s3().await;
-        let open = s3
-            .list_multipart_uploads()
-            .bucket(&ctx.bucket)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            open.uploads().is_empty(),
-            "multipart uploads left open: {:?}",
-            open.uploads()
-        );
+        ctx.assert_no_open_multipart().await;
         let head = s3
             .head_object()
             .bucket(&ctx.bucket)
