@@ -8,6 +8,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use futures::stream::{self, StreamExt};
 use md5::Md5;
 use sha2::{Digest, Sha256};
@@ -166,6 +167,8 @@ struct ProxyLog {
     per_request: HashMap<String, usize>,
     /// Keys of PUTs that S3 carried out (200) but whose answer was lost.
     applied_unanswered: BTreeSet<String>,
+    /// `x-amz-checksum-sha256` of every PUT, by key ("" when absent).
+    put_checksums: BTreeMap<String, String>,
 }
 
 impl ProxyLog {
@@ -298,6 +301,13 @@ async fn serve(mut client: TcpStream, n: usize, upstream: String, log: Arc<Mutex
     };
     let head = String::from_utf8_lossy(&buf[..head_len]).into_owned();
     let request = head.lines().next().unwrap_or_default().to_string();
+    if let Some(key) = put_key(&request) {
+        let checksum = header(&head, "x-amz-checksum-sha256").unwrap_or_default();
+        log.lock()
+            .unwrap()
+            .put_checksums
+            .insert(key, checksum.to_string());
+    }
     let fault = log.lock().unwrap().decide(n, &request);
     match fault {
         None => {
@@ -427,6 +437,16 @@ fn flaky_s3_still_ends_in_a_complete_correct_upload() {
         "answers lost for {lost:?}: {run:?}"
     );
     assert_eq!(stats["uploaded_files"], 200 - lost.len(), "{run:?}");
+
+    // Every PUT carried the file's SHA-256 for S3 to check the bytes against.
+    for (path, bytes) in &files {
+        let want = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes));
+        assert_eq!(
+            log.put_checksums.get(&key_of(path)),
+            Some(&want),
+            "PUT of {path} did not carry its x-amz-checksum-sha256"
+        );
+    }
 
     // Straight from S3, not through the proxy.
     rt().block_on(assert_s3_holds_exactly(&ctx, &files));

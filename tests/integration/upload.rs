@@ -63,6 +63,8 @@ fn deploy_uploads_every_file_with_headers_checksum_and_bytes() {
                 .await
                 .unwrap();
             assert_eq!(head.content_type(), Some(expected_type(&rel)), "{key}");
+            // moto does not echo x-amz-checksum-sha256; that every PUT sends it is
+            // checked on the wire in faults.rs.
             assert_eq!(
                 head.cache_control(),
                 Some("public, max-age=31536000, immutable"),
