@@ -1,7 +1,9 @@
 //! The commands: each turns a validated [`Config`] into a [`Report`] for
 //! stdout. `run` maps errors to exit codes and prints them.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use indicatif::HumanBytes;
 use is_terminal::IsTerminal;
@@ -12,10 +14,12 @@ use crate::config::{self, Config, FileSource};
 use crate::deploy::{self, LockGuard};
 use crate::error::{exit_code, one_line, Failure};
 use crate::events::{Event, Observer};
-use crate::plan::{Action, Plan};
+use crate::manifest::Manifest;
+use crate::plan::{Action, LiveState, Plan, RemoteObject};
 use crate::registry::{Keys, Registry};
 use crate::release::ReleaseRecord;
 use crate::s3::S3Store;
+use crate::scan::Build;
 
 /// What a command prints on stdout, as text and as JSON, and its exit code.
 pub struct Report {
@@ -119,7 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
     );
     let observer = crate::progress::observer(mode);
     match cli.command {
-        Command::Deploy(args) => deploy_cmd(&config, args, observer.as_ref()).await,
+        Command::Deploy(args) => deploy_cmd(&config, args, observer.clone()).await,
         Command::Activate(args) => activate_cmd(&config, args, observer.as_ref()).await,
         Command::Rollback(args) => rollback_cmd(&config, args, observer.as_ref()).await,
         Command::Status => status_cmd(&config).await,
@@ -127,33 +131,68 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
     }
 }
 
+/// Scan and hash the build on the blocking pool, then check its manifest.
+async fn scan_build(
+    config: &Config,
+    dir: &std::path::Path,
+    observer: Arc<dyn Observer>,
+) -> anyhow::Result<(Build, Manifest)> {
+    let (dir, threshold) = (dir.to_path_buf(), config.multipart_threshold);
+    let build =
+        tokio::task::spawn_blocking(move || crate::scan::scan(&dir, threshold, observer.as_ref()))
+            .await
+            .map_err(|e| Failure::operation(format!("hashing failed: {e}")))??;
+    let manifest = crate::manifest::load(&build, &config.manifest, &|p| {
+        config.public_url(p).unwrap_or_default()
+    })?;
+    Ok((build, manifest))
+}
+
 async fn deploy_cmd(
     config: &Config,
     args: DeployArgs,
-    observer: &dyn Observer,
+    observer: Arc<dyn Observer>,
 ) -> anyhow::Result<Report> {
     // Fail on missing settings before any work.
     let (app, bucket) = (config.app()?.to_string(), config.bucket()?.to_string());
     config.cdn_url()?;
     let started = std::time::Instant::now();
-    let dir = args.dir.clone();
-    let threshold = config.multipart_threshold;
-    // Hashing is CPU work on its own threads, off the async workers.
-    let build = tokio::task::block_in_place(|| crate::scan::scan(&dir, threshold, observer))?;
-    let hashed_secs = started.elapsed().as_secs_f64();
-    let manifest = crate::manifest::load(&build, &config.manifest, &|p| {
-        config.public_url(p).unwrap_or_default()
-    })?;
-    let (store, registry) = tokio::join!(S3Store::connect(config), Registry::connect(config));
-    let (store, mut registry) = (store?, registry?);
+    // Hash the build while connecting, listing the bucket and reading the
+    // live state: the two do not depend on each other. Problems with the
+    // build are reported first.
+    let services = async {
+        let (store, registry) = tokio::join!(S3Store::connect(config), Registry::connect(config));
+        let (store, mut registry) = (store?, registry?);
+        let state = deploy::remote_state(config, &store, &mut registry, observer.as_ref()).await?;
+        anyhow::Ok((store, registry, state))
+    };
+    let scanned = scan_build(config, &args.dir, observer.clone());
+    tokio::pin!(scanned, services);
+    let mut services_done = None;
+    let scanned = loop {
+        tokio::select! {
+            s = &mut scanned => break s,
+            r = &mut services, if services_done.is_none() => services_done = Some(r),
+        }
+    };
+    // A bad build is reported at once, without waiting on S3 or Redis.
+    let (build, manifest) = scanned?;
+    let services = match services_done {
+        Some(r) => r,
+        None => services.await,
+    };
+    let (store, mut registry, (remote, live)) = services?;
+    let prepared_secs = started.elapsed().as_secs_f64();
+    let observer = observer.as_ref();
 
     if args.dry_run {
         let plan = deploy::make_plan(
             config,
             &store,
-            &mut registry,
             &build,
             &manifest,
+            &remote,
+            &live,
             args.message.clone(),
             observer,
         )
@@ -182,7 +221,7 @@ async fn deploy_cmd(
     // lock held: catch SIGINT/SIGTERM (before, the default action is right:
     // nothing has been written yet).
     let result = tokio::select! {
-        r = deploy_locked(config, &args, &store, &mut registry, &build, &manifest, &lock, observer) => r,
+        r = deploy_locked(config, &args, &store, &mut registry, &build, &manifest, (remote, live), &lock, observer) => r,
         _ = shutdown_signal() => {
             store.abort_in_flight().await;
             Err(Interrupted.into())
@@ -223,7 +262,7 @@ async fn deploy_cmd(
         m.insert(
             "stats".into(),
             json!({
-                "hash_seconds": hashed_secs,
+                "prepare_seconds": prepared_secs,
                 "total_seconds": total_secs,
                 "upload": stats,
             }),
@@ -253,17 +292,28 @@ async fn deploy_locked(
     args: &DeployArgs,
     store: &S3Store,
     registry: &mut Registry,
-    build: &crate::scan::Build,
-    manifest: &crate::manifest::Manifest,
+    build: &Build,
+    manifest: &Manifest,
+    (remote, live): (HashMap<String, RemoteObject>, LiveState),
     lock: &LockGuard,
     observer: &dyn Observer,
 ) -> anyhow::Result<Deployed> {
+    // The plan is made under the lock: if another deploy held it, list again;
+    // otherwise the listing stands (conditional PUTs catch any late object)
+    // and only the live state is read again.
+    let (remote, live) = if lock.waited {
+        deploy::remote_state(config, store, registry, observer).await?
+    } else {
+        let live_now = registry.live().await?;
+        (remote, if live_now == live { live } else { live_now })
+    };
     let plan = deploy::make_plan(
         config,
         store,
-        registry,
         build,
         manifest,
+        &remote,
+        &live,
         args.message.clone(),
         observer,
     )

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
 use crate::manifest::Manifest;
-use crate::plan::{plan, Action, Inspected, LiveState, Plan, Provenance};
+use crate::plan::{plan, Action, Inspected, LiveState, Plan, Provenance, RemoteObject};
 use crate::registry::{Activation, ActivationEvent, Registry};
 use crate::release::{now, ReleaseRecord};
 use crate::s3::{PutOutcome, S3Store};
@@ -25,25 +25,37 @@ pub fn record_key(config: &Config, id: &str) -> anyhow::Result<String> {
     Ok(format!("{}releases/{id}.json", config.meta_prefix()?))
 }
 
-/// List the bucket and read the live state at once, then plan, then settle
-/// the files the listing alone could not decide. Read-only.
-pub async fn make_plan(
+/// The remote side a plan is made against: one listing of the public prefix
+/// and the live state in Redis, read at once. Read-only.
+pub async fn remote_state(
     config: &Config,
     store: &S3Store,
     registry: &mut Registry,
+    observer: &dyn Observer,
+) -> anyhow::Result<(HashMap<String, RemoteObject>, LiveState)> {
+    let prefix = config.list_prefix();
+    let (remote, live) = tokio::join!(store.list(&prefix, observer), registry.live());
+    Ok((remote?, live?))
+}
+
+/// Plan against the remote state, then settle the files the listing alone
+/// could not decide (HEAD, or reading the object). Read-only.
+#[allow(clippy::too_many_arguments)]
+pub async fn make_plan(
+    config: &Config,
+    store: &S3Store,
     build: &Build,
     manifest: &Manifest,
+    remote: &HashMap<String, RemoteObject>,
+    live: &LiveState,
     message: Option<String>,
     observer: &dyn Observer,
 ) -> anyhow::Result<Plan> {
-    let prefix = config.list_prefix();
-    let (remote, live) = tokio::join!(store.list(&prefix, observer), registry.live());
-    let (remote, live): (_, LiveState) = (remote?, live?);
     let mut plan = plan(
         build,
         manifest,
-        &remote,
-        &live,
+        remote,
+        live,
         Provenance {
             config,
             message,
@@ -360,6 +372,8 @@ pub async fn switch(
 
 /// The deploy lock, held while `work` runs and renewed in the background.
 pub struct LockGuard {
+    /// Another deploy held the lock first: what it planned against may have changed.
+    pub waited: bool,
     registry: Registry,
     token: String,
     lost: Arc<AtomicBool>,
@@ -426,6 +440,7 @@ impl LockGuard {
             })
         };
         Ok(LockGuard {
+            waited: announced,
             registry: reg,
             token,
             lost,

@@ -1,7 +1,7 @@
 //! Progress on stderr, drawn from pipeline [`Event`]s: bars on a terminal,
 //! a plain line every few seconds in CI or without a terminal, or nothing.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -27,11 +27,11 @@ pub fn mode(stderr_is_terminal: bool, ci: bool, quiet: bool) -> Mode {
     }
 }
 
-pub fn observer(mode: Mode) -> Box<dyn Observer> {
+pub fn observer(mode: Mode) -> Arc<dyn Observer> {
     match mode {
-        Mode::Bars => Box::new(Bars::default()),
-        Mode::Lines => Box::new(Lines::new(Duration::from_secs(3))),
-        Mode::Off => Box::new(LogOnly),
+        Mode::Bars => Arc::new(Bars::default()),
+        Mode::Lines => Arc::new(Lines::new(Duration::from_secs(3))),
+        Mode::Off => Arc::new(LogOnly),
     }
 }
 

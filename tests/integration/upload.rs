@@ -215,14 +215,11 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
                 .unwrap();
         let store = cutover::s3::S3Store::connect(&config).await.unwrap();
         let mut registry = cutover::registry::Registry::connect(&config).await.unwrap();
+        let (remote, live) = cutover::deploy::remote_state(&config, &store, &mut registry, &Quiet)
+            .await
+            .unwrap();
         let plan = cutover::deploy::make_plan(
-            &config,
-            &store,
-            &mut registry,
-            &build,
-            &manifest,
-            None,
-            &Quiet,
+            &config, &store, &build, &manifest, &remote, &live, None, &Quiet,
         )
         .await
         .unwrap();
