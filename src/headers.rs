@@ -66,16 +66,20 @@ pub fn content_type(path: &str) -> String {
 /// Does the file name carry a content hash (webpack's `[contenthash]`, `[hash:8]`, ...)?
 ///
 /// A name is fingerprinted when one of its `-`/`.`/`_`-separated tokens
-/// (ignoring the extensions) is at least 8 hex characters with a digit and a
-/// letter, or at least 16 characters of a base64url digest with both.
+/// (ignoring the extensions) is at least 16 hex characters, or at least 8 hex
+/// characters with a digit and a letter, or at least 16 characters of a
+/// base64url digest with both.
 pub fn is_fingerprinted(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     name.split(['-', '.', '_', '@', '~']).any(|token| {
         let has_digit = token.bytes().any(|b| b.is_ascii_digit());
         let has_alpha = token.bytes().any(|b| b.is_ascii_alphabetic());
-        let hex = token.len() >= 8 && token.bytes().all(|b| b.is_ascii_hexdigit());
+        let all_hex = token.bytes().all(|b| b.is_ascii_hexdigit());
         let b64 = token.len() >= 16 && token.bytes().all(|b| b.is_ascii_alphanumeric());
-        has_digit && has_alpha && (hex || b64)
+        // A 20-character webpack contenthash is all digits about once in
+        // 12,000 files: long hex tokens count whatever their letters.
+        (all_hex && token.len() >= 16)
+            || (has_digit && has_alpha && ((all_hex && token.len() >= 8) || b64))
     })
 }
 
@@ -149,6 +153,7 @@ mod tests {
             "static/logo-1a2b3c4d5e6f7a8b9c0d.png",
             "js/532-0f1e2d3c4b5a69788796.chunk.js",
             "js/app-Zk3Qp9xY2bV7LmN4.js",
+            "js/chunk-61590522899590807205.js",
         ] {
             assert!(is_fingerprinted(yes), "{yes}");
         }

@@ -113,6 +113,16 @@ def main():
     except ClientError as e:
         check("ListObjectsV2 pagination (250 keys, MaxKeys=100)", False, err_text(e))
 
+    # 5b. HEAD of a key that is only a prefix of other keys ("packs/page") must be 404
+    # (rclone HEADs its destination path, e.g. "packs", before every copy).
+    try:
+        c.head_object(Bucket=bucket, Key="packs/page")
+        check("HEAD of a key that is a prefix of other keys -> 404", False, "200: reported as an object")
+    except ClientError as e:
+        st = e.response["ResponseMetadata"].get("HTTPStatusCode")
+        check("HEAD of a key that is a prefix of other keys -> 404", st == 404,
+              f"HTTP {st}" + ("" if st == 404 else " (a server error: clients retry it)"))
+
     # 6. Multipart upload with SHA-256 checksums, completed with If-None-Match: *.
     part = b"p" * (5 * 1024 * 1024)
     psha = base64.b64encode(hashlib.sha256(part).digest()).decode()

