@@ -452,6 +452,24 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_differ_from_the_size_at_open_are_an_error() {
+        // A FIFO reports size 0 when opened, then delivers bytes: exactly what
+        // a file being rewritten while it is read looks like.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("app-0a1b2c3d4e.js");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::write(fifo, b"console.log(1)").unwrap())
+        };
+        let err = hash_file(&fifo, u64::MAX, &mut [0u8; 4]).unwrap_err();
+        writer.join().unwrap();
+        assert!(err.to_string().contains("changed while it was being read"), "{err}");
+        assert_eq!(crate::error::exit_code(&err), 2);
+    }
+
+    #[test]
     fn scan_rejects_escaping_symlink_and_empty_dir() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
