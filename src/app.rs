@@ -64,15 +64,24 @@ pub fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(report) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report.json).expect("reports serialize")
-                );
-            } else if !report.text.is_empty() {
-                print!("{}", report.text);
+            let out = if json {
+                serde_json::to_string_pretty(&report.json).expect("reports serialize") + "\n"
+            } else {
+                report.text
+            };
+            // A closed pipe (`cutover releases | head -1`) is not an error.
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            match stdout
+                .write_all(out.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("error: cannot write the result to stdout: {e}");
+                    ExitCode::from(1)
+                }
+                _ => ExitCode::from(report.code),
             }
-            ExitCode::from(report.code)
         }
         Err(err) if err.is::<Interrupted>() => {
             eprintln!("error: interrupted; nothing was switched. The next deploy uploads only what is still missing");
