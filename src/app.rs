@@ -140,6 +140,12 @@ async fn run(cli: Cli) -> anyhow::Result<Report> {
     }
 }
 
+/// Connect to S3 and Redis at once.
+async fn connect(config: &Config) -> anyhow::Result<(S3Store, Registry)> {
+    let (store, registry) = tokio::join!(S3Store::connect(config), Registry::connect(config));
+    Ok((store?, registry?))
+}
+
 /// Scan and hash the build on the blocking pool, then check its manifest.
 async fn scan_build(
     config: &Config,
@@ -170,8 +176,7 @@ async fn deploy_cmd(
     // live state: the two do not depend on each other. Problems with the
     // build are reported first.
     let services = async {
-        let (store, registry) = tokio::join!(S3Store::connect(config), Registry::connect(config));
-        let (store, mut registry) = (store?, registry?);
+        let (store, mut registry) = connect(config).await?;
         let state = deploy::remote_state(config, &store, &mut registry, observer.as_ref()).await?;
         anyhow::Ok((store, registry, state))
     };
@@ -617,8 +622,7 @@ async fn activate_cmd(
     observer: &dyn Observer,
 ) -> anyhow::Result<Report> {
     config.app()?;
-    let (store, registry) = tokio::join!(S3Store::connect(config), Registry::connect(config));
-    let (store, mut registry) = (store?, registry?);
+    let (store, mut registry) = connect(config).await?;
     let live = registry.live().await?.current;
     let target = resolve_release(config, &mut registry, &store, &args.release).await?;
     switch_to(
@@ -640,8 +644,7 @@ async fn rollback_cmd(
     observer: &dyn Observer,
 ) -> anyhow::Result<Report> {
     let app = config.app()?.to_string();
-    let (store, registry) = tokio::join!(S3Store::connect(config), Registry::connect(config));
-    let (store, mut registry) = (store?, registry?);
+    let (store, mut registry) = connect(config).await?;
     let live = registry.live().await?.current;
     let target_id = match &args.to {
         Some(to) => to.clone(),

@@ -465,7 +465,10 @@ mod tests {
         };
         let err = hash_file(&fifo, u64::MAX, &mut [0u8; 4]).unwrap_err();
         writer.join().unwrap();
-        assert!(err.to_string().contains("changed while it was being read"), "{err}");
+        assert!(
+            err.to_string().contains("changed while it was being read"),
+            "{err}"
+        );
         assert_eq!(crate::error::exit_code(&err), 2);
     }
 

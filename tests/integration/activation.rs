@@ -88,19 +88,7 @@ fn deploy_rollback_and_history_follow_the_contract() {
     assert_eq!(run.code, 0);
     assert_eq!(run.json()["outcome"], "already_live");
 
-    let history: Vec<Value> = rt().block_on(async {
-        let mut con = ctx.redis().await;
-        let raw: Vec<String> = redis::cmd("LRANGE")
-            .arg(ctx.key("history"))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        raw.iter()
-            .map(|r| serde_json::from_str(r).unwrap())
-            .collect()
-    });
+    let history = rt().block_on(ctx.history());
     let summary: Vec<(String, String, Value)> = history
         .iter()
         .map(|e| {
@@ -293,19 +281,7 @@ fn concurrent_deploys_serialise_and_end_with_one_complete_release() {
     // The live release is complete: activate --dry-run verifies every object.
     let check = ctx.run(&["activate", &current, "--dry-run"]);
     assert_eq!(check.code, 0, "{check:?}");
-    let history: Vec<Value> = rt().block_on(async {
-        let mut con = ctx.redis().await;
-        let raw: Vec<String> = redis::cmd("LRANGE")
-            .arg(ctx.key("history"))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        raw.iter()
-            .map(|r| serde_json::from_str(r).unwrap())
-            .collect()
-    });
+    let history = rt().block_on(ctx.history());
     assert_eq!(
         history.len(),
         activated.len(),

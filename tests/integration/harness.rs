@@ -287,6 +287,21 @@ impl Ctx {
         out
     }
 
+    /// The app's activation history, newest first.
+    pub async fn history(&self) -> Vec<serde_json::Value> {
+        let mut con = self.redis().await;
+        let raw: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.key("history"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        raw.iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
+    }
+
     /// Fails if a multipart upload was left open in the bucket.
     pub async fn assert_no_open_multipart(&self) {
         let open = self
