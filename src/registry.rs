@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,9 @@ pub enum Activation {
 /// A connection to a single server or a cluster.
 #[derive(Clone)]
 enum Conn {
-    Single(MultiplexedConnection),
+    /// Reconnects by itself after a dropped connection, so retried reads and
+    /// the read-back after a failed activation go over a fresh connection.
+    Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
@@ -161,12 +163,14 @@ impl Registry {
                     "invalid redis_url {masked}: {e}; expected redis://[:password@]host:port[/db]"
                 ))
             })?;
-            let cfg = redis::AsyncConnectionConfig::new()
+            let cfg = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout));
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(2)
+                .set_min_delay(Duration::from_millis(100))
+                .set_max_delay(Duration::from_secs(1));
             Conn::Single(
-                client
-                    .get_multiplexed_async_connection_with_config(&cfg)
+                ConnectionManager::new_with_config(client, cfg)
                     .await
                     .map_err(|e| redis_error(&masked, "connect to", e))?,
             )
@@ -344,6 +348,11 @@ impl Registry {
         match result {
             Ok((status, cur)) if status == "ok" => Ok(Activation::Applied {
                 previous: none_if_empty(cur),
+            }),
+            // Our own release already live means the script ran before (a
+            // retry after a lost answer): that is success, not a lost race.
+            Ok((status, cur)) if status == "lost" && cur == record.id => Ok(Activation::Applied {
+                previous: expected.map(str::to_string),
             }),
             Ok((status, cur)) if status == "lost" => Ok(Activation::LostRace {
                 current: none_if_empty(cur),

@@ -9,4 +9,5 @@ mod ci_config;
 mod consumers;
 mod faults;
 mod plan_and_dry_run;
+mod redis_drops;
 mod upload;
