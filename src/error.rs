@@ -4,8 +4,6 @@
 //! matters, the root of the chain is a [`Failure`]. `exit_code` walks the
 //! chain, so context added on the way up never changes the code.
 
-use std::process::ExitCode;
-
 /// A failure with a documented exit code (PRODUCT.md, "Output and exit codes").
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -69,10 +67,6 @@ pub fn one_line(err: &anyhow::Error) -> String {
         parts.push(text);
     }
     parts.join(": ")
-}
-
-pub fn to_exit(code: u8) -> ExitCode {
-    ExitCode::from(code)
 }
 
 #[cfg(test)]

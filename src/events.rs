@@ -57,27 +57,3 @@ pub struct Quiet;
 impl Observer for Quiet {
     fn event(&self, _: Event) {}
 }
-
-/// Collects warnings (unit tests).
-#[derive(Default)]
-pub struct Collect(pub std::sync::Mutex<Vec<Event>>);
-
-impl Observer for Collect {
-    fn event(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-}
-
-impl Collect {
-    pub fn warnings(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|e| match e {
-                Event::Warning(w) => Some(w.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-}
