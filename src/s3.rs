@@ -9,6 +9,7 @@ use std::time::Duration;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -180,17 +181,8 @@ impl S3Store {
                 }));
             }
         }
-        let obj = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => o,
-            Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(self.error("read", key, e)),
+        let Some(obj) = self.get_object(key).await? else {
+            return Ok(None);
         };
         let mut body = obj.body;
         let mut h = Sha256::new();
@@ -422,8 +414,8 @@ impl S3Store {
         }
     }
 
-    /// Read a small object; None if it does not exist.
-    pub async fn get_bytes(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    /// GET an object; None if it does not exist.
+    async fn get_object(&self, key: &str) -> anyhow::Result<Option<GetObjectOutput>> {
         match self
             .client
             .get_object()
@@ -432,18 +424,24 @@ impl S3Store {
             .send()
             .await
         {
-            Ok(o) => {
-                let data = o.body.collect().await.map_err(|e| {
-                    Failure::operation(format!(
-                        "reading s3://{}/{key} failed: {e}; run again",
-                        self.bucket
-                    ))
-                })?;
-                Ok(Some(data.into_bytes().to_vec()))
-            }
+            Ok(o) => Ok(Some(o)),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(self.error("read", key, e)),
         }
+    }
+
+    /// Read a small object; None if it does not exist.
+    pub async fn get_bytes(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(obj) = self.get_object(key).await? else {
+            return Ok(None);
+        };
+        let data = obj.body.collect().await.map_err(|e| {
+            Failure::operation(format!(
+                "reading s3://{}/{key} failed: {e}; run again",
+                self.bucket
+            ))
+        })?;
+        Ok(Some(data.into_bytes().to_vec()))
     }
 
     /// One line naming the operation, the object, the S3 error code and what to do.
