@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
@@ -455,11 +455,21 @@ impl S3Store {
             format!("s3://{}/{key}", self.bucket)
         };
         match &err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Failure::operation(format!(
-                "cannot reach S3 at {} to {op} {what}: {}; check the endpoint (AWS_ENDPOINT_URL_S3), region and network",
-                self.endpoint,
-                DisplayErrorContext(&err)
-            )),
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                let cause = error_chain(&err);
+                if cause.contains("no credentials found") || cause.contains("CredentialsNotLoaded")
+                {
+                    return Failure::input(
+                        "no AWS credentials found (tried environment, profile, web identity, ECS and instance \
+                         metadata); set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+                         AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE for CI OIDC",
+                    );
+                }
+                Failure::operation(format!(
+                    "cannot reach S3 at {} to {op} {what}: {cause}; check the endpoint (AWS_ENDPOINT_URL_S3), region and network",
+                    self.endpoint
+                ))
+            }
             _ => {
                 let code = err.code().unwrap_or("unknown");
                 let message = err.message().unwrap_or("");
@@ -482,7 +492,11 @@ impl S3Store {
                     "SlowDown" | "ServiceUnavailable" | "InternalError" => "S3 kept failing after retries; run the deploy again, it resumes",
                     _ => "run the deploy again; it resumes where it stopped",
                 };
-                let detail = if message.is_empty() { String::new() } else { format!(": {message}") };
+                let detail = if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                };
                 Failure::operation(format!("S3 failed to {op} {what} ({code}{detail}); {hint}"))
             }
         }
@@ -503,6 +517,20 @@ async fn file_body(path: &Path, range: Option<(u64, u64)>) -> Result<ByteStream,
             path.display()
         )))
     })
+}
+
+/// The Display texts of an error and its sources, without Debug dumps.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 enum PutError {

@@ -272,3 +272,27 @@ fn invalid_config_values_and_unknown_flag() {
         "{run:?}"
     );
 }
+
+#[test]
+fn missing_aws_credentials() {
+    let ctx = live_ctx("bad-credentials");
+    let before = rt().block_on(async { (ctx.objects().await, ctx.redis_state().await) });
+    let mut cmd = ctx.command();
+    cmd.args(["deploy", s(&fixture("shakapacker"))])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("HOME", ctx.work.path());
+    let run = crate::harness::finish(cmd.output().unwrap());
+    assert_eq!(run.code, 2, "{run:?}");
+    let line = run.error_line();
+    assert!(
+        line.contains("no AWS credentials found") && line.contains("AWS_PROFILE"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("ProviderAttempt"),
+        "debug dump in the message: {line}"
+    );
+    let after = rt().block_on(async { (ctx.objects().await, ctx.redis_state().await) });
+    assert!(before == after);
+}
