@@ -11,6 +11,7 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v openssl >/dev/null || need_apt+=(openssl)
 # A real Ruby Redis client reads what cutover publishes, as the Rails app does.
 command -v ruby >/dev/null || need_apt+=(ruby)
 ruby -e 'require "redis"' 2>/dev/null || need_apt+=(ruby-redis)

@@ -1,5 +1,5 @@
 //! What the Rails side sees: a real Ruby Redis client (the redis gem), and
-//! the same contract on a Redis Cluster.
+//! the same contract on a Redis Cluster and over TLS.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -129,4 +129,108 @@ fn the_contract_holds_on_a_redis_cluster() {
     assert_eq!(current.trim(), a.json()["release"]["id"].as_str().unwrap());
     let releases = ctx.run_with(&["releases", "--json"], &env);
     assert_eq!(releases.json()["releases"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn rediss_urls_connect_over_tls() {
+    let ctx = Ctx::new("redis-tls");
+    let dir = ctx.work.path().join("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=cutover test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "redis.key",
+        "-out",
+        "redis.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "redis.pem",
+    ]);
+    let tls_port = crate::harness::free_port();
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let tls_port_s = tls_port.to_string();
+    // The plain port stays on (start_redis waits on it); clients use the TLS one.
+    start_redis(&[
+        "--tls-port",
+        &tls_port_s,
+        "--tls-cert-file",
+        &p("redis.pem"),
+        "--tls-key-file",
+        &p("redis.key"),
+        "--tls-ca-cert-file",
+        &p("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+    ]);
+    crate::harness::wait_for_port(tls_port, "redis-server TLS port");
+    let url = format!("rediss://localhost:{tls_port}");
+    let ca = p("ca.pem");
+    let env = [("REDIS_URL", url.as_str()), ("SSL_CERT_FILE", ca.as_str())];
+    let run = ctx.run_with(
+        &["deploy", fixture("flat").to_str().unwrap(), "--json"],
+        &env,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let status = ctx.run_with(&["status", "--json"], &env);
+    assert_eq!(status.json()["current"], run.json()["release"]["id"]);
+    // Without trusting the CA, the connection is refused with a clear line.
+    let untrusted = ctx.run_with(&["status"], &[("REDIS_URL", url.as_str())]);
+    assert_eq!(untrusted.code, 1, "{untrusted:?}");
+    assert!(
+        untrusted
+            .error_line()
+            .contains("Redis at rediss://localhost"),
+        "{untrusted:?}"
+    );
 }
