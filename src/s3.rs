@@ -16,6 +16,7 @@ use aws_sdk_s3::Client;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use base64::Engine;
+use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -105,7 +106,10 @@ impl S3Store {
         &self.bucket
     }
 
-    /// One paginated listing of everything under `prefix`.
+    /// Everything under `prefix`, from one paginated listing: the first level
+    /// with a delimiter, then each sub-prefix (`js/`, `css/`, ...) listed in
+    /// full, several at once, since pages of one listing can only be fetched
+    /// one after another.
     pub async fn list(
         &self,
         prefix: &str,
@@ -117,11 +121,42 @@ impl S3Store {
             bytes: 0,
         });
         let mut out = HashMap::new();
+        let subs = self
+            .list_pages(prefix, Some("/"), &mut out, observer)
+            .await?;
+        let parts: Vec<HashMap<String, RemoteObject>> = futures::stream::iter(subs)
+            .map(|sub| async move {
+                let mut part = HashMap::new();
+                self.list_pages(&sub, None, &mut part, observer).await?;
+                anyhow::Ok(part)
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        for part in parts {
+            out.extend(part);
+        }
+        observer.event(Event::Finished {
+            phase: Phase::Listing,
+        });
+        Ok(out)
+    }
+
+    /// Page through one listing into `out`; returns its common prefixes.
+    async fn list_pages(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        out: &mut HashMap<String, RemoteObject>,
+        observer: &dyn Observer,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut subs = Vec::new();
         let mut pages = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_string))
             .max_keys(1000)
             .into_paginator()
             .send();
@@ -141,16 +176,18 @@ impl S3Store {
                     n += 1;
                 }
             }
+            subs.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_string)),
+            );
             observer.event(Event::Advanced {
                 phase: Phase::Listing,
                 files: n,
                 bytes: 0,
             });
         }
-        observer.event(Event::Finished {
-            phase: Phase::Listing,
-        });
-        Ok(out)
+        Ok(subs)
     }
 
     /// Find out the SHA-256 of an object: from our metadata, from S3's own
