@@ -237,19 +237,11 @@ impl Config {
     }
     /// The S3 key of a file inside the build.
     pub fn object_key(&self, path: &str) -> String {
-        if self.prefix.is_empty() {
-            path.to_string()
-        } else {
-            format!("{}/{path}", self.prefix)
-        }
+        object_key(&self.prefix, path)
     }
     /// The listing prefix of the public files ("" or "prefix/").
     pub fn list_prefix(&self) -> String {
-        if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        }
+        list_prefix(&self.prefix)
     }
     /// Public URL of a file inside the build.
     pub fn public_url(&self, path: &str) -> anyhow::Result<String> {
@@ -258,6 +250,24 @@ impl Config {
     /// The Redis URL with any password replaced by `***`, for messages.
     pub fn redis_url_masked(&self) -> String {
         mask_url(&self.redis_url)
+    }
+}
+
+/// The S3 key of `path` under a public prefix ("" = bucket root).
+pub fn object_key(prefix: &str, path: &str) -> String {
+    if prefix.is_empty() {
+        path.to_string()
+    } else {
+        format!("{prefix}/{path}")
+    }
+}
+
+/// The listing prefix of a public prefix ("" or "prefix/").
+pub fn list_prefix(prefix: &str) -> String {
+    if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
     }
 }
 

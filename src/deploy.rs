@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{list_prefix, object_key, Config};
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
 use crate::manifest::Manifest;
-use crate::plan::{plan, Action, Inspected, LiveState, Plan, Provenance, RemoteObject};
+use crate::plan::{
+    compare_listed, plan, Action, Inspected, Listed, LiveState, Plan, Provenance, RemoteObject,
+};
 use crate::registry::{Activation, ActivationEvent, Registry};
 use crate::release::{now, ReleaseRecord};
 use crate::s3::{PutOutcome, S3Store};
@@ -64,32 +66,7 @@ pub async fn make_plan(
     )?;
     let unsure: Vec<String> = plan.needs_inspection().map(|f| f.key.clone()).collect();
     if !unsure.is_empty() {
-        let total = unsure.len() as u64;
-        observer.event(Event::Started {
-            phase: Phase::Verifying,
-            files: total,
-            bytes: 0,
-        });
-        let found: Vec<(String, Option<Inspected>)> = stream::iter(unsure)
-            .map(|key| async move {
-                let r = store.inspect(&key).await;
-                observer.event(Event::Advanced {
-                    phase: Phase::Verifying,
-                    files: 1,
-                    bytes: 0,
-                });
-                r.map(|i| (key, i))
-            })
-            .buffer_unordered(config.concurrency)
-            .try_collect()
-            .await?;
-        observer.event(Event::Finished {
-            phase: Phase::Verifying,
-        });
-        let found: HashMap<String, Inspected> = found
-            .into_iter()
-            .filter_map(|(k, i)| i.map(|i| (k, i)))
-            .collect();
+        let found = inspect_all(config, store, unsure, observer).await?;
         plan.resolve(&found);
         // An object listed but gone by now is simply uploaded.
         for f in plan
@@ -105,6 +82,44 @@ pub async fn make_plan(
         observer.event(Event::Warning(w.clone()));
     }
     Ok(plan)
+}
+
+/// Look closer at objects the listing could not decide, `concurrency` at a
+/// time. Objects gone by now are left out of the result.
+async fn inspect_all(
+    config: &Config,
+    store: &S3Store,
+    keys: Vec<String>,
+    observer: &dyn Observer,
+) -> anyhow::Result<HashMap<String, Inspected>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    observer.event(Event::Started {
+        phase: Phase::Verifying,
+        files: keys.len() as u64,
+        bytes: 0,
+    });
+    let found: Vec<(String, Option<Inspected>)> = stream::iter(keys)
+        .map(|key| async move {
+            let r = store.inspect(&key).await;
+            observer.event(Event::Advanced {
+                phase: Phase::Verifying,
+                files: 1,
+                bytes: 0,
+            });
+            r.map(|i| (key, i))
+        })
+        .buffer_unordered(config.concurrency)
+        .try_collect()
+        .await?;
+    observer.event(Event::Finished {
+        phase: Phase::Verifying,
+    });
+    Ok(found
+        .into_iter()
+        .filter_map(|(k, i)| i.map(|i| (k, i)))
+        .collect())
 }
 
 /// The error for a plan with conflicts: names the files, says what to do.
@@ -255,37 +270,29 @@ pub async fn verify_objects(
             record.id
         ))
     })?;
-    let listing = store
-        .list(&list_prefix_of(&record.prefix), observer)
-        .await?;
-    let key_of = |path: &str| {
-        if record.prefix.is_empty() {
-            path.to_string()
-        } else {
-            format!("{}/{path}", record.prefix)
-        }
-    };
+    let listing = store.list(&list_prefix(&record.prefix), observer).await?;
     let mut missing = Vec::new();
-    let mut unsure = Vec::new();
     let mut corrupt = Vec::new();
+    // (key, expected sha256) of objects the listing could not decide.
+    let mut unsure: Vec<(String, &str)> = Vec::new();
     for f in files {
-        let key = key_of(&f.path);
-        match listing.get(&key) {
+        let key = object_key(&record.prefix, &f.path);
+        match listing
+            .get(&key)
+            .map(|o| (o, compare_listed(o, f.size, &[&f.etag])))
+        {
             None => missing.push(key),
-            Some(o) if o.size != f.size => {
+            Some((o, Listed::OtherSize)) => {
                 corrupt.push(format!("{key} ({} bytes, expected {})", o.size, f.size))
             }
-            Some(o) if o.etag.trim_matches('"').eq_ignore_ascii_case(&f.etag) => {}
-            Some(_) => unsure.push((key, f.sha256.clone())),
+            Some((_, Listed::Same)) => {}
+            Some((_, Listed::Unsure)) => unsure.push((key, &f.sha256)),
         }
     }
-    let checked: Vec<(String, String, Option<Inspected>)> = stream::iter(unsure)
-        .map(|(key, sha)| async move { store.inspect(&key).await.map(|i| (key, sha, i)) })
-        .buffer_unordered(config.concurrency)
-        .try_collect()
-        .await?;
-    for (key, sha, found) in checked {
-        match found {
+    let keys = unsure.iter().map(|(k, _)| k.clone()).collect();
+    let found = inspect_all(config, store, keys, observer).await?;
+    for (key, sha) in unsure {
+        match found.get(&key) {
             None => missing.push(key),
             Some(i) if i.sha256_hex != sha => {
                 corrupt.push(format!("{key} (sha256 {}, expected {sha})", i.sha256_hex))
@@ -317,14 +324,6 @@ pub async fn verify_objects(
         store.bucket(),
         parts.join("; ")
     )))
-}
-
-fn list_prefix_of(prefix: &str) -> String {
-    if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    }
 }
 
 fn list_some(items: &[String]) -> String {

@@ -248,22 +248,43 @@ pub fn plan(
     })
 }
 
+/// What one listing entry says about an object we expect to hold `size`
+/// bytes whose upload would have one of `etags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    Same,
+    OtherSize,
+    /// Same size, but the ETag proves nothing (SSE-KMS, other servers, none
+    /// in the listing): needs a closer look.
+    Unsure,
+}
+
+pub fn compare_listed(obj: &RemoteObject, size: u64, etags: &[&str]) -> Listed {
+    if obj.size != size {
+        return Listed::OtherSize;
+    }
+    let etag = obj.etag.trim_matches('"');
+    if etags.iter().any(|e| etag.eq_ignore_ascii_case(e)) {
+        Listed::Same
+    } else {
+        Listed::Unsure
+    }
+}
+
 fn classify(file: &BuildFile, remote: Option<&RemoteObject>) -> (Action, Option<String>) {
     let Some(obj) = remote else {
         return (Action::Upload, None);
     };
-    if obj.size != file.size {
-        return (Action::Conflict, Some(format!("{} bytes", obj.size)));
+    // Ours (MD5, or the multipart MD5-of-MD5s), or a single-part upload by someone else.
+    let etags = [file.digests.expected_etag(), hex::encode(file.digests.md5)];
+    match compare_listed(obj, file.size, &[&etags[0], &etags[1]]) {
+        Listed::OtherSize => (Action::Conflict, Some(format!("{} bytes", obj.size))),
+        Listed::Same => (Action::Skip, None),
+        Listed::Unsure => (
+            Action::Inspect,
+            Some(format!("etag {}", obj.etag.trim_matches('"'))),
+        ),
     }
-    let etag = obj.etag.trim_matches('"');
-    if etag.eq_ignore_ascii_case(&file.digests.expected_etag())
-        || etag.eq_ignore_ascii_case(&hex::encode(file.digests.md5))
-    {
-        return (Action::Skip, None);
-    }
-    // A plain MD5 ETag for a single-part upload is the bytes' MD5 on S3
-    // without KMS; but SSE-KMS and other servers use other ETags. Look closer.
-    (Action::Inspect, Some(format!("etag {etag}")))
 }
 
 #[cfg(test)]
