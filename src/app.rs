@@ -235,7 +235,7 @@ async fn deploy_cmd(
     // lock held: catch SIGINT/SIGTERM (before, the default action is right:
     // nothing has been written yet).
     let result = tokio::select! {
-        r = deploy_locked(config, &args, &store, &mut registry, &build, &manifest, (remote, live), &lock, observer) => r,
+        r = deploy_locked(config, &args, &store, &mut registry, &build, &manifest, remote, &lock, observer) => r,
         _ = shutdown_signal() => {
             store.abort_in_flight().await;
             Err(Interrupted.into())
@@ -308,7 +308,7 @@ async fn deploy_locked(
     registry: &mut Registry,
     build: &Build,
     manifest: &Manifest,
-    (remote, live): (HashMap<String, RemoteObject>, LiveState),
+    remote: HashMap<String, RemoteObject>,
     lock: &LockGuard,
     observer: &dyn Observer,
 ) -> anyhow::Result<Deployed> {
@@ -318,8 +318,7 @@ async fn deploy_locked(
     let (remote, live) = if lock.waited {
         deploy::remote_state(config, store, registry, observer).await?
     } else {
-        let live_now = registry.live().await?;
-        (remote, if live_now == live { live } else { live_now })
+        (remote, registry.live().await?)
     };
     let plan = deploy::make_plan(
         config,
@@ -558,26 +557,26 @@ async fn switch_to(
     registry: &mut Registry,
     store: &S3Store,
     target: ReleaseRecord,
-    live: Option<String>,
+    live: LiveState,
     action: &str,
     args: SwitchFlags,
     observer: &dyn Observer,
 ) -> anyhow::Result<Report> {
     let app = config.app()?.to_string();
+    let current = live.current.as_deref();
     let id = target.id.clone();
-    if live.as_deref() == Some(id.as_str()) {
+    if current == Some(id.as_str()) {
         return Ok(Report::ok(
             format!("release {id} is already live for {app}; nothing to do\n"),
             json!({"command": action, "app": app, "release": id, "outcome": "already_live", "dry_run": args.dry_run}),
         ));
     }
     deploy::verify_objects(config, store, &target, observer).await?;
-    let current_manifest = registry.live().await?.manifest;
-    let diff = crate::manifest::diff(current_manifest.as_ref(), &target.manifest);
+    let diff = crate::manifest::diff(live.manifest.as_ref(), &target.manifest);
     if args.dry_run {
         let text = format!(
             "dry run: nothing will be changed\nwould switch {app} from {} to {id} ({}); all {} objects are in S3\nmanifest: {} added, {} changed, {} removed\n",
-            live.as_deref().unwrap_or("none"),
+            current.unwrap_or("none"),
             action,
             target.file_count,
             diff.added.len(),
@@ -586,7 +585,7 @@ async fn switch_to(
         );
         return Ok(Report::ok(
             text,
-            json!({"command": action, "dry_run": true, "app": app, "release": id, "from": live, "manifest_diff": diff, "outcome": "planned"}),
+            json!({"command": action, "dry_run": true, "app": app, "release": id, "from": current, "manifest_diff": diff, "outcome": "planned"}),
         ));
     }
     let owner = config
@@ -596,7 +595,7 @@ async fn switch_to(
     let lock = LockGuard::acquire(config, registry, &owner, observer).await?;
     let result = deploy::switch(
         registry,
-        live.as_deref(),
+        current,
         &target,
         action,
         config.deployed_by.clone(),
@@ -623,7 +622,7 @@ async fn activate_cmd(
 ) -> anyhow::Result<Report> {
     config.app()?;
     let (store, mut registry) = connect(config).await?;
-    let live = registry.live().await?.current;
+    let live = registry.live().await?;
     let target = resolve_release(config, &mut registry, &store, &args.release).await?;
     switch_to(
         config,
@@ -645,11 +644,11 @@ async fn rollback_cmd(
 ) -> anyhow::Result<Report> {
     let app = config.app()?.to_string();
     let (store, mut registry) = connect(config).await?;
-    let live = registry.live().await?.current;
+    let live = registry.live().await?;
     let target_id = match &args.to {
         Some(to) => to.clone(),
         None => {
-            let current = live.clone().ok_or_else(|| {
+            let current = live.current.clone().ok_or_else(|| {
                 Failure::input(format!(
                     "no release is live for {app}; nothing to roll back (see `cutover releases`)"
                 ))
