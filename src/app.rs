@@ -751,8 +751,8 @@ async fn releases_cmd(config: &Config, args: ReleasesArgs) -> anyhow::Result<Rep
     let ids = registry.release_ids(args.limit.max(1)).await?;
     let mut rows = Vec::new();
     let mut t = String::new();
-    for id in ids {
-        let record = registry.record(&id).await?;
+    let records = registry.records(&ids).await?;
+    for (id, record) in ids.into_iter().zip(records) {
         let live = current.as_deref() == Some(id.as_str());
         match &record {
             Some(r) => t.push_str(&format!(

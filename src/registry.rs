@@ -244,30 +244,48 @@ impl Registry {
 
     /// A release record, or None if Redis does not know it.
     pub async fn record(&mut self, id: &str) -> anyhow::Result<Option<ReleaseRecord>> {
-        let key = self.keys.release(id);
-        let text: Option<String> = self
-            .read(|mut c| {
-                let key = key.clone();
-                async move { redis::cmd("GET").arg(&key).query_async(&mut c).await }
-            })
-            .await?;
-        text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| {
-                Failure::operation(format!(
-                    "release record {key} in Redis is not valid JSON ({e})"
-                ))
-            })
-        })
-        .transpose()
+        Ok(self.records(&[id.to_string()]).await?.pop().flatten())
     }
 
-    /// Release ids, newest first, with their scores (upload time, ms).
-    pub async fn release_ids(&mut self, limit: usize) -> anyhow::Result<Vec<String>> {
-        let key = self.keys.releases.clone();
+    /// Release records in one round trip (MGET), None where Redis has none.
+    pub async fn records(&mut self, ids: &[String]) -> anyhow::Result<Vec<Option<ReleaseRecord>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.keys.release(id)).collect();
+        let texts: Vec<Option<String>> = self
+            .read(|mut c| {
+                let keys = keys.clone();
+                async move { redis::cmd("MGET").arg(&keys).query_async(&mut c).await }
+            })
+            .await?;
+        keys.iter()
+            .zip(texts)
+            .map(|(key, text)| {
+                text.map(|t| {
+                    serde_json::from_str(&t).map_err(|e| {
+                        Failure::operation(format!(
+                            "release record {key} in Redis is not valid JSON ({e})"
+                        ))
+                    })
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    /// The first `limit` entries of a sorted set (newest first) or list.
+    async fn range(
+        &mut self,
+        command: &'static str,
+        key: &str,
+        limit: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        let key = key.to_string();
         self.read(|mut c| {
             let key = key.clone();
             async move {
-                redis::cmd("ZREVRANGE")
+                redis::cmd(command)
                     .arg(&key)
                     .arg(0)
                     .arg(limit as i64 - 1)
@@ -278,21 +296,16 @@ impl Registry {
         .await
     }
 
+    /// Release ids, newest first (by upload time).
+    pub async fn release_ids(&mut self, limit: usize) -> anyhow::Result<Vec<String>> {
+        let key = self.keys.releases.clone();
+        self.range("ZREVRANGE", &key, limit).await
+    }
+
+    /// Activation events, newest first.
     pub async fn history(&mut self, limit: usize) -> anyhow::Result<Vec<ActivationEvent>> {
         let key = self.keys.history.clone();
-        let raw: Vec<String> = self
-            .read(|mut c| {
-                let key = key.clone();
-                async move {
-                    redis::cmd("LRANGE")
-                        .arg(&key)
-                        .arg(0)
-                        .arg(limit as i64 - 1)
-                        .query_async(&mut c)
-                        .await
-                }
-            })
-            .await?;
+        let raw = self.range("LRANGE", &key, limit).await?;
         Ok(raw
             .iter()
             .filter_map(|t| serde_json::from_str(t).ok())
