@@ -15,15 +15,6 @@ fn deploy(ctx: &Ctx, build: &str, extra: &[&str]) -> String {
     run.json()["release"]["id"].as_str().unwrap().to_string()
 }
 
-async fn get(ctx: &Ctx, key: &str) -> Option<String> {
-    let mut con = ctx.redis().await;
-    redis::cmd("GET")
-        .arg(ctx.key(key))
-        .query_async(&mut con)
-        .await
-        .unwrap()
-}
-
 #[test]
 fn deploy_rollback_and_history_follow_the_contract() {
     let ctx = Ctx::new("go-live");
@@ -40,15 +31,15 @@ fn deploy_rollback_and_history_follow_the_contract() {
     assert_ne!(a, b);
 
     rt().block_on(async {
-        assert_eq!(get(&ctx, "current").await.as_deref(), Some(b.as_str()));
+        assert_eq!(ctx.get("current").await.as_deref(), Some(b.as_str()));
         // The manifest the app reads: the build's shape, with CDN URLs.
-        let manifest: Value = serde_json::from_str(&get(&ctx, "manifest").await.unwrap()).unwrap();
+        let manifest: Value = serde_json::from_str(&ctx.get("manifest").await.unwrap()).unwrap();
         assert!(manifest["application.js"]
             .as_str()
             .unwrap()
             .starts_with("https://cdn.example.com/packs/js/application-"));
         let record: Value =
-            serde_json::from_str(&get(&ctx, &format!("release:{a}")).await.unwrap()).unwrap();
+            serde_json::from_str(&ctx.get(&format!("release:{a}")).await.unwrap()).unwrap();
         assert_eq!(record["git_sha"], "abc123");
         assert_eq!(record["message"], "first");
         assert_eq!(record["file_count"], 59);
@@ -65,21 +56,21 @@ fn deploy_rollback_and_history_follow_the_contract() {
 
     let run = ctx.run(&["rollback", "--json"]);
     assert_eq!(run.code, 0, "{run:?}");
-    let live: Value = rt()
-        .block_on(async { serde_json::from_str(&get(&ctx, "manifest").await.unwrap()).unwrap() });
+    let live: Value =
+        rt().block_on(async { serde_json::from_str(&ctx.get("manifest").await.unwrap()).unwrap() });
     assert!(live["application.js"]["src"]
         .as_str()
         .unwrap()
         .starts_with("https://cdn.example.com/packs/js/application-"));
     assert_eq!(
-        rt().block_on(get(&ctx, "current")).as_deref(),
+        rt().block_on(ctx.get("current")).as_deref(),
         Some(a.as_str())
     );
 
     let run = ctx.run(&["rollback", "--to", &b[..6]]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
-        rt().block_on(get(&ctx, "current")).as_deref(),
+        rt().block_on(ctx.get("current")).as_deref(),
         Some(b.as_str())
     );
 
@@ -127,18 +118,8 @@ fn readers_never_see_a_mismatched_pair_during_500_switches() {
     let a = deploy(&ctx, fixture("shakapacker").to_str().unwrap(), &[]);
     let b = deploy(&ctx, fixture("flat").to_str().unwrap(), &[]);
     let (ma, mb) = rt().block_on(async {
-        let mut con = ctx.redis().await;
-        let rec = |id: &str| ctx.key(&format!("release:{id}"));
-        let ra: String = redis::cmd("GET")
-            .arg(rec(&a))
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        let rb: String = redis::cmd("GET")
-            .arg(rec(&b))
-            .query_async(&mut con)
-            .await
-            .unwrap();
+        let ra = ctx.get(&format!("release:{a}")).await.unwrap();
+        let rb = ctx.get(&format!("release:{b}")).await.unwrap();
         let ra: Value = serde_json::from_str(&ra).unwrap();
         let rb: Value = serde_json::from_str(&rb).unwrap();
         (ra["manifest"].clone(), rb["manifest"].clone())
@@ -276,7 +257,7 @@ fn concurrent_deploys_serialise_and_end_with_one_complete_release() {
         }
     }
     assert!(!activated.is_empty());
-    let current = rt().block_on(get(&ctx, "current")).unwrap();
+    let current = rt().block_on(ctx.get("current")).unwrap();
     assert!(activated.contains(&current));
     // The live release is complete: activate --dry-run verifies every object.
     let check = ctx.run(&["activate", &current, "--dry-run"]);
@@ -330,7 +311,7 @@ fn activating_a_release_with_a_missing_object_exits_4_and_changes_nothing() {
     assert!(run.error_line().contains("missing"), "{run:?}");
     assert_eq!(before, rt().block_on(ctx.redis_state()));
     assert_eq!(
-        rt().block_on(get(&ctx, "current")).as_deref(),
+        rt().block_on(ctx.get("current")).as_deref(),
         Some(a.as_str())
     );
     // Redeploying the build restores the object; then activation works.
@@ -338,7 +319,7 @@ fn activating_a_release_with_a_missing_object_exits_4_and_changes_nothing() {
     let run = ctx.run(&["activate", &b[..8]]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
-        rt().block_on(get(&ctx, "current")).as_deref(),
+        rt().block_on(ctx.get("current")).as_deref(),
         Some(b.as_str())
     );
 }
@@ -364,10 +345,10 @@ fn lost_redis_data_is_restored_from_the_s3_records() {
     let run = ctx.run(&["activate", &a]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
-        rt().block_on(get(&ctx, "current")).as_deref(),
+        rt().block_on(ctx.get("current")).as_deref(),
         Some(a.as_str())
     );
-    assert!(rt().block_on(get(&ctx, &format!("release:{a}"))).is_some());
+    assert!(rt().block_on(ctx.get(&format!("release:{a}"))).is_some());
     let run = ctx.run(&["activate", &b]);
     assert_eq!(run.code, 0, "{run:?}");
 }
@@ -394,11 +375,7 @@ fn redis_wrong_password_and_read_only_replica() {
         "password leaked: {run:?}"
     );
 
-    let replica = start_redis(&[
-        "--replicaof",
-        "127.0.0.1",
-        ctx.redis_url.rsplit(':').next().unwrap(),
-    ]);
+    let replica = start_redis(&["--replicaof", "127.0.0.1", &ctx.redis_port().to_string()]);
     let run = ctx.run_with(
         &["deploy", build.to_str().unwrap()],
         &[("REDIS_URL", &format!("redis://127.0.0.1:{replica}"))],

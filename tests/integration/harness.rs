@@ -287,6 +287,21 @@ impl Ctx {
         out
     }
 
+    /// The string at one of the app's keys (`current`, `lock`, `release:<id>`, ...).
+    pub async fn get(&self, name: &str) -> Option<String> {
+        let mut con = self.redis().await;
+        redis::cmd("GET")
+            .arg(self.key(name))
+            .query_async(&mut con)
+            .await
+            .unwrap()
+    }
+
+    /// The port of the shared test Redis.
+    pub fn redis_port(&self) -> u16 {
+        self.redis_url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     /// The app's activation history, newest first.
     pub async fn history(&self) -> Vec<serde_json::Value> {
         let mut con = self.redis().await;

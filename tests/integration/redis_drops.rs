@@ -83,19 +83,8 @@ async fn pump(
     }
 }
 
-fn redis_port(ctx: &Ctx) -> u16 {
-    ctx.redis_url.rsplit(':').next().unwrap().parse().unwrap()
-}
-
 fn current(ctx: &Ctx) -> Option<String> {
-    rt().block_on(async {
-        let mut con = ctx.redis().await;
-        redis::cmd("GET")
-            .arg(ctx.key("current"))
-            .query_async(&mut con)
-            .await
-            .unwrap()
-    })
+    rt().block_on(ctx.get("current"))
 }
 
 #[test]
@@ -103,7 +92,7 @@ fn activation_whose_answer_is_lost_is_read_back_as_applied() {
     let ctx = Ctx::new("drop-after");
     let a = ctx.run(&["deploy", fixture("shakapacker").to_str().unwrap(), "--json"]);
     assert_eq!(a.code, 0, "{a:?}");
-    let (port, fired) = start_proxy(redis_port(&ctx), Drop::AfterEval);
+    let (port, fired) = start_proxy(ctx.redis_port(), Drop::AfterEval);
     let url = format!("redis://127.0.0.1:{port}");
     let b = ctx.run_with(
         &["deploy", fixture("flat").to_str().unwrap(), "--json"],
@@ -126,15 +115,7 @@ fn activation_whose_answer_is_lost_is_read_back_as_applied() {
         "the activation ran exactly once: {history:?}"
     );
     // The lock was released over the new connection.
-    let lock: Option<String> = rt().block_on(async {
-        let mut con = ctx.redis().await;
-        redis::cmd("GET")
-            .arg(ctx.key("lock"))
-            .query_async(&mut con)
-            .await
-            .unwrap()
-    });
-    assert_eq!(lock, None);
+    assert_eq!(rt().block_on(ctx.get("lock")), None);
 }
 
 #[test]
@@ -143,7 +124,7 @@ fn activation_that_never_reached_redis_is_reported_as_not_applied() {
     let a = ctx.run(&["deploy", fixture("shakapacker").to_str().unwrap(), "--json"]);
     assert_eq!(a.code, 0, "{a:?}");
     let a_id = a.json()["release"]["id"].as_str().unwrap().to_string();
-    let (port, fired) = start_proxy(redis_port(&ctx), Drop::BeforeEval);
+    let (port, fired) = start_proxy(ctx.redis_port(), Drop::BeforeEval);
     let url = format!("redis://127.0.0.1:{port}");
     let b = ctx.run_with(
         &["deploy", fixture("flat").to_str().unwrap()],

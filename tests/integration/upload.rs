@@ -307,18 +307,7 @@ fn interrupt_aborts_multipart_uploads_and_releases_the_lock() {
             .send()
             .await;
         assert!(head.is_err(), "a partial object became visible");
-        let mut con = ctx.redis().await;
-        let lock: Option<String> = redis::cmd("GET")
-            .arg(ctx.key("lock"))
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        assert_eq!(lock, None, "the lock was not released");
-        let current: Option<String> = redis::cmd("GET")
-            .arg(ctx.key("current"))
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        assert_eq!(current, None);
+        assert_eq!(ctx.get("lock").await, None, "the lock was not released");
+        assert_eq!(ctx.get("current").await, None);
     });
 }
