@@ -223,12 +223,7 @@ impl S3Store {
         };
         let mut body = obj.body;
         let mut h = Sha256::new();
-        while let Some(chunk) = body.try_next().await.map_err(|e| {
-            Failure::operation(format!(
-                "reading s3://{}/{key} failed: {e}; run again",
-                self.bucket
-            ))
-        })? {
+        while let Some(chunk) = body.try_next().await.map_err(|e| self.body_error(key, e))? {
             h.update(&chunk);
         }
         Ok(Some(Inspected {
@@ -472,13 +467,20 @@ impl S3Store {
         let Some(obj) = self.get_object(key).await? else {
             return Ok(None);
         };
-        let data = obj.body.collect().await.map_err(|e| {
-            Failure::operation(format!(
-                "reading s3://{}/{key} failed: {e}; run again",
-                self.bucket
-            ))
-        })?;
+        let data = obj
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.body_error(key, e))?;
         Ok(Some(data.into_bytes().to_vec()))
+    }
+
+    /// A response body that broke off while being read.
+    fn body_error(&self, key: &str, e: impl std::fmt::Display) -> anyhow::Error {
+        Failure::operation(format!(
+            "reading s3://{}/{key} failed: {e}; run again",
+            self.bucket
+        ))
     }
 
     /// One line naming the operation, the object, the S3 error code and what to do.
