@@ -1,46 +1,87 @@
-//! The error kinds callers branch on, and the one mapping to exit codes.
+//! The failures callers branch on, and the one table of exit codes.
 //!
 //! Library code returns `anyhow::Error` with context; where the exit code
-//! matters, the root of the chain is a [`Failure`]. `exit_code` walks the
+//! matters, the root of the chain is a [`Failure`]. [`exit_code`] walks the
 //! chain, so context added on the way up never changes the code.
 
-/// A failure with a documented exit code (PRODUCT.md, "Output and exit codes").
+/// Every exit code cutover uses, with its meaning: the README's table is
+/// checked against this one (a test fails when they differ).
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (
+        0,
+        "success, including \"already live\" and \"recorded, not activated\"",
+    ),
+    (1, "an operation failed and nothing was switched"),
+    (
+        2,
+        "bad usage, configuration, input or permissions (the message names the fix)",
+    ),
+    (
+        3,
+        "refused for safety: conflict, lock held, live release changed, pinned, a limit",
+    ),
+    (
+        4,
+        "verification failed: objects of a release missing or corrupt",
+    ),
+    (
+        5,
+        "partially applied: some Redis targets switched and some did not",
+    ),
+    (
+        130,
+        "interrupted: nothing was switched; the next run resumes",
+    ),
+];
+
+/// A failure with a documented exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
-    /// Bad usage, configuration or input: exit 2.
+    /// An S3 or Redis operation failed after retries; nothing was switched: exit 1.
+    #[error("{0}")]
+    Operation(String),
+    /// Bad usage, configuration, input or permissions: exit 2.
     #[error("{0}")]
     Input(String),
-    /// Lock held, live release changed, object would be overwritten: exit 3.
+    /// Refused for safety (conflict, lock held, live release changed): exit 3.
     #[error("{0}")]
-    Conflict(String),
+    Refused(String),
     /// Objects missing or corrupt: exit 4.
     #[error("{0}")]
     Verification(String),
-    /// An S3 or Redis operation failed after retries: exit 1.
+    /// Some Redis targets switched and some did not: exit 5.
     #[error("{0}")]
-    Operation(String),
+    Partial(String),
+    /// SIGINT or SIGTERM: exit 130.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl Failure {
+    pub fn operation(msg: impl Into<String>) -> anyhow::Error {
+        Failure::Operation(msg.into()).into()
+    }
     pub fn input(msg: impl Into<String>) -> anyhow::Error {
         Failure::Input(msg.into()).into()
     }
-    pub fn conflict(msg: impl Into<String>) -> anyhow::Error {
-        Failure::Conflict(msg.into()).into()
+    pub fn refused(msg: impl Into<String>) -> anyhow::Error {
+        Failure::Refused(msg.into()).into()
     }
     pub fn verification(msg: impl Into<String>) -> anyhow::Error {
         Failure::Verification(msg.into()).into()
     }
-    pub fn operation(msg: impl Into<String>) -> anyhow::Error {
-        Failure::Operation(msg.into()).into()
+    pub fn interrupted(msg: impl Into<String>) -> anyhow::Error {
+        Failure::Interrupted(msg.into()).into()
     }
 
     pub fn code(&self) -> u8 {
         match self {
             Failure::Operation(_) => 1,
             Failure::Input(_) => 2,
-            Failure::Conflict(_) => 3,
+            Failure::Refused(_) => 3,
             Failure::Verification(_) => 4,
+            Failure::Partial(_) => 5,
+            Failure::Interrupted(_) => 130,
         }
     }
 }
@@ -59,7 +100,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
-        let text = cause.to_string().replace('\n', " ");
+        let text = cause.to_string().replace(['\n', '\r'], " ");
         let text = text.trim().to_string();
         if text.is_empty() || parts.last().is_some_and(|p| p.contains(&text)) {
             continue;
@@ -76,7 +117,7 @@ mod tests {
 
     #[test]
     fn code_survives_context() {
-        let err: anyhow::Result<()> = Err(Failure::conflict("lock held by ci-42"));
+        let err: anyhow::Result<()> = Err(Failure::refused("lock held by ci-42"));
         let err = err.context("deploy failed").unwrap_err();
         assert_eq!(exit_code(&err), 3);
         assert_eq!(one_line(&err), "deploy failed: lock held by ci-42");
@@ -87,5 +128,19 @@ mod tests {
         let err = anyhow::anyhow!("socket closed\nby peer");
         assert_eq!(exit_code(&err), 1);
         assert_eq!(one_line(&err), "socket closed by peer");
+    }
+
+    #[test]
+    fn every_failure_code_is_in_the_table() {
+        for f in [
+            Failure::Operation(String::new()),
+            Failure::Input(String::new()),
+            Failure::Refused(String::new()),
+            Failure::Verification(String::new()),
+            Failure::Partial(String::new()),
+            Failure::Interrupted(String::new()),
+        ] {
+            assert!(EXIT_CODES.iter().any(|(c, _)| *c == f.code()), "{f:?}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! What the pipeline tells the outside world while it works.
 //!
 //! Scanning, listing and uploading emit [`Event`]s to an [`Observer`]; the
-//! printers in `output` draw bars or plain lines from them. The pipeline never
+//! printers in `cli::progress` draw bars or plain lines from them. The pipeline never
 //! draws anything itself.
 
 use std::fmt;

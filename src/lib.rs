@@ -1,21 +1,23 @@
 //! cutover: ship a webpack build to S3/CloudFront and switch the Rails
 //! manifest in Redis atomically.
 //!
-//! The binary is a thin wrapper over this library. Modules are the stages of
-//! a deploy: [`scan`] the build, read its [`manifest`], [`plan`] against S3
-//! and Redis, then execute with [`s3`] and [`registry`].
+//! The binary ([`cli`]) is a thin front over this library. A command
+//! ([`commands`]) reads the [`build`] and the remote [`state`] through the
+//! [`store`]s, makes a [`plan`] (pure: decisions and the writes as steps),
+//! and hands the steps to the executor ([`exec`]); a dry run prints them
+//! instead. [`config`] holds the one table of settings, [`contract`] the
+//! names other programs read, [`error`] the one table of exit codes.
 
-pub mod app;
+pub mod build;
 pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod deploy;
+pub mod contract;
 pub mod error;
 pub mod events;
-pub mod headers;
-pub mod manifest;
+pub mod exec;
 pub mod plan;
-pub mod progress;
-pub mod registry;
 pub mod release;
-pub mod s3;
-pub mod scan;
+pub mod render;
+pub mod state;
+pub mod store;

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    cutover::app::main()
+    cutover::cli::main()
 }

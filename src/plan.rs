@@ -1,34 +1,25 @@
-//! Planning: what a deploy would do, decided from the scanned build, one
-//! listing of the bucket and the live state in Redis. Pure: no I/O here.
-
-use std::collections::HashMap;
+//! Planning, pure: what a command will do, decided from facts read before
+//! (the scanned build, one listing of the bucket, the live state in Redis).
+//!
+//! A plan holds the decisions (which files to upload, skip, or refuse) and
+//! the [`Step`]s that carry them out: every S3 write and Redis command. The
+//! executor (`exec`) runs exactly these steps, and `--dry-run` prints exactly
+//! these steps, so the two cannot drift apart.
 
 use serde::Serialize;
 
+use crate::build::headers::{headers_for, is_fingerprinted, Headers};
+use crate::build::manifest::{diff, Manifest, ManifestDiff};
+use crate::build::{Build, BuildFile};
 use crate::config::Config;
-use crate::headers::{headers_for, is_fingerprinted, Headers};
-use crate::manifest::{diff, Manifest, ManifestDiff};
+use crate::contract::{record_key, Action};
 use crate::release::{release_id, IdInput, ReleaseFile, ReleaseRecord};
-use crate::scan::{Build, BuildFile};
+use crate::state::{Inspected, Listed, Listing, LiveState, RemoteObject};
 
-/// An object as one listing of the bucket shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteObject {
-    pub size: u64,
-    /// Without quotes.
-    pub etag: String,
-}
-
-/// What a closer look (HEAD, or reading the object) found out about an
-/// object whose ETag alone did not prove its bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inspected {
-    pub sha256_hex: String,
-}
-
+/// What a deploy does with one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Action {
+pub enum Decision {
     /// Not in S3: upload it.
     Upload,
     /// Already in S3 with the same bytes.
@@ -50,118 +41,208 @@ pub struct PlannedFile {
     pub etag: String,
     #[serde(flatten)]
     pub headers: Headers,
-    pub action: Action,
+    #[serde(rename = "action")]
+    pub decision: Decision,
     /// For conflicts: what S3 holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
 }
 
-/// Live state of the app in Redis, as read before planning.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LiveState {
-    pub current: Option<String>,
-    pub manifest: Option<serde_json::Value>,
+/// One write. The executor carries out a plan's steps in order; the last
+/// step that cannot be undone (the switch) comes after every check.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Upload the files S3 lacks: conditional PUTs, each with its SHA-256.
+    Upload(Vec<PlannedFile>),
+    /// The full release record (with its file list) to S3, after its objects.
+    PutRecord { key: String, body: Vec<u8> },
+    /// Record the release in Redis (an existing record is kept).
+    Register(Box<ReleaseRecord>),
+    /// Make a release live in one atomic compare-and-set step.
+    Switch(Switch),
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Plan {
+/// The atomic switch: if `current` is still `expected` (or `force`), make
+/// `release` live with its manifest, log it and publish it.
+#[derive(Debug, Clone)]
+pub struct Switch {
+    pub expected: Option<String>,
+    pub release: String,
+    pub manifest: serde_json::Value,
+    pub action: Action,
+    pub by: Option<String>,
+    pub message: Option<String>,
+    pub force: bool,
+}
+
+/// What a deploy will do.
+#[derive(Debug, Clone)]
+pub struct DeployPlan {
     pub release: ReleaseRecord,
     pub files: Vec<PlannedFile>,
     pub manifest_diff: ManifestDiff,
-    /// The release live when the plan was made (activation compares-and-sets against it).
+    /// The release live when the plan was made (the switch compares-and-sets against it).
     pub live_release: Option<String>,
     pub already_live: bool,
     pub not_fingerprinted: Vec<String>,
     pub warnings: Vec<String>,
 }
 
-impl Plan {
-    pub fn count(&self, action: Action) -> (usize, u64) {
+/// How a deploy ends, as asked on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    pub activate: bool,
+    pub force: bool,
+    pub message: Option<String>,
+}
+
+impl DeployPlan {
+    pub fn count(&self, decision: Decision) -> (usize, u64) {
         self.files
             .iter()
-            .filter(|f| f.action == action)
+            .filter(|f| f.decision == decision)
             .fold((0, 0), |(n, b), f| (n + 1, b + f.size))
     }
-    pub fn conflicts(&self) -> impl Iterator<Item = &PlannedFile> {
-        self.files.iter().filter(|f| f.action == Action::Conflict)
-    }
-    pub fn uploads(&self) -> impl Iterator<Item = &PlannedFile> {
-        self.files.iter().filter(|f| f.action == Action::Upload)
-    }
-    pub fn needs_inspection(&self) -> impl Iterator<Item = &PlannedFile> {
-        self.files.iter().filter(|f| f.action == Action::Inspect)
+    pub fn with(&self, decision: Decision) -> impl Iterator<Item = &PlannedFile> {
+        self.files.iter().filter(move |f| f.decision == decision)
     }
 
-    /// Settle the files that needed a closer look.
-    pub fn resolve(&mut self, inspected: &HashMap<String, Inspected>) {
-        for f in &mut self.files {
-            if f.action != Action::Inspect {
-                continue;
-            }
+    /// Settle the files that needed a closer look. An object listed but gone
+    /// by now is simply uploaded.
+    pub fn resolve(&mut self, inspected: &std::collections::HashMap<String, Inspected>) {
+        for f in self
+            .files
+            .iter_mut()
+            .filter(|f| f.decision == Decision::Inspect)
+        {
             match inspected.get(&f.key) {
                 Some(i) if i.sha256_hex == f.sha256 => {
-                    f.action = Action::Skip;
+                    f.decision = Decision::Skip;
                     f.remote = None;
                 }
                 Some(i) => {
-                    f.action = Action::Conflict;
+                    f.decision = Decision::Conflict;
                     f.remote = Some(format!("sha256 {}", i.sha256_hex));
                 }
-                None => {}
+                None => {
+                    f.decision = Decision::Upload;
+                    f.remote = None;
+                }
             }
         }
     }
+
+    /// The writes that carry the plan out. None while a conflict stands;
+    /// only the repair of missing objects when the release is already live.
+    pub fn steps(&self, meta_prefix: &str, opts: &DeployOptions) -> Vec<Step> {
+        if self.count(Decision::Conflict).0 > 0 {
+            return Vec::new();
+        }
+        let uploads: Vec<PlannedFile> = self.with(Decision::Upload).cloned().collect();
+        let mut steps = Vec::new();
+        if !uploads.is_empty() {
+            steps.push(Step::Upload(uploads));
+        }
+        if self.already_live {
+            return steps;
+        }
+        steps.push(Step::PutRecord {
+            key: record_key(meta_prefix, &self.release.id),
+            body: serde_json::to_vec_pretty(&self.release).expect("records serialize"),
+        });
+        steps.push(Step::Register(Box::new(self.release.summary())));
+        if opts.activate {
+            steps.push(Step::Switch(Switch {
+                expected: self.live_release.clone(),
+                release: self.release.id.clone(),
+                manifest: self.release.manifest.clone(),
+                action: Action::Deploy,
+                by: self.release.deployed_by.clone(),
+                message: opts.message.clone(),
+                force: opts.force,
+            }));
+        }
+        steps
+    }
 }
 
-/// Metadata about who and why, filled from config.
-pub struct Provenance<'a> {
-    pub config: &'a Config,
+/// Who and why, for the release record.
+pub struct Provenance {
     pub message: Option<String>,
+    /// (RFC 3339, milliseconds since the epoch)
     pub created: (String, i64),
 }
 
 /// Decide, for every file of the build, what the deploy does.
-pub fn plan(
+pub fn deploy(
+    config: &Config,
     build: &Build,
     manifest: &Manifest,
-    remote: &HashMap<String, RemoteObject>,
+    remote: &Listing,
     live: &LiveState,
     who: Provenance,
-) -> anyhow::Result<Plan> {
-    let config = who.config;
-    let mut files = Vec::with_capacity(build.files.len());
-    let mut not_fingerprinted = Vec::new();
-    // The manifest (and webpack's compressed copies of it) is published
-    // through Redis, not served from the bucket.
+) -> anyhow::Result<DeployPlan> {
+    let files = plan_files(config, build, manifest, remote);
+    let not_fingerprinted: Vec<String> = files
+        .iter()
+        .filter(|f| !is_fingerprinted(&f.path))
+        .map(|f| f.path.clone())
+        .collect();
+    let release = record(config, &files, manifest, who)?;
+    let warnings = warnings(config, manifest, &not_fingerprinted);
+    Ok(DeployPlan {
+        manifest_diff: diff(live.manifest.as_ref(), &manifest.live),
+        already_live: live.current.as_deref() == Some(release.id.as_str()),
+        live_release: live.current.clone(),
+        release,
+        files,
+        not_fingerprinted,
+        warnings,
+    })
+}
+
+/// Every file of the build but the manifest (published through Redis, with
+/// webpack's compressed copies of it), with its key, headers and decision.
+fn plan_files(
+    config: &Config,
+    build: &Build,
+    manifest: &Manifest,
+    remote: &Listing,
+) -> Vec<PlannedFile> {
     let manifest_copies = [
         manifest.path.clone(),
         format!("{}.gz", manifest.path),
         format!("{}.br", manifest.path),
     ];
-    for f in build
+    build
         .files
         .iter()
         .filter(|f| !manifest_copies.contains(&f.path))
-    {
-        let key = config.object_key(&f.path);
-        let (action, remote_desc) = classify(f, remote.get(&key));
-        if !is_fingerprinted(&f.path) {
-            not_fingerprinted.push(f.path.clone());
-        }
-        files.push(PlannedFile {
-            path: f.path.clone(),
-            key,
-            size: f.size,
-            sha256: f.digests.sha256_hex(),
-            etag: f.digests.expected_etag(),
-            headers: headers_for(f, config),
-            action,
-            remote: remote_desc,
-        });
-    }
+        .map(|f| {
+            let key = config.object_key(&f.path);
+            let (decision, remote) = classify(f, remote.get(&key));
+            PlannedFile {
+                path: f.path.clone(),
+                key,
+                size: f.size,
+                sha256: f.digests.sha256_hex(),
+                etag: f.digests.expected_etag(),
+                headers: headers_for(f, &config.cache_control, &config.header_rules),
+                decision,
+                remote,
+            }
+        })
+        .collect()
+}
 
-    let bucket = config.bucket()?;
-    let cdn_url = config.cdn_url()?;
+/// The release record: a content-derived id and where it came from.
+fn record(
+    config: &Config,
+    files: &[PlannedFile],
+    manifest: &Manifest,
+    who: Provenance,
+) -> anyhow::Result<ReleaseRecord> {
+    let (bucket, cdn_url) = (config.bucket()?, config.cdn_url()?);
     let id_files: Vec<(&str, &str, &Headers)> = files
         .iter()
         .map(|f| (f.path.as_str(), f.sha256.as_str(), &f.headers))
@@ -173,8 +254,8 @@ pub fn plan(
         files: &id_files,
         manifest: &manifest.live,
     });
-    let release = ReleaseRecord {
-        id: id.clone(),
+    Ok(ReleaseRecord {
+        id,
         app: config.app()?.to_string(),
         created_at: who.created.0,
         created_at_ms: who.created.1,
@@ -200,8 +281,11 @@ pub fn plan(
                 })
                 .collect(),
         ),
-    };
+    })
+}
 
+/// What the user should know before going live.
+fn warnings(config: &Config, manifest: &Manifest, not_fingerprinted: &[String]) -> Vec<String> {
     let mut warnings = Vec::new();
     let expected_public = format!(
         "{}/",
@@ -213,75 +297,34 @@ pub fn plan(
     if !manifest.public_path.is_empty() && manifest.public_path != expected_public {
         warnings.push(format!(
             "the build's public path is {:?} but its files will be served from {expected_public}: lazy-loaded chunks would \
-             load from the wrong host; build with the CDN as webpack's publicPath (Shakapacker: SHAKAPACKER_ASSET_HOST={cdn_url})",
-            manifest.public_path
+             load from the wrong host; build with the CDN as webpack's publicPath (Shakapacker: SHAKAPACKER_ASSET_HOST={})",
+            manifest.public_path,
+            config.cdn_url.as_deref().unwrap_or("CDN_URL")
         ));
     }
     if !not_fingerprinted.is_empty() {
-        let shown: Vec<&str> = not_fingerprinted
-            .iter()
-            .take(5)
-            .map(String::as_str)
-            .collect();
-        let more = if not_fingerprinted.len() > 5 {
-            format!(" and {} more", not_fingerprinted.len() - 5)
-        } else {
-            String::new()
-        };
         warnings.push(format!(
-            "{} file(s) have no content hash in their name ({}{more}): they get `{}` and a change to them in a later build \
+            "{} without a content hash in their name ({}): they get `{}` and a change to them in a later build \
              will be a conflict; add [contenthash] to their webpack file names",
-            not_fingerprinted.len(),
-            shown.join(", "),
+            crate::render::count(not_fingerprinted.len(), "file"),
+            crate::render::some(not_fingerprinted, 5),
             config.cache_control
         ));
     }
-
-    Ok(Plan {
-        manifest_diff: diff(live.manifest.as_ref(), &manifest.live),
-        already_live: live.current.as_deref() == Some(id.as_str()),
-        live_release: live.current.clone(),
-        release,
-        files,
-        not_fingerprinted,
-        warnings,
-    })
+    warnings
 }
 
-/// What one listing entry says about an object we expect to hold `size`
-/// bytes whose upload would have one of `etags`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listed {
-    Same,
-    OtherSize,
-    /// Same size, but the ETag proves nothing (SSE-KMS, other servers, none
-    /// in the listing): needs a closer look.
-    Unsure,
-}
-
-pub fn compare_listed(obj: &RemoteObject, size: u64, etags: &[&str]) -> Listed {
-    if obj.size != size {
-        return Listed::OtherSize;
-    }
-    let etag = obj.etag.trim_matches('"');
-    if etags.iter().any(|e| etag.eq_ignore_ascii_case(e)) {
-        Listed::Same
-    } else {
-        Listed::Unsure
-    }
-}
-
-fn classify(file: &BuildFile, remote: Option<&RemoteObject>) -> (Action, Option<String>) {
+fn classify(file: &BuildFile, remote: Option<&RemoteObject>) -> (Decision, Option<String>) {
     let Some(obj) = remote else {
-        return (Action::Upload, None);
+        return (Decision::Upload, None);
     };
     // Ours (MD5, or the multipart MD5-of-MD5s), or a single-part upload by someone else.
     let etags = [file.digests.expected_etag(), hex::encode(file.digests.md5)];
-    match compare_listed(obj, file.size, &[&etags[0], &etags[1]]) {
-        Listed::OtherSize => (Action::Conflict, Some(format!("{} bytes", obj.size))),
-        Listed::Same => (Action::Skip, None),
+    match obj.compare(file.size, &[&etags[0], &etags[1]]) {
+        Listed::OtherSize => (Decision::Conflict, Some(format!("{} bytes", obj.size))),
+        Listed::Same => (Decision::Skip, None),
         Listed::Unsure => (
-            Action::Inspect,
+            Decision::Inspect,
             Some(format!("etag {}", obj.etag.trim_matches('"'))),
         ),
     }
@@ -293,6 +336,7 @@ mod tests {
     use crate::config::{load, FlagValues};
     use crate::events::Quiet;
     use serde_json::json;
+    use std::collections::HashMap;
 
     fn config() -> Config {
         let env = |k: &str| match k {
@@ -318,10 +362,11 @@ mod tests {
             std::fs::write(full, b).unwrap();
         }
         std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
-        let build = crate::scan::scan(dir.path(), u64::MAX, &Quiet).unwrap();
+        let build = crate::build::scan::scan(dir.path(), u64::MAX, &Quiet).unwrap();
         let c = config();
         let manifest =
-            crate::manifest::load(&build, "manifest.json", &|p| c.public_url(p).unwrap()).unwrap();
+            crate::build::manifest::load(&build, "manifest.json", &|p| c.public_url(p).unwrap())
+                .unwrap();
         Fixture {
             _dir: dir,
             build,
@@ -329,11 +374,17 @@ mod tests {
         }
     }
 
-    fn who(c: &Config) -> Provenance<'_> {
+    fn who() -> Provenance {
         Provenance {
-            config: c,
             message: None,
             created: ("2026-01-01T00:00:00Z".into(), 0),
+        }
+    }
+
+    fn listed(size: u64, etag: &str) -> RemoteObject {
+        RemoteObject {
+            size,
+            etag: etag.into(),
         }
     }
 
@@ -350,62 +401,51 @@ mod tests {
             json!({"a.js": "https://cdn.example.com/packs/js/a-0a1b2c3d4e.js"}),
         );
         let md5 = |p: &str| hex::encode(fx.build.get(p).unwrap().digests.md5);
-        let mut remote = HashMap::new();
-        remote.insert(
-            "packs/js/a-0a1b2c3d4e.js".to_string(),
-            RemoteObject {
-                size: 3,
-                etag: format!("\"{}\"", md5("js/a-0a1b2c3d4e.js")),
-            },
-        );
-        remote.insert(
-            "packs/js/b-0a1b2c3d4e.js".to_string(),
-            RemoteObject {
-                size: 4,
-                etag: "x".into(),
-            },
-        );
-        remote.insert(
-            "packs/js/c-0a1b2c3d4e.js".to_string(),
-            RemoteObject {
-                size: 3,
-                etag: "kms-etag".into(),
-            },
-        );
-        remote.insert(
-            "packs/manifest.json".to_string(),
-            RemoteObject {
-                size: 1,
-                etag: "x".into(),
-            },
-        );
+        let remote: Listing = [
+            (
+                "packs/js/a-0a1b2c3d4e.js",
+                listed(3, &format!("\"{}\"", md5("js/a-0a1b2c3d4e.js"))),
+            ),
+            ("packs/js/b-0a1b2c3d4e.js", listed(4, "x")),
+            ("packs/js/c-0a1b2c3d4e.js", listed(3, "kms-etag")),
+            ("packs/manifest.json", listed(1, "x")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         let c = config();
-        let mut p = plan(
+        let mut p = deploy(
+            &c,
             &fx.build,
             &fx.manifest,
             &remote,
             &LiveState::default(),
-            who(&c),
+            who(),
         )
         .unwrap();
-        let actions: Vec<(&str, Action)> = p
+        let decisions: Vec<(&str, Decision)> = p
             .files
             .iter()
-            .map(|f| (f.path.as_str(), f.action))
+            .map(|f| (f.path.as_str(), f.decision))
             .collect();
         assert_eq!(
-            actions,
+            decisions,
             [
-                ("js/a-0a1b2c3d4e.js", Action::Skip),
-                ("js/b-0a1b2c3d4e.js", Action::Conflict),
-                ("js/c-0a1b2c3d4e.js", Action::Inspect),
-                ("js/d-0a1b2c3d4e.js", Action::Upload),
-                ("robots.txt", Action::Upload),
+                ("js/a-0a1b2c3d4e.js", Decision::Skip),
+                ("js/b-0a1b2c3d4e.js", Decision::Conflict),
+                ("js/c-0a1b2c3d4e.js", Decision::Inspect),
+                ("js/d-0a1b2c3d4e.js", Decision::Upload),
+                ("robots.txt", Decision::Upload),
             ]
         );
         assert_eq!(p.not_fingerprinted, ["robots.txt"]);
         assert_eq!(p.release.file_count, 5);
         assert!(p.warnings.iter().any(|w| w.contains("robots.txt")));
+        // A conflict stands: nothing is written.
+        assert!(p
+            .steps("_cutover/shop/", &DeployOptions::default())
+            .is_empty());
+
         let c_sha = p.files[2].sha256.clone();
         let mut seen = HashMap::new();
         seen.insert(
@@ -413,8 +453,53 @@ mod tests {
             Inspected { sha256_hex: c_sha },
         );
         p.resolve(&seen);
-        assert_eq!(p.files[2].action, Action::Skip);
-        assert_eq!(p.count(Action::Upload), (2, 4));
+        assert_eq!(p.files[2].decision, Decision::Skip);
+        assert_eq!(p.count(Decision::Upload), (2, 4));
+    }
+
+    #[test]
+    fn steps_follow_the_options_and_end_with_the_switch() {
+        let fx = fixture(
+            &[("js/a-0a1b2c3d4e.js", b"aaa")],
+            json!({"a.js": "https://cdn.example.com/packs/js/a-0a1b2c3d4e.js"}),
+        );
+        let c = config();
+        let p = deploy(
+            &c,
+            &fx.build,
+            &fx.manifest,
+            &Listing::new(),
+            &LiveState::default(),
+            who(),
+        )
+        .unwrap();
+        let names = |steps: Vec<Step>| -> Vec<&'static str> {
+            steps
+                .iter()
+                .map(|s| match s {
+                    Step::Upload(_) => "upload",
+                    Step::PutRecord { .. } => "record",
+                    Step::Register(_) => "register",
+                    Step::Switch(_) => "switch",
+                })
+                .collect()
+        };
+        let activate = DeployOptions {
+            activate: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            names(p.steps("m/", &activate)),
+            ["upload", "record", "register", "switch"]
+        );
+        assert_eq!(
+            names(p.steps("m/", &DeployOptions::default())),
+            ["upload", "record", "register"]
+        );
+        let Step::PutRecord { key, .. } = &p.steps("m/", &activate)[1] else {
+            panic!()
+        };
+        assert_eq!(key, &format!("m/releases/{}.json", p.release.id));
     }
 
     #[test]
@@ -424,12 +509,13 @@ mod tests {
             json!({"a.js": "/packs/js/a-0a1b2c3d4e.js"}),
         );
         let c = config();
-        let first = plan(
+        let first = deploy(
+            &c,
             &fx.build,
             &fx.manifest,
-            &HashMap::new(),
+            &Listing::new(),
             &LiveState::default(),
-            who(&c),
+            who(),
         )
         .unwrap();
         assert!(!first.already_live);
@@ -446,9 +532,16 @@ mod tests {
             current: Some(first.release.id.clone()),
             manifest: Some(first.release.manifest.clone()),
         };
-        let again = plan(&fx.build, &fx.manifest, &HashMap::new(), &live, who(&c)).unwrap();
+        let again = deploy(&c, &fx.build, &fx.manifest, &Listing::new(), &live, who()).unwrap();
         assert!(again.already_live);
         assert_eq!(again.release.id, first.release.id);
         assert_eq!(again.manifest_diff.unchanged, 1);
+        // Already live with every object missing: only the repair.
+        let opts = DeployOptions {
+            activate: true,
+            ..Default::default()
+        };
+        let steps = again.steps("m/", &opts);
+        assert!(matches!(steps.as_slice(), [Step::Upload(f)] if f.len() == 1));
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::headers::Headers;
+use crate::build::headers::Headers;
 
 /// One file of a release, as the S3 copy of the record lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,7 +16,7 @@ pub struct ReleaseFile {
     pub etag: String,
 }
 
-/// The release record (PRODUCT.md, "Identity").
+/// The release record (README, "Releases").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseRecord {
     pub id: String,

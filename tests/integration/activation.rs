@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::harness::{fixture, rt, start_redis, Ctx};
+use crate::support::{fixture, rt, start_redis, Ctx};
 
 fn deploy(ctx: &Ctx, build: &str, extra: &[&str]) -> String {
     let mut args = vec!["deploy", build, "--json"];
@@ -106,10 +106,13 @@ fn deploy_rollback_and_history_follow_the_contract() {
     assert_eq!(rows[0]["id"], b.as_str());
     assert_eq!(rows[0]["live"], true);
     let text = ctx.run(&["releases"]).stdout;
+    let lines: Vec<&str> = text.lines().collect();
     assert!(
-        text.lines().next().unwrap().starts_with(&format!("* {b}")),
-        "{text}"
+        lines[0].starts_with("LIVE  RELEASE"),
+        "a header row: {text}"
     );
+    assert!(lines[1].starts_with(&format!("*     {b}")), "{text}");
+    assert!(lines[2].starts_with(&format!("      {a}")), "{text}");
 }
 
 #[test]
@@ -176,24 +179,32 @@ fn readers_never_see_a_mismatched_pair_during_500_switches() {
     let config =
         cutover::config::load(&Default::default(), &|k| env.get(k).cloned(), None).unwrap();
     rt().block_on(async {
-        let mut reg = cutover::registry::Registry::connect(&config).await.unwrap();
+        let mut reg = cutover::store::redis::Registry::connect(&config)
+            .await
+            .unwrap();
         let rec_a = reg.record(&a).await.unwrap().unwrap();
         let rec_b = reg.record(&b).await.unwrap().unwrap();
         let mut live = b.clone();
         for i in 0..500 {
             let target = if i % 2 == 0 { &rec_a } else { &rec_b };
-            let prev = cutover::deploy::switch(
-                &mut reg,
-                Some(&live),
-                target,
-                "activate",
-                None,
-                None,
-                false,
-            )
-            .await
-            .unwrap();
-            assert_eq!(prev.as_deref(), Some(live.as_str()));
+            let event = cutover::contract::ActivationEvent {
+                release: target.id.clone(),
+                previous: Some(live.clone()),
+                action: "activate".into(),
+                at: format!("switch {i}"),
+                by: None,
+                message: None,
+            };
+            let outcome = reg
+                .activate(Some(&live), &target.id, &target.manifest, &event, false)
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome,
+                cutover::store::redis::Activation::Applied {
+                    previous: Some(live.clone())
+                }
+            );
             live = target.id.clone();
         }
     });
@@ -221,7 +232,7 @@ fn concurrent_deploys_serialise_and_end_with_one_complete_release() {
     let builds: Vec<std::path::PathBuf> = (0..10)
         .map(|i| {
             let dir = ctx.work.path().join(format!("build{i}"));
-            crate::harness::copy_dir(&fixture("flat"), &dir);
+            crate::support::fixtures::copy_dir(&fixture("flat"), &dir);
             std::fs::write(
                 dir.join(format!("static/extra{i}-0a1b2c3d4e{i:02}.txt")),
                 format!("build {i}"),
@@ -242,7 +253,7 @@ fn concurrent_deploys_serialise_and_end_with_one_complete_release() {
         .collect();
     let runs: Vec<_> = children
         .into_iter()
-        .map(|c| crate::harness::finish(c.wait_with_output().unwrap()))
+        .map(|c| crate::support::run::finish(c.wait_with_output().unwrap()))
         .collect();
     let mut activated = Vec::new();
     for run in &runs {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::harness::{fixture, free_port, rt, Ctx, Run};
+use crate::support::{fixture, free_port, rt, Ctx, Run};
 
 /// A context with a live release, so "untouched" means something.
 fn live_ctx(name: &str) -> Ctx {
@@ -175,7 +175,7 @@ fn unreadable_file() {
             }
         }
         wrapped.env("PATH", std::env::var("PATH").unwrap_or_default());
-        crate::harness::finish(wrapped.output().expect("setpriv (util-linux) is installed"))
+        crate::support::run::finish(wrapped.output().expect("setpriv (util-linux) is installed"))
     } else {
         ctx.run(&["deploy", s(&build)])
     };
@@ -282,7 +282,7 @@ fn missing_aws_credentials() {
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env("HOME", ctx.work.path());
-    let run = crate::harness::finish(cmd.output().unwrap());
+    let run = crate::support::run::finish(cmd.output().unwrap());
     assert_eq!(run.code, 2, "{run:?}");
     let line = run.error_line();
     assert!(

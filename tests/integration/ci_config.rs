@@ -3,7 +3,7 @@
 
 use serde_yaml::Value;
 
-use crate::harness::repo_root;
+use crate::support::repo_root;
 
 fn load() -> Value {
     let text = std::fs::read_to_string(repo_root().join(".circleci/config.yml")).unwrap();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{fixture, start_redis, Ctx};
+use crate::support::{fixture, start_redis, Ctx};
 
 const READER: &str = r#"
 require "redis"
@@ -197,7 +197,7 @@ fn rediss_urls_connect_over_tls() {
         "-out",
         "redis.pem",
     ]);
-    let tls_port = crate::harness::free_port();
+    let tls_port = crate::support::free_port();
     let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
     let tls_port_s = tls_port.to_string();
     // The plain port stays on (start_redis waits on it); clients use the TLS one.
@@ -213,7 +213,7 @@ fn rediss_urls_connect_over_tls() {
         "--tls-auth-clients",
         "no",
     ]);
-    crate::harness::wait_for_port(tls_port, "redis-server TLS port");
+    crate::support::servers::wait_for_port(tls_port, "redis-server TLS port");
     let url = format!("rediss://localhost:{tls_port}");
     let ca = p("ca.pem");
     let env = [("REDIS_URL", url.as_str()), ("SSL_CERT_FILE", ca.as_str())];

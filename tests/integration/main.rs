@@ -1,7 +1,7 @@
 //! Integration tests: the real binary against a real Redis and a real
 //! S3-compatible server (moto), started once per run. One test binary.
 
-mod harness;
+mod support;
 
 mod activation;
 mod bad_input;

@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use crate::harness::{fixture, rt, Ctx};
+use crate::support::{fixture, rt, Ctx};
 
 /// Files of the fixture that cutover uploads (everything but the manifest and its copies).
 fn uploadable(name: &str) -> BTreeSet<String> {
@@ -51,7 +51,7 @@ fn dry_run_lists_exactly_the_missing_files_and_changes_nothing() {
     ]);
     assert_eq!(run.code, 0, "{run:?}");
     let doc = run.json();
-    let planned: BTreeSet<String> = doc["upload"]["objects"]
+    let planned: BTreeSet<String> = doc["objects"]
         .as_array()
         .unwrap()
         .iter()
@@ -66,7 +66,7 @@ fn dry_run_lists_exactly_the_missing_files_and_changes_nothing() {
     assert_eq!(doc["conflicts"].as_array().unwrap().len(), 0);
     assert_eq!(doc["dry_run"], true);
     // Headers are part of the plan.
-    let js = doc["upload"]["objects"]
+    let js = doc["objects"]
         .as_array()
         .unwrap()
         .iter()
@@ -76,10 +76,28 @@ fn dry_run_lists_exactly_the_missing_files_and_changes_nothing() {
     assert_eq!(js["cache_control"], "public, max-age=31536000, immutable");
     // Manifest diff against nothing live: every entry is added.
     assert!(doc["manifest_diff"]["added"].as_array().unwrap().len() > 10);
-    assert!(doc["redis"].as_array().unwrap().iter().any(|l| l
-        .as_str()
+    // The writes a deploy would make, the switch last.
+    let steps: Vec<&str> = doc["steps"]
+        .as_array()
         .unwrap()
-        .starts_with(&format!("SET {}", ctx.key("current")))));
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert!(
+        steps[0].starts_with(&format!("S3 PUT {} objects", planned.len())),
+        "{steps:?}"
+    );
+    assert!(steps[1].contains("(release record"), "{steps:?}");
+    assert!(
+        steps[2].starts_with(&format!("Redis SET {}", ctx.key("release:"))),
+        "{steps:?}"
+    );
+    assert!(
+        steps[3].contains(&format!("SET {} ", ctx.key("current")))
+            && steps[3].contains(&format!("PUBLISH {}", ctx.key("events"))),
+        "{steps:?}"
+    );
 
     let (objects_after, redis_after) =
         rt().block_on(async { (ctx.objects().await, ctx.redis_state().await) });
@@ -146,6 +164,7 @@ fn dry_run_human_output_shows_manifest_diff_against_live() {
         "deploy",
         fixture("shakapacker").to_str().unwrap(),
         "--dry-run",
+        "--verbose",
     ]);
     assert_eq!(run.code, 0, "{run:?}");
     // The flat build's keys (e.g. `js/841-js`) are not in the Shakapacker manifest.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{fixture, rt, Ctx};
+use crate::support::{fixture, rt, Ctx};
 
 fn expected_type(path: &str) -> &'static str {
     let original = path.trim_end_matches(".gz").trim_end_matches(".br");
@@ -209,27 +209,45 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     rt().block_on(async {
-        let build = cutover::scan::scan(&root, config.multipart_threshold, &Quiet).unwrap();
-        let manifest =
-            cutover::manifest::load(&build, "manifest.json", &|p| config.public_url(p).unwrap())
-                .unwrap();
-        let store = cutover::s3::S3Store::connect(&config).await.unwrap();
-        let mut registry = cutover::registry::Registry::connect(&config).await.unwrap();
-        let (remote, live) = cutover::deploy::remote_state(&config, &store, &mut registry, &Quiet)
+        use cutover::plan::{Decision, Provenance, Step};
+        let build = cutover::build::scan::scan(&root, config.multipart_threshold, &Quiet).unwrap();
+        let manifest = cutover::build::manifest::load(&build, "manifest.json", &|p| {
+            config.public_url(p).unwrap()
+        })
+        .unwrap();
+        let store = cutover::store::s3::S3Store::connect(&config).await.unwrap();
+        let mut registry = cutover::store::redis::Registry::connect(&config)
             .await
             .unwrap();
-        let plan = cutover::deploy::make_plan(
-            &config, &store, &build, &manifest, &remote, &live, None, &Quiet,
+        let remote = store.list(&config.list_prefix(), &Quiet).await.unwrap();
+        let who = Provenance {
+            message: None,
+            created: cutover::release::now(),
+        };
+        let plan = cutover::plan::deploy(
+            &config,
+            &build,
+            &manifest,
+            &remote,
+            &Default::default(),
+            who,
         )
-        .await
         .unwrap();
-        assert_eq!(plan.count(cutover::plan::Action::Upload).0, 59);
+        assert_eq!(plan.count(Decision::Upload).0, 59);
         // Another writer puts other bytes at one of the planned keys.
-        let victim = plan.uploads().next().unwrap().key.clone();
+        let victim = plan.with(Decision::Upload).next().unwrap().key.clone();
         ctx.put(&victim, b"someone else's bytes").await;
-        let err = cutover::deploy::upload(&config, &store, &build.root, &plan, &Quiet)
-            .await
-            .unwrap_err();
+        let uploads = plan.with(Decision::Upload).cloned().collect();
+        let mut executor = cutover::exec::Executor {
+            store: &store,
+            registry: &mut registry,
+            root: Some(&build.root),
+            concurrency: 8,
+            multipart_threshold: config.multipart_threshold,
+            lock: None,
+            observer: &Quiet,
+        };
+        let err = executor.run(&[Step::Upload(uploads)]).await.unwrap_err();
         assert_eq!(cutover::error::exit_code(&err), 3, "{err:#}");
         assert!(err.to_string().contains(&victim), "{err:#}");
         let body = ctx
@@ -294,7 +312,7 @@ fn interrupt_aborts_multipart_uploads_and_releases_the_lock() {
         }
     });
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let run = crate::harness::finish(child.wait_with_output().unwrap());
+    let run = crate::support::run::finish(child.wait_with_output().unwrap());
     assert_eq!(run.code, 130, "{run:?}");
     assert!(run.error_line().contains("interrupted"), "{run:?}");
     rt().block_on(async {

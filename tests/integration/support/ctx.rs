@@ -1,127 +1,13 @@
-//! Test harness: real servers, started once per test run on free loopback
-//! ports (or taken from the environment), and a runner for the real binary.
-//!
-//! - S3: `CUTOVER_TEST_S3_ENDPOINT`, else moto_server from `.venv-s3` (see .ci/run).
-//! - Redis: `CUTOVER_TEST_REDIS_PORT`-less: a private `redis-server` we start,
-//!   so tests may flush and reconfigure it. Never a server we did not start.
-//!
-//! Every test gets its own bucket and app name.
+//! One test's world: its own bucket, app name and working directory, and
+//! helpers to look at S3 and Redis as another client would.
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-pub struct Servers {
-    pub s3_endpoint: String,
-    pub redis_port: u16,
-}
-
-impl Servers {
-    pub fn redis_url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.redis_port)
-    }
-}
-
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Wait until something accepts connections on the port (a condition, not a sleep).
-pub fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start listening on port {port} within 60s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Spawn a server that dies with the test process (PR_SET_PDEATHSIG), from a
-/// thread that lives as long as the process.
-pub fn spawn_server(mut cmd: Command) -> u32 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::os::unix::process::CommandExt;
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
-        match child {
-            Ok(mut c) => {
-                tx.send(Ok(c.id())).unwrap();
-                let _ = c.wait();
-            }
-            Err(e) => tx.send(Err(e.to_string())).unwrap(),
-        }
-    });
-    rx.recv()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("cannot start server: {e}"))
-}
-
-pub fn start_redis(extra: &[&str]) -> u16 {
-    let port = free_port();
-    // Its own directory: a replica's full sync makes the primary write an RDB file.
-    let dir =
-        std::env::temp_dir().join(format!("cutover-test-redis-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut cmd = Command::new("redis-server");
-    cmd.arg("--dir").arg(&dir);
-    cmd.args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]);
-    cmd.args(extra);
-    spawn_server(cmd);
-    wait_for_port(port, "redis-server");
-    port
-}
-
-pub fn servers() -> &'static Servers {
-    static SERVERS: OnceLock<Servers> = OnceLock::new();
-    SERVERS.get_or_init(|| {
-        let s3_endpoint = match std::env::var("CUTOVER_TEST_S3_ENDPOINT") {
-            Ok(ep) if !ep.is_empty() => ep,
-            _ => {
-                let moto = repo_root().join(".venv-s3/bin/moto_server");
-                assert!(
-                    moto.exists(),
-                    "moto_server not found at {}: run .ci/run (it installs moto into .venv-s3), or set CUTOVER_TEST_S3_ENDPOINT",
-                    moto.display()
-                );
-                let port = free_port();
-                let mut cmd = Command::new(moto);
-                cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
-                spawn_server(cmd);
-                wait_for_port(port, "moto_server");
-                format!("http://127.0.0.1:{port}")
-            }
-        };
-        Servers { s3_endpoint, redis_port: start_redis(&[]) }
-    })
-}
+use super::fixtures::{copy_dir, fixture};
+use super::run::{finish, Run};
+use super::{rt, servers};
 
 /// One test's world: its own bucket, app name and working directory.
 pub struct Ctx {
@@ -130,30 +16,6 @@ pub struct Ctx {
     pub work: tempfile::TempDir,
     pub redis_url: String,
     pub s3_endpoint: String,
-}
-
-#[derive(Debug)]
-pub struct Run {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
-    }
-    /// The error line: exactly one line on stderr starting with `error: `.
-    pub fn error_line(&self) -> &str {
-        let lines: Vec<&str> = self
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("error: "))
-            .collect();
-        assert_eq!(lines.len(), 1, "expected one error line: {self:?}");
-        lines[0]
-    }
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -347,14 +209,6 @@ impl Ctx {
     }
 }
 
-pub fn finish(out: Output) -> Run {
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 pub async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
     let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests");
     let conf = aws_sdk_s3::config::Builder::new()
@@ -365,36 +219,6 @@ pub async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
         .force_path_style(true)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
-}
-
-/// A shared runtime for the async parts of tests.
-pub fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
-
-pub fn fixture(name: &str) -> PathBuf {
-    repo_root().join("tests/fixtures/builds").join(name)
-}
-
-/// Copy a fixture build into the test's work dir (so tests can change it).
-pub fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(from).unwrap();
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
 }
 
 impl Ctx {

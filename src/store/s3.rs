@@ -19,11 +19,12 @@ use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
+use crate::build::digest::part_size;
+use crate::build::headers::Headers;
 use crate::config::Config;
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
-use crate::plan::{Inspected, PlannedFile, RemoteObject};
-use crate::scan::part_size;
+use crate::state::{Inspected, Listing, RemoteObject};
 
 /// Object metadata key holding the hex SHA-256 of the bytes (`x-amz-meta-sha256`).
 pub const META_SHA256: &str = "sha256";
@@ -35,6 +36,16 @@ pub struct S3Store {
     endpoint: String,
     /// Multipart uploads in flight, aborted on interrupt.
     in_flight: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// One file to upload: where it goes, where its bytes are, what they are.
+#[derive(Debug, Clone, Copy)]
+pub struct PutSpec<'a> {
+    pub key: &'a str,
+    pub path: &'a Path,
+    pub size: u64,
+    pub sha256_hex: &'a str,
+    pub headers: &'a Headers,
 }
 
 /// What happened to one upload.
@@ -110,23 +121,19 @@ impl S3Store {
     /// with a delimiter, then each sub-prefix (`js/`, `css/`, ...) listed in
     /// full, several at once, since pages of one listing can only be fetched
     /// one after another.
-    pub async fn list(
-        &self,
-        prefix: &str,
-        observer: &dyn Observer,
-    ) -> anyhow::Result<HashMap<String, RemoteObject>> {
+    pub async fn list(&self, prefix: &str, observer: &dyn Observer) -> anyhow::Result<Listing> {
         observer.event(Event::Started {
             phase: Phase::Listing,
             files: 0,
             bytes: 0,
         });
-        let mut out = HashMap::new();
+        let mut out = Listing::new();
         let subs = self
             .list_pages(prefix, Some("/"), &mut out, observer)
             .await?;
-        let parts: Vec<HashMap<String, RemoteObject>> = futures::stream::iter(subs)
+        let parts: Vec<Listing> = futures::stream::iter(subs)
             .map(|sub| async move {
-                let mut part = HashMap::new();
+                let mut part = Listing::new();
                 self.list_pages(&sub, None, &mut part, observer).await?;
                 anyhow::Ok(part)
             })
@@ -147,7 +154,7 @@ impl S3Store {
         &self,
         prefix: &str,
         delimiter: Option<&str>,
-        out: &mut HashMap<String, RemoteObject>,
+        out: &mut Listing,
         observer: &dyn Observer,
     ) -> anyhow::Result<Vec<String>> {
         let mut subs = Vec::new();
@@ -231,24 +238,18 @@ impl S3Store {
         }))
     }
 
-    /// Upload one planned file from disk, never replacing an existing object.
-    pub async fn put_file(
-        &self,
-        root: &Path,
-        file: &PlannedFile,
-        threshold: u64,
-    ) -> anyhow::Result<PutOutcome> {
-        let path = root.join(&file.path);
+    /// Upload one file from disk, never replacing an existing object.
+    pub async fn put_file(&self, file: PutSpec<'_>, threshold: u64) -> anyhow::Result<PutOutcome> {
         let result = if file.size >= threshold {
-            self.put_multipart(&path, file, threshold).await
+            self.put_multipart(file, threshold).await
         } else {
-            self.put_single(&path, file).await
+            self.put_single(file).await
         };
         match result {
             Ok(()) => Ok(PutOutcome::Uploaded),
             Err(PutError::Exists) => {
-                self.settle_existing(&file.key, &file.sha256, &file.path)
-                    .await
+                let what = file.path.display().to_string();
+                self.settle_existing(file.key, file.sha256_hex, &what).await
             }
             Err(PutError::Other(e)) => Err(e),
         }
@@ -263,7 +264,7 @@ impl S3Store {
     ) -> anyhow::Result<PutOutcome> {
         match self.inspect(key).await? {
             Some(i) if i.sha256_hex == sha256 => Ok(PutOutcome::AlreadyThere),
-            Some(i) => Err(Failure::conflict(format!(
+            Some(i) => Err(Failure::refused(format!(
                 "s3://{}/{key} appeared with other bytes (sha256 {}) while {what} was being uploaded; \
                  another deploy is writing the same prefix: nothing was overwritten, investigate before deploying again",
                 self.bucket, i.sha256_hex
@@ -275,21 +276,21 @@ impl S3Store {
         }
     }
 
-    async fn put_single(&self, path: &Path, file: &PlannedFile) -> Result<(), PutError> {
-        let body = file_body(path, None).await?;
+    async fn put_single(&self, file: PutSpec<'_>) -> Result<(), PutError> {
+        let body = file_body(file.path, None).await?;
         let sha_b64 = base64::engine::general_purpose::STANDARD
-            .encode(hex::decode(&file.sha256).unwrap_or_default());
+            .encode(hex::decode(file.sha256_hex).unwrap_or_default());
         let mut req = self
             .client
             .put_object()
             .bucket(&self.bucket)
-            .key(&file.key)
+            .key(file.key)
             .body(body)
             .content_length(file.size as i64)
             .content_type(&file.headers.content_type)
             .cache_control(&file.headers.cache_control)
             .checksum_sha256(sha_b64)
-            .metadata(META_SHA256, &file.sha256)
+            .metadata(META_SHA256, file.sha256_hex)
             .if_none_match("*");
         if let Some(enc) = &file.headers.content_encoding {
             req = req.content_encoding(enc);
@@ -297,52 +298,47 @@ impl S3Store {
         match req.send().await {
             Ok(_) => Ok(()),
             Err(e) if is_precondition_failed(&e) => Err(PutError::Exists),
-            Err(e) => Err(PutError::Other(self.error("upload", &file.key, e))),
+            Err(e) => Err(PutError::Other(self.error("upload", file.key, e))),
         }
     }
 
-    async fn put_multipart(
-        &self,
-        path: &Path,
-        file: &PlannedFile,
-        threshold: u64,
-    ) -> Result<(), PutError> {
+    async fn put_multipart(&self, file: PutSpec<'_>, threshold: u64) -> Result<(), PutError> {
         let mut req = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
-            .key(&file.key)
+            .key(file.key)
             .content_type(&file.headers.content_type)
             .cache_control(&file.headers.cache_control)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .metadata(META_SHA256, &file.sha256);
+            .metadata(META_SHA256, file.sha256_hex);
         if let Some(enc) = &file.headers.content_encoding {
             req = req.content_encoding(enc);
         }
         let created = req
             .send()
             .await
-            .map_err(|e| PutError::Other(self.error("start multipart upload of", &file.key, e)))?;
+            .map_err(|e| PutError::Other(self.error("start multipart upload of", file.key, e)))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
         self.in_flight
             .lock()
             .unwrap()
-            .insert(file.key.clone(), upload_id.clone());
-        let result = self.upload_parts(path, file, threshold, &upload_id).await;
+            .insert(file.key.to_string(), upload_id.clone());
+        let result = self.upload_parts(file, threshold, &upload_id).await;
         if result.is_err() {
-            self.abort(&file.key, &upload_id).await;
+            self.abort(file.key, &upload_id).await;
         }
-        self.in_flight.lock().unwrap().remove(&file.key);
+        self.in_flight.lock().unwrap().remove(file.key);
         result
     }
 
     async fn upload_parts(
         &self,
-        path: &Path,
-        file: &PlannedFile,
+        file: PutSpec<'_>,
         threshold: u64,
         upload_id: &str,
     ) -> Result<(), PutError> {
+        let path = file.path;
         let part = part_size(file.size, threshold);
         let count = file.size.div_ceil(part).max(1);
         let mut parts = Vec::with_capacity(count as usize);
@@ -360,7 +356,7 @@ impl S3Store {
                 .client
                 .upload_part()
                 .bucket(&self.bucket)
-                .key(&file.key)
+                .key(file.key)
                 .upload_id(upload_id)
                 .part_number((i + 1) as i32)
                 .content_length(length as i64)
@@ -368,7 +364,7 @@ impl S3Store {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| PutError::Other(self.error("upload a part of", &file.key, e)))?;
+                .map_err(|e| PutError::Other(self.error("upload a part of", file.key, e)))?;
             parts.push(
                 CompletedPart::builder()
                     .part_number((i + 1) as i32)
@@ -381,7 +377,7 @@ impl S3Store {
             .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
-            .key(&file.key)
+            .key(file.key)
             .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
@@ -396,7 +392,7 @@ impl S3Store {
             Err(e) if is_precondition_failed(&e) => Err(PutError::Exists),
             Err(e) => Err(PutError::Other(self.error(
                 "complete multipart upload of",
-                &file.key,
+                file.key,
                 e,
             ))),
         }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Build;
 use crate::error::Failure;
-use crate::scan::{sri_matches, Build};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -104,7 +104,7 @@ pub fn parse(
             };
             if let Some(sri) = integrity {
                 let f = build.get(&file).expect("resolved files exist");
-                if sri_matches(sri, &f.digests) == Some(false) {
+                if f.digests.matches_sri(sri) == Some(false) {
                     problems.push(format!(
                     "integrity of {file} does not match its bytes (manifest says {sri}, file is {}): the build is inconsistent",
                     f.digests.sri()
@@ -202,24 +202,9 @@ fn resolve(build: &Build, value: &str) -> Result<(String, String), String> {
 }
 
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Logical entries of a live manifest (`application.js` → URL), for diffs.
@@ -239,12 +224,27 @@ pub fn entries(live: &Value) -> BTreeMap<String, String> {
     out
 }
 
+/// A manifest entry and its URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    pub entry: String,
+    pub url: String,
+}
+
+/// A manifest entry whose URL changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub entry: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// What changes in the live manifest, entry by entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ManifestDiff {
-    pub added: Vec<(String, String)>,
-    /// (entry, old URL, new URL)
-    pub changed: Vec<(String, String, String)>,
-    pub removed: Vec<(String, String)>,
+    pub added: Vec<Entry>,
+    pub changed: Vec<Change>,
+    pub removed: Vec<Entry>,
     pub unchanged: usize,
 }
 
@@ -254,14 +254,24 @@ pub fn diff(old: Option<&Value>, new: &Value) -> ManifestDiff {
     let mut d = ManifestDiff::default();
     for (k, v) in &new {
         match old.get(k) {
-            None => d.added.push((k.clone(), v.clone())),
-            Some(o) if o != v => d.changed.push((k.clone(), o.clone(), v.clone())),
+            None => d.added.push(Entry {
+                entry: k.clone(),
+                url: v.clone(),
+            }),
+            Some(o) if o != v => d.changed.push(Change {
+                entry: k.clone(),
+                from: o.clone(),
+                to: v.clone(),
+            }),
             Some(_) => d.unchanged += 1,
         }
     }
     for (k, v) in &old {
         if !new.contains_key(k) {
-            d.removed.push((k.clone(), v.clone()));
+            d.removed.push(Entry {
+                entry: k.clone(),
+                url: v.clone(),
+            });
         }
     }
     d
@@ -280,7 +290,7 @@ mod tests {
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
             std::fs::write(full, b).unwrap();
         }
-        let b = crate::scan::scan(dir.path(), u64::MAX, &Quiet).unwrap();
+        let b = crate::build::scan::scan(dir.path(), u64::MAX, &Quiet).unwrap();
         (dir, b)
     }
 
@@ -362,12 +372,20 @@ mod tests {
         let old = json!({"a.js": "u1", "b.js": {"src": "u2"}, "c.js": "u3", "entrypoints": {}});
         let new = json!({"a.js": "u1", "b.js": {"src": "u9"}, "d.js": "u4"});
         let d = diff(Some(&old), &new);
-        assert_eq!(d.added, vec![("d.js".to_string(), "u4".to_string())]);
+        let entry = |e: &str, u: &str| Entry {
+            entry: e.into(),
+            url: u.into(),
+        };
+        assert_eq!(d.added, vec![entry("d.js", "u4")]);
         assert_eq!(
             d.changed,
-            vec![("b.js".to_string(), "u2".to_string(), "u9".to_string())]
+            vec![Change {
+                entry: "b.js".into(),
+                from: "u2".into(),
+                to: "u9".into()
+            }]
         );
-        assert_eq!(d.removed, vec![("c.js".to_string(), "u3".to_string())]);
+        assert_eq!(d.removed, vec![entry("c.js", "u3")]);
         assert_eq!(d.unchanged, 1);
         assert_eq!(diff(None, &new).added.len(), 3);
     }

@@ -1,58 +1,18 @@
-//! The Redis side: the contract the Rails app reads (PRODUCT.md, "Redis
-//! contract"), the deploy lock, and the atomic, compare-and-set activation.
+//! The Redis side: the contract the Rails app reads (README, "Redis
+//! contract"), the deploy lock's commands, and the atomic, compare-and-set
+//! activation.
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
-use serde::{Deserialize, Serialize};
 
 use crate::config::{mask_url, Config};
+use crate::contract::{ActivationEvent, Keys};
 use crate::error::Failure;
-use crate::plan::LiveState;
 use crate::release::ReleaseRecord;
-
-/// The key names of one app. All share the hash tag `{APP}` (one cluster slot).
-#[derive(Debug, Clone)]
-pub struct Keys {
-    pub current: String,
-    pub manifest: String,
-    pub releases: String,
-    pub history: String,
-    pub lock: String,
-    pub channel: String,
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(app: &str) -> Keys {
-        let prefix = format!("cutover:{{{app}}}:");
-        Keys {
-            current: format!("{prefix}current"),
-            manifest: format!("{prefix}manifest"),
-            releases: format!("{prefix}releases"),
-            history: format!("{prefix}history"),
-            lock: format!("{prefix}lock"),
-            channel: format!("{prefix}events"),
-            prefix,
-        }
-    }
-    pub fn release(&self, id: &str) -> String {
-        format!("{}release:{id}", self.prefix)
-    }
-}
-
-/// One activation, as pushed to `history` and published on the channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActivationEvent {
-    pub release: String,
-    pub previous: Option<String>,
-    pub action: String,
-    pub at: String,
-    pub by: Option<String>,
-    pub message: Option<String>,
-}
+use crate::state::LiveState;
 
 /// Outcome of an activation attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,19 +297,20 @@ impl Registry {
     pub async fn activate(
         &mut self,
         expected: Option<&str>,
-        record: &ReleaseRecord,
+        id: &str,
+        manifest: &serde_json::Value,
         event: &ActivationEvent,
         force: bool,
     ) -> anyhow::Result<Activation> {
-        let manifest = serde_json::to_string(&record.manifest).expect("manifests serialize");
+        let manifest = serde_json::to_string(manifest).expect("manifests serialize");
         let event_json = serde_json::to_string(event).expect("events serialize");
         let result: RedisResult<(String, String)> = Script::new(ACTIVATE)
             .key(&self.keys.current)
             .key(&self.keys.manifest)
             .key(&self.keys.history)
-            .key(self.keys.release(&record.id))
+            .key(self.keys.release(id))
             .arg(expected.unwrap_or(""))
-            .arg(&record.id)
+            .arg(id)
             .arg(&manifest)
             .arg(&event_json)
             .arg(self.history_limit)
@@ -364,16 +325,15 @@ impl Registry {
             }),
             // Our own release already live means the script ran before (a
             // retry after a lost answer): that is success, not a lost race.
-            Ok((status, cur)) if status == "lost" && cur == record.id => Ok(Activation::Applied {
+            Ok((status, cur)) if status == "lost" && cur == id => Ok(Activation::Applied {
                 previous: expected.map(str::to_string),
             }),
             Ok((status, cur)) if status == "lost" => Ok(Activation::LostRace {
                 current: none_if_empty(cur),
             }),
             Ok((status, _)) if status == "unregistered" => Err(Failure::operation(format!(
-                "release {} is not registered in Redis ({} missing); deploy it again",
-                record.id,
-                self.keys.release(&record.id)
+                "release {id} is not registered in Redis ({} missing); deploy it again",
+                self.keys.release(id)
             ))),
             Ok((status, _)) => Err(Failure::operation(format!(
                 "unexpected activation reply {status:?} from Redis"
@@ -382,9 +342,9 @@ impl Registry {
                 // The script may or may not have run. Read back; never guess.
                 let original = redis_error(&self.url, "activate on", e);
                 match self.live().await {
-                    Ok(live) if live.current.as_deref() == Some(record.id.as_str()) => {
+                    Ok(live) if live.current.as_deref() == Some(id) => {
                         let head = self.history(1).await.ok().and_then(|h| h.into_iter().next());
-                        if head.as_ref().is_some_and(|h| h.release == record.id && h.at == event.at) {
+                        if head.as_ref().is_some_and(|h| h.release == id && h.at == event.at) {
                             Ok(Activation::Applied { previous: head.and_then(|h| h.previous) })
                         } else {
                             Ok(Activation::Applied { previous: expected.map(str::to_string) })

@@ -1,0 +1,266 @@
+//! Scanning a build: walk the directory once, then hash every file in one
+//! streaming read each, on all cores (rayon).
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::digest::hash_file;
+use super::{Build, BuildFile, Encoding};
+use crate::error::Failure;
+use crate::events::{Event, Observer, Phase};
+
+/// Scan and hash a build directory.
+pub fn scan(
+    root: &Path,
+    multipart_threshold: u64,
+    observer: &dyn Observer,
+) -> anyhow::Result<Build> {
+    let paths = walk(root)?;
+    let total: u64 = paths.iter().map(|(_, _, size)| size).sum();
+    observer.event(Event::Started {
+        phase: Phase::Hashing,
+        files: paths.len() as u64,
+        bytes: total,
+    });
+    let mut files: Vec<BuildFile> = paths
+        .par_iter()
+        .map_init(
+            || vec![0u8; 256 * 1024],
+            |buf, (rel, abs, _)| {
+                let (size, digests) = hash_file(abs, multipart_threshold, buf)?;
+                observer.event(Event::Advanced {
+                    phase: Phase::Hashing,
+                    files: 1,
+                    bytes: size,
+                });
+                Ok(BuildFile {
+                    path: rel.clone(),
+                    size,
+                    digests,
+                    precompressed: None,
+                })
+            },
+        )
+        .collect::<anyhow::Result<_>>()?;
+    observer.event(Event::Finished {
+        phase: Phase::Hashing,
+    });
+    pair_precompressed(&mut files);
+    Ok(Build {
+        root: root.to_path_buf(),
+        files,
+    })
+}
+
+/// Mark `x.js.gz` / `x.js.br` as precompressed copies of `x.js` when it is in the build.
+fn pair_precompressed(files: &mut [BuildFile]) {
+    let names: std::collections::HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
+    for f in files {
+        for (ext, enc) in [(".gz", Encoding::Gzip), (".br", Encoding::Br)] {
+            if let Some(orig) = f.path.strip_suffix(ext) {
+                if names.contains(orig) {
+                    f.precompressed = Some((orig.to_string(), enc));
+                }
+            }
+        }
+    }
+}
+
+/// Walk the build: (relative path, absolute path, size), sorted by relative path.
+fn walk(root: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>> {
+    check_root(root)?;
+    let canonical_root = root.canonicalize().map_err(|e| {
+        Failure::input(format!(
+            "cannot resolve build directory {}: {e}",
+            root.display()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(root).follow_links(true) {
+        let entry = entry.map_err(walk_error)?;
+        if entry.path_is_symlink() {
+            check_symlink(entry.path(), &canonical_root)?;
+        }
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("walkdir stays under root");
+        let size = entry
+            .metadata()
+            .map_err(|e| Failure::input(format!("cannot read {}: {e}", entry.path().display())))?
+            .len();
+        out.push((utf8_path(rel)?, entry.path().to_path_buf(), size));
+    }
+    if out.is_empty() {
+        return Err(Failure::input(format!(
+            "build directory {} has no files; run webpack before deploying",
+            root.display()
+        )));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+fn check_root(root: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(root).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Failure::input(format!(
+                "build directory {} does not exist; run webpack first or pass the directory it writes to",
+                root.display()
+            ))
+        } else {
+            Failure::input(format!("cannot read build directory {}: {e}", root.display()))
+        }
+    })?;
+    if !meta.is_dir() {
+        return Err(Failure::input(format!(
+            "{} is not a directory; pass the webpack output directory (e.g. public/packs)",
+            root.display()
+        )));
+    }
+    Ok(())
+}
+
+fn walk_error(e: walkdir::Error) -> anyhow::Error {
+    let path = e
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if e.loop_ancestor().is_some() {
+        return Failure::input(format!(
+            "symlink loop at {path}; remove the link from the build"
+        ));
+    }
+    let dangling = e
+        .path()
+        .is_some_and(|p| p.is_symlink() && std::fs::metadata(p).is_err());
+    if dangling {
+        return Failure::input(format!(
+            "broken symlink {path} in the build: its target does not exist; remove it or point it at a file inside the build"
+        ));
+    }
+    if e.io_error().map(|io| io.kind()) == Some(std::io::ErrorKind::NotFound) {
+        return Failure::input(format!(
+            "{path} disappeared while the build was read; wait for the build to finish, then deploy again"
+        ));
+    }
+    Failure::input(format!(
+        "cannot read {path} in the build: {e}; fix its permissions or remove it"
+    ))
+}
+
+fn check_symlink(path: &Path, canonical_root: &Path) -> anyhow::Result<()> {
+    let target = path.canonicalize().map_err(|e| {
+        Failure::input(format!(
+            "broken symlink {} in the build: {e}; remove it or point it at a file inside the build",
+            path.display()
+        ))
+    })?;
+    if !target.starts_with(canonical_root) {
+        return Err(Failure::input(format!(
+            "symlink {} points outside the build directory (to {}); copy the file into the build instead",
+            path.display(),
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A path inside the build as a `/`-separated UTF-8 string (S3 keys are UTF-8).
+fn utf8_path(rel: &Path) -> anyhow::Result<String> {
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    parts.map(|p| p.join("/")).ok_or_else(|| {
+        Failure::input(format!(
+            "file name {} is not valid UTF-8; S3 keys must be UTF-8, rename the file",
+            rel.display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Quiet;
+
+    fn write(dir: &Path, rel: &str, bytes: &[u8]) {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    #[test]
+    fn scan_is_sorted_utf8_and_pairs_compressed_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "js/z app-0123abcd.js", b"z");
+        write(dir.path(), "js/z app-0123abcd.js.gz", b"gz");
+        write(dir.path(), "js/z app-0123abcd.js.br", b"br");
+        write(dir.path(), "css/ünï-1.css", b"c");
+        write(dir.path(), "lonely.gz", b"x");
+        let b = scan(dir.path(), u64::MAX, &Quiet).unwrap();
+        let paths: Vec<&str> = b.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "css/ünï-1.css",
+                "js/z app-0123abcd.js",
+                "js/z app-0123abcd.js.br",
+                "js/z app-0123abcd.js.gz",
+                "lonely.gz"
+            ]
+        );
+        assert_eq!(
+            b.get("js/z app-0123abcd.js.br").unwrap().precompressed,
+            Some(("js/z app-0123abcd.js".into(), Encoding::Br))
+        );
+        assert_eq!(b.get("lonely.gz").unwrap().precompressed, None);
+        assert_eq!(b.total_bytes(), 7);
+    }
+
+    #[test]
+    fn scan_rejects_escaping_symlink_and_empty_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret", b"s");
+        write(dir.path(), "a.js", b"a");
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("leak.js"))
+            .unwrap();
+        let err = scan(dir.path(), u64::MAX, &Quiet).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("points outside the build directory"),
+            "{err}"
+        );
+        assert_eq!(crate::error::exit_code(&err), 2);
+
+        let empty = tempfile::tempdir().unwrap();
+        assert!(scan(empty.path(), u64::MAX, &Quiet)
+            .unwrap_err()
+            .to_string()
+            .contains("has no files"));
+        let inside = tempfile::tempdir().unwrap();
+        write(inside.path(), "real.js", b"r");
+        std::os::unix::fs::symlink(
+            inside.path().join("real.js"),
+            inside.path().join("alias.js"),
+        )
+        .unwrap();
+        assert_eq!(
+            scan(inside.path(), u64::MAX, &Quiet).unwrap().files.len(),
+            2
+        );
+    }
+
+    #[test]
+    fn broken_symlink_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.js", b"a");
+        std::os::unix::fs::symlink(dir.path().join("gone.js"), dir.path().join("b.js")).unwrap();
+        let err = scan(dir.path(), u64::MAX, &Quiet).unwrap_err().to_string();
+        assert!(err.contains("broken symlink"), "{err}");
+        assert!(!err.contains("permissions"), "{err}");
+    }
+}

@@ -1,0 +1,253 @@
+//! Command-line arguments. The commands and their own options are clap
+//! derive structs; the settings (`--app`, `--bucket`, ...) come from the one
+//! table of configuration keys, so a setting cannot exist in the file and
+//! be missing as a flag, or the other way round. Usage errors go through
+//! clap, so they exit 2.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::keys::{Key, Scope, KEYS};
+use crate::config::FlagValues;
+
+const GLOBAL_HEADING: &str = "Global options";
+const SETTINGS_HEADING: &str = "Settings (flag > environment > cutover.toml > default)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cutover",
+    version,
+    about = "Ship a webpack build to S3/CloudFront and switch the Rails manifest in Redis atomically",
+    long_about = None,
+    propagate_version = true,
+    after_help = "Exit codes: 0 success, 1 failed (nothing switched), 2 bad usage or input, 3 refused for safety, \
+                  4 verification failed, 5 partially applied, 130 interrupted."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = GLOBAL_HEADING)]
+pub struct Global {
+    /// Configuration file (default: ./cutover.toml if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress output on stderr (warnings are still printed).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// List every file in text output, not only the first few.
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Hash, plan, upload, record and activate a webpack build.
+    Deploy(DeployArgs),
+    /// Make an uploaded release live, after checking all its objects are in S3.
+    Activate(ActivateArgs),
+    /// Go back to the release that was live before the current one.
+    Rollback(RollbackArgs),
+    /// Show the live release and its record.
+    Status,
+    /// List uploaded releases, newest first, marking the live one.
+    Releases(ReleasesArgs),
+}
+
+impl Command {
+    /// The subcommand's name, as typed.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Deploy(_) => "deploy",
+            Command::Activate(_) => "activate",
+            Command::Rollback(_) => "rollback",
+            Command::Status => "status",
+            Command::Releases(_) => "releases",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The webpack output directory, e.g. public/packs.
+    pub dir: PathBuf,
+    /// Print exactly what would change, using read-only calls; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Upload and record the release, but leave the live release as it is.
+    #[arg(long)]
+    pub no_activate: bool,
+    /// Activate even if the live release changed since planning.
+    #[arg(long)]
+    pub force: bool,
+    /// A note kept in the release record and the history.
+    #[arg(long, short)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// Release id (a unique prefix is enough).
+    pub release: String,
+    #[command(flatten)]
+    pub switch: SwitchFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Roll back to this release instead of the previous one.
+    #[arg(long, value_name = "RELEASE")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub switch: SwitchFlags,
+}
+
+/// Flags shared by the commands that switch the live release.
+#[derive(Debug, Args)]
+pub struct SwitchFlags {
+    /// Print the switch (after checking the release's objects); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Switch even if the live release changes while checking.
+    #[arg(long)]
+    pub force: bool,
+    /// A note kept in the history.
+    #[arg(long, short)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    /// How many releases to show (0: all).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: usize,
+}
+
+fn setting(key: &Key, flag: &'static str) -> Arg {
+    let env = key.env.join(", ");
+    let help = format!("{} [env: {env}] [default: {}]", key.help, key.default);
+    let arg = Arg::new(key.name)
+        .long(flag)
+        .help(help)
+        .help_heading(SETTINGS_HEADING);
+    if key.switch {
+        arg.action(ArgAction::SetTrue)
+    } else {
+        arg.value_name(key.value_name).action(ArgAction::Set)
+    }
+}
+
+/// The whole command line: the derive structs plus a flag per setting.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for key in KEYS {
+        let Some(flag) = key.flag else { continue };
+        match key.scope {
+            Scope::Global => cmd = cmd.arg(setting(key, flag).global(true)),
+            Scope::Only(names) => {
+                for name in names {
+                    cmd = cmd.mut_subcommand(*name, |sub| sub.arg(setting(key, flag)));
+                }
+            }
+        }
+    }
+    cmd
+}
+
+/// Parse arguments into the command and the settings given as flags.
+pub fn parse<I, T>(args: I) -> Result<(Cli, FlagValues), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let mut flags = FlagValues::new();
+    let sub = matches.subcommand().map(|(_, m)| m);
+    for key in KEYS.iter().filter(|k| k.flag.is_some()) {
+        let found = [Some(&matches), sub]
+            .into_iter()
+            .flatten()
+            .find_map(|m| value(m, key));
+        if let Some(v) = found {
+            flags.insert(key.name, v);
+        }
+    }
+    Ok((cli, flags))
+}
+
+/// A setting's value in one level of matches, if it was given there.
+fn value(m: &ArgMatches, key: &Key) -> Option<String> {
+    if key.switch {
+        return matches!(m.try_get_one::<bool>(key.name), Ok(Some(true))).then(|| "true".into());
+    }
+    m.try_get_one::<String>(key.name).ok().flatten().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn settings_flags_reach_the_configuration() {
+        let (cli, flags) = parse([
+            "cutover",
+            "deploy",
+            "public/packs",
+            "--dry-run",
+            "--app",
+            "shop",
+            "--json",
+            "--redis-cluster",
+            "--concurrency",
+            "4",
+        ])
+        .unwrap();
+        assert!(cli.global.json);
+        assert_eq!(flags.get("app").map(String::as_str), Some("shop"));
+        assert_eq!(flags.get("redis_cluster").map(String::as_str), Some("true"));
+        assert_eq!(flags.get("concurrency").map(String::as_str), Some("4"));
+        // Global settings before the subcommand work too.
+        let (_, flags) = parse(["cutover", "--bucket", "b-1", "status"]).unwrap();
+        assert_eq!(flags.get("bucket").map(String::as_str), Some("b-1"));
+        // A setting scoped to deploy is unknown elsewhere: exit 2.
+        let err = parse(["cutover", "status", "--concurrency", "4"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = parse(["cutover", "deploy", "x", "--bogus"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn every_flagged_setting_is_on_its_commands() {
+        let cmd = command();
+        for key in KEYS {
+            let Some(flag) = key.flag else { continue };
+            for sub in cmd.get_subcommands() {
+                let has = sub.get_arguments().any(|a| a.get_long() == Some(flag))
+                    || cmd
+                        .get_arguments()
+                        .any(|a| a.get_long() == Some(flag) && a.is_global_set());
+                assert_eq!(
+                    has,
+                    key.applies_to(sub.get_name()),
+                    "--{flag} on {}",
+                    sub.get_name()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The binary's front: parse arguments, load the configuration, run one
+//! command, print its outcome (text or JSON) and map it to an exit code.
+
+pub mod args;
+pub mod progress;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::commands::{deploy, inspect, switch, Ctx};
+use crate::config::{self, FileSource};
+use crate::error::{exit_code, one_line, Failure};
+use crate::render::Render;
+use args::{Cli, Command};
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let (cli, flags) = match args::parse(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            // --help and --version print and exit 0; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return fail(
+                json,
+                &anyhow::anyhow!("cannot start the async runtime: {e}"),
+            )
+        }
+    };
+    let code = runtime.block_on(run(cli, flags));
+    // Don't wait for background tasks (the lock renewer) to notice.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
+}
+
+async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
+    let json = cli.global.json;
+    let ctx = match context(&cli, &flags) {
+        Ok(ctx) => ctx,
+        Err(e) => return fail(json, &e),
+    };
+    match cli.command {
+        Command::Deploy(a) => {
+            let req = deploy::Request {
+                dir: a.dir,
+                dry_run: a.dry_run,
+                no_activate: a.no_activate,
+                force: a.force,
+                message: a.message,
+            };
+            emit(json, deploy::run(&ctx, req).await)
+        }
+        Command::Activate(a) => emit(
+            json,
+            switch::activate(&ctx, &a.release, switch_request(a.switch)).await,
+        ),
+        Command::Rollback(a) => emit(
+            json,
+            switch::rollback(&ctx, a.to.as_deref(), switch_request(a.switch)).await,
+        ),
+        Command::Status => emit(json, inspect::status(&ctx).await),
+        Command::Releases(a) => emit(json, inspect::releases(&ctx, a.limit).await),
+    }
+}
+
+fn switch_request(f: args::SwitchFlags) -> switch::Request {
+    switch::Request {
+        dry_run: f.dry_run,
+        force: f.force,
+        message: f.message,
+    }
+}
+
+fn context(cli: &Cli, flags: &config::FlagValues) -> anyhow::Result<Ctx> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::input(format!("cannot read the working directory: {e}")))?;
+    let file = FileSource::read(cli.global.config.as_deref(), &cwd)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let config = config::load(flags, &env, file.as_ref())?;
+    let mode = progress::mode(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("CI").is_some(),
+        cli.global.quiet,
+    );
+    Ok(Ctx {
+        config,
+        observer: progress::observer(mode),
+        verbose: cli.global.verbose,
+    })
+}
+
+/// Print an outcome on stdout, or the error on stderr (and as JSON on stdout
+/// with `--json`); the exit code follows.
+fn emit<T: Render>(json: bool, result: anyhow::Result<T>) -> ExitCode {
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => return fail(json, &e),
+    };
+    let text = if json {
+        serde_json::to_string_pretty(&outcome).expect("outcomes serialize") + "\n"
+    } else {
+        outcome.text()
+    };
+    let code = outcome.exit_code();
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        // A closed pipe (`cutover releases | head -1`) is not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            // The command did what it did; say so where it can still be read.
+            let summary = outcome.text();
+            eprintln!(
+                "warning: cannot write the result to stdout ({e}); the command completed: {}",
+                summary.lines().last().unwrap_or_default()
+            );
+            ExitCode::from(code)
+        }
+        _ => ExitCode::from(code),
+    }
+}
+
+/// Report a failure: one line on stderr; with `--json`, a JSON document too.
+fn fail(json: bool, err: &anyhow::Error) -> ExitCode {
+    let code = exit_code(err);
+    let line = one_line(err);
+    eprintln!("error: {line}");
+    if json {
+        println!("{}", json!({"error": line, "exit_code": code}));
+    }
+    ExitCode::from(code)
+}

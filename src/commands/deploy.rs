@@ -1,0 +1,566 @@
+//! `cutover deploy DIR`: hash, plan, upload, record, activate.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::objects::inspect_all;
+use super::Ctx;
+use crate::build::manifest::{Manifest, ManifestDiff};
+use crate::build::Build;
+use crate::error::{one_line, Failure};
+use crate::events::{Event, Observer};
+use crate::exec::{describe, Executor, UploadStats};
+use crate::plan::{self, Decision, DeployOptions, DeployPlan, PlannedFile, Provenance};
+use crate::release::{now, ReleaseRecord};
+use crate::render::{bytes, count, some, Render};
+use crate::state::{Listing, LiveState};
+use crate::store::lock::LockGuard;
+use crate::store::redis::Registry;
+use crate::store::s3::S3Store;
+
+pub struct Request {
+    pub dir: PathBuf,
+    pub dry_run: bool,
+    pub no_activate: bool,
+    pub force: bool,
+    pub message: Option<String>,
+}
+
+/// How the deploy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// Dry run: what would happen.
+    Planned,
+    /// Dry run: objects in S3 hold other bytes; a real deploy would refuse (exit 3).
+    Conflict,
+    Activated,
+    /// Uploaded and recorded, not switched (`--no-activate`).
+    Recorded,
+    /// The build is the live release (its missing objects, if any, restored).
+    AlreadyLive,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Counted {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Seconds spent in each phase (absent: the phase did not run).
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    pub scan: f64,
+    pub list: f64,
+    pub plan: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub register: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch: Option<f64>,
+    pub total: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub command: &'static str,
+    pub app: String,
+    pub dry_run: bool,
+    pub outcome: Ending,
+    pub activated: bool,
+    /// The release record (without its file list).
+    pub release: ReleaseRecord,
+    pub live_before: Option<String>,
+    pub live_after: Option<String>,
+    pub upload: Counted,
+    pub skip: Counted,
+    pub conflicts: Vec<PlannedFile>,
+    /// The files to upload, with their headers.
+    pub objects: Vec<PlannedFile>,
+    pub manifest_diff: ManifestDiff,
+    /// The writes, in order (a dry run: the writes a deploy would make).
+    pub steps: Vec<String>,
+    /// What the upload did (absent when nothing was uploaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploaded: Option<UploadStats>,
+    pub warnings: Vec<String>,
+    pub timings: Timings,
+    #[serde(skip)]
+    verbose: bool,
+}
+
+/// At most this many files per kind in text output, unless `--verbose`.
+const SHOWN: usize = 10;
+
+pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
+    let config = &ctx.config;
+    // Fail on missing settings before any work.
+    config.app()?;
+    config.bucket()?;
+    config.cdn_url()?;
+    let meta = config.meta_prefix()?;
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let observer = ctx.observer.as_ref();
+
+    let (build, manifest, store, mut registry, remote, live) =
+        gather(ctx, &req.dir, &mut timings).await?;
+
+    let planning = Instant::now();
+    let opts = DeployOptions {
+        activate: !req.no_activate,
+        force: req.force,
+        message: req.message.clone(),
+    };
+    if req.dry_run {
+        let plan = make_plan(ctx, &store, &build, &manifest, &remote, &live, &req).await?;
+        timings.plan = planning.elapsed().as_secs_f64();
+        let steps = plan.steps(&meta, &opts);
+        let conflicted = plan.count(Decision::Conflict).0 > 0;
+        if conflicted {
+            observer.event(Event::Warning(one_line(&conflict_error(
+                &plan,
+                store.bucket(),
+            ))));
+        }
+        let ending = if conflicted {
+            Ending::Conflict
+        } else if plan.already_live {
+            Ending::AlreadyLive
+        } else {
+            Ending::Planned
+        };
+        let described = describe_steps(ctx, &store, &registry, &steps);
+        timings.total = started.elapsed().as_secs_f64();
+        return Ok(outcome(
+            ctx,
+            &plan,
+            ending,
+            described,
+            None,
+            plan.live_release.clone(),
+            timings,
+            true,
+        ));
+    }
+
+    let lock = LockGuard::acquire(config, &registry, &config.actor(), observer).await?;
+    let result = deploy_locked(
+        ctx,
+        &req,
+        &opts,
+        &store,
+        &mut registry,
+        (&build, &manifest),
+        remote,
+        &lock,
+        &mut timings,
+    )
+    .await;
+    lock.release().await;
+    let (plan, steps, executed) = result?;
+    let described = describe_steps(ctx, &store, &registry, &steps);
+    let (ending, live_after) = match &executed.switched_from {
+        Some(_) => (Ending::Activated, Some(plan.release.id.clone())),
+        None if plan.already_live => (Ending::AlreadyLive, plan.live_release.clone()),
+        None => (Ending::Recorded, plan.live_release.clone()),
+    };
+    for (name, secs) in &executed.timings {
+        match *name {
+            "upload" => timings.upload = Some(*secs),
+            "record" => timings.record = Some(*secs),
+            "register" => timings.register = Some(*secs),
+            "switch" => timings.switch = Some(*secs),
+            _ => {}
+        }
+    }
+    timings.total = started.elapsed().as_secs_f64();
+    let mut out = outcome(
+        ctx,
+        &plan,
+        ending,
+        described,
+        executed.upload,
+        live_after,
+        timings,
+        false,
+    );
+    if let Some(Some(previous)) = executed.switched_from {
+        out.live_before = Some(previous);
+    }
+    Ok(out)
+}
+
+type Gathered = (Build, Manifest, S3Store, Registry, Listing, LiveState);
+
+/// Hash the build while connecting, listing the bucket and reading the live
+/// state: they do not depend on each other. A bad build is reported first,
+/// without waiting on S3 or Redis.
+async fn gather(
+    ctx: &Ctx,
+    dir: &std::path::Path,
+    timings: &mut Timings,
+) -> anyhow::Result<Gathered> {
+    let started = Instant::now();
+    let services = async {
+        let (store, mut registry) = ctx.connect().await?;
+        let (remote, live) = remote_state(ctx, &store, &mut registry).await?;
+        anyhow::Ok((
+            store,
+            registry,
+            remote,
+            live,
+            started.elapsed().as_secs_f64(),
+        ))
+    };
+    let scanned = async {
+        let r = scan_build(ctx, dir).await;
+        (r, started.elapsed().as_secs_f64())
+    };
+    tokio::pin!(scanned, services);
+    let mut services_done = None;
+    let (scanned, scan_secs) = loop {
+        tokio::select! {
+            s = &mut scanned => break s,
+            r = &mut services, if services_done.is_none() => services_done = Some(r),
+        }
+    };
+    let (build, manifest) = scanned?;
+    let services = match services_done {
+        Some(r) => r,
+        None => services.await,
+    };
+    let (store, registry, remote, live, list_secs) = services?;
+    timings.scan = scan_secs;
+    timings.list = list_secs;
+    Ok((build, manifest, store, registry, remote, live))
+}
+
+/// Scan and hash the build on the blocking pool, then check its manifest.
+async fn scan_build(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<(Build, Manifest)> {
+    let config = &ctx.config;
+    let (dir, threshold) = (dir.to_path_buf(), config.multipart_threshold);
+    let observer: Arc<dyn Observer> = ctx.observer.clone();
+    let build = tokio::task::spawn_blocking(move || {
+        crate::build::scan::scan(&dir, threshold, observer.as_ref())
+    })
+    .await
+    .map_err(|e| Failure::operation(format!("hashing failed: {e}")))??;
+    let manifest = crate::build::manifest::load(&build, &config.manifest, &|p| {
+        config.public_url(p).unwrap_or_default()
+    })?;
+    Ok((build, manifest))
+}
+
+/// One listing of the public prefix and the live state in Redis, read at once.
+async fn remote_state(
+    ctx: &Ctx,
+    store: &S3Store,
+    registry: &mut Registry,
+) -> anyhow::Result<(Listing, LiveState)> {
+    let prefix = ctx.config.list_prefix();
+    let (remote, live) = tokio::join!(store.list(&prefix, ctx.observer.as_ref()), registry.live());
+    Ok((remote?, live?))
+}
+
+/// Plan against the remote state, then settle the files the listing alone
+/// could not decide (HEAD, or reading the object). Read-only.
+async fn make_plan(
+    ctx: &Ctx,
+    store: &S3Store,
+    build: &Build,
+    manifest: &Manifest,
+    remote: &Listing,
+    live: &LiveState,
+    req: &Request,
+) -> anyhow::Result<DeployPlan> {
+    let who = Provenance {
+        message: req.message.clone(),
+        created: now(),
+    };
+    let mut plan = plan::deploy(&ctx.config, build, manifest, remote, live, who)?;
+    let unsure: Vec<String> = plan
+        .with(Decision::Inspect)
+        .map(|f| f.key.clone())
+        .collect();
+    let found = inspect_all(store, unsure, ctx.config.concurrency, ctx.observer.as_ref()).await?;
+    plan.resolve(&found);
+    for w in &plan.warnings {
+        ctx.observer.event(Event::Warning(w.clone()));
+    }
+    Ok(plan)
+}
+
+type Deployed = (DeployPlan, Vec<plan::Step>, crate::exec::Executed);
+
+/// Under the lock: plan (against a fresh listing if another deploy held the
+/// lock first), then execute.
+#[allow(clippy::too_many_arguments)]
+async fn deploy_locked(
+    ctx: &Ctx,
+    req: &Request,
+    opts: &DeployOptions,
+    store: &S3Store,
+    registry: &mut Registry,
+    (build, manifest): (&Build, &Manifest),
+    remote: Listing,
+    lock: &LockGuard,
+    timings: &mut Timings,
+) -> anyhow::Result<Deployed> {
+    let planning = Instant::now();
+    // If another deploy held the lock, list again; otherwise the listing
+    // stands (conditional PUTs catch any late object) and only the live
+    // state is read again.
+    let (remote, live) = if lock.waited {
+        remote_state(ctx, store, registry).await?
+    } else {
+        (remote, registry.live().await?)
+    };
+    let plan = make_plan(ctx, store, build, manifest, &remote, &live, req).await?;
+    timings.plan = planning.elapsed().as_secs_f64();
+    if plan.count(Decision::Conflict).0 > 0 {
+        return Err(conflict_error(&plan, store.bucket()));
+    }
+    let steps = plan.steps(&ctx.config.meta_prefix()?, opts);
+    let mut executor = Executor {
+        store,
+        registry,
+        root: Some(&build.root),
+        concurrency: ctx.config.concurrency,
+        multipart_threshold: ctx.config.multipart_threshold,
+        lock: Some(lock),
+        observer: ctx.observer.as_ref(),
+    };
+    let executed = executor.run(&steps).await?;
+    Ok((plan, steps, executed))
+}
+
+fn describe_steps(
+    ctx: &Ctx,
+    store: &S3Store,
+    registry: &Registry,
+    steps: &[plan::Step],
+) -> Vec<String> {
+    let target = ctx.target(store.bucket(), &registry.keys);
+    steps.iter().map(|s| describe(s, &target)).collect()
+}
+
+/// The error for a plan with conflicts: names the files, says what to do.
+fn conflict_error(plan: &DeployPlan, bucket: &str) -> anyhow::Error {
+    let conflicts: Vec<String> = plan
+        .with(Decision::Conflict)
+        .map(|f| {
+            format!(
+                "{} (S3 has {}, build has {} bytes sha256 {})",
+                f.key,
+                f.remote.as_deref().unwrap_or("other bytes"),
+                f.size,
+                &f.sha256[..12]
+            )
+        })
+        .collect();
+    Failure::refused(format!(
+        "{} in s3://{bucket} would be overwritten with other bytes: {}; nothing was uploaded. \
+         Give changed files new names (webpack [contenthash]) or deploy to another prefix",
+        count(conflicts.len(), "object"),
+        some(&conflicts, 10)
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn outcome(
+    ctx: &Ctx,
+    plan: &DeployPlan,
+    ending: Ending,
+    steps: Vec<String>,
+    uploaded: Option<UploadStats>,
+    live_after: Option<String>,
+    timings: Timings,
+    dry_run: bool,
+) -> Outcome {
+    let (up_n, up_b) = plan.count(Decision::Upload);
+    let (skip_n, skip_b) = plan.count(Decision::Skip);
+    Outcome {
+        command: "deploy",
+        app: plan.release.app.clone(),
+        dry_run,
+        outcome: ending,
+        activated: ending == Ending::Activated,
+        release: plan.release.summary(),
+        live_before: plan.live_release.clone(),
+        live_after,
+        upload: Counted {
+            files: up_n,
+            bytes: up_b,
+        },
+        skip: Counted {
+            files: skip_n,
+            bytes: skip_b,
+        },
+        conflicts: plan.with(Decision::Conflict).cloned().collect(),
+        objects: plan.with(Decision::Upload).cloned().collect(),
+        manifest_diff: plan.manifest_diff.clone(),
+        steps,
+        uploaded,
+        warnings: plan.warnings.clone(),
+        timings,
+        verbose: ctx.verbose,
+    }
+}
+
+impl Outcome {
+    fn shown(&self) -> usize {
+        if self.verbose {
+            usize::MAX
+        } else {
+            SHOWN
+        }
+    }
+
+    /// Lines for a list, the first few unless verbose, then "... and N more".
+    fn listed<T>(&self, t: &mut String, items: &[T], line: impl Fn(&T) -> String) {
+        for item in items.iter().take(self.shown()) {
+            t.push_str(&line(item));
+            t.push('\n');
+        }
+        if items.len() > self.shown() {
+            t.push_str(&format!(
+                "  ... and {} more (--verbose lists them all)\n",
+                items.len() - self.shown()
+            ));
+        }
+    }
+
+    fn plan_text(&self, t: &mut String) {
+        let r = &self.release;
+        t.push_str(&format!(
+            "upload {} ({}), skip {} already in S3 ({}), {}\n",
+            count(self.upload.files, "file"),
+            bytes(self.upload.bytes),
+            count(self.skip.files, "file"),
+            bytes(self.skip.bytes),
+            count(self.conflicts.len(), "conflict")
+        ));
+        self.listed(t, &self.objects, |f| {
+            format!(
+                "  + s3://{}/{}  {}  {}  {}{}",
+                r.bucket,
+                f.key,
+                bytes(f.size),
+                f.headers.content_type,
+                f.headers.cache_control,
+                f.headers
+                    .content_encoding
+                    .as_deref()
+                    .map(|e| format!("  encoding {e}"))
+                    .unwrap_or_default()
+            )
+        });
+        self.listed(t, &self.conflicts, |f| {
+            format!(
+                "  ! s3://{}/{}  S3 has {}, build has {} (sha256 {})",
+                r.bucket,
+                f.key,
+                f.remote.as_deref().unwrap_or("other bytes"),
+                bytes(f.size),
+                f.sha256
+            )
+        });
+        let d = &self.manifest_diff;
+        t.push_str(&format!(
+            "manifest against live ({}): {} added, {} changed, {} removed, {} unchanged\n",
+            self.live_before.as_deref().unwrap_or("none"),
+            d.added.len(),
+            d.changed.len(),
+            d.removed.len(),
+            d.unchanged
+        ));
+        self.listed(t, &d.added, |e| format!("  + {} -> {}", e.entry, e.url));
+        self.listed(t, &d.changed, |c| {
+            format!("  ~ {}: {} -> {}", c.entry, c.from, c.to)
+        });
+        self.listed(t, &d.removed, |e| {
+            format!("  - {} (was {})", e.entry, e.url)
+        });
+        if self.steps.is_empty() {
+            let why = if self.outcome == Ending::Conflict {
+                "a deploy would stop before writing anything (exit 3)"
+            } else {
+                "nothing to write"
+            };
+            t.push_str(&format!("writes: none, {why}\n"));
+        } else {
+            t.push_str("writes, in order:\n");
+            for (i, s) in self.steps.iter().enumerate() {
+                t.push_str(&format!("  {}. {s}\n", i + 1));
+            }
+        }
+    }
+}
+
+impl Render for Outcome {
+    fn text(&self) -> String {
+        let r = &self.release;
+        let id = &r.id;
+        let mut t = String::new();
+        if self.dry_run {
+            t.push_str("dry run: nothing will be changed\n");
+            t.push_str(&format!(
+                "release {id} of {}: {}, {}\n",
+                r.app,
+                count(r.file_count, "file"),
+                bytes(r.bytes)
+            ));
+            if self.outcome == Ending::AlreadyLive {
+                t.push_str("already live\n");
+            }
+            self.plan_text(&mut t);
+            return t;
+        }
+        if let Some(u) = self.uploaded.as_ref().filter(|u| u.files > 0) {
+            t.push_str(&format!(
+                "uploaded {} ({}) in {:.1}s, skipped {} already in S3\n",
+                count(u.files as usize, "file"),
+                bytes(u.bytes),
+                u.seconds,
+                count(self.skip.files, "file")
+            ));
+        }
+        let line = match self.outcome {
+            Ending::AlreadyLive if self.uploaded.is_some() => {
+                format!(
+                    "release {id} is already live for {}; restored its missing objects",
+                    r.app
+                )
+            }
+            Ending::AlreadyLive => {
+                format!("release {id} is already live for {}; nothing to do", r.app)
+            }
+            Ending::Recorded => format!(
+                "recorded release {id} (not activated); make it live with: cutover activate {id}"
+            ),
+            _ => format!(
+                "release {id} is live for {} (was {})",
+                r.app,
+                self.live_before.as_deref().unwrap_or("none")
+            ),
+        };
+        t.push_str(&line);
+        t.push('\n');
+        t
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.outcome == Ending::Conflict {
+            3
+        } else {
+            0
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `cutover status` and `cutover releases`: read-only views of Redis.
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::contract::ActivationEvent;
+use crate::release::ReleaseRecord;
+use crate::render::{bytes, count, table, Render};
+use crate::store::redis::Registry;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub command: &'static str,
+    pub app: String,
+    pub current: Option<String>,
+    pub record: Option<ReleaseRecord>,
+    pub last_event: Option<ActivationEvent>,
+}
+
+pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
+    let app = ctx.config.app()?.to_string();
+    let mut registry = Registry::connect(&ctx.config).await?;
+    let live = registry.live().await?;
+    let (record, last_event) = match &live.current {
+        Some(id) => (
+            registry.record(id).await?,
+            registry.history(1).await?.into_iter().next(),
+        ),
+        None => (None, None),
+    };
+    Ok(Status {
+        command: "status",
+        app,
+        current: live.current,
+        record,
+        last_event,
+    })
+}
+
+impl Render for Status {
+    fn text(&self) -> String {
+        let Some(id) = &self.current else {
+            return format!("no release is live for {}\n", self.app);
+        };
+        let mut t = format!("live release of {}: {id}\n", self.app);
+        match &self.record {
+            Some(r) => t.push_str(&record_lines(r)),
+            None => t.push_str(
+                "  (its record is missing from Redis; `cutover activate` restores it from S3)\n",
+            ),
+        }
+        if let Some(e) = &self.last_event {
+            t.push_str(&format!(
+                "  last change: {} at {} by {} (previous {})\n",
+                e.action,
+                e.at,
+                e.by.as_deref().unwrap_or("unknown"),
+                e.previous.as_deref().unwrap_or("none")
+            ));
+        }
+        t
+    }
+}
+
+fn record_lines(r: &ReleaseRecord) -> String {
+    let mut t = format!(
+        "  created {} by {}\n  {}, {}\n",
+        r.created_at,
+        r.deployed_by.as_deref().unwrap_or("unknown"),
+        count(r.file_count, "file"),
+        bytes(r.bytes)
+    );
+    if let Some(sha) = &r.git_sha {
+        let branch = r
+            .git_branch
+            .as_deref()
+            .map(|b| format!(" ({b})"))
+            .unwrap_or_default();
+        t.push_str(&format!("  git {sha}{branch}\n"));
+    }
+    if let Some(u) = &r.build_url {
+        t.push_str(&format!("  build {u}\n"));
+    }
+    if let Some(m) = &r.message {
+        t.push_str(&format!("  message: {m}\n"));
+    }
+    t
+}
+
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub id: String,
+    pub live: bool,
+    pub record: Option<ReleaseRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Releases {
+    pub command: &'static str,
+    pub app: String,
+    pub current: Option<String>,
+    pub releases: Vec<Row>,
+}
+
+/// Releases, newest first; `limit` 0 lists them all.
+pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
+    let app = ctx.config.app()?.to_string();
+    let mut registry = Registry::connect(&ctx.config).await?;
+    let current = registry.live().await?.current;
+    let ids = registry.release_ids(limit).await?;
+    let records = registry.records(&ids).await?;
+    let releases = ids
+        .into_iter()
+        .zip(records)
+        .map(|(id, record)| Row {
+            live: current.as_deref() == Some(id.as_str()),
+            id,
+            record,
+        })
+        .collect();
+    Ok(Releases {
+        command: "releases",
+        app,
+        current,
+        releases,
+    })
+}
+
+impl Render for Releases {
+    fn text(&self) -> String {
+        if self.releases.is_empty() {
+            return format!("no releases for {}\n", self.app);
+        }
+        let dash = || "-".to_string();
+        let rows: Vec<Vec<String>> = self
+            .releases
+            .iter()
+            .map(|row| {
+                let live = if row.live { "*" } else { "" }.to_string();
+                match &row.record {
+                    Some(r) => vec![
+                        live,
+                        row.id.clone(),
+                        r.created_at.clone(),
+                        r.git_sha
+                            .as_deref()
+                            .map(|s| s.chars().take(10).collect())
+                            .unwrap_or_else(dash),
+                        r.git_branch.clone().unwrap_or_else(dash),
+                        r.deployed_by.clone().unwrap_or_else(dash),
+                        r.file_count.to_string(),
+                        bytes(r.bytes),
+                        r.message.clone().unwrap_or_default(),
+                    ],
+                    None => vec![
+                        live,
+                        row.id.clone(),
+                        "(record missing)".into(),
+                        dash(),
+                        dash(),
+                        dash(),
+                        dash(),
+                        dash(),
+                        String::new(),
+                    ],
+                }
+            })
+            .collect();
+        table(
+            &[
+                "LIVE", "RELEASE", "CREATED", "GIT", "BRANCH", "BY", "FILES", "SIZE", "MESSAGE",
+            ],
+            &rows,
+        )
+    }
+}

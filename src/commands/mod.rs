@@ -1,0 +1,107 @@
+//! The commands, one file per family. Each takes a request, reads what it
+//! needs, builds a plan (the writes, as data), hands it to the executor
+//! unless it is a dry run, and returns a typed outcome that renders itself
+//! as text or JSON.
+
+pub mod deploy;
+pub mod inspect;
+mod objects;
+pub mod switch;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::contract::Keys;
+use crate::error::Failure;
+use crate::events::Observer;
+use crate::exec::Target;
+use crate::release::ReleaseRecord;
+use crate::store::records;
+use crate::store::redis::Registry;
+use crate::store::s3::S3Store;
+
+/// What every command gets.
+pub struct Ctx {
+    pub config: Config,
+    pub observer: Arc<dyn Observer>,
+    /// List every file in text output, not the first few.
+    pub verbose: bool,
+}
+
+impl Ctx {
+    /// Connect to S3 and Redis at once.
+    pub async fn connect(&self) -> anyhow::Result<(S3Store, Registry)> {
+        let (store, registry) = tokio::join!(
+            S3Store::connect(&self.config),
+            Registry::connect(&self.config)
+        );
+        Ok((store?, registry?))
+    }
+
+    /// Where steps write, for describing them.
+    pub fn target<'a>(&'a self, bucket: &'a str, keys: &'a Keys) -> Target<'a> {
+        Target {
+            bucket,
+            keys,
+            history_limit: self.config.history_limit,
+        }
+    }
+}
+
+/// A release found by id or unique prefix: its full record (from S3, with
+/// the file list) and whether Redis already has it. Read-only.
+pub struct Resolved {
+    pub record: ReleaseRecord,
+    pub in_redis: bool,
+}
+
+/// Resolve a release id or unique prefix against Redis, then the S3 records.
+pub async fn resolve_release(
+    config: &Config,
+    registry: &mut Registry,
+    store: &S3Store,
+    wanted: &str,
+) -> anyhow::Result<Resolved> {
+    let wanted = wanted.trim();
+    if wanted.is_empty() || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Failure::input(format!(
+            "{wanted:?} is not a release id; release ids are hex, see `cutover releases`"
+        )));
+    }
+    let meta = config.meta_prefix()?;
+    let mut matches: Vec<String> = registry
+        .release_ids(0)
+        .await?
+        .into_iter()
+        .filter(|id| id.starts_with(wanted))
+        .collect();
+    if matches.is_empty() {
+        // Redis may have lost its data: look for S3 records.
+        matches = records::ids(store, &meta, wanted).await?;
+    }
+    let id = match matches.len() {
+        0 => {
+            return Err(Failure::input(format!(
+                "no release {wanted} for app {}; see `cutover releases`",
+                config.app()?
+            )))
+        }
+        1 => matches.remove(0),
+        n => {
+            return Err(Failure::input(format!(
+                "{wanted:?} matches {n} releases ({}); give more characters of the id",
+                crate::render::some(&matches, 5)
+            )))
+        }
+    };
+    // The S3 copy has the file list needed to verify the objects.
+    let record = records::read(store, &meta, &id).await?.ok_or_else(|| {
+        Failure::verification(format!(
+            "release {id} has no record in s3://{}/{}; it never finished uploading. Deploy its build again",
+            store.bucket(),
+            crate::contract::record_key(&meta, &id)
+        ))
+    })?;
+    let in_redis = registry.record(&id).await?.is_some();
+    Ok(Resolved { record, in_redis })
+}

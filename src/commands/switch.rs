@@ -1,0 +1,213 @@
+//! `cutover activate RELEASE` and `cutover rollback [--to RELEASE]`: make an
+//! uploaded release live, after checking every object of it is in S3.
+
+use serde::Serialize;
+
+use super::objects::verify_release;
+use super::{resolve_release, Ctx, Resolved};
+use crate::build::manifest::{diff, ManifestDiff};
+use crate::contract::Action;
+use crate::error::Failure;
+use crate::exec::{describe, Executor};
+use crate::plan::{Step, Switch};
+use crate::render::{count, Render};
+use crate::state::LiveState;
+use crate::store::lock::LockGuard;
+use crate::store::redis::Registry;
+use crate::store::s3::S3Store;
+
+/// Flags shared by the commands that switch the live release.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub dry_run: bool,
+    pub force: bool,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    Planned,
+    Activated,
+    AlreadyLive,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub command: &'static str,
+    pub app: String,
+    pub dry_run: bool,
+    pub outcome: Ending,
+    pub release: String,
+    /// The release live before (or, in a dry run, now).
+    pub from: Option<String>,
+    pub manifest_diff: Option<ManifestDiff>,
+    /// The writes, in order.
+    pub steps: Vec<String>,
+}
+
+pub async fn activate(ctx: &Ctx, release: &str, req: Request) -> anyhow::Result<Outcome> {
+    ctx.config.app()?;
+    let (store, mut registry) = ctx.connect().await?;
+    let live = registry.live().await?;
+    let target = resolve_release(&ctx.config, &mut registry, &store, release).await?;
+    switch_to(
+        ctx,
+        &store,
+        &mut registry,
+        target,
+        live,
+        Action::Activate,
+        req,
+    )
+    .await
+}
+
+pub async fn rollback(ctx: &Ctx, to: Option<&str>, req: Request) -> anyhow::Result<Outcome> {
+    let app = ctx.config.app()?.to_string();
+    let (store, mut registry) = ctx.connect().await?;
+    let live = registry.live().await?;
+    let target_id = match to {
+        Some(to) => to.to_string(),
+        None => previous_release(&app, &mut registry, &live, ctx.config.history_limit).await?,
+    };
+    let target = resolve_release(&ctx.config, &mut registry, &store, &target_id).await?;
+    switch_to(
+        ctx,
+        &store,
+        &mut registry,
+        target,
+        live,
+        Action::Rollback,
+        req,
+    )
+    .await
+}
+
+/// The release that was live before the current one, from the history.
+async fn previous_release(
+    app: &str,
+    registry: &mut Registry,
+    live: &LiveState,
+    history_limit: usize,
+) -> anyhow::Result<String> {
+    let current = live.current.clone().ok_or_else(|| {
+        Failure::input(format!(
+            "no release is live for {app}; nothing to roll back (see `cutover releases`)"
+        ))
+    })?;
+    let history = registry.history(history_limit).await?;
+    let event = history.iter().find(|e| e.release == current).ok_or_else(|| {
+        Failure::input(format!(
+            "the history of {app} does not say what was live before {current}; use `cutover rollback --to RELEASE`"
+        ))
+    })?;
+    event.previous.clone().ok_or_else(|| {
+        Failure::input(format!(
+            "{current} was the first release of {app}; there is nothing before it. Use `cutover rollback --to RELEASE`"
+        ))
+    })
+}
+
+/// Verify the target's objects, plan the switch, and run it unless a dry run.
+async fn switch_to(
+    ctx: &Ctx,
+    store: &S3Store,
+    registry: &mut Registry,
+    target: Resolved,
+    live: LiveState,
+    action: Action,
+    req: Request,
+) -> anyhow::Result<Outcome> {
+    let config = &ctx.config;
+    let record = target.record;
+    let mut out = Outcome {
+        command: action.as_str(),
+        app: config.app()?.to_string(),
+        dry_run: req.dry_run,
+        outcome: Ending::AlreadyLive,
+        release: record.id.clone(),
+        from: live.current.clone(),
+        manifest_diff: None,
+        steps: Vec::new(),
+    };
+    if live.current.as_deref() == Some(record.id.as_str()) {
+        return Ok(out);
+    }
+    verify_release(store, &record, config.concurrency, ctx.observer.as_ref()).await?;
+    out.manifest_diff = Some(diff(live.manifest.as_ref(), &record.manifest));
+    let mut steps = Vec::new();
+    if !target.in_redis {
+        // Redis lost the record: restore it from the S3 copy first.
+        steps.push(Step::Register(Box::new(record.summary())));
+    }
+    steps.push(Step::Switch(Switch {
+        expected: live.current.clone(),
+        release: record.id.clone(),
+        manifest: record.manifest.clone(),
+        action,
+        by: config.deployed_by.clone(),
+        message: req.message.clone(),
+        force: req.force,
+    }));
+    let target = ctx.target(store.bucket(), &registry.keys);
+    out.steps = steps.iter().map(|s| describe(s, &target)).collect();
+    if req.dry_run {
+        out.outcome = Ending::Planned;
+        return Ok(out);
+    }
+    let lock = LockGuard::acquire(config, registry, &config.actor(), ctx.observer.as_ref()).await?;
+    let mut executor = Executor {
+        store,
+        registry,
+        root: None,
+        concurrency: config.concurrency,
+        multipart_threshold: config.multipart_threshold,
+        lock: Some(&lock),
+        observer: ctx.observer.as_ref(),
+    };
+    let result = executor.run(&steps).await;
+    lock.release().await;
+    out.from = result?.switched_from.flatten();
+    out.outcome = Ending::Activated;
+    Ok(out)
+}
+
+impl Render for Outcome {
+    fn text(&self) -> String {
+        let (id, app) = (&self.release, &self.app);
+        match self.outcome {
+            Ending::AlreadyLive => {
+                format!("release {id} is already live for {app}; nothing to do\n")
+            }
+            Ending::Activated => format!(
+                "release {id} is live for {app} (was {}; {})\n",
+                self.from.as_deref().unwrap_or("none"),
+                self.command
+            ),
+            Ending::Planned => {
+                let mut t = format!(
+                    "dry run: nothing will be changed\nwould switch {app} from {} to {id} ({}); all its objects are in S3\n",
+                    self.from.as_deref().unwrap_or("none"),
+                    self.command
+                );
+                if let Some(d) = &self.manifest_diff {
+                    t.push_str(&format!(
+                        "manifest: {} added, {} changed, {} removed\n",
+                        d.added.len(),
+                        d.changed.len(),
+                        d.removed.len()
+                    ));
+                }
+                t.push_str(&format!(
+                    "writes, in order ({}):\n",
+                    count(self.steps.len(), "step")
+                ));
+                for (i, s) in self.steps.iter().enumerate() {
+                    t.push_str(&format!("  {}. {s}\n", i + 1));
+                }
+                t
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The file layer: `cutover.toml` (or `--config PATH`), with the line of
+//! every value so that errors can point at it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use globset::Glob;
+
+use super::keys::find;
+use super::{Origin, Raw};
+use crate::build::headers::HeaderRule;
+use crate::error::Failure;
+
+/// The contents of a configuration file.
+pub struct FileSource {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl FileSource {
+    /// Read `--config PATH` (must exist) or `./cutover.toml` (optional).
+    pub fn read(explicit: Option<&Path>, cwd: &Path) -> anyhow::Result<Option<FileSource>> {
+        let (path, required) = match explicit {
+            Some(p) => (p.to_path_buf(), true),
+            None => (cwd.join("cutover.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(FileSource { path, text })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+            Err(e) => Err(Failure::input(format!(
+                "cannot read config file {}: {e}; check the --config path",
+                path.display()
+            ))),
+        }
+    }
+}
+
+/// What the file sets: raw values by key, header rules, and the problems found.
+#[derive(Default)]
+pub struct FileLayer {
+    pub raws: BTreeMap<&'static str, Raw>,
+    pub header_rules: Vec<HeaderRule>,
+    pub problems: Vec<String>,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+type Spanned = toml::Spanned<toml::Value>;
+
+/// Parse the file: scalar keys with their lines, and `[[headers]]` rules.
+/// Every problem is collected; a file that is not TOML at all is one.
+pub fn parse(file: &FileSource) -> FileLayer {
+    let mut layer = FileLayer::default();
+    let table: BTreeMap<String, Spanned> = match toml::from_str(&file.text) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = e.span().map(|s| line_of(&file.text, s.start)).unwrap_or(0);
+            layer.problems.push(format!(
+                "{}:{line}: not valid TOML: {}; fix the file or pass another with --config",
+                file.path.display(),
+                e.message().trim()
+            ));
+            return layer;
+        }
+    };
+    for (name, spanned) in &table {
+        let origin = Origin::File {
+            path: file.path.clone(),
+            line: line_of(&file.text, spanned.span().start),
+        };
+        if name == "headers" {
+            match header_rules(spanned.get_ref(), &origin) {
+                Ok(rules) => layer.header_rules = rules,
+                Err(p) => layer.problems.push(p),
+            }
+            continue;
+        }
+        let Some(key) = find(name) else {
+            let known: Vec<&str> = super::keys::KEYS
+                .iter()
+                .map(|k| k.name)
+                .chain(["headers"])
+                .collect();
+            layer.problems.push(format!(
+                "unknown key `{name}` in {origin}; known keys: {}",
+                known.join(", ")
+            ));
+            continue;
+        };
+        let value = match spanned.get_ref() {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                layer.problems.push(format!(
+                    "invalid {name} (from {origin}): expected a string, number or boolean, found {}",
+                    other.type_str()
+                ));
+                continue;
+            }
+        };
+        layer.raws.insert(key.name, Raw { value, origin });
+    }
+    layer
+}
+
+fn header_rules(value: &toml::Value, origin: &Origin) -> Result<Vec<HeaderRule>, String> {
+    let bad = |what: &str| {
+        format!(
+            "invalid [[headers]] rule (from {origin}): {what}; each rule is \
+             `[[headers]]` with `glob = \"...\"` and `cache_control` and/or `content_type`"
+        )
+    };
+    let toml::Value::Array(items) = value else {
+        return Err(bad("expected an array of tables"));
+    };
+    let mut rules = Vec::new();
+    for item in items {
+        let toml::Value::Table(t) = item else {
+            return Err(bad("expected a table"));
+        };
+        if let Some(k) = t
+            .keys()
+            .find(|k| !["glob", "cache_control", "content_type"].contains(&k.as_str()))
+        {
+            return Err(bad(&format!("unknown field `{k}`")));
+        }
+        let get = |k: &str| -> Result<Option<String>, String> {
+            match t.get(k) {
+                None => Ok(None),
+                Some(toml::Value::String(s))
+                    if !s.trim().is_empty() && s.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+                {
+                    Ok(Some(s.clone()))
+                }
+                Some(_) => Err(bad(&format!(
+                    "`{k}` must be a non-empty string of printable ASCII"
+                ))),
+            }
+        };
+        let glob = get("glob")?.ok_or_else(|| bad("missing `glob`"))?;
+        let matcher = Glob::new(&glob)
+            .map_err(|e| bad(&format!("bad glob {glob:?}: {e}")))?
+            .compile_matcher();
+        let cache_control = get("cache_control")?;
+        let content_type = get("content_type")?;
+        if cache_control.is_none() && content_type.is_none() {
+            return Err(bad(&format!("rule for {glob:?} sets nothing")));
+        }
+        rules.push(HeaderRule {
+            glob,
+            matcher,
+            cache_control,
+            content_type,
+        });
+    }
+    Ok(rules)
+}

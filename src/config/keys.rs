@@ -1,0 +1,467 @@
+//! The one table of settings. Flags, environment variables, `cutover.toml`
+//! keys, `--help` and the README's configuration table all come from
+//! [`KEYS`]; a test checks the README against it.
+//!
+//! Each key has one function that checks a raw value and stores it in the
+//! [`Config`]; it returns what was expected when the value is bad.
+
+use super::Config;
+
+/// Where a key's flag appears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// On every command.
+    Global,
+    /// Only on these commands.
+    Only(&'static [&'static str]),
+}
+
+/// Commands that take a lock and write history.
+const SWITCHING: &[&str] = &["deploy", "activate", "rollback"];
+
+pub struct Key {
+    /// Name in `cutover.toml`, and the key's id everywhere.
+    pub name: &'static str,
+    /// Long flag, without `--`.
+    pub flag: Option<&'static str>,
+    /// Environment variables, in order of preference.
+    pub env: &'static [&'static str],
+    pub scope: Scope,
+    /// A flag without a value (`--redis-cluster`).
+    pub switch: bool,
+    /// Never echo the value (it may hold a password).
+    pub secret: bool,
+    pub value_name: &'static str,
+    pub help: &'static str,
+    /// The default, as documented.
+    pub default: &'static str,
+    /// Check a value and store it; `Err` says what is expected.
+    pub apply: fn(&str, &mut Config) -> Result<(), String>,
+}
+
+impl Key {
+    pub fn applies_to(&self, command: &str) -> bool {
+        match self.scope {
+            Scope::Global => true,
+            Scope::Only(cmds) => cmds.contains(&command),
+        }
+    }
+}
+
+const fn key(name: &'static str, apply: fn(&str, &mut Config) -> Result<(), String>) -> Key {
+    Key {
+        name,
+        flag: None,
+        env: &[],
+        scope: Scope::Global,
+        switch: false,
+        secret: false,
+        value_name: "VALUE",
+        help: "",
+        default: "",
+        apply,
+    }
+}
+
+pub const KEYS: &[Key] = &[
+    Key {
+        flag: Some("app"),
+        env: &["CUTOVER_APP"],
+        value_name: "NAME",
+        help: "App name; namespaces the Redis keys and the release records",
+        default: "required",
+        ..key("app", app)
+    },
+    Key {
+        flag: Some("bucket"),
+        env: &["CUTOVER_BUCKET"],
+        value_name: "NAME",
+        help: "S3 bucket behind the CDN",
+        default: "required for S3",
+        ..key("bucket", bucket)
+    },
+    Key {
+        flag: Some("prefix"),
+        env: &["CUTOVER_PREFIX"],
+        value_name: "PREFIX",
+        help: "Key prefix of the public files in the bucket",
+        default: "packs",
+        ..key("prefix", prefix)
+    },
+    Key {
+        flag: Some("cdn-url"),
+        env: &["CUTOVER_CDN_URL"],
+        value_name: "URL",
+        help: "Public base URL of the CDN in front of the bucket",
+        default: "required for deploy",
+        ..key("cdn_url", cdn_url)
+    },
+    Key {
+        flag: Some("redis-url"),
+        env: &["CUTOVER_REDIS_URL", "REDIS_URL"],
+        secret: true,
+        value_name: "URL",
+        help: "Redis the app reads: redis://[user:password@]host:port[/db] or rediss://",
+        default: "redis://127.0.0.1:6379",
+        ..key("redis_url", redis_url)
+    },
+    Key {
+        flag: Some("redis-cluster"),
+        env: &["CUTOVER_REDIS_CLUSTER"],
+        switch: true,
+        help: "Redis is a Redis Cluster (redis_url is a seed node)",
+        default: "false",
+        ..key("redis_cluster", redis_cluster)
+    },
+    Key {
+        env: &["CUTOVER_REDIS_TIMEOUT"],
+        help: "Seconds to connect to Redis and for each command",
+        default: "5",
+        ..key("redis_timeout_secs", redis_timeout_secs)
+    },
+    Key {
+        flag: Some("s3-endpoint"),
+        env: &["CUTOVER_S3_ENDPOINT"],
+        value_name: "URL",
+        help: "Endpoint of an S3-compatible server (else AWS_ENDPOINT_URL_S3, else AWS)",
+        default: "AWS",
+        ..key("s3_endpoint", s3_endpoint)
+    },
+    Key {
+        env: &["CUTOVER_S3_PATH_STYLE"],
+        help: "Path-style S3 addressing",
+        default: "true with a custom endpoint",
+        ..key("s3_path_style", s3_path_style)
+    },
+    Key {
+        env: &["CUTOVER_META_PREFIX"],
+        help: "Where release records live in the bucket, outside the public prefix",
+        default: "_cutover/APP",
+        ..key("meta_prefix", meta_prefix)
+    },
+    Key {
+        flag: Some("manifest"),
+        env: &["CUTOVER_MANIFEST"],
+        scope: Scope::Only(&["deploy"]),
+        value_name: "PATH",
+        help: "Path of the manifest inside the build",
+        default: "manifest.json",
+        ..key("manifest", manifest)
+    },
+    Key {
+        env: &["CUTOVER_CACHE_CONTROL"],
+        help: "Cache-Control of files without a content hash in their name",
+        default: "public, max-age=60",
+        ..key("cache_control", cache_control)
+    },
+    Key {
+        flag: Some("concurrency"),
+        env: &["CUTOVER_CONCURRENCY"],
+        scope: Scope::Only(&["deploy"]),
+        value_name: "N",
+        help: "S3 requests in flight at once",
+        default: "32",
+        ..key("concurrency", concurrency)
+    },
+    Key {
+        env: &["CUTOVER_MULTIPART_THRESHOLD_MIB"],
+        help: "Files this size (MiB) and up are uploaded in parts (min 5)",
+        default: "64",
+        ..key("multipart_threshold_mib", multipart_threshold_mib)
+    },
+    Key {
+        flag: Some("lock-wait"),
+        env: &["CUTOVER_LOCK_WAIT"],
+        scope: Scope::Only(SWITCHING),
+        value_name: "SECS",
+        help: "Seconds to wait for another deploy's lock",
+        default: "120",
+        ..key("lock_wait_secs", lock_wait_secs)
+    },
+    Key {
+        env: &["CUTOVER_LOCK_TTL"],
+        help: "Seconds the deploy lock lives unless renewed",
+        default: "30",
+        ..key("lock_ttl_secs", lock_ttl_secs)
+    },
+    Key {
+        env: &["CUTOVER_HISTORY_LIMIT"],
+        help: "Activation events kept in the history",
+        default: "100",
+        ..key("history_limit", history_limit)
+    },
+    Key {
+        flag: Some("by"),
+        env: &[
+            "CUTOVER_DEPLOYED_BY",
+            "CIRCLE_USERNAME",
+            "GITHUB_ACTOR",
+            "GITLAB_USER_LOGIN",
+        ],
+        scope: Scope::Only(SWITCHING),
+        value_name: "NAME",
+        help: "Who deploys",
+        default: "CI user, else the OS user",
+        ..key("deployed_by", deployed_by)
+    },
+    Key {
+        flag: Some("git-sha"),
+        env: &[
+            "CUTOVER_GIT_SHA",
+            "CIRCLE_SHA1",
+            "GITHUB_SHA",
+            "CI_COMMIT_SHA",
+        ],
+        scope: Scope::Only(&["deploy"]),
+        value_name: "SHA",
+        help: "Git commit of the build",
+        default: "from CI",
+        ..key("git_sha", git_sha)
+    },
+    Key {
+        flag: Some("git-branch"),
+        env: &[
+            "CUTOVER_GIT_BRANCH",
+            "CIRCLE_BRANCH",
+            "GITHUB_REF_NAME",
+            "CI_COMMIT_REF_NAME",
+        ],
+        scope: Scope::Only(&["deploy"]),
+        value_name: "BRANCH",
+        help: "Git branch of the build",
+        default: "from CI",
+        ..key("git_branch", git_branch)
+    },
+    Key {
+        flag: Some("build-url"),
+        env: &["CUTOVER_BUILD_URL", "CIRCLE_BUILD_URL", "CI_JOB_URL"],
+        scope: Scope::Only(&["deploy"]),
+        value_name: "URL",
+        help: "URL of the CI build",
+        default: "from CI",
+        ..key("build_url", build_url)
+    },
+];
+
+/// The key named `name`.
+pub fn find(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+// ---------------------------------------------------------------------------
+// One function per key.
+
+fn app(v: &str, c: &mut Config) -> Result<(), String> {
+    let ok = v.len() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err("1-64 characters of letters, digits, '-', '_' or '.'".into());
+    }
+    c.app = Some(v.to_string());
+    Ok(())
+}
+
+fn bucket(v: &str, c: &mut Config) -> Result<(), String> {
+    let ok = (3..=63).contains(&v.len())
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))
+        && !v.starts_with(['-', '.'])
+        && !v.ends_with(['-', '.']);
+    if !ok {
+        return Err(
+            "an S3 bucket name: 3-63 lowercase letters, digits, '-' or '.' (no s3:// and no path)"
+                .into(),
+        );
+    }
+    c.bucket = Some(v.to_string());
+    Ok(())
+}
+
+/// A key prefix: `a` or `a/b`, no `.`/`..`/empty segments; leading and
+/// trailing slashes are dropped.
+fn key_prefix(v: &str) -> Option<String> {
+    let v = v.trim_matches('/');
+    let ok = !v.is_empty()
+        && !v.contains('\\')
+        && v.split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    ok.then(|| v.to_string())
+}
+
+fn prefix(v: &str, c: &mut Config) -> Result<(), String> {
+    c.prefix = key_prefix(v).ok_or(
+        "a key prefix like `packs` or `assets/packs` (not the bucket root, no `..`, no empty segments)",
+    )?;
+    Ok(())
+}
+
+fn cdn_url(v: &str, c: &mut Config) -> Result<(), String> {
+    let v = v.trim_end_matches('/');
+    match url::Url::parse(v) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none() =>
+        {
+            if !u.username().is_empty() || u.password().is_some() {
+                return Err(
+                    "a URL without credentials: it is published to every browser in the manifest"
+                        .into(),
+                );
+            }
+            c.cdn_url = Some(v.to_string());
+            Ok(())
+        }
+        _ => Err("an http(s) URL like https://cdn.example.com".into()),
+    }
+}
+
+fn redis_url(v: &str, c: &mut Config) -> Result<(), String> {
+    match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {
+            c.redis_url = v.to_string();
+            Ok(())
+        }
+        _ => Err("redis://[user:password@]host:port[/db] or rediss://...".into()),
+    }
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err("true or false".into()),
+    }
+}
+
+fn number(v: &str, min: u64, max: u64) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("a whole number from {min} to {max}")),
+    }
+}
+
+fn redis_cluster(v: &str, c: &mut Config) -> Result<(), String> {
+    c.redis_cluster = boolean(v)?;
+    Ok(())
+}
+
+fn redis_timeout_secs(v: &str, c: &mut Config) -> Result<(), String> {
+    c.redis_timeout_secs = number(v, 1, 300)?;
+    Ok(())
+}
+
+fn s3_endpoint(v: &str, c: &mut Config) -> Result<(), String> {
+    match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {
+            c.s3_endpoint = Some(v.to_string());
+            Ok(())
+        }
+        _ => Err("an http(s) URL like http://127.0.0.1:9000".into()),
+    }
+}
+
+fn s3_path_style(v: &str, c: &mut Config) -> Result<(), String> {
+    c.s3_path_style = Some(boolean(v)?);
+    Ok(())
+}
+
+fn meta_prefix(v: &str, c: &mut Config) -> Result<(), String> {
+    let p = key_prefix(v).ok_or("a key prefix like `_cutover/myapp`")?;
+    c.meta_prefix = Some(format!("{p}/"));
+    Ok(())
+}
+
+fn manifest(v: &str, c: &mut Config) -> Result<(), String> {
+    if v.starts_with('/') || v.split(['/', '\\']).any(|s| s == "..") {
+        return Err("a path inside the build directory, like manifest.json".into());
+    }
+    c.manifest = v.to_string();
+    Ok(())
+}
+
+/// A header value S3 and browsers accept: printable ASCII, no line breaks.
+fn header_value(v: &str) -> Result<String, String> {
+    if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        Ok(v.to_string())
+    } else {
+        Err("a header value of printable ASCII (no line breaks, no other characters)".into())
+    }
+}
+
+fn cache_control(v: &str, c: &mut Config) -> Result<(), String> {
+    c.cache_control = header_value(v)?;
+    Ok(())
+}
+
+fn concurrency(v: &str, c: &mut Config) -> Result<(), String> {
+    c.concurrency = number(v, 1, 512)? as usize;
+    Ok(())
+}
+
+fn multipart_threshold_mib(v: &str, c: &mut Config) -> Result<(), String> {
+    c.multipart_threshold = number(v, 5, 5 * 1024)? * 1024 * 1024;
+    Ok(())
+}
+
+fn lock_wait_secs(v: &str, c: &mut Config) -> Result<(), String> {
+    c.lock_wait_secs = number(v, 0, 3600)?;
+    Ok(())
+}
+
+fn lock_ttl_secs(v: &str, c: &mut Config) -> Result<(), String> {
+    c.lock_ttl_secs = number(v, 5, 3600)?;
+    Ok(())
+}
+
+fn history_limit(v: &str, c: &mut Config) -> Result<(), String> {
+    c.history_limit = number(v, 1, 100_000)? as usize;
+    Ok(())
+}
+
+fn deployed_by(v: &str, c: &mut Config) -> Result<(), String> {
+    c.deployed_by = Some(v.to_string());
+    Ok(())
+}
+
+fn git_sha(v: &str, c: &mut Config) -> Result<(), String> {
+    c.git_sha = Some(v.to_string());
+    Ok(())
+}
+
+fn git_branch(v: &str, c: &mut Config) -> Result<(), String> {
+    c.git_branch = Some(v.to_string());
+    Ok(())
+}
+
+fn build_url(v: &str, c: &mut Config) -> Result<(), String> {
+    c.build_url = Some(v.to_string());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_flags_and_variables_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for k in KEYS {
+            assert!(seen.insert(k.name), "{}", k.name);
+            if let Some(f) = k.flag {
+                assert!(seen.insert(f) || f == k.name, "flag {f}");
+            }
+            for e in k.env {
+                assert!(seen.insert(e), "variable {e}");
+            }
+            assert!(!k.help.is_empty(), "{} has no help", k.name);
+            assert!(
+                !k.default.is_empty(),
+                "{} has no documented default",
+                k.name
+            );
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! Layered configuration: flags > environment > `cutover.toml` > defaults.
+//!
+//! Every value remembers where it came from ([`Origin`]), so a bad value is
+//! reported as "`concurrency = "abc"` (from CUTOVER_CONCURRENCY): expected
+//! ...". Every problem is reported at once, not only the first. Loading is a
+//! pure function of its three inputs. An empty value counts as not set,
+//! whatever its source.
+
+mod file;
+pub mod keys;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+pub use file::FileSource;
+
+use crate::build::headers::HeaderRule;
+use crate::contract;
+use crate::error::Failure;
+use keys::KEYS;
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Flag(&'static str),
+    Env(String),
+    File { path: PathBuf, line: usize },
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Flag(name) => write!(f, "flag --{name}"),
+            Origin::Env(var) => write!(f, "environment variable {var}"),
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::Default => write!(f, "default"),
+        }
+    }
+}
+
+/// A raw value and where it came from.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub value: String,
+    pub origin: Origin,
+}
+
+/// Values given on the command line, by key name (see [`KEYS`]).
+pub type FlagValues = BTreeMap<&'static str, String>;
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app: Option<String>,
+    pub bucket: Option<String>,
+    /// Public prefix inside the bucket, without leading or trailing slash.
+    pub prefix: String,
+    /// CDN base URL without trailing slash.
+    pub cdn_url: Option<String>,
+    pub redis_url: String,
+    /// Connect to a Redis Cluster (all of an app's keys share one slot).
+    pub redis_cluster: bool,
+    pub redis_timeout_secs: u64,
+    pub s3_endpoint: Option<String>,
+    pub s3_path_style: Option<bool>,
+    meta_prefix: Option<String>,
+    pub manifest: String,
+    pub cache_control: String,
+    pub concurrency: usize,
+    pub multipart_threshold: u64,
+    pub lock_wait_secs: u64,
+    pub lock_ttl_secs: u64,
+    pub history_limit: usize,
+    pub deployed_by: Option<String>,
+    pub git_sha: Option<String>,
+    pub git_branch: Option<String>,
+    pub build_url: Option<String>,
+    pub header_rules: Vec<HeaderRule>,
+    /// Where each set key came from.
+    pub origins: BTreeMap<&'static str, Origin>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            app: None,
+            bucket: None,
+            prefix: "packs".into(),
+            cdn_url: None,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_cluster: false,
+            redis_timeout_secs: 5,
+            s3_endpoint: None,
+            s3_path_style: None,
+            meta_prefix: None,
+            manifest: "manifest.json".into(),
+            cache_control: "public, max-age=60".into(),
+            concurrency: 32,
+            multipart_threshold: 64 * 1024 * 1024,
+            lock_wait_secs: 120,
+            lock_ttl_secs: 30,
+            history_limit: 100,
+            deployed_by: None,
+            git_sha: None,
+            git_branch: None,
+            build_url: None,
+            header_rules: Vec::new(),
+            origins: BTreeMap::new(),
+        }
+    }
+}
+
+fn missing(name: &str) -> anyhow::Error {
+    let key = keys::find(name).expect("a known key");
+    let flag = key
+        .flag
+        .map(|f| format!("pass --{f}, "))
+        .unwrap_or_default();
+    Failure::input(format!(
+        "no {name} configured: {flag}set {}, or add `{name} = \"...\"` to cutover.toml",
+        key.env[0]
+    ))
+}
+
+impl Config {
+    pub fn app(&self) -> anyhow::Result<&str> {
+        self.app.as_deref().ok_or_else(|| missing("app"))
+    }
+    pub fn bucket(&self) -> anyhow::Result<&str> {
+        self.bucket.as_deref().ok_or_else(|| missing("bucket"))
+    }
+    pub fn cdn_url(&self) -> anyhow::Result<&str> {
+        self.cdn_url.as_deref().ok_or_else(|| missing("cdn_url"))
+    }
+    /// Where release records live in S3: `_cutover/APP/` unless configured.
+    pub fn meta_prefix(&self) -> anyhow::Result<String> {
+        match &self.meta_prefix {
+            Some(p) => Ok(p.clone()),
+            None => Ok(format!("_cutover/{}/", self.app()?)),
+        }
+    }
+    /// The S3 key of a file inside the build.
+    pub fn object_key(&self, path: &str) -> String {
+        contract::object_key(&self.prefix, path)
+    }
+    /// The listing prefix of the public files ("prefix/").
+    pub fn list_prefix(&self) -> String {
+        contract::list_prefix(&self.prefix)
+    }
+    /// Public URL of a file inside the build.
+    pub fn public_url(&self, path: &str) -> anyhow::Result<String> {
+        Ok(format!("{}/{}", self.cdn_url()?, self.object_key(path)))
+    }
+    /// The Redis URL with any password replaced by `***`, for messages.
+    pub fn redis_url_masked(&self) -> String {
+        mask_url(&self.redis_url)
+    }
+    /// Who is doing this, for records and history.
+    pub fn actor(&self) -> String {
+        self.deployed_by.clone().unwrap_or_else(|| "unknown".into())
+    }
+}
+
+/// Replace the password of a URL (`redis://user:secret@host`) with `***`.
+pub fn mask_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(mut u) if !u.username().is_empty() && u.scheme().starts_with("redis") => {
+            // `redis://secret@host` (no colon) carries the secret as the username.
+            let _ = u.set_username("***");
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparseable URL>".to_string(),
+    }
+}
+
+/// Build the configuration from flags, an environment lookup and an optional file.
+pub fn load(
+    flags: &FlagValues,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: Option<&FileSource>,
+) -> anyhow::Result<Config> {
+    let layer = file.map(file::parse).unwrap_or_default();
+    let mut problems = layer.problems;
+    let mut raws = layer.raws;
+    for key in KEYS {
+        if let Some(value) = flags.get(key.name) {
+            let origin = Origin::Flag(key.flag.unwrap_or(key.name));
+            raws.insert(
+                key.name,
+                Raw {
+                    value: value.clone(),
+                    origin,
+                },
+            );
+            continue;
+        }
+        let from_env = key.env.iter().find_map(|var| {
+            env(var).filter(|v| !v.trim().is_empty()).map(|value| Raw {
+                value,
+                origin: Origin::Env(var.to_string()),
+            })
+        });
+        if let Some(raw) = from_env {
+            raws.insert(key.name, raw);
+        }
+    }
+    ci_defaults(&mut raws, env);
+
+    let mut config = Config {
+        header_rules: layer.header_rules,
+        ..Config::default()
+    };
+    for key in KEYS {
+        let Some(raw) = raws.get(key.name) else {
+            continue;
+        };
+        let value = raw.value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        match (key.apply)(value, &mut config) {
+            Ok(()) => {
+                config.origins.insert(key.name, raw.origin.clone());
+            }
+            Err(expected) => {
+                let has_password = url::Url::parse(value).is_ok_and(|u| u.password().is_some());
+                let shown = if key.secret || has_password {
+                    mask_url(value)
+                } else {
+                    value.to_string()
+                };
+                problems.push(format!(
+                    "invalid {} = {shown:?} (from {}): expected {expected}",
+                    key.name, raw.origin
+                ));
+            }
+        }
+    }
+    problems.extend(cross_checks(&config));
+    match problems.len() {
+        0 => Ok(config),
+        1 => Err(Failure::input(problems.remove(0))),
+        n => Err(Failure::input(format!(
+            "{n} configuration problems: {}",
+            problems.join("; ")
+        ))),
+    }
+}
+
+/// Values CI systems provide without one variable for them, and the OS user.
+fn ci_defaults(raws: &mut BTreeMap<&'static str, Raw>, env: &dyn Fn(&str) -> Option<String>) {
+    // GitHub Actions has no single build-URL variable; compose it.
+    if !raws.contains_key("build_url") {
+        if let (Some(server), Some(repo), Some(run)) = (
+            env("GITHUB_SERVER_URL"),
+            env("GITHUB_REPOSITORY"),
+            env("GITHUB_RUN_ID"),
+        ) {
+            raws.insert(
+                "build_url",
+                Raw {
+                    value: format!("{server}/{repo}/actions/runs/{run}"),
+                    origin: Origin::Env("GITHUB_RUN_ID".into()),
+                },
+            );
+        }
+    }
+    if !raws.contains_key("deployed_by") {
+        let user = env("USER")
+            .filter(|u| !u.is_empty())
+            .or_else(|| whoami::username().ok());
+        if let Some(user) = user {
+            raws.insert(
+                "deployed_by",
+                Raw {
+                    value: user,
+                    origin: Origin::Default,
+                },
+            );
+        }
+    }
+}
+
+/// Rules between keys.
+fn cross_checks(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let (Ok(meta), public) = (config.meta_prefix(), config.list_prefix()) {
+        if meta.starts_with(&public) || public.starts_with(&meta) {
+            let origin = config
+                .origins
+                .get("meta_prefix")
+                .or_else(|| config.origins.get("prefix"))
+                .map(|o| format!(" (from {o})"))
+                .unwrap_or_default();
+            problems.push(format!(
+                "the release records prefix `{meta}` and the public prefix `{public}` overlap{origin}: \
+                 records would be served from the CDN and listed as build files; choose prefixes that do not contain each other"
+            ));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::exit_code;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k: &str| map.get(k).cloned()
+    }
+
+    fn file(text: &str) -> FileSource {
+        FileSource {
+            path: PathBuf::from("cutover.toml"),
+            text: text.to_string(),
+        }
+    }
+
+    fn error(flags: &FlagValues, env: &[(&str, &str)], f: Option<&str>) -> String {
+        let f = f.map(file);
+        let err = load(flags, &env_of(env), f.as_ref()).unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+        err.to_string()
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file_beat_defaults() {
+        let f = file("app = \"from-file\"\nbucket = \"file-bucket\"\nprefix = \"file\"\n");
+        let env = env_of(&[("CUTOVER_BUCKET", "env-bucket"), ("CUTOVER_PREFIX", "env")]);
+        let mut flags = FlagValues::new();
+        flags.insert("prefix", "flag/".into());
+        let c = load(&flags, &env, Some(&f)).unwrap();
+        assert_eq!(c.app.as_deref(), Some("from-file"));
+        assert_eq!(c.bucket.as_deref(), Some("env-bucket"));
+        assert_eq!(c.prefix, "flag");
+        assert_eq!(c.concurrency, 32);
+        assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(c.origins["prefix"], Origin::Flag("prefix"));
+        assert!(matches!(c.origins["app"], Origin::File { line: 1, .. }));
+    }
+
+    #[test]
+    fn every_key_is_reachable_from_flag_env_and_file() {
+        // redis_cluster was once missing from the table and silently ignored.
+        for key in KEYS {
+            let sample = match key.name {
+                "app" => "shop",
+                "bucket" => "b-1",
+                "prefix" | "meta_prefix" => "somewhere",
+                "cdn_url" | "s3_endpoint" | "build_url" => "https://x.example",
+                "redis_url" => "redis://h:1",
+                "redis_cluster" | "s3_path_style" => "true",
+                "manifest" => "m.json",
+                "cache_control" | "deployed_by" | "git_sha" | "git_branch" => "v",
+                _ => "7",
+            };
+            let text = format!("{} = \"{sample}\"\n", key.name);
+            let c = load(&FlagValues::new(), &env_of(&[]), Some(&file(&text)))
+                .unwrap_or_else(|e| panic!("{}: {e}", key.name));
+            assert!(c.origins.contains_key(key.name), "file: {}", key.name);
+            let c = load(&FlagValues::new(), &env_of(&[(key.env[0], sample)]), None).unwrap();
+            assert!(c.origins.contains_key(key.name), "env: {}", key.name);
+            if let Some(flag) = key.flag {
+                let mut flags = FlagValues::new();
+                flags.insert(key.name, sample.to_string());
+                let c = load(&flags, &env_of(&[]), None).unwrap();
+                assert_eq!(c.origins[key.name], Origin::Flag(flag));
+            }
+        }
+        let c = load(
+            &FlagValues::new(),
+            &env_of(&[("CUTOVER_REDIS_CLUSTER", "true")]),
+            None,
+        )
+        .unwrap();
+        assert!(c.redis_cluster);
+    }
+
+    #[test]
+    fn bad_values_name_key_origin_and_allowed() {
+        let msg = error(&FlagValues::new(), &[("CUTOVER_CONCURRENCY", "lots")], None);
+        assert!(
+            msg.contains("concurrency")
+                && msg.contains("CUTOVER_CONCURRENCY")
+                && msg.contains("1 to 512"),
+            "{msg}"
+        );
+        let msg = error(
+            &FlagValues::new(),
+            &[],
+            Some("app = \"x\"\n\nbucket = \"Not_A_Bucket\"\n"),
+        );
+        assert!(
+            msg.contains("cutover.toml:3") && msg.contains("bucket"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let msg = error(
+            &FlagValues::new(),
+            &[("CUTOVER_CONCURRENCY", "lots"), ("CUTOVER_LOCK_TTL", "1")],
+            Some("bukket = \"b\"\n"),
+        );
+        assert!(msg.starts_with("3 configuration problems: "), "{msg}");
+        for part in ["concurrency", "lock_ttl_secs", "bukket"] {
+            assert!(msg.contains(part), "{part} missing from: {msg}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_key_and_bad_toml_are_reported_with_line() {
+        let msg = error(
+            &FlagValues::new(),
+            &[],
+            Some("app = \"a\"\nbukket = \"b\"\n"),
+        );
+        assert!(
+            msg.contains("unknown key `bukket`") && msg.contains("cutover.toml:2"),
+            "{msg}"
+        );
+        let msg = error(&FlagValues::new(), &[], Some("app = \n"));
+        assert!(
+            msg.contains("not valid TOML") && msg.contains("cutover.toml:1"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn redis_password_never_echoed() {
+        let msg = error(
+            &FlagValues::new(),
+            &[("REDIS_URL", "http://:hunter2@host:6379")],
+            None,
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert_eq!(
+            mask_url("redis://user:hunter2@h:6379/0"),
+            "redis://user:***@h:6379/0"
+        );
+        assert_eq!(mask_url("redis://:hunter2@h:6379"), "redis://:***@h:6379");
+        assert_eq!(mask_url("redis://hunter2@h:6379"), "redis://***@h:6379");
+        assert_eq!(mask_url("redis://h:6379"), "redis://h:6379");
+    }
+
+    #[test]
+    fn header_rules_and_keys() {
+        let f = file(
+            "app = \"shop\"\ncdn_url = \"https://cdn.example.com/\"\n[[headers]]\nglob = \"**/*.wasm\"\ncache_control = \"no-cache\"\n",
+        );
+        let c = load(&FlagValues::new(), &env_of(&[]), Some(&f)).unwrap();
+        assert_eq!(c.header_rules.len(), 1);
+        assert!(c.header_rules[0].matcher.is_match("js/a.wasm"));
+        assert_eq!(c.meta_prefix().unwrap(), "_cutover/shop/");
+        assert_eq!(c.object_key("js/a.js"), "packs/js/a.js");
+        assert_eq!(
+            c.public_url("js/a.js").unwrap(),
+            "https://cdn.example.com/packs/js/a.js"
+        );
+        let msg = error(
+            &FlagValues::new(),
+            &[],
+            Some("[[headers]]\nglob = \"*.js\"\n"),
+        );
+        assert!(msg.contains("sets nothing"), "{msg}");
+    }
+
+    #[test]
+    fn header_values_are_printable_ascii() {
+        let msg = error(
+            &FlagValues::new(),
+            &[("CUTOVER_CACHE_CONTROL", "public\r\nX-Evil: 1")],
+            None,
+        );
+        assert!(
+            msg.contains("cache_control") && msg.contains("printable ASCII"),
+            "{msg}"
+        );
+        let msg = error(
+            &FlagValues::new(),
+            &[],
+            Some("[[headers]]\nglob = \"*.js\"\ncache_control = \"caché\"\n"),
+        );
+        assert!(msg.contains("printable ASCII"), "{msg}");
+    }
+
+    #[test]
+    fn ci_metadata_from_circleci_and_github() {
+        let env = env_of(&[
+            ("CIRCLE_SHA1", "abc"),
+            ("CIRCLE_BRANCH", "main"),
+            ("USER", "root"),
+        ]);
+        let c = load(&FlagValues::new(), &env, None).unwrap();
+        assert_eq!(
+            (c.git_sha.as_deref(), c.git_branch.as_deref()),
+            (Some("abc"), Some("main"))
+        );
+        assert_eq!(c.deployed_by.as_deref(), Some("root"));
+        let env = env_of(&[
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_REPOSITORY", "o/r"),
+            ("GITHUB_RUN_ID", "7"),
+            ("GITHUB_ACTOR", "octo"),
+            ("USER", "root"),
+        ]);
+        let c = load(&FlagValues::new(), &env, None).unwrap();
+        assert_eq!(
+            c.build_url.as_deref(),
+            Some("https://github.com/o/r/actions/runs/7")
+        );
+        assert_eq!(c.deployed_by.as_deref(), Some("octo"));
+    }
+
+    #[test]
+    fn prefixes_one_rule_and_no_overlap() {
+        // Empty means "not set" from every source.
+        let mut flags = FlagValues::new();
+        flags.insert("prefix", String::new());
+        let c = load(&flags, &env_of(&[("CUTOVER_PREFIX", "")]), None).unwrap();
+        assert_eq!(c.prefix, "packs");
+        // The bucket root is refused: release records would be public.
+        let msg = error(&FlagValues::new(), &[("CUTOVER_PREFIX", "/")], None);
+        assert!(msg.contains("not the bucket root"), "{msg}");
+        for (prefix, meta) in [("_cutover", ""), ("packs", "packs/_meta"), ("a", "a")] {
+            let mut env = vec![("CUTOVER_APP", "shop"), ("CUTOVER_PREFIX", prefix)];
+            if !meta.is_empty() {
+                env.push(("CUTOVER_META_PREFIX", meta));
+            }
+            let msg = error(&FlagValues::new(), &env, None);
+            assert!(msg.contains("overlap"), "{prefix} {meta}: {msg}");
+        }
+    }
+
+    #[test]
+    fn cdn_url_with_credentials_is_refused() {
+        let msg = error(
+            &FlagValues::new(),
+            &[("CUTOVER_CDN_URL", "https://user:secret@cdn.example.com")],
+            None,
+        );
+        assert!(msg.contains("without credentials"), "{msg}");
+        assert!(!msg.contains("secret"), "{msg}");
+    }
+}

@@ -1,0 +1,135 @@
+//! The names other programs rely on: Redis keys and the history event the
+//! Rails app and the readers read, and where things go in the bucket. The
+//! README's "Redis contract" and "S3 layout" sections describe these; keep
+//! them in step.
+
+use serde::{Deserialize, Serialize};
+
+/// The Redis key names of one app. All share the hash tag `{APP}`, so they
+/// live in one Redis Cluster slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub current: String,
+    pub manifest: String,
+    pub releases: String,
+    pub history: String,
+    pub lock: String,
+    pub channel: String,
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(app: &str) -> Keys {
+        let prefix = format!("cutover:{{{app}}}:");
+        Keys {
+            current: format!("{prefix}current"),
+            manifest: format!("{prefix}manifest"),
+            releases: format!("{prefix}releases"),
+            history: format!("{prefix}history"),
+            lock: format!("{prefix}lock"),
+            channel: format!("{prefix}events"),
+            prefix,
+        }
+    }
+
+    /// The key of one release record.
+    pub fn release(&self, id: &str) -> String {
+        format!("{}release:{id}", self.prefix)
+    }
+}
+
+/// What changed the live release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Deploy,
+    Activate,
+    Rollback,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deploy => "deploy",
+            Action::Activate => "activate",
+            Action::Rollback => "rollback",
+        }
+    }
+}
+
+/// One activation, as pushed to `history` and published on the channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivationEvent {
+    pub release: String,
+    pub previous: Option<String>,
+    pub action: String,
+    pub at: String,
+    pub by: Option<String>,
+    pub message: Option<String>,
+}
+
+/// The S3 key of `path` (inside the build) under a public prefix ("" = bucket root).
+pub fn object_key(prefix: &str, path: &str) -> String {
+    if prefix.is_empty() {
+        path.to_string()
+    } else {
+        format!("{prefix}/{path}")
+    }
+}
+
+/// The listing prefix of a public prefix: "" or "prefix/".
+pub fn list_prefix(prefix: &str) -> String {
+    if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    }
+}
+
+/// The S3 key of a release record under the records prefix (`_cutover/APP/`).
+pub fn record_key(meta_prefix: &str, id: &str) -> String {
+    format!("{meta_prefix}releases/{id}.json")
+}
+
+/// The listing prefix of the records whose id starts with `id_prefix`.
+pub fn records_prefix(meta_prefix: &str, id_prefix: &str) -> String {
+    format!("{meta_prefix}releases/{id_prefix}")
+}
+
+/// The release id of a record key, if it is one.
+pub fn id_of_record_key(key: &str) -> Option<&str> {
+    key.rsplit('/').next()?.strip_suffix(".json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_app_hash_tag() {
+        let k = Keys::new("shop");
+        for key in [
+            &k.current,
+            &k.manifest,
+            &k.releases,
+            &k.history,
+            &k.lock,
+            &k.channel,
+            &k.release("ab12"),
+        ] {
+            assert!(key.starts_with("cutover:{shop}:"), "{key}");
+        }
+        assert_eq!(k.release("ab12"), "cutover:{shop}:release:ab12");
+    }
+
+    #[test]
+    fn layout() {
+        assert_eq!(object_key("packs", "js/a.js"), "packs/js/a.js");
+        assert_eq!(object_key("", "js/a.js"), "js/a.js");
+        assert_eq!(list_prefix(""), "");
+        assert_eq!(list_prefix("a/b"), "a/b/");
+        let key = record_key("_cutover/shop/", "ab12");
+        assert_eq!(key, "_cutover/shop/releases/ab12.json");
+        assert_eq!(id_of_record_key(&key), Some("ab12"));
+    }
+}

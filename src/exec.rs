@@ -1,0 +1,259 @@
+//! The executor: carries out a plan's [`Step`]s, in order, and nothing else.
+//! [`describe`] prints the same steps for `--dry-run`, so what a dry run
+//! shows is what a run does.
+
+use std::path::Path;
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::contract::{ActivationEvent, Keys};
+use crate::error::Failure;
+use crate::events::{Event, Observer, Phase};
+use crate::plan::{PlannedFile, Step, Switch};
+use crate::release::now;
+use crate::render::{bytes, count};
+use crate::store::lock::LockGuard;
+use crate::store::redis::{Activation, Registry};
+use crate::store::s3::{PutOutcome, PutSpec, S3Store};
+
+/// What the executor needs to carry out steps.
+pub struct Executor<'a> {
+    pub store: &'a S3Store,
+    pub registry: &'a mut Registry,
+    /// The build directory, for uploads.
+    pub root: Option<&'a Path>,
+    pub concurrency: usize,
+    pub multipart_threshold: u64,
+    /// Held while the steps run; checked again right before the switch.
+    pub lock: Option<&'a LockGuard>,
+    pub observer: &'a dyn Observer,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct UploadStats {
+    pub files: u64,
+    pub bytes: u64,
+    /// Files another deploy put there with the same bytes since planning.
+    pub already_there: u64,
+    pub seconds: f64,
+}
+
+/// What running the steps did.
+#[derive(Debug, Default, Clone)]
+pub struct Executed {
+    pub upload: Option<UploadStats>,
+    /// Set when a switch happened: the release that was live before it.
+    pub switched_from: Option<Option<String>>,
+    /// Seconds per step kind, in order.
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+impl Executor<'_> {
+    /// Run every step in order; stop at the first failure. SIGINT/SIGTERM
+    /// before the switch abort open multipart uploads and end with exit 130,
+    /// nothing switched; the switch itself is one atomic call and is never
+    /// cut off halfway (a signal during it is handled after it).
+    pub async fn run(&mut self, steps: &[Step]) -> anyhow::Result<Executed> {
+        let mut done = Executed::default();
+        for step in steps {
+            let started = Instant::now();
+            if let Step::Switch(switch) = step {
+                if let Some(lock) = self.lock {
+                    lock.check()?;
+                }
+                done.switched_from = Some(self.switch(switch).await?);
+            } else {
+                let store = self.store;
+                tokio::select! {
+                    r = self.write(step, &mut done) => r?,
+                    _ = shutdown_signal() => {
+                        store.abort_in_flight().await;
+                        return Err(Failure::interrupted(
+                            "interrupted; nothing was switched. The next deploy uploads only what is still missing",
+                        ));
+                    }
+                }
+            }
+            done.timings
+                .push((step_name(step), started.elapsed().as_secs_f64()));
+        }
+        Ok(done)
+    }
+
+    /// One step that writes objects or records.
+    async fn write(&mut self, step: &Step, done: &mut Executed) -> anyhow::Result<()> {
+        match step {
+            Step::Upload(files) => done.upload = Some(self.upload(files).await?),
+            Step::PutRecord { key, body } => self.store.put_record(key, body.clone()).await?,
+            Step::Register(record) => self.registry.register(record).await?,
+            Step::Switch(_) => unreachable!("the switch runs on its own"),
+        }
+        Ok(())
+    }
+
+    /// Upload files, `concurrency` at a time. Stops at the first failure;
+    /// multipart uploads still in flight are aborted.
+    async fn upload(&self, files: &[PlannedFile]) -> anyhow::Result<UploadStats> {
+        let root = self
+            .root
+            .expect("an upload step comes with the build directory");
+        let total: u64 = files.iter().map(|f| f.size).sum();
+        let started = Instant::now();
+        self.observer.event(Event::Started {
+            phase: Phase::Uploading,
+            files: files.len() as u64,
+            bytes: total,
+        });
+        let (store, observer, threshold) = (self.store, self.observer, self.multipart_threshold);
+        let results: anyhow::Result<Vec<(u64, PutOutcome)>> = stream::iter(files)
+            .map(|f| async move {
+                let path = root.join(&f.path);
+                let spec = PutSpec {
+                    key: &f.key,
+                    path: &path,
+                    size: f.size,
+                    sha256_hex: &f.sha256,
+                    headers: &f.headers,
+                };
+                let outcome = store.put_file(spec, threshold).await?;
+                observer.event(Event::Advanced {
+                    phase: Phase::Uploading,
+                    files: 1,
+                    bytes: f.size,
+                });
+                Ok((f.size, outcome))
+            })
+            .buffer_unordered(self.concurrency)
+            .try_collect()
+            .await;
+        let results = match results {
+            Ok(r) => r,
+            Err(e) => {
+                store.abort_in_flight().await;
+                return Err(e);
+            }
+        };
+        observer.event(Event::Finished {
+            phase: Phase::Uploading,
+        });
+        let mut stats = UploadStats {
+            seconds: started.elapsed().as_secs_f64(),
+            ..Default::default()
+        };
+        for (size, outcome) in results {
+            match outcome {
+                PutOutcome::Uploaded => {
+                    stats.files += 1;
+                    stats.bytes += size;
+                }
+                PutOutcome::AlreadyThere => stats.already_there += 1,
+            }
+        }
+        Ok(stats)
+    }
+
+    /// The compare-and-set switch. A lost race is refused (exit 3).
+    async fn switch(&mut self, s: &Switch) -> anyhow::Result<Option<String>> {
+        let event = ActivationEvent {
+            release: s.release.clone(),
+            previous: s.expected.clone(),
+            action: s.action.as_str().to_string(),
+            at: now().0,
+            by: s.by.clone(),
+            message: s.message.clone(),
+        };
+        let outcome = self
+            .registry
+            .activate(
+                s.expected.as_deref(),
+                &s.release,
+                &s.manifest,
+                &event,
+                s.force,
+            )
+            .await?;
+        match outcome {
+            Activation::Applied { previous } => Ok(previous),
+            Activation::LostRace { current } => Err(Failure::refused(format!(
+                "the live release changed to {} while this {} ran (it planned against {}); nothing was switched. \
+                 Run it again, or pass --force to switch anyway",
+                current.as_deref().unwrap_or("none"),
+                s.action.as_str(),
+                s.expected.as_deref().unwrap_or("none")
+            ))),
+        }
+    }
+}
+
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Upload(_) => "upload",
+        Step::PutRecord { .. } => "record",
+        Step::Register(_) => "register",
+        Step::Switch(_) => "switch",
+    }
+}
+
+/// Where the steps write, for describing them.
+pub struct Target<'a> {
+    pub bucket: &'a str,
+    pub keys: &'a Keys,
+    pub history_limit: usize,
+}
+
+/// One line per write a step makes (uploads: one line for them all; the
+/// caller lists the files).
+pub fn describe(step: &Step, t: &Target) -> String {
+    match step {
+        Step::Upload(files) => format!(
+            "S3 PUT {} ({}) under s3://{}/, each with If-None-Match: * and its SHA-256",
+            count(files.len(), "object"),
+            bytes(files.iter().map(|f| f.size).sum()),
+            t.bucket
+        ),
+        Step::PutRecord { key, body } => format!(
+            "S3 PUT s3://{}/{key} (release record, {})",
+            t.bucket,
+            bytes(body.len() as u64)
+        ),
+        Step::Register(r) => format!(
+            "Redis SET {} NX (release record); ZADD {} NX {} {}",
+            t.keys.release(&r.id),
+            t.keys.releases,
+            r.created_at_ms,
+            r.id
+        ),
+        Step::Switch(s) => format!(
+            "Redis EVAL activate: if {current} is {expected}{force}: SET {current} {id}; SET {manifest} ({size} of JSON); \
+             LPUSH {history} ({action} event, capped at {cap}); PUBLISH {channel}",
+            current = t.keys.current,
+            expected = s.expected.as_deref().unwrap_or("unset"),
+            force = if s.force { " (or --force)" } else { "" },
+            id = s.release,
+            manifest = t.keys.manifest,
+            size = bytes(serde_json::to_string(&s.manifest).map(|j| j.len()).unwrap_or(0) as u64),
+            history = t.keys.history,
+            action = s.action.as_str(),
+            cap = t.history_limit,
+            channel = t.keys.channel,
+        ),
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (a cancelled CI job).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The only modules that do network I/O: S3 ([`s3`], [`records`]) and Redis
+//! ([`redis`], [`lock`]). They speak in the vocabulary of `contract`,
+//! `state` and `release`; they know nothing of plans or commands.
+
+pub mod lock;
+pub mod records;
+pub mod redis;
+pub mod s3;

@@ -1,0 +1,44 @@
+//! Release records in S3, outside the public prefix: the complete list of
+//! releases, from which Redis can be rebuilt.
+
+use crate::contract::{id_of_record_key, record_key, records_prefix};
+use crate::error::Failure;
+use crate::events::Quiet;
+use crate::release::ReleaseRecord;
+
+use super::s3::S3Store;
+
+/// Read a release's full record (with its file list); None if there is none.
+pub async fn read(
+    store: &S3Store,
+    meta_prefix: &str,
+    id: &str,
+) -> anyhow::Result<Option<ReleaseRecord>> {
+    let key = record_key(meta_prefix, id);
+    match store.get_bytes(&key).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Failure::verification(format!(
+                "release record s3://{}/{key} is not valid JSON ({e})",
+                store.bucket()
+            ))
+        }),
+    }
+}
+
+/// Ids of the records whose id starts with `id_prefix`, sorted.
+pub async fn ids(
+    store: &S3Store,
+    meta_prefix: &str,
+    id_prefix: &str,
+) -> anyhow::Result<Vec<String>> {
+    let listing = store
+        .list(&records_prefix(meta_prefix, id_prefix), &Quiet)
+        .await?;
+    let mut ids: Vec<String> = listing
+        .keys()
+        .filter_map(|k| id_of_record_key(k).map(str::to_string))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}

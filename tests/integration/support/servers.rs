@@ -1,0 +1,115 @@
+//! Real servers, started once per test run on free loopback ports (or taken
+//! from the environment): moto for S3, and private `redis-server`s that
+//! tests may flush and reconfigure. Never a server we did not start.
+
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::repo_root;
+
+pub struct Servers {
+    pub s3_endpoint: String,
+    pub redis_port: u16,
+}
+
+impl Servers {
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.redis_port)
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until something accepts connections on the port (a condition, not a sleep).
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start listening on port {port} within 60s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Spawn a server that dies with the test process (PR_SET_PDEATHSIG), from a
+/// thread that lives as long as the process.
+pub fn spawn_server(mut cmd: Command) -> u32 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::os::unix::process::CommandExt;
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+        match child {
+            Ok(mut c) => {
+                tx.send(Ok(c.id())).unwrap();
+                let _ = c.wait();
+            }
+            Err(e) => tx.send(Err(e.to_string())).unwrap(),
+        }
+    });
+    rx.recv()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot start server: {e}"))
+}
+
+pub fn start_redis(extra: &[&str]) -> u16 {
+    let port = free_port();
+    // Its own directory: a replica's full sync makes the primary write an RDB file.
+    let dir =
+        std::env::temp_dir().join(format!("cutover-test-redis-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new("redis-server");
+    cmd.arg("--dir").arg(&dir);
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    cmd.args(extra);
+    spawn_server(cmd);
+    wait_for_port(port, "redis-server");
+    port
+}
+
+pub fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        let s3_endpoint = match std::env::var("CUTOVER_TEST_S3_ENDPOINT") {
+            Ok(ep) if !ep.is_empty() => ep,
+            _ => {
+                let moto = repo_root().join(".venv-s3/bin/moto_server");
+                assert!(
+                    moto.exists(),
+                    "moto_server not found at {}: run .ci/run (it installs moto into .venv-s3), or set CUTOVER_TEST_S3_ENDPOINT",
+                    moto.display()
+                );
+                let port = free_port();
+                let mut cmd = Command::new(moto);
+                cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+                spawn_server(cmd);
+                wait_for_port(port, "moto_server");
+                format!("http://127.0.0.1:{port}")
+            }
+        };
+        Servers { s3_endpoint, redis_port: start_redis(&[]) }
+    })
+}
