@@ -34,6 +34,15 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
 ];
 
+/// The README's exit-code table, made from [`EXIT_CODES`].
+pub fn exit_codes_markdown() -> String {
+    let mut t = String::from("| code | meaning |\n|---|---|\n");
+    for (code, meaning) in EXIT_CODES {
+        t.push_str(&format!("| {code} | {meaning} |\n"));
+    }
+    t
+}
+
 /// A failure with a documented exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {

@@ -213,10 +213,9 @@ pub fn describe(step: &Step, t: &Target) -> String {
             bytes(files.iter().map(|f| f.size).sum()),
             t.bucket
         ),
-        Step::PutRecord { key, body } => format!(
-            "S3 PUT s3://{}/{key} (release record, {})",
-            t.bucket,
-            bytes(body.len() as u64)
+        Step::PutRecord { key, .. } => format!(
+            "S3 PUT s3://{}/{key} (release record, with the file list)",
+            t.bucket
         ),
         Step::Register(r) => format!(
             "Redis SET {} NX (release record); ZADD {} NX {} {}",

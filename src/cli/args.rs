@@ -132,13 +132,14 @@ pub struct ReleasesArgs {
     pub limit: usize,
 }
 
-fn setting(key: &Key, flag: &'static str) -> Arg {
+fn setting(order: usize, key: &Key, flag: &'static str) -> Arg {
     let env = key.env.join(", ");
     let help = format!("{} [env: {env}] [default: {}]", key.help, key.default);
     let arg = Arg::new(key.name)
         .long(flag)
         .help(help)
-        .help_heading(SETTINGS_HEADING);
+        .help_heading(SETTINGS_HEADING)
+        .display_order(order);
     if key.switch {
         arg.action(ArgAction::SetTrue)
     } else {
@@ -149,13 +150,14 @@ fn setting(key: &Key, flag: &'static str) -> Arg {
 /// The whole command line: the derive structs plus a flag per setting.
 pub fn command() -> clap::Command {
     let mut cmd = Cli::command();
-    for key in KEYS {
+    // Settings are listed in the table's order.
+    for (order, key) in KEYS.iter().enumerate() {
         let Some(flag) = key.flag else { continue };
         match key.scope {
-            Scope::Global => cmd = cmd.arg(setting(key, flag).global(true)),
+            Scope::Global => cmd = cmd.arg(setting(order, key, flag).global(true)),
             Scope::Only(names) => {
                 for name in names {
-                    cmd = cmd.mut_subcommand(*name, |sub| sub.arg(setting(key, flag)));
+                    cmd = cmd.mut_subcommand(*name, |sub| sub.arg(setting(order, key, flag)));
                 }
             }
         }

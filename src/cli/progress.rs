@@ -52,81 +52,110 @@ fn log_line(event: &Event) {
     }
 }
 
-#[derive(Default)]
+/// Bars on a terminal: one per running phase. A finished phase's bar is
+/// cleared and replaced by one summary line, so nothing stale stays behind.
 struct Bars {
     multi: MultiProgress,
-    /// (phase, bar, files done, files in all)
-    bars: Mutex<Vec<(Phase, ProgressBar, u64, u64)>>,
+    running: Mutex<Vec<(PhaseState, ProgressBar)>>,
+}
+
+impl Default for Bars {
+    fn default() -> Bars {
+        Bars::new(ProgressDrawTarget::stderr())
+    }
+}
+
+impl Bars {
+    fn new(target: ProgressDrawTarget) -> Bars {
+        Bars {
+            multi: MultiProgress::with_draw_target(target),
+            running: Mutex::default(),
+        }
+    }
+
+    fn bar(&self, phase: Phase, files: u64, bytes: u64) -> ProgressBar {
+        let bar = if phase == Phase::Listing {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:>9} {pos} objects {elapsed}")
+                    .expect("a valid template"),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        } else {
+            let b = ProgressBar::new(bytes.max(1));
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {msg} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            b.set_message(format!("0/{files} files"));
+            b
+        };
+        let bar = self.multi.add(bar);
+        bar.set_prefix(phase.to_string());
+        bar
+    }
+
+    fn say(&self, line: String) {
+        let _ = self.multi.println(line);
+    }
 }
 
 impl Observer for Bars {
     fn event(&self, event: Event) {
+        let mut running = self.running.lock().unwrap();
         match event {
             Event::Started {
                 phase,
                 files,
                 bytes,
             } => {
-                let bar = if phase == Phase::Listing {
-                    let b = ProgressBar::new_spinner();
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{spinner} {prefix:>9} {pos} objects {elapsed}",
-                        )
-                        .unwrap(),
-                    );
-                    b.enable_steady_tick(Duration::from_millis(120));
-                    b
-                } else {
-                    let b = ProgressBar::new(bytes.max(1));
-                    b.set_style(
-                        ProgressStyle::with_template(
-                            "{prefix:>9} [{bar:30}] {bytes}/{total_bytes} {msg} {binary_bytes_per_sec} ETA {eta}",
-                        )
-                        .unwrap()
-                        .progress_chars("=> "),
-                    );
-                    b.set_message(format!("0/{files} files"));
-                    b.set_length(bytes);
-                    b
-                };
-                let bar = self.multi.add(bar);
-                bar.set_prefix(phase.to_string());
-                self.bars.lock().unwrap().push((phase, bar, 0, files));
+                // A phase that starts again (a second listing) replaces its bar.
+                if let Some(i) = running.iter().position(|(s, _)| s.phase == phase) {
+                    running.remove(i).1.finish_and_clear();
+                }
+                let bar = self.bar(phase, files, bytes);
+                running.push((PhaseState::new(phase, files, bytes), bar));
             }
             Event::Advanced {
                 phase,
                 files,
                 bytes,
             } => {
-                let mut bars = self.bars.lock().unwrap();
-                if let Some((_, b, done, total)) = bars.iter_mut().find(|(p, ..)| *p == phase) {
-                    *done += files;
+                if let Some((s, b)) = running.iter_mut().find(|(s, _)| s.phase == phase) {
+                    s.files += files;
+                    s.bytes += bytes;
                     if phase == Phase::Listing {
-                        b.inc(files);
+                        b.set_position(s.files);
                     } else {
-                        b.inc(bytes);
-                        b.set_message(format!("{done}/{total} files"));
+                        b.set_position(s.bytes);
+                        b.set_message(format!("{}/{} files", s.files, s.total_files));
                     }
                 }
             }
             Event::Finished { phase } => {
-                if let Some((_, b, ..)) =
-                    self.bars.lock().unwrap().iter().find(|(p, ..)| *p == phase)
-                {
-                    b.finish();
+                if let Some(i) = running.iter().position(|(s, _)| s.phase == phase) {
+                    let (state, bar) = running.remove(i);
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                    self.say(line(&state, true));
                 }
             }
-            Event::Warning(w) => self.multi.suspend(|| eprintln!("warning: {w}")),
-            Event::Info(i) => self.multi.suspend(|| eprintln!("{i}")),
+            Event::Warning(w) => self.say(format!("warning: {w}")),
+            Event::Info(i) => self.say(i),
         }
     }
 }
 
 impl Drop for Bars {
     fn drop(&mut self) {
+        for (_, bar) in self.running.lock().unwrap().drain(..) {
+            bar.finish_and_clear();
+        }
         let _ = self.multi.clear();
-        self.multi.set_draw_target(ProgressDrawTarget::hidden());
     }
 }
 
@@ -144,6 +173,21 @@ struct PhaseState {
 pub struct Lines {
     every: Duration,
     state: Mutex<Vec<PhaseState>>,
+}
+
+impl PhaseState {
+    fn new(phase: Phase, files: u64, bytes: u64) -> PhaseState {
+        let now = Instant::now();
+        PhaseState {
+            phase,
+            files: 0,
+            bytes: 0,
+            total_files: files,
+            total_bytes: bytes,
+            started: now,
+            last_print: now,
+        }
+    }
 }
 
 impl Lines {
@@ -199,17 +243,8 @@ impl Observer for Lines {
                 files,
                 bytes,
             } => {
-                let now = Instant::now();
                 state.retain(|s| s.phase != phase);
-                state.push(PhaseState {
-                    phase,
-                    files: 0,
-                    bytes: 0,
-                    total_files: files,
-                    total_bytes: bytes,
-                    started: now,
-                    last_print: now,
-                });
+                state.push(PhaseState::new(phase, files, bytes));
             }
             Event::Advanced {
                 phase,
@@ -238,6 +273,65 @@ impl Observer for Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A deploy's phases drawn on a terminal: two listings (the bucket, then
+    /// a release's prefix), hashing and uploading, then the observer is dropped.
+    fn draw_a_deploy() -> String {
+        use indicatif::InMemoryTerm;
+        let term = InMemoryTerm::new(40, 120);
+        {
+            let bars = Bars::new(ProgressDrawTarget::term_like(Box::new(term.clone())));
+            for _ in 0..2 {
+                bars.event(Event::Started {
+                    phase: Phase::Listing,
+                    files: 0,
+                    bytes: 0,
+                });
+                bars.event(Event::Advanced {
+                    phase: Phase::Listing,
+                    files: 7,
+                    bytes: 0,
+                });
+                bars.event(Event::Finished {
+                    phase: Phase::Listing,
+                });
+            }
+            for phase in [Phase::Hashing, Phase::Uploading] {
+                bars.event(Event::Started {
+                    phase,
+                    files: 2,
+                    bytes: 2048,
+                });
+                bars.event(Event::Advanced {
+                    phase,
+                    files: 2,
+                    bytes: 2048,
+                });
+                bars.event(Event::Finished { phase });
+            }
+            bars.event(Event::Warning("careful".into()));
+        }
+        term.contents()
+    }
+
+    #[test]
+    fn bars_leave_no_spinner_behind_and_say_each_phase_once() {
+        let screen = draw_a_deploy();
+        assert!(!screen.contains("0 objects"), "a stale spinner: {screen}");
+        assert_eq!(
+            screen.matches("listing: 7 objects, done").count(),
+            2,
+            "{screen}"
+        );
+        assert_eq!(screen.matches("hashing: 2/2 files").count(), 1, "{screen}");
+        assert_eq!(
+            screen.matches("uploading: 2/2 files").count(),
+            1,
+            "{screen}"
+        );
+        assert!(screen.contains("warning: careful"), "{screen}");
+        assert!(!screen.contains('['), "no bar is left drawn: {screen}");
+    }
 
     #[test]
     fn mode_decision() {

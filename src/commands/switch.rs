@@ -47,41 +47,29 @@ pub struct Outcome {
 }
 
 pub async fn activate(ctx: &Ctx, release: &str, req: Request) -> anyhow::Result<Outcome> {
-    ctx.config.app()?;
-    let (store, mut registry) = ctx.connect().await?;
-    let live = registry.live().await?;
-    let target = resolve_release(&ctx.config, &mut registry, &store, release).await?;
-    switch_to(
-        ctx,
-        &store,
-        &mut registry,
-        target,
-        live,
-        Action::Activate,
-        req,
-    )
-    .await
+    run(ctx, Action::Activate, Some(release), req).await
 }
 
+/// Roll back to `to`, or to the release live before the current one.
 pub async fn rollback(ctx: &Ctx, to: Option<&str>, req: Request) -> anyhow::Result<Outcome> {
+    run(ctx, Action::Rollback, to, req).await
+}
+
+async fn run(
+    ctx: &Ctx,
+    action: Action,
+    wanted: Option<&str>,
+    req: Request,
+) -> anyhow::Result<Outcome> {
     let app = ctx.config.app()?.to_string();
     let (store, mut registry) = ctx.connect().await?;
     let live = registry.live().await?;
-    let target_id = match to {
-        Some(to) => to.to_string(),
+    let wanted = match wanted {
+        Some(id) => id.to_string(),
         None => previous_release(&app, &mut registry, &live, ctx.config.history_limit).await?,
     };
-    let target = resolve_release(&ctx.config, &mut registry, &store, &target_id).await?;
-    switch_to(
-        ctx,
-        &store,
-        &mut registry,
-        target,
-        live,
-        Action::Rollback,
-        req,
-    )
-    .await
+    let target = resolve_release(&ctx.config, &mut registry, &store, &wanted).await?;
+    switch_to(ctx, &store, &mut registry, target, live, action, req).await
 }
 
 /// The release that was live before the current one, from the history.

@@ -243,6 +243,30 @@ pub const KEYS: &[Key] = &[
     },
 ];
 
+/// The README's configuration table, made from [`KEYS`] (a test checks
+/// the README holds exactly this).
+pub fn markdown() -> String {
+    let mut t = String::from(
+        "| key (`cutover.toml`) | flag | environment | default | what |\n|---|---|---|---|---|\n",
+    );
+    for k in KEYS {
+        let flag = match (k.flag, k.scope) {
+            (None, _) => String::new(),
+            (Some(f), Scope::Global) => format!("`--{f}`"),
+            (Some(f), Scope::Only(cmds)) => format!("`--{f}` ({})", cmds.join(", ")),
+        };
+        let env: Vec<String> = k.env.iter().map(|e| format!("`{e}`")).collect();
+        t.push_str(&format!(
+            "| `{}` | {flag} | {} | {} | {} |\n",
+            k.name,
+            env.join(", "),
+            k.default,
+            k.help
+        ));
+    }
+    t
+}
+
 /// The key named `name`.
 pub fn find(name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.name == name)

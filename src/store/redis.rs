@@ -100,54 +100,33 @@ return 0
 "#;
 
 impl Registry {
+    /// Connect and PING, within `redis_timeout_secs` in all: a server that
+    /// never answers (a `rediss://` URL pointed at a plain-TCP Redis, a
+    /// firewall dropping packets) fails in that time, saying what is likely.
     pub async fn connect(config: &Config) -> anyhow::Result<Registry> {
         let app = config.app()?;
-        let url = config.redis_url.clone();
+        let masked = mask_url(&config.redis_url);
         let timeout = Duration::from_secs(config.redis_timeout_secs);
-        let masked = mask_url(&url);
-        let conn = if config.redis_cluster {
-            let client = redis::cluster::ClusterClient::builder(vec![url.as_str()])
-                .connection_timeout(timeout)
-                .response_timeout(timeout)
-                .build()
-                .map_err(|e| Failure::input(format!("invalid redis_url {masked}: {e}")))?;
-            Conn::Cluster(
-                client
-                    .get_async_connection()
-                    .await
-                    .map_err(|e| redis_error(&masked, "connect to", e))?,
-            )
-        } else {
-            let client = redis::Client::open(url.as_str()).map_err(|e| {
-                Failure::input(format!(
-                    "invalid redis_url {masked}: {e}; expected redis://[:password@]host:port[/db]"
-                ))
-            })?;
-            let cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout))
-                .set_number_of_retries(2)
-                .set_min_delay(Duration::from_millis(100))
-                .set_max_delay(Duration::from_secs(1));
-            Conn::Single(
-                ConnectionManager::new_with_config(client, cfg)
-                    .await
-                    .map_err(|e| redis_error(&masked, "connect to", e))?,
-            )
+        let conn = match tokio::time::timeout(timeout, open(config, &masked, timeout)).await {
+            Ok(conn) => conn?,
+            Err(_) => {
+                let hint = if config.redis_url.starts_with("rediss:") {
+                    "; the URL asks for TLS (rediss://): if this Redis serves plain TCP, use redis://"
+                } else {
+                    "; check REDIS_URL, the port, and that nothing drops the connection (a TLS-only Redis needs rediss://)"
+                };
+                return Err(Failure::operation(format!(
+                    "no answer from Redis at {masked} within {}s{hint}",
+                    config.redis_timeout_secs
+                )));
+            }
         };
-        let mut reg = Registry {
+        Ok(Registry {
             conn,
             keys: Keys::new(app),
             url: masked,
             history_limit: config.history_limit,
-        };
-        // Fail here, with a clear message, rather than halfway through a deploy.
-        reg.read(|c| async move {
-            let mut c = c;
-            redis::cmd("PING").query_async::<String>(&mut c).await
         })
-        .await?;
-        Ok(reg)
     }
 
     /// Run a read, retried on connection errors and timeouts.
@@ -420,6 +399,47 @@ impl Registry {
     }
 }
 
+/// Open a connection (a single server or a cluster) and PING it, so a bad
+/// server fails here, with a clear message, rather than halfway through.
+async fn open(config: &Config, masked: &str, timeout: Duration) -> anyhow::Result<Conn> {
+    let url = config.redis_url.as_str();
+    let mut conn = if config.redis_cluster {
+        let client = redis::cluster::ClusterClient::builder(vec![url])
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .build()
+            .map_err(|e| Failure::input(format!("invalid redis_url {masked}: {e}")))?;
+        Conn::Cluster(
+            client
+                .get_async_connection()
+                .await
+                .map_err(|e| redis_error(masked, "connect to", e))?,
+        )
+    } else {
+        let client = redis::Client::open(url).map_err(|e| {
+            Failure::input(format!(
+                "invalid redis_url {masked}: {e}; expected redis://[:password@]host:port[/db]"
+            ))
+        })?;
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(100))
+            .set_max_delay(Duration::from_secs(1));
+        Conn::Single(
+            ConnectionManager::new_with_config(client, cfg)
+                .await
+                .map_err(|e| redis_error(masked, "connect to", e))?,
+        )
+    };
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map_err(|e| redis_error(masked, "connect to", e))?;
+    Ok(conn)
+}
+
 /// One line for a Redis failure, with the URL masked and the fix named.
 fn redis_error(masked_url: &str, op: &str, e: redis::RedisError) -> anyhow::Error {
     let code = e.code().unwrap_or("");
@@ -443,6 +463,16 @@ fn redis_error(masked_url: &str, op: &str, e: redis::RedisError) -> anyhow::Erro
     if code == "READONLY" || text.contains("READONLY") {
         return Failure::input(format!(
             "Redis at {masked_url} is a read-only replica (READONLY); point REDIS_URL at the primary"
+        ));
+    }
+    if lower.contains("cluster support disabled") {
+        return Failure::input(format!(
+            "Redis at {masked_url} is not a Redis Cluster; turn redis_cluster off (--redis-cluster, CUTOVER_REDIS_CLUSTER, cutover.toml)"
+        ));
+    }
+    if code == "MOVED" || code == "ASK" || text.starts_with("Moved") {
+        return Failure::input(format!(
+            "Redis at {masked_url} is a Redis Cluster node ({code}); turn redis_cluster on (--redis-cluster, CUTOVER_REDIS_CLUSTER=true or redis_cluster = true)"
         ));
     }
     if e.is_connection_refusal() || e.is_io_error() || e.is_timeout() {

@@ -34,8 +34,9 @@ pub struct S3Store {
     bucket: String,
     /// Where requests go, for messages.
     endpoint: String,
-    /// Multipart uploads in flight, aborted on interrupt.
-    in_flight: Arc<Mutex<HashMap<String, String>>>,
+    /// Multipart uploads in flight (key → upload id once S3 gave one),
+    /// aborted on interrupt.
+    in_flight: Arc<Mutex<HashMap<String, Option<String>>>>,
 }
 
 /// One file to upload: where it goes, where its bytes are, what they are.
@@ -315,15 +316,21 @@ impl S3Store {
         if let Some(enc) = &file.headers.content_encoding {
             req = req.content_encoding(enc);
         }
-        let created = req
-            .send()
-            .await
-            .map_err(|e| PutError::Other(self.error("start multipart upload of", file.key, e)))?;
+        // Known before the request goes out: an interrupt that lands between
+        // S3 creating the upload and us hearing its id still finds it.
+        self.in_flight
+            .lock()
+            .unwrap()
+            .insert(file.key.to_string(), None);
+        let created = req.send().await.map_err(|e| {
+            self.in_flight.lock().unwrap().remove(file.key);
+            PutError::Other(self.error("start multipart upload of", file.key, e))
+        })?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
         self.in_flight
             .lock()
             .unwrap()
-            .insert(file.key.to_string(), upload_id.clone());
+            .insert(file.key.to_string(), Some(upload_id.clone()));
         let result = self.upload_parts(file, threshold, &upload_id).await;
         if result.is_err() {
             self.abort(file.key, &upload_id).await;
@@ -410,11 +417,41 @@ impl S3Store {
     }
 
     /// Abort every multipart upload still in flight (on interrupt).
+    /// Uploads whose id we never heard are found by listing the key's open
+    /// multipart uploads (deploys of one app are serialised by the lock, so
+    /// an open upload of our key is ours).
     pub async fn abort_in_flight(&self) {
-        let pending: Vec<(String, String)> = self.in_flight.lock().unwrap().drain().collect();
+        let pending: Vec<(String, Option<String>)> =
+            self.in_flight.lock().unwrap().drain().collect();
         for (key, id) in pending {
-            self.abort(&key, &id).await;
+            let ids = match id {
+                Some(id) => vec![id],
+                None => self.open_uploads(&key).await,
+            };
+            for id in ids {
+                self.abort(&key, &id).await;
+            }
         }
+    }
+
+    /// Ids of the open multipart uploads of exactly `key`.
+    async fn open_uploads(&self, key: &str) -> Vec<String> {
+        let Ok(listed) = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .send()
+            .await
+        else {
+            return Vec::new();
+        };
+        listed
+            .uploads()
+            .iter()
+            .filter(|u| u.key() == Some(key))
+            .filter_map(|u| u.upload_id().map(str::to_string))
+            .collect()
     }
 
     /// Write a small immutable object (a release record) unless it exists with the same bytes.

@@ -21,7 +21,7 @@ fn expect_error(
     code: i32,
     needles: &[&str],
 ) -> Run {
-    let before = rt().block_on(async { (ctx.objects().await, ctx.redis_state().await) });
+    let before = ctx.world();
     let run = ctx.run_with(args, env);
     assert_eq!(run.code, code, "{run:?}");
     let line = run.error_line().to_string();
@@ -29,11 +29,7 @@ fn expect_error(
         assert!(line.contains(n), "error line {line:?} lacks {n:?}");
     }
     assert!(run.stdout.is_empty(), "an error printed results: {run:?}");
-    let after = rt().block_on(async { (ctx.objects().await, ctx.redis_state().await) });
-    assert!(
-        before == after,
-        "a failed command changed S3 or Redis: {args:?}"
-    );
+    ctx.assert_unchanged(&before, &format!("a failed {args:?}"));
     run
 }
 

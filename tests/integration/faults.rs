@@ -127,7 +127,9 @@ fn settled_objects(ctx: &Ctx) -> BTreeMap<String, (i64, String)> {
 
 #[test]
 fn killed_deploy_is_resumed_by_the_next_run() {
-    const FILES: usize = 3000;
+    // Enough that a deploy one request at a time is still running when its
+    // first object appears (moto takes a few ms per PUT).
+    const FILES: usize = 300;
     let ctx = Ctx::new("killed-deploy");
     let build = ctx.work.path().join("build");
     let files = generate_build(&build, FILES);
@@ -136,7 +138,7 @@ fn killed_deploy_is_resumed_by_the_next_run() {
     let first_stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
 
     let mut cmd = ctx.command();
-    cmd.args(["deploy", build.to_str().unwrap(), "--concurrency", "2"])
+    cmd.args(["deploy", build.to_str().unwrap(), "--concurrency", "1"])
         // The killed process's lock must expire soon for the next run.
         .env("CUTOVER_LOCK_TTL", "5")
         .stdout(Stdio::null())

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::fixtures::{copy_dir, fixture};
-use super::run::{finish, Run};
+use super::run::{Cutover, Run};
 use super::{rt, servers};
 
 /// One test's world: its own bucket, app name and working directory.
@@ -79,17 +79,51 @@ impl Ctx {
         cmd
     }
 
+    /// A run of the binary in this world, to add variables to and run.
+    pub fn cutover(&self, args: &[&str]) -> Cutover {
+        let mut cmd = self.command();
+        cmd.args(args);
+        Cutover { cmd }
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
-        self.run_with(args, &[])
+        self.cutover(args).run()
     }
 
     pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = self.command();
-        cmd.args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        finish(cmd.output().unwrap())
+        env.iter()
+            .fold(self.cutover(args), |c, (k, v)| c.env(k, v))
+            .run()
+    }
+
+    /// S3 objects and Redis keys of this test's world, to compare before
+    /// and after a command that must change nothing.
+    pub fn world(&self) -> World {
+        rt().block_on(async {
+            World {
+                objects: self.objects().await,
+                redis: self.redis_state().await,
+            }
+        })
+    }
+
+    /// Assert nothing in S3 or Redis changed since `before`.
+    #[track_caller]
+    pub fn assert_unchanged(&self, before: &World, what: &str) {
+        let after = self.world();
+        assert!(
+            before.objects == after.objects,
+            "{what} changed S3: {:?}",
+            diff_keys(&before.objects, &after.objects)
+        );
+        assert!(
+            before.redis == after.redis,
+            "{what} changed Redis: {:?}",
+            diff_keys(
+                &before.redis.iter().cloned().collect(),
+                &after.redis.iter().cloned().collect()
+            )
+        );
     }
 
     pub async fn s3(&self) -> aws_sdk_s3::Client {
@@ -228,4 +262,25 @@ impl Ctx {
         copy_dir(&fixture(name), &dest);
         dest
     }
+}
+
+/// What a test's world holds, for "nothing changed" checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct World {
+    pub objects: std::collections::BTreeMap<String, (i64, String)>,
+    pub redis: Vec<(String, Vec<u8>)>,
+}
+
+/// Keys whose values differ between two maps.
+fn diff_keys<V: PartialEq>(
+    a: &std::collections::BTreeMap<String, V>,
+    b: &std::collections::BTreeMap<String, V>,
+) -> Vec<String> {
+    a.keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }

@@ -1,0 +1,349 @@
+//! What users read: `--help`, text output, the JSON documents (snapshots
+//! with volatile fields redacted), configuration errors, and the README's
+//! tables, which must match the code's own tables.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{fixture, repo_root, rt, Ctx};
+
+/// A two-file build with a Shakapacker-style manifest; the script's name
+/// carries a hash of its content, as webpack's do.
+fn tiny_build(dir: &Path, js: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let root = dir.join("tiny");
+    std::fs::create_dir_all(root.join("js")).unwrap();
+    std::fs::create_dir_all(root.join("css")).unwrap();
+    let hash = &hex::encode(Sha256::digest(js.as_bytes()))[..20];
+    let script = format!("js/app-{hash}.js");
+    std::fs::write(root.join(&script), js).unwrap();
+    std::fs::write(root.join("css/app-9d8c7b6a5f4e3d2c1b0a.css"), "a{}").unwrap();
+    let cdn = "https://cdn.example.com/packs";
+    let manifest = serde_json::json!({
+        "application.js": {"src": format!("{cdn}/{script}")},
+        "application.css": {"src": format!("{cdn}/css/app-9d8c7b6a5f4e3d2c1b0a.css")},
+        "entrypoints": {"application": {"assets": {
+            "js": [format!("{cdn}/{script}")],
+            "css": [format!("{cdn}/css/app-9d8c7b6a5f4e3d2c1b0a.css")]}}}
+    });
+    std::fs::write(root.join("manifest.json"), manifest.to_string()).unwrap();
+    root
+}
+
+/// A JSON document with this test's names and ids replaced, so that a
+/// snapshot holds the shape and the stable values only.
+fn stable(ctx: &Ctx, text: &str, ids: &[(&str, &str)]) -> Value {
+    let mut text = text
+        .replace(&ctx.bucket, "BUCKET")
+        .replace(&ctx.app, "APP")
+        .replace(&ctx.redis_url, "REDIS_URL");
+    for (id, name) in ids {
+        text = text.replace(id, name);
+    }
+    // Upload times (ms) inside step descriptions: " NX 1795761410188 ".
+    let words: Vec<String> = text
+        .split(' ')
+        .map(|w| {
+            if w.len() == 13 && w.bytes().all(|b| b.is_ascii_digit()) {
+                "[ms]".to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    serde_json::from_str(&words.join(" ")).unwrap()
+}
+
+macro_rules! assert_document {
+    ($name:expr, $value:expr) => {
+        insta::assert_json_snapshot!($name, $value, {
+            ".release.created_at" => "[time]",
+            ".release.created_at_ms" => "[ms]",
+            ".release.deployed_by" => "[user]",
+            ".timings.scan" => "[seconds]",
+            ".timings.list" => "[seconds]",
+            ".timings.plan" => "[seconds]",
+            ".timings.upload" => "[seconds]",
+            ".timings.record" => "[seconds]",
+            ".timings.register" => "[seconds]",
+            ".timings.switch" => "[seconds]",
+            ".timings.total" => "[seconds]",
+            ".uploaded.seconds" => "[seconds]",
+            ".record.created_at" => "[time]",
+            ".record.created_at_ms" => "[ms]",
+            ".record.deployed_by" => "[user]",
+            ".last_event.at" => "[time]",
+            ".last_event.by" => "[user]",
+            ".releases[].record.created_at" => "[time]",
+            ".releases[].record.created_at_ms" => "[ms]",
+            ".releases[].record.deployed_by" => "[user]",
+        });
+    };
+}
+
+#[test]
+fn help_groups_options_and_names_every_setting() {
+    let ctx = Ctx::new("help");
+    for args in [
+        vec!["--help"],
+        vec!["deploy", "--help"],
+        vec!["activate", "--help"],
+        vec!["rollback", "--help"],
+        vec!["status", "--help"],
+        vec!["releases", "--help"],
+    ] {
+        let run = ctx.cutover(&args).env("COLUMNS", "100").run();
+        run.expect(0);
+        let name = format!("help-{}", args.join("-").trim_start_matches('-'));
+        insta::assert_snapshot!(name, run.stdout);
+    }
+    let run = ctx.cutover(&["deploy", "--help"]).run();
+    let text = &run.stdout;
+    let global = text
+        .find("Global options:")
+        .expect("a Global options heading");
+    let settings = text.find("Settings (").expect("a Settings heading");
+    let own = text.find("Options:").expect("the command's own options");
+    assert!(own < settings && settings < global, "{text}");
+    // The command's own flags first, then the settings in the table's order.
+    assert!(text.find("--dry-run").unwrap() < settings, "{text}");
+    let order: Vec<usize> = [
+        "--app ",
+        "--bucket ",
+        "--redis-url ",
+        "--manifest ",
+        "--git-sha ",
+    ]
+    .iter()
+    .map(|f| {
+        text.find(f)
+            .unwrap_or_else(|| panic!("{f} missing: {text}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    assert!(order[0] > settings && order[4] < global, "{text}");
+}
+
+#[test]
+fn json_documents_keep_their_shape() {
+    let ctx = Ctx::new("json-shape");
+    let a_dir = tiny_build(ctx.work.path(), "console.log('a')");
+    let a_path = a_dir.to_str().unwrap();
+    let dry = ctx.run(&["deploy", a_path, "--dry-run", "--json"]);
+    dry.expect(0);
+    let a = dry.json()["release"]["id"].as_str().unwrap().to_string();
+    let ids = [(a.as_str(), "RELEASE_A")];
+    assert_document!("deploy-dry-run", stable(&ctx, &dry.stdout, &ids));
+
+    let run = ctx.run(&["deploy", a_path, "--json", "-m", "first"]);
+    run.expect(0);
+    assert_document!("deploy", stable(&ctx, &run.stdout, &ids));
+
+    let b_dir = ctx.work.path().join("b");
+    let b_path = tiny_build(&b_dir, "console.log('b')");
+    let run = ctx.run(&["deploy", b_path.to_str().unwrap(), "--json"]);
+    run.expect(0);
+    let b = run.json()["release"]["id"].as_str().unwrap().to_string();
+    let ids = [(a.as_str(), "RELEASE_A"), (b.as_str(), "RELEASE_B")];
+
+    let run = ctx.run(&["rollback", "--dry-run", "--json"]);
+    run.expect(0);
+    assert_document!("rollback-dry-run", stable(&ctx, &run.stdout, &ids));
+    let run = ctx.run(&["rollback", "--json"]);
+    run.expect(0);
+    assert_document!("rollback", stable(&ctx, &run.stdout, &ids));
+    let run = ctx.run(&["activate", &b, "--json"]);
+    run.expect(0);
+    assert_document!("activate", stable(&ctx, &run.stdout, &ids));
+    let run = ctx.run(&["status", "--json"]);
+    run.expect(0);
+    assert_document!("status", stable(&ctx, &run.stdout, &ids));
+    let run = ctx.run(&["releases", "--json"]);
+    run.expect(0);
+    assert_document!("releases", stable(&ctx, &run.stdout, &ids));
+
+    // Errors under --json: one document with the message and the exit code,
+    // the password masked as everywhere.
+    let run = ctx
+        .cutover(&["status", "--json"])
+        .env("REDIS_URL", "redis://:hunter2@127.0.0.1:1")
+        .run();
+    run.expect(1);
+    let doc = run.json();
+    assert_eq!(doc["exit_code"], 1, "{run:?}");
+    let error = doc["error"].as_str().unwrap();
+    assert!(error.contains("redis://:***@127.0.0.1:1"), "{run:?}");
+    assert!(!run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"));
+}
+
+#[test]
+fn text_output_counts_and_tables() {
+    let ctx = Ctx::new("text-output");
+    let one = ctx.work.path().join("one");
+    std::fs::create_dir_all(one.join("js")).unwrap();
+    std::fs::write(one.join("js/a-0a1b2c3d4e5f6a7b8c9d.js"), "a").unwrap();
+    std::fs::write(
+        one.join("manifest.json"),
+        r#"{"a.js": "https://cdn.example.com/packs/js/a-0a1b2c3d4e5f6a7b8c9d.js"}"#,
+    )
+    .unwrap();
+    let run = ctx.run(&["deploy", one.to_str().unwrap()]);
+    run.expect(0)
+        .stdout_has(&["uploaded 1 file (1 B)", "skipped 0 files"]);
+    let first = ctx.run(&["status", "--json"]).json()["current"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tiny = tiny_build(ctx.work.path(), "x");
+    ctx.run(&["deploy", tiny.to_str().unwrap()]).expect(0);
+    // Going back uploads nothing and says nothing about uploads.
+    let run = ctx.run(&["activate", &first]);
+    run.expect(0)
+        .stdout_has(&[&format!("release {first} is live for")])
+        .stdout_lacks(&["uploaded"]);
+    let run = ctx.run(&["deploy", one.to_str().unwrap()]);
+    run.expect(0)
+        .stdout_has(&["is already live", "nothing to do"])
+        .stdout_lacks(&["uploaded"]);
+
+    // `releases`: a header row; --limit 0 lists all.
+    let big = ctx.work.path().join("big");
+    tiny_build(&big, "y");
+    ctx.run(&[
+        "deploy",
+        big.join("tiny").to_str().unwrap(),
+        "--no-activate",
+    ])
+    .expect(0);
+    let run = ctx.run(&["releases", "--limit", "1"]);
+    run.expect(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("LIVE  RELEASE  "), "{run:?}");
+    assert_eq!(lines.len(), 2, "{run:?}");
+    let run = ctx.run(&["releases", "--limit", "0"]);
+    assert_eq!(
+        run.stdout.lines().count(),
+        4,
+        "header and 3 releases: {run:?}"
+    );
+}
+
+#[test]
+fn a_dry_run_that_finds_a_conflict_plans_no_writes() {
+    let ctx = Ctx::new("conflict-writes");
+    let tiny = tiny_build(ctx.work.path(), "ours");
+    let script = std::fs::read_dir(tiny.join("js"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let key = format!("packs/js/{}", script.to_str().unwrap());
+    rt().block_on(ctx.put(&key, b"theirs!!!"));
+    let run = ctx.run(&["deploy", tiny.to_str().unwrap(), "--dry-run"]);
+    run.expect(3)
+        .stderr_has(&["warning: 1 object in s3://", "would be overwritten"])
+        .stdout_has(&["1 conflict", "writes: none"])
+        .stdout_lacks(&["Redis", "EVAL"]);
+    let run = ctx.run(&["deploy", tiny.to_str().unwrap(), "--dry-run", "--json"]);
+    run.expect(3);
+    assert_eq!(run.json()["steps"], serde_json::json!([]), "{run:?}");
+    assert_eq!(run.json()["outcome"], "conflict", "{run:?}");
+}
+
+#[test]
+fn every_configuration_problem_is_reported_at_once() {
+    let ctx = Ctx::new("config-all");
+    std::fs::write(ctx.work.path().join("cutover.toml"), "bukket = \"b\"\n").unwrap();
+    let build = fixture("flat");
+    let before = ctx.world();
+    let run = ctx
+        .cutover(&["deploy", build.to_str().unwrap()])
+        .env("CUTOVER_CONCURRENCY", "many")
+        .env("CUTOVER_LOCK_TTL", "1")
+        .run();
+    run.expect(2).error_has(&[
+        "3 configuration problems",
+        "invalid concurrency = \"many\" (from environment variable CUTOVER_CONCURRENCY)",
+        "invalid lock_ttl_secs = \"1\"",
+        "unknown key `bukket`",
+    ]);
+    ctx.assert_unchanged(&before, "a bad configuration");
+}
+
+#[test]
+fn the_redis_cluster_setting_reaches_the_connection_from_every_source() {
+    // The shared test Redis is not a cluster: a connection in cluster mode
+    // is refused by it, which proves the setting was used.
+    let ctx = Ctx::new("cluster-setting");
+    let expect_cluster_mode = |run: crate::support::Run| {
+        run.expect(2).error_has(&["is not a Redis Cluster"]);
+    };
+    expect_cluster_mode(ctx.cutover(&["status", "--redis-cluster"]).run());
+    expect_cluster_mode(
+        ctx.cutover(&["status"])
+            .env("CUTOVER_REDIS_CLUSTER", "true")
+            .run(),
+    );
+    std::fs::write(
+        ctx.work.path().join("cutover.toml"),
+        "redis_cluster = true\n",
+    )
+    .unwrap();
+    expect_cluster_mode(ctx.cutover(&["status"]).run());
+    std::fs::remove_file(ctx.work.path().join("cutover.toml")).unwrap();
+    ctx.cutover(&["status"]).run().expect(0);
+}
+
+#[test]
+fn rediss_to_a_plain_redis_fails_within_the_timeout_naming_tls() {
+    let ctx = Ctx::new("rediss-plain");
+    let url = format!("rediss://127.0.0.1:{}", ctx.redis_port());
+    let started = Instant::now();
+    let run = ctx
+        .cutover(&["status"])
+        .env("REDIS_URL", &url)
+        .env("CUTOVER_REDIS_TIMEOUT", "1")
+        .run();
+    run.expect(1).error_has(&[
+        "no answer from Redis",
+        "within 1s",
+        "rediss://",
+        "use redis://",
+    ]);
+    // Once 31 s; the bound is generous so a busy machine cannot flake it.
+    assert!(started.elapsed() < Duration::from_secs(15), "{run:?}");
+}
+
+#[test]
+fn readme_tables_match_the_code() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let settings = cutover::config::keys::markdown();
+    assert!(
+        readme.contains(&settings),
+        "README's configuration table differs from config/keys.rs; it should read:\n{settings}"
+    );
+    let codes = cutover::error::exit_codes_markdown();
+    assert!(
+        readme.contains(&codes),
+        "README's exit-code table differs from error.rs; it should read:\n{codes}"
+    );
+    let cmd = cutover::cli::args::command();
+    let mut missing = Vec::new();
+    for sub in cmd.get_subcommands() {
+        for arg in sub.get_arguments().chain(cmd.get_arguments()) {
+            if let Some(long) = arg.get_long() {
+                if !["help", "version"].contains(&long) && !readme.contains(&format!("--{long}")) {
+                    missing.push(format!("{} --{long}", sub.get_name()));
+                }
+            }
+        }
+        if !readme.contains(&format!("cutover {}", sub.get_name())) {
+            missing.push(format!("command {}", sub.get_name()));
+        }
+    }
+    missing.dedup();
+    assert!(missing.is_empty(), "README does not mention: {missing:?}");
+}
