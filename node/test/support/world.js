@@ -52,7 +52,8 @@ let counter = 0;
  */
 export async function world(t, options = {}) {
   const s = await servers();
-  const slug = t.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "");
+  // cutover takes app names of up to 64 characters; S3 bucket names up to 63.
+  const slug = t.name.toLowerCase().replace(/[^a-z0-9]+/g, "-").slice(0, 36).replace(/^-|-$/g, "");
   const app = `${slug}-${process.pid}-${counter++}`;
   const bucket = `t-${app}`.slice(0, 63).replace(/-+$/, "");
   const res = await fetch(`${s.s3}/${bucket}`, { method: "PUT" });
