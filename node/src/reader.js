@@ -285,15 +285,16 @@ class Reader extends EventEmitter {
       if (this.#conn.cluster && (!this.#conn.commands.isOpen || !this.#subscribedOnce)) {
         await within(this.#connectCluster(), this.#options.connectTimeout);
       }
-      if (this.#needsFullRead) {
-        this.#needsFullRead = false;
-        await this.#refresh("reconnect");
-        return;
-      }
       const id = await this.#conn.commands.get(this.#keys.current);
       this.#log.debug(`poll: ${this.#keys.current} = ${id}`);
       this.#answered();
-      if (id !== null && id !== this.#release.releaseId && id !== this.#rejected) await this.#refresh("poll");
+      if (this.#needsFullRead) {
+        // The first answer after a failure: read the pair again, whatever current says.
+        this.#needsFullRead = false;
+        await this.#refresh("reconnect");
+      } else if (id !== null && id !== this.#release.releaseId && id !== this.#rejected) {
+        await this.#refresh("poll");
+      }
     } catch (err) {
       this.#needsFullRead = true;
       this.#lost(err, "poll");
