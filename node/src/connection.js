@@ -3,7 +3,7 @@
 // its own pub/sub connection; the app's keys share one slot through `{APP}`).
 import { createClient, createCluster } from "redis";
 
-/** Back off 50, 100, 200, 400 ms, then retry every second, forever. */
+/** Back off 50, 100, 200, 400, 800 ms, then retry every second, forever. */
 export const reconnectStrategy = (retries) => Math.min(50 * 2 ** retries, 1000);
 
 /**
