@@ -130,8 +130,7 @@ class Reader extends EventEmitter {
     let release;
     try {
       const ready = conn.cluster ? this.#connectCluster() : this.#connectSingle();
-      await within(ready, o.connectTimeout);
-      release = await this.#readLive();
+      release = await within(ready.then(() => this.#readLive()), o.connectTimeout);
     } catch (err) {
       // After a timeout, the connection error says more than "no answer".
       const cause = err.timeout && this.#startError ? this.#startError : err;
@@ -147,8 +146,8 @@ class Reader extends EventEmitter {
         this.#needsFullRead = true;
       }
       this.#log.warn(
-        `cannot read ${this.#keys.manifest} from ${this.#url} (${this.#scrub(cause.message)}); ` +
-          `serving the fallback manifest until Redis answers`,
+        `no live release from ${this.#keys.manifest} at ${this.#url} (${this.#scrub(cause.message)}); ` +
+          `serving the fallback manifest until there is one`,
       );
     }
     this.#release = release;
