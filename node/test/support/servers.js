@@ -66,15 +66,19 @@ async function waitForPort(port, child, what) {
 
 /**
  * A private redis-server. `kill()` stops it hard (SIGKILL, as a crash), `start()`
- * starts it again on the same port. `args` are extra config directives.
+ * starts it again on the same port. `args` are extra config directives; with
+ * `tls: {cert, key}` (PEM files) it speaks TLS only.
  */
-export async function startRedis({ port, args = [] } = {}) {
+export async function startRedis({ port, args = [], tls } = {}) {
   port ??= await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), "cutover-node-redis-"));
-  const argv = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, ...args];
+  const listen = tls
+    ? ["--port", "0", "--tls-port", String(port), "--tls-cert-file", tls.cert, "--tls-key-file", tls.key, "--tls-auth-clients", "no"]
+    : ["--port", String(port)];
+  const argv = [...listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, ...args];
   const server = {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${tls ? "rediss" : "redis"}://127.0.0.1:${port}`,
     child: null,
     async start() {
       this.child = spawnServer("redis-server", argv);

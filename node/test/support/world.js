@@ -66,6 +66,9 @@ export async function world(t, options = {}) {
 export class World {
   constructor(t, { app, bucket, s3, redisUrl }) {
     Object.assign(this, { t, app, bucket, s3, redisUrl });
+    /** more environment for every cutover run, and socket options for admin connections */
+    this.env = {};
+    this.adminSocket = {};
     this.work = mkdtempSync(path.join(os.tmpdir(), "cutover-node-test-"));
     this.closers = [];
     /** build name ("A", "B") -> {id, manifest} of its deploy */
@@ -98,6 +101,7 @@ export class World {
         CUTOVER_CDN_URL: CDN,
         CUTOVER_S3_ENDPOINT: this.s3,
         REDIS_URL: this.redisUrl,
+        ...this.env,
         ...env,
       },
     });
@@ -137,7 +141,7 @@ export class World {
   async admin(url = this.redisUrl) {
     this.admins ??= new Map();
     if (!this.admins.has(url)) {
-      const client = createClient({ url });
+      const client = createClient({ url, socket: { ...this.adminSocket } });
       client.on("error", () => {});
       this.admins.set(url, client.connect());
       this.closers.push(() => client.destroy());
