@@ -192,7 +192,7 @@ test("contract: workers", async (t) => {
 
   // close() leaves nothing open: each worker exits by itself once it leaves the IPC channel.
   primary.send("stop");
-  await waitFor(() => exited, { timeout: 5000, what: "workers and primary exit" });
+  await waitFor(() => exited, { timeout: 10_000, what: "workers and primary exit" });
   assert.deepEqual(exited, { code: 0, signal: null });
   assert.deepEqual(
     exits.map(({ code, signal }) => ({ code, signal })),
@@ -303,7 +303,7 @@ test("contract: boot-without-redis", async (t) => {
   child.stdout.on("data", (d) => (out += d));
   let code = null;
   child.once("exit", (c) => (code = c));
-  await waitFor(() => code !== null, { timeout: 3000, what: "process exits" });
+  await waitFor(() => code !== null, { timeout: 10_000, what: "process exits" });
   assert.equal(code, 0);
   assert.equal(out.trim(), "UnavailableError");
 

@@ -79,6 +79,6 @@ test("ssr example: the page's tags are the live release's files in S3, with thei
   let code = null;
   server.once("exit", (c) => (code = c));
   server.kill("SIGTERM");
-  await waitFor(() => code !== null, { timeout: 3000, what: "the example exits on SIGTERM" });
+  await waitFor(() => code !== null, { timeout: 10_000, what: "the example exits on SIGTERM" });
   assert.equal(code, 0);
 });

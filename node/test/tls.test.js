@@ -68,7 +68,7 @@ test("tls: a rediss:// reader follows activations the CLI makes over TLS", async
   let code = null;
   child.once("exit", (c) => (code = c));
 
-  await waitFor(() => said().length === 1, { timeout: 5000, what: "the TLS reader starts" });
+  await waitFor(() => said().length === 1, { timeout: 10_000, what: "the TLS reader starts" });
   assert.deepEqual(said()[0], { release: A.id, url: A.manifest["application.js"].src });
 
   const B = await w.deploy("B");
@@ -77,6 +77,6 @@ test("tls: a rediss:// reader follows activations the CLI makes over TLS", async
   assert.deepEqual(said()[1], { release: B.id, url: B.manifest["application.js"] });
 
   child.stdin.end();
-  await waitFor(() => code !== null, { timeout: 3000, what: "the reader's process exits after close()" });
+  await waitFor(() => code !== null, { timeout: 10_000, what: "the reader's process exits after close()" });
   assert.equal(code, 0);
 });
