@@ -39,6 +39,7 @@ class Reader extends EventEmitter {
   #emptyLogged = false;
   #rejected = null;
   #subscribedOnce = false;
+  #subscribeRefused = false;
 
   constructor(options = {}) {
     super();
@@ -122,8 +123,8 @@ class Reader extends EventEmitter {
     // node-redis emits "error" on every failed (re)connect; an "error" without a
     // listener would crash the process.
     for (const client of new Set([conn.commands, conn.subscriber])) {
-      const which = client === conn.commands && !conn.cluster ? "connection" : "subscriber connection";
-      client.on("error", (err) => this.#lost(err, conn.cluster ? "cluster" : which));
+      const label = conn.cluster ? "cluster" : client === conn.commands ? "connection" : "subscriber connection";
+      client.on("error", (err) => this.#lost(err, label));
     }
     if (conn.cluster) conn.commands.on("node-error", (err) => this.#lost(err, "cluster node"));
 
@@ -204,7 +205,9 @@ class Reader extends EventEmitter {
   }
 
   #cannotSubscribe(err) {
-    if (!this.#started) return;
+    // Before the start it is part of the start's error; after, said once (a cluster retries every poll).
+    if (!this.#started || this.#subscribeRefused) return;
+    this.#subscribeRefused = true;
     this.#log.error(
       `cannot SUBSCRIBE ${this.#keys.events} at ${this.#url} (${this.#scrub(err.message)}); ` +
         `activations reach this process through the poll only`,
