@@ -1,0 +1,104 @@
+// Types of cutover-reader (hand-written; the package is plain JavaScript).
+import type { EventEmitter } from "node:events";
+
+/** One script or stylesheet of an entrypoint. `integrity` is null when the manifest has none. */
+export interface Tag {
+  src: string;
+  integrity: string | null;
+}
+
+/** What an entrypoint needs, in order. `preload` is empty for webpack formats. */
+export interface Entrypoint {
+  js: Tag[];
+  css: Tag[];
+  preload: Tag[];
+}
+
+/** How a reader learned of a new release. */
+export type SwitchSource = "pubsub" | "poll" | "reconnect";
+
+export interface SwitchEvent {
+  /** The release now served. */
+  release: string;
+  /** The release served before; null if that was the fallback manifest. */
+  previous: string | null;
+  source: SwitchSource;
+}
+
+/** Anything with these methods (console, pino, winston, ...); missing methods are skipped. */
+export interface Logger {
+  debug?(message: string): void;
+  info?(message: string): void;
+  warn?(message: string): void;
+  error?(message: string): void;
+}
+
+export interface ReaderOptions {
+  /** The cutover app name (`CUTOVER_APP`); the keys are `cutover:{APP}:*`. */
+  app: string;
+  /** `redis://` or `rediss://` (TLS) URL. Default: `REDIS_URL`, else `redis://127.0.0.1:6379`. */
+  url?: string;
+  /** Check `cutover:{APP}:current` this often, in ms. Default 1000. */
+  pollInterval?: number;
+  /** Used when Redis cannot give a live release at start: a path to a JSON file, or the parsed manifest. */
+  fallbackManifest?: string | Record<string, unknown>;
+  /** Default: console (debug off). `false` or `null`: silent. */
+  logger?: Logger | false | null;
+  /** Per connection attempt, and the longest `createReader` waits for Redis, in ms. Default 2000. */
+  connectTimeout?: number;
+  /** Per command, in ms. Default 1000. */
+  commandTimeout?: number;
+  /** Connect to a Redis Cluster through `url`. */
+  cluster?: boolean;
+  /** Redis Cluster seed nodes (URLs); implies `cluster: true`. */
+  rootNodes?: string[];
+}
+
+/** One release's manifest, frozen. `reader.snapshot()` returns one. */
+export interface Snapshot {
+  /** The release id; null for the fallback manifest. */
+  readonly releaseId: string | null;
+  /** The live manifest as published (every asset path an absolute CDN URL), deeply frozen. */
+  readonly manifest: Readonly<Record<string, unknown>>;
+  /** "shakapacker" or "webpack". */
+  readonly format: string;
+  /** The CDN URL of a manifest entry (`"application.js"`), or undefined. */
+  lookup(name: string): string | undefined;
+  /** Like lookup; throws MissingEntryError naming the entry and the release. */
+  lookupOrThrow(name: string): string;
+  /** The entrypoint's tags; throws MissingEntryError if the release has no such entrypoint. */
+  entrypoint(name: string): Entrypoint;
+}
+
+export interface Reader extends EventEmitter {
+  /** The release this process serves; null while it serves the fallback manifest. */
+  readonly releaseId: string | null;
+  lookup(name: string): string | undefined;
+  lookupOrThrow(name: string): string;
+  entrypoint(name: string): Entrypoint;
+  /** The serving release, frozen: use one per render. */
+  snapshot(): Snapshot;
+  on(event: "switch", listener: (event: SwitchEvent) => void): this;
+  once(event: "switch", listener: (event: SwitchEvent) => void): this;
+  off(event: "switch", listener: (event: SwitchEvent) => void): this;
+  /** Stops the poll and closes both Redis connections. */
+  close(): Promise<void>;
+}
+
+/** Reads the live release once (or takes the fallback), subscribes, and starts the poll. */
+export function createReader(options: ReaderOptions): Promise<Reader>;
+
+export class MissingEntryError extends Error {
+  readonly name: "MissingEntryError";
+  readonly entry: string;
+  readonly release: string | null;
+  readonly app: string;
+}
+
+export class UnavailableError extends Error {
+  readonly name: "UnavailableError";
+  /** The key that could not be read, e.g. `cutover:{shop}:manifest`. */
+  readonly key: string;
+  /** The Redis URL with its password masked. */
+  readonly url: string;
+}

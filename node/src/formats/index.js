@@ -1,0 +1,22 @@
+// The manifest formats this reader understands, tried in order. A new format
+// (Vite, Propshaft, Sprockets) is one new module here and one line in this list.
+import { isObject } from "./common.js";
+import shakapacker from "./shakapacker.js";
+import webpack from "./webpack.js";
+
+export const formats = [shakapacker, webpack];
+
+/**
+ * The format module for a parsed manifest.
+ * @throws {TypeError} when no format recognises it
+ */
+export function formatOf(manifest) {
+  if (!isObject(manifest)) throw new TypeError("the manifest is not a JSON object");
+  const format = formats.find((f) => f.detect(manifest));
+  if (!format) {
+    throw new TypeError(
+      `the manifest's format is none of ${formats.map((f) => f.name).join(", ")} (a newer cutover-reader may read it)`,
+    );
+  }
+  return format;
+}

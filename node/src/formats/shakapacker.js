@@ -1,0 +1,30 @@
+// Shakapacker / webpack-assets-manifest:
+//   "application.js": {"src": URL, "integrity": "sha384-..."}   (or "application.js": URL)
+//   "entrypoints": {"application": {"assets": {"js": [{src, integrity} | URL, ...], "css": [...]}}}
+import { entrypointFromEntries, isObject, own, tag } from "./common.js";
+
+const isEntryObject = (v) => isObject(v) && typeof v.src === "string" && !("file" in v); // Vite entries have "file"
+
+export default {
+  name: "shakapacker",
+
+  detect(manifest) {
+    if (isObject(manifest.entrypoints)) return true;
+    return Object.values(manifest).some(isEntryObject);
+  },
+
+  lookup(manifest, name) {
+    if (name === "entrypoints") return undefined;
+    return tag(own(manifest, name))?.src;
+  },
+
+  entrypoint(manifest, name) {
+    const entrypoints = isObject(manifest.entrypoints) ? manifest.entrypoints : {};
+    const entry = own(entrypoints, name);
+    if (!isObject(entry)) return entrypointFromEntries(manifest, name);
+    // webpack-assets-manifest nests chunks under "assets"; Webpacker 4/5 did not.
+    const assets = isObject(entry.assets) ? entry.assets : entry;
+    const list = (v) => (Array.isArray(v) ? v.map(tag).filter(Boolean) : []);
+    return { js: list(assets.js), css: list(assets.css), preload: [] };
+  },
+};
