@@ -16,6 +16,9 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ruby >/dev/null || need_apt+=(ruby)
 ruby -e 'require "redis"' 2>/dev/null || need_apt+=(ruby-redis)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# The Node reader's tests (node/) need Node 18 or later with npm.
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]} with apt-get" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

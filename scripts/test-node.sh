@@ -14,6 +14,8 @@ command -v node >/dev/null && command -v npm >/dev/null || {
 }
 
 export CUTOVER_BIN="${CUTOVER_BIN:-$root/target/debug/cutover}"
+# Relative to where it was given, not to node/ where the tests run.
+case "$CUTOVER_BIN" in /*) ;; *) CUTOVER_BIN="$root/$CUTOVER_BIN" ;; esac
 if [ ! -x "$CUTOVER_BIN" ]; then
   [ "$CUTOVER_BIN" = "$root/target/debug/cutover" ] || { echo "test-node: CUTOVER_BIN=$CUTOVER_BIN is not an executable" >&2; exit 2; }
   cargo build --locked
