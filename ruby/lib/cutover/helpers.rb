@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "cutover/middleware"
+
 module Cutover
   # View helpers, included in every view by the Railtie. One request renders
   # one release: the first helper call pins the snapshot (or the preview the

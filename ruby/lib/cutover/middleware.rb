@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "rack/utils"
+require "cutover/configuration"
 
 module Cutover
   # Rack middleware (the Railtie inserts it): resolves ?cutover_release=<id

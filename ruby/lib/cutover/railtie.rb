@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "rails/railtie"
+require "cutover/configuration"
 
 module Cutover
   # config.cutover.* (see ruby/README.md), the preview middleware, the view
@@ -26,11 +27,15 @@ module Cutover
     end
 
     initializer "cutover.middleware" do |app|
+      require "cutover/middleware"
       app.middleware.use Cutover::Middleware
     end
 
     initializer "cutover.helpers" do
-      ActiveSupport.on_load(:action_view) { include Cutover::Helpers }
+      ActiveSupport.on_load(:action_view) do
+        require "cutover/helpers"
+        include Cutover::Helpers
+      end
     end
 
     config.after_initialize do |app|

@@ -2,7 +2,7 @@
 
 require "json"
 require "open3"
-require "net/http"
+require "support/s3"
 require "tmpdir"
 
 # One test's world: its own app name and bucket, and the real cutover binary
@@ -68,10 +68,9 @@ class World
     cutover!("activate", id)
   end
 
-  # The object's bytes in S3 (path-style GET; moto accepts it unsigned).
+  # The object's bytes in S3 (a signed path-style GET), or nil.
   def s3_object(key)
-    uri = URI("#{TestServers.s3_endpoint}/#{bucket}/#{key}")
-    response = Net::HTTP.get_response(uri)
+    response = S3.request("GET", TestServers.s3_endpoint, "/#{bucket}/#{key}")
     response.is_a?(Net::HTTPSuccess) ? response.body.b : nil
   end
 
@@ -82,8 +81,7 @@ class World
   private
 
   def create_bucket
-    uri = URI("#{TestServers.s3_endpoint}/#{bucket}")
-    response = Net::HTTP.start(uri.host, uri.port) { |http| http.request(Net::HTTP::Put.new(uri)) }
+    response = S3.request("PUT", TestServers.s3_endpoint, "/#{bucket}")
     raise "cannot create bucket #{bucket}: #{response.code} #{response.body}" unless response.is_a?(Net::HTTPSuccess)
   end
 end
