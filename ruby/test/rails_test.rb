@@ -169,6 +169,14 @@ class RailsTest < Minitest::Test
         assert_equal 404, response.status, ref
         assert_match message, response.body
       end
+      # Malformed escapes and invalid UTF-8 are unknown ids too, not errors.
+      # (rack-test refuses to build such URLs: a raw Rack env instead)
+      %w[%zz %E9].each do |raw|
+        env = Rack::MockRequest.env_for("/").merge(PREVIEW, "QUERY_STRING" => "x=1&cutover_release=#{raw}")
+        status, _, body = app.call(env)
+        assert_equal 404, status, raw
+        assert_match(/is not a release id/, body.each.to_a.join)
+      end
       response = page(PREVIEW)
       assert_equal 200, response.status, "the app still serves"
       assert_equal expected_tags(:b), tags(response.body)

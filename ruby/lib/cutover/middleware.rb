@@ -41,7 +41,11 @@ module Cutover
       query = env["QUERY_STRING"]
       return nil if query.nil? || !query.include?(PARAM)
 
-      value = Rack::Utils.parse_query(query)[PARAM]
+      value = begin
+        Rack::Utils.parse_query(query)[PARAM]
+      rescue ArgumentError # malformed %-escapes: the raw value, which no release id matches
+        query[/(?:\A|&)#{PARAM}=([^&]*)/, 1]
+      end
       value = value.last if value.is_a?(Array)
       value.nil? || value.empty? ? nil : value
     end

@@ -109,7 +109,9 @@ module Cutover
     # answer. Unlike lookups, this reads Redis for an id it has not seen.
     def preview(ref)
       ref = ref.to_s
-      raise UnknownRelease, "#{ref.inspect} is not a release id of app #{@app}" unless RELEASE_REF.match?(ref)
+      unless ref.ascii_only? && RELEASE_REF.match?(ref)
+        raise UnknownRelease, "#{ref.inspect} is not a release id of app #{@app}"
+      end
 
       cached = @preview_lock.synchronize { @previews[ref] }
       return cached if cached
