@@ -18,6 +18,10 @@ module S3
   def request(method, endpoint, path)
     uri = URI("#{endpoint}#{path}")
     request = Net::HTTP.const_get(method.capitalize).new(uri)
+    if request.request_body_permitted?
+      request.body = ""
+      request["content-type"] = "application/octet-stream"
+    end
     sign(request, uri)
     Net::HTTP.start(uri.host, uri.port) { |http| http.request(request) }
   end
