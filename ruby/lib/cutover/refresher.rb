@@ -87,14 +87,15 @@ module Cutover
     def subscribe_loop
       delay = 0.0
       renewal = false
+      subscribed_at = nil
       until stopped?
         subscribed_once = false
         begin
           @source.subscribe(IDLE_RESUBSCRIBE) do |on|
             on.subscribe do
               subscribed_once = true
+              subscribed_at = monotonic
               @subscribed = true
-              delay = 0.0
               @health.recovered(:pubsub) { @logger.info("cutover: subscribed to #{@source.keys.channel} again") }
               # A message published while we were not subscribed is lost:
               # re-read. After a mere idle renewal, checking the id suffices.
@@ -104,12 +105,16 @@ module Cutover
           end
         rescue *CONNECTION_ERRORS => e
           renewal = subscribed_once && e.is_a?(Redis::TimeoutError)
-          # A subscription that went silent or dropped (e.g. CLIENT KILL) is
-          # renewed at once; failing to (re)subscribe is an outage, logged once.
-          unless subscribed_once
-            connection_failed(e)
-            pause(delay = next_delay(delay))
+          if renewal
+            next # silent for IDLE_RESUBSCRIBE seconds: renew at once
+          elsif subscribed_once
+            # Dropped (e.g. CLIENT KILL): renew almost at once, but back off
+            # if subscriptions keep dropping as soon as they are made.
+            delay = 0.0 if monotonic - subscribed_at > MAX_RETRY_DELAY
+          else
+            connection_failed(e) # failing to (re)subscribe is an outage, logged once
           end
+          pause(delay = next_delay(delay))
         rescue StandardError => e
           renewal = false
           @health.failed(:pubsub, e) do
@@ -121,6 +126,10 @@ module Cutover
           @subscribed = false
         end
       end
+    end
+
+    def monotonic
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
     end
 
     def next_delay(delay)
