@@ -1,0 +1,57 @@
+# frozen_string_literal: true
+
+require "logger"
+require "cutover/errors"
+require "cutover/reader"
+
+module Cutover
+  # What Cutover.reader is built from. Under Rails the Railtie fills it from
+  # config.cutover.*; elsewhere set it with Cutover.configure.
+  Configuration = Struct.new(:app, :redis_url, :redis, :poll_interval, :fallback_manifest, :preview, :logger,
+                             keyword_init: true)
+
+  @lock = Mutex.new
+  @reader = nil
+  @config = nil
+
+  class << self
+    def config
+      @config ||= Configuration.new(poll_interval: Reader::DEFAULT_POLL_INTERVAL)
+    end
+
+    def configure
+      yield config
+      config
+    end
+
+    # The process-wide reader, created on first use from Cutover.config (the
+    # Railtie creates it at boot). Thread-safe; fork-safe like every reader.
+    def reader
+      @reader || @lock.synchronize { @reader ||= build_reader }
+    end
+
+    # Replaces the process-wide reader (the previous one is not closed).
+    def reader=(reader)
+      @lock.synchronize { @reader = reader }
+    end
+
+    def configured?
+      !config.app.to_s.empty?
+    end
+
+    def default_logger
+      Logger.new($stderr)
+    end
+
+    private
+
+    def build_reader
+      c = config
+      raise Error, "Cutover is not configured: set config.cutover.app (or Cutover.configure { |c| c.app = ... })" unless configured?
+
+      Reader.new(app: c.app, redis_url: c.redis ? nil : c.redis_url, redis: c.redis,
+                 poll_interval: c.poll_interval || Reader::DEFAULT_POLL_INTERVAL,
+                 fallback_manifest: c.fallback_manifest, logger: c.logger)
+    end
+  end
+end

@@ -1,0 +1,60 @@
+# frozen_string_literal: true
+
+require "cutover/errors"
+
+module Cutover
+  # Manifest formats. Each format is one class that answers `.detect?(data)`
+  # for a parsed manifest (a Hash) and, built from it, `#lookup(name)` and
+  # `#entrypoint(name)` as plain hash reads: everything is computed once, in
+  # the constructor, and frozen. Adding a format is one class plus one line in
+  # FORMATS (most specific shapes first).
+  module Formats
+    EMPTY = [].freeze
+
+    module_function
+
+    def parse(data)
+      raise UnknownFormat, "a manifest is a JSON object, got #{data.class}" unless data.is_a?(Hash)
+
+      format = FORMATS.find { |f| f.detect?(data) }
+      raise UnknownFormat, "no known manifest format matches (#{FORMATS.map(&:label).join(', ')})" unless format
+
+      format.new(data)
+    end
+
+    # {"src" => url, "integrity" => sri or nil}, from a string or an object.
+    def asset(value)
+      case value
+      when String then { "src" => value.freeze, "integrity" => nil }.freeze
+      when Hash
+        src = value["src"]
+        src.is_a?(String) ? { "src" => src.freeze, "integrity" => value["integrity"]&.to_s&.freeze }.freeze : nil
+      end
+    end
+
+    def entrypoint(js, css, preload = EMPTY)
+      { "js" => js.freeze, "css" => css.freeze, "preload" => preload.freeze }.freeze
+    end
+
+    # Without an entrypoints section, entrypoint("application") is the
+    # application.js / application.css entries, as Shakapacker does.
+    def entrypoints_from_entries(lookup)
+      names = lookup.keys.filter_map { |k| k.delete_suffix(".js") if k.end_with?(".js") } +
+              lookup.keys.filter_map { |k| k.delete_suffix(".css") if k.end_with?(".css") }
+      names.uniq.to_h do |name|
+        js = [lookup["#{name}.js"]].compact
+        css = [lookup["#{name}.css"]].compact
+        [name.freeze, entrypoint(js, css)]
+      end.freeze
+    end
+  end
+end
+
+require "cutover/formats/webpack_assets_manifest"
+require "cutover/formats/webpack_manifest_plugin"
+
+module Cutover
+  module Formats
+    FORMATS = [WebpackAssetsManifest, WebpackManifestPlugin].freeze
+  end
+end

@@ -1,0 +1,54 @@
+# frozen_string_literal: true
+
+require "cutover/middleware"
+
+module Cutover
+  # View helpers, included in every view by the Railtie. One request renders
+  # one release: the first helper call pins the snapshot (or the preview the
+  # middleware resolved) in the request env.
+  module Helpers
+    # <script> tags for every js chunk of the entrypoints, in order, each
+    # chunk once; defer by default (as Shakapacker); integrity and
+    # crossorigin="anonymous" when the manifest has integrity. Other options
+    # go to javascript_include_tag (nonce: true, async: true, defer: false...).
+    def cutover_javascript_tags(*names, **options)
+      options = { defer: true }.merge(options)
+      tags = cutover_chunks(names, "js").map do |chunk|
+        javascript_include_tag(chunk["src"], **cutover_sri(chunk), **options)
+      end
+      safe_join(tags, "\n")
+    end
+
+    # <link rel="stylesheet"> tags for every css chunk of the entrypoints.
+    def cutover_stylesheet_tags(*names, **options)
+      tags = cutover_chunks(names, "css").map do |chunk|
+        stylesheet_link_tag(chunk["src"], **cutover_sri(chunk), **options)
+      end
+      safe_join(tags, "\n")
+    end
+
+    # The CDN URL of a manifest entry; raises Cutover::MissingEntry.
+    def cutover_asset_url(name)
+      cutover_snapshot.lookup!(name.to_s)
+    end
+
+    # The snapshot this request renders (live or preview).
+    def cutover_snapshot
+      env = respond_to?(:request) && request ? request.env : nil
+      return Cutover.reader.snapshot unless env
+
+      env[Middleware::ENV_KEY] ||= Cutover.reader.snapshot
+    end
+
+    private
+
+    def cutover_chunks(names, type)
+      snapshot = cutover_snapshot
+      names.flat_map { |name| snapshot.entrypoint!(name.to_s)[type] }.uniq { |chunk| chunk["src"] }
+    end
+
+    def cutover_sri(chunk)
+      chunk["integrity"] ? { integrity: chunk["integrity"], crossorigin: "anonymous" } : {}
+    end
+  end
+end

@@ -1,0 +1,322 @@
+# frozen_string_literal: true
+
+require "test_helper"
+require "active_support/notifications"
+
+# tests/contract/scenarios.md, one test per scenario (test_contract_<id>),
+# against the real cutover binary, moto and redis-server.
+class ContractTest < Minitest::Test
+  include CutoverTestHelpers
+
+  SCENARIOS = File.join(TestServers::ROOT, "tests/contract/scenarios.md")
+
+  # What tells the two fixture releases apart: A (Shakapacker) has
+  # "application.js.map" and a three-chunk entrypoint with integrity; B
+  # (flat) has "application-js.map" and only application.js.
+  def signature(snapshot)
+    js = snapshot.entrypoint("application")["js"]
+    [snapshot.lookup("application.js.map") ? :a : :b, snapshot.lookup("application-js.map") ? :b : :a,
+     js.size == 3 ? :a : :b, js.all? { |c| c["integrity"] } ? :a : :b]
+  end
+
+  def serves?(reader, build)
+    signature(reader.snapshot).uniq == [build]
+  end
+
+  def test_every_contract_scenario_has_a_test
+    ids = File.read(SCENARIOS).scan(/^- `([a-z0-9-]+)`:/).flatten
+    assert_operator ids.size, :>=, 9, "scenarios.md lists the scenarios as - `id`: ..."
+    missing = ids.map { |id| "test_contract_#{id.tr('-', '_')}" } - self.class.public_instance_methods.map(&:to_s)
+    assert_empty missing, "scenarios without a test"
+  end
+
+  def test_contract_boot
+    w = World.new("boot")
+    a = w.deploy(:a)
+    r = reader(w)
+    current, manifest = TestServers.redis.admin.mget(w.key("current"), w.key("manifest"))
+    live = JSON.parse(manifest)
+
+    assert_equal a, current
+    assert_equal current, r.release_id
+    assert_equal live.fetch("application.js").fetch("src"), r.lookup("application.js")
+    assert_match %r{\Ahttps://cdn\.example\.com/packs/js/application-\h+\.js\z}, r.lookup("application.js")
+    entry = r.entrypoint("application")
+    expected = live.dig("entrypoints", "application", "assets")
+    assert_equal expected["js"], entry["js"]
+    assert_equal expected["css"], entry["css"]
+    assert_equal [%r{/runtime-}, %r{/841-}, %r{/application-}], entry["js"].map { |c| Regexp.new(c["src"][%r{/[a-z0-9]+-}]) }
+    assert(entry["js"].all? { |c| c["integrity"].start_with?("sha384-") })
+    assert_equal [], entry["preload"]
+
+    # From memory: 10,000 answers send no command (the background poll adds
+    # at most a few GETs in the meantime).
+    admin = TestServers.redis.admin
+    before = admin.info("stats")["total_commands_processed"].to_i
+    10_000.times { r.lookup("application.js") && r.entrypoint("application") && r.release_id }
+    sent = admin.info("stats")["total_commands_processed"].to_i - before - 1 # the INFO itself
+    assert_operator sent, :<, 10
+  end
+
+  def test_contract_missing_entry
+    w = World.new("missing")
+    a = w.deploy(:a)
+    r = reader(w)
+
+    assert_nil r.lookup("nope.js")
+    assert_nil r.entrypoint("nope")
+    error = assert_raises(Cutover::MissingEntry) { r.lookup!("nope.js") }
+    assert_includes error.message, '"nope.js"'
+    assert_includes error.message, a
+    assert_equal ["nope.js", a], [error.entry, error.release_id]
+    assert_includes assert_raises(Cutover::MissingEntry) { r.entrypoint!("nope") }.message, a
+  end
+
+  def test_contract_switch
+    w = World.new("switch")
+    a = w.deploy(:a)
+    events = []
+    subscription = ActiveSupport::Notifications.subscribe("refresh.cutover") do |*args|
+      payload = ActiveSupport::Notifications::Event.new(*args).payload
+      events << payload if payload[:app] == w.app
+    end
+    # A poll this slow never runs during the test: the switch must come by pub/sub.
+    r = reader(w, poll_interval: 60)
+    wait_for_subscription(r)
+
+    b = w.deploy(:b)
+    wait_until("the reader serves B") { r.release_id == b }
+    assert serves?(r, :b)
+    assert_equal({ release: b, previous: a, source: "pubsub" }, r.status[:last_switch].slice(:release, :previous, :source))
+    refute r.refresh!, "a check right after the switch finds nothing new"
+    assert_equal [{ app: w.app, release: a, previous: nil, source: "boot" },
+                  { app: w.app, release: b, previous: a, source: "pubsub" }], events
+    assert_equal 1, log_lines.grep(/serving release #{b} .*previous #{a}, via pubsub/).size, log_lines.join
+  ensure
+    ActiveSupport::Notifications.unsubscribe(subscription) if subscription
+  end
+
+  def test_contract_rollback
+    w = World.new("rollback")
+    a = w.deploy(:a)
+    b = w.deploy(:b)
+    r = reader(w)
+    assert_equal b, r.release_id
+    wait_for_subscription(r)
+
+    assert_equal a, w.rollback.fetch("release")
+    wait_until("the reader serves A again") { r.release_id == a }
+    assert serves?(r, :a)
+  end
+
+  def test_contract_consistent_pair
+    w = World.new("pair")
+    ids = { a: w.deploy(:a), b: w.deploy(:b) }
+    by_id = ids.invert
+    r = reader(w)
+    wait_for_subscription(r)
+    stop = false
+    samplers = Array.new(2) do
+      Thread.new do
+        seen = Hash.new(0)
+        until stop
+          snapshot = r.snapshot
+          seen[[snapshot.release_id, signature(snapshot)]] += 1
+          Thread.pass # like a request thread doing other work: do not starve the refresher
+        end
+        seen
+      end
+    end
+
+    switches = %i[a b] * 5
+    switches.each do |build|
+      w.activate(ids[build])
+      wait_until("the reader serves #{build}") { r.release_id == ids[build] }
+    end
+    stop = true
+    seen = samplers.map(&:value).reduce { |x, y| x.merge(y) { |_, m, n| m + n } }
+
+    assert_equal ids.values.sort, seen.keys.map(&:first).uniq.sort, "both releases were answered"
+    assert_operator seen.values.sum, :>, 1000
+    seen.each_key do |id, sig|
+      assert_equal [by_id.fetch(id)] * 4, sig, "release #{id} answered with another release's manifest"
+    end
+  end
+
+  Worker = Struct.new(:pid, :reports, :stop, :buffer) do
+    # Every complete report received so far (non-blocking).
+    def read
+      loop { buffer << reports.read_nonblock(65_536) }
+    rescue IO::WaitReadable, EOFError
+      buffer.lines.select { |l| l.end_with?("\n") }.map { |l| JSON.parse(l) }
+    end
+  end
+
+  # A worker process forked from a preloaded parent: it reports its release
+  # over a pipe each time it changes, using the inherited reader with no hook.
+  def fork_worker(reader)
+    reports_r, reports_w = IO.pipe
+    stop_r, stop_w = IO.pipe
+    pid = fork do
+      reports_r.close
+      stop_w.close
+      begin
+        last = nil
+        until IO.select([stop_r], nil, nil, 0.01)
+          id = reader.release_id
+          next if id == last
+
+          chunks = reader.entrypoint("application")["js"].size
+          reports_w.puts(JSON.generate("pid" => Process.pid, "release" => id, "chunks" => chunks))
+          reports_w.flush
+          last = id
+        end
+        exit!(0)
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        reports_w.puts(JSON.generate("error" => "#{e.class}: #{e.message}"))
+        exit!(1)
+      end
+    end
+    reports_w.close
+    stop_r.close
+    Worker.new(pid, reports_r, stop_w, +"")
+  end
+
+  def test_contract_workers
+    w = World.new("workers")
+    a = w.deploy(:a)
+    parent = reader(w)
+    assert_equal a, parent.release_id
+    workers = Array.new(2) { fork_worker(parent) }
+    latest = ->(worker) { worker.read.last }
+    serving = ->(id) { workers.all? { |k| latest.(k)&.fetch("release", nil) == id } }
+
+    wait_until("every worker answers from the inherited release") { serving.(a) }
+    pids = workers.map { |k| latest.(k)["pid"] }
+    assert_equal workers.map(&:pid), pids
+    refute_includes pids, Process.pid
+
+    b = w.deploy(:b)
+    wait_until("every worker serves B within 2s of the deploy") { serving.(b) }
+    assert(workers.all? { |k| latest.(k)["chunks"] == 1 })
+
+    w.rollback
+    wait_until("every worker serves A within 2s of the rollback") { serving.(a) }
+    assert(workers.all? { |k| latest.(k)["chunks"] == 3 })
+    assert_equal a, parent.release_id
+  ensure
+    # Each worker also holds the stop pipes of the workers forked before it:
+    # close them all before waiting for any.
+    workers&.each { |k| k.stop.close }
+    workers&.each do |k|
+      _, status = Process.wait2(k.pid)
+      assert status.success?, "worker #{k.pid} failed: #{k.read.last}"
+    end
+  end
+
+  def test_contract_subscriber_dropped
+    w = World.new("dropped")
+    admin = TestServers.redis.admin
+    user = "reader-#{w.app}"
+    admin.call("ACL", "SETUSER", user, "on", ">pw", "resetkeys", "~cutover:{#{w.app}}:*",
+               "resetchannels", "&cutover:{#{w.app}}:events", "-@all", "+get", "+mget", "+zrange", "+subscribe")
+    url = "redis://#{user}:pw@127.0.0.1:#{TestServers.redis.port}"
+    a = w.deploy(:a)
+    r = reader(w, redis_url: url)
+    wait_for_subscription(r)
+
+    # The subscriber connection is killed: the next activation still arrives.
+    assert_equal 1, admin.call("CLIENT", "KILL", "TYPE", "pubsub", "USER", user)
+    b = w.deploy(:b)
+    wait_until("the reader serves B after its subscription was killed") { r.release_id == b }
+
+    # Now pub/sub stays lost (the channel is refused from here on): only the
+    # poll of current can bring the rollback.
+    admin.call("ACL", "SETUSER", user, "resetchannels")
+    admin.call("CLIENT", "KILL", "TYPE", "pubsub", "USER", user)
+    wait_until("the reader noticed it cannot subscribe", timeout: 5) { log_lines.grep(/cannot subscribe/).any? }
+    w.rollback
+    wait_until("the reader serves A without pub/sub") { r.release_id == a }
+    assert_equal "poll", r.status[:last_switch][:source]
+    assert serves?(r, :a)
+    assert_equal 1, log_lines.grep(/cannot subscribe/).size, "logged once however often it retries"
+  ensure
+    admin&.call("ACL", "DELUSER", user)
+  end
+
+  def test_contract_redis_down
+    server = RedisServer.new.start
+    w = World.new("down", redis_url: server.url)
+    a = w.deploy(:a)
+    r = reader(w)
+    wait_for_subscription(r)
+    slowest = 0.0
+    answer = lambda do
+      started = monotonic
+      answers = [r.release_id, r.lookup("application.js.map"), r.entrypoint("application")]
+      slowest = [slowest, monotonic - started].max
+      assert_equal a, answers[0]
+      assert answers[1] && answers[2]
+    end
+
+    # Stopped (SIGSTOP): Redis accepts nothing and answers nothing; the poll
+    # hangs until its timeout while lookups answer at once.
+    server.pause
+    wait_until("a poll failed against the stopped Redis", timeout: 6) do
+      answer.call
+      r.status[:redis] == :unreachable
+    end
+    # Killed: connections are refused; still serving A.
+    server.kill
+    polls = r.status[:polls]
+    wait_until("two more polls failed", timeout: 5) do
+      answer.call
+      r.status[:polls] >= polls + 2
+    end
+    assert serves?(r, :a)
+    assert_operator slowest, :<, 0.05, "a lookup waited on Redis"
+    assert_equal 1, log_lines.grep(/Redis unreachable/).size, log_lines.join
+
+    # Back (empty, as a Redis without persistence restarts): the next
+    # activation is picked up.
+    server.start
+    b = w.deploy(:b)
+    wait_until("the reader serves B after Redis came back") { r.release_id == b }
+    assert serves?(r, :b)
+    assert_equal 1, log_lines.grep(/Redis reachable again/).size, log_lines.join
+    assert_equal 1, log_lines.grep(/Redis unreachable/).size, log_lines.join
+  ensure
+    server&.kill
+  end
+
+  def test_contract_boot_without_redis
+    port = TestServers.free_port
+    url = "redis://:s3cret@127.0.0.1:#{port}/0"
+    w = World.new("no-redis", redis_url: url)
+    app = w.app
+
+    started = monotonic
+    error = assert_raises(Cutover::Unavailable) { reader(w) }
+    assert_operator monotonic - started, :<, 2
+    assert_includes error.message, "cutover:{#{app}}:manifest"
+    assert_includes error.message, "redis://:***@127.0.0.1:#{port}/0"
+    refute_includes error.message, "s3cret"
+
+    r = reader(w, fallback_manifest: FIXTURE_A_MANIFEST)
+    assert_nil r.release_id
+    assert_equal "/packs/js/application-b62e1c7fb0214cc621a8.js", r.lookup("application.js")
+    assert_equal 3, r.entrypoint("application")["js"].size
+    warning = log_lines.grep(/fallback manifest/)
+    assert_equal 1, warning.size
+    assert_includes warning.first, FIXTURE_A_MANIFEST
+    refute_includes @log.string, "s3cret"
+
+    # Redis comes up (with that password): the reader converges on its own.
+    server = RedisServer.new(port: port, args: ["--requirepass", "s3cret"]).start
+    a = w.deploy(:a)
+    wait_until("the reader left the fallback for the live release") { r.release_id == a }
+    assert_equal "https://cdn.example.com/packs/js/application-b62e1c7fb0214cc621a8.js", r.lookup("application.js")
+  ensure
+    server&.kill
+  end
+end

@@ -1,0 +1,226 @@
+# frozen_string_literal: true
+
+require "test_helper"
+require "rack/test"
+require "support/rails_app"
+
+# A real Rails 6.1 app (Debian's packages) rendering the helpers, with the
+# Railtie's reader and middleware, against the real binary, moto and Redis.
+class RailsTest < Minitest::Test
+  include CutoverTestHelpers
+  include Rack::Test::Methods
+
+  PREVIEW = { "HTTP_X_CUTOVER_PREVIEW" => CutoverRailsApp::PREVIEW_TOKEN }.freeze
+
+  # The app boots once per process, after release A of its own world is
+  # live: the Railtie creates Cutover.reader at boot.
+  def self.world
+    @world ||= World.new("rails").tap do |w|
+      @release_a = w.deploy(:a)
+      CutoverRailsApp.boot!(app: w.app, redis_url: w.redis_url)
+    end
+  end
+
+  class << self
+    attr_reader :release_a
+  end
+
+  def app
+    Rails.application
+  end
+
+  def setup
+    super
+    self.class.world
+  end
+
+  # Tags of the page as attribute hashes, in order.
+  def tags(html)
+    html.scan(/<(script|link|img)\b([^>]*)>/).map do |name, attributes|
+      { "tag" => name }.merge(attributes.scan(/([a-z-]+)="([^"]*)"/).to_h)
+    end
+  end
+
+  def fixture_manifest(build)
+    JSON.parse(File.read(File.join(World::FIXTURES, World::BUILDS.fetch(build), "manifest.json")))
+  end
+
+  def cdn(path)
+    "#{World::CDN}#{path}"
+  end
+
+  # The page as it must be rendered for fixture build A or B, from the
+  # fixture manifests (not from the reader under test).
+  def expected_tags(build)
+    m = fixture_manifest(build)
+    if build == :a
+      assets = m.dig("entrypoints", "application", "assets")
+      sri = ->(c) { { "integrity" => c["integrity"], "crossorigin" => "anonymous" } }
+      css = assets["css"].map { |c| { "tag" => "link", "rel" => "stylesheet", "media" => "screen", "href" => cdn(c["src"]) }.merge(sri.(c)) }
+      js = assets["js"].map { |c| { "tag" => "script", "src" => cdn(c["src"]), "defer" => "defer" }.merge(sri.(c)) }
+      img = m["static/logo.svg"]["src"]
+    else
+      css = [{ "tag" => "link", "rel" => "stylesheet", "media" => "screen", "href" => cdn(m["application.css"]) }]
+      js = [{ "tag" => "script", "src" => cdn(m["application.js"]), "defer" => "defer" }]
+      img = m["static/logo.svg"]
+    end
+    css + js + [{ "tag" => "img", "src" => cdn(img), "alt" => "" }]
+  end
+
+  # Every URL of the page is an object of the world's bucket with the bytes
+  # of the fixture build's file.
+  def assert_urls_served_from_s3(world, html, build)
+    urls = html.scan(/(?:src|href)="([^"]+)"/).flatten
+    assert_operator urls.size, :>=, 3
+    urls.each do |url|
+      assert url.start_with?("#{World::CDN}/packs/"), url
+      key = url.delete_prefix("#{World::CDN}/")
+      body = world.s3_object(key)
+      refute_nil body, "#{key} is not in S3"
+      assert_equal World.fixture_file(build, key.delete_prefix("packs/")), body, "#{key} has other bytes"
+    end
+  end
+
+  def page(headers = {}, query = "")
+    get "/#{query}", {}, headers
+    last_response
+  end
+
+  def with_reader(reader)
+    railtie_reader = Cutover.reader
+    Cutover.reader = reader
+    yield
+  ensure
+    Cutover.reader = railtie_reader
+  end
+
+  def test_railtie_reader_renders_the_live_release_and_follows_deploy_and_rollback
+    w = self.class.world
+    r = Cutover.reader
+    assert_equal [w.app, 1.0], [r.app, r.poll_interval], "configured from config.cutover"
+    assert_includes CutoverRailsApp::LOG.string, "serving release #{self.class.release_a} of #{w.app} (previous none, via boot)",
+                    "created at boot, before any request"
+    wait_for_subscription(r)
+
+    response = page
+    assert_equal 200, response.status
+    assert_equal expected_tags(:a), tags(response.body)
+    assert_urls_served_from_s3(w, response.body, :a)
+
+    b = w.deploy(:b)
+    wait_until("the app serves B") { r.release_id == b }
+    html = page.body
+    assert_equal expected_tags(:b), tags(html)
+    assert_urls_served_from_s3(w, html, :b)
+
+    w.rollback
+    wait_until("the app serves A again") { r.release_id == self.class.release_a }
+    html = page.body
+    assert_equal expected_tags(:a), tags(html)
+    assert_urls_served_from_s3(w, html, :a)
+  end
+
+  def test_preview_allowed_renders_the_requested_release
+    w = World.new("preview")
+    a = w.deploy(:a)
+    w.deploy(:b)
+    with_reader(reader(w)) do
+      assert_equal expected_tags(:b), tags(page(PREVIEW).body), "no parameter: the live release"
+      [a, a[0, 6]].each do |ref|
+        response = page(PREVIEW, "?cutover_release=#{ref}")
+        assert_equal 200, response.status
+        assert_equal expected_tags(:a), tags(response.body), "preview of #{ref}"
+        assert_urls_served_from_s3(w, response.body, :a)
+      end
+      assert_equal expected_tags(:b), tags(page(PREVIEW).body), "the preview did not switch the app"
+    end
+  end
+
+  def test_preview_refused_serves_the_live_release
+    w = World.new("refused")
+    a = w.deploy(:a)
+    w.deploy(:b)
+    with_reader(reader(w)) do
+      [{}, { "HTTP_X_CUTOVER_PREVIEW" => "wrong" }].each do |headers|
+        response = page(headers, "?cutover_release=#{a}")
+        assert_equal 200, response.status
+        assert_equal expected_tags(:b), tags(response.body)
+      end
+    end
+  end
+
+  def test_preview_of_an_unknown_release_is_a_404
+    w = World.new("unknown")
+    a = w.deploy(:a)
+    b = w.deploy(:b)
+    # A third id sharing A's first four characters makes that prefix ambiguous.
+    twin = a[0, 4] + (a[4] == "0" ? "1" : "0") + a[5..]
+    TestServers.redis.admin.zadd(w.key("releases"), 1, twin)
+    unknown = ((("0".."9").to_a + ("a".."f").to_a - [a[0], b[0]]).first * 16)
+
+    with_reader(reader(w)) do
+      {
+        unknown => /no release of app #{w.app} matches "#{unknown}"/,
+        a[0, 4] => /"#{a[0, 4]}" matches 2 releases/,
+        twin => /release #{twin} of app #{w.app} has no record/,
+        "<script>" => /is not a release id/
+      }.each do |ref, message|
+        response = page(PREVIEW, "?cutover_release=#{Rack::Utils.escape(ref)}")
+        assert_equal 404, response.status, ref
+        assert_match message, response.body
+      end
+      # Malformed escapes and invalid UTF-8 are unknown ids too, not errors.
+      # (rack-test refuses to build such URLs: a raw Rack env instead)
+      %w[%zz %E9].each do |raw|
+        env = Rack::MockRequest.env_for("/").merge(PREVIEW, "QUERY_STRING" => "x=1&cutover_release=#{raw}")
+        status, _, body = app.call(env)
+        assert_equal 404, status, raw
+        assert_match(/is not a release id/, body.each.to_a.join)
+      end
+      response = page(PREVIEW)
+      assert_equal 200, response.status, "the app still serves"
+      assert_equal expected_tags(:b), tags(response.body)
+    end
+  end
+
+  def test_missing_entrypoint_raises_missing_entry
+    w = World.new("rails-missing")
+    a = w.deploy(:a)
+    with_reader(reader(w)) do
+      error = assert_raises(ActionView::Template::Error) { get "/missing" }
+      assert_kind_of Cutover::MissingEntry, error.cause
+      assert_match(/"no-such-entrypoint" in the manifest of release #{a}/, error.message)
+    end
+  end
+
+  # Booting an app (a fresh process, as a server would) with Redis down.
+  def boot_subprocess(env)
+    script = <<~RUBY
+      require "support/rails_app"
+      require "rack/mock"
+      CutoverRailsApp.initialize!
+      CutoverRailsApp.routes.draw { root "pages#show" }
+      status, _, body = Rails.application.call(Rack::MockRequest.env_for("/"))
+      print status, "\\n"
+      body.each { |part| print part }
+    RUBY
+    Open3.capture3(env, RbConfig.ruby, "-I#{File.expand_path('../lib', __dir__)}", "-I#{__dir__}", "-e", script)
+  end
+
+  def test_boot_with_redis_down_uses_the_fallback_manifest_or_fails_clearly
+    port = TestServers.free_port
+    env = { "CUTOVER_TEST_APP" => "booting", "CUTOVER_TEST_REDIS_URL" => "redis://:s3cret@127.0.0.1:#{port}" }
+
+    _, err, status = boot_subprocess(env)
+    refute status.success?
+    assert_match(%r{cannot read cutover:\{booting\}:manifest from Redis at redis://:\*\*\*@127\.0\.0\.1:#{port}\b.*\(Cutover::Unavailable\)}, err)
+    refute_includes err, "s3cret"
+
+    out, err, status = boot_subprocess(env.merge("CUTOVER_TEST_FALLBACK" => FIXTURE_A_MANIFEST))
+    assert status.success?, err
+    code, html = out.split("\n", 2)
+    assert_equal "200", code
+    scripts = tags(html).select { |t| t["tag"] == "script" }.map { |t| t["src"] }
+    assert_equal fixture_manifest(:a).dig("entrypoints", "application", "assets", "js").map { |c| c["src"] }, scripts
+  end
+end

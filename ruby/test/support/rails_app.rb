@@ -1,0 +1,61 @@
+# frozen_string_literal: true
+
+require "tmpdir"
+require "logger"
+require "stringio"
+require "rails"
+require "action_controller/railtie"
+require "action_view/railtie"
+require "cutover"
+require "cutover/railtie" # test_helper required cutover before Rails
+
+# A minimal Rails 6.1 application that renders the helpers. Configured from
+# CutoverRailsApp.boot! (in process) or from the environment (a subprocess
+# booting it, see rails_test.rb).
+class CutoverRailsApp < Rails::Application
+  PREVIEW_HEADER = "X-Cutover-Preview"
+  PREVIEW_TOKEN = "let-me-see"
+  LOG = StringIO.new
+
+  config.root = Dir.mktmpdir("cutover-rails-app-")
+  config.eager_load = false
+  config.secret_key_base = "0" * 64
+  config.logger = Logger.new(LOG)
+  config.log_level = :info
+  config.hosts.clear
+  config.action_dispatch.show_exceptions = false
+  config.action_controller.allow_forgery_protection = false
+  config.active_support.deprecation = :silence
+  config.cutover.app = ENV["CUTOVER_TEST_APP"]
+  config.cutover.redis_url = ENV["CUTOVER_TEST_REDIS_URL"]
+  config.cutover.fallback_manifest = ENV["CUTOVER_TEST_FALLBACK"]
+  config.cutover.preview = ->(request) { request.get_header("HTTP_X_CUTOVER_PREVIEW") == PREVIEW_TOKEN }
+
+  PAGE = <<~ERB
+    <!DOCTYPE html>
+    <html><head>
+    <%= cutover_stylesheet_tags "application" %>
+    <%= cutover_javascript_tags "application" %>
+    </head><body><img src="<%= cutover_asset_url "static/logo.svg" %>" alt=""></body></html>
+  ERB
+
+  def self.boot!(app:, redis_url:)
+    config.cutover.app = app
+    config.cutover.redis_url = redis_url
+    initialize!
+    routes.draw do
+      root "pages#show"
+      get "missing" => "pages#missing"
+    end
+  end
+end
+
+class PagesController < ActionController::Base
+  def show
+    render inline: CutoverRailsApp::PAGE
+  end
+
+  def missing
+    render inline: %(<%= cutover_javascript_tags "no-such-entrypoint" %>)
+  end
+end
