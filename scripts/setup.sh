@@ -16,6 +16,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ruby >/dev/null || need_apt+=(ruby)
 ruby -e 'require "redis"' 2>/dev/null || need_apt+=(ruby-redis)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# nginx stands in for the CDN in the URL and CDN tests.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 # The Node reader's tests (node/) need Node 18 or later with npm.
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)

@@ -77,6 +77,23 @@ pub fn object_key(prefix: &str, path: &str) -> String {
     }
 }
 
+/// An S3 key as the path of a URL: every byte outside RFC 3986's
+/// unreserved characters is percent-encoded, segment by segment, so the URL
+/// resolves (through S3 and any CDN) to exactly this key. `+`, `#`, `?`,
+/// `%`, spaces and non-ASCII names included.
+pub fn url_path(key: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    key.split('/')
+        .map(|seg| utf8_percent_encode(seg, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The listing prefix of a public prefix: "" or "prefix/".
 pub fn list_prefix(prefix: &str) -> String {
     if prefix.is_empty() {
@@ -131,5 +148,14 @@ mod tests {
         let key = record_key("_cutover/shop/", "ab12");
         assert_eq!(key, "_cutover/shop/releases/ab12.json");
         assert_eq!(id_of_record_key(&key), Some("ab12"));
+    }
+
+    #[test]
+    fn url_paths_resolve_to_the_key() {
+        assert_eq!(
+            url_path("packs/js/a b%c#d?e+f-ü.js"),
+            "packs/js/a%20b%25c%23d%3Fe%2Bf-%C3%BC.js"
+        );
+        assert_eq!(url_path("packs/js/app-1a2b.js"), "packs/js/app-1a2b.js");
     }
 }

@@ -11,7 +11,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         0,
         "success, including \"already live\" and \"recorded, not activated\"",
     ),
-    (1, "an operation failed and nothing was switched"),
+    (1, "an operation failed and nothing was switched (unless the message says it cannot tell: then run `cutover status`)"),
     (
         2,
         "bad usage, configuration, input or permissions (the message names the fix)",

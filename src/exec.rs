@@ -20,7 +20,8 @@ use crate::store::s3::{PutOutcome, PutSpec, S3Store};
 
 /// What the executor needs to carry out steps.
 pub struct Executor<'a> {
-    pub store: &'a S3Store,
+    /// None for steps that touch Redis only.
+    pub store: Option<&'a S3Store>,
     pub registry: &'a mut Registry,
     /// The build directory, for uploads.
     pub root: Option<&'a Path>,
@@ -50,7 +51,7 @@ pub struct Executed {
     pub timings: Vec<(&'static str, f64)>,
 }
 
-impl Executor<'_> {
+impl<'a> Executor<'a> {
     /// Run every step in order; stop at the first failure. SIGINT/SIGTERM
     /// before the switch abort open multipart uploads and end with exit 130,
     /// nothing switched; the switch itself is one atomic call and is never
@@ -69,7 +70,9 @@ impl Executor<'_> {
                 tokio::select! {
                     r = self.write(step, &mut done) => r?,
                     _ = shutdown_signal() => {
-                        store.abort_in_flight().await;
+                        if let Some(store) = store {
+                            store.abort_in_flight().await;
+                        }
                         return Err(Failure::interrupted(
                             "interrupted; nothing was switched. The next deploy uploads only what is still missing",
                         ));
@@ -82,12 +85,29 @@ impl Executor<'_> {
         Ok(done)
     }
 
+    fn s3(&self) -> anyhow::Result<&'a S3Store> {
+        self.store.ok_or_else(|| {
+            Failure::operation("internal error: an S3 step without an S3 connection")
+        })
+    }
+
     /// One step that writes objects or records.
     async fn write(&mut self, step: &Step, done: &mut Executed) -> anyhow::Result<()> {
         match step {
             Step::Upload(files) => done.upload = Some(self.upload(files).await?),
-            Step::PutRecord { key, body } => self.store.put_record(key, body.clone()).await?,
-            Step::Register(record) => self.registry.register(record).await?,
+            Step::PutRecord { key, body } => self.s3()?.put_record(key, body.clone()).await?,
+            Step::Register {
+                record,
+                replace_broken,
+            } => self.registry.register(record, *replace_broken).await?,
+            Step::Unlock { owner } => {
+                if !self.registry.unlock(owner).await? {
+                    return Err(Failure::refused(format!(
+                        "the deploy lock {} changed since it was read (no longer {owner:?}); nothing was deleted. Look again with `cutover unlock`",
+                        self.registry.keys.lock
+                    )));
+                }
+            }
             Step::Switch(_) => unreachable!("the switch runs on its own"),
         }
         Ok(())
@@ -106,7 +126,7 @@ impl Executor<'_> {
             files: files.len() as u64,
             bytes: total,
         });
-        let (store, observer, threshold) = (self.store, self.observer, self.multipart_threshold);
+        let (store, observer, threshold) = (self.s3()?, self.observer, self.multipart_threshold);
         let results: anyhow::Result<Vec<(u64, PutOutcome)>> = stream::iter(files)
             .map(|f| async move {
                 let path = root.join(&f.path);
@@ -115,6 +135,7 @@ impl Executor<'_> {
                     path: &path,
                     size: f.size,
                     sha256_hex: &f.sha256,
+                    md5_hex: &f.md5,
                     headers: &f.headers,
                 };
                 let outcome = store.put_file(spec, threshold).await?;
@@ -191,8 +212,9 @@ fn step_name(step: &Step) -> &'static str {
     match step {
         Step::Upload(_) => "upload",
         Step::PutRecord { .. } => "record",
-        Step::Register(_) => "register",
+        Step::Register { .. } => "register",
         Step::Switch(_) => "switch",
+        Step::Unlock { .. } => "unlock",
     }
 }
 
@@ -217,16 +239,28 @@ pub fn describe(step: &Step, t: &Target) -> String {
             "S3 PUT s3://{}/{key} (release record, with the file list)",
             t.bucket
         ),
-        Step::Register(r) => format!(
-            "Redis SET {} NX (release record); ZADD {} NX {} {}",
+        Step::Register {
+            record: r,
+            replace_broken,
+        } => format!(
+            "Redis EVAL register: SET {} ({}); ZADD {} NX {} {}",
             t.keys.release(&r.id),
+            if *replace_broken {
+                "replacing the unreadable record there"
+            } else {
+                "release record, unless one is there"
+            },
             t.keys.releases,
             r.created_at_ms,
             r.id
         ),
+        Step::Unlock { owner } => format!(
+            "Redis EVAL unlock: DEL {} if it still holds {owner:?}",
+            t.keys.lock
+        ),
         Step::Switch(s) => format!(
-            "Redis EVAL activate: if {current} is {expected}{force}: SET {current} {id}; SET {manifest} ({size} of JSON); \
-             LPUSH {history} ({action} event, capped at {cap}); PUBLISH {channel}",
+            "Redis EVAL activate: check key types; if {current} is {expected}{force}: PUBLISH {channel} ({action} event); \
+             SET {current} {id}; SET {manifest} ({size} of JSON); LPUSH {history} (capped at {cap})",
             current = t.keys.current,
             expected = s.expected.as_deref().unwrap_or("unset"),
             force = if s.force { " (or --force)" } else { "" },

@@ -37,6 +37,9 @@ pub struct PlannedFile {
     pub key: String,
     pub size: u64,
     pub sha256: String,
+    /// MD5 of the whole file (hex).
+    #[serde(skip)]
+    pub md5: String,
     #[serde(skip)]
     pub etag: String,
     #[serde(flatten)]
@@ -56,10 +59,16 @@ pub enum Step {
     Upload(Vec<PlannedFile>),
     /// The full release record (with its file list) to S3, after its objects.
     PutRecord { key: String, body: Vec<u8> },
-    /// Record the release in Redis (an existing record is kept).
-    Register(Box<ReleaseRecord>),
+    /// Record the release in Redis. An existing record is kept (records are
+    /// immutable), unless `replace_broken` and it is not a readable record.
+    Register {
+        record: Box<ReleaseRecord>,
+        replace_broken: bool,
+    },
     /// Make a release live in one atomic compare-and-set step.
     Switch(Switch),
+    /// Delete the deploy lock if it still holds `owner` (`cutover unlock`).
+    Unlock { owner: String },
 }
 
 /// The atomic switch: if `current` is still `expected` (or `force`), make
@@ -116,13 +125,13 @@ impl DeployPlan {
             .filter(|f| f.decision == Decision::Inspect)
         {
             match inspected.get(&f.key) {
-                Some(i) if i.sha256_hex == f.sha256 => {
+                Some(i) if i.matches(&f.sha256, Some(&f.md5)) => {
                     f.decision = Decision::Skip;
                     f.remote = None;
                 }
                 Some(i) => {
                     f.decision = Decision::Conflict;
-                    f.remote = Some(format!("sha256 {}", i.sha256_hex));
+                    f.remote = Some(i.to_string());
                 }
                 None => {
                     f.decision = Decision::Upload;
@@ -150,7 +159,10 @@ impl DeployPlan {
             key: record_key(meta_prefix, &self.release.id),
             body: serde_json::to_vec_pretty(&self.release).expect("records serialize"),
         });
-        steps.push(Step::Register(Box::new(self.release.summary())));
+        steps.push(Step::Register {
+            record: Box::new(self.release.summary()),
+            replace_broken: false,
+        });
         if opts.activate {
             steps.push(Step::Switch(Switch {
                 expected: self.live_release.clone(),
@@ -192,7 +204,9 @@ pub fn deploy(
     let warnings = warnings(config, manifest, &not_fingerprinted);
     Ok(DeployPlan {
         manifest_diff: diff(live.manifest.as_ref(), &manifest.live),
-        already_live: live.current.as_deref() == Some(release.id.as_str()),
+        // Live means `current` and the live manifest are this release's;
+        // a release that is current with a missing or other manifest is repaired.
+        already_live: live.serves(&release.id, &manifest.live),
         live_release: live.current.clone(),
         release,
         files,
@@ -226,6 +240,7 @@ fn plan_files(
                 key,
                 size: f.size,
                 sha256: f.digests.sha256_hex(),
+                md5: hex::encode(f.digests.md5),
                 etag: f.digests.expected_etag(),
                 headers: headers_for(f, &config.cache_control, &config.header_rules),
                 decision,
@@ -277,6 +292,7 @@ fn record(
                     path: f.path.clone(),
                     size: f.size,
                     sha256: f.sha256.clone(),
+                    md5: Some(f.md5.clone()),
                     etag: f.etag.clone(),
                 })
                 .collect(),
@@ -450,7 +466,7 @@ mod tests {
         let mut seen = HashMap::new();
         seen.insert(
             "packs/js/c-0a1b2c3d4e.js".to_string(),
-            Inspected { sha256_hex: c_sha },
+            Inspected::Sha256(c_sha),
         );
         p.resolve(&seen);
         assert_eq!(p.files[2].decision, Decision::Skip);
@@ -479,8 +495,9 @@ mod tests {
                 .map(|s| match s {
                     Step::Upload(_) => "upload",
                     Step::PutRecord { .. } => "record",
-                    Step::Register(_) => "register",
+                    Step::Register { .. } => "register",
                     Step::Switch(_) => "switch",
+                    Step::Unlock { .. } => "unlock",
                 })
                 .collect()
         };
@@ -531,6 +548,7 @@ mod tests {
         let live = LiveState {
             current: Some(first.release.id.clone()),
             manifest: Some(first.release.manifest.clone()),
+            damage: None,
         };
         let again = deploy(&c, &fx.build, &fx.manifest, &Listing::new(), &live, who()).unwrap();
         assert!(again.already_live);

@@ -12,8 +12,20 @@ pub struct ReleaseFile {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    /// MD5 of the bytes (hex); absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
     /// The ETag S3 gives our upload of it (MD5, or multipart MD5-of-MD5s).
     pub etag: String,
+}
+
+impl ReleaseFile {
+    /// The MD5 of the bytes, when known.
+    pub fn md5(&self) -> Option<&str> {
+        self.md5
+            .as_deref()
+            .or_else(|| (!self.etag.contains('-')).then_some(self.etag.as_str()))
+    }
 }
 
 /// The release record (README, "Releases").

@@ -16,10 +16,37 @@ pub struct RemoteObject {
 pub type Listing = HashMap<String, RemoteObject>;
 
 /// What a closer look (HEAD, or reading the object) found out about an
-/// object whose listing entry alone did not prove its bytes.
+/// object whose listing entry alone did not prove its bytes: the best
+/// evidence S3 gives, S3's own before cutover's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inspected {
-    pub sha256_hex: String,
+pub enum Inspected {
+    /// S3's own SHA-256 of the object, or the hash of its bytes read back.
+    Sha256(String),
+    /// A plain-MD5 ETag (no SSE-KMS or SSE-C): the MD5 of its bytes.
+    Md5(String),
+    /// Only the `x-amz-meta-sha256` the uploader set (an SSE-KMS object
+    /// without S3 checksum): what cutover recorded when it uploaded it.
+    Claimed(String),
+}
+
+impl Inspected {
+    /// Does the object hold the bytes with this SHA-256 and MD5 (hex)?
+    pub fn matches(&self, sha256: &str, md5: Option<&str>) -> bool {
+        match self {
+            Inspected::Sha256(h) | Inspected::Claimed(h) => h.eq_ignore_ascii_case(sha256),
+            Inspected::Md5(m) => md5.is_some_and(|md5| m.eq_ignore_ascii_case(md5)),
+        }
+    }
+}
+
+impl std::fmt::Display for Inspected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inspected::Sha256(h) => write!(f, "sha256 {h}"),
+            Inspected::Md5(m) => write!(f, "md5 {m} (its ETag)"),
+            Inspected::Claimed(h) => write!(f, "sha256 {h} (per its metadata)"),
+        }
+    }
 }
 
 /// What one listing entry says about an object expected to hold `size`
@@ -51,7 +78,35 @@ impl RemoteObject {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LiveState {
     pub current: Option<String>,
+    /// None when missing or unreadable.
     pub manifest: Option<serde_json::Value>,
+    /// Why the live manifest cannot be used (missing, not JSON), if so.
+    pub damage: Option<String>,
+}
+
+impl LiveState {
+    /// Is this release live, with its own manifest (nothing to repair)?
+    pub fn serves(&self, id: &str, manifest: &serde_json::Value) -> bool {
+        self.current.as_deref() == Some(id) && self.manifest.as_ref() == Some(manifest)
+    }
+}
+
+/// A value read from a store: absent, usable, or there but unreadable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored<T> {
+    Missing,
+    Valid(T),
+    /// Present but not what it should be, and why.
+    Broken(String),
+}
+
+impl<T> Stored<T> {
+    pub fn valid(self) -> Option<T> {
+        match self {
+            Stored::Valid(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

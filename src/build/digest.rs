@@ -79,6 +79,12 @@ pub fn hash_file(
     buf: &mut [u8],
 ) -> anyhow::Result<(u64, Digests)> {
     let unreadable = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Failure::input(format!(
+                "{} disappeared while the build was read; wait for the build to finish, then deploy again",
+                path.display()
+            ));
+        }
         Failure::input(format!(
             "cannot read {}: {e}; fix its permissions or remove it from the build",
             path.display()
@@ -199,6 +205,18 @@ mod tests {
         assert_eq!(d.matches_sri(&d.sri()), Some(true));
         assert_eq!(d.matches_sri("sha384-AAAA"), Some(false));
         assert_eq!(d.matches_sri("sha512-AAAA"), None);
+    }
+
+    #[test]
+    fn a_file_that_disappeared_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = hash_file(&dir.path().join("gone.js"), u64::MAX, &mut [0u8; 4])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("disappeared while the build was read"),
+            "{err}"
+        );
     }
 
     #[test]

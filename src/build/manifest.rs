@@ -49,12 +49,12 @@ pub fn load(
         }
         Err(e) => return Err(Failure::input(format!("cannot read manifest {}: {e}", full.display()))),
     };
-    let raw: Value = serde_json::from_slice(&text).map_err(|e| {
+    // A byte-order mark is not JSON, but editors write one; it means nothing.
+    let text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&text);
+    let raw = strict_json(text).map_err(|e| {
         Failure::input(format!(
-            "manifest {} is not valid JSON (line {}, column {}: {e}); rebuild it with webpack",
-            full.display(),
-            e.line(),
-            e.column()
+            "manifest {} is not valid JSON ({e}); rebuild it with webpack",
+            full.display()
         ))
     })?;
     parse(build, manifest_path, raw, public_url)
@@ -102,6 +102,17 @@ pub fn parse(
                     return None;
                 }
             };
+            if file
+                .strip_suffix(".gz")
+                .or(file.strip_suffix(".br"))
+                .unwrap_or(&file)
+                == manifest_path
+            {
+                problems.push(format!(
+                    "an entry names the manifest itself ({value:?}), which is published through Redis and never uploaded; remove that entry"
+                ));
+                return None;
+            }
             if let Some(sri) = integrity {
                 let f = build.get(&file).expect("resolved files exist");
                 if f.digests.matches_sri(sri) == Some(false) {
@@ -175,15 +186,26 @@ fn rewrite(
 /// Find the build file a manifest value names: the longest `/`-suffix of the
 /// value (without query or fragment) that is a file of the build.
 /// Returns (file path, public path before it).
+///
+/// The value is tried as written (a file may have `#` or `?` in its name),
+/// then without a query or fragment, each also percent-decoded.
 fn resolve(build: &Build, value: &str) -> Result<(String, String), String> {
     let clean = value.split(['?', '#']).next().unwrap_or(value);
-    let decoded = percent_decode(clean);
-    if decoded.split('/').any(|seg| seg == "..") {
+    let candidates = [
+        value.to_string(),
+        percent_decode(value),
+        clean.to_string(),
+        percent_decode(clean),
+    ];
+    if candidates
+        .iter()
+        .any(|c| c.split('/').any(|seg| seg == ".."))
+    {
         return Err(format!(
             "asset path {value:?} contains `..`; every asset must be inside the build directory"
         ));
     }
-    for candidate in [clean, decoded.as_str()] {
+    for candidate in candidates.iter().map(String::as_str) {
         let mut start = 0;
         loop {
             let rest = &candidate[start..];
@@ -199,6 +221,68 @@ fn resolve(build: &Build, value: &str) -> Result<(String, String), String> {
     Err(format!(
         "it names {value:?}, which is not a file in the build"
     ))
+}
+
+/// Parse JSON, refusing an object with the same key twice (JSON parsers
+/// keep one of them silently; which one the app would read is a guess).
+fn strict_json(text: &[u8]) -> Result<Value, String> {
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    struct Strict(Value);
+    impl<'de> Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+            d.deserialize_any(StrictVisitor)
+        }
+    }
+    struct StrictVisitor;
+    impl<'de> Visitor<'de> for StrictVisitor {
+        type Value = Strict;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+            Ok(Strict(Value::Bool(v)))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+            Ok(Strict(v.into()))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+            Ok(Strict(v.into()))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+            Ok(Strict(v.into()))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+            Ok(Strict(v.into()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+            Ok(Strict(v.into()))
+        }
+        fn visit_unit<E>(self) -> Result<Strict, E> {
+            Ok(Strict(Value::Null))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+            let mut items = Vec::new();
+            while let Some(Strict(v)) = seq.next_element()? {
+                items.push(v);
+            }
+            Ok(Strict(Value::Array(items)))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some((k, Strict(v))) = map.next_entry::<String, Strict>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!(
+                        "the key {k:?} appears twice in one object"
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(Strict(Value::Object(out)))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let parsed = Strict::deserialize(&mut de).and_then(|Strict(v)| de.end().map(|()| v));
+    parsed.map_err(|e| format!("line {}, column {}: {e}", e.line(), e.column()))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -365,6 +449,43 @@ mod tests {
                 .contains("integrity of js/a.js does not match")
         );
         assert!(msg(json!([1, 2])).contains("expected a JSON object"));
+    }
+
+    #[test]
+    fn byte_order_mark_duplicates_and_self_reference() {
+        let (dir, b) = build(&[("js/a-0a1b2c3d4e.js", b"a"), ("manifest.json", b"{}")]);
+        let write = |text: &[u8]| std::fs::write(dir.path().join("manifest.json"), text).unwrap();
+        let load = || load(&b, "manifest.json", &cdn).map(|m| m.live);
+        write(b"\xEF\xBB\xBF{\"a.js\": \"/packs/js/a-0a1b2c3d4e.js\"}");
+        assert_eq!(load().unwrap()["a.js"], cdn("js/a-0a1b2c3d4e.js"));
+        write(br#"{"a.js": "/packs/js/a-0a1b2c3d4e.js", "a.js": "/packs/js/b.js"}"#);
+        let err = load().unwrap_err().to_string();
+        assert!(
+            err.contains("\"a.js\" appears twice") && err.contains("line 1"),
+            "{err}"
+        );
+        write(br#"{"a.js": "/packs/js/a-0a1b2c3d4e.js", "m": "/packs/manifest.json"}"#);
+        let err = load().unwrap_err().to_string();
+        assert!(err.contains("names the manifest itself"), "{err}");
+    }
+
+    #[test]
+    fn file_names_with_hash_and_question_marks_resolve() {
+        let (_d, b) = build(&[
+            ("js/a#b-0a1b2c3d4e.js", b"a"),
+            ("js/q?x-0a1b2c3d4e.js", b"q"),
+        ]);
+        let m = parse(
+            &b,
+            "manifest.json",
+            json!({"a.js": "/packs/js/a#b-0a1b2c3d4e.js", "q.js": "/packs/js/q%3Fx-0a1b2c3d4e.js"}),
+            &cdn,
+        )
+        .unwrap();
+        assert_eq!(
+            m.referenced,
+            ["js/a#b-0a1b2c3d4e.js", "js/q?x-0a1b2c3d4e.js"]
+        );
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub enum Command {
     Status,
     /// List uploaded releases, newest first, marking the live one.
     Releases(ReleasesArgs),
+    /// Show who holds the deploy lock; clear it with --force.
+    Unlock(UnlockArgs),
 }
 
 impl Command {
@@ -72,6 +74,7 @@ impl Command {
             Command::Rollback(_) => "rollback",
             Command::Status => "status",
             Command::Releases(_) => "releases",
+            Command::Unlock(_) => "unlock",
         }
     }
 }
@@ -123,6 +126,16 @@ pub struct SwitchFlags {
     /// A note kept in the history.
     #[arg(long, short)]
     pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Delete the lock (only if it still has the owner shown).
+    #[arg(long)]
+    pub force: bool,
+    /// Show what --force would delete; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::commands::{deploy, inspect, switch, Ctx};
+use crate::commands::{deploy, inspect, switch, unlock, Ctx};
 use crate::config::{self, FileSource};
 use crate::error::{exit_code, one_line, Failure};
 use crate::render::Render;
@@ -71,6 +71,13 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
         ),
         Command::Status => emit(json, inspect::status(&ctx).await),
         Command::Releases(a) => emit(json, inspect::releases(&ctx, a.limit).await),
+        Command::Unlock(a) => {
+            let req = unlock::Request {
+                force: a.force,
+                dry_run: a.dry_run,
+            };
+            emit(json, unlock::run(&ctx, req).await)
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::release::{now, ReleaseRecord};
 use crate::render::{bytes, count, some, Render};
 use crate::state::{Listing, LiveState};
 use crate::store::lock::LockGuard;
-use crate::store::redis::Registry;
+use crate::store::redis::{Needs, Registry};
 use crate::store::s3::S3Store;
 
 pub struct Request {
@@ -42,6 +42,9 @@ pub enum Ending {
     Recorded,
     /// The build is the live release (its missing objects, if any, restored).
     AlreadyLive,
+    /// The build was the live release, but Redis no longer held its manifest
+    /// intact: written again.
+    Repaired,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,7 +113,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     let observer = ctx.observer.as_ref();
 
     let (build, manifest, store, mut registry, remote, live) =
-        gather(ctx, &req.dir, &mut timings).await?;
+        gather(ctx, &req.dir, !req.dry_run, &mut timings).await?;
 
     let planning = Instant::now();
     let opts = DeployOptions {
@@ -166,7 +169,9 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     lock.release().await;
     let (plan, steps, executed) = result?;
     let described = describe_steps(ctx, &store, &registry, &steps);
+    let was_current = plan.live_release.as_deref() == Some(plan.release.id.as_str());
     let (ending, live_after) = match &executed.switched_from {
+        Some(_) if was_current => (Ending::Repaired, Some(plan.release.id.clone())),
         Some(_) => (Ending::Activated, Some(plan.release.id.clone())),
         None if plan.already_live => (Ending::AlreadyLive, plan.live_release.clone()),
         None => (Ending::Recorded, plan.live_release.clone()),
@@ -205,11 +210,16 @@ type Gathered = (Build, Manifest, S3Store, Registry, Listing, LiveState);
 async fn gather(
     ctx: &Ctx,
     dir: &std::path::Path,
+    writes: bool,
     timings: &mut Timings,
 ) -> anyhow::Result<Gathered> {
     let started = Instant::now();
     let services = async {
         let (store, mut registry) = ctx.connect().await?;
+        if writes {
+            // Before anything is uploaded: a user who may not switch finds out now.
+            registry.check_permissions(Needs::Switch).await?;
+        }
         let (remote, live) = remote_state(ctx, &store, &mut registry).await?;
         anyhow::Ok((
             store,
@@ -329,7 +339,7 @@ async fn deploy_locked(
     }
     let steps = plan.steps(&ctx.config.meta_prefix()?, opts);
     let mut executor = Executor {
-        store,
+        store: Some(store),
         registry,
         root: Some(&build.root),
         concurrency: ctx.config.concurrency,
@@ -391,7 +401,7 @@ fn outcome(
         app: plan.release.app.clone(),
         dry_run,
         outcome: ending,
-        activated: ending == Ending::Activated,
+        activated: matches!(ending, Ending::Activated | Ending::Repaired),
         release: plan.release.summary(),
         live_before: plan.live_release.clone(),
         live_after,
@@ -544,6 +554,10 @@ impl Render for Outcome {
             }
             Ending::Recorded => format!(
                 "recorded release {id} (not activated); make it live with: cutover activate {id}"
+            ),
+            Ending::Repaired => format!(
+                "release {id} was live for {} but Redis no longer held its manifest intact; wrote it again",
+                r.app
             ),
             _ => format!(
                 "release {id} is live for {} (was {})",

@@ -6,6 +6,7 @@ use super::Ctx;
 use crate::contract::ActivationEvent;
 use crate::release::ReleaseRecord;
 use crate::render::{bytes, count, table, Render};
+use crate::state::Stored;
 use crate::store::redis::Registry;
 
 #[derive(Debug, Serialize)]
@@ -15,25 +16,54 @@ pub struct Status {
     pub current: Option<String>,
     pub record: Option<ReleaseRecord>,
     pub last_event: Option<ActivationEvent>,
+    /// What is wrong with the live state in Redis, and how to repair it.
+    pub problems: Vec<String>,
 }
 
 pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
     let app = ctx.config.app()?.to_string();
     let mut registry = Registry::connect(&ctx.config).await?;
     let live = registry.live().await?;
+    let mut problems = Vec::new();
     let (record, last_event) = match &live.current {
-        Some(id) => (
-            registry.record(id).await?,
-            registry.history(1).await?.into_iter().next(),
-        ),
+        Some(id) => {
+            let record = match registry.record(id).await? {
+                Stored::Valid(r) => Some(r),
+                Stored::Missing => {
+                    problems.push(format!(
+                        "the record of {id} is missing from Redis; `cutover activate {id}` restores it from S3"
+                    ));
+                    None
+                }
+                Stored::Broken(why) => {
+                    problems.push(format!(
+                        "the record of {id} in Redis is {why}; `cutover activate {id}` restores it from S3"
+                    ));
+                    None
+                }
+            };
+            (record, registry.history(1).await?.into_iter().next())
+        }
         None => (None, None),
     };
+    if let (Some(id), Some(damage)) = (&live.current, &live.damage) {
+        problems.push(format!(
+            "{damage}: the app cannot read the live release; `cutover activate {id}` writes it again"
+        ));
+    } else if let (Some(id), Some(r), Some(m)) = (&live.current, &record, &live.manifest) {
+        if &r.manifest != m {
+            problems.push(format!(
+                "the live manifest is not {id}'s own; `cutover activate {id}` writes it again"
+            ));
+        }
+    }
     Ok(Status {
         command: "status",
         app,
         current: live.current,
         record,
         last_event,
+        problems,
     })
 }
 
@@ -43,11 +73,11 @@ impl Render for Status {
             return format!("no release is live for {}\n", self.app);
         };
         let mut t = format!("live release of {}: {id}\n", self.app);
-        match &self.record {
-            Some(r) => t.push_str(&record_lines(r)),
-            None => t.push_str(
-                "  (its record is missing from Redis; `cutover activate` restores it from S3)\n",
-            ),
+        if let Some(r) = &self.record {
+            t.push_str(&record_lines(r));
+        }
+        for p in &self.problems {
+            t.push_str(&format!("  PROBLEM: {p}\n"));
         }
         if let Some(e) = &self.last_event {
             t.push_str(&format!(
@@ -92,6 +122,9 @@ pub struct Row {
     pub id: String,
     pub live: bool,
     pub record: Option<ReleaseRecord>,
+    /// Why the record cannot be shown (missing, unreadable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,10 +145,18 @@ pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
     let releases = ids
         .into_iter()
         .zip(records)
-        .map(|(id, record)| Row {
-            live: current.as_deref() == Some(id.as_str()),
-            id,
-            record,
+        .map(|(id, stored)| {
+            let problem = match &stored {
+                Stored::Valid(_) => None,
+                Stored::Missing => Some("record missing".to_string()),
+                Stored::Broken(why) => Some(format!("record unreadable: {why}")),
+            };
+            Row {
+                live: current.as_deref() == Some(id.as_str()),
+                id,
+                record: stored.valid(),
+                problem,
+            }
         })
         .collect();
     Ok(Releases {
@@ -155,7 +196,7 @@ impl Render for Releases {
                     None => vec![
                         live,
                         row.id.clone(),
-                        "(record missing)".into(),
+                        format!("({})", row.problem.as_deref().unwrap_or("record missing")),
                         dash(),
                         dash(),
                         dash(),

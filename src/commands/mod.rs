@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod inspect;
 mod objects;
 pub mod switch;
+pub mod unlock;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use crate::error::Failure;
 use crate::events::Observer;
 use crate::exec::Target;
 use crate::release::ReleaseRecord;
+use crate::state::Stored;
 use crate::store::records;
 use crate::store::redis::Registry;
 use crate::store::s3::S3Store;
@@ -49,10 +51,10 @@ impl Ctx {
 }
 
 /// A release found by id or unique prefix: its full record (from S3, with
-/// the file list) and whether Redis already has it. Read-only.
+/// the file list) and what Redis holds for it. Read-only.
 pub struct Resolved {
     pub record: ReleaseRecord,
-    pub in_redis: bool,
+    pub in_redis: Stored<ReleaseRecord>,
 }
 
 /// Resolve a release id or unique prefix against Redis, then the S3 records.
@@ -102,6 +104,6 @@ pub async fn resolve_release(
             crate::contract::record_key(&meta, &id)
         ))
     })?;
-    let in_redis = registry.record(&id).await?.is_some();
+    let in_redis = registry.record(&id).await?;
     Ok(Resolved { record, in_redis })
 }

@@ -69,8 +69,8 @@ pub async fn verify_release(
     let listing = store.list(&list_prefix(&record.prefix), observer).await?;
     let mut missing = Vec::new();
     let mut corrupt = Vec::new();
-    // (key, expected sha256) of objects the listing could not decide.
-    let mut unsure: Vec<(String, &str)> = Vec::new();
+    // Objects the listing could not decide, with what they should be.
+    let mut unsure: Vec<(String, &crate::release::ReleaseFile)> = Vec::new();
     for f in files {
         let key = object_key(&record.prefix, &f.path);
         match listing
@@ -82,16 +82,16 @@ pub async fn verify_release(
                 corrupt.push(format!("{key} ({} bytes, expected {})", o.size, f.size))
             }
             Some((_, Listed::Same)) => {}
-            Some((_, Listed::Unsure)) => unsure.push((key, &f.sha256)),
+            Some((_, Listed::Unsure)) => unsure.push((key, f)),
         }
     }
     let keys = unsure.iter().map(|(k, _)| k.clone()).collect();
     let found = inspect_all(store, keys, concurrency, observer).await?;
-    for (key, sha) in unsure {
+    for (key, f) in unsure {
         match found.get(&key) {
             None => missing.push(key),
-            Some(i) if i.sha256_hex != sha => {
-                corrupt.push(format!("{key} (sha256 {}, expected {sha})", i.sha256_hex))
+            Some(i) if !i.matches(&f.sha256, f.md5()) => {
+                corrupt.push(format!("{key} ({i}, expected sha256 {})", f.sha256))
             }
             Some(_) => {}
         }

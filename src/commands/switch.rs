@@ -11,9 +11,9 @@ use crate::error::Failure;
 use crate::exec::{describe, Executor};
 use crate::plan::{Step, Switch};
 use crate::render::{count, Render};
-use crate::state::LiveState;
+use crate::state::{LiveState, Stored};
 use crate::store::lock::LockGuard;
-use crate::store::redis::Registry;
+use crate::store::redis::{Needs, Registry};
 use crate::store::s3::S3Store;
 
 /// Flags shared by the commands that switch the live release.
@@ -30,6 +30,9 @@ pub enum Ending {
     Planned,
     Activated,
     AlreadyLive,
+    /// The release was live, but its manifest (or record) in Redis was
+    /// missing or damaged: written again.
+    Repaired,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +66,9 @@ async fn run(
 ) -> anyhow::Result<Outcome> {
     let app = ctx.config.app()?.to_string();
     let (store, mut registry) = ctx.connect().await?;
+    if !req.dry_run {
+        registry.check_permissions(Needs::Switch).await?;
+    }
     let live = registry.live().await?;
     let wanted = match wanted {
         Some(id) => id.to_string(),
@@ -119,15 +125,22 @@ async fn switch_to(
         manifest_diff: None,
         steps: Vec::new(),
     };
-    if live.current.as_deref() == Some(record.id.as_str()) {
+    // Live means current, manifest and record agree; otherwise repair them.
+    let in_redis = matches!(target.in_redis, Stored::Valid(_));
+    let repair = live.current.as_deref() == Some(record.id.as_str());
+    if repair && in_redis && live.serves(&record.id, &record.manifest) {
         return Ok(out);
     }
     verify_release(store, &record, config.concurrency, ctx.observer.as_ref()).await?;
     out.manifest_diff = Some(diff(live.manifest.as_ref(), &record.manifest));
     let mut steps = Vec::new();
-    if !target.in_redis {
-        // Redis lost the record: restore it from the S3 copy first.
-        steps.push(Step::Register(Box::new(record.summary())));
+    if !in_redis {
+        // Redis lost the record (or holds a damaged one): restore it from the
+        // S3 copy first.
+        steps.push(Step::Register {
+            record: Box::new(record.summary()),
+            replace_broken: matches!(target.in_redis, Stored::Broken(_)),
+        });
     }
     steps.push(Step::Switch(Switch {
         expected: live.current.clone(),
@@ -146,7 +159,7 @@ async fn switch_to(
     }
     let lock = LockGuard::acquire(config, registry, &config.actor(), ctx.observer.as_ref()).await?;
     let mut executor = Executor {
-        store,
+        store: Some(store),
         registry,
         root: None,
         concurrency: config.concurrency,
@@ -157,7 +170,11 @@ async fn switch_to(
     let result = executor.run(&steps).await;
     lock.release().await;
     out.from = result?.switched_from.flatten();
-    out.outcome = Ending::Activated;
+    out.outcome = if repair {
+        Ending::Repaired
+    } else {
+        Ending::Activated
+    };
     Ok(out)
 }
 
@@ -168,6 +185,9 @@ impl Render for Outcome {
             Ending::AlreadyLive => {
                 format!("release {id} is already live for {app}; nothing to do\n")
             }
+            Ending::Repaired => format!(
+                "release {id} was live for {app} but Redis no longer held its manifest or record intact; wrote them again\n"
+            ),
             Ending::Activated => format!(
                 "release {id} is live for {app} (was {}; {})\n",
                 self.from.as_deref().unwrap_or("none"),

@@ -128,6 +128,12 @@ pub const KEYS: &[Key] = &[
         ..key("s3_endpoint", s3_endpoint)
     },
     Key {
+        env: &["CUTOVER_S3_TIMEOUT"],
+        help: "Seconds to wait for each S3 answer (4 attempts per request)",
+        default: "10",
+        ..key("s3_timeout_secs", s3_timeout_secs)
+    },
+    Key {
         env: &["CUTOVER_S3_PATH_STYLE"],
         help: "Path-style S3 addressing",
         default: "true with a custom endpoint",
@@ -385,6 +391,11 @@ fn s3_endpoint(v: &str, c: &mut Config) -> Result<(), String> {
         }
         _ => Err("an http(s) URL like http://127.0.0.1:9000".into()),
     }
+}
+
+fn s3_timeout_secs(v: &str, c: &mut Config) -> Result<(), String> {
+    c.s3_timeout_secs = number(v, 1, 600)?;
+    Ok(())
 }
 
 fn s3_path_style(v: &str, c: &mut Config) -> Result<(), String> {

@@ -65,6 +65,7 @@ pub struct Config {
     pub redis_timeout_secs: u64,
     pub s3_endpoint: Option<String>,
     pub s3_path_style: Option<bool>,
+    pub s3_timeout_secs: u64,
     meta_prefix: Option<String>,
     pub manifest: String,
     pub cache_control: String,
@@ -94,6 +95,7 @@ impl Default for Config {
             redis_timeout_secs: 5,
             s3_endpoint: None,
             s3_path_style: None,
+            s3_timeout_secs: 10,
             meta_prefix: None,
             manifest: "manifest.json".into(),
             cache_control: "public, max-age=60".into(),
@@ -149,9 +151,14 @@ impl Config {
     pub fn list_prefix(&self) -> String {
         contract::list_prefix(&self.prefix)
     }
-    /// Public URL of a file inside the build.
+    /// Public URL of a file inside the build, percent-encoded so that it
+    /// resolves to the object's key.
     pub fn public_url(&self, path: &str) -> anyhow::Result<String> {
-        Ok(format!("{}/{}", self.cdn_url()?, self.object_key(path)))
+        Ok(format!(
+            "{}/{}",
+            self.cdn_url()?,
+            contract::url_path(&self.object_key(path))
+        ))
     }
     /// The Redis URL with any password replaced by `***`, for messages.
     pub fn redis_url_masked(&self) -> String {

@@ -9,7 +9,18 @@ use crate::config::Config;
 use crate::error::Failure;
 use crate::events::{Event, Observer};
 
-use super::redis::Registry;
+use super::redis::{LockHolder, Registry};
+
+/// How the holder's lock ends, for messages.
+fn expiry(holder: &LockHolder, key: &str) -> String {
+    match holder.ttl_ms {
+        Some(ms) => format!("it expires within {}s unless its owner renews it", (ms + 999) / 1000),
+        None => format!(
+            "it has NO expiry, so it will not clear by itself: no running cutover sets it that way. \
+             If no deploy is running, clear it with `cutover unlock --force` (key {key})"
+        ),
+    }
+}
 
 /// The deploy lock, held while a command writes, renewed in the background.
 pub struct LockGuard {
@@ -42,18 +53,22 @@ impl LockGuard {
             match reg.try_lock(&token, ttl).await? {
                 None => break,
                 // The lock expired between our SET NX and the GET: try again at once.
-                Some(holder) if holder.is_empty() => continue,
+                Some(holder) if holder.owner.is_empty() => continue,
                 Some(holder) => {
+                    let key = reg.keys.lock.clone();
                     if Instant::now() >= deadline {
                         return Err(Failure::refused(format!(
-                            "another deploy of this app holds the lock ({holder:?}, key {}); waited {}s. \
-                             Wait for it to finish; a crashed deploy's lock expires within {}s",
-                            reg.keys.lock, config.lock_wait_secs, config.lock_ttl_secs
+                            "another deploy of this app holds the lock ({:?}, key {key}); waited {}s; {}",
+                            holder.owner,
+                            config.lock_wait_secs,
+                            expiry(&holder, &key)
                         )));
                     }
                     if !announced {
                         observer.event(Event::Info(format!(
-                            "waiting for the deploy lock held by {holder}"
+                            "waiting for the deploy lock held by {}; {}",
+                            holder.owner,
+                            expiry(&holder, &key)
                         )));
                         announced = true;
                     }

@@ -2,7 +2,9 @@
 //! ([`redis`], [`lock`]). They speak in the vocabulary of `contract`,
 //! `state` and `release`; they know nothing of plans or commands.
 
+mod body;
 pub mod lock;
 pub mod records;
 pub mod redis;
 pub mod s3;
+pub mod scripts;

@@ -12,7 +12,9 @@ use crate::config::{mask_url, Config};
 use crate::contract::{ActivationEvent, Keys};
 use crate::error::Failure;
 use crate::release::ReleaseRecord;
-use crate::state::LiveState;
+use crate::state::{LiveState, Stored};
+
+use super::scripts;
 
 /// Outcome of an activation attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,43 +63,47 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// Where to connect.
+#[derive(Clone)]
+struct Target {
+    url: String,
+    cluster: bool,
+}
+
 pub struct Registry {
     conn: Conn,
+    target: Target,
     pub keys: Keys,
     url: String,
     history_limit: usize,
+    /// Bound on every command (`redis_timeout_secs`).
+    timeout: Duration,
 }
 
-const ACTIVATE: &str = r#"
--- KEYS: current, manifest, history, release record
--- ARGV: expected current ('' = none), new id, manifest JSON, event JSON, history cap, channel, force
-local cur = redis.call('GET', KEYS[1])
-if ARGV[7] ~= '1' and (cur or '') ~= ARGV[1] then
-  return {'lost', cur or ''}
-end
-if redis.call('EXISTS', KEYS[4]) == 0 then
-  return {'unregistered', ''}
-end
-local event = cjson.decode(ARGV[4])
-if cur then event['previous'] = cur else event['previous'] = cjson.null end
-local text = cjson.encode(event)
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3])
-redis.call('LPUSH', KEYS[3], text)
-redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
-redis.call('PUBLISH', ARGV[6], text)
-return {'ok', cur or ''}
-"#;
+/// What the deploy lock key holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub owner: String,
+    /// Milliseconds left; None when the key has no expiry.
+    pub ttl_ms: Option<i64>,
+}
 
-const UNLOCK: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"#;
+/// The permissions a command needs, as Redis commands with their keys and
+/// channels (checked without running them: [`scripts::PROBE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Take the lock, record releases and switch (deploy, activate, rollback).
+    Switch,
+    /// Read the lock and delete it (unlock).
+    Unlock,
+}
 
-const RENEW: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"#;
+fn timed_out(timeout: Duration) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer within {}s", timeout.as_secs()),
+    ))
+}
 
 impl Registry {
     /// Connect and PING, within `redis_timeout_secs` in all: a server that
@@ -107,7 +113,11 @@ impl Registry {
         let app = config.app()?;
         let masked = mask_url(&config.redis_url);
         let timeout = Duration::from_secs(config.redis_timeout_secs);
-        let conn = match tokio::time::timeout(timeout, open(config, &masked, timeout)).await {
+        let target = Target {
+            url: config.redis_url.clone(),
+            cluster: config.redis_cluster,
+        };
+        let conn = match tokio::time::timeout(timeout, open(&target, &masked, timeout)).await {
             Ok(conn) => conn?,
             Err(_) => {
                 let hint = if config.redis_url.starts_with("rediss:") {
@@ -123,13 +133,32 @@ impl Registry {
         };
         Ok(Registry {
             conn,
+            target,
             keys: Keys::new(app),
             url: masked,
             history_limit: config.history_limit,
+            timeout,
         })
     }
 
-    /// Run a read, retried on connection errors and timeouts.
+    /// One write (a command or script), bounded by the timeout.
+    async fn call<T>(
+        &self,
+        op: &str,
+        run: impl std::future::Future<Output = RedisResult<T>>,
+    ) -> anyhow::Result<T> {
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(r) => r.map_err(|e| redis_error(&self.url, op, e)),
+            Err(_) => Err(Failure::operation(format!(
+                "Redis at {} did not answer within {}s to {op} it; check that it is not overloaded or blocked (SLOWLOG), then run again",
+                self.url,
+                self.timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// Run a read, retried on connection errors and timeouts: at most four
+    /// attempts, each bounded by the timeout.
     async fn read<T, F, Fut>(&mut self, f: F) -> anyhow::Result<T>
     where
         F: Fn(Conn) -> Fut,
@@ -138,7 +167,10 @@ impl Registry {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 1;
         loop {
-            match f(self.conn.clone()).await {
+            let result = tokio::time::timeout(self.timeout, f(self.conn.clone()))
+                .await
+                .unwrap_or_else(|_| Err(timed_out(self.timeout)));
+            match result {
                 Ok(v) => return Ok(v),
                 Err(e)
                     if attempt < 4
@@ -153,7 +185,29 @@ impl Registry {
         }
     }
 
-    /// Live release id and manifest, in one round trip (MGET).
+    /// A key that MGET reported absent may hold another type: say so,
+    /// naming the key, rather than treat it as absent.
+    async fn absent_or_wrong_type(&mut self, key: &str) -> anyhow::Result<()> {
+        let owned = key.to_string();
+        let kind: String = self
+            .read(|mut c| {
+                let key = owned.clone();
+                async move { redis::cmd("TYPE").arg(&key).query_async(&mut c).await }
+            })
+            .await?;
+        if kind == "none" {
+            return Ok(());
+        }
+        Err(Failure::operation(format!(
+            "{key} in Redis at {} holds a {kind}, not a string: something else wrote it. \
+             Check what uses this key, then delete it (a deploy or `cutover activate` writes it again)",
+            self.url
+        )))
+    }
+
+    /// Live release id and manifest, in one round trip (MGET). A manifest
+    /// that is missing or not JSON is reported in `damage`, never an error:
+    /// switching must not depend on the old live manifest.
     pub async fn live(&mut self) -> anyhow::Result<LiveState> {
         let (cur, man) = (self.keys.current.clone(), self.keys.manifest.clone());
         let (current, manifest): (Option<String>, Option<String>) = self
@@ -169,25 +223,37 @@ impl Registry {
                 }
             })
             .await?;
-        let manifest = match manifest {
-            Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
-                Failure::operation(format!(
-                    "{} in Redis is not valid JSON ({e}); it was not written by cutover, re-activate a release to repair it",
-                    self.keys.manifest
-                ))
-            })?),
-            None => None,
+        if current.is_none() {
+            self.absent_or_wrong_type(&cur).await?;
+        }
+        if manifest.is_none() {
+            self.absent_or_wrong_type(&man).await?;
+        }
+        let mut live = LiveState {
+            current,
+            manifest: None,
+            damage: None,
         };
-        Ok(LiveState { current, manifest })
+        match manifest.map(|text| serde_json::from_str(&text)) {
+            Some(Ok(v)) => live.manifest = Some(v),
+            Some(Err(e)) => live.damage = Some(format!("{man} is not valid JSON ({e})")),
+            None if live.current.is_some() => live.damage = Some(format!("{man} is missing")),
+            None => {}
+        }
+        Ok(live)
     }
 
-    /// A release record, or None if Redis does not know it.
-    pub async fn record(&mut self, id: &str) -> anyhow::Result<Option<ReleaseRecord>> {
-        Ok(self.records(&[id.to_string()]).await?.pop().flatten())
+    /// A release record as Redis holds it.
+    pub async fn record(&mut self, id: &str) -> anyhow::Result<Stored<ReleaseRecord>> {
+        Ok(self
+            .records(&[id.to_string()])
+            .await?
+            .pop()
+            .unwrap_or(Stored::Missing))
     }
 
-    /// Release records in one round trip (MGET), None where Redis has none.
-    pub async fn records(&mut self, ids: &[String]) -> anyhow::Result<Vec<Option<ReleaseRecord>>> {
+    /// Release records in one round trip (MGET).
+    pub async fn records(&mut self, ids: &[String]) -> anyhow::Result<Vec<Stored<ReleaseRecord>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -198,22 +264,19 @@ impl Registry {
                 async move { redis::cmd("MGET").arg(&keys).query_async(&mut c).await }
             })
             .await?;
-        keys.iter()
-            .zip(texts)
-            .map(|(key, text)| {
-                text.map(|t| {
-                    serde_json::from_str(&t).map_err(|e| {
-                        Failure::operation(format!(
-                            "release record {key} in Redis is not valid JSON ({e})"
-                        ))
-                    })
-                })
-                .transpose()
+        Ok(texts
+            .into_iter()
+            .map(|text| match text {
+                None => Stored::Missing,
+                Some(t) => match serde_json::from_str(&t) {
+                    Ok(r) => Stored::Valid(r),
+                    Err(e) => Stored::Broken(format!("not a valid release record ({e})")),
+                },
             })
-            .collect()
+            .collect())
     }
 
-    /// The first `limit` entries of a sorted set (newest first) or list.
+    /// The first `limit` entries (0: all) of a sorted set (newest first) or list.
     async fn range(
         &mut self,
         command: &'static str,
@@ -235,13 +298,13 @@ impl Registry {
         .await
     }
 
-    /// Release ids, newest first (by upload time).
+    /// Release ids, newest first (by upload time); `limit` 0: all.
     pub async fn release_ids(&mut self, limit: usize) -> anyhow::Result<Vec<String>> {
         let key = self.keys.releases.clone();
         self.range("ZREVRANGE", &key, limit).await
     }
 
-    /// Activation events, newest first.
+    /// Activation events, newest first; entries that are not events are skipped.
     pub async fn history(&mut self, limit: usize) -> anyhow::Result<Vec<ActivationEvent>> {
         let key = self.keys.history.clone();
         let raw = self.range("LRANGE", &key, limit).await?;
@@ -251,25 +314,27 @@ impl Registry {
             .collect())
     }
 
-    /// Record a release (immutable: an existing record is kept) and add it to the set.
-    pub async fn register(&mut self, record: &ReleaseRecord) -> anyhow::Result<()> {
+    /// Record a release and add it to the set. An existing record is kept
+    /// (records are immutable), unless `replace_broken` and it is not JSON.
+    pub async fn register(
+        &mut self,
+        record: &ReleaseRecord,
+        replace_broken: bool,
+    ) -> anyhow::Result<()> {
         let json = serde_json::to_string(&record.summary()).expect("records serialize");
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(self.keys.release(&record.id))
+        let script = Script::new(scripts::REGISTER);
+        let mut inv = script.prepare_invoke();
+        inv.key(self.keys.release(&record.id))
+            .key(&self.keys.releases)
             .arg(json)
-            .arg("NX")
-            .ignore()
-            .cmd("ZADD")
-            .arg(&self.keys.releases)
-            .arg("NX")
             .arg(record.created_at_ms)
             .arg(&record.id)
-            .ignore();
-        pipe.query_async::<()>(&mut self.conn)
-            .await
-            .map_err(|e| redis_error(&self.url, "write to", e))
+            .arg(if replace_broken { "1" } else { "0" });
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .call("record a release on", inv.invoke_async(&mut conn))
+            .await?;
+        Ok(())
     }
 
     /// Switch the live release in one atomic step, if `current` is still `expected`.
@@ -283,8 +348,9 @@ impl Registry {
     ) -> anyhow::Result<Activation> {
         let manifest = serde_json::to_string(manifest).expect("manifests serialize");
         let event_json = serde_json::to_string(event).expect("events serialize");
-        let result: RedisResult<(String, String)> = Script::new(ACTIVATE)
-            .key(&self.keys.current)
+        let script = Script::new(scripts::ACTIVATE);
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.keys.current)
             .key(&self.keys.manifest)
             .key(&self.keys.history)
             .key(self.keys.release(id))
@@ -294,9 +360,12 @@ impl Registry {
             .arg(&event_json)
             .arg(self.history_limit)
             .arg(&self.keys.channel)
-            .arg(if force { "1" } else { "0" })
-            .invoke_async(&mut self.conn)
-            .await;
+            .arg(if force { "1" } else { "0" });
+        let mut conn = self.conn.clone();
+        let result: RedisResult<(String, String)> =
+            tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
+                .await
+                .unwrap_or_else(|_| Err(timed_out(self.timeout)));
         let none_if_empty = |s: String| if s.is_empty() { None } else { Some(s) };
         match result {
             Ok((status, cur)) if status == "ok" => Ok(Activation::Applied {
@@ -318,92 +387,202 @@ impl Registry {
                 "unexpected activation reply {status:?} from Redis"
             ))),
             Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
-                // The script may or may not have run. Read back; never guess.
-                let original = redis_error(&self.url, "activate on", e);
-                match self.live().await {
-                    Ok(live) if live.current.as_deref() == Some(id) => {
-                        let head = self.history(1).await.ok().and_then(|h| h.into_iter().next());
-                        if head.as_ref().is_some_and(|h| h.release == id && h.at == event.at) {
-                            Ok(Activation::Applied { previous: head.and_then(|h| h.previous) })
-                        } else {
-                            Ok(Activation::Applied { previous: expected.map(str::to_string) })
-                        }
-                    }
-                    Ok(live) => Err(Failure::operation(format!(
-                        "{original}; read back after the connection dropped: activation did NOT apply, {} is still live; run the command again",
-                        live.current.as_deref().unwrap_or("no release")
-                    ))),
-                    Err(read_err) => Err(Failure::operation(format!(
-                        "{original}; could not read back whether activation applied ({}): run `cutover status` before doing anything else",
-                        crate::error::one_line(&read_err)
-                    ))),
-                }
+                self.read_back(id, event, expected, e).await
             }
-            Err(e) => Err(redis_error(&self.url, "activate on", e)),
+            Err(e) => Err(redis_error(&self.url, "activate on", e)
+                .context("nothing was switched")
+                .context(format!("the switch to {id} was refused"))),
         }
     }
 
+    /// The activation's answer was lost: it may or may not have run. Read
+    /// back; never guess.
+    async fn read_back(
+        &mut self,
+        id: &str,
+        event: &ActivationEvent,
+        expected: Option<&str>,
+        e: redis::RedisError,
+    ) -> anyhow::Result<Activation> {
+        let original = crate::error::one_line(&redis_error(&self.url, "activate on", e));
+        // Over a new connection: the old one may still be waiting for the
+        // lost answer. The script is atomic; it has either run or not.
+        let fresh =
+            tokio::time::timeout(self.timeout, open(&self.target, &self.url, self.timeout)).await;
+        if let Ok(Ok(conn)) = fresh {
+            self.conn = conn;
+        }
+        match self.live().await {
+            Ok(live) if live.current.as_deref() == Some(id) => {
+                let head = self
+                    .history(1)
+                    .await
+                    .ok()
+                    .and_then(|h| h.into_iter().next());
+                let previous = match head {
+                    Some(h) if h.release == id && h.at == event.at => h.previous,
+                    _ => expected.map(str::to_string),
+                };
+                Ok(Activation::Applied { previous })
+            }
+            Ok(live) => Err(Failure::operation(format!(
+                "{original}; read back after the connection dropped: activation did NOT apply, {} is still live; run the command again",
+                live.current.as_deref().unwrap_or("no release")
+            ))),
+            Err(read_err) => Err(Failure::operation(format!(
+                "{original}; could not read back whether activation applied ({}): run `cutover status` before doing anything else",
+                crate::error::one_line(&read_err)
+            ))),
+        }
+    }
+
+    /// The commands a command kind sends, with this app's keys and channel.
+    fn needed(&self, needs: Needs) -> Vec<String> {
+        let k = &self.keys;
+        match needs {
+            Needs::Unlock => vec![
+                "SCRIPT LOAD x".to_string(),
+                format!("GET {}", k.lock),
+                format!("PTTL {}", k.lock),
+                format!("DEL {}", k.lock),
+            ],
+            Needs::Switch => vec![
+                // Scripts are run by SHA, loaded when Redis lacks them.
+                "SCRIPT LOAD x".to_string(),
+                format!("SET {} x NX PX 1", k.lock),
+                format!("GET {}", k.lock),
+                format!("PTTL {}", k.lock),
+                format!("PEXPIRE {} 1", k.lock),
+                format!("DEL {}", k.lock),
+                format!("MGET {} {}", k.current, k.manifest),
+                format!("TYPE {}", k.current),
+                format!("SET {} x", k.release("probe")),
+                format!("ZADD {} NX 1 x", k.releases),
+                format!("SET {} x", k.current),
+                format!("SET {} x", k.manifest),
+                format!("LPUSH {} x", k.history),
+                format!("LTRIM {} 0 1", k.history),
+                format!("PUBLISH {} x", k.channel),
+            ],
+        }
+    }
+
+    /// Fail (exit 2) before any work when the Redis user may not run what
+    /// the command needs, naming each missing command, key and channel.
+    /// Checked without running them; scripting itself by running the check.
+    pub async fn check_permissions(&mut self, needs: Needs) -> anyhow::Result<()> {
+        let script = Script::new(scripts::PROBE);
+        let mut inv = script.prepare_invoke();
+        for line in self.needed(needs) {
+            inv.arg(line);
+        }
+        let mut conn = self.conn.clone();
+        let missing: Vec<String> = self
+            .call("check permissions on", inv.invoke_async(&mut conn))
+            .await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::input(format!(
+            "the Redis user at {} may not run what cutover needs: {}; grant it (README, \"Minimal ACL\")",
+            self.url,
+            missing.join("; ")
+        )))
+    }
+
     /// Try once to take the deploy lock. Returns the current holder if it is taken.
-    pub async fn try_lock(&mut self, token: &str, ttl: Duration) -> anyhow::Result<Option<String>> {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(&self.keys.lock)
+    pub async fn try_lock(
+        &mut self,
+        token: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<LockHolder>> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&self.keys.lock)
             .arg(token)
             .arg("NX")
             .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|e| redis_error(&self.url, "take the deploy lock on", e))?;
+            .arg(ttl.as_millis() as u64);
+        let set: Option<String> = self
+            .call("take the deploy lock on", cmd.query_async(&mut conn))
+            .await?;
         if set.is_some() {
             return Ok(None);
         }
-        let holder: Option<String> = redis::cmd("GET")
-            .arg(&self.keys.lock)
-            .query_async(&mut self.conn)
-            .await
-            .map_err(|e| redis_error(&self.url, "read the deploy lock on", e))?;
-        Ok(Some(holder.unwrap_or_default()))
+        // It may have expired in between: then nobody holds it, try again.
+        Ok(Some(self.lock_holder().await?.unwrap_or(LockHolder {
+            owner: String::new(),
+            ttl_ms: Some(0),
+        })))
+    }
+
+    /// Who holds the deploy lock, and for how long; None when nobody does.
+    pub async fn lock_holder(&mut self) -> anyhow::Result<Option<LockHolder>> {
+        let key = self.keys.lock.clone();
+        let (owner, ttl): (Option<String>, i64) = self
+            .read(|mut c| {
+                let key = key.clone();
+                async move {
+                    redis::pipe()
+                        .cmd("GET")
+                        .arg(&key)
+                        .cmd("PTTL")
+                        .arg(&key)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        Ok(owner.map(|owner| LockHolder {
+            owner,
+            ttl_ms: (ttl >= 0).then_some(ttl),
+        }))
     }
 
     /// Extend our lock; false if it is no longer ours.
     pub async fn renew_lock(&mut self, token: &str, ttl: Duration) -> anyhow::Result<bool> {
-        let n: i64 = Script::new(RENEW)
-            .key(&self.keys.lock)
+        let script = Script::new(scripts::RENEW);
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.keys.lock)
             .arg(token)
-            .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut self.conn)
-            .await
-            .map_err(|e| redis_error(&self.url, "renew the deploy lock on", e))?;
+            .arg(ttl.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .call("renew the deploy lock on", inv.invoke_async(&mut conn))
+            .await?;
         Ok(n == 1)
     }
 
-    /// Release the lock if it is still ours.
-    pub async fn unlock(&mut self, token: &str) -> anyhow::Result<()> {
-        let _: i64 = Script::new(UNLOCK)
-            .key(&self.keys.lock)
-            .arg(token)
-            .invoke_async(&mut self.conn)
-            .await
-            .map_err(|e| redis_error(&self.url, "release the deploy lock on", e))?;
-        Ok(())
+    /// Delete the lock if it still holds `owner`. True if it did.
+    pub async fn unlock(&mut self, owner: &str) -> anyhow::Result<bool> {
+        let script = Script::new(scripts::UNLOCK);
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.keys.lock).arg(owner);
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .call("release the deploy lock on", inv.invoke_async(&mut conn))
+            .await?;
+        Ok(n == 1)
     }
 
     /// A fresh handle on the same connection (for the lock renewer).
     pub fn handle(&self) -> Registry {
         Registry {
             conn: self.conn.clone(),
+            target: self.target.clone(),
             keys: self.keys.clone(),
             url: self.url.clone(),
             history_limit: self.history_limit,
+            timeout: self.timeout,
         }
     }
 }
 
 /// Open a connection (a single server or a cluster) and PING it, so a bad
 /// server fails here, with a clear message, rather than halfway through.
-async fn open(config: &Config, masked: &str, timeout: Duration) -> anyhow::Result<Conn> {
-    let url = config.redis_url.as_str();
-    let mut conn = if config.redis_cluster {
+async fn open(target: &Target, masked: &str, timeout: Duration) -> anyhow::Result<Conn> {
+    let url = target.url.as_str();
+    let mut conn = if target.cluster {
         let client = redis::cluster::ClusterClient::builder(vec![url])
             .connection_timeout(timeout)
             .response_timeout(timeout)
@@ -443,7 +622,11 @@ async fn open(config: &Config, masked: &str, timeout: Duration) -> anyhow::Resul
 /// One line for a Redis failure, with the URL masked and the fix named.
 fn redis_error(masked_url: &str, op: &str, e: redis::RedisError) -> anyhow::Error {
     let code = e.code().unwrap_or("");
-    let text = e.to_string();
+    // A server error as Redis wrote it: "WRONGTYPE key holds ...".
+    let text = match (e.code(), e.detail()) {
+        (Some(c), Some(d)) => format!("{c} {d}"),
+        _ => e.to_string(),
+    };
     let lower = text.to_ascii_lowercase();
     if matches!(code, "WRONGPASS" | "NOAUTH")
         || e.kind() == redis::ErrorKind::AuthenticationFailed
@@ -458,6 +641,12 @@ fn redis_error(masked_url: &str, op: &str, e: redis::RedisError) -> anyhow::Erro
             } else {
                 code
             }
+        ));
+    }
+    if code == "NOPERM" || text.contains("NOPERM") {
+        return Failure::input(format!(
+            "the Redis user at {masked_url} may not run what cutover needs ({}); grant it (README, \"Minimal ACL\")",
+            e.detail().unwrap_or(&text).trim()
         ));
     }
     if code == "READONLY" || text.contains("READONLY") {
@@ -480,5 +669,5 @@ fn redis_error(masked_url: &str, op: &str, e: redis::RedisError) -> anyhow::Erro
             "cannot {op} Redis at {masked_url}: {text}; check REDIS_URL and that Redis is running and reachable"
         ));
     }
-    Failure::operation(format!("Redis at {masked_url} failed to {op}: {text}"))
+    Failure::operation(format!("cannot {op} Redis at {masked_url}: {text}"))
 }

@@ -15,6 +15,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUploa
 use aws_sdk_s3::Client;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
+use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
@@ -26,12 +27,20 @@ use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
 use crate::state::{Inspected, Listing, RemoteObject};
 
+use super::body::{verified, Expected, Watch};
+
 /// Object metadata key holding the hex SHA-256 of the bytes (`x-amz-meta-sha256`).
 pub const META_SHA256: &str = "sha256";
+
+/// Attempts per request (the first and three retries), each waiting up to
+/// `s3_timeout_secs` for an answer.
+const ATTEMPTS: u32 = 4;
 
 pub struct S3Store {
     client: Client,
     bucket: String,
+    /// `s3_timeout_secs`, for messages.
+    wait: Duration,
     /// Where requests go, for messages.
     endpoint: String,
     /// Multipart uploads in flight (key → upload id once S3 gave one),
@@ -46,6 +55,7 @@ pub struct PutSpec<'a> {
     pub path: &'a Path,
     pub size: u64,
     pub sha256_hex: &'a str,
+    pub md5_hex: &'a str,
     pub headers: &'a Headers,
 }
 
@@ -57,22 +67,38 @@ pub enum PutOutcome {
     AlreadyThere,
 }
 
+impl PutSpec<'_> {
+    fn sha256(&self) -> Result<[u8; 32], PutError> {
+        hex::decode(self.sha256_hex)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                PutError::Other(Failure::operation(format!(
+                    "internal error: {:?} is not a SHA-256",
+                    self.sha256_hex
+                )))
+            })
+    }
+}
+
 impl S3Store {
     /// Build the client from the standard AWS chain plus our settings.
     pub async fn connect(config: &Config) -> anyhow::Result<S3Store> {
         let bucket = config.bucket()?.to_string();
+        let wait = Duration::from_secs(config.s3_timeout_secs);
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .retry_config(
                 RetryConfig::standard()
-                    .with_max_attempts(6)
+                    .with_max_attempts(ATTEMPTS)
                     .with_initial_backoff(Duration::from_millis(100))
-                    .with_max_backoff(Duration::from_secs(8)),
+                    .with_max_backoff(Duration::from_secs(4)),
             )
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .read_timeout(Duration::from_secs(60))
-                    .operation_attempt_timeout(Duration::from_secs(300))
+                    .connect_timeout(wait.min(Duration::from_secs(5)))
+                    .read_timeout(wait)
+                    // An upload's body takes its time; a stalled one ends here.
+                    .operation_attempt_timeout(wait * 12)
                     .build(),
             )
             .load()
@@ -109,6 +135,7 @@ impl S3Store {
         Ok(S3Store {
             client: Client::from_conf(builder.build()),
             bucket,
+            wait,
             endpoint,
             in_flight: Arc::default(),
         })
@@ -198,8 +225,10 @@ impl S3Store {
         Ok(subs)
     }
 
-    /// Find out the SHA-256 of an object: from our metadata, from S3's own
-    /// checksum, or, as a last resort, by reading it.
+    /// The best evidence of an object's bytes: S3's own SHA-256 checksum,
+    /// else its ETag when that is a plain MD5 (not SSE-KMS or SSE-C, not
+    /// multipart), else the SHA-256 cutover stored in its metadata, else the
+    /// hash of its bytes, read back. None when it does not exist.
     pub async fn inspect(&self, key: &str) -> anyhow::Result<Option<Inspected>> {
         let head = match self
             .client
@@ -214,17 +243,22 @@ impl S3Store {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(self.error("inspect", key, e)),
         };
-        if let Some(hex) = head.metadata().and_then(|m| m.get(META_SHA256)) {
-            return Ok(Some(Inspected {
-                sha256_hex: hex.to_ascii_lowercase(),
-            }));
-        }
+        // A full-object checksum; a composite one ("...-N") is of the parts.
         if let Some(b64) = head.checksum_sha256().filter(|c| !c.contains('-')) {
-            if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b64) {
-                return Ok(Some(Inspected {
-                    sha256_hex: hex::encode(raw),
-                }));
+            if let Ok(raw) = B64.decode(b64) {
+                return Ok(Some(Inspected::Sha256(hex::encode(raw))));
             }
+        }
+        let etag = head.e_tag().unwrap_or_default().trim_matches('"');
+        let encrypted_by_key = head.sse_customer_algorithm().is_some()
+            || head
+                .server_side_encryption()
+                .is_some_and(|s| s.as_str().starts_with("aws:kms"));
+        if is_md5(etag) && !encrypted_by_key {
+            return Ok(Some(Inspected::Md5(etag.to_ascii_lowercase())));
+        }
+        if let Some(hex) = head.metadata().and_then(|m| m.get(META_SHA256)) {
+            return Ok(Some(Inspected::Claimed(hex.to_ascii_lowercase())));
         }
         let Some(obj) = self.get_object(key).await? else {
             return Ok(None);
@@ -234,9 +268,7 @@ impl S3Store {
         while let Some(chunk) = body.try_next().await.map_err(|e| self.body_error(key, e))? {
             h.update(&chunk);
         }
-        Ok(Some(Inspected {
-            sha256_hex: hex::encode(h.finalize()),
-        }))
+        Ok(Some(Inspected::Sha256(hex::encode(h.finalize()))))
     }
 
     /// Upload one file from disk, never replacing an existing object.
@@ -250,7 +282,8 @@ impl S3Store {
             Ok(()) => Ok(PutOutcome::Uploaded),
             Err(PutError::Exists) => {
                 let what = file.path.display().to_string();
-                self.settle_existing(file.key, file.sha256_hex, &what).await
+                self.settle_existing(file.key, file.sha256_hex, file.md5_hex, &what)
+                    .await
             }
             Err(PutError::Other(e)) => Err(e),
         }
@@ -261,14 +294,15 @@ impl S3Store {
         &self,
         key: &str,
         sha256: &str,
+        md5: &str,
         what: &str,
     ) -> anyhow::Result<PutOutcome> {
         match self.inspect(key).await? {
-            Some(i) if i.sha256_hex == sha256 => Ok(PutOutcome::AlreadyThere),
+            Some(i) if i.matches(sha256, Some(md5)) => Ok(PutOutcome::AlreadyThere),
             Some(i) => Err(Failure::refused(format!(
-                "s3://{}/{key} appeared with other bytes (sha256 {}) while {what} was being uploaded; \
+                "s3://{}/{key} appeared with other bytes ({i}) while {what} was being uploaded; \
                  another deploy is writing the same prefix: nothing was overwritten, investigate before deploying again",
-                self.bucket, i.sha256_hex
+                self.bucket
             ))),
             None => Err(Failure::operation(format!(
                 "s3://{}/{key}: the conditional upload was refused but the object is not there; run the deploy again",
@@ -278,9 +312,18 @@ impl S3Store {
     }
 
     async fn put_single(&self, file: PutSpec<'_>) -> Result<(), PutError> {
-        let body = file_body(file.path, None).await?;
-        let sha_b64 = base64::engine::general_purpose::STANDARD
-            .encode(hex::decode(file.sha256_hex).unwrap_or_default());
+        let sha = file.sha256()?;
+        let watch = Watch::default();
+        let body = verified(
+            Expected {
+                path: file.path.to_path_buf(),
+                offset: 0,
+                length: file.size,
+                sha256: sha,
+                to_end: true,
+            },
+            watch.clone(),
+        );
         let mut req = self
             .client
             .put_object()
@@ -290,7 +333,7 @@ impl S3Store {
             .content_length(file.size as i64)
             .content_type(&file.headers.content_type)
             .cache_control(&file.headers.cache_control)
-            .checksum_sha256(sha_b64)
+            .checksum_sha256(B64.encode(sha))
             .metadata(META_SHA256, file.sha256_hex)
             .if_none_match("*");
         if let Some(enc) = &file.headers.content_encoding {
@@ -298,6 +341,7 @@ impl S3Store {
         }
         match req.send().await {
             Ok(_) => Ok(()),
+            Err(_) if watch.problem().is_some() => Err(local_change(&watch)),
             Err(e) if is_precondition_failed(&e) => Err(PutError::Exists),
             Err(e) => Err(PutError::Other(self.error("upload", file.key, e))),
         }
@@ -349,16 +393,31 @@ impl S3Store {
         let part = part_size(file.size, threshold);
         let count = file.size.div_ceil(part).max(1);
         let mut parts = Vec::with_capacity(count as usize);
+        // The whole file's SHA-256, from the same reads that hash the parts:
+        // each part's body is checked against its hash as it is sent, so
+        // this is the hash of the bytes S3 receives.
+        let mut whole = Sha256::new();
         for i in 0..count {
             let offset = i * part;
             let length = part.min(file.size - offset);
-            let sha = part_sha256(path, offset, length).await.map_err(|e| {
+            let (sha, next) = part_sha256(path, offset, length, whole).await.map_err(|e| {
                 PutError::Other(Failure::input(format!(
-                    "cannot read {}: {e}",
+                    "{} cannot be read any more ({e}); it changed after it was hashed: wait for the build to finish, then deploy again",
                     path.display()
                 )))
             })?;
-            let body = file_body(path, Some((offset, length))).await?;
+            whole = next;
+            let watch = Watch::default();
+            let body = verified(
+                Expected {
+                    path: path.to_path_buf(),
+                    offset,
+                    length,
+                    sha256: sha,
+                    to_end: i + 1 == count,
+                },
+                watch.clone(),
+            );
             let out = self
                 .client
                 .upload_part()
@@ -367,18 +426,32 @@ impl S3Store {
                 .upload_id(upload_id)
                 .part_number((i + 1) as i32)
                 .content_length(length as i64)
-                .checksum_sha256(&sha)
+                .checksum_sha256(B64.encode(sha))
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| PutError::Other(self.error("upload a part of", file.key, e)))?;
+                .map_err(|e| {
+                    if watch.problem().is_some() {
+                        local_change(&watch)
+                    } else {
+                        PutError::Other(self.error("upload a part of", file.key, e))
+                    }
+                })?;
             parts.push(
                 CompletedPart::builder()
                     .part_number((i + 1) as i32)
                     .set_e_tag(out.e_tag().map(str::to_string))
-                    .checksum_sha256(sha)
+                    .checksum_sha256(B64.encode(sha))
                     .build(),
             );
+        }
+        let sent: [u8; 32] = whole.finalize().into();
+        if sent != file.sha256()? {
+            return Err(PutError::Other(Failure::input(format!(
+                "{} changed after it was hashed (its parts have other bytes); the upload was aborted. \
+                 Wait for the build to finish, then deploy again",
+                path.display()
+            ))));
         }
         let done = self
             .client
@@ -538,8 +611,10 @@ impl S3Store {
                     );
                 }
                 Failure::operation(format!(
-                    "cannot reach S3 at {} to {op} {what}: {cause}; check the endpoint (AWS_ENDPOINT_URL_S3), region and network",
-                    self.endpoint
+                    "cannot reach S3 at {} to {op} {what}: {cause}; gave up after {ATTEMPTS} attempts, each waiting up to {}s \
+                     for an answer (s3_timeout_secs); check the endpoint (AWS_ENDPOINT_URL_S3), region and network",
+                    self.endpoint,
+                    self.wait.as_secs()
                 ))
             }
             _ => {
@@ -575,20 +650,9 @@ impl S3Store {
     }
 }
 
-/// A body streamed from disk: the whole file, or `(offset, length)` of it.
-async fn file_body(path: &Path, range: Option<(u64, u64)>) -> Result<ByteStream, PutError> {
-    let mut builder = ByteStream::read_from().path(path).buffer_size(256 * 1024);
-    if let Some((offset, length)) = range {
-        builder = builder
-            .offset(offset)
-            .length(aws_smithy_types::byte_stream::Length::Exact(length));
-    }
-    builder.build().await.map_err(|e| {
-        PutError::Other(Failure::input(format!(
-            "cannot read {}: {e}",
-            path.display()
-        )))
-    })
+/// The error for a local file that changed after it was hashed (exit 2).
+fn local_change(watch: &Watch) -> PutError {
+    PutError::Other(Failure::input(watch.problem().unwrap_or_default()))
 }
 
 /// The Display texts of an error and its sources, without Debug dumps.
@@ -624,11 +688,22 @@ fn is_precondition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpRespons
     status(err) == Some(412) || err.code() == Some("PreconditionFailed")
 }
 
+/// An ETag that is an MD5: 32 hex digits.
+fn is_md5(etag: &str) -> bool {
+    etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     status(err) == Some(404) || matches!(err.code(), Some("NoSuchKey") | Some("NotFound"))
 }
 
-async fn part_sha256(path: &Path, offset: u64, length: u64) -> std::io::Result<String> {
+/// SHA-256 of `length` bytes at `offset`, also fed to `whole` (returned).
+async fn part_sha256(
+    path: &Path,
+    offset: u64,
+    length: u64,
+    mut whole: Sha256,
+) -> std::io::Result<([u8; 32], Sha256)> {
     let path = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Seek, SeekFrom};
@@ -643,13 +718,14 @@ async fn part_sha256(path: &Path, offset: u64, length: u64) -> std::io::Result<S
             if n == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    "file shrank while uploading",
+                    "it is shorter than when it was hashed",
                 ));
             }
             h.update(&buf[..n]);
+            whole.update(&buf[..n]);
             left -= n as u64;
         }
-        Ok(base64::engine::general_purpose::STANDARD.encode(h.finalize()))
+        Ok((h.finalize().into(), whole))
     })
     .await
     .expect("hashing task does not panic")

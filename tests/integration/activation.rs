@@ -182,8 +182,8 @@ fn readers_never_see_a_mismatched_pair_during_500_switches() {
         let mut reg = cutover::store::redis::Registry::connect(&config)
             .await
             .unwrap();
-        let rec_a = reg.record(&a).await.unwrap().unwrap();
-        let rec_b = reg.record(&b).await.unwrap().unwrap();
+        let rec_a = reg.record(&a).await.unwrap().valid().unwrap();
+        let rec_b = reg.record(&b).await.unwrap().valid().unwrap();
         let mut live = b.clone();
         for i in 0..500 {
             let target = if i % 2 == 0 { &rec_a } else { &rec_b };

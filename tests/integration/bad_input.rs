@@ -292,3 +292,132 @@ fn missing_aws_credentials() {
     let after = rt().block_on(async { (ctx.objects().await, ctx.redis_state().await) });
     assert!(before == after);
 }
+
+#[test]
+fn header_values_with_line_breaks_are_refused_before_any_work() {
+    let ctx = live_ctx("bad-headers");
+    let build = fixture("shakapacker");
+    let run = expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[("CUTOVER_CACHE_CONTROL", "public\r\nX-Evil: 1")],
+        2,
+        &["invalid cache_control", "printable ASCII"],
+    );
+    assert!(!run.stderr.contains("hashing"), "hashed first: {run:?}");
+    std::fs::write(
+        ctx.work.path().join("cutover.toml"),
+        "[[headers]]\nglob = \"**/*.js\"\ncontent_type = \"text/javascript; charset=ütf-8\"\n",
+    )
+    .unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[],
+        2,
+        &["[[headers]]", "cutover.toml:1", "printable ASCII"],
+    );
+}
+
+#[test]
+fn a_manifest_entry_naming_the_manifest_itself_is_refused() {
+    let ctx = live_ctx("bad-self-ref");
+    let build = copy_build(&ctx);
+    let path = build.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    manifest["manifest.json"] = "/packs/manifest.json".into();
+    std::fs::write(&path, manifest.to_string()).unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[],
+        2,
+        &["names the manifest itself", "never uploaded"],
+    );
+}
+
+#[test]
+fn rejected_credentials_fail_at_once_without_retrying() {
+    // An S3 endpoint that refuses every request as AWS does an unknown key.
+    let ctx = live_ctx("bad-key");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let requests = requests.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut buf = [0u8; 65536];
+                let _ = conn.read(&mut buf);
+                requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = "<Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>";
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+    }
+    expect_error(
+        &ctx,
+        &["rollback", "--to", "0"],
+        &[("CUTOVER_S3_ENDPOINT", &endpoint)],
+        2,
+        &[
+            "rejected the credentials (InvalidAccessKeyId)",
+            "AWS_ACCESS_KEY_ID",
+        ],
+    );
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a credential error is not transient: no retries"
+    );
+}
+
+#[test]
+fn a_silent_s3_endpoint_fails_in_bounded_time_saying_so() {
+    let ctx = live_ctx("silent-s3");
+    // Accepts connections, never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let started = std::time::Instant::now();
+    expect_error(
+        &ctx,
+        &["rollback", "--to", "0"],
+        &[
+            ("CUTOVER_S3_ENDPOINT", &endpoint),
+            ("CUTOVER_S3_TIMEOUT", "1"),
+        ],
+        1,
+        &[
+            "gave up after 4 attempts, each waiting up to 1s",
+            "s3_timeout_secs",
+        ],
+    );
+    // Once 361 s; the bound is generous so a busy machine cannot flake it.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn a_result_that_cannot_be_written_still_says_what_happened() {
+    // stdout on a full disk: the deploy went live; the exit code and stderr say so.
+    let ctx = Ctx::new("full-disk");
+    let mut cmd = ctx.command();
+    cmd.args(["deploy", s(&fixture("flat"))])
+        .stdout(std::fs::File::create("/dev/full").unwrap());
+    let run = crate::support::run::finish(cmd.output().unwrap());
+    run.expect(0)
+        .stderr_has(&["cannot write the result to stdout", "is live for"]);
+    assert!(rt().block_on(ctx.get("current")).is_some());
+}

@@ -93,6 +93,7 @@ fn help_groups_options_and_names_every_setting() {
         vec!["rollback", "--help"],
         vec!["status", "--help"],
         vec!["releases", "--help"],
+        vec!["unlock", "--help"],
     ] {
         let run = ctx.cutover(&args).env("COLUMNS", "100").run();
         run.expect(0);
@@ -317,13 +318,34 @@ fn rediss_to_a_plain_redis_fails_within_the_timeout_naming_tls() {
     assert!(started.elapsed() < Duration::from_secs(15), "{run:?}");
 }
 
+/// Replace the table starting with `table`'s header line by `table`.
+fn replace_table(readme: &str, table: &str) -> String {
+    let header = table.lines().next().unwrap();
+    let start = readme
+        .find(header)
+        .expect("the table's header is in the README");
+    let end = readme[start..]
+        .find("\n\n")
+        .map(|i| start + i + 1)
+        .unwrap_or(readme.len());
+    format!("{}{table}{}", &readme[..start], &readme[end..])
+}
+
 #[test]
 fn readme_tables_match_the_code() {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let path = repo_root().join("README.md");
+    if std::env::var_os("CUTOVER_UPDATE_README").is_some() {
+        // Regenerate the tables in place: CUTOVER_UPDATE_README=1 cargo test readme
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let readme = replace_table(&readme, &cutover::config::keys::markdown());
+        let readme = replace_table(&readme, &cutover::error::exit_codes_markdown());
+        std::fs::write(&path, readme).unwrap();
+    }
+    let readme = std::fs::read_to_string(&path).unwrap();
     let settings = cutover::config::keys::markdown();
     assert!(
         readme.contains(&settings),
-        "README's configuration table differs from config/keys.rs; it should read:\n{settings}"
+        "README's configuration table differs from config/keys.rs (CUTOVER_UPDATE_README=1 cargo test readme rewrites it); it should read:\n{settings}"
     );
     let codes = cutover::error::exit_codes_markdown();
     assert!(

@@ -4,12 +4,16 @@
 mod support;
 
 mod activation;
+mod atomic_switch;
 mod bad_input;
+mod bytes_truth;
 mod ci_config;
 mod cli_surface;
 mod consumers;
 mod faults;
+mod never_wedged;
 mod plan_and_dry_run;
 mod quickstart;
 mod redis_drops;
 mod upload;
+mod urls;

@@ -90,7 +90,7 @@ fn dry_run_lists_exactly_the_missing_files_and_changes_nothing() {
     );
     assert!(steps[1].contains("(release record"), "{steps:?}");
     assert!(
-        steps[2].starts_with(&format!("Redis SET {}", ctx.key("release:"))),
+        steps[2].starts_with(&format!("Redis EVAL register: SET {}", ctx.key("release:"))),
         "{steps:?}"
     );
     assert!(

@@ -68,3 +68,35 @@ fn activation_that_never_reached_redis_is_reported_as_not_applied() {
     assert_eq!(current(&ctx).as_deref(), Some(a_id.as_str()));
     assert_eq!(rt().block_on(ctx.history()).len(), 1);
 }
+
+#[test]
+fn an_activation_answer_that_stalls_is_bounded_by_the_timeout_and_read_back() {
+    // Once a 25 s stall was waited out whatever redis_timeout_secs said.
+    let ctx = Ctx::new("stall");
+    ctx.run(&["deploy", fixture("shakapacker").to_str().unwrap()])
+        .expect(0);
+    let (port, fired) = start_proxy(
+        ctx.redis_port(),
+        Drop::Stall(std::time::Duration::from_secs(30)),
+    );
+    let url = format!("redis://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let run = ctx
+        .cutover(&["deploy", fixture("flat").to_str().unwrap(), "--json"])
+        .env("REDIS_URL", &url)
+        .env("CUTOVER_REDIS_TIMEOUT", "2")
+        .run();
+    let took = started.elapsed();
+    assert!(
+        fired.load(Ordering::SeqCst),
+        "the proxy never stalled the activation"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "took {took:?}: {run:?}"
+    );
+    // The script ran; read back over a fresh connection, cutover says so.
+    run.expect(0);
+    let b = run.json()["release"]["id"].as_str().unwrap().to_string();
+    assert_eq!(current(&ctx).as_deref(), Some(b.as_str()));
+}

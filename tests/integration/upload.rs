@@ -239,7 +239,7 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
         ctx.put(&victim, b"someone else's bytes").await;
         let uploads = plan.with(Decision::Upload).cloned().collect();
         let mut executor = cutover::exec::Executor {
-            store: &store,
+            store: Some(&store),
             registry: &mut registry,
             root: Some(&build.root),
             concurrency: 8,

@@ -193,6 +193,38 @@ impl Ctx {
             .unwrap()
     }
 
+    /// A Redis ACL user of this test with `rules` (e.g. `~cutover:{APP}:*
+    /// +@all -publish`); returns a URL that logs in as it.
+    pub fn acl_user(&self, name: &str, rules: &[&str]) -> String {
+        let user = format!("{name}-{}", self.app);
+        rt().block_on(async {
+            let mut con = self.redis().await;
+            let mut cmd = redis::cmd("ACL");
+            cmd.arg("SETUSER")
+                .arg(&user)
+                .arg("reset")
+                .arg("on")
+                .arg(">pw");
+            for r in rules {
+                cmd.arg(r.replace("APP", &self.app));
+            }
+            let _: () = cmd.query_async(&mut con).await.unwrap();
+        });
+        format!("redis://{user}:pw@127.0.0.1:{}", self.redis_port())
+    }
+
+    /// Run a Redis command on the shared test Redis.
+    pub fn redis_cmd(&self, args: &[&str]) -> redis::Value {
+        rt().block_on(async {
+            let mut con = self.redis().await;
+            let mut cmd = redis::cmd(args[0]);
+            for a in &args[1..] {
+                cmd.arg(*a);
+            }
+            cmd.query_async(&mut con).await.unwrap()
+        })
+    }
+
     /// The port of the shared test Redis.
     pub fn redis_port(&self) -> u16 {
         self.redis_url.rsplit(':').next().unwrap().parse().unwrap()

@@ -4,6 +4,8 @@
 
 pub mod ctx;
 pub mod fixtures;
+pub mod http;
+pub mod nginx;
 pub mod redis_proxy;
 pub mod run;
 pub mod s3_proxy;

@@ -15,10 +15,24 @@ pub enum Drop {
     AfterEval,
     /// The connection dies as the activation script is sent: Redis never sees it.
     BeforeEval,
+    /// Redis runs the activation script; its answer (and everything after it
+    /// on that connection) arrives this much later.
+    Stall(std::time::Duration),
 }
 
-/// A proxy in front of Redis that drops the first connection carrying an
-/// EVAL/EVALSHA, once.
+/// Does this chunk of a client's stream carry the activation script (by its
+/// SHA1 for EVALSHA, or its text for EVAL)? Other scripts (the permission
+/// check, the lock's renewal) pass untouched.
+fn is_activation(chunk: &[u8]) -> bool {
+    let sha = redis::Script::new(cutover::store::scripts::ACTIVATE)
+        .get_hash()
+        .to_string();
+    let contains = |needle: &[u8]| chunk.windows(needle.len()).any(|w| w == needle);
+    contains(sha.as_bytes()) || contains(b"PUBLISH before any write")
+}
+
+/// A proxy in front of Redis that drops the first connection carrying the
+/// activation script, once.
 pub fn start_proxy(upstream_port: u16, mode: Drop) -> (u16, Arc<AtomicBool>) {
     let listener = rt().block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -54,7 +68,7 @@ async fn pump(
                 let Ok(n) = n else { return };
                 if n == 0 { return }
                 let chunk = &cbuf[..n];
-                let is_eval = chunk.windows(4).any(|w| w.eq_ignore_ascii_case(b"EVAL"));
+                let is_eval = is_activation(chunk);
                 if is_eval && armed.load(Ordering::SeqCst) {
                     if mode == Drop::BeforeEval {
                         armed.store(false, Ordering::SeqCst);
@@ -74,7 +88,11 @@ async fn pump(
                     if !chunk.starts_with(b"-NOSCRIPT") {
                         armed.store(false, Ordering::SeqCst);
                         fired.store(true, Ordering::SeqCst);
-                        return; // Redis ran it; the answer is lost
+                        if let Drop::Stall(delay) = mode {
+                            tokio::time::sleep(delay).await;
+                        } else {
+                            return; // Redis ran it; the answer is lost
+                        }
                     }
                 }
                 if client.write_all(chunk).await.is_err() { return }

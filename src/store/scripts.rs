@@ -1,0 +1,82 @@
+//! The Lua scripts cutover runs in Redis. Each is one atomic step. Every
+//! script that writes checks everything that can fail first (key types,
+//! the compare-and-set, permissions through PUBLISH) and writes last, so
+//! it either happens completely or not at all.
+
+/// The switch. KEYS: current, manifest, history, release record.
+/// ARGV: expected current ('' = none), new id, manifest JSON, event JSON,
+/// history cap, channel, force ('1').
+/// Returns {'ok', previous} | {'lost', current} | {'unregistered', ''}.
+pub const ACTIVATE: &str = r#"
+local function wrongtype(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= want then
+    return 'WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a ' .. want
+  end
+end
+local bad = wrongtype(KEYS[1], 'string') or wrongtype(KEYS[2], 'string')
+  or wrongtype(KEYS[3], 'list') or wrongtype(KEYS[4], 'string')
+if bad then return redis.error_reply(bad) end
+local cur = redis.call('GET', KEYS[1])
+if ARGV[7] ~= '1' and (cur or '') ~= ARGV[1] then
+  return {'lost', cur or ''}
+end
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  return {'unregistered', ''}
+end
+local event = cjson.decode(ARGV[4])
+if cur then event['previous'] = cur else event['previous'] = cjson.null end
+local text = cjson.encode(event)
+-- PUBLISH before any write: a missing channel permission fails here, with
+-- nothing written. Subscribers see the message only after the script ends.
+redis.call('PUBLISH', ARGV[6], text)
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('LPUSH', KEYS[3], text)
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
+return {'ok', cur or ''}
+"#;
+
+/// Record a release. KEYS: release record, releases set.
+/// ARGV: record JSON, score (ms), id, replace ('1': overwrite a record that
+/// is not valid JSON). An existing valid record is kept: records are immutable.
+pub const REGISTER: &str = r#"
+for i, want in ipairs({'string', 'zset'}) do
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'none' and t ~= want then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t .. ', not a ' .. want)
+  end
+end
+local old = redis.call('GET', KEYS[1])
+if not old or (ARGV[4] == '1' and not pcall(cjson.decode, old)) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[3])
+return 1
+"#;
+
+/// Release the lock if it is still `ARGV[1]`'s. KEYS: lock.
+pub const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// Extend the lock if it is still `ARGV[1]`'s, to `ARGV[2]` ms. KEYS: lock.
+pub const RENEW: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"#;
+
+/// Which of the given commands the current user may not run, without
+/// running them. ARGV: commands, one per argument, words separated by
+/// spaces. Redis before 7 has no `redis.acl_check_cmd`: nothing is reported.
+pub const PROBE: &str = r#"
+if redis.acl_check_cmd == nil then return {} end
+local missing = {}
+for _, line in ipairs(ARGV) do
+  local words = {}
+  for w in string.gmatch(line, '%S+') do table.insert(words, w) end
+  if not redis.acl_check_cmd(unpack(words)) then table.insert(missing, line) end
+end
+return missing
+"#;
