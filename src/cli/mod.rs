@@ -102,7 +102,10 @@ fn context(cli: &Cli, flags: &config::FlagValues) -> anyhow::Result<Ctx> {
     );
     Ok(Ctx {
         config,
-        observer: progress::observer(mode),
+        observer: progress::observer(
+            mode,
+            std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+        ),
         verbose: cli.global.verbose,
     })
 }

@@ -27,28 +27,47 @@ pub fn mode(stderr_is_terminal: bool, ci: bool, quiet: bool) -> Mode {
     }
 }
 
-pub fn observer(mode: Mode) -> Arc<dyn Observer> {
+/// `annotate`: warnings become GitHub Actions annotations (`::warning::`),
+/// for `GITHUB_ACTIONS=true`.
+pub fn observer(mode: Mode, annotate: bool) -> Arc<dyn Observer> {
+    let log = Log { annotate };
     match mode {
-        Mode::Bars => Arc::new(Bars::default()),
-        Mode::Lines => Arc::new(Lines::new(Duration::from_secs(3))),
-        Mode::Off => Arc::new(LogOnly),
+        Mode::Bars => Arc::new(Bars::new(ProgressDrawTarget::stderr(), log)),
+        Mode::Lines => Arc::new(Lines::new(Duration::from_secs(3), log)),
+        Mode::Off => Arc::new(LogOnly(log)),
+    }
+}
+
+/// How warnings and infos are written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Log {
+    annotate: bool,
+}
+
+impl Log {
+    /// The line for a warning or an info; None for progress.
+    fn line(&self, event: &Event) -> Option<String> {
+        match event {
+            Event::Warning(w) if self.annotate => Some(format!("::warning::{w}")),
+            Event::Warning(w) => Some(format!("warning: {w}")),
+            Event::Info(i) => Some(i.clone()),
+            _ => None,
+        }
+    }
+
+    fn print(&self, event: &Event) {
+        if let Some(line) = self.line(event) {
+            eprintln!("{line}");
+        }
     }
 }
 
 /// Only warnings and infos.
-struct LogOnly;
+struct LogOnly(Log);
 
 impl Observer for LogOnly {
     fn event(&self, event: Event) {
-        log_line(&event);
-    }
-}
-
-fn log_line(event: &Event) {
-    match event {
-        Event::Warning(w) => eprintln!("warning: {w}"),
-        Event::Info(i) => eprintln!("{i}"),
-        _ => {}
+        self.0.print(&event);
     }
 }
 
@@ -57,19 +76,15 @@ fn log_line(event: &Event) {
 struct Bars {
     multi: MultiProgress,
     running: Mutex<Vec<(PhaseState, ProgressBar)>>,
-}
-
-impl Default for Bars {
-    fn default() -> Bars {
-        Bars::new(ProgressDrawTarget::stderr())
-    }
+    log: Log,
 }
 
 impl Bars {
-    fn new(target: ProgressDrawTarget) -> Bars {
+    fn new(target: ProgressDrawTarget, log: Log) -> Bars {
         Bars {
             multi: MultiProgress::with_draw_target(target),
             running: Mutex::default(),
+            log,
         }
     }
 
@@ -144,8 +159,11 @@ impl Observer for Bars {
                     self.say(line(&state, true));
                 }
             }
-            Event::Warning(w) => self.say(format!("warning: {w}")),
-            Event::Info(i) => self.say(i),
+            other => {
+                if let Some(line) = self.log.line(&other) {
+                    self.say(line);
+                }
+            }
         }
     }
 }
@@ -173,6 +191,7 @@ struct PhaseState {
 pub struct Lines {
     every: Duration,
     state: Mutex<Vec<PhaseState>>,
+    log: Log,
 }
 
 impl PhaseState {
@@ -191,10 +210,11 @@ impl PhaseState {
 }
 
 impl Lines {
-    pub fn new(every: Duration) -> Lines {
+    pub fn new(every: Duration, log: Log) -> Lines {
         Lines {
             every,
             state: Mutex::new(Vec::new()),
+            log,
         }
     }
 }
@@ -265,7 +285,7 @@ impl Observer for Lines {
                     eprintln!("{}", line(s, true));
                 }
             }
-            other => log_line(&other),
+            other => self.log.print(&other),
         }
     }
 }
@@ -280,7 +300,10 @@ mod tests {
         use indicatif::InMemoryTerm;
         let term = InMemoryTerm::new(40, 120);
         {
-            let bars = Bars::new(ProgressDrawTarget::term_like(Box::new(term.clone())));
+            let bars = Bars::new(
+                ProgressDrawTarget::term_like(Box::new(term.clone())),
+                Log::default(),
+            );
             for _ in 0..2 {
                 bars.event(Event::Started {
                     phase: Phase::Listing,
@@ -331,6 +354,20 @@ mod tests {
         );
         assert!(screen.contains("warning: careful"), "{screen}");
         assert!(!screen.contains('['), "no bar is left drawn: {screen}");
+    }
+
+    #[test]
+    fn warnings_are_annotations_under_github_actions() {
+        let warning = Event::Warning("pinned".into());
+        assert_eq!(
+            Log { annotate: true }.line(&warning).unwrap(),
+            "::warning::pinned"
+        );
+        assert_eq!(Log::default().line(&warning).unwrap(), "warning: pinned");
+        let progress = Event::Finished {
+            phase: Phase::Listing,
+        };
+        assert_eq!(Log { annotate: true }.line(&progress), None);
     }
 
     #[test]
