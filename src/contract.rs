@@ -14,6 +14,8 @@ pub struct Keys {
     pub releases: String,
     pub history: String,
     pub lock: String,
+    pub pin: String,
+    pub rolled_back: String,
     pub channel: String,
     prefix: String,
 }
@@ -27,6 +29,8 @@ impl Keys {
             releases: format!("{prefix}releases"),
             history: format!("{prefix}history"),
             lock: format!("{prefix}lock"),
+            pin: format!("{prefix}pin"),
+            rolled_back: format!("{prefix}rolled_back"),
             channel: format!("{prefix}events"),
             prefix,
         }
@@ -57,8 +61,29 @@ impl Action {
     }
 }
 
+/// The pin: while set, deploys record but do not activate (README, "Pin").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    /// The release live when it was pinned.
+    pub release: Option<String>,
+    pub by: Option<String>,
+    pub at: String,
+    pub message: Option<String>,
+}
+
+/// What a switch does with the pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinChange {
+    /// Refuse to switch while pinned (deploy; activate without --unpin).
+    Respect,
+    /// Switch and pin the new release (rollback).
+    Set(Pin),
+    /// Switch and clear the pin (activate --unpin).
+    Clear,
+}
+
 /// One activation, as pushed to `history` and published on the channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivationEvent {
     pub release: String,
     pub previous: Option<String>,
@@ -131,6 +156,8 @@ mod tests {
             &k.releases,
             &k.history,
             &k.lock,
+            &k.pin,
+            &k.rolled_back,
             &k.channel,
             &k.release("ab12"),
         ] {

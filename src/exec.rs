@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::contract::{ActivationEvent, Keys};
+use crate::contract::{ActivationEvent, Keys, Pin, PinChange};
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
 use crate::plan::{PlannedFile, Step, Switch};
@@ -41,12 +41,21 @@ pub struct UploadStats {
     pub seconds: f64,
 }
 
+/// How a switch step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Switched {
+    /// Live now; `previous` was live before.
+    Applied { previous: Option<String> },
+    /// The app is pinned and the switch respects pins: nothing changed.
+    Pinned(Pin),
+}
+
 /// What running the steps did.
 #[derive(Debug, Default, Clone)]
 pub struct Executed {
     pub upload: Option<UploadStats>,
-    /// Set when a switch happened: the release that was live before it.
-    pub switched_from: Option<Option<String>>,
+    /// Set when a switch step ran.
+    pub switched: Option<Switched>,
     /// Seconds per step kind, in order.
     pub timings: Vec<(&'static str, f64)>,
 }
@@ -64,7 +73,7 @@ impl<'a> Executor<'a> {
                 if let Some(lock) = self.lock {
                     lock.check()?;
                 }
-                done.switched_from = Some(self.switch(switch).await?);
+                done.switched = Some(self.switch(switch).await?);
             } else {
                 let store = self.store;
                 tokio::select! {
@@ -107,6 +116,9 @@ impl<'a> Executor<'a> {
                         self.registry.keys.lock
                     )));
                 }
+            }
+            Step::Pin(pin) => {
+                self.registry.set_pin(pin.as_ref()).await?;
             }
             Step::Switch(_) => unreachable!("the switch runs on its own"),
         }
@@ -176,7 +188,7 @@ impl<'a> Executor<'a> {
     }
 
     /// The compare-and-set switch. A lost race is refused (exit 3).
-    async fn switch(&mut self, s: &Switch) -> anyhow::Result<Option<String>> {
+    async fn switch(&mut self, s: &Switch) -> anyhow::Result<Switched> {
         let event = ActivationEvent {
             release: s.release.clone(),
             previous: s.expected.clone(),
@@ -193,10 +205,13 @@ impl<'a> Executor<'a> {
                 &s.manifest,
                 &event,
                 s.force,
+                &s.pin,
+                s.rolled_back_from.as_deref(),
             )
             .await?;
         match outcome {
-            Activation::Applied { previous } => Ok(previous),
+            Activation::Applied { previous } => Ok(Switched::Applied { previous }),
+            Activation::Pinned(pin) => Ok(Switched::Pinned(pin)),
             Activation::LostRace { current } => Err(Failure::refused(format!(
                 "the live release changed to {} while this {} ran (it planned against {}); nothing was switched. \
                  Run it again, or pass --force to switch anyway",
@@ -215,6 +230,7 @@ fn step_name(step: &Step) -> &'static str {
         Step::Register { .. } => "register",
         Step::Switch(_) => "switch",
         Step::Unlock { .. } => "unlock",
+        Step::Pin(_) => "pin",
     }
 }
 
@@ -254,13 +270,35 @@ pub fn describe(step: &Step, t: &Target) -> String {
             r.created_at_ms,
             r.id
         ),
+        Step::Pin(Some(p)) => format!(
+            "Redis SET {} (pinned: {} by {})",
+            t.keys.pin,
+            p.release.as_deref().unwrap_or("the live release"),
+            p.by.as_deref().unwrap_or("unknown")
+        ),
+        Step::Pin(None) => format!("Redis DEL {}", t.keys.pin),
         Step::Unlock { owner } => format!(
             "Redis EVAL unlock: DEL {} if it still holds {owner:?}",
             t.keys.lock
         ),
         Step::Switch(s) => format!(
-            "Redis EVAL activate: check key types; if {current} is {expected}{force}: PUBLISH {channel} ({action} event); \
-             SET {current} {id}; SET {manifest} ({size} of JSON); LPUSH {history} (capped at {cap})",
+            "Redis EVAL activate: check key types;{respect} if {current} is {expected}{force}: PUBLISH {channel} ({action} event); \
+             SET {current} {id}; SET {manifest} ({size} of JSON); LPUSH {history} (capped at {cap}){pin}{marked}",
+            respect = if s.pin == PinChange::Respect {
+                format!(" unless {} is set,", t.keys.pin)
+            } else {
+                String::new()
+            },
+            pin = match &s.pin {
+                PinChange::Respect => String::new(),
+                PinChange::Set(_) => format!("; SET {} (pinned)", t.keys.pin),
+                PinChange::Clear => format!("; DEL {}", t.keys.pin),
+            },
+            marked = s
+                .rolled_back_from
+                .as_ref()
+                .map(|r| format!("; SADD {} {r}", t.keys.rolled_back))
+                .unwrap_or_default(),
             current = t.keys.current,
             expected = s.expected.as_deref().unwrap_or("unset"),
             force = if s.force { " (or --force)" } else { "" },

@@ -12,7 +12,7 @@ use crate::build::headers::{headers_for, is_fingerprinted, Headers};
 use crate::build::manifest::{diff, Manifest, ManifestDiff};
 use crate::build::{Build, BuildFile};
 use crate::config::Config;
-use crate::contract::{record_key, Action};
+use crate::contract::{record_key, Action, PinChange};
 use crate::release::{release_id, IdInput, ReleaseFile, ReleaseRecord};
 use crate::state::{Inspected, Listed, Listing, LiveState, RemoteObject};
 
@@ -69,10 +69,13 @@ pub enum Step {
     Switch(Switch),
     /// Delete the deploy lock if it still holds `owner` (`cutover unlock`).
     Unlock { owner: String },
+    /// Set the pin (`pin`), or clear it (`unpin`).
+    Pin(Option<crate::contract::Pin>),
 }
 
 /// The atomic switch: if `current` is still `expected` (or `force`), make
-/// `release` live with its manifest, log it and publish it.
+/// `release` live with its manifest, log it and publish it; do `pin` with
+/// the pin and mark `rolled_back_from`.
 #[derive(Debug, Clone)]
 pub struct Switch {
     pub expected: Option<String>,
@@ -82,6 +85,8 @@ pub struct Switch {
     pub by: Option<String>,
     pub message: Option<String>,
     pub force: bool,
+    pub pin: PinChange,
+    pub rolled_back_from: Option<String>,
 }
 
 /// What a deploy will do.
@@ -172,6 +177,8 @@ impl DeployPlan {
                 by: self.release.deployed_by.clone(),
                 message: opts.message.clone(),
                 force: opts.force,
+                pin: PinChange::Respect,
+                rolled_back_from: None,
             }));
         }
         steps
@@ -498,6 +505,7 @@ mod tests {
                     Step::Register { .. } => "register",
                     Step::Switch(_) => "switch",
                     Step::Unlock { .. } => "unlock",
+                    Step::Pin(_) => "pin",
                 })
                 .collect()
         };
@@ -549,6 +557,7 @@ mod tests {
             current: Some(first.release.id.clone()),
             manifest: Some(first.release.manifest.clone()),
             damage: None,
+            pin: None,
         };
         let again = deploy(&c, &fx.build, &fx.manifest, &Listing::new(), &live, who()).unwrap();
         assert!(again.already_live);

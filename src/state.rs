@@ -82,6 +82,8 @@ pub struct LiveState {
     pub manifest: Option<serde_json::Value>,
     /// Why the live manifest cannot be used (missing, not JSON), if so.
     pub damage: Option<String>,
+    /// Set while the app is pinned.
+    pub pin: Option<crate::contract::Pin>,
 }
 
 impl LiveState {

@@ -63,6 +63,14 @@ pub enum Command {
     Releases(ReleasesArgs),
     /// Show who holds the deploy lock; clear it with --force.
     Unlock(UnlockArgs),
+    /// The activation log: who switched what, when, and why.
+    History(HistoryArgs),
+    /// What changes between two releases (default: live vs the newest recorded).
+    Diff(DiffArgs),
+    /// Hold the live release: deploys record but do not activate.
+    Pin(PinArgs),
+    /// Let deploys activate again.
+    Unpin(UnpinArgs),
 }
 
 impl Command {
@@ -75,6 +83,10 @@ impl Command {
             Command::Status => "status",
             Command::Releases(_) => "releases",
             Command::Unlock(_) => "unlock",
+            Command::History(_) => "history",
+            Command::Diff(_) => "diff",
+            Command::Pin(_) => "pin",
+            Command::Unpin(_) => "unpin",
         }
     }
 }
@@ -101,8 +113,43 @@ pub struct DeployArgs {
 pub struct ActivateArgs {
     /// Release id (a unique prefix is enough).
     pub release: String,
+    /// Switch although the app is pinned, and clear the pin.
+    #[arg(long)]
+    pub unpin: bool,
     #[command(flatten)]
     pub switch: SwitchFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// How many events to show (0: all kept).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The release to compare from (id or unique prefix; default: the live one).
+    pub from: Option<String>,
+    /// The release to compare to (default: the newest recorded).
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// Why (shown by status, deploys and releases).
+    #[arg(long, short)]
+    pub message: Option<String>,
+    /// Show the change; make none.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpinArgs {
+    /// Show the change; make none.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

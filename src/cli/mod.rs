@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::commands::{deploy, inspect, switch, unlock, Ctx};
+use crate::commands::{deploy, diff, inspect, pin, switch, unlock, Ctx};
 use crate::config::{self, FileSource};
 use crate::error::{exit_code, one_line, Failure};
 use crate::render::Render;
@@ -61,16 +61,36 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             };
             emit(json, deploy::run(&ctx, req).await)
         }
-        Command::Activate(a) => emit(
-            json,
-            switch::activate(&ctx, &a.release, switch_request(a.switch)).await,
-        ),
+        Command::Activate(a) => {
+            let mut req = switch_request(a.switch);
+            req.unpin = a.unpin;
+            emit(json, switch::activate(&ctx, &a.release, req).await)
+        }
         Command::Rollback(a) => emit(
             json,
             switch::rollback(&ctx, a.to.as_deref(), switch_request(a.switch)).await,
         ),
         Command::Status => emit(json, inspect::status(&ctx).await),
         Command::Releases(a) => emit(json, inspect::releases(&ctx, a.limit).await),
+        Command::History(a) => emit(json, inspect::history(&ctx, a.limit).await),
+        Command::Diff(a) => emit(
+            json,
+            diff::run(&ctx, a.from.as_deref(), a.to.as_deref()).await,
+        ),
+        Command::Pin(a) => {
+            let req = pin::Request {
+                dry_run: a.dry_run,
+                message: a.message,
+            };
+            emit(json, pin::run(&ctx, true, req).await)
+        }
+        Command::Unpin(a) => {
+            let req = pin::Request {
+                dry_run: a.dry_run,
+                message: None,
+            };
+            emit(json, pin::run(&ctx, false, req).await)
+        }
         Command::Unlock(a) => {
             let req = unlock::Request {
                 force: a.force,
@@ -86,6 +106,7 @@ fn switch_request(f: args::SwitchFlags) -> switch::Request {
         dry_run: f.dry_run,
         force: f.force,
         message: f.message,
+        unpin: false,
     }
 }
 

@@ -10,9 +10,10 @@ use super::objects::inspect_all;
 use super::Ctx;
 use crate::build::manifest::{Manifest, ManifestDiff};
 use crate::build::Build;
+use crate::contract::Pin;
 use crate::error::{one_line, Failure};
 use crate::events::{Event, Observer};
-use crate::exec::{describe, Executor, UploadStats};
+use crate::exec::{describe, Executor, Switched, UploadStats};
 use crate::plan::{self, Decision, DeployOptions, DeployPlan, PlannedFile, Provenance};
 use crate::release::{now, ReleaseRecord};
 use crate::render::{bytes, count, some, Render};
@@ -93,6 +94,8 @@ pub struct Outcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uploaded: Option<UploadStats>,
     pub warnings: Vec<String>,
+    /// The pin that kept this deploy from activating (null when not pinned).
+    pub pinned: Option<Pin>,
     pub timings: Timings,
     #[serde(skip)]
     verbose: bool,
@@ -116,15 +119,10 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         gather(ctx, &req.dir, !req.dry_run, &mut timings).await?;
 
     let planning = Instant::now();
-    let opts = DeployOptions {
-        activate: !req.no_activate,
-        force: req.force,
-        message: req.message.clone(),
-    };
     if req.dry_run {
         let plan = make_plan(ctx, &store, &build, &manifest, &remote, &live, &req).await?;
         timings.plan = planning.elapsed().as_secs_f64();
-        let steps = plan.steps(&meta, &opts);
+        let steps = plan.steps(&meta, &options(&req, &live));
         let conflicted = plan.count(Decision::Conflict).0 > 0;
         if conflicted {
             observer.event(Event::Warning(one_line(&conflict_error(
@@ -141,7 +139,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         };
         let described = describe_steps(ctx, &store, &registry, &steps);
         timings.total = started.elapsed().as_secs_f64();
-        return Ok(outcome(
+        let mut out = outcome(
             ctx,
             &plan,
             ending,
@@ -150,14 +148,15 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             plan.live_release.clone(),
             timings,
             true,
-        ));
+        );
+        out.pinned = live.pin.filter(|_| !req.no_activate);
+        return Ok(out);
     }
 
     let lock = LockGuard::acquire(config, &registry, &config.actor(), observer).await?;
     let result = deploy_locked(
         ctx,
         &req,
-        &opts,
         &store,
         &mut registry,
         (&build, &manifest),
@@ -167,15 +166,31 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     )
     .await;
     lock.release().await;
-    let (plan, steps, executed) = result?;
+    let (plan, steps, executed, mut pinned) = result?;
     let described = describe_steps(ctx, &store, &registry, &steps);
     let was_current = plan.live_release.as_deref() == Some(plan.release.id.as_str());
-    let (ending, live_after) = match &executed.switched_from {
-        Some(_) if was_current => (Ending::Repaired, Some(plan.release.id.clone())),
-        Some(_) => (Ending::Activated, Some(plan.release.id.clone())),
+    let mut live_before = plan.live_release.clone();
+    let (ending, live_after) = match &executed.switched {
+        Some(Switched::Applied { previous }) => {
+            live_before = previous.clone();
+            let ending = if was_current {
+                Ending::Repaired
+            } else {
+                Ending::Activated
+            };
+            (ending, Some(plan.release.id.clone()))
+        }
+        // Pinned between planning and the switch: recorded, not activated.
+        Some(Switched::Pinned(pin)) => {
+            pinned = Some(pin.clone());
+            (Ending::Recorded, plan.live_release.clone())
+        }
         None if plan.already_live => (Ending::AlreadyLive, plan.live_release.clone()),
         None => (Ending::Recorded, plan.live_release.clone()),
     };
+    if let Some(pin) = &pinned {
+        observer.event(Event::Warning(pinned_notice(pin, &plan.release.id)));
+    }
     for (name, secs) in &executed.timings {
         match *name {
             "upload" => timings.upload = Some(*secs),
@@ -196,10 +211,31 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         timings,
         false,
     );
-    if let Some(Some(previous)) = executed.switched_from {
-        out.live_before = Some(previous);
-    }
+    out.live_before = live_before;
+    out.pinned = pinned;
     Ok(out)
+}
+
+/// How a deploy ends as asked: activate unless `--no-activate` or pinned.
+fn options(req: &Request, live: &LiveState) -> DeployOptions {
+    DeployOptions {
+        activate: !req.no_activate && live.pin.is_none(),
+        force: req.force,
+        message: req.message.clone(),
+    }
+}
+
+/// The one line a pinned deploy says (a GitHub Actions annotation in CI).
+fn pinned_notice(pin: &Pin, id: &str) -> String {
+    format!(
+        "pinned since {} by {}{}: recorded {id}, not activated; `cutover activate {id} --unpin` makes it live, `cutover unpin` lets the next deploy",
+        pin.at,
+        pin.by.as_deref().unwrap_or("unknown"),
+        pin.message
+            .as_deref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default()
+    )
 }
 
 type Gathered = (Build, Manifest, S3Store, Registry, Listing, LiveState);
@@ -307,7 +343,12 @@ async fn make_plan(
     Ok(plan)
 }
 
-type Deployed = (DeployPlan, Vec<plan::Step>, crate::exec::Executed);
+type Deployed = (
+    DeployPlan,
+    Vec<plan::Step>,
+    crate::exec::Executed,
+    Option<Pin>,
+);
 
 /// Under the lock: plan (against a fresh listing if another deploy held the
 /// lock first), then execute.
@@ -315,7 +356,6 @@ type Deployed = (DeployPlan, Vec<plan::Step>, crate::exec::Executed);
 async fn deploy_locked(
     ctx: &Ctx,
     req: &Request,
-    opts: &DeployOptions,
     store: &S3Store,
     registry: &mut Registry,
     (build, manifest): (&Build, &Manifest),
@@ -337,7 +377,8 @@ async fn deploy_locked(
     if plan.count(Decision::Conflict).0 > 0 {
         return Err(conflict_error(&plan, store.bucket()));
     }
-    let steps = plan.steps(&ctx.config.meta_prefix()?, opts);
+    let opts = options(req, &live);
+    let steps = plan.steps(&ctx.config.meta_prefix()?, &opts);
     let mut executor = Executor {
         store: Some(store),
         registry,
@@ -348,7 +389,8 @@ async fn deploy_locked(
         observer: ctx.observer.as_ref(),
     };
     let executed = executor.run(&steps).await?;
-    Ok((plan, steps, executed))
+    let pinned = live.pin.filter(|_| !req.no_activate);
+    Ok((plan, steps, executed, pinned))
 }
 
 fn describe_steps(
@@ -419,6 +461,7 @@ fn outcome(
         steps,
         uploaded,
         warnings: plan.warnings.clone(),
+        pinned: None,
         timings,
         verbose: ctx.verbose,
     }
@@ -552,6 +595,10 @@ impl Render for Outcome {
             Ending::AlreadyLive => {
                 format!("release {id} is already live for {}; nothing to do", r.app)
             }
+            Ending::Recorded if self.pinned.is_some() => format!(
+                "recorded release {id} (not activated: {} is pinned); make it live with: cutover activate {id} --unpin",
+                r.app
+            ),
             Ending::Recorded => format!(
                 "recorded release {id} (not activated); make it live with: cutover activate {id}"
             ),

@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 
+use super::pin::describe_pin;
 use super::Ctx;
-use crate::contract::ActivationEvent;
+use crate::contract::{ActivationEvent, Pin};
 use crate::release::ReleaseRecord;
 use crate::render::{bytes, count, table, Render};
 use crate::state::Stored;
@@ -16,6 +17,8 @@ pub struct Status {
     pub current: Option<String>,
     pub record: Option<ReleaseRecord>,
     pub last_event: Option<ActivationEvent>,
+    /// Set while the app is pinned: deploys record but do not activate.
+    pub pin: Option<Pin>,
     /// What is wrong with the live state in Redis, and how to repair it.
     pub problems: Vec<String>,
 }
@@ -63,6 +66,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
         current: live.current,
         record,
         last_event,
+        pin: live.pin,
         problems,
     })
 }
@@ -73,6 +77,12 @@ impl Render for Status {
             return format!("no release is live for {}\n", self.app);
         };
         let mut t = format!("live release of {}: {id}\n", self.app);
+        if let Some(p) = &self.pin {
+            t.push_str(&format!(
+                "  PINNED: {}; deploys record but do not activate (`cutover unpin`)\n",
+                describe_pin(p)
+            ));
+        }
         if let Some(r) = &self.record {
             t.push_str(&record_lines(r));
         }
@@ -121,6 +131,10 @@ fn record_lines(r: &ReleaseRecord) -> String {
 pub struct Row {
     pub id: String,
     pub live: bool,
+    /// Live under the current pin.
+    pub pinned: bool,
+    /// It was rolled back from: `rollback` skips it.
+    pub rolled_back: bool,
     pub record: Option<ReleaseRecord>,
     /// Why the record cannot be shown (missing, unreadable).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,7 +153,10 @@ pub struct Releases {
 pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
     let app = ctx.config.app()?.to_string();
     let mut registry = Registry::connect(&ctx.config).await?;
-    let current = registry.live().await?.current;
+    let live = registry.live().await?;
+    let current = live.current;
+    let pinned = live.pin.and_then(|p| p.release);
+    let rolled_back = registry.rolled_back().await?;
     let ids = registry.release_ids(limit).await?;
     let records = registry.records(&ids).await?;
     let releases = ids
@@ -153,6 +170,8 @@ pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
             };
             Row {
                 live: current.as_deref() == Some(id.as_str()),
+                pinned: pinned.as_deref() == Some(id.as_str()),
+                rolled_back: rolled_back.contains(&id),
                 id,
                 record: stored.valid(),
                 problem,
@@ -177,7 +196,16 @@ impl Render for Releases {
             .releases
             .iter()
             .map(|row| {
-                let live = if row.live { "*" } else { "" }.to_string();
+                let live = [
+                    (row.live, "live"),
+                    (row.pinned, "pinned"),
+                    (row.rolled_back, "rolled back"),
+                ]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, word)| *word)
+                .collect::<Vec<_>>()
+                .join(", ");
                 match &row.record {
                     Some(r) => vec![
                         live,
@@ -209,9 +237,53 @@ impl Render for Releases {
             .collect();
         table(
             &[
-                "LIVE", "RELEASE", "CREATED", "GIT", "BRANCH", "BY", "FILES", "SIZE", "MESSAGE",
+                "STATE", "RELEASE", "CREATED", "GIT", "BRANCH", "BY", "FILES", "SIZE", "MESSAGE",
             ],
             &rows,
         )
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct History {
+    pub command: &'static str,
+    pub app: String,
+    /// Newest first.
+    pub events: Vec<ActivationEvent>,
+}
+
+/// The activation log, newest first; `limit` 0 shows it all.
+pub async fn history(ctx: &Ctx, limit: usize) -> anyhow::Result<History> {
+    let app = ctx.config.app()?.to_string();
+    let mut registry = Registry::connect(&ctx.config).await?;
+    let events = registry.history(limit).await?;
+    Ok(History {
+        command: "history",
+        app,
+        events,
+    })
+}
+
+impl Render for History {
+    fn text(&self) -> String {
+        if self.events.is_empty() {
+            return format!("no activations of {} yet\n", self.app);
+        }
+        let dash = || "-".to_string();
+        let rows: Vec<Vec<String>> = self
+            .events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.at.clone(),
+                    e.action.clone(),
+                    e.previous.clone().unwrap_or_else(dash),
+                    e.release.clone(),
+                    e.by.clone().unwrap_or_else(dash),
+                    e.message.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(&["AT", "ACTION", "FROM", "TO", "BY", "MESSAGE"], &rows)
     }
 }

@@ -4,8 +4,10 @@
 //! as text or JSON.
 
 pub mod deploy;
+pub mod diff;
 pub mod inspect;
 mod objects;
+pub mod pin;
 pub mod switch;
 pub mod unlock;
 

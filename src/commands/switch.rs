@@ -6,10 +6,11 @@ use serde::Serialize;
 use super::objects::verify_release;
 use super::{resolve_release, Ctx, Resolved};
 use crate::build::manifest::{diff, ManifestDiff};
-use crate::contract::Action;
+use crate::contract::{Action, Pin, PinChange};
 use crate::error::Failure;
-use crate::exec::{describe, Executor};
+use crate::exec::{describe, Executor, Switched};
 use crate::plan::{Step, Switch};
+use crate::release::now;
 use crate::render::{count, Render};
 use crate::state::{LiveState, Stored};
 use crate::store::lock::LockGuard;
@@ -22,6 +23,8 @@ pub struct Request {
     pub dry_run: bool,
     pub force: bool,
     pub message: Option<String>,
+    /// `activate --unpin`: switch although pinned, and clear the pin.
+    pub unpin: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -47,6 +50,8 @@ pub struct Outcome {
     pub manifest_diff: Option<ManifestDiff>,
     /// The writes, in order.
     pub steps: Vec<String>,
+    /// The pin after this command (rollback pins; activate --unpin clears).
+    pub pinned: Option<Pin>,
 }
 
 pub async fn activate(ctx: &Ctx, release: &str, req: Request) -> anyhow::Result<Outcome> {
@@ -78,7 +83,8 @@ async fn run(
     switch_to(ctx, &store, &mut registry, target, live, action, req).await
 }
 
-/// The release that was live before the current one, from the history.
+/// The newest release that was live before the current one and was not
+/// itself rolled back from: repeated rollbacks walk further back.
 async fn previous_release(
     app: &str,
     registry: &mut Registry,
@@ -91,16 +97,43 @@ async fn previous_release(
         ))
     })?;
     let history = registry.history(history_limit).await?;
-    let event = history.iter().find(|e| e.release == current).ok_or_else(|| {
-        Failure::input(format!(
+    if !history.iter().any(|e| e.release == current) {
+        return Err(Failure::input(format!(
             "the history of {app} does not say what was live before {current}; use `cutover rollback --to RELEASE`"
-        ))
-    })?;
-    event.previous.clone().ok_or_else(|| {
-        Failure::input(format!(
-            "{current} was the first release of {app}; there is nothing before it. Use `cutover rollback --to RELEASE`"
-        ))
-    })
+        )));
+    }
+    let skipped = registry.rolled_back().await?;
+    // Releases in the order they were last live, newest first.
+    let was_live = history
+        .iter()
+        .flat_map(|e| std::iter::once(Some(&e.release)).chain(std::iter::once(e.previous.as_ref())))
+        .flatten();
+    for id in was_live {
+        if id != &current && !skipped.contains(id) {
+            return Ok(id.clone());
+        }
+    }
+    Err(Failure::input(format!(
+        "no release before {current} of {app} is left to roll back to (the ones before it were rolled back from); \
+         use `cutover rollback --to RELEASE` (see `cutover releases`)"
+    )))
+}
+
+/// Refuse to activate while pinned, unless `--unpin` (exit 3).
+fn check_pin(live: &LiveState, action: Action, req: &Request, id: &str) -> anyhow::Result<()> {
+    match &live.pin {
+        Some(pin) if action == Action::Activate && !req.unpin => Err(Failure::refused(format!(
+            "{} is pinned since {} by {}{}; `cutover activate {id} --unpin` switches and clears the pin, `cutover unpin` clears it alone",
+            pin.release.as_deref().unwrap_or("the live release"),
+            pin.at,
+            pin.by.as_deref().unwrap_or("unknown"),
+            pin.message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Verify the target's objects, plan the switch, and run it unless a dry run.
@@ -115,6 +148,7 @@ async fn switch_to(
 ) -> anyhow::Result<Outcome> {
     let config = &ctx.config;
     let record = target.record;
+    check_pin(&live, action, &req, &record.id)?;
     let mut out = Outcome {
         command: action.as_str(),
         app: config.app()?.to_string(),
@@ -124,6 +158,7 @@ async fn switch_to(
         from: live.current.clone(),
         manifest_diff: None,
         steps: Vec::new(),
+        pinned: live.pin.clone(),
     };
     // Live means current, manifest and record agree; otherwise repair them.
     let in_redis = matches!(target.in_redis, Stored::Valid(_));
@@ -142,6 +177,21 @@ async fn switch_to(
             replace_broken: matches!(target.in_redis, Stored::Broken(_)),
         });
     }
+    // Rollback pins the release it goes to; activate --unpin clears the pin.
+    let pin = match action {
+        Action::Rollback => PinChange::Set(Pin {
+            release: Some(record.id.clone()),
+            by: config.deployed_by.clone(),
+            at: now().0,
+            message: req.message.clone(),
+        }),
+        _ if req.unpin => PinChange::Clear,
+        _ => PinChange::Respect,
+    };
+    let rolled_back_from = live
+        .current
+        .clone()
+        .filter(|c| action == Action::Rollback && c != &record.id);
     steps.push(Step::Switch(Switch {
         expected: live.current.clone(),
         release: record.id.clone(),
@@ -150,6 +200,8 @@ async fn switch_to(
         by: config.deployed_by.clone(),
         message: req.message.clone(),
         force: req.force,
+        pin: pin.clone(),
+        rolled_back_from,
     }));
     let target = ctx.target(store.bucket(), &registry.keys);
     out.steps = steps.iter().map(|s| describe(s, &target)).collect();
@@ -169,7 +221,23 @@ async fn switch_to(
     };
     let result = executor.run(&steps).await;
     lock.release().await;
-    out.from = result?.switched_from.flatten();
+    match result?.switched {
+        Some(Switched::Applied { previous }) => out.from = previous,
+        Some(Switched::Pinned(p)) => {
+            return Err(Failure::refused(format!(
+                "the app was pinned by {} while this {} ran; nothing was switched. `cutover activate {} --unpin` switches and clears the pin",
+                p.by.as_deref().unwrap_or("unknown"),
+                action.as_str(),
+                record.id
+            )))
+        }
+        None => {}
+    }
+    out.pinned = match pin {
+        PinChange::Set(p) => Some(p),
+        PinChange::Clear => None,
+        PinChange::Respect => live.pin,
+    };
     out.outcome = if repair {
         Ending::Repaired
     } else {

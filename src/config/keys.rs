@@ -18,6 +18,8 @@ pub enum Scope {
 
 /// Commands that take a lock and write history.
 const SWITCHING: &[&str] = &["deploy", "activate", "rollback"];
+/// Commands that say who did what.
+const ACTING: &[&str] = &["deploy", "activate", "rollback", "pin"];
 
 pub struct Key {
     /// Name in `cutover.toml`, and the key's id everywhere.
@@ -204,7 +206,7 @@ pub const KEYS: &[Key] = &[
             "GITHUB_ACTOR",
             "GITLAB_USER_LOGIN",
         ],
-        scope: Scope::Only(SWITCHING),
+        scope: Scope::Only(ACTING),
         value_name: "NAME",
         help: "Who deploys",
         default: "CI user, else the OS user",

@@ -9,7 +9,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
 
 use crate::config::{mask_url, Config};
-use crate::contract::{ActivationEvent, Keys};
+use crate::contract::{ActivationEvent, Keys, Pin, PinChange};
 use crate::error::Failure;
 use crate::release::ReleaseRecord;
 use crate::state::{LiveState, Stored};
@@ -26,6 +26,8 @@ pub enum Activation {
     LostRace {
         current: Option<String>,
     },
+    /// The app is pinned and the switch respects pins: nothing changed.
+    Pinned(Pin),
 }
 
 /// A connection to a single server or a cluster.
@@ -209,20 +211,24 @@ impl Registry {
     /// that is missing or not JSON is reported in `damage`, never an error:
     /// switching must not depend on the old live manifest.
     pub async fn live(&mut self) -> anyhow::Result<LiveState> {
-        let (cur, man) = (self.keys.current.clone(), self.keys.manifest.clone());
-        let (current, manifest): (Option<String>, Option<String>) = self
+        let keys = [
+            self.keys.current.clone(),
+            self.keys.manifest.clone(),
+            self.keys.pin.clone(),
+        ];
+        let (cur, man) = (keys[0].clone(), keys[1].clone());
+        let values: Vec<Option<String>> = self
             .read(|mut c| {
-                let (cur, man) = (cur.clone(), man.clone());
-                async move {
-                    let v: Vec<Option<String>> = redis::cmd("MGET")
-                        .arg(&cur)
-                        .arg(&man)
-                        .query_async(&mut c)
-                        .await?;
-                    Ok((v.first().cloned().flatten(), v.get(1).cloned().flatten()))
-                }
+                let keys = keys.clone();
+                async move { redis::cmd("MGET").arg(&keys).query_async(&mut c).await }
             })
             .await?;
+        let mut values = values.into_iter();
+        let (current, manifest, pin) = (
+            values.next().flatten(),
+            values.next().flatten(),
+            values.next().flatten(),
+        );
         if current.is_none() {
             self.absent_or_wrong_type(&cur).await?;
         }
@@ -233,6 +239,14 @@ impl Registry {
             current,
             manifest: None,
             damage: None,
+            pin: pin.map(|text| {
+                serde_json::from_str(&text).unwrap_or(Pin {
+                    release: None,
+                    by: None,
+                    at: String::new(),
+                    message: Some(format!("(unreadable pin: {text})")),
+                })
+            }),
         };
         match manifest.map(|text| serde_json::from_str(&text)) {
             Some(Ok(v)) => live.manifest = Some(v),
@@ -314,6 +328,40 @@ impl Registry {
             .collect())
     }
 
+    /// Releases that were rolled back from.
+    pub async fn rolled_back(&mut self) -> anyhow::Result<std::collections::BTreeSet<String>> {
+        let key = self.keys.rolled_back.clone();
+        self.read(|mut c| {
+            let key = key.clone();
+            async move { redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await }
+        })
+        .await
+    }
+
+    /// Set the pin (`pin`), or clear it (`None`, `unpin`). Returns whether
+    /// a pin was there before.
+    pub async fn set_pin(&mut self, pin: Option<&Pin>) -> anyhow::Result<bool> {
+        let mut conn = self.conn.clone();
+        let cmd = match pin {
+            Some(p) => {
+                let mut c = redis::cmd("SET");
+                c.arg(&self.keys.pin)
+                    .arg(serde_json::to_string(p).expect("pins serialize"))
+                    .arg("GET");
+                c
+            }
+            None => {
+                let mut c = redis::cmd("GETDEL");
+                c.arg(&self.keys.pin);
+                c
+            }
+        };
+        let before: Option<String> = self
+            .call("change the pin on", cmd.query_async(&mut conn))
+            .await?;
+        Ok(before.is_some())
+    }
+
     /// Record a release and add it to the set. An existing record is kept
     /// (records are immutable), unless `replace_broken` and it is not JSON.
     pub async fn register(
@@ -337,7 +385,10 @@ impl Registry {
         Ok(())
     }
 
-    /// Switch the live release in one atomic step, if `current` is still `expected`.
+    /// Switch the live release in one atomic step, if `current` is still
+    /// `expected` (or `force`), doing `pin` with the pin and marking
+    /// `rolled_back` as a release that was rolled back from.
+    #[allow(clippy::too_many_arguments)]
     pub async fn activate(
         &mut self,
         expected: Option<&str>,
@@ -345,6 +396,8 @@ impl Registry {
         manifest: &serde_json::Value,
         event: &ActivationEvent,
         force: bool,
+        pin: &PinChange,
+        rolled_back: Option<&str>,
     ) -> anyhow::Result<Activation> {
         let manifest = serde_json::to_string(manifest).expect("manifests serialize");
         let event_json = serde_json::to_string(event).expect("events serialize");
@@ -354,6 +407,8 @@ impl Registry {
             .key(&self.keys.manifest)
             .key(&self.keys.history)
             .key(self.keys.release(id))
+            .key(&self.keys.pin)
+            .key(&self.keys.rolled_back)
             .arg(expected.unwrap_or(""))
             .arg(id)
             .arg(&manifest)
@@ -361,6 +416,14 @@ impl Registry {
             .arg(self.history_limit)
             .arg(&self.keys.channel)
             .arg(if force { "1" } else { "0" });
+        match pin {
+            PinChange::Respect => inv.arg("respect").arg(""),
+            PinChange::Set(p) => inv
+                .arg("set")
+                .arg(serde_json::to_string(p).expect("pins serialize")),
+            PinChange::Clear => inv.arg("clear").arg(""),
+        };
+        inv.arg(rolled_back.unwrap_or(""));
         let mut conn = self.conn.clone();
         let result: RedisResult<(String, String)> =
             tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
@@ -379,6 +442,14 @@ impl Registry {
             Ok((status, cur)) if status == "lost" => Ok(Activation::LostRace {
                 current: none_if_empty(cur),
             }),
+            Ok((status, pin)) if status == "pinned" => Ok(Activation::Pinned(
+                serde_json::from_str(&pin).unwrap_or(Pin {
+                    release: None,
+                    by: None,
+                    at: String::new(),
+                    message: Some(pin),
+                }),
+            )),
             Ok((status, _)) if status == "unregistered" => Err(Failure::operation(format!(
                 "release {id} is not registered in Redis ({} missing); deploy it again",
                 self.keys.release(id)
@@ -463,6 +534,11 @@ impl Registry {
                 format!("LPUSH {} x", k.history),
                 format!("LTRIM {} 0 1", k.history),
                 format!("PUBLISH {} x", k.channel),
+                format!("SET {} x", k.pin),
+                format!("DEL {}", k.pin),
+                format!("SADD {} x", k.rolled_back),
+                format!("SREM {} x", k.rolled_back),
+                format!("SMEMBERS {}", k.rolled_back),
             ],
         }
     }

@@ -3,10 +3,12 @@
 //! the compare-and-set, permissions through PUBLISH) and writes last, so
 //! it either happens completely or not at all.
 
-/// The switch. KEYS: current, manifest, history, release record.
-/// ARGV: expected current ('' = none), new id, manifest JSON, event JSON,
-/// history cap, channel, force ('1').
-/// Returns {'ok', previous} | {'lost', current} | {'unregistered', ''}.
+/// The switch. KEYS: current, manifest, history, release record, pin,
+/// rolled_back. ARGV: expected current ('' = none), new id, manifest JSON,
+/// event JSON, history cap, channel, force ('1'), pin mode ('respect' |
+/// 'set' | 'clear'), pin JSON (for 'set'), the release rolled back from ('').
+/// Returns {'ok', previous} | {'lost', current} | {'unregistered', ''} |
+/// {'pinned', pin JSON}.
 pub const ACTIVATE: &str = r#"
 local function wrongtype(key, want)
   local t = redis.call('TYPE', key)['ok']
@@ -16,8 +18,13 @@ local function wrongtype(key, want)
 end
 local bad = wrongtype(KEYS[1], 'string') or wrongtype(KEYS[2], 'string')
   or wrongtype(KEYS[3], 'list') or wrongtype(KEYS[4], 'string')
+  or wrongtype(KEYS[5], 'string') or wrongtype(KEYS[6], 'set')
 if bad then return redis.error_reply(bad) end
 local cur = redis.call('GET', KEYS[1])
+if ARGV[8] == 'respect' then
+  local pin = redis.call('GET', KEYS[5])
+  if pin then return {'pinned', pin} end
+end
 if ARGV[7] ~= '1' and (cur or '') ~= ARGV[1] then
   return {'lost', cur or ''}
 end
@@ -34,6 +41,18 @@ redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3])
 redis.call('LPUSH', KEYS[3], text)
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
+if ARGV[8] == 'set' then
+  redis.call('SET', KEYS[5], ARGV[9])
+elseif ARGV[8] == 'clear' then
+  redis.call('DEL', KEYS[5])
+end
+if ARGV[10] ~= '' then
+  redis.call('SADD', KEYS[6], ARGV[10])
+end
+-- A release made live on purpose is no longer one that was rolled back from.
+if ARGV[8] ~= 'set' then
+  redis.call('SREM', KEYS[6], ARGV[2])
+end
 return {'ok', cur or ''}
 "#;
 

@@ -107,12 +107,12 @@ fn deploy_rollback_and_history_follow_the_contract() {
     assert_eq!(rows[0]["live"], true);
     let text = ctx.run(&["releases"]).stdout;
     let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("STATE "), "a header row: {text}");
     assert!(
-        lines[0].starts_with("LIVE  RELEASE"),
-        "a header row: {text}"
+        lines[1].starts_with("live, pinned") && lines[1].contains(&b),
+        "{text}"
     );
-    assert!(lines[1].starts_with(&format!("*     {b}")), "{text}");
-    assert!(lines[2].starts_with(&format!("      {a}")), "{text}");
+    assert!(lines[2].contains(&a), "{text}");
 }
 
 #[test]
@@ -196,7 +196,15 @@ fn readers_never_see_a_mismatched_pair_during_500_switches() {
                 message: None,
             };
             let outcome = reg
-                .activate(Some(&live), &target.id, &target.manifest, &event, false)
+                .activate(
+                    Some(&live),
+                    &target.id,
+                    &target.manifest,
+                    &event,
+                    false,
+                    &cutover::contract::PinChange::Respect,
+                    None,
+                )
                 .await
                 .unwrap();
             assert_eq!(

@@ -73,9 +73,17 @@ fn the_switch_script_writes_nothing_when_it_cannot_publish() {
             by: None,
             message: None,
         };
-        reg.activate(Some(&a), &b, &record.manifest, &event, false)
-            .await
-            .unwrap_err()
+        reg.activate(
+            Some(&a),
+            &b,
+            &record.manifest,
+            &event,
+            false,
+            &cutover::contract::PinChange::Respect,
+            None,
+        )
+        .await
+        .unwrap_err()
     });
     let msg = cutover::error::one_line(&err);
     assert!(msg.contains("nothing was switched"), "{msg}");
@@ -160,7 +168,10 @@ fn the_documented_minimal_acl_is_enough() {
     b.expect(0);
     let b = b.json()["release"]["id"].as_str().unwrap().to_string();
     as_user(&["rollback"]).expect(0);
-    as_user(&["activate", &b]).expect(0);
+    as_user(&["activate", &b, "--unpin"]).expect(0);
+    as_user(&["pin", "-m", "freeze"]).expect(0);
+    as_user(&["unpin"]).expect(0);
+    as_user(&["history"]).expect(0);
     as_user(&["status"]).expect(0);
     as_user(&["releases"]).expect(0);
     ctx.redis_cmd(&["SET", &ctx.key("lock"), "ghost"]);

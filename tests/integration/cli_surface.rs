@@ -2,35 +2,12 @@
 //! with volatile fields redacted), configuration errors, and the README's
 //! tables, which must match the code's own tables.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::fixtures::tiny_build;
 use crate::support::{fixture, repo_root, rt, Ctx};
-
-/// A two-file build with a Shakapacker-style manifest; the script's name
-/// carries a hash of its content, as webpack's do.
-fn tiny_build(dir: &Path, js: &str) -> PathBuf {
-    use sha2::{Digest, Sha256};
-    let root = dir.join("tiny");
-    std::fs::create_dir_all(root.join("js")).unwrap();
-    std::fs::create_dir_all(root.join("css")).unwrap();
-    let hash = &hex::encode(Sha256::digest(js.as_bytes()))[..20];
-    let script = format!("js/app-{hash}.js");
-    std::fs::write(root.join(&script), js).unwrap();
-    std::fs::write(root.join("css/app-9d8c7b6a5f4e3d2c1b0a.css"), "a{}").unwrap();
-    let cdn = "https://cdn.example.com/packs";
-    let manifest = serde_json::json!({
-        "application.js": {"src": format!("{cdn}/{script}")},
-        "application.css": {"src": format!("{cdn}/css/app-9d8c7b6a5f4e3d2c1b0a.css")},
-        "entrypoints": {"application": {"assets": {
-            "js": [format!("{cdn}/{script}")],
-            "css": [format!("{cdn}/css/app-9d8c7b6a5f4e3d2c1b0a.css")]}}}
-    });
-    std::fs::write(root.join("manifest.json"), manifest.to_string()).unwrap();
-    root
-}
 
 /// A JSON document with this test's names and ids replaced, so that a
 /// snapshot holds the shape and the stable values only.
@@ -155,7 +132,8 @@ fn json_documents_keep_their_shape() {
     let run = ctx.run(&["rollback", "--json"]);
     run.expect(0);
     assert_document!("rollback", stable(&ctx, &run.stdout, &ids));
-    let run = ctx.run(&["activate", &b, "--json"]);
+    // The rollback pinned the app: activating again clears the pin.
+    let run = ctx.run(&["activate", &b, "--unpin", "--json"]);
     run.expect(0);
     assert_document!("activate", stable(&ctx, &run.stdout, &ids));
     let run = ctx.run(&["status", "--json"]);
@@ -221,7 +199,7 @@ fn text_output_counts_and_tables() {
     let run = ctx.run(&["releases", "--limit", "1"]);
     run.expect(0);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert!(lines[0].starts_with("LIVE  RELEASE  "), "{run:?}");
+    assert!(lines[0].starts_with("STATE  RELEASE  "), "{run:?}");
     assert_eq!(lines.len(), 2, "{run:?}");
     let run = ctx.run(&["releases", "--limit", "0"]);
     assert_eq!(

@@ -76,7 +76,7 @@ fn a_corrupt_live_manifest_never_wedges_anything() {
     ctx.run(&["rollback"]).expect(0);
     assert_eq!(manifests(&ctx, &a).0, Some(manifests(&ctx, &a).1));
     corrupt();
-    ctx.run(&["activate", &b]).expect(0);
+    ctx.run(&["activate", &b, "--unpin"]).expect(0);
     assert_eq!(manifests(&ctx, &b).0, Some(manifests(&ctx, &b).1));
     corrupt();
     let run = ctx.run(&["deploy", fixture("flat").to_str().unwrap(), "--json"]);

@@ -128,3 +128,26 @@ pub async fn assert_s3_holds_exactly(ctx: &Ctx, files: &BTreeMap<String, Vec<u8>
         &problems[..problems.len().min(10)]
     );
 }
+
+/// A two-file build with a Shakapacker-style manifest; the script's name
+/// carries a hash of its content, as webpack's do.
+pub fn tiny_build(dir: &Path, js: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let root = dir.join("tiny");
+    std::fs::create_dir_all(root.join("js")).unwrap();
+    std::fs::create_dir_all(root.join("css")).unwrap();
+    let hash = &hex::encode(Sha256::digest(js.as_bytes()))[..20];
+    let script = format!("js/app-{hash}.js");
+    std::fs::write(root.join(&script), js).unwrap();
+    std::fs::write(root.join("css/app-9d8c7b6a5f4e3d2c1b0a.css"), "a{}").unwrap();
+    let cdn = "https://cdn.example.com/packs";
+    let manifest = serde_json::json!({
+        "application.js": {"src": format!("{cdn}/{script}")},
+        "application.css": {"src": format!("{cdn}/css/app-9d8c7b6a5f4e3d2c1b0a.css")},
+        "entrypoints": {"application": {"assets": {
+            "js": [format!("{cdn}/{script}")],
+            "css": [format!("{cdn}/css/app-9d8c7b6a5f4e3d2c1b0a.css")]}}}
+    });
+    std::fs::write(root.join("manifest.json"), manifest.to_string()).unwrap();
+    root
+}
