@@ -13,7 +13,8 @@ use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
 use crate::plan::{PlannedFile, Step, Switch};
 use crate::release::now;
-use crate::render::{bytes, count};
+use crate::render::{bytes, count, some};
+use crate::store::cdn::Cdn;
 use crate::store::lock::LockGuard;
 use crate::store::redis::{Activation, Registry};
 use crate::store::s3::{PutOutcome, PutSpec, S3Store};
@@ -29,6 +30,8 @@ pub struct Executor<'a> {
     pub multipart_threshold: u64,
     /// Held while the steps run; checked again right before the switch.
     pub lock: Option<&'a LockGuard>,
+    /// Bound on each CDN request.
+    pub cdn_timeout: std::time::Duration,
     pub observer: &'a dyn Observer,
 }
 
@@ -119,6 +122,19 @@ impl<'a> Executor<'a> {
             }
             Step::Pin(pin) => {
                 self.registry.set_pin(pin.as_ref()).await?;
+            }
+            Step::VerifyCdn(checks) => {
+                let cdn = Cdn::new(self.cdn_timeout)?;
+                let problems = cdn.check(checks, self.concurrency).await;
+                if !problems.is_empty() {
+                    return Err(Failure::verification(format!(
+                        "the CDN does not serve the release as uploaded ({} of {} files): {}; nothing was switched. \
+                         Check cdn_url and the CDN's origin, then run again",
+                        problems.len(),
+                        checks.len(),
+                        some(&problems, 5)
+                    )));
+                }
             }
             Step::Switch(_) => unreachable!("the switch runs on its own"),
         }
@@ -231,6 +247,7 @@ fn step_name(step: &Step) -> &'static str {
         Step::Switch(_) => "switch",
         Step::Unlock { .. } => "unlock",
         Step::Pin(_) => "pin",
+        Step::VerifyCdn(_) => "verify_cdn",
     }
 }
 
@@ -277,6 +294,11 @@ pub fn describe(step: &Step, t: &Target) -> String {
             p.by.as_deref().unwrap_or("unknown")
         ),
         Step::Pin(None) => format!("Redis DEL {}", t.keys.pin),
+        Step::VerifyCdn(checks) => format!(
+            "check (no write): GET {} through the CDN ({}...); switch only if each has its bytes and headers",
+            count(checks.len(), "file"),
+            checks.first().map(|c| c.url.as_str()).unwrap_or("")
+        ),
         Step::Unlock { owner } => format!(
             "Redis EVAL unlock: DEL {} if it still holds {owner:?}",
             t.keys.lock

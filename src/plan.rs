@@ -71,6 +71,10 @@ pub enum Step {
     Unlock { owner: String },
     /// Set the pin (`pin`), or clear it (`unpin`).
     Pin(Option<crate::contract::Pin>),
+    /// Not a write: fetch these files through the CDN and stop (exit 4)
+    /// unless each is served with its bytes and headers. Comes right before
+    /// the switch (`--verify-cdn`).
+    VerifyCdn(Vec<crate::release::CdnCheck>),
 }
 
 /// The atomic switch: if `current` is still `expected` (or `force`), make
@@ -108,6 +112,8 @@ pub struct DeployOptions {
     pub activate: bool,
     pub force: bool,
     pub message: Option<String>,
+    /// Files to check through the CDN before the switch (`--verify-cdn`).
+    pub cdn_checks: Option<Vec<crate::release::CdnCheck>>,
 }
 
 impl DeployPlan {
@@ -169,6 +175,9 @@ impl DeployPlan {
             replace_broken: false,
         });
         if opts.activate {
+            if let Some(checks) = &opts.cdn_checks {
+                steps.push(Step::VerifyCdn(checks.clone()));
+            }
             steps.push(Step::Switch(Switch {
                 expected: self.live_release.clone(),
                 release: self.release.id.clone(),
@@ -301,6 +310,7 @@ fn record(
                     sha256: f.sha256.clone(),
                     md5: Some(f.md5.clone()),
                     etag: f.etag.clone(),
+                    headers: Some(f.headers.clone()),
                 })
                 .collect(),
         ),
@@ -506,6 +516,7 @@ mod tests {
                     Step::Switch(_) => "switch",
                     Step::Unlock { .. } => "unlock",
                     Step::Pin(_) => "pin",
+                    Step::VerifyCdn(_) => "verify_cdn",
                 })
                 .collect()
         };

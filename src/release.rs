@@ -17,6 +17,9 @@ pub struct ReleaseFile {
     pub md5: Option<String>,
     /// The ETag S3 gives our upload of it (MD5, or multipart MD5-of-MD5s).
     pub etag: String,
+    /// The headers it is served with; absent in records written before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Headers>,
 }
 
 impl ReleaseFile {
@@ -61,6 +64,16 @@ impl ReleaseRecord {
             ..self.clone()
         }
     }
+}
+
+/// One file to fetch through the CDN, and what it must be.
+#[derive(Debug, Clone, Serialize)]
+pub struct CdnCheck {
+    pub url: String,
+    pub path: String,
+    pub sha256: String,
+    /// The headers it must be served with, when the record knows them.
+    pub headers: Option<Headers>,
 }
 
 /// What the id is derived from: every uploaded file with its headers, where

@@ -2,17 +2,17 @@
 //! Cache-Control, decided from the name alone (pure).
 
 use globset::GlobMatcher;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{BuildFile, Encoding};
 
 /// Cache-Control of fingerprinted files: their bytes never change.
 pub const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Headers {
     pub content_type: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_encoding: Option<String>,
     pub cache_control: String,
 }

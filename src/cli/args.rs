@@ -61,6 +61,8 @@ pub enum Command {
     Status,
     /// List uploaded releases, newest first, marking the live one.
     Releases(ReleasesArgs),
+    /// Check a release's objects in S3 (and, with --cdn, through the CDN).
+    Verify(VerifyArgs),
     /// Show who holds the deploy lock; clear it with --force.
     Unlock(UnlockArgs),
     /// The activation log: who switched what, when, and why.
@@ -82,6 +84,7 @@ impl Command {
             Command::Rollback(_) => "rollback",
             Command::Status => "status",
             Command::Releases(_) => "releases",
+            Command::Verify(_) => "verify",
             Command::Unlock(_) => "unlock",
             Command::History(_) => "history",
             Command::Diff(_) => "diff",
@@ -107,6 +110,9 @@ pub struct DeployArgs {
     /// A note kept in the release record and the history.
     #[arg(long, short)]
     pub message: Option<String>,
+    /// Switch only if the CDN serves the entrypoint files with their bytes and headers.
+    #[arg(long)]
+    pub verify_cdn: bool,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +122,9 @@ pub struct ActivateArgs {
     /// Switch although the app is pinned, and clear the pin.
     #[arg(long)]
     pub unpin: bool,
+    /// Switch only if the CDN serves the entrypoint files with their bytes and headers.
+    #[arg(long)]
+    pub verify_cdn: bool,
     #[command(flatten)]
     pub switch: SwitchFlags,
 }
@@ -173,6 +182,21 @@ pub struct SwitchFlags {
     /// A note kept in the history.
     #[arg(long, short)]
     pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Release id or unique prefix (default: the live release).
+    pub release: Option<String>,
+    /// Also fetch the entrypoint files through CDN_URL, comparing bytes and headers.
+    #[arg(long)]
+    pub cdn: bool,
+    /// With --cdn, also fetch this many other files.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub sample: usize,
+    /// Read and hash every object instead of trusting S3's listing.
+    #[arg(long)]
+    pub read: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::commands::{deploy, diff, inspect, pin, switch, unlock, Ctx};
+use crate::commands::{deploy, diff, inspect, pin, switch, unlock, verify, Ctx};
 use crate::config::{self, FileSource};
 use crate::error::{exit_code, one_line, Failure};
 use crate::render::Render;
@@ -17,6 +17,8 @@ use args::{Cli, Command};
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // One TLS crypto provider for every client (S3, Redis, the CDN check).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let (cli, flags) = match args::parse(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -58,12 +60,14 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
                 no_activate: a.no_activate,
                 force: a.force,
                 message: a.message,
+                verify_cdn: a.verify_cdn,
             };
             emit(json, deploy::run(&ctx, req).await)
         }
         Command::Activate(a) => {
             let mut req = switch_request(a.switch);
             req.unpin = a.unpin;
+            req.verify_cdn = a.verify_cdn;
             emit(json, switch::activate(&ctx, &a.release, req).await)
         }
         Command::Rollback(a) => emit(
@@ -91,6 +95,15 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             };
             emit(json, pin::run(&ctx, false, req).await)
         }
+        Command::Verify(a) => {
+            let req = verify::Request {
+                release: a.release,
+                cdn: a.cdn,
+                sample: a.sample,
+                read: a.read,
+            };
+            emit(json, verify::run(&ctx, req).await)
+        }
         Command::Unlock(a) => {
             let req = unlock::Request {
                 force: a.force,
@@ -107,6 +120,7 @@ fn switch_request(f: args::SwitchFlags) -> switch::Request {
         force: f.force,
         message: f.message,
         unpin: false,
+        verify_cdn: false,
     }
 }
 

@@ -6,14 +6,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::objects::inspect_all;
+use super::objects::{cdn_checks, inspect_all};
 use super::Ctx;
 use crate::build::manifest::{Manifest, ManifestDiff};
 use crate::build::Build;
 use crate::contract::Pin;
 use crate::error::{one_line, Failure};
 use crate::events::{Event, Observer};
-use crate::exec::{describe, Executor, Switched, UploadStats};
+use crate::exec::{describe, Switched, UploadStats};
 use crate::plan::{self, Decision, DeployOptions, DeployPlan, PlannedFile, Provenance};
 use crate::release::{now, ReleaseRecord};
 use crate::render::{bytes, count, some, Render};
@@ -28,6 +28,8 @@ pub struct Request {
     pub no_activate: bool,
     pub force: bool,
     pub message: Option<String>,
+    /// Switch only if the CDN serves the entrypoints correctly.
+    pub verify_cdn: bool,
 }
 
 /// How the deploy ended.
@@ -122,7 +124,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     if req.dry_run {
         let plan = make_plan(ctx, &store, &build, &manifest, &remote, &live, &req).await?;
         timings.plan = planning.elapsed().as_secs_f64();
-        let steps = plan.steps(&meta, &options(&req, &live));
+        let steps = plan.steps(&meta, &options(&req, &live, &plan));
         let conflicted = plan.count(Decision::Conflict).0 > 0;
         if conflicted {
             observer.event(Event::Warning(one_line(&conflict_error(
@@ -217,11 +219,12 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
 }
 
 /// How a deploy ends as asked: activate unless `--no-activate` or pinned.
-fn options(req: &Request, live: &LiveState) -> DeployOptions {
+fn options(req: &Request, live: &LiveState, plan: &DeployPlan) -> DeployOptions {
     DeployOptions {
         activate: !req.no_activate && live.pin.is_none(),
         force: req.force,
         message: req.message.clone(),
+        cdn_checks: req.verify_cdn.then(|| cdn_checks(&plan.release, 0)),
     }
 }
 
@@ -377,18 +380,12 @@ async fn deploy_locked(
     if plan.count(Decision::Conflict).0 > 0 {
         return Err(conflict_error(&plan, store.bucket()));
     }
-    let opts = options(req, &live);
+    let opts = options(req, &live, &plan);
     let steps = plan.steps(&ctx.config.meta_prefix()?, &opts);
-    let mut executor = Executor {
-        store: Some(store),
-        registry,
-        root: Some(&build.root),
-        concurrency: ctx.config.concurrency,
-        multipart_threshold: ctx.config.multipart_threshold,
-        lock: Some(lock),
-        observer: ctx.observer.as_ref(),
-    };
-    let executed = executor.run(&steps).await?;
+    let executed = ctx
+        .executor(Some(store), registry, Some(&build.root), Some(lock))
+        .run(&steps)
+        .await?;
     let pinned = live.pin.filter(|_| !req.no_activate);
     Ok((plan, steps, executed, pinned))
 }

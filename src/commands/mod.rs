@@ -10,6 +10,7 @@ mod objects;
 pub mod pin;
 pub mod switch;
 pub mod unlock;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -40,6 +41,27 @@ impl Ctx {
             Registry::connect(&self.config)
         );
         Ok((store?, registry?))
+    }
+
+    /// An executor for steps that write to `registry` (and `store`, for
+    /// uploads and records from `root`), under `lock` when one is held.
+    pub fn executor<'a>(
+        &'a self,
+        store: Option<&'a S3Store>,
+        registry: &'a mut Registry,
+        root: Option<&'a std::path::Path>,
+        lock: Option<&'a crate::store::lock::LockGuard>,
+    ) -> crate::exec::Executor<'a> {
+        crate::exec::Executor {
+            store,
+            registry,
+            root,
+            concurrency: self.config.concurrency,
+            multipart_threshold: self.config.multipart_threshold,
+            lock,
+            cdn_timeout: self.config.cdn_timeout(),
+            observer: self.observer.as_ref(),
+        }
     }
 
     /// Where steps write, for describing them.

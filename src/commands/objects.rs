@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use crate::contract::{list_prefix, object_key};
+use crate::contract::{list_prefix, object_key, url_path};
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
-use crate::release::ReleaseRecord;
+use crate::release::{CdnCheck, ReleaseFile, ReleaseRecord};
 use crate::render::some;
 use crate::state::{Inspected, Listed};
 use crate::store::s3::S3Store;
@@ -51,15 +51,16 @@ pub async fn inspect_all(
         .collect())
 }
 
-/// Check every object of a release is in S3 with its bytes: one listing,
-/// plus a closer look only where the ETag cannot tell. Exit 4 naming what
-/// is missing or corrupt.
-pub async fn verify_release(
+/// What is wrong with a release's objects in S3, one line each: missing,
+/// or with other bytes. One listing, plus a closer look only where the ETag
+/// cannot tell; with `read`, every object is read and hashed.
+pub async fn release_problems(
     store: &S3Store,
     record: &ReleaseRecord,
     concurrency: usize,
+    read: bool,
     observer: &dyn Observer,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let files = record.files.as_ref().ok_or_else(|| {
         Failure::verification(format!(
             "the record of release {} has no file list; deploy the build again",
@@ -67,53 +68,156 @@ pub async fn verify_release(
         ))
     })?;
     let listing = store.list(&list_prefix(&record.prefix), observer).await?;
-    let mut missing = Vec::new();
-    let mut corrupt = Vec::new();
+    let mut problems = Vec::new();
     // Objects the listing could not decide, with what they should be.
-    let mut unsure: Vec<(String, &crate::release::ReleaseFile)> = Vec::new();
+    let mut unsure: Vec<(String, &ReleaseFile)> = Vec::new();
     for f in files {
         let key = object_key(&record.prefix, &f.path);
         match listing
             .get(&key)
             .map(|o| (o, o.compare(f.size, &[&f.etag])))
         {
-            None => missing.push(key),
-            Some((o, Listed::OtherSize)) => {
-                corrupt.push(format!("{key} ({} bytes, expected {})", o.size, f.size))
-            }
-            Some((_, Listed::Same)) => {}
-            Some((_, Listed::Unsure)) => unsure.push((key, f)),
+            None => problems.push(format!("{key}: missing")),
+            Some((o, Listed::OtherSize)) => problems.push(format!(
+                "{key}: other bytes ({} bytes, expected {})",
+                o.size, f.size
+            )),
+            Some((_, Listed::Same)) if !read => {}
+            Some(_) => unsure.push((key, f)),
         }
     }
     let keys = unsure.iter().map(|(k, _)| k.clone()).collect();
-    let found = inspect_all(store, keys, concurrency, observer).await?;
+    let found = if read {
+        read_all(store, keys, concurrency, observer).await?
+    } else {
+        inspect_all(store, keys, concurrency, observer).await?
+    };
     for (key, f) in unsure {
         match found.get(&key) {
-            None => missing.push(key),
-            Some(i) if !i.matches(&f.sha256, f.md5()) => {
-                corrupt.push(format!("{key} ({i}, expected sha256 {})", f.sha256))
-            }
+            None => problems.push(format!("{key}: missing")),
+            Some(i) if !i.matches(&f.sha256, f.md5()) => problems.push(format!(
+                "{key}: other bytes ({i}, expected sha256 {})",
+                f.sha256
+            )),
             Some(_) => {}
         }
     }
-    if missing.is_empty() && corrupt.is_empty() {
+    Ok(problems)
+}
+
+/// Read objects and hash them (`verify --read`).
+async fn read_all(
+    store: &S3Store,
+    keys: Vec<String>,
+    concurrency: usize,
+    observer: &dyn Observer,
+) -> anyhow::Result<HashMap<String, Inspected>> {
+    observer.event(Event::Started {
+        phase: Phase::Verifying,
+        files: keys.len() as u64,
+        bytes: 0,
+    });
+    let found: Vec<(String, Option<String>)> = stream::iter(keys)
+        .map(|key| async move {
+            let r = store.read_sha256(&key).await;
+            observer.event(Event::Advanced {
+                phase: Phase::Verifying,
+                files: 1,
+                bytes: 0,
+            });
+            r.map(|sha| (key, sha))
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    observer.event(Event::Finished {
+        phase: Phase::Verifying,
+    });
+    Ok(found
+        .into_iter()
+        .filter_map(|(k, sha)| sha.map(|s| (k, Inspected::Sha256(s))))
+        .collect())
+}
+
+/// Check every object of a release is in S3 with its bytes, before a
+/// switch: exit 4 naming what is missing or corrupt.
+pub async fn verify_release(
+    store: &S3Store,
+    record: &ReleaseRecord,
+    concurrency: usize,
+    observer: &dyn Observer,
+) -> anyhow::Result<()> {
+    let problems = release_problems(store, record, concurrency, false, observer).await?;
+    if problems.is_empty() {
         return Ok(());
-    }
-    let mut parts = Vec::new();
-    if !missing.is_empty() {
-        parts.push(format!("{} missing: {}", missing.len(), some(&missing, 10)));
-    }
-    if !corrupt.is_empty() {
-        parts.push(format!(
-            "{} with other bytes: {}",
-            corrupt.len(),
-            some(&corrupt, 10)
-        ));
     }
     Err(Failure::verification(format!(
         "release {} is not intact in s3://{}: {}; nothing was switched. Deploy its build again to restore the objects",
         record.id,
         store.bucket(),
-        parts.join("; ")
+        some(&problems, 10)
     )))
+}
+
+/// The files of a release to fetch through the CDN: every file its
+/// manifest's entrypoints name (or, without entrypoints, every script and
+/// stylesheet it names), plus `sample` others spread over the rest.
+pub fn cdn_checks(record: &ReleaseRecord, sample: usize) -> Vec<CdnCheck> {
+    let files = record.files.as_deref().unwrap_or_default();
+    let url_of = |f: &ReleaseFile| {
+        format!(
+            "{}/{}",
+            record.cdn_url,
+            url_path(&object_key(&record.prefix, &f.path))
+        )
+    };
+    let by_url: HashMap<String, &ReleaseFile> = files.iter().map(|f| (url_of(f), f)).collect();
+    let mut urls = Vec::new();
+    match record.manifest.get("entrypoints") {
+        Some(entrypoints) => collect_strings(entrypoints, &mut urls),
+        None => urls.extend(
+            crate::build::manifest::entries(&record.manifest)
+                .into_values()
+                .filter(|u| u.ends_with(".js") || u.ends_with(".css")),
+        ),
+    }
+    let mut chosen: Vec<&ReleaseFile> = Vec::new();
+    for url in &urls {
+        if let Some(f) = by_url.get(url) {
+            if !chosen.iter().any(|c| c.path == f.path) {
+                chosen.push(f);
+            }
+        }
+    }
+    let rest: Vec<&ReleaseFile> = files
+        .iter()
+        .filter(|f| !chosen.iter().any(|c| c.path == f.path))
+        .collect();
+    if sample > 0 && !rest.is_empty() {
+        let step = (rest.len() as f64 / sample.min(rest.len()) as f64).max(1.0);
+        for i in 0..sample.min(rest.len()) {
+            chosen.push(rest[(i as f64 * step) as usize]);
+        }
+    }
+    chosen
+        .into_iter()
+        .map(|f| CdnCheck {
+            url: url_of(f),
+            path: f.path.clone(),
+            sha256: f.sha256.clone(),
+            headers: f.headers.clone(),
+        })
+        .collect()
+}
+
+fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| k.as_str() != "integrity")
+            .for_each(|(_, i)| collect_strings(i, out)),
+        _ => {}
+    }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::Ctx;
 use crate::contract::Pin;
 use crate::error::Failure;
-use crate::exec::{describe, Executor};
+use crate::exec::describe;
 use crate::plan::Step;
 use crate::release::now;
 use crate::render::Render;
@@ -84,17 +84,9 @@ pub async fn run(ctx: &Ctx, pin: bool, req: Request) -> anyhow::Result<Outcome> 
         return Ok(out);
     }
     registry.check_permissions(Needs::Switch).await?;
-    Executor {
-        store: None,
-        registry: &mut registry,
-        root: None,
-        concurrency: 1,
-        multipart_threshold: config.multipart_threshold,
-        lock: None,
-        observer: ctx.observer.as_ref(),
-    }
-    .run(&steps)
-    .await?;
+    ctx.executor(None, &mut registry, None, None)
+        .run(&steps)
+        .await?;
     out.outcome = if pin {
         Ending::Pinned
     } else {

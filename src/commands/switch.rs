@@ -3,12 +3,12 @@
 
 use serde::Serialize;
 
-use super::objects::verify_release;
+use super::objects::{cdn_checks, verify_release};
 use super::{resolve_release, Ctx, Resolved};
 use crate::build::manifest::{diff, ManifestDiff};
 use crate::contract::{Action, Pin, PinChange};
 use crate::error::Failure;
-use crate::exec::{describe, Executor, Switched};
+use crate::exec::{describe, Switched};
 use crate::plan::{Step, Switch};
 use crate::release::now;
 use crate::render::{count, Render};
@@ -25,6 +25,8 @@ pub struct Request {
     pub message: Option<String>,
     /// `activate --unpin`: switch although pinned, and clear the pin.
     pub unpin: bool,
+    /// Switch only if the CDN serves the release's entrypoints correctly.
+    pub verify_cdn: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -177,6 +179,9 @@ async fn switch_to(
             replace_broken: matches!(target.in_redis, Stored::Broken(_)),
         });
     }
+    if req.verify_cdn {
+        steps.push(Step::VerifyCdn(cdn_checks(&record, 0)));
+    }
     // Rollback pins the release it goes to; activate --unpin clears the pin.
     let pin = match action {
         Action::Rollback => PinChange::Set(Pin {
@@ -210,16 +215,10 @@ async fn switch_to(
         return Ok(out);
     }
     let lock = LockGuard::acquire(config, registry, &config.actor(), ctx.observer.as_ref()).await?;
-    let mut executor = Executor {
-        store: Some(store),
-        registry,
-        root: None,
-        concurrency: config.concurrency,
-        multipart_threshold: config.multipart_threshold,
-        lock: Some(&lock),
-        observer: ctx.observer.as_ref(),
-    };
-    let result = executor.run(&steps).await;
+    let result = ctx
+        .executor(Some(store), registry, None, Some(&lock))
+        .run(&steps)
+        .await;
     lock.release().await;
     match result?.switched {
         Some(Switched::Applied { previous }) => out.from = previous,

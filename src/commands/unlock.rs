@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::error::Failure;
-use crate::exec::{describe, Executor};
+use crate::exec::describe;
 use crate::plan::Step;
 use crate::render::Render;
 use crate::store::redis::{LockHolder, Needs, Registry};
@@ -73,16 +73,9 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         )));
     }
     registry.check_permissions(Needs::Unlock).await?;
-    let mut executor = Executor {
-        store: None,
-        registry: &mut registry,
-        root: None,
-        concurrency: 1,
-        multipart_threshold: ctx.config.multipart_threshold,
-        lock: None,
-        observer: ctx.observer.as_ref(),
-    };
-    executor.run(&steps).await?;
+    ctx.executor(None, &mut registry, None, None)
+        .run(&steps)
+        .await?;
     out.outcome = Ending::Cleared;
     Ok(out)
 }

@@ -164,6 +164,11 @@ impl Config {
     pub fn redis_url_masked(&self) -> String {
         mask_url(&self.redis_url)
     }
+    /// Bound on each request to the CDN (`s3_timeout_secs` × 3).
+    pub fn cdn_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.s3_timeout_secs * 3)
+    }
+
     /// Who is doing this, for records and history.
     pub fn actor(&self) -> String {
         self.deployed_by.clone().unwrap_or_else(|| "unknown".into())

@@ -3,6 +3,7 @@
 //! `state` and `release`; they know nothing of plans or commands.
 
 mod body;
+pub mod cdn;
 pub mod lock;
 pub mod records;
 pub mod redis;

@@ -260,6 +260,11 @@ impl S3Store {
         if let Some(hex) = head.metadata().and_then(|m| m.get(META_SHA256)) {
             return Ok(Some(Inspected::Claimed(hex.to_ascii_lowercase())));
         }
+        Ok(self.read_sha256(key).await?.map(Inspected::Sha256))
+    }
+
+    /// The SHA-256 of an object's bytes, read back; None if it does not exist.
+    pub async fn read_sha256(&self, key: &str) -> anyhow::Result<Option<String>> {
         let Some(obj) = self.get_object(key).await? else {
             return Ok(None);
         };
@@ -268,7 +273,7 @@ impl S3Store {
         while let Some(chunk) = body.try_next().await.map_err(|e| self.body_error(key, e))? {
             h.update(&chunk);
         }
-        Ok(Some(Inspected::Sha256(hex::encode(h.finalize()))))
+        Ok(Some(hex::encode(h.finalize())))
     }
 
     /// Upload one file from disk, never replacing an existing object.

@@ -18,3 +18,4 @@ mod quickstart;
 mod redis_drops;
 mod upload;
 mod urls;
+mod verify_cdn;

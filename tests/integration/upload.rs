@@ -245,6 +245,7 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
             concurrency: 8,
             multipart_threshold: config.multipart_threshold,
             lock: None,
+            cdn_timeout: std::time::Duration::from_secs(10),
             observer: &Quiet,
         };
         let err = executor.run(&[Step::Upload(uploads)]).await.unwrap_err();

@@ -1,0 +1,122 @@
+//! `cutover verify [RELEASE]`: is every object of a release in S3 with its
+//! bytes, and (with `--cdn`) does the CDN serve its files with their bytes
+//! and headers? Read-only; exit 4 naming each problem.
+
+use serde::Serialize;
+
+use super::objects::{cdn_checks, release_problems};
+use super::{resolve_release, Ctx};
+use crate::error::Failure;
+use crate::render::{count, Render};
+use crate::store::cdn::Cdn;
+
+pub struct Request {
+    pub release: Option<String>,
+    pub cdn: bool,
+    /// Files to fetch through the CDN besides the entrypoints.
+    pub sample: usize,
+    /// Read every object and hash it, rather than trust S3's listing.
+    pub read: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub command: &'static str,
+    pub app: String,
+    pub release: String,
+    pub objects: usize,
+    /// One line per object missing or with other bytes.
+    pub s3_problems: Vec<String>,
+    /// Files fetched through the CDN (empty without `--cdn`).
+    pub cdn_checked: Vec<String>,
+    /// One line per file the CDN does not serve as uploaded.
+    pub cdn_problems: Vec<String>,
+}
+
+pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
+    let config = &ctx.config;
+    let app = config.app()?.to_string();
+    let (store, mut registry) = ctx.connect().await?;
+    let wanted = match req.release {
+        Some(r) => r,
+        None => registry.live().await?.current.ok_or_else(|| {
+            Failure::input(format!(
+                "no release is live for {app}; name one: `cutover verify RELEASE`"
+            ))
+        })?,
+    };
+    let record = resolve_release(config, &mut registry, &store, &wanted)
+        .await?
+        .record;
+    let s3_problems = release_problems(
+        &store,
+        &record,
+        config.concurrency,
+        req.read,
+        ctx.observer.as_ref(),
+    )
+    .await?;
+    let (mut cdn_checked, mut cdn_problems) = (Vec::new(), Vec::new());
+    if req.cdn {
+        let checks = cdn_checks(&record, req.sample);
+        cdn_problems = Cdn::new(config.cdn_timeout())?
+            .check(&checks, config.concurrency)
+            .await;
+        cdn_checked = checks.into_iter().map(|c| c.url).collect();
+    }
+    Ok(Outcome {
+        command: "verify",
+        app,
+        release: record.id.clone(),
+        objects: record.file_count,
+        s3_problems,
+        cdn_checked,
+        cdn_problems,
+    })
+}
+
+impl Render for Outcome {
+    fn text(&self) -> String {
+        let mut t = String::new();
+        let mark = |ok: bool| if ok { "✓" } else { "✗" };
+        t.push_str(&format!(
+            "{} S3: {} of release {} of {}{}\n",
+            mark(self.s3_problems.is_empty()),
+            count(self.objects, "object"),
+            self.release,
+            self.app,
+            if self.s3_problems.is_empty() {
+                ", all present with their bytes".to_string()
+            } else {
+                format!(", {} wrong", self.s3_problems.len())
+            }
+        ));
+        for p in &self.s3_problems {
+            t.push_str(&format!("    {p}\n"));
+        }
+        if !self.cdn_checked.is_empty() {
+            t.push_str(&format!(
+                "{} CDN: {} fetched{}\n",
+                mark(self.cdn_problems.is_empty()),
+                count(self.cdn_checked.len(), "file"),
+                if self.cdn_problems.is_empty() {
+                    ", each with its bytes and headers".to_string()
+                } else {
+                    format!(", {} wrong", self.cdn_problems.len())
+                }
+            ));
+            for p in &self.cdn_problems {
+                t.push_str(&format!("    {p}\n"));
+            }
+        }
+        t
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.s3_problems.is_empty() && self.cdn_problems.is_empty() {
+            0
+        } else {
+            4
+        }
+    }
+}
