@@ -123,6 +123,11 @@ impl<'a> Executor<'a> {
             Step::Pin(pin) => {
                 self.registry.set_pin(pin.as_ref()).await?;
             }
+            Step::Delete(keys) => self.s3()?.delete_objects(keys).await?,
+            Step::DeleteRecords { ids, keys } => {
+                self.registry.unregister(ids).await?;
+                self.s3()?.delete_objects(keys).await?;
+            }
             Step::VerifyCdn(checks) => {
                 let cdn = Cdn::new(self.cdn_timeout)?;
                 let problems = cdn.check(checks, self.concurrency).await;
@@ -248,6 +253,8 @@ fn step_name(step: &Step) -> &'static str {
         Step::Unlock { .. } => "unlock",
         Step::Pin(_) => "pin",
         Step::VerifyCdn(_) => "verify_cdn",
+        Step::Delete(_) => "delete",
+        Step::DeleteRecords { .. } => "delete_records",
     }
 }
 
@@ -294,6 +301,19 @@ pub fn describe(step: &Step, t: &Target) -> String {
             p.by.as_deref().unwrap_or("unknown")
         ),
         Step::Pin(None) => format!("Redis DEL {}", t.keys.pin),
+        Step::Delete(keys) => format!(
+            "S3 DeleteObjects: {} under s3://{}/ ({} requests)",
+            count(keys.len(), "object"),
+            t.bucket,
+            keys.len().div_ceil(1000)
+        ),
+        Step::DeleteRecords { ids, .. } => format!(
+            "Redis DEL {} (and {} more records); ZREM {} and SREM {} those ids; S3 DeleteObjects: their record copies",
+            ids.first().map(|id| t.keys.release(id)).unwrap_or_default(),
+            ids.len().saturating_sub(1),
+            t.keys.releases,
+            t.keys.rolled_back
+        ),
         Step::VerifyCdn(checks) => format!(
             "check (no write): GET {} through the CDN ({}...); switch only if each has its bytes and headers",
             count(checks.len(), "file"),

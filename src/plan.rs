@@ -6,6 +6,8 @@
 //! executor (`exec`) runs exactly these steps, and `--dry-run` prints exactly
 //! these steps, so the two cannot drift apart.
 
+pub mod prune;
+
 use serde::Serialize;
 
 use crate::build::headers::{headers_for, is_fingerprinted, Headers};
@@ -71,6 +73,11 @@ pub enum Step {
     Unlock { owner: String },
     /// Set the pin (`pin`), or clear it (`unpin`).
     Pin(Option<crate::contract::Pin>),
+    /// Delete objects (`prune`), 1,000 a request.
+    Delete(Vec<String>),
+    /// Delete release records: the S3 copies at `keys`, and `ids` from
+    /// Redis (record, set of releases, set of rolled-back releases).
+    DeleteRecords { ids: Vec<String>, keys: Vec<String> },
     /// Not a write: fetch these files through the CDN and stop (exit 4)
     /// unless each is served with its bytes and headers. Comes right before
     /// the switch (`--verify-cdn`).
@@ -418,6 +425,7 @@ mod tests {
         RemoteObject {
             size,
             etag: etag.into(),
+            modified_ms: 0,
         }
     }
 
@@ -517,6 +525,8 @@ mod tests {
                     Step::Unlock { .. } => "unlock",
                     Step::Pin(_) => "pin",
                     Step::VerifyCdn(_) => "verify_cdn",
+                    Step::Delete(_) => "delete",
+                    Step::DeleteRecords { .. } => "delete_records",
                 })
                 .collect()
         };

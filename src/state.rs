@@ -10,6 +10,8 @@ pub struct RemoteObject {
     pub size: u64,
     /// Without quotes; may be empty (some servers list without ETags).
     pub etag: String,
+    /// Last modified, milliseconds since the epoch (0 when not listed).
+    pub modified_ms: i64,
 }
 
 /// One listing of a prefix: key → object.
@@ -120,6 +122,7 @@ mod tests {
         let o = RemoteObject {
             size: 3,
             etag: "\"ABC\"".into(),
+            modified_ms: 0,
         };
         assert_eq!(o.compare(3, &["abc"]), Listed::Same);
         assert_eq!(o.compare(4, &["abc"]), Listed::OtherSize);
@@ -127,6 +130,7 @@ mod tests {
         let no_etag = RemoteObject {
             size: 3,
             etag: String::new(),
+            modified_ms: 0,
         };
         assert_eq!(no_etag.compare(3, &[""]), Listed::Unsure);
     }

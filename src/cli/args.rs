@@ -61,6 +61,8 @@ pub enum Command {
     Status,
     /// List uploaded releases, newest first, marking the live one.
     Releases(ReleasesArgs),
+    /// Delete what no kept release references (rollback-safe retention).
+    Prune(PruneArgs),
     /// Check a release's objects in S3 (and, with --cdn, through the CDN).
     Verify(VerifyArgs),
     /// Show who holds the deploy lock; clear it with --force.
@@ -84,6 +86,7 @@ impl Command {
             Command::Rollback(_) => "rollback",
             Command::Status => "status",
             Command::Releases(_) => "releases",
+            Command::Prune(_) => "prune",
             Command::Verify(_) => "verify",
             Command::Unlock(_) => "unlock",
             Command::History(_) => "history",
@@ -182,6 +185,28 @@ pub struct SwitchFlags {
     /// A note kept in the history.
     #[arg(long, short)]
     pub message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep the newest N releases.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub keep: usize,
+    /// Keep releases live within D days, and recorded ones younger than D days.
+    #[arg(long, default_value_t = 7, value_name = "D")]
+    pub keep_days: u64,
+    /// Never delete objects younger than this many seconds (in-flight deploys).
+    #[arg(long, default_value_t = 3600, value_name = "SECS")]
+    pub grace: u64,
+    /// Refuse (exit 3) to delete more objects than this.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub max_delete: usize,
+    /// Also delete objects under the prefix that no release references.
+    #[arg(long)]
+    pub include_unreferenced: bool,
+    /// Show what would be kept and deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::commands::{deploy, diff, inspect, pin, switch, unlock, verify, Ctx};
+use crate::commands::{deploy, diff, inspect, pin, prune, switch, unlock, verify, Ctx};
 use crate::config::{self, FileSource};
 use crate::error::{exit_code, one_line, Failure};
 use crate::render::Render;
@@ -94,6 +94,19 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
                 message: None,
             };
             emit(json, pin::run(&ctx, false, req).await)
+        }
+        Command::Prune(a) => {
+            let req = prune::Request {
+                options: crate::plan::prune::PruneOptions {
+                    keep: a.keep,
+                    keep_days: a.keep_days,
+                    grace_ms: a.grace as i64 * 1000,
+                    include_unreferenced: a.include_unreferenced,
+                },
+                max_delete: a.max_delete,
+                dry_run: a.dry_run,
+            };
+            emit(json, prune::run(&ctx, req).await)
         }
         Command::Verify(a) => {
             let req = verify::Request {

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod inspect;
 mod objects;
 pub mod pin;
+pub mod prune;
 pub mod switch;
 pub mod unlock;
 pub mod verify;

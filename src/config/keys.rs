@@ -16,8 +16,8 @@ pub enum Scope {
     Only(&'static [&'static str]),
 }
 
-/// Commands that take a lock and write history.
-const SWITCHING: &[&str] = &["deploy", "activate", "rollback"];
+/// Commands that take the lock.
+const SWITCHING: &[&str] = &["deploy", "activate", "rollback", "prune"];
 /// Commands that say who did what.
 const ACTING: &[&str] = &["deploy", "activate", "rollback", "pin"];
 

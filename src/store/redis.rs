@@ -98,6 +98,8 @@ pub enum Needs {
     Switch,
     /// Read the lock and delete it (unlock).
     Unlock,
+    /// Take the lock and forget releases (prune).
+    Prune,
 }
 
 fn timed_out(timeout: Duration) -> redis::RedisError {
@@ -362,6 +364,26 @@ impl Registry {
         Ok(before.is_some())
     }
 
+    /// Forget releases: their records, and their ids in the set of releases
+    /// and of rolled-back releases (one atomic MULTI).
+    pub async fn unregister(&mut self, ids: &[String]) -> anyhow::Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let keys: Vec<String> = ids.iter().map(|id| self.keys.release(id)).collect();
+        pipe.cmd("DEL").arg(&keys).ignore();
+        pipe.cmd("ZREM").arg(&self.keys.releases).arg(ids).ignore();
+        pipe.cmd("SREM")
+            .arg(&self.keys.rolled_back)
+            .arg(ids)
+            .ignore();
+        let mut conn = self.conn.clone();
+        self.call("forget releases on", pipe.query_async::<()>(&mut conn))
+            .await
+    }
+
     /// Record a release and add it to the set. An existing record is kept
     /// (records are immutable), unless `replace_broken` and it is not JSON.
     pub async fn register(
@@ -539,6 +561,18 @@ impl Registry {
                 format!("SADD {} x", k.rolled_back),
                 format!("SREM {} x", k.rolled_back),
                 format!("SMEMBERS {}", k.rolled_back),
+            ],
+            Needs::Prune => vec![
+                "SCRIPT LOAD x".to_string(),
+                format!("SET {} x NX PX 1", k.lock),
+                format!("GET {}", k.lock),
+                format!("PEXPIRE {} 1", k.lock),
+                format!("DEL {}", k.lock),
+                format!("DEL {}", k.release("probe")),
+                format!("ZREM {} x", k.releases),
+                format!("SREM {} x", k.rolled_back),
+                "MULTI".to_string(),
+                "EXEC".to_string(),
             ],
         }
     }

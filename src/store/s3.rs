@@ -207,7 +207,18 @@ impl S3Store {
                         .unwrap_or_default()
                         .trim_matches('"')
                         .to_string();
-                    out.insert(key.to_string(), RemoteObject { size, etag });
+                    let modified_ms = obj
+                        .last_modified()
+                        .and_then(|t| t.to_millis().ok())
+                        .unwrap_or(0);
+                    out.insert(
+                        key.to_string(),
+                        RemoteObject {
+                            size,
+                            etag,
+                            modified_ms,
+                        },
+                    );
                     n += 1;
                 }
             }
@@ -530,6 +541,49 @@ impl S3Store {
             .filter(|u| u.key() == Some(key))
             .filter_map(|u| u.upload_id().map(str::to_string))
             .collect()
+    }
+
+    /// Delete objects, up to 1,000 a request. Deleting one that is gone
+    /// is not an error.
+    pub async fn delete_objects(&self, keys: &[String]) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        for batch in keys.chunks(1000) {
+            let ids = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Failure::operation(format!("cannot describe a deletion: {e}")))?;
+            let delete = Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .map_err(|e| Failure::operation(format!("cannot describe a deletion: {e}")))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| {
+                    self.error(
+                        "delete objects under",
+                        &format!("s3://{}/{}", self.bucket, batch[0]),
+                        e,
+                    )
+                })?;
+            if let Some(err) = out.errors().first() {
+                return Err(Failure::operation(format!(
+                    "S3 refused to delete s3://{}/{} ({}: {}) and {} more; nothing after it was deleted. Run prune again",
+                    self.bucket,
+                    err.key().unwrap_or_default(),
+                    err.code().unwrap_or("unknown"),
+                    err.message().unwrap_or_default(),
+                    out.errors().len() - 1
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Write a small immutable object (a release record) unless it exists with the same bytes.

@@ -203,3 +203,79 @@ fn history_and_diff_tell_what_happened_and_what_changes() {
         "files: 1 added, 0 changed, 1 removed, 1 unchanged",
     ]);
 }
+
+#[test]
+fn prune_keeps_every_object_of_kept_releases_and_deletes_the_rest() {
+    let ctx = Ctx::new("prune");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let dir = ctx.work.path().join(format!("r{i}"));
+        // Each build: its own script, the same stylesheet.
+        ids.push(deploy(
+            &ctx,
+            &tiny_build(&dir, &format!("console.log({i})")),
+        ));
+    }
+    rt().block_on(ctx.put("packs/other-tool.txt", b"not ours"));
+    let args = ["prune", "--keep", "2", "--keep-days", "0", "--grace", "0"];
+
+    let before = ctx.world();
+    let run = ctx.run(&[&args[..], &["--dry-run", "--json"]].concat());
+    run.expect(0);
+    let plan = run.json();
+    assert_eq!(plan["deleted_objects"], 3, "{plan}");
+    assert_eq!(
+        plan["deleted_releases"],
+        serde_json::json!([ids[2], ids[1], ids[0]])
+    );
+    assert_eq!(
+        plan["unreferenced"],
+        serde_json::json!(["packs/other-tool.txt"])
+    );
+    ctx.assert_unchanged(&before, "prune --dry-run");
+
+    ctx.run(&[&args[..], &["--max-delete", "2"]].concat())
+        .expect(3)
+        .error_has(&[
+            "would delete 3 objects, more than --max-delete 2",
+            "nothing was deleted",
+        ]);
+    ctx.assert_unchanged(&before, "a prune over its limit");
+
+    ctx.run(&args)
+        .expect(0)
+        .stdout_has(&["deleted 3 objects", "3 release records"]);
+    let objects = rt().block_on(ctx.objects());
+    // Every object of the kept releases is there (checked through S3 by verify).
+    for id in &ids[3..] {
+        ctx.run(&["verify", id]).expect(0);
+    }
+    for id in &ids[..3] {
+        assert!(
+            !objects
+                .keys()
+                .any(|k| k.ends_with(&format!("releases/{id}.json"))),
+            "record of {id} left in S3"
+        );
+        assert_eq!(rt().block_on(ctx.get(&format!("release:{id}"))), None);
+    }
+    let scripts = objects
+        .keys()
+        .filter(|k| k.starts_with("packs/js/"))
+        .count();
+    assert_eq!(scripts, 2, "{objects:?}");
+    assert!(objects.contains_key("packs/css/app-9d8c7b6a5f4e3d2c1b0a.css"));
+    assert!(
+        objects.contains_key("packs/other-tool.txt"),
+        "unreferenced objects are left alone"
+    );
+    // Going back to a kept release works.
+    ctx.run(&["rollback"]).expect(0);
+    assert_eq!(current(&ctx).as_deref(), Some(ids[3].as_str()));
+    // Unreferenced objects go only when asked.
+    ctx.run(&[&args[..], &["--include-unreferenced"]].concat())
+        .expect(0);
+    assert!(!rt()
+        .block_on(ctx.objects())
+        .contains_key("packs/other-tool.txt"));
+}
