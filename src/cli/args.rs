@@ -65,6 +65,8 @@ pub enum Command {
     Prune(PruneArgs),
     /// Check a release's objects in S3 (and, with --cdn, through the CDN).
     Verify(VerifyArgs),
+    /// Check a setup: credentials, bucket, region, Redis, permissions, CORS, CDN.
+    Doctor(DoctorArgs),
     /// Show who holds the deploy lock; clear it with --force.
     Unlock(UnlockArgs),
     /// The activation log: who switched what, when, and why.
@@ -88,6 +90,7 @@ impl Command {
             Command::Releases(_) => "releases",
             Command::Prune(_) => "prune",
             Command::Verify(_) => "verify",
+            Command::Doctor(_) => "doctor",
             Command::Unlock(_) => "unlock",
             Command::History(_) => "history",
             Command::Diff(_) => "diff",
@@ -222,6 +225,12 @@ pub struct VerifyArgs {
     /// Read and hash every object instead of trusting S3's listing.
     #[arg(long)]
     pub read: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// A build directory, to check its public path against CDN_URL/PREFIX.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

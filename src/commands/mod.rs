@@ -5,6 +5,7 @@
 
 pub mod deploy;
 pub mod diff;
+pub mod doctor;
 pub mod inspect;
 mod objects;
 pub mod pin;

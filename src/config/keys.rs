@@ -142,6 +142,13 @@ pub const KEYS: &[Key] = &[
         ..key("s3_path_style", s3_path_style)
     },
     Key {
+        env: &["CUTOVER_APP_ORIGIN"],
+        value_name: "URL",
+        help: "The app's origin (https://shop.example), for doctor's CORS check",
+        default: "none",
+        ..key("app_origin", app_origin)
+    },
+    Key {
         env: &["CUTOVER_META_PREFIX"],
         help: "Where release records live in the bucket, outside the public prefix",
         default: "_cutover/APP",
@@ -150,7 +157,7 @@ pub const KEYS: &[Key] = &[
     Key {
         flag: Some("manifest"),
         env: &["CUTOVER_MANIFEST"],
-        scope: Scope::Only(&["deploy"]),
+        scope: Scope::Only(&["deploy", "doctor"]),
         value_name: "PATH",
         help: "Path of the manifest inside the build",
         default: "manifest.json",
@@ -347,6 +354,16 @@ fn cdn_url(v: &str, c: &mut Config) -> Result<(), String> {
             Ok(())
         }
         _ => Err("an http(s) URL like https://cdn.example.com".into()),
+    }
+}
+
+fn app_origin(v: &str, c: &mut Config) -> Result<(), String> {
+    match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            c.app_origin = Some(u.origin().ascii_serialization());
+            Ok(())
+        }
+        _ => Err("an origin like https://shop.example".into()),
     }
 }
 

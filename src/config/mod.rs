@@ -59,6 +59,8 @@ pub struct Config {
     pub prefix: String,
     /// CDN base URL without trailing slash.
     pub cdn_url: Option<String>,
+    /// The app's origin, for doctor's CORS check.
+    pub app_origin: Option<String>,
     pub redis_url: String,
     /// Connect to a Redis Cluster (all of an app's keys share one slot).
     pub redis_cluster: bool,
@@ -90,6 +92,7 @@ impl Default for Config {
             bucket: None,
             prefix: "packs".into(),
             cdn_url: None,
+            app_origin: None,
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_cluster: false,
             redis_timeout_secs: 5,
@@ -371,7 +374,7 @@ mod tests {
                 "app" => "shop",
                 "bucket" => "b-1",
                 "prefix" | "meta_prefix" => "somewhere",
-                "cdn_url" | "s3_endpoint" | "build_url" => "https://x.example",
+                "cdn_url" | "s3_endpoint" | "build_url" | "app_origin" => "https://x.example",
                 "redis_url" => "redis://h:1",
                 "redis_cluster" | "s3_path_style" => "true",
                 "manifest" => "m.json",

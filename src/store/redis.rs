@@ -330,6 +330,18 @@ impl Registry {
             .collect())
     }
 
+    /// The server's `maxmemory-policy`; None when CONFIG is refused (managed
+    /// services often disable it).
+    pub async fn maxmemory_policy(&mut self) -> anyhow::Result<Option<String>> {
+        let mut conn = self.conn.clone();
+        let reply: RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await;
+        Ok(reply.ok().and_then(|v| v.get(1).cloned()))
+    }
+
     /// Releases that were rolled back from.
     pub async fn rolled_back(&mut self) -> anyhow::Result<std::collections::BTreeSet<String>> {
         let key = self.keys.rolled_back.clone();

@@ -39,6 +39,8 @@ const ATTEMPTS: u32 = 4;
 pub struct S3Store {
     client: Client,
     bucket: String,
+    /// The region requests are signed for.
+    region: String,
     /// `s3_timeout_secs`, for messages.
     wait: Duration,
     /// Where requests go, for messages.
@@ -121,6 +123,10 @@ impl S3Store {
         if let Some(ep) = &config.s3_endpoint {
             builder = builder.endpoint_url(ep);
         }
+        let region = sdk
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into());
         if sdk.region().is_none() {
             builder = builder.region(aws_sdk_s3::config::Region::new("us-east-1"));
         }
@@ -135,6 +141,7 @@ impl S3Store {
         Ok(S3Store {
             client: Client::from_conf(builder.build()),
             bucket,
+            region,
             wait,
             endpoint,
             in_flight: Arc::default(),
@@ -143,6 +150,71 @@ impl S3Store {
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Can these credentials reach the bucket (HEAD bucket)?
+    pub async fn check_bucket(&self) -> anyhow::Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                if is_not_found(&e) {
+                    return Failure::input(format!(
+                        "bucket {} does not exist at {} (NoSuchBucket); create it or fix --bucket / CUTOVER_BUCKET",
+                        self.bucket, self.endpoint
+                    ));
+                }
+                self.error("reach", &format!("s3://{}", self.bucket), e)
+            })
+    }
+
+    /// The bucket's region (GetBucketLocation; us-east-1 when S3 says none).
+    pub async fn bucket_region(&self) -> anyhow::Result<String> {
+        let out = self
+            .client
+            .get_bucket_location()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| self.error("read the region of", &format!("s3://{}", self.bucket), e))?;
+        Ok(out
+            .location_constraint()
+            .map(|c| c.as_str().to_string())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "us-east-1".into()))
+    }
+
+    /// The bucket's CORS rules: (allowed origins, allowed methods) each;
+    /// empty when it has none.
+    pub async fn cors_rules(&self) -> anyhow::Result<Vec<(Vec<String>, Vec<String>)>> {
+        match self
+            .client
+            .get_bucket_cors()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .cors_rules()
+                .iter()
+                .map(|r| (r.allowed_origins().to_vec(), r.allowed_methods().to_vec()))
+                .collect()),
+            Err(e) if e.code() == Some("NoSuchCORSConfiguration") || is_not_found(&e) => {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(self.error(
+                "read the CORS rules of",
+                &format!("s3://{}", self.bucket),
+                e,
+            )),
+        }
     }
 
     /// Everything under `prefix`, from one paginated listing: the first level

@@ -106,3 +106,130 @@ fn verify_cdn_keeps_a_switch_from_happening_when_the_cdn_is_wrong() {
     ctx.run(&["activate", &b, "--verify-cdn"]).expect(0);
     assert_eq!(rt().block_on(ctx.get("current")), Some(b));
 }
+
+/// A build whose manifest names its files relatively (public path "auto").
+fn relative_build(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = dir.join("rel");
+    std::fs::create_dir_all(root.join("js")).unwrap();
+    std::fs::write(root.join("js/app-0a1b2c3d4e5f6a7b8c9d.js"), "app()").unwrap();
+    std::fs::write(
+        root.join("manifest.json"),
+        r#"{"entrypoints": {"application": {"assets": {"js": ["js/app-0a1b2c3d4e5f6a7b8c9d.js"]}}},
+            "application.js": "js/app-0a1b2c3d4e5f6a7b8c9d.js"}"#,
+    )
+    .unwrap();
+    root
+}
+
+#[test]
+fn doctor_passes_a_good_setup_and_names_each_fix_of_a_bad_one() {
+    let ctx = Ctx::new("doctor");
+    let cdn = nginx::start(&ctx.s3_endpoint, &ctx.bucket);
+    let build = relative_build(ctx.work.path());
+    ctx.cutover(&["deploy", build.to_str().unwrap()])
+        .env("CUTOVER_CDN_URL", &cdn.url)
+        .run()
+        .expect(0);
+    rt().block_on(async {
+        use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+        let rule = CorsRule::builder()
+            .allowed_origins("https://shop.example")
+            .allowed_methods("GET")
+            .build()
+            .unwrap();
+        ctx.s3()
+            .await
+            .put_bucket_cors()
+            .bucket(&ctx.bucket)
+            .cors_configuration(
+                CorsConfiguration::builder()
+                    .cors_rules(rule)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let run = ctx
+        .cutover(&["doctor", build.to_str().unwrap()])
+        .env("CUTOVER_CDN_URL", &cdn.url)
+        .env("CUTOVER_APP_ORIGIN", "https://shop.example")
+        .run();
+    run.expect(0);
+    for name in [
+        "bucket",
+        "region",
+        "redis",
+        "eviction",
+        "permissions",
+        "public path",
+        "cors",
+        "cdn",
+    ] {
+        assert!(
+            run.stdout.contains(&format!("✓ {name}: ")),
+            "{name}: {run:?}"
+        );
+    }
+
+    // A bucket in another region, a CDN in front of the wrong bucket, a
+    // Redis that evicts, no CORS for the app.
+    let other = format!("{}-eu", ctx.bucket.chars().take(50).collect::<String>());
+    rt().block_on(async {
+        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+        ctx.s3()
+            .await
+            .create_bucket()
+            .bucket(&other)
+            .create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::EuWest1)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let wrong = nginx::start(&ctx.s3_endpoint, "nobody-home");
+    let evicting = crate::support::start_redis(&["--maxmemory-policy", "allkeys-lru"]);
+    // The live release (deployed above) is in the first Redis; copy it over.
+    let run = ctx
+        .cutover(&["deploy", build.to_str().unwrap()])
+        .env("CUTOVER_CDN_URL", &wrong.url)
+        .env("REDIS_URL", &format!("redis://127.0.0.1:{evicting}"))
+        .run();
+    run.expect(0);
+    let doctor = |bucket: &str| {
+        let run = ctx
+            .cutover(&["doctor", "--json"])
+            .env("CUTOVER_BUCKET", bucket)
+            .env("CUTOVER_CDN_URL", &wrong.url)
+            .env("CUTOVER_APP_ORIGIN", "https://other.example")
+            .env("REDIS_URL", &format!("redis://127.0.0.1:{evicting}"))
+            .run();
+        run.expect(2);
+        let checks = run.json()["checks"].as_array().unwrap().clone();
+        move |name: &str| {
+            let c = checks
+                .iter()
+                .find(|c| c["name"] == name)
+                .unwrap_or_else(|| panic!("{name}: {checks:?}"));
+            (
+                c["status"].as_str().unwrap().to_string(),
+                c["fix"].as_str().unwrap_or("").to_string(),
+            )
+        }
+    };
+    let status = doctor(&ctx.bucket);
+    assert_eq!(status("eviction").0, "warn");
+    assert!(status("eviction").1.contains("noeviction"));
+    assert_eq!(status("cors").0, "warn", "no SRI in this build: a warning");
+    assert!(status("cors").1.contains("https://other.example"));
+    assert_eq!(status("cdn").0, "fail");
+    let status = doctor(&other);
+    assert_eq!(
+        status("region"),
+        ("fail".into(), "set AWS_REGION=eu-west-1".into())
+    );
+}

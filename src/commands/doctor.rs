@@ -1,0 +1,309 @@
+//! `cutover doctor [DIR]`: check a setup, one line per check with the fix.
+//! Read-only. Exit 0 only when every check passes (warnings allowed), else 2.
+
+use serde::Serialize;
+
+use super::objects::cdn_checks;
+use super::Ctx;
+use crate::error::one_line;
+use crate::render::Render;
+use crate::store::cdn::Cdn;
+use crate::store::records;
+use crate::store::redis::{Needs, Registry};
+use crate::store::s3::S3Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    /// Works, but risky or unchecked: does not fail the doctor.
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+    /// What to do, when not passing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub command: &'static str,
+    pub app: String,
+    pub checks: Vec<Check>,
+}
+
+fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        status: Status::Pass,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+fn problem(
+    name: &'static str,
+    status: Status,
+    detail: impl Into<String>,
+    fix: impl Into<String>,
+) -> Check {
+    Check {
+        name,
+        status,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Outcome> {
+    let config = &ctx.config;
+    let app = config.app()?.to_string();
+    let mut checks = Vec::new();
+
+    let store = match S3Store::connect(config).await {
+        Ok(s) => match s.check_bucket().await {
+            Ok(()) => {
+                checks.push(pass(
+                    "bucket",
+                    format!("s3://{} is reachable with these credentials", s.bucket()),
+                ));
+                Some(s)
+            }
+            Err(e) => {
+                checks.push(problem(
+                    "bucket",
+                    Status::Fail,
+                    one_line(&e),
+                    "fix the credentials or the bucket name",
+                ));
+                None
+            }
+        },
+        Err(e) => {
+            checks.push(problem(
+                "bucket",
+                Status::Fail,
+                one_line(&e),
+                "set the bucket and AWS credentials",
+            ));
+            None
+        }
+    };
+    if let Some(s) = &store {
+        checks.push(match s.bucket_region().await {
+            Ok(r) if r == s.region() => pass(
+                "region",
+                format!("the bucket is in {r}, as the client expects"),
+            ),
+            Ok(r) => problem(
+                "region",
+                Status::Fail,
+                format!("the bucket is in {r}, the client signs for {}", s.region()),
+                format!("set AWS_REGION={r}"),
+            ),
+            Err(e) => problem(
+                "region",
+                Status::Warn,
+                one_line(&e),
+                "grant s3:GetBucketLocation to check it",
+            ),
+        });
+    }
+
+    let mut registry = match Registry::connect(config).await {
+        Ok(r) => {
+            checks.push(pass(
+                "redis",
+                format!("{} answers", config.redis_url_masked()),
+            ));
+            Some(r)
+        }
+        Err(e) => {
+            checks.push(problem(
+                "redis",
+                Status::Fail,
+                one_line(&e),
+                "fix REDIS_URL (and TLS, password)",
+            ));
+            None
+        }
+    };
+    let mut live_record = None;
+    if let Some(reg) = registry.as_mut() {
+        checks.push(match reg.maxmemory_policy().await? {
+            Some(p) if p.starts_with("allkeys") => problem(
+                "eviction",
+                Status::Warn,
+                format!("maxmemory-policy is {p}: Redis may evict the live manifest under memory pressure"),
+                "use noeviction (or a volatile-* policy: cutover's keys have no expiry)",
+            ),
+            Some(p) => pass("eviction", format!("maxmemory-policy is {p}: the live keys are never evicted")),
+            None => problem(
+                "eviction",
+                Status::Warn,
+                "CONFIG GET is refused here, so maxmemory-policy is unknown",
+                "make sure it is noeviction or volatile-* (an allkeys-* policy can evict the live manifest)",
+            ),
+        });
+        checks.push(match reg.check_permissions(Needs::Switch).await {
+            Ok(()) => pass(
+                "permissions",
+                "the Redis user may run every command cutover sends",
+            ),
+            Err(e) => problem(
+                "permissions",
+                Status::Fail,
+                one_line(&e),
+                "grant the README's minimal ACL",
+            ),
+        });
+        if let (Some(s), Some(id)) = (&store, reg.live().await?.current) {
+            if let Ok(Some(r)) = records::read(s, &config.meta_prefix()?, &id).await {
+                live_record = Some(r);
+            }
+        }
+    }
+
+    if let Some(dir) = dir {
+        checks.push(public_path(ctx, dir));
+    }
+    if let Some(s) = &store {
+        checks.push(cors(config.app_origin.as_deref(), live_record.as_ref(), s).await);
+    }
+    match &live_record {
+        Some(r) => {
+            let checks_cdn = cdn_checks(r, 0);
+            let problems = Cdn::new(config.cdn_timeout())?
+                .check(&checks_cdn, config.concurrency)
+                .await;
+            checks.push(if problems.is_empty() {
+                pass("cdn", format!("{} serves the live release's entrypoint files", r.cdn_url))
+            } else {
+                problem(
+                    "cdn",
+                    Status::Fail,
+                    crate::render::some(&problems, 3),
+                    "check cdn_url and the CDN's origin (it must map CDN_URL/PREFIX/ to the bucket)",
+                )
+            });
+        }
+        None => checks.push(problem(
+            "cdn",
+            Status::Warn,
+            "no live release to fetch through the CDN",
+            "deploy, then run doctor again",
+        )),
+    }
+    Ok(Outcome {
+        command: "doctor",
+        app,
+        checks,
+    })
+}
+
+/// The build's public path must be `CDN_URL/PREFIX/` (or relative).
+fn public_path(ctx: &Ctx, dir: &std::path::Path) -> Check {
+    let config = &ctx.config;
+    let loaded = crate::build::scan::scan(dir, config.multipart_threshold, &crate::events::Quiet)
+        .and_then(|b| {
+            crate::build::manifest::load(&b, &config.manifest, &|p| {
+                config.public_url(p).unwrap_or_default()
+            })
+        });
+    let expected = config.public_url("").unwrap_or_default();
+    match loaded {
+        Ok(m) if m.public_path.is_empty() || m.public_path == expected => pass(
+            "public path",
+            format!("the build loads its chunks from {}", if m.public_path.is_empty() { "a relative path" } else { &expected }),
+        ),
+        Ok(m) => problem(
+            "public path",
+            Status::Fail,
+            format!("the build was made with public path {:?}, but is served from {expected}", m.public_path),
+            format!("build with the CDN as webpack's publicPath (Shakapacker: SHAKAPACKER_ASSET_HOST={})", config.cdn_url.as_deref().unwrap_or("CDN_URL")),
+        ),
+        Err(e) => problem("public path", Status::Fail, one_line(&e), "pass the build directory"),
+    }
+}
+
+/// With SRI (`integrity` + `crossorigin`), browsers fetch with CORS: the
+/// bucket must allow a cross-origin GET (from the app's origin, if known).
+async fn cors(
+    origin: Option<&str>,
+    live: Option<&crate::release::ReleaseRecord>,
+    s: &S3Store,
+) -> Check {
+    let sri = live.is_some_and(|r| r.manifest.to_string().contains("\"integrity\""));
+    let rules = match s.cors_rules().await {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(
+                "cors",
+                Status::Warn,
+                one_line(&e),
+                "grant s3:GetBucketCORS to check it",
+            )
+        }
+    };
+    let allows = |o: &str| {
+        rules.iter().any(|(origins, methods)| {
+            methods.iter().any(|m| m == "GET") && origins.iter().any(|x| x == "*" || x == o)
+        })
+    };
+    match (origin, sri) {
+        (Some(o), _) if allows(o) => pass("cors", format!("the bucket allows GET from {o}")),
+        (Some(o), true) => problem(
+            "cors",
+            Status::Fail,
+            format!("the live manifest has SRI, so browsers fetch with CORS, but the bucket does not allow GET from {o}"),
+            format!("add a CORS rule allowing GET from {o}"),
+        ),
+        (Some(o), false) => problem(
+            "cors",
+            Status::Warn,
+            format!("the bucket does not allow GET from {o}"),
+            format!("add a CORS rule allowing GET from {o} before using SRI"),
+        ),
+        (None, _) if rules.iter().any(|(_, m)| m.iter().any(|m| m == "GET")) => {
+            pass("cors", "the bucket allows cross-origin GETs (set app_origin to check yours)")
+        }
+        (None, _) => problem(
+            "cors",
+            Status::Warn,
+            "the bucket has no CORS rule allowing GET",
+            "add one for the app's origin (and set app_origin so doctor checks it)",
+        ),
+    }
+}
+
+impl Render for Outcome {
+    fn text(&self) -> String {
+        let mut t = String::new();
+        for c in &self.checks {
+            let mark = match c.status {
+                Status::Pass => "✓",
+                Status::Warn => "!",
+                Status::Fail => "✗",
+            };
+            t.push_str(&format!("{mark} {}: {}\n", c.name, c.detail));
+            if let Some(fix) = &c.fix {
+                t.push_str(&format!("    fix: {fix}\n"));
+            }
+        }
+        t
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.checks.iter().any(|c| c.status == Status::Fail) {
+            2
+        } else {
+            0
+        }
+    }
+}
