@@ -133,6 +133,11 @@ pub fn record_key(meta_prefix: &str, id: &str) -> String {
     format!("{meta_prefix}releases/{id}.json")
 }
 
+/// The S3 key of the content-addressed copy of a mutable file.
+pub fn mutable_key(meta_prefix: &str, sha256: &str) -> String {
+    format!("{meta_prefix}mutable/{sha256}")
+}
+
 /// The listing prefix of the records whose id starts with `id_prefix`.
 pub fn records_prefix(meta_prefix: &str, id_prefix: &str) -> String {
     format!("{meta_prefix}releases/{id_prefix}")

@@ -11,10 +11,11 @@ use serde::Serialize;
 use crate::contract::{ActivationEvent, Keys, Pin, PinChange};
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
-use crate::plan::{PlannedFile, Step, Switch};
+use crate::plan::{Decision, PlannedFile, Step, Switch};
 use crate::release::now;
 use crate::render::{bytes, count, some};
 use crate::store::cdn::Cdn;
+use crate::store::cloudfront::{collapse, CloudFront};
 use crate::store::lock::LockGuard;
 use crate::store::redis::{Activation, Registry};
 use crate::store::s3::{PutOutcome, PutSpec, S3Store};
@@ -124,6 +125,30 @@ impl<'a> Executor<'a> {
                 self.registry.set_pin(pin.as_ref()).await?;
             }
             Step::Delete(keys) => self.s3()?.delete_objects(keys).await?,
+            Step::Copy(copies) => {
+                let s3 = self.s3()?;
+                stream::iter(copies)
+                    .map(|c| {
+                        s3.copy_object(&c.from, &c.to, &c.headers, &c.sha256, c.if_match.as_deref())
+                    })
+                    .buffer_unordered(self.concurrency)
+                    .try_collect::<Vec<()>>()
+                    .await?;
+            }
+            Step::Invalidate {
+                distribution,
+                paths,
+                wait,
+            } => {
+                let id = CloudFront::connect()
+                    .await
+                    .invalidate(distribution, paths, *wait)
+                    .await?;
+                self.observer.event(Event::Info(format!(
+                    "invalidation {id} on {distribution}: {}",
+                    some(&collapse(paths), 5)
+                )));
+            }
             Step::DeleteRecords { ids, keys } => {
                 self.registry.unregister(ids).await?;
                 self.s3()?.delete_objects(keys).await?;
@@ -170,6 +195,9 @@ impl<'a> Executor<'a> {
                     sha256_hex: &f.sha256,
                     md5_hex: &f.md5,
                     headers: &f.headers,
+                    if_match: (f.decision == Decision::Replace)
+                        .then_some(f.remote_etag.as_deref())
+                        .flatten(),
                 };
                 let outcome = store.put_file(spec, threshold).await?;
                 observer.event(Event::Advanced {
@@ -254,6 +282,8 @@ fn step_name(step: &Step) -> &'static str {
         Step::Pin(_) => "pin",
         Step::VerifyCdn(_) => "verify_cdn",
         Step::Delete(_) => "delete",
+        Step::Copy(_) => "copy",
+        Step::Invalidate { .. } => "invalidate",
         Step::DeleteRecords { .. } => "delete_records",
     }
 }
@@ -301,6 +331,30 @@ pub fn describe(step: &Step, t: &Target) -> String {
             p.by.as_deref().unwrap_or("unknown")
         ),
         Step::Pin(None) => format!("Redis DEL {}", t.keys.pin),
+        Step::Copy(copies) => format!(
+            "S3 CopyObject: {} server-side, same bytes, new headers ({})",
+            count(copies.len(), "object"),
+            some(
+                &copies
+                    .iter()
+                    .map(|c| if c.from == c.to {
+                        format!("{} (headers)", c.to)
+                    } else {
+                        format!("{} from {}", c.to, c.from)
+                    })
+                    .collect::<Vec<_>>(),
+                3
+            )
+        ),
+        Step::Invalidate {
+            distribution,
+            paths,
+            wait,
+        } => format!(
+            "CloudFront CreateInvalidation on {distribution}: {}{}",
+            some(&collapse(paths), 5),
+            if *wait { " (and wait for it)" } else { "" }
+        ),
         Step::Delete(keys) => format!(
             "S3 DeleteObjects: {} under s3://{}/ ({} requests)",
             count(keys.len(), "object"),

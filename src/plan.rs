@@ -10,7 +10,7 @@ pub mod prune;
 
 use serde::Serialize;
 
-use crate::build::headers::{headers_for, is_fingerprinted, Headers};
+use crate::build::headers::{headers_for, is_fingerprinted, is_mutable, Headers};
 use crate::build::manifest::{diff, Manifest, ManifestDiff};
 use crate::build::{Build, BuildFile};
 use crate::config::Config;
@@ -31,6 +31,9 @@ pub enum Decision {
     /// Same size, but the listing cannot prove the bytes (e.g. an ETag that is
     /// not an MD5): needs a closer look before the plan is final.
     Inspect,
+    /// A mutable file with other bytes in S3: overwritten, only if S3 still
+    /// holds what the plan saw (`If-Match`).
+    Replace,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +54,12 @@ pub struct PlannedFile {
     /// For conflicts: what S3 holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// A `[[mutable]]` file: may change under the same name.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub mutable: bool,
+    /// The ETag S3 listed for the key (the condition of a replacement).
+    #[serde(skip)]
+    pub remote_etag: Option<String>,
 }
 
 /// One write. The executor carries out a plan's steps in order; the last
@@ -73,6 +82,15 @@ pub enum Step {
     Unlock { owner: String },
     /// Set the pin (`pin`), or clear it (`unpin`).
     Pin(Option<crate::contract::Pin>),
+    /// Server-side copies (CopyObject): a mutable file restored from its
+    /// content-addressed copy, or an object's headers rewritten in place.
+    Copy(Vec<ObjectCopy>),
+    /// After the switch: ask CloudFront to forget these paths.
+    Invalidate {
+        distribution: String,
+        paths: Vec<String>,
+        wait: bool,
+    },
     /// Delete objects (`prune`), 1,000 a request.
     Delete(Vec<String>),
     /// Delete release records: the S3 copies at `keys`, and `ids` from
@@ -82,6 +100,18 @@ pub enum Step {
     /// unless each is served with its bytes and headers. Comes right before
     /// the switch (`--verify-cdn`).
     VerifyCdn(Vec<crate::release::CdnCheck>),
+}
+
+/// One server-side copy: `from` to `to` with `headers` (same bytes), only if
+/// `from` still has the ETag the plan saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectCopy {
+    pub from: String,
+    pub to: String,
+    pub headers: Headers,
+    pub sha256: String,
+    #[serde(skip)]
+    pub if_match: Option<String>,
 }
 
 /// The atomic switch: if `current` is still `expected` (or `force`), make
@@ -105,6 +135,12 @@ pub struct Switch {
 pub struct DeployPlan {
     pub release: ReleaseRecord,
     pub files: Vec<PlannedFile>,
+    /// Content-addressed copies of the mutable files (`META/mutable/<sha256>`),
+    /// from which activating a release restores them.
+    pub copies: Vec<PlannedFile>,
+    /// Objects whose headers differ from what this build wants (header rules
+    /// changed): rewritten in place, same bytes.
+    pub header_updates: Vec<ObjectCopy>,
     pub manifest_diff: ManifestDiff,
     /// The release live when the plan was made (the switch compares-and-sets against it).
     pub live_release: Option<String>,
@@ -121,6 +157,11 @@ pub struct DeployOptions {
     pub message: Option<String>,
     /// Files to check through the CDN before the switch (`--verify-cdn`).
     pub cdn_checks: Option<Vec<crate::release::CdnCheck>>,
+    /// CloudFront distribution to invalidate replaced mutable files on, and
+    /// whether to wait for it (`--wait`).
+    pub invalidate: Option<(String, bool)>,
+    /// The CDN base URL, for invalidation paths.
+    pub cdn_url: String,
 }
 
 impl DeployPlan {
@@ -134,12 +175,22 @@ impl DeployPlan {
         self.files.iter().filter(move |f| f.decision == decision)
     }
 
+    /// Keys that need a closer look (HEAD) before the plan is final.
+    pub fn unsure(&self) -> impl Iterator<Item = &str> {
+        self.files
+            .iter()
+            .chain(&self.copies)
+            .filter(|f| f.decision == Decision::Inspect)
+            .map(|f| f.key.as_str())
+    }
+
     /// Settle the files that needed a closer look. An object listed but gone
-    /// by now is simply uploaded.
+    /// by now is simply uploaded; a mutable one with other bytes, replaced.
     pub fn resolve(&mut self, inspected: &std::collections::HashMap<String, Inspected>) {
         for f in self
             .files
             .iter_mut()
+            .chain(self.copies.iter_mut())
             .filter(|f| f.decision == Decision::Inspect)
         {
             match inspected.get(&f.key) {
@@ -147,6 +198,7 @@ impl DeployPlan {
                     f.decision = Decision::Skip;
                     f.remote = None;
                 }
+                Some(_) if f.mutable => f.decision = Decision::Replace,
                 Some(i) => {
                     f.decision = Decision::Conflict;
                     f.remote = Some(i.to_string());
@@ -154,6 +206,7 @@ impl DeployPlan {
                 None => {
                     f.decision = Decision::Upload;
                     f.remote = None;
+                    f.remote_etag = None;
                 }
             }
         }
@@ -165,12 +218,38 @@ impl DeployPlan {
         if self.count(Decision::Conflict).0 > 0 {
             return Vec::new();
         }
-        let uploads: Vec<PlannedFile> = self.with(Decision::Upload).cloned().collect();
+        let uploads: Vec<PlannedFile> = self
+            .files
+            .iter()
+            .chain(&self.copies)
+            .filter(|f| matches!(f.decision, Decision::Upload | Decision::Replace))
+            .cloned()
+            .collect();
         let mut steps = Vec::new();
         if !uploads.is_empty() {
             steps.push(Step::Upload(uploads));
         }
+        if !self.header_updates.is_empty() {
+            steps.push(Step::Copy(self.header_updates.clone()));
+        }
+        // Replaced mutable files and rewritten headers linger in the CDN's cache.
+        let stale: Vec<String> = self
+            .with(Decision::Replace)
+            .map(|f| f.key.as_str())
+            .chain(self.header_updates.iter().map(|c| c.to.as_str()))
+            .map(|key| invalidation_path(&opts.cdn_url, key))
+            .collect();
+        let invalidate = |steps: &mut Vec<Step>| {
+            if let (Some((distribution, wait)), false) = (&opts.invalidate, stale.is_empty()) {
+                steps.push(Step::Invalidate {
+                    distribution: distribution.clone(),
+                    paths: stale.clone(),
+                    wait: *wait,
+                });
+            }
+        };
         if self.already_live {
+            invalidate(&mut steps);
             return steps;
         }
         steps.push(Step::PutRecord {
@@ -196,9 +275,19 @@ impl DeployPlan {
                 pin: PinChange::Respect,
                 rolled_back_from: None,
             }));
+            invalidate(&mut steps);
         }
         steps
     }
+}
+
+/// The CloudFront path of a key: the CDN URL's own path, then the key,
+/// percent-encoded as its public URL is.
+pub fn invalidation_path(cdn_url: &str, key: &str) -> String {
+    let base = url::Url::parse(cdn_url)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    format!("{base}/{}", crate::contract::url_path(key))
 }
 
 /// Who and why, for the release record.
@@ -218,9 +307,10 @@ pub fn deploy(
     who: Provenance,
 ) -> anyhow::Result<DeployPlan> {
     let files = plan_files(config, build, manifest, remote);
+    let copies = mutable_copies(&files, &config.meta_prefix()?);
     let not_fingerprinted: Vec<String> = files
         .iter()
-        .filter(|f| !is_fingerprinted(&f.path))
+        .filter(|f| !is_fingerprinted(&f.path) && !f.mutable)
         .map(|f| f.path.clone())
         .collect();
     let release = record(config, &files, manifest, who)?;
@@ -233,6 +323,8 @@ pub fn deploy(
         live_release: live.current.clone(),
         release,
         files,
+        copies,
+        header_updates: Vec::new(),
         not_fingerprinted,
         warnings,
     })
@@ -257,7 +349,9 @@ fn plan_files(
         .filter(|f| !manifest_copies.contains(&f.path))
         .map(|f| {
             let key = config.object_key(&f.path);
-            let (decision, remote) = classify(f, remote.get(&key));
+            let mutable = is_mutable(&f.path, &config.mutable);
+            let listed = remote.get(&key);
+            let (decision, remote) = classify(f, listed, mutable);
             PlannedFile {
                 path: f.path.clone(),
                 key,
@@ -265,10 +359,28 @@ fn plan_files(
                 sha256: f.digests.sha256_hex(),
                 md5: hex::encode(f.digests.md5),
                 etag: f.digests.expected_etag(),
-                headers: headers_for(f, &config.cache_control, &config.header_rules),
+                headers: headers_for(f, &config.cache_control, &config.header_rules, mutable),
                 decision,
                 remote,
+                mutable,
+                remote_etag: listed.map(|o| o.etag.clone()),
             }
+        })
+        .collect()
+}
+
+/// The content-addressed copy of each mutable file, to be checked (HEAD).
+fn mutable_copies(files: &[PlannedFile], meta_prefix: &str) -> Vec<PlannedFile> {
+    files
+        .iter()
+        .filter(|f| f.mutable)
+        .map(|f| PlannedFile {
+            key: crate::contract::mutable_key(meta_prefix, &f.sha256),
+            decision: Decision::Inspect,
+            remote: None,
+            mutable: false,
+            remote_etag: None,
+            ..f.clone()
         })
         .collect()
 }
@@ -318,6 +430,7 @@ fn record(
                     md5: Some(f.md5.clone()),
                     etag: f.etag.clone(),
                     headers: Some(f.headers.clone()),
+                    mutable: f.mutable,
                 })
                 .collect(),
         ),
@@ -354,13 +467,18 @@ fn warnings(config: &Config, manifest: &Manifest, not_fingerprinted: &[String]) 
     warnings
 }
 
-fn classify(file: &BuildFile, remote: Option<&RemoteObject>) -> (Decision, Option<String>) {
+fn classify(
+    file: &BuildFile,
+    remote: Option<&RemoteObject>,
+    mutable: bool,
+) -> (Decision, Option<String>) {
     let Some(obj) = remote else {
         return (Decision::Upload, None);
     };
     // Ours (MD5, or the multipart MD5-of-MD5s), or a single-part upload by someone else.
     let etags = [file.digests.expected_etag(), hex::encode(file.digests.md5)];
     match obj.compare(file.size, &[&etags[0], &etags[1]]) {
+        Listed::OtherSize if mutable => (Decision::Replace, None),
         Listed::OtherSize => (Decision::Conflict, Some(format!("{} bytes", obj.size))),
         Listed::Same => (Decision::Skip, None),
         Listed::Unsure => (
@@ -524,6 +642,8 @@ mod tests {
                     Step::Switch(_) => "switch",
                     Step::Unlock { .. } => "unlock",
                     Step::Pin(_) => "pin",
+                    Step::Copy(_) => "copy",
+                    Step::Invalidate { .. } => "invalidate",
                     Step::VerifyCdn(_) => "verify_cdn",
                     Step::Delete(_) => "delete",
                     Step::DeleteRecords { .. } => "delete_records",

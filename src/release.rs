@@ -20,6 +20,10 @@ pub struct ReleaseFile {
     /// The headers it is served with; absent in records written before they were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Headers>,
+    /// A `[[mutable]]` file: its bytes are kept at `META/mutable/<sha256>`,
+    /// and activating the release restores them at its key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mutable: bool,
 }
 
 impl ReleaseFile {

@@ -26,6 +26,18 @@ pub struct HeaderRule {
     pub content_type: Option<String>,
 }
 
+/// A `[[mutable]]` rule: files matching it may change under the same name.
+#[derive(Debug, Clone)]
+pub struct MutableRule {
+    pub glob: String,
+    pub matcher: GlobMatcher,
+}
+
+/// Is `path` a mutable file?
+pub fn is_mutable(path: &str, rules: &[MutableRule]) -> bool {
+    rules.iter().any(|r| r.matcher.is_match(path))
+}
+
 /// Types the README promises, where the MIME database says otherwise
 /// (source maps are JSON; every JavaScript flavour is text/javascript; fonts
 /// have their own registered `font/` types).
@@ -97,8 +109,15 @@ pub fn is_fingerprinted(path: &str) -> bool {
 }
 
 /// Headers for one build file: precompressed copies take their original's
-/// type; glob rules override the defaults (last match wins).
-pub fn headers_for(file: &BuildFile, default_cache_control: &str, rules: &[HeaderRule]) -> Headers {
+/// type; fingerprinted files are cached for a year, others (and mutable
+/// ones, whatever their name) for `default_cache_control`; glob rules
+/// override both (last match wins).
+pub fn headers_for(
+    file: &BuildFile,
+    default_cache_control: &str,
+    rules: &[HeaderRule],
+    mutable: bool,
+) -> Headers {
     let (type_path, encoding) = match &file.precompressed {
         Some((original, enc)) => (original.as_str(), Some(*enc)),
         None => (file.path.as_str(), None),
@@ -106,7 +125,7 @@ pub fn headers_for(file: &BuildFile, default_cache_control: &str, rules: &[Heade
     let mut headers = Headers {
         content_type: content_type(type_path),
         content_encoding: encoding.map(|e: Encoding| e.as_str().to_string()),
-        cache_control: if is_fingerprinted(&file.path) {
+        cache_control: if is_fingerprinted(&file.path) && !mutable {
             IMMUTABLE_CACHE_CONTROL.to_string()
         } else {
             default_cache_control.to_string()

@@ -119,6 +119,9 @@ pub struct DeployArgs {
     /// Switch only if the CDN serves the entrypoint files with their bytes and headers.
     #[arg(long)]
     pub verify_cdn: bool,
+    /// Wait for the CloudFront invalidation of changed files to complete.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +191,9 @@ pub struct SwitchFlags {
     /// A note kept in the history.
     #[arg(long, short)]
     pub message: Option<String>,
+    /// Wait for the CloudFront invalidation of restored mutable files to complete.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]

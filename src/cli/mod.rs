@@ -61,6 +61,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
                 force: a.force,
                 message: a.message,
                 verify_cdn: a.verify_cdn,
+                wait: a.wait,
             };
             emit(json, deploy::run(&ctx, req).await)
         }
@@ -135,6 +136,7 @@ fn switch_request(f: args::SwitchFlags) -> switch::Request {
         message: f.message,
         unpin: false,
         verify_cdn: false,
+        wait: f.wait,
     }
 }
 

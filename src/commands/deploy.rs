@@ -8,19 +8,22 @@ use serde::Serialize;
 
 use super::objects::{cdn_checks, inspect_all};
 use super::Ctx;
+use crate::build::headers::Headers;
 use crate::build::manifest::{Manifest, ManifestDiff};
 use crate::build::Build;
 use crate::contract::Pin;
 use crate::error::{one_line, Failure};
 use crate::events::{Event, Observer};
 use crate::exec::{describe, Switched, UploadStats};
-use crate::plan::{self, Decision, DeployOptions, DeployPlan, PlannedFile, Provenance};
+use crate::plan::{self, Decision, DeployOptions, DeployPlan, ObjectCopy, PlannedFile, Provenance};
 use crate::release::{now, ReleaseRecord};
 use crate::render::{bytes, count, some, Render};
 use crate::state::{Listing, LiveState};
 use crate::store::lock::LockGuard;
+use crate::store::records;
 use crate::store::redis::{Needs, Registry};
 use crate::store::s3::S3Store;
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 pub struct Request {
     pub dir: PathBuf,
@@ -30,6 +33,8 @@ pub struct Request {
     pub message: Option<String>,
     /// Switch only if the CDN serves the entrypoints correctly.
     pub verify_cdn: bool,
+    /// Wait for CloudFront invalidations to complete.
+    pub wait: bool,
 }
 
 /// How the deploy ended.
@@ -124,7 +129,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     if req.dry_run {
         let plan = make_plan(ctx, &store, &build, &manifest, &remote, &live, &req).await?;
         timings.plan = planning.elapsed().as_secs_f64();
-        let steps = plan.steps(&meta, &options(&req, &live, &plan));
+        let steps = plan.steps(&meta, &options(&req, &live, &plan, config));
         let conflicted = plan.count(Decision::Conflict).0 > 0;
         if conflicted {
             observer.event(Event::Warning(one_line(&conflict_error(
@@ -219,12 +224,22 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
 }
 
 /// How a deploy ends as asked: activate unless `--no-activate` or pinned.
-fn options(req: &Request, live: &LiveState, plan: &DeployPlan) -> DeployOptions {
+fn options(
+    req: &Request,
+    live: &LiveState,
+    plan: &DeployPlan,
+    config: &crate::config::Config,
+) -> DeployOptions {
     DeployOptions {
         activate: !req.no_activate && live.pin.is_none(),
         force: req.force,
         message: req.message.clone(),
         cdn_checks: req.verify_cdn.then(|| cdn_checks(&plan.release, 0)),
+        invalidate: config
+            .cloudfront_distribution_id
+            .clone()
+            .map(|d| (d, req.wait)),
+        cdn_url: plan.release.cdn_url.clone(),
     }
 }
 
@@ -334,16 +349,64 @@ async fn make_plan(
         created: now(),
     };
     let mut plan = plan::deploy(&ctx.config, build, manifest, remote, live, who)?;
-    let unsure: Vec<String> = plan
-        .with(Decision::Inspect)
-        .map(|f| f.key.clone())
-        .collect();
+    let unsure: Vec<String> = plan.unsure().map(str::to_string).collect();
     let found = inspect_all(store, unsure, ctx.config.concurrency, ctx.observer.as_ref()).await?;
     plan.resolve(&found);
+    plan.header_updates = header_updates(ctx, store, &plan, live).await?;
     for w in &plan.warnings {
         ctx.observer.event(Event::Warning(w.clone()));
     }
     Ok(plan)
+}
+
+/// Objects this build keeps whose headers changed since the live release
+/// recorded them (a header rule changed): rewritten in place, same bytes.
+/// The live record says what was set; S3 (HEAD) says what is.
+async fn header_updates(
+    ctx: &Ctx,
+    store: &S3Store,
+    plan: &DeployPlan,
+    live: &LiveState,
+) -> anyhow::Result<Vec<ObjectCopy>> {
+    let Some(current) = &live.current else {
+        return Ok(Vec::new());
+    };
+    let Some(record) = records::read(store, &ctx.config.meta_prefix()?, current).await? else {
+        return Ok(Vec::new());
+    };
+    let recorded: std::collections::HashMap<&str, (&str, Option<&Headers>)> = record
+        .files
+        .iter()
+        .flatten()
+        .map(|f| (f.path.as_str(), (f.sha256.as_str(), f.headers.as_ref())))
+        .collect();
+    let changed: Vec<&PlannedFile> = plan
+        .with(Decision::Skip)
+        .filter(|f| {
+            recorded
+                .get(f.path.as_str())
+                .is_some_and(|(sha, h)| *sha == f.sha256 && h.is_some_and(|h| h != &f.headers))
+        })
+        .collect();
+    let heads: Vec<Option<(Headers, String)>> = stream::iter(&changed)
+        .map(|f| store.head_headers(&f.key))
+        .buffered(ctx.config.concurrency)
+        .try_collect()
+        .await?;
+    Ok(changed
+        .into_iter()
+        .zip(heads)
+        .filter_map(|(f, head)| {
+            let (actual, etag) = head?;
+            (actual != f.headers).then(|| ObjectCopy {
+                from: f.key.clone(),
+                to: f.key.clone(),
+                headers: f.headers.clone(),
+                sha256: f.sha256.clone(),
+                if_match: Some(etag),
+            })
+        })
+        .collect())
 }
 
 type Deployed = (
@@ -380,7 +443,7 @@ async fn deploy_locked(
     if plan.count(Decision::Conflict).0 > 0 {
         return Err(conflict_error(&plan, store.bucket()));
     }
-    let opts = options(req, &live, &plan);
+    let opts = options(req, &live, &plan, &ctx.config);
     let steps = plan.steps(&ctx.config.meta_prefix()?, &opts);
     let executed = ctx
         .executor(Some(store), registry, Some(&build.root), Some(lock))

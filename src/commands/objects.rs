@@ -5,9 +5,11 @@ use std::collections::HashMap;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use crate::contract::{list_prefix, object_key, url_path};
+use crate::build::headers::Headers;
+use crate::contract::{list_prefix, mutable_key, object_key, url_path};
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
+use crate::plan::ObjectCopy;
 use crate::release::{CdnCheck, ReleaseFile, ReleaseRecord};
 use crate::render::some;
 use crate::state::{Inspected, Listed};
@@ -54,9 +56,13 @@ pub async fn inspect_all(
 /// What is wrong with a release's objects in S3, one line each: missing,
 /// or with other bytes. One listing, plus a closer look only where the ETag
 /// cannot tell; with `read`, every object is read and hashed.
+///
+/// A mutable file is checked at its content-addressed copy
+/// (`META/mutable/<sha256>`): its public key may hold another release's.
 pub async fn release_problems(
     store: &S3Store,
     record: &ReleaseRecord,
+    meta_prefix: &str,
     concurrency: usize,
     read: bool,
     observer: &dyn Observer,
@@ -72,6 +78,10 @@ pub async fn release_problems(
     // Objects the listing could not decide, with what they should be.
     let mut unsure: Vec<(String, &ReleaseFile)> = Vec::new();
     for f in files {
+        if f.mutable {
+            unsure.push((mutable_key(meta_prefix, &f.sha256), f));
+            continue;
+        }
         let key = object_key(&record.prefix, &f.path);
         match listing
             .get(&key)
@@ -144,10 +154,12 @@ async fn read_all(
 pub async fn verify_release(
     store: &S3Store,
     record: &ReleaseRecord,
+    meta_prefix: &str,
     concurrency: usize,
     observer: &dyn Observer,
 ) -> anyhow::Result<()> {
-    let problems = release_problems(store, record, concurrency, false, observer).await?;
+    let problems =
+        release_problems(store, record, meta_prefix, concurrency, false, observer).await?;
     if problems.is_empty() {
         return Ok(());
     }
@@ -157,6 +169,49 @@ pub async fn verify_release(
         store.bucket(),
         some(&problems, 10)
     )))
+}
+
+/// The mutable files of a release whose public object does not hold the
+/// release's bytes: copies that restore them from their content-addressed
+/// copies (same bytes, the release's headers).
+pub async fn mutable_restores(
+    store: &S3Store,
+    record: &ReleaseRecord,
+    meta_prefix: &str,
+    concurrency: usize,
+    observer: &dyn Observer,
+) -> anyhow::Result<Vec<ObjectCopy>> {
+    let mutable: Vec<&ReleaseFile> = record
+        .files
+        .iter()
+        .flatten()
+        .filter(|f| f.mutable)
+        .collect();
+    let keys: Vec<String> = mutable
+        .iter()
+        .map(|f| object_key(&record.prefix, &f.path))
+        .collect();
+    let found = inspect_all(store, keys.clone(), concurrency, observer).await?;
+    Ok(mutable
+        .into_iter()
+        .zip(keys)
+        .filter(|(f, key)| {
+            !found
+                .get(key)
+                .is_some_and(|i| i.matches(&f.sha256, f.md5()))
+        })
+        .map(|(f, key)| ObjectCopy {
+            from: mutable_key(meta_prefix, &f.sha256),
+            to: key,
+            headers: f.headers.clone().unwrap_or_else(|| Headers {
+                content_type: crate::build::headers::content_type(&f.path),
+                content_encoding: None,
+                cache_control: "no-cache".into(),
+            }),
+            sha256: f.sha256.clone(),
+            if_match: None,
+        })
+        .collect())
 }
 
 /// The files of a release to fetch through the CDN: every file its

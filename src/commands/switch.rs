@@ -3,13 +3,13 @@
 
 use serde::Serialize;
 
-use super::objects::{cdn_checks, verify_release};
+use super::objects::{cdn_checks, mutable_restores, verify_release};
 use super::{resolve_release, Ctx, Resolved};
 use crate::build::manifest::{diff, ManifestDiff};
 use crate::contract::{Action, Pin, PinChange};
 use crate::error::Failure;
 use crate::exec::{describe, Switched};
-use crate::plan::{Step, Switch};
+use crate::plan::{invalidation_path, Step, Switch};
 use crate::release::now;
 use crate::render::{count, Render};
 use crate::state::{LiveState, Stored};
@@ -27,6 +27,8 @@ pub struct Request {
     pub unpin: bool,
     /// Switch only if the CDN serves the release's entrypoints correctly.
     pub verify_cdn: bool,
+    /// Wait for CloudFront invalidations to complete.
+    pub wait: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -168,7 +170,23 @@ async fn switch_to(
     if repair && in_redis && live.serves(&record.id, &record.manifest) {
         return Ok(out);
     }
-    verify_release(store, &record, config.concurrency, ctx.observer.as_ref()).await?;
+    let meta = config.meta_prefix()?;
+    verify_release(
+        store,
+        &record,
+        &meta,
+        config.concurrency,
+        ctx.observer.as_ref(),
+    )
+    .await?;
+    let restores = mutable_restores(
+        store,
+        &record,
+        &meta,
+        config.concurrency,
+        ctx.observer.as_ref(),
+    )
+    .await?;
     out.manifest_diff = Some(diff(live.manifest.as_ref(), &record.manifest));
     let mut steps = Vec::new();
     if !in_redis {
@@ -178,6 +196,9 @@ async fn switch_to(
             record: Box::new(record.summary()),
             replace_broken: matches!(target.in_redis, Stored::Broken(_)),
         });
+    }
+    if !restores.is_empty() {
+        steps.push(Step::Copy(restores.clone()));
     }
     if req.verify_cdn {
         steps.push(Step::VerifyCdn(cdn_checks(&record, 0)));
@@ -208,6 +229,16 @@ async fn switch_to(
         pin: pin.clone(),
         rolled_back_from,
     }));
+    if let (Some(distribution), false) = (&config.cloudfront_distribution_id, restores.is_empty()) {
+        steps.push(Step::Invalidate {
+            distribution: distribution.clone(),
+            paths: restores
+                .iter()
+                .map(|c| invalidation_path(&record.cdn_url, &c.to))
+                .collect(),
+            wait: req.wait,
+        });
+    }
     let target = ctx.target(store.bucket(), &registry.keys);
     out.steps = steps.iter().map(|s| describe(s, &target)).collect();
     if req.dry_run {

@@ -51,6 +51,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     let s3_problems = release_problems(
         &store,
         &record,
+        &config.meta_prefix()?,
         config.concurrency,
         req.read,
         ctx.observer.as_ref(),

@@ -8,7 +8,7 @@ use globset::Glob;
 
 use super::keys::find;
 use super::{Origin, Raw};
-use crate::build::headers::HeaderRule;
+use crate::build::headers::{HeaderRule, MutableRule};
 use crate::error::Failure;
 
 /// The contents of a configuration file.
@@ -35,11 +35,13 @@ impl FileSource {
     }
 }
 
-/// What the file sets: raw values by key, header rules, and the problems found.
+/// What the file sets: raw values by key, header and mutable rules, and
+/// the problems found.
 #[derive(Default)]
 pub struct FileLayer {
     pub raws: BTreeMap<&'static str, Raw>,
     pub header_rules: Vec<HeaderRule>,
+    pub mutable: Vec<MutableRule>,
     pub problems: Vec<String>,
 }
 
@@ -77,11 +79,18 @@ pub fn parse(file: &FileSource) -> FileLayer {
             }
             continue;
         }
+        if name == "mutable" {
+            match mutable_rules(spanned.get_ref(), &origin) {
+                Ok(rules) => layer.mutable = rules,
+                Err(p) => layer.problems.push(p),
+            }
+            continue;
+        }
         let Some(key) = find(name) else {
             let known: Vec<&str> = super::keys::KEYS
                 .iter()
                 .map(|k| k.name)
-                .chain(["headers"])
+                .chain(["headers", "mutable"])
                 .collect();
             layer.problems.push(format!(
                 "unknown key `{name}` in {origin}; known keys: {}",
@@ -104,6 +113,40 @@ pub fn parse(file: &FileSource) -> FileLayer {
         layer.raws.insert(key.name, Raw { value, origin });
     }
     layer
+}
+
+/// `[[mutable]]` with `glob = "..."`: files that may change under the same
+/// name (service workers, robots.txt).
+fn mutable_rules(value: &toml::Value, origin: &Origin) -> Result<Vec<MutableRule>, String> {
+    let bad = |what: &str| {
+        format!(
+            "invalid [[mutable]] rule (from {origin}): {what}; each rule is `[[mutable]]` with `glob = \"...\"`"
+        )
+    };
+    let toml::Value::Array(items) = value else {
+        return Err(bad("expected an array of tables"));
+    };
+    items
+        .iter()
+        .map(|item| {
+            let toml::Value::Table(t) = item else {
+                return Err(bad("expected a table"));
+            };
+            if let Some(k) = t.keys().find(|k| k.as_str() != "glob") {
+                return Err(bad(&format!("unknown field `{k}`")));
+            }
+            let Some(toml::Value::String(glob)) = t.get("glob") else {
+                return Err(bad("missing `glob`"));
+            };
+            let matcher = Glob::new(glob)
+                .map_err(|e| bad(&format!("bad glob {glob:?}: {e}")))?
+                .compile_matcher();
+            Ok(MutableRule {
+                glob: glob.clone(),
+                matcher,
+            })
+        })
+        .collect()
 }
 
 fn header_rules(value: &toml::Value, origin: &Origin) -> Result<Vec<HeaderRule>, String> {

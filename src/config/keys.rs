@@ -149,6 +149,15 @@ pub const KEYS: &[Key] = &[
         ..key("app_origin", app_origin)
     },
     Key {
+        flag: Some("cloudfront-distribution-id"),
+        env: &["CUTOVER_CLOUDFRONT_DISTRIBUTION_ID"],
+        scope: Scope::Only(&["deploy", "activate", "rollback"]),
+        value_name: "ID",
+        help: "CloudFront distribution whose cache of changed mutable files is invalidated",
+        default: "none",
+        ..key("cloudfront_distribution_id", cloudfront_distribution_id)
+    },
+    Key {
         env: &["CUTOVER_META_PREFIX"],
         help: "Where release records live in the bucket, outside the public prefix",
         default: "_cutover/APP",
@@ -355,6 +364,14 @@ fn cdn_url(v: &str, c: &mut Config) -> Result<(), String> {
         }
         _ => Err("an http(s) URL like https://cdn.example.com".into()),
     }
+}
+
+fn cloudfront_distribution_id(v: &str, c: &mut Config) -> Result<(), String> {
+    if !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("a CloudFront distribution id like E2ABCDEF123456".into());
+    }
+    c.cloudfront_distribution_id = Some(v.to_string());
+    Ok(())
 }
 
 fn app_origin(v: &str, c: &mut Config) -> Result<(), String> {

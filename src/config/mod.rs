@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 pub use file::FileSource;
 
-use crate::build::headers::HeaderRule;
+use crate::build::headers::{HeaderRule, MutableRule};
 use crate::contract;
 use crate::error::Failure;
 use keys::KEYS;
@@ -81,6 +81,10 @@ pub struct Config {
     pub git_branch: Option<String>,
     pub build_url: Option<String>,
     pub header_rules: Vec<HeaderRule>,
+    /// `[[mutable]]`: files that may change under the same name.
+    pub mutable: Vec<MutableRule>,
+    /// CloudFront distribution to invalidate changed mutable files on.
+    pub cloudfront_distribution_id: Option<String>,
     /// Where each set key came from.
     pub origins: BTreeMap<&'static str, Origin>,
 }
@@ -112,6 +116,8 @@ impl Default for Config {
             git_branch: None,
             build_url: None,
             header_rules: Vec::new(),
+            mutable: Vec::new(),
+            cloudfront_distribution_id: None,
             origins: BTreeMap::new(),
         }
     }
@@ -230,6 +236,7 @@ pub fn load(
 
     let mut config = Config {
         header_rules: layer.header_rules,
+        mutable: layer.mutable,
         ..Config::default()
     };
     for key in KEYS {
@@ -375,6 +382,7 @@ mod tests {
                 "bucket" => "b-1",
                 "prefix" | "meta_prefix" => "somewhere",
                 "cdn_url" | "s3_endpoint" | "build_url" | "app_origin" => "https://x.example",
+                "cloudfront_distribution_id" => "E2ABCDEF",
                 "redis_url" => "redis://h:1",
                 "redis_cluster" | "s3_path_style" => "true",
                 "manifest" => "m.json",

@@ -227,6 +227,7 @@ mod tests {
                         md5: None,
                         etag: String::new(),
                         headers: None,
+                        mutable: false,
                     })
                     .collect(),
             ),

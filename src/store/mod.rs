@@ -4,6 +4,7 @@
 
 mod body;
 pub mod cdn;
+pub mod cloudfront;
 pub mod lock;
 pub mod records;
 pub mod redis;

@@ -59,6 +59,9 @@ pub struct PutSpec<'a> {
     pub sha256_hex: &'a str,
     pub md5_hex: &'a str,
     pub headers: &'a Headers,
+    /// Replace the object only if it still has this ETag; None: only if
+    /// there is no object (`If-None-Match: *`).
+    pub if_match: Option<&'a str>,
 }
 
 /// What happened to one upload.
@@ -346,6 +349,30 @@ impl S3Store {
         Ok(self.read_sha256(key).await?.map(Inspected::Sha256))
     }
 
+    /// The headers an object is served with, and its ETag; None if it does
+    /// not exist.
+    pub async fn head_headers(&self, key: &str) -> anyhow::Result<Option<(Headers, String)>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some((
+                Headers {
+                    content_type: h.content_type().unwrap_or_default().to_string(),
+                    content_encoding: h.content_encoding().map(str::to_string),
+                    cache_control: h.cache_control().unwrap_or_default().to_string(),
+                },
+                h.e_tag().unwrap_or_default().trim_matches('"').to_string(),
+            ))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error("inspect", key, e)),
+        }
+    }
+
     /// The SHA-256 of an object's bytes, read back; None if it does not exist.
     pub async fn read_sha256(&self, key: &str) -> anyhow::Result<Option<String>> {
         let Some(obj) = self.get_object(key).await? else {
@@ -422,14 +449,20 @@ impl S3Store {
             .content_type(&file.headers.content_type)
             .cache_control(&file.headers.cache_control)
             .checksum_sha256(B64.encode(sha))
-            .metadata(META_SHA256, file.sha256_hex)
-            .if_none_match("*");
+            .metadata(META_SHA256, file.sha256_hex);
+        req = match file.if_match {
+            Some(etag) => req.if_match(quoted(etag)),
+            None => req.if_none_match("*"),
+        };
         if let Some(enc) = &file.headers.content_encoding {
             req = req.content_encoding(enc);
         }
         match req.send().await {
             Ok(_) => Ok(()),
             Err(_) if watch.problem().is_some() => Err(local_change(&watch)),
+            Err(e) if is_precondition_failed(&e) && file.if_match.is_some() => {
+                Err(PutError::Other(self.changed_since_planned(file.key)))
+            }
             Err(e) if is_precondition_failed(&e) => Err(PutError::Exists),
             Err(e) => Err(PutError::Other(self.error("upload", file.key, e))),
         }
@@ -552,11 +585,15 @@ impl S3Store {
                     .set_parts(Some(parts))
                     .build(),
             )
-            .if_none_match("*")
+            .set_if_none_match(file.if_match.is_none().then(|| "*".to_string()))
+            .set_if_match(file.if_match.map(quoted))
             .send()
             .await;
         match done {
             Ok(_) => Ok(()),
+            Err(e) if is_precondition_failed(&e) && file.if_match.is_some() => {
+                Err(PutError::Other(self.changed_since_planned(file.key)))
+            }
             Err(e) if is_precondition_failed(&e) => Err(PutError::Exists),
             Err(e) => Err(PutError::Other(self.error(
                 "complete multipart upload of",
@@ -613,6 +650,48 @@ impl S3Store {
             .filter(|u| u.key() == Some(key))
             .filter_map(|u| u.upload_id().map(str::to_string))
             .collect()
+    }
+
+    /// A conditional replacement found the object changed since planning.
+    fn changed_since_planned(&self, key: &str) -> anyhow::Error {
+        Failure::refused(format!(
+            "s3://{}/{key} changed since this deploy planned to replace it; nothing was switched. \
+             Another deploy may be writing: run again",
+            self.bucket
+        ))
+    }
+
+    /// Copy `from` to `to` server-side with new headers (same bytes), only
+    /// if `from` still has the ETag `if_match`, when given.
+    pub async fn copy_object(
+        &self,
+        from: &str,
+        to: &str,
+        headers: &Headers,
+        sha256_hex: &str,
+        if_match: Option<&str>,
+    ) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::MetadataDirective;
+        let source = format!("{}/{}", self.bucket, crate::contract::url_path(from));
+        let mut req = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(source)
+            .metadata_directive(MetadataDirective::Replace)
+            .content_type(&headers.content_type)
+            .cache_control(&headers.cache_control)
+            .metadata(META_SHA256, sha256_hex)
+            .set_copy_source_if_match(if_match.map(quoted));
+        if let Some(enc) = &headers.content_encoding {
+            req = req.content_encoding(enc);
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if is_precondition_failed(&e) => Err(self.changed_since_planned(from)),
+            Err(e) => Err(self.error("copy to", to, e)),
+        }
     }
 
     /// Delete objects, up to 1,000 a request. Deleting one that is gone
@@ -817,6 +896,11 @@ fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
 
 fn is_precondition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     status(err) == Some(412) || err.code() == Some("PreconditionFailed")
+}
+
+/// An ETag as HTTP conditions want it: in quotes.
+fn quoted(etag: &str) -> String {
+    format!("\"{}\"", etag.trim_matches('"'))
 }
 
 /// An ETag that is an MD5: 32 hex digits.

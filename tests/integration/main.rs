@@ -12,6 +12,7 @@ mod cli_surface;
 mod consumers;
 mod faults;
 mod lifecycle;
+mod mutable_files;
 mod never_wedged;
 mod plan_and_dry_run;
 mod quickstart;
