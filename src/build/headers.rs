@@ -97,8 +97,14 @@ pub fn is_fingerprinted(path: &str) -> bool {
 }
 
 /// Headers for one build file: precompressed copies take their original's
-/// type; glob rules override the defaults (last match wins).
-pub fn headers_for(file: &BuildFile, default_cache_control: &str, rules: &[HeaderRule]) -> Headers {
+/// type; `fingerprinted` files (by their name, or as the manifest's format
+/// says) are immutable; glob rules override the defaults (last match wins).
+pub fn headers_for(
+    file: &BuildFile,
+    fingerprinted: bool,
+    default_cache_control: &str,
+    rules: &[HeaderRule],
+) -> Headers {
     let (type_path, encoding) = match &file.precompressed {
         Some((original, enc)) => (original.as_str(), Some(*enc)),
         None => (file.path.as_str(), None),
@@ -106,7 +112,7 @@ pub fn headers_for(file: &BuildFile, default_cache_control: &str, rules: &[Heade
     let mut headers = Headers {
         content_type: content_type(type_path),
         content_encoding: encoding.map(|e: Encoding| e.as_str().to_string()),
-        cache_control: if is_fingerprinted(&file.path) {
+        cache_control: if fingerprinted {
             IMMUTABLE_CACHE_CONTROL.to_string()
         } else {
             default_cache_control.to_string()

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::objects::inspect_all;
 use super::Ctx;
-use crate::build::manifest::{Manifest, ManifestDiff};
+use crate::build::manifest::{Format, Manifest, ManifestDiff};
 use crate::build::Build;
 use crate::error::{one_line, Failure};
 use crate::events::{Event, Observer};
@@ -86,6 +86,8 @@ pub struct Outcome {
     pub conflicts: Vec<PlannedFile>,
     /// The files to upload, with their headers.
     pub objects: Vec<PlannedFile>,
+    /// The manifest's format (chosen by `manifest_format`, or detected).
+    pub manifest_format: Format,
     pub manifest_diff: ManifestDiff,
     /// The writes, in order (a dry run: the writes a deploy would make).
     pub steps: Vec<String>,
@@ -150,6 +152,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             plan.live_release.clone(),
             timings,
             true,
+            manifest.format,
         ));
     }
 
@@ -195,6 +198,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         live_after,
         timings,
         false,
+        manifest.format,
     );
     if let Some(Some(previous)) = executed.switched_from {
         out.live_before = Some(previous);
@@ -262,9 +266,24 @@ async fn scan_build(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<(Build, 
     })
     .await
     .map_err(|e| Failure::operation(format!("hashing failed: {e}")))??;
-    let manifest = crate::build::manifest::load(&build, &config.manifest, &|p| {
+    let wanted = crate::build::manifest::Wanted {
+        // The configured path, or the format's (found by name under auto).
+        path: config
+            .origins
+            .contains_key("manifest")
+            .then_some(config.manifest.as_str()),
+        format: config.manifest_format,
+    };
+    let manifest = crate::build::manifest::find(&build, wanted, &|p| {
         config.public_url(p).unwrap_or_default()
     })?;
+    if manifest.detected {
+        ctx.observer.event(Event::Info(format!(
+            "manifest {}: {} format (manifest_format = auto; set it to be sure)",
+            manifest.path,
+            manifest.format.name()
+        )));
+    }
     Ok((build, manifest))
 }
 
@@ -393,6 +412,7 @@ fn outcome(
     live_after: Option<String>,
     timings: Timings,
     dry_run: bool,
+    manifest_format: Format,
 ) -> Outcome {
     let (up_n, up_b) = plan.count(Decision::Upload);
     let (skip_n, skip_b) = plan.count(Decision::Skip);
@@ -415,6 +435,7 @@ fn outcome(
         },
         conflicts: plan.with(Decision::Conflict).cloned().collect(),
         objects: plan.with(Decision::Upload).cloned().collect(),
+        manifest_format,
         manifest_diff: plan.manifest_diff.clone(),
         steps,
         uploaded,
