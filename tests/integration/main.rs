@@ -11,6 +11,7 @@ mod ci_config;
 mod cli_surface;
 mod consumers;
 mod faults;
+mod formats;
 mod never_wedged;
 mod plan_and_dry_run;
 mod quickstart;
