@@ -275,7 +275,7 @@ fn auto_path(build: &Build) -> anyhow::Result<String> {
     match found.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(Failure::input(format!(
-            "no manifest in {}: looked for manifest.json (webpack), {} (Vite), {} (Propshaft) and {} (Sprockets); \
+            "no manifest.json in {}, nor another format's manifest ({} for Vite, {} for Propshaft, {} for Sprockets); \
              build the front end into it, or pass --manifest with the manifest's path inside the build",
             build.root.display(),
             vite::MANIFEST,
@@ -377,6 +377,7 @@ pub fn parse(
     let excluded = excluded(build, path, format);
     let mut check = Check {
         build,
+        manifest_path: path,
         manifest_files: &excluded,
         public_url,
         problems: Vec::new(),
@@ -480,6 +481,7 @@ fn most_common(counts: BTreeMap<String, usize>) -> Option<String> {
 /// paths to build files, checking them, and collecting what was found.
 pub(crate) struct Check<'a> {
     build: &'a Build,
+    manifest_path: &'a str,
     manifest_files: &'a BTreeSet<String>,
     public_url: &'a dyn Fn(&str) -> String,
     problems: Vec<String>,
@@ -506,8 +508,14 @@ impl Check<'_> {
             }
         };
         if self.manifest_files.contains(&file) {
+            let which =
+                if file.trim_end_matches(".gz").trim_end_matches(".br") == self.manifest_path {
+                    "the manifest itself"
+                } else {
+                    "a manifest file"
+                };
             self.problems.push(format!(
-                "an entry names a manifest file ({value:?}), which is published through Redis and never uploaded; remove that entry"
+                "an entry names {which} ({value:?}), which is published through Redis and never uploaded; remove that entry"
             ));
             return None;
         }

@@ -105,7 +105,7 @@ fn byte_order_mark_duplicates_and_self_reference() {
     );
     write(br#"{"a.js": "/packs/js/a-0a1b2c3d4e.js", "m": "/packs/manifest.json"}"#);
     let e = err(load().map(|_| unreachable!()));
-    assert!(e.contains("names a manifest file"), "{e}");
+    assert!(e.contains("names the manifest itself"), "{e}");
 }
 
 #[test]
@@ -394,7 +394,7 @@ fn sprockets_checks_integrity_digest_and_size_and_reads_the_first_manifest() {
 #[test]
 fn auto_needs_exactly_one_manifest_and_an_explicit_format_its_shape() {
     let (dir, b) = build(&[("a-0a1b2c3d4e.js", b"a")]);
-    assert!(err(auto(&b, &cdn)).contains("no manifest in"));
+    assert!(err(auto(&b, &cdn)).contains("no manifest.json in"));
     std::fs::write(
         dir.path().join("manifest.json"),
         r#"{"a.js": "a-0a1b2c3d4e.js"}"#,
