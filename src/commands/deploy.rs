@@ -279,7 +279,7 @@ async fn scan_build(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<(Build, 
     })?;
     if manifest.detected {
         ctx.observer.event(Event::Info(format!(
-            "manifest {}: {} format (manifest_format = auto; set it to be sure)",
+            "manifest {}: {} format (manifest_format = auto)",
             manifest.path,
             manifest.format.name()
         )));

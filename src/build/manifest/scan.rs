@@ -1,7 +1,7 @@
 //! Where a build's own text files say its files are served from: the
 //! prefixes in front of build files in stylesheets' `url()`s, and Vite's
-//! preload helper. Reads only files the manifest names, and only so much
-//! of each.
+//! preload helper. Reads only files the manifest names, and only the start
+//! of so many of them, so that a big build costs little.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +9,10 @@ use super::{most_common, resolve, PublicPath};
 use crate::build::Build;
 
 /// Read at most this much of a file, and at most this many files.
-const MAX_BYTES: u64 = 4 * 1024 * 1024;
-const MAX_FILES: usize = 200;
+const MAX_BYTES: u64 = 1024 * 1024;
+pub(super) const MAX_FILES: usize = 50;
 
+/// The start of a text file of the build.
 pub(super) fn text(build: &Build, path: &str) -> Option<String> {
     use std::io::Read;
     let f = std::fs::File::open(build.root.join(path)).ok()?;

@@ -161,7 +161,12 @@ pub(super) fn public_path(build: &Build, live: &Value) -> PublicPath {
             .collect()
     };
     let files = names("file");
-    for js in files.iter().filter(|f| f.ends_with(".js")).take(200) {
+    // Rollup puts the helper at the top of the chunk that holds it.
+    for js in files
+        .iter()
+        .filter(|f| f.ends_with(".js"))
+        .take(scan::MAX_FILES)
+    {
         if let Some(base) = scan::text(build, js).and_then(|t| scan::vite_preload_base(&t)) {
             return if scan::is_absolute(&base) {
                 PublicPath::Page(base)
