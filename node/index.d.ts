@@ -7,7 +7,11 @@ export interface Tag {
   integrity: string | null;
 }
 
-/** What an entrypoint needs, in order. `preload` is empty for webpack formats. */
+/**
+ * What an entrypoint needs, in order. For Vite: `js` is the entry chunk, `preload` its static
+ * imports (for `<link rel="modulepreload">`), `css` its CSS and theirs; `preload` is empty for the
+ * other formats.
+ */
 export interface Entrypoint {
   js: Tag[];
   css: Tag[];
@@ -60,7 +64,7 @@ export interface Snapshot {
   readonly releaseId: string | null;
   /** The live manifest as published (every asset path an absolute CDN URL), deeply frozen. */
   readonly manifest: Readonly<Record<string, unknown>>;
-  /** "shakapacker" or "webpack". */
+  /** "shakapacker", "webpack", "vite", "propshaft" or "sprockets". */
   readonly format: string;
   /** The CDN URL of a manifest entry (`"application.js"`), or undefined. */
   lookup(name: string): string | undefined;

@@ -10,7 +10,7 @@ pub mod prune;
 
 use serde::Serialize;
 
-use crate::build::headers::{headers_for, is_fingerprinted, is_mutable, Headers};
+use crate::build::headers::{headers_for, is_mutable, Headers};
 use crate::build::manifest::{diff, Manifest, ManifestDiff};
 use crate::build::{Build, BuildFile};
 use crate::config::Config;
@@ -310,7 +310,7 @@ pub fn deploy(
     let copies = mutable_copies(&files, &config.meta_prefix()?);
     let not_fingerprinted: Vec<String> = files
         .iter()
-        .filter(|f| !is_fingerprinted(&f.path) && !f.mutable)
+        .filter(|f| !manifest.is_fingerprinted(&f.path) && !f.mutable)
         .map(|f| f.path.clone())
         .collect();
     let release = record(config, &files, manifest, who)?;
@@ -330,23 +330,19 @@ pub fn deploy(
     })
 }
 
-/// Every file of the build but the manifest (published through Redis, with
-/// webpack's compressed copies of it), with its key, headers and decision.
+/// Every file of the build but the manifest files of its format (published
+/// through Redis, with compressed copies of them), with its key, headers and
+/// decision.
 fn plan_files(
     config: &Config,
     build: &Build,
     manifest: &Manifest,
     remote: &Listing,
 ) -> Vec<PlannedFile> {
-    let manifest_copies = [
-        manifest.path.clone(),
-        format!("{}.gz", manifest.path),
-        format!("{}.br", manifest.path),
-    ];
     build
         .files
         .iter()
-        .filter(|f| !manifest_copies.contains(&f.path))
+        .filter(|f| !manifest.excluded.contains(&f.path))
         .map(|f| {
             let key = config.object_key(&f.path);
             let mutable = is_mutable(&f.path, &config.mutable);
@@ -359,7 +355,13 @@ fn plan_files(
                 sha256: f.digests.sha256_hex(),
                 md5: hex::encode(f.digests.md5),
                 etag: f.digests.expected_etag(),
-                headers: headers_for(f, &config.cache_control, &config.header_rules, mutable),
+                // Mutable files get the short Cache-Control, whatever their name.
+                headers: headers_for(
+                    f,
+                    manifest.is_fingerprinted(&f.path) && !mutable,
+                    &config.cache_control,
+                    &config.header_rules,
+                ),
                 decision,
                 remote,
                 mutable,
@@ -447,18 +449,13 @@ fn warnings(config: &Config, manifest: &Manifest, not_fingerprinted: &[String]) 
             .unwrap_or_default()
             .trim_end_matches('/')
     );
-    if !manifest.public_path.is_empty() && manifest.public_path != expected_public {
-        warnings.push(format!(
-            "the build's public path is {:?} but its files will be served from {expected_public}: lazy-loaded chunks would \
-             load from the wrong host; build with the CDN as webpack's publicPath (Shakapacker: SHAKAPACKER_ASSET_HOST={})",
-            manifest.public_path,
-            config.cdn_url.as_deref().unwrap_or("CDN_URL")
-        ));
-    }
+    let cdn_url = config.cdn_url.as_deref().unwrap_or("CDN_URL");
+    warnings.extend(manifest.public_path_warning(&expected_public, cdn_url));
+    warnings.extend(manifest.warnings.iter().cloned());
     if !not_fingerprinted.is_empty() {
         warnings.push(format!(
             "{} without a content hash in their name ({}): they get `{}` and a change to them in a later build \
-             will be a conflict; add [contenthash] to their webpack file names",
+             will be a conflict; add a content hash to their file names (webpack: [contenthash])",
             crate::render::count(not_fingerprinted.len(), "file"),
             crate::render::some(not_fingerprinted, 5),
             config.cache_control

@@ -30,7 +30,7 @@ export class Release {
     Object.freeze(this);
   }
 
-  /** Name of the manifest format: "shakapacker" or "webpack". */
+  /** Name of the manifest format: "shakapacker", "webpack", "vite", "propshaft" or "sprockets". */
   get format() {
     return this.#format.name;
   }

@@ -62,4 +62,78 @@ class FormatsTest < Minitest::Test
     assert_raises(FrozenError) { m.entrypoint("application")["js"].first["src"] = "x" }
     assert_raises(FrozenError) { m.lookup("application.js") << "x" }
   end
+
+  def raw(build, path)
+    JSON.parse(File.read(File.join(World::FIXTURES, World::BUILDS.fetch(build), path)))
+  end
+
+  def srcs(chunks)
+    chunks.map { |c| c["src"] }
+  end
+
+  # vite_ruby 3.10's resolve_entries on the real Vite build: the entry
+  # chunk, its static imports as preloads, its css then its imports' css.
+  def test_vite_entrypoint_is_the_entry_chunk_its_imports_and_their_css
+    data = raw(:vite, ".vite/manifest.json")
+    m = parse(data)
+    assert_instance_of Cutover::Formats::Vite, m
+    app = data.fetch("entrypoints/application.js")
+    shared = data.fetch(app["imports"].first)
+    entry = m.entrypoint("application")
+    assert_equal [app["file"]], srcs(entry["js"])
+    assert_equal [shared["file"]], srcs(entry["preload"])
+    assert_equal app["css"] + shared["css"], srcs(entry["css"])
+    assert_nil entry["js"].first["integrity"]
+    # The same by its key, with or without the extension.
+    assert_equal entry, m.entrypoint("entrypoints/application.js")
+    assert_equal entry, m.entrypoint("application.js")
+    # The lazy chunk is not preloaded: only static imports are.
+    refute_includes srcs(entry["preload"]), data.dig("lazy/report.js", "file")
+    assert_equal app["file"], m.lookup("entrypoints/application.js")
+    assert_equal data.dig("entrypoints/admin.js", "file"), m.lookup("admin.js")
+    assert_nil m.entrypoint("nope")
+    assert Cutover::Formats::Vite.module_scripts?
+  end
+
+  def test_vite_imports_recurse_dependencies_first_each_file_once
+    data = {
+      "main.js" => { "file" => "m.js", "isEntry" => true, "imports" => %w[_b.js _d.js], "css" => ["m.css"] },
+      "_b.js" => { "file" => "b.js", "imports" => ["_c.js"], "css" => ["b.css"] },
+      "_c.js" => { "file" => "c.js", "css" => ["c.css", "m.css"] },
+      "_d.js" => { "file" => "d.js", "imports" => ["_c.js"], "css" => ["d.css"] },
+      "style.css" => { "file" => "s.css", "isEntry" => true }
+    }
+    m = parse(data)
+    entry = m.entrypoint("main.js")
+    assert_equal %w[m.js], srcs(entry["js"])
+    assert_equal %w[c.js b.js d.js], srcs(entry["preload"])
+    assert_equal %w[m.css c.css b.css d.css], srcs(entry["css"])
+    # A CSS entry: no script, its file is the stylesheet.
+    assert_equal({ "js" => [], "css" => [{ "src" => "s.css", "integrity" => nil }], "preload" => [] }, m.entrypoint("style.css"))
+  end
+
+  def test_propshaft_entrypoint_is_name_js_and_name_css_with_integrity
+    data = raw(:propshaft, ".manifest.json")
+    m = parse(data)
+    assert_instance_of Cutover::Formats::Propshaft, m
+    entry = m.entrypoint("application")
+    assert_equal [{ "src" => data.dig("application.js", "digested_path"), "integrity" => data.dig("application.js", "integrity") }],
+                 entry["js"]
+    assert_equal [data.dig("application.css", "digested_path")], srcs(entry["css"])
+    assert_equal [], entry["preload"]
+    assert_equal data.dig("logo.svg", "digested_path"), m.lookup("logo.svg")
+    refute Cutover::Formats::Propshaft.module_scripts?
+  end
+
+  def test_sprockets_entrypoint_joins_assets_and_files
+    name = Dir.children(File.join(World::FIXTURES, "sprockets")).find { |f| f.start_with?(".sprockets-manifest-") }
+    data = raw(:sprockets, name)
+    m = parse(data)
+    assert_instance_of Cutover::Formats::Sprockets, m
+    js = data.dig("assets", "application.js")
+    assert_equal [{ "src" => js, "integrity" => data.dig("files", js, "integrity") }], m.entrypoint("application")["js"]
+    assert_equal data.dig("assets", "logo.svg"), m.lookup("logo.svg")
+    assert_nil m.lookup("files")
+  end
 end
+

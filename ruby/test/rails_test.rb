@@ -223,4 +223,82 @@ class RailsTest < Minitest::Test
     scripts = tags(html).select { |t| t["tag"] == "script" }.map { |t| t["src"] }
     assert_equal fixture_manifest(:a).dig("entrypoints", "application", "assets", "js").map { |c| c["src"] }, scripts
   end
+
+  # ---------------------------------------------------------------- formats
+
+  def tags_page(asset)
+    get "/tags", { asset: asset }
+    assert_equal 200, last_response.status, last_response.body
+    last_response.body
+  end
+
+  # Every URL of the page is the bytes of the build's file at that key in S3.
+  def assert_urls_are_the_build_in_s3(world, html, build)
+    prefix = "#{World::CDN}/#{World::PREFIXES.fetch(build)}/"
+    urls = html.scan(/(?:src|href)="([^"]+)"/).flatten
+    assert_operator urls.size, :>=, 3
+    urls.each do |url|
+      assert url.start_with?(prefix), url
+      key = url.delete_prefix("#{World::CDN}/")
+      assert_equal World.fixture_file(build, url.delete_prefix(prefix)), world.s3_object(key), "#{key} in S3"
+    end
+  end
+
+  def test_vite_deploy_renders_module_scripts_modulepreloads_and_css_as_vite_ruby
+    w = World.new("rails-vite")
+    w.deploy(:vite)
+    dir = File.join(World::FIXTURES, "vite/.vite")
+    data = JSON.parse(File.read(File.join(dir, "manifest.json")))
+    logo = JSON.parse(File.read(File.join(dir, "manifest-assets.json"))).dig("images/logo.svg", "file")
+    app = data.fetch("entrypoints/application.js")
+    shared = data.fetch(app["imports"].first)
+    cdn = ->(path) { "#{World::CDN}/vite/#{path}" }
+    css = (app["css"] + shared["css"]).map do |c|
+      { "tag" => "link", "rel" => "stylesheet", "media" => "screen", "crossorigin" => "", "href" => cdn.(c) }
+    end
+    expected = css + [
+      { "tag" => "script", "type" => "module", "crossorigin" => "", "src" => cdn.(app["file"]) },
+      { "tag" => "link", "rel" => "modulepreload", "as" => "script", "crossorigin" => "", "href" => cdn.(shared["file"]) },
+      { "tag" => "img", "src" => cdn.(logo), "alt" => "" }
+    ]
+    with_reader(reader(w)) do
+      html = tags_page("images/logo.svg")
+      assert_equal expected, tags(html)
+      assert_urls_are_the_build_in_s3(w, html, :vite)
+    end
+  end
+
+  def test_propshaft_and_sprockets_deploys_render_tags_with_integrity
+    { propshaft: ".manifest.json", sprockets: nil }.each do |build, manifest|
+      w = World.new("rails-#{build}")
+      w.deploy(build)
+      dir = File.join(World::FIXTURES, World::BUILDS.fetch(build))
+      manifest ||= Dir.children(dir).find { |f| f.start_with?(".sprockets-manifest-") }
+      data = JSON.parse(File.read(File.join(dir, manifest)))
+      # name -> [path inside the build, integrity]
+      asset = lambda do |name|
+        if build == :propshaft
+          [data.dig(name, "digested_path"), data.dig(name, "integrity")]
+        else
+          path = data.dig("assets", name)
+          [path, data.dig("files", path, "integrity")]
+        end
+      end
+      cdn = ->(path) { "#{World::CDN}/assets/#{path}" }
+      css, css_sri = asset.("application.css")
+      js, js_sri = asset.("application.js")
+      expected = [
+        { "tag" => "link", "rel" => "stylesheet", "media" => "screen", "href" => cdn.(css), "integrity" => css_sri,
+          "crossorigin" => "anonymous" },
+        { "tag" => "script", "src" => cdn.(js), "defer" => "defer", "integrity" => js_sri, "crossorigin" => "anonymous" },
+        { "tag" => "img", "src" => cdn.(asset.("logo.svg").first), "alt" => "" }
+      ]
+      with_reader(reader(w)) do
+        html = tags_page("logo.svg")
+        assert_equal expected, tags(html), build
+        assert_urls_are_the_build_in_s3(w, html, build)
+      end
+    end
+  end
 end
+

@@ -109,14 +109,13 @@ pub fn is_fingerprinted(path: &str) -> bool {
 }
 
 /// Headers for one build file: precompressed copies take their original's
-/// type; fingerprinted files are cached for a year, others (and mutable
-/// ones, whatever their name) for `default_cache_control`; glob rules
-/// override both (last match wins).
+/// type; `fingerprinted` files (by their name, or as the manifest's format
+/// says) are immutable; glob rules override the defaults (last match wins).
 pub fn headers_for(
     file: &BuildFile,
+    fingerprinted: bool,
     default_cache_control: &str,
     rules: &[HeaderRule],
-    mutable: bool,
 ) -> Headers {
     let (type_path, encoding) = match &file.precompressed {
         Some((original, enc)) => (original.as_str(), Some(*enc)),
@@ -125,7 +124,7 @@ pub fn headers_for(
     let mut headers = Headers {
         content_type: content_type(type_path),
         content_encoding: encoding.map(|e: Encoding| e.as_str().to_string()),
-        cache_control: if is_fingerprinted(&file.path) && !mutable {
+        cache_control: if fingerprinted {
             IMMUTABLE_CACHE_CONTROL.to_string()
         } else {
             default_cache_control.to_string()

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::objects::{cdn_checks, inspect_all};
 use super::Ctx;
 use crate::build::headers::Headers;
-use crate::build::manifest::{Manifest, ManifestDiff};
+use crate::build::manifest::{Format, Manifest, ManifestDiff};
 use crate::build::Build;
 use crate::contract::Pin;
 use crate::error::{one_line, Failure};
@@ -94,6 +94,8 @@ pub struct Outcome {
     pub conflicts: Vec<PlannedFile>,
     /// The files to upload, with their headers.
     pub objects: Vec<PlannedFile>,
+    /// The manifest's format (chosen by `manifest_format`, or detected).
+    pub manifest_format: Format,
     pub manifest_diff: ManifestDiff,
     /// The writes, in order (a dry run: the writes a deploy would make).
     pub steps: Vec<String>,
@@ -155,6 +157,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             plan.live_release.clone(),
             timings,
             true,
+            manifest.format,
         );
         out.pinned = live.pin.filter(|_| !req.no_activate);
         return Ok(out);
@@ -217,6 +220,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         live_after,
         timings,
         false,
+        manifest.format,
     );
     out.live_before = live_before;
     out.pinned = pinned;
@@ -316,9 +320,14 @@ async fn scan_build(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<(Build, 
     })
     .await
     .map_err(|e| Failure::operation(format!("hashing failed: {e}")))??;
-    let manifest = crate::build::manifest::load(&build, &config.manifest, &|p| {
-        config.public_url(p).unwrap_or_default()
-    })?;
+    let manifest = super::manifest_of(config, &build)?;
+    if manifest.detected {
+        ctx.observer.event(Event::Info(format!(
+            "manifest {}: {} format (manifest_format = auto)",
+            manifest.path,
+            manifest.format.name()
+        )));
+    }
     Ok((build, manifest))
 }
 
@@ -495,6 +504,7 @@ fn outcome(
     live_after: Option<String>,
     timings: Timings,
     dry_run: bool,
+    manifest_format: Format,
 ) -> Outcome {
     let (up_n, up_b) = plan.count(Decision::Upload);
     let (skip_n, skip_b) = plan.count(Decision::Skip);
@@ -517,6 +527,7 @@ fn outcome(
         },
         conflicts: plan.with(Decision::Conflict).cloned().collect(),
         objects: plan.with(Decision::Upload).cloned().collect(),
+        manifest_format,
         manifest_diff: plan.manifest_diff.clone(),
         steps,
         uploaded,

@@ -211,24 +211,28 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
 fn public_path(ctx: &Ctx, dir: &std::path::Path) -> Check {
     let config = &ctx.config;
     let loaded = crate::build::scan::scan(dir, config.multipart_threshold, &crate::events::Quiet)
-        .and_then(|b| {
-            crate::build::manifest::load(&b, &config.manifest, &|p| {
-                config.public_url(p).unwrap_or_default()
-            })
-        });
+        .and_then(|b| super::manifest_of(config, &b));
     let expected = config.public_url("").unwrap_or_default();
+    let cdn = config.cdn_url.as_deref().unwrap_or("CDN_URL");
     match loaded {
-        Ok(m) if m.public_path.is_empty() || m.public_path == expected => pass(
-            "public path",
-            format!("the build loads its chunks from {}", if m.public_path.is_empty() { "a relative path" } else { &expected }),
-        ),
-        Ok(m) => problem(
+        Ok(m) => match m.public_path_warning(&expected, cdn) {
+            None => pass(
+                "public path",
+                format!("the build's files load each other from {expected} (or relatively)"),
+            ),
+            Some(w) => problem(
+                "public path",
+                Status::Fail,
+                w,
+                "rebuild with the CDN as the public path",
+            ),
+        },
+        Err(e) => problem(
             "public path",
             Status::Fail,
-            format!("the build was made with public path {:?}, but is served from {expected}", m.public_path),
-            format!("build with the CDN as webpack's publicPath (Shakapacker: SHAKAPACKER_ASSET_HOST={})", config.cdn_url.as_deref().unwrap_or("CDN_URL")),
+            one_line(&e),
+            "pass the build directory",
         ),
-        Err(e) => problem("public path", Status::Fail, one_line(&e), "pass the build directory"),
     }
 }
 

@@ -76,6 +76,22 @@ impl Ctx {
     }
 }
 
+/// The build's manifest: at the configured path, or the format's own (found
+/// by name under `manifest_format = auto`), checked against the build.
+pub fn manifest_of(
+    config: &Config,
+    build: &crate::build::Build,
+) -> anyhow::Result<crate::build::manifest::Manifest> {
+    let wanted = crate::build::manifest::Wanted {
+        path: config
+            .origins
+            .contains_key("manifest")
+            .then_some(config.manifest.as_str()),
+        format: config.manifest_format,
+    };
+    crate::build::manifest::find(build, wanted, &|p| config.public_url(p).unwrap_or_default())
+}
+
 /// A release found by id or unique prefix: its full record (from S3, with
 /// the file list) and what Redis holds for it. Read-only.
 pub struct Resolved {

@@ -169,8 +169,17 @@ pub const KEYS: &[Key] = &[
         scope: Scope::Only(&["deploy", "doctor"]),
         value_name: "PATH",
         help: "Path of the manifest inside the build",
-        default: "manifest.json",
+        default: "the format's: manifest.json, .vite/manifest.json, .manifest.json, .sprockets-manifest-*.json",
         ..key("manifest", manifest)
+    },
+    Key {
+        flag: Some("manifest-format"),
+        env: &["CUTOVER_MANIFEST_FORMAT"],
+        scope: Scope::Only(&["deploy", "doctor"]),
+        value_name: "FORMAT",
+        help: "Manifest format: auto, shakapacker, webpack, vite, propshaft or sprockets (auto: from the manifest's name and shape)",
+        default: "auto",
+        ..key("manifest_format", manifest_format)
     },
     Key {
         env: &["CUTOVER_CACHE_CONTROL"],
@@ -450,6 +459,11 @@ fn manifest(v: &str, c: &mut Config) -> Result<(), String> {
         return Err("a path inside the build directory, like manifest.json".into());
     }
     c.manifest = v.to_string();
+    Ok(())
+}
+
+fn manifest_format(v: &str, c: &mut Config) -> Result<(), String> {
+    c.manifest_format = crate::build::manifest::Format::parse(v)?;
     Ok(())
 }
 

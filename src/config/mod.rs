@@ -70,6 +70,8 @@ pub struct Config {
     pub s3_timeout_secs: u64,
     meta_prefix: Option<String>,
     pub manifest: String,
+    /// None: `auto`.
+    pub manifest_format: Option<crate::build::manifest::Format>,
     pub cache_control: String,
     pub concurrency: usize,
     pub multipart_threshold: u64,
@@ -105,6 +107,7 @@ impl Default for Config {
             s3_timeout_secs: 10,
             meta_prefix: None,
             manifest: "manifest.json".into(),
+            manifest_format: None,
             cache_control: "public, max-age=60".into(),
             concurrency: 32,
             multipart_threshold: 64 * 1024 * 1024,
@@ -386,6 +389,7 @@ mod tests {
                 "redis_url" => "redis://h:1",
                 "redis_cluster" | "s3_path_style" => "true",
                 "manifest" => "m.json",
+                "manifest_format" => "vite",
                 "cache_control" | "deployed_by" | "git_sha" | "git_branch" => "v",
                 _ => "7",
             };

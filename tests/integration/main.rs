@@ -11,6 +11,7 @@ mod ci_config;
 mod cli_surface;
 mod consumers;
 mod faults;
+mod formats;
 mod lifecycle;
 mod mutable_files;
 mod never_wedged;

@@ -1,10 +1,14 @@
-// The manifest formats this reader understands, tried in order. A new format
-// (Vite, Propshaft, Sprockets) is one new module here and one line in this list.
+// The manifest formats this reader understands, tried in order (most specific first: Vite's
+// entries have a "src" too, and a Propshaft manifest of strings reads the same as a flat one).
+// A new format is one new module here and one line in this list.
 import { isObject } from "./common.js";
+import propshaft from "./propshaft.js";
 import shakapacker from "./shakapacker.js";
+import sprockets from "./sprockets.js";
+import vite from "./vite.js";
 import webpack from "./webpack.js";
 
-export const formats = [shakapacker, webpack];
+export const formats = [sprockets, vite, propshaft, shakapacker, webpack];
 
 /**
  * The format module for a parsed manifest.

@@ -15,7 +15,12 @@ export const CDN = "https://cdn.example.com";
 export const builds = {
   A: path.join(repoRoot, "tests/fixtures/builds/shakapacker"),
   B: path.join(repoRoot, "tests/fixtures/builds/flat"),
+  VITE: path.join(repoRoot, "tests/fixtures/builds/vite"),
+  PROPSHAFT: path.join(repoRoot, "tests/fixtures/builds/propshaft"),
+  SPROCKETS: path.join(repoRoot, "tests/fixtures/builds/sprockets"),
 };
+/** The prefix each build is made to be served under (CUTOVER_PREFIX; default packs). */
+export const prefixes = { VITE: "vite", PROPSHAFT: "assets", SPROCKETS: "assets" };
 
 export function cutoverBin() {
   const bin = process.env.CUTOVER_BIN ?? path.join(repoRoot, "target/debug/cutover");
@@ -122,9 +127,12 @@ export class World {
     return JSON.parse(r.stdout);
   }
 
-  /** Deploy fixture build "A" (shakapacker) or "B" (flat); returns {id, manifest}. */
+  /** Deploy fixture build "A" (shakapacker), "B" (flat), "VITE", "PROPSHAFT" or "SPROCKETS"; returns {id, manifest}. */
   async deploy(build) {
-    const { release } = await this.cutover("deploy", builds[build]);
+    const args = ["deploy", builds[build], "--json"];
+    const r = await this.run(args, { CUTOVER_PREFIX: prefixes[build] ?? "packs" });
+    assert.equal(r.code, 0, `cutover ${args.join(" ")} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
+    const { release } = JSON.parse(r.stdout);
     this.releases[build] = { id: release.id, manifest: release.manifest };
     return this.releases[build];
   }

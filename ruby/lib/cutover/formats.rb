@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "set"
 require "cutover/errors"
 
 module Cutover
@@ -52,9 +53,14 @@ end
 
 require "cutover/formats/webpack_assets_manifest"
 require "cutover/formats/webpack_manifest_plugin"
+require "cutover/formats/vite"
+require "cutover/formats/propshaft"
+require "cutover/formats/sprockets"
 
 module Cutover
   module Formats
-    FORMATS = [WebpackAssetsManifest, WebpackManifestPlugin].freeze
+    # Most specific first: Vite's entries have a "src" too, and a Propshaft
+    # manifest of strings only reads the same as a flat one.
+    FORMATS = [Sprockets, Vite, Propshaft, WebpackAssetsManifest, WebpackManifestPlugin].freeze
   end
 end

@@ -11,17 +11,26 @@ module Cutover
     # chunk once; defer by default (as Shakapacker); integrity and
     # crossorigin="anonymous" when the manifest has integrity. Other options
     # go to javascript_include_tag (nonce: true, async: true, defer: false...).
+    # For Vite, as vite_ruby's vite_javascript_tag: type="module" and
+    # crossorigin="" scripts, then a <link rel="modulepreload"> for every
+    # chunk they import statically.
     def cutover_javascript_tags(*names, **options)
+      snapshot = cutover_snapshot
+      return cutover_module_tags(snapshot, names, **options) if snapshot.module_scripts?
+
       options = { defer: true }.merge(options)
-      tags = cutover_chunks(names, "js").map do |chunk|
+      tags = cutover_chunks(snapshot, names, "js").map do |chunk|
         javascript_include_tag(chunk["src"], **cutover_sri(chunk), **options)
       end
       safe_join(tags, "\n")
     end
 
-    # <link rel="stylesheet"> tags for every css chunk of the entrypoints.
+    # <link rel="stylesheet"> tags for every css chunk of the entrypoints
+    # (for Vite, with crossorigin="" and media="screen", as vite_ruby).
     def cutover_stylesheet_tags(*names, **options)
-      tags = cutover_chunks(names, "css").map do |chunk|
+      snapshot = cutover_snapshot
+      options = { media: "screen", crossorigin: "" }.merge(options) if snapshot.module_scripts?
+      tags = cutover_chunks(snapshot, names, "css").map do |chunk|
         stylesheet_link_tag(chunk["src"], **cutover_sri(chunk), **options)
       end
       safe_join(tags, "\n")
@@ -42,8 +51,19 @@ module Cutover
 
     private
 
-    def cutover_chunks(names, type)
-      snapshot = cutover_snapshot
+    def cutover_module_tags(snapshot, names, **options)
+      options = { type: "module", crossorigin: "" }.merge(options)
+      scripts = cutover_chunks(snapshot, names, "js").map do |chunk|
+        javascript_include_tag(chunk["src"], **cutover_sri(chunk), **options)
+      end
+      nonce = options[:nonce] == true ? content_security_policy_nonce : options[:nonce]
+      preloads = cutover_chunks(snapshot, names, "preload").map do |chunk|
+        tag.link(rel: "modulepreload", href: chunk["src"], as: "script", crossorigin: options[:crossorigin], nonce: nonce)
+      end
+      safe_join(scripts + preloads, "\n")
+    end
+
+    def cutover_chunks(snapshot, names, type)
       names.flat_map { |name| snapshot.entrypoint!(name.to_s)[type] }.uniq { |chunk| chunk["src"] }
     end
 

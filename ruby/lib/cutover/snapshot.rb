@@ -57,6 +57,12 @@ module Cutover
       @manifest.class.label
     end
 
+    # Are the manifest's scripts ES modules (Vite)? The helpers then render
+    # type="module" scripts and modulepreload links, as vite_ruby does.
+    def module_scripts?
+      @manifest.class.module_scripts?
+    end
+
     def description
       if fallback?
         "the fallback manifest #{@origin} (app #{@app})"

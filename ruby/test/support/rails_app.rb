@@ -39,6 +39,13 @@ class CutoverRailsApp < Rails::Application
     </head><body><img src="<%= cutover_asset_url "static/logo.svg" %>" alt=""></body></html>
   ERB
 
+  # Any format's tags: the application entrypoint and one asset by name.
+  TAGS = <<~ERB
+    <%= cutover_stylesheet_tags "application" %>
+    <%= cutover_javascript_tags "application" %>
+    <img src="<%= cutover_asset_url params[:asset] %>" alt="">
+  ERB
+
   def self.boot!(app:, redis_url:)
     config.cutover.app = app
     config.cutover.redis_url = redis_url
@@ -46,6 +53,7 @@ class CutoverRailsApp < Rails::Application
     routes.draw do
       root "pages#show"
       get "missing" => "pages#missing"
+      get "tags" => "pages#tags"
     end
   end
 end
@@ -53,6 +61,10 @@ end
 class PagesController < ActionController::Base
   def show
     render inline: CutoverRailsApp::PAGE
+  end
+
+  def tags
+    render inline: CutoverRailsApp::TAGS
   end
 
   def missing

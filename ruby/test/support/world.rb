@@ -10,7 +10,9 @@ require "tmpdir"
 # never collide.
 class World
   FIXTURES = File.join(TestServers::ROOT, "tests/fixtures/builds")
-  BUILDS = { a: "shakapacker", b: "flat" }.freeze
+  BUILDS = { a: "shakapacker", b: "flat", vite: "vite", propshaft: "propshaft", sprockets: "sprockets" }.freeze
+  # The prefix each build is made to be served under (CUTOVER_PREFIX).
+  PREFIXES = { vite: "vite", propshaft: "assets", sprockets: "assets" }.freeze
   CDN = "https://cdn.example.com"
   @counter = 0
 
@@ -48,16 +50,18 @@ class World
     [status, out, err]
   end
 
-  def cutover!(*args)
-    status, out, err = cutover(*args, "--json")
+  def cutover!(*args, env: {})
+    status, out, err = cutover(*args, "--json", env: env)
     raise "cutover #{args.join(' ')} exited #{status.exitstatus}:\n#{err}\n#{out}" unless status.success?
 
     JSON.parse(out)
   end
 
-  # Deploys fixture build :a (Shakapacker) or :b (flat); returns the release id.
+  # Deploys fixture build :a (Shakapacker), :b (flat), :vite, :propshaft or
+  # :sprockets under its prefix; returns the release id.
   def deploy(build)
-    cutover!("deploy", File.join(FIXTURES, BUILDS.fetch(build)))["release"].fetch("id")
+    env = { "CUTOVER_PREFIX" => PREFIXES.fetch(build, "packs") }
+    cutover!("deploy", File.join(FIXTURES, BUILDS.fetch(build)), env: env)["release"].fetch("id")
   end
 
   def rollback

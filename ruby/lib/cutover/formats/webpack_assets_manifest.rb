@@ -12,6 +12,10 @@ module Cutover
         "Shakapacker/webpack-assets-manifest"
       end
 
+      def self.module_scripts?
+        false
+      end
+
       def self.detect?(data)
         data["entrypoints"].is_a?(Hash) || data.any? { |_, v| v.is_a?(Hash) && v.key?("src") }
       end

@@ -10,6 +10,10 @@ module Cutover
         "webpack-manifest-plugin"
       end
 
+      def self.module_scripts?
+        false
+      end
+
       def self.detect?(data)
         data.all? { |_, v| v.is_a?(String) }
       end
