@@ -64,7 +64,7 @@ if [ -n "${GITHUB_OUTPUT:-}" ]; then
   ' "$out" >>"$GITHUB_OUTPUT"
 fi
 
-jq -r --arg dir "$build_dir" '
+jq -r --arg dir "$build_dir" --arg asked "${INPUT_NO_ACTIVATE:-false}" '
   def size: if . < 1024 then "\(.) B" elif . < 1048576 then "\(. / 1024 * 10 | floor / 10) KiB"
             else "\(. / 1048576 * 10 | floor / 10) MiB" end;
   def id: if . == null then "none" else "`\(.)`" end;
@@ -86,7 +86,8 @@ jq -r --arg dir "$build_dir" '
     "",
     (if .dry_run then "Switch: none (dry run); live release: \(.live_before | id)."
      elif .activated then "Switch: \(.live_before | id) → \(.live_after | id)."
-     elif .outcome == "recorded" then "Switch: none; the live release stays \(.live_after | id). Activate it with `cutover activate \($id)`."
+     elif .outcome == "recorded" and $asked == "true" then "Switch: none; the live release stays \(.live_after | id). Activate it with `cutover activate \($id)`."
+     elif .outcome == "recorded" then "Switch: none; the app is pinned (a rollback pins it) and the live release stays \(.live_after | id). `cutover activate \($id) --unpin` makes this one live."
      else "Switch: none; live release: \(.live_after | id)." end),
     (if (.warnings | length) > 0 then "", "**Warnings**", "", (.warnings[] | "- \(.)") else empty end),
     "",

@@ -61,7 +61,11 @@ dir="${PARAM_RELEASE_ID_DIR:-/tmp/cutover}"
 mkdir -p "$dir"
 printf '%s\n' "$id" >"$dir/cutover-release-id"
 if [ -n "${BASH_ENV:-}" ]; then echo "export CUTOVER_RELEASE_ID=$id" >>"$BASH_ENV"; fi
-if [ "$(jq -r '.activated' "$out")" != true ] && [ "$(jq -r '.outcome' "$out")" = recorded ]; then
-  echo "release $id is recorded, not live: activate it with cutover/activate (or cutover activate $id)"
+if [ "$(jq -r '.outcome' "$out")" = recorded ]; then
+  if [ "${PARAM_NO_ACTIVATE:-false}" = true ]; then
+    echo "release $id is recorded, not live: activate it with cutover/activate (or cutover activate $id)"
+  else
+    echo "release $id is recorded, not live: the app is pinned (a rollback pins it); cutover activate $id --unpin makes it live"
+  fi
 fi
 echo "release id saved in $dir/cutover-release-id"
