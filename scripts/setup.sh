@@ -21,6 +21,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 # The Node reader's tests (node/) need Node 18 or later with npm.
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+# The orb's and the GitHub Action's scripts read cutover's --json with jq.
+command -v jq >/dev/null || need_apt+=(jq)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]} with apt-get" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -33,4 +35,14 @@ if ! .venv-s3/bin/python -c "import moto, sys; sys.exit(moto.__version__ != '$MO
   python3 -m venv .venv-s3
   .venv-s3/bin/pip install -q --disable-pip-version-check "moto[s3,cloudfront]==$MOTO_VERSION" flask flask-cors
 fi
+# CI pipeline checks (tests/integration/ci_config.rs): check-jsonschema
+# validates .circleci/config.yml, the packed orb and action.yml against the
+# schemas pinned in tests/fixtures/schemas; scripts/pack-orb.py uses ruamel.yaml.
+CHECK_JSONSCHEMA_VERSION=0.39.0
+if ! .venv-ci/bin/check-jsonschema --version 2>/dev/null | grep -qx "check-jsonschema, version $CHECK_JSONSCHEMA_VERSION"; then
+  echo "setup: installing check-jsonschema $CHECK_JSONSCHEMA_VERSION into .venv-ci" >&2
+  python3 -m venv .venv-ci
+  .venv-ci/bin/pip install -q --disable-pip-version-check "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" "ruamel.yaml==0.19.1"
+fi
+
 echo "setup: ok (redis-server $(redis-server --version | awk '{print $3}'), moto $MOTO_VERSION)" >&2

@@ -1,18 +1,225 @@
-//! The CircleCI pipeline is real configuration: parse it and check it runs
-//! the same test command as .ci/run.
+//! The pipeline files the repository ships are real configuration, checked
+//! as CircleCI and GitHub would read them:
+//! - `.circleci/config.yml`, the orb packed the way `circleci orb pack` packs
+//!   it (`scripts/pack-orb.py`), every orb example and the README's CircleCI
+//!   config validate against CircleCI's config schema; `action.yml` against
+//!   the GitHub Action schema, the README's workflow against the workflow
+//!   schema (pinned copies in `tests/fixtures/schemas`, checked with
+//!   `check-jsonschema` from `.venv-ci`, which `scripts/setup.sh` installs);
+//! - what a schema cannot see: every parameter reaches its script as the
+//!   `PARAM_*` variable the script reads, jobs pass on every parameter of the
+//!   commands they run, examples use only jobs and parameters the orb has,
+//!   the Action mirrors the orb's deploy command, and every pinned version is
+//!   the crate's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_yaml::Value;
 
 use crate::support::repo_root;
 
-fn load() -> Value {
-    let text = std::fs::read_to_string(repo_root().join(".circleci/config.yml")).unwrap();
-    serde_yaml::from_str(&text).expect(".circleci/config.yml is valid YAML")
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn load(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+}
+
+fn load_repo(path: &str) -> Value {
+    load(&repo_root().join(path))
+}
+
+fn venv(tool: &str) -> PathBuf {
+    let path = repo_root().join(".venv-ci/bin").join(tool);
+    assert!(
+        path.exists(),
+        "{} not found: run scripts/setup.sh (it installs check-jsonschema into .venv-ci)",
+        path.display()
+    );
+    path
+}
+
+/// Run `scripts/pack-orb.py` on `src`; Err(stderr) if it refuses.
+fn pack(src: &Path) -> Result<String, String> {
+    let out = Command::new(venv("python"))
+        .arg(repo_root().join("scripts/pack-orb.py"))
+        .arg(src)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The repository's orb, packed, written to `dir/orb.yml`.
+fn packed_orb(dir: &Path) -> (PathBuf, Value) {
+    let text = pack(&repo_root().join("orb/src")).expect("orb/src packs");
+    let path = dir.join("orb.yml");
+    std::fs::write(&path, &text).unwrap();
+    (path, serde_yaml::from_str(&text).unwrap())
+}
+
+/// `check-jsonschema` with a pinned schema of tests/fixtures/schemas.
+fn schema_check(schema: &str, files: &[PathBuf]) -> Result<(), String> {
+    assert!(!files.is_empty());
+    let out = Command::new(venv("check-jsonschema"))
+        .arg("--schemafile")
+        .arg(repo_root().join("tests/fixtures/schemas").join(schema))
+        .args(files)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The README's fenced ```yaml blocks.
+fn readme_yaml_blocks() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```yaml") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+/// The README's CircleCI configs and GitHub workflows, written to files.
+fn readme_configs(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let (mut circle, mut github) = (Vec::new(), Vec::new());
+    for (i, block) in readme_yaml_blocks().iter().enumerate() {
+        let path = dir.join(format!("readme-{i}.yml"));
+        std::fs::write(&path, block).unwrap();
+        let doc: Value = serde_yaml::from_str(block).expect("README yaml block parses");
+        if doc.get("version").is_some() {
+            circle.push(path);
+        } else if doc.get("runs-on").is_some() || doc.get("jobs").is_some() {
+            github.push(path);
+        } else {
+            panic!("README yaml block {i} is neither a CircleCI config nor a workflow:\n{block}");
+        }
+    }
+    (circle, github)
+}
+
+/// Each orb example's `usage` (a whole config), as a JSON file.
+fn example_configs(orb: &Value, dir: &Path) -> Vec<PathBuf> {
+    let examples = orb["examples"].as_mapping().expect("the orb has examples");
+    examples
+        .iter()
+        .map(|(name, example)| {
+            let path = dir.join(format!("example-{}.json", name.as_str().unwrap()));
+            let usage: serde_json::Value =
+                serde_json::to_value(&example["usage"]).expect("usage converts to JSON");
+            std::fs::write(&path, serde_json::to_vec(&usage).unwrap()).unwrap();
+            path
+        })
+        .collect()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}"))
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_mapping()
+        .map(|m| m.keys().map(|k| s(k).to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Every `<< parameters.NAME >>` in a definition.
+fn parameter_refs(def: &Value) -> BTreeSet<String> {
+    let text = serde_yaml::to_string(def).unwrap();
+    text.match_indices("<< parameters.")
+        .map(|(i, m)| {
+            let rest = &text[i + m.len()..];
+            rest[..rest.find(' ').unwrap()].to_string()
+        })
+        .collect()
+}
+
+/// Every `PREFIX[A-Z0-9_]+` variable a script mentions.
+fn variables(script: &str, prefix: &str) -> BTreeSet<String> {
+    script
+        .match_indices(prefix)
+        .map(|(i, _)| {
+            script[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|v| v.len() > prefix.len())
+        .collect()
+}
+
+fn env_name(prefix: &str, param: &str) -> String {
+    format!("{prefix}{}", param.to_uppercase().replace('-', "_"))
+}
+
+/// The orb's source definitions of one kind: name -> definition.
+fn orb_source(kind: &str) -> BTreeMap<String, Value> {
+    let dir = repo_root().join("orb/src").join(kind);
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_str().unwrap().to_string(),
+                load(&p),
+            )
+        })
+        .collect()
+}
+
+/// The run steps of a definition that include a script: (script path, step).
+fn script_steps(def: &Value) -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    collect_script_steps(&def["steps"], &mut found);
+    found
+}
+
+fn collect_script_steps(steps: &Value, found: &mut Vec<(String, Value)>) {
+    for step in steps.as_sequence().into_iter().flatten() {
+        if let Some(command) = step["run"]["command"].as_str() {
+            if let Some(path) = command
+                .strip_prefix("<<include(")
+                .and_then(|r| r.strip_suffix(")>>"))
+            {
+                found.push((path.to_string(), step["run"].clone()));
+            }
+        }
+        for nested in ["when", "unless"] {
+            collect_script_steps(&step[nested]["steps"], found);
+        }
+    }
 }
 
 #[test]
-fn circleci_pipeline_runs_the_test_suite_and_references_real_jobs() {
-    let cfg = load();
+fn circleci_pipeline_runs_the_test_suite_and_builds_release_files() {
+    let cfg = load_repo(".circleci/config.yml");
     assert_eq!(cfg["version"], Value::from(2.1));
     let jobs = cfg["jobs"].as_mapping().expect("jobs");
     let executors = cfg["executors"].as_mapping().expect("executors");
@@ -35,39 +242,533 @@ fn circleci_pipeline_runs_the_test_suite_and_references_real_jobs() {
             "job {name:?} must check out the code first"
         );
     }
+    let commands = |job: &str| -> Vec<String> {
+        jobs[&Value::from(job)]["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["run"]["command"].as_str().map(str::to_string))
+            .collect()
+    };
     // The test job runs exactly what .ci/run runs.
-    let test_steps = jobs[&Value::from("test")]["steps"].as_sequence().unwrap();
-    let commands: Vec<&str> = test_steps
-        .iter()
-        .filter_map(|s| s["run"]["command"].as_str())
-        .collect();
-    assert!(commands.contains(&"bash .ci/run"), "{commands:?}");
+    assert!(
+        commands("test").contains(&"bash .ci/run".to_string()),
+        "{:?}",
+        commands("test")
+    );
     let ci_run = std::fs::read_to_string(repo_root().join(".ci/run")).unwrap();
     assert!(ci_run.contains("scripts/test.sh"));
+    // The release job builds with the lock file and packages with the script
+    // the install test runs, into the artifacts it stores.
+    let release = commands("release");
+    assert!(release.contains(&"cargo build --release --locked".to_string()));
+    assert!(release
+        .contains(&"bash scripts/ci/package-release.sh target/release/cutover dist".to_string()));
+    let stored: Vec<&Value> = jobs[&Value::from("release")]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.get("store_artifacts"))
+        .collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["path"], Value::from("dist"));
     // Every job a workflow names exists, and every `requires` names a job of the workflow.
     for (_, wf) in cfg["workflows"].as_mapping().unwrap() {
         let entries = wf["jobs"].as_sequence().unwrap();
-        let names: Vec<String> = entries
-            .iter()
-            .map(|e| match e {
-                Value::String(s) => s.clone(),
-                Value::Mapping(m) => m.keys().next().unwrap().as_str().unwrap().to_string(),
-                other => panic!("bad workflow entry {other:?}"),
-            })
-            .collect();
+        let names = workflow_job_names(entries);
         for (entry, name) in entries.iter().zip(&names) {
             assert!(
                 jobs.contains_key(Value::from(name.as_str())),
                 "workflow names unknown job {name}"
             );
-            if let Some(reqs) = entry[name.as_str()]["requires"].as_sequence() {
-                for r in reqs {
+            for r in entry[name.as_str()]["requires"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+            {
+                assert!(
+                    names.iter().any(|n| Some(n.as_str()) == r.as_str()),
+                    "{name} requires unknown {r:?}"
+                );
+            }
+        }
+    }
+}
+
+fn workflow_job_names(entries: &[Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| match e {
+            Value::String(s) => s.clone(),
+            Value::Mapping(m) => m.keys().next().unwrap().as_str().unwrap().to_string(),
+            other => panic!("bad workflow entry {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn circleci_config_packed_orb_examples_and_readme_match_circleci_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let (orb_path, orb) = packed_orb(dir.path());
+    let examples = example_configs(&orb, dir.path());
+    assert!(examples.len() >= 2, "{examples:?}");
+    let (readme, _) = readme_configs(dir.path());
+    assert_eq!(readme.len(), 1, "the README has one CircleCI config");
+    let mut files = vec![repo_root().join(".circleci/config.yml"), orb_path];
+    files.extend(examples);
+    files.extend(readme);
+    if let Err(e) = schema_check("circle-ci.json", &files) {
+        panic!("CircleCI's schema rejects:\n{e}");
+    }
+}
+
+#[test]
+fn action_and_readme_workflow_match_github_schemas() {
+    if let Err(e) = schema_check("github-actions.json", &[repo_root().join("action.yml")]) {
+        panic!("the GitHub Action schema rejects action.yml:\n{e}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_, workflows) = readme_configs(dir.path());
+    assert_eq!(workflows.len(), 1, "the README has one GitHub workflow");
+    if let Err(e) = schema_check("github-workflows.json", &workflows) {
+        panic!("the GitHub workflow schema rejects the README's workflow:\n{e}");
+    }
+}
+
+/// The schema check is a check: it rejects configs that are broken in ways
+/// CircleCI and GitHub would reject.
+#[test]
+fn schema_check_rejects_broken_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, v: &Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, serde_yaml::to_string(v).unwrap()).unwrap();
+        path
+    };
+    // A job whose `steps` is misspelled.
+    let mut cfg = load_repo(".circleci/config.yml");
+    let job = cfg["jobs"]["test"].as_mapping_mut().unwrap();
+    let steps = job.remove("steps").unwrap();
+    job.insert("step".into(), steps);
+    assert!(schema_check("circle-ci.json", &[write("config.yml", &cfg)]).is_err());
+    // An orb job that runs a step named `deploy` (CircleCI's own deploy step).
+    let (_, mut orb) = packed_orb(dir.path());
+    let steps = orb["jobs"]["deploy"]["steps"].as_sequence_mut().unwrap();
+    steps.push(serde_yaml::from_str("deploy: {build_dir: public/packs}").unwrap());
+    assert!(schema_check("circle-ci.json", &[write("orb.yml", &orb)]).is_err());
+    // A composite action step without a shell.
+    let mut action = load_repo("action.yml");
+    action["runs"]["steps"][1]
+        .as_mapping_mut()
+        .unwrap()
+        .remove("shell");
+    assert!(schema_check("github-actions.json", &[write("action.yml", &action)]).is_err());
+}
+
+/// scripts/pack-orb.py follows `circleci orb pack`'s rules.
+#[test]
+fn pack_orb_merges_like_circleci_orb_pack() {
+    let src = tempfile::tempdir().unwrap();
+    let root = src.path();
+    let write = |path: &str, text: &str| {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    write("@orb.yml", "version: 2.1\ndescription: test orb\n");
+    write(
+        "commands/greet.yml",
+        "parameters:\n  loud: {type: boolean, default: on}\n  word: {type: string, default: \"on\"}\n\
+         steps:\n  - run:\n      command: <<include(scripts/greet.sh)>>\n",
+    );
+    write(
+        "commands/more/deeper.yml",
+        "steps:\n  - run: echo << parameters.x >>\n",
+    );
+    write("scripts/greet.sh", "cat <<EOF\nhello\nEOF\n");
+    write("scripts/README.md", "not yaml\n");
+    write(
+        "examples/use.yml",
+        "usage:\n  version: 2.1\n  note: <<include(scripts/greet.sh)>>\n",
+    );
+    write(".hidden/x.yml", "ignored: true\n");
+    let packed: Value = serde_yaml::from_str(&pack(root).unwrap()).unwrap();
+    let expected: Value = serde_yaml::from_str(
+        r#"
+version: 2.1
+description: test orb
+commands:
+  greet:
+    parameters:
+      loud: {type: boolean, default: true}
+      word: {type: string, default: "on"}
+    steps:
+      - run:
+          command: "cat \\<<EOF\nhello\nEOF\n"
+  deeper:
+    steps:
+      - run: echo << parameters.x >>
+examples:
+  use:
+    usage:
+      version: 2.1
+      note: <<include(scripts/greet.sh)>>
+"#,
+    )
+    .unwrap();
+    assert_eq!(packed, expected);
+    // Two files that pack into one name are an error, as are missing includes.
+    write("commands/more/greet.yml", "steps: []\n");
+    assert!(pack(root).unwrap_err().contains("both define 'greet'"));
+    std::fs::remove_file(root.join("commands/more/greet.yml")).unwrap();
+    write(
+        "jobs/j.yml",
+        "steps:\n  - run:\n      command: <<include(scripts/missing.sh)>>\n",
+    );
+    assert!(pack(root).unwrap_err().contains("missing.sh"));
+}
+
+/// Every parameter reaches its script as the PARAM_* variable it reads, and
+/// every variable a script reads is set; jobs pass on every parameter of the
+/// commands they run; no definition uses an undeclared parameter.
+#[test]
+fn orb_parameters_reach_the_scripts() {
+    let commands = orb_source("commands");
+    let jobs = orb_source("jobs");
+    let executors = orb_source("executors");
+    assert_eq!(
+        commands.keys().collect::<Vec<_>>(),
+        ["activate", "deploy", "install", "rollback"]
+    );
+    assert_eq!(
+        jobs.keys().collect::<Vec<_>>(),
+        ["activate", "deploy", "rollback"]
+    );
+    let mut included = BTreeSet::new();
+    let mut command_steps = BTreeMap::new();
+    for (kind, defs) in [
+        ("command", &commands),
+        ("job", &jobs),
+        ("executor", &executors),
+    ] {
+        for (name, def) in defs {
+            let declared = keys(&def["parameters"]);
+            let used = parameter_refs(def);
+            assert!(
+                used.is_subset(&declared),
+                "{kind} {name} uses undeclared parameters {:?}",
+                used.difference(&declared).collect::<Vec<_>>()
+            );
+            for p in def["parameters"].as_mapping().into_iter().flatten() {
+                assert!(
+                    p.1["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{kind} {name}: parameter {:?} has no description",
+                    p.0
+                );
+            }
+            for (script, step) in script_steps(def) {
+                let text = std::fs::read_to_string(repo_root().join("orb/src").join(&script))
+                    .unwrap_or_else(|_| panic!("{kind} {name} includes missing {script}"));
+                let env = &step["environment"];
+                let set = keys(env);
+                let read = variables(&text, "PARAM_");
+                assert_eq!(
+                    set, read,
+                    "{kind} {name}: the variables set for {script} and the ones it reads differ"
+                );
+                for var in &set {
+                    let param = var["PARAM_".len()..].to_lowercase();
+                    assert_eq!(
+                        env[var.as_str()],
+                        Value::from(format!("<< parameters.{param} >>")),
+                        "{kind} {name}: {var}"
+                    );
+                }
+                if kind == "command" {
+                    assert_eq!(
+                        set,
+                        declared
+                            .iter()
+                            .map(|p| env_name("PARAM_", p))
+                            .collect::<BTreeSet<_>>(),
+                        "command {name} passes every parameter to {script}"
+                    );
+                    command_steps.insert(script.clone(), step.clone());
+                }
+                included.insert(script);
+            }
+        }
+    }
+    // Every script is included by something.
+    let scripts: BTreeSet<String> = std::fs::read_dir(repo_root().join("orb/src/scripts"))
+        .unwrap()
+        .map(|e| format!("scripts/{}", e.unwrap().file_name().to_str().unwrap()))
+        .collect();
+    assert_eq!(scripts, included);
+    // Jobs: a command they run gets every one of its parameters, from the
+    // job's parameter of the same name; the deploy job's spelled-out step is
+    // the deploy command's step.
+    for (name, job) in &jobs {
+        let declared = keys(&job["parameters"]);
+        for step in job["steps"].as_sequence().unwrap() {
+            let Some((command, args)) = step
+                .as_mapping()
+                .and_then(|m| m.iter().next())
+                .filter(|(k, _)| commands.contains_key(s(k)))
+            else {
+                continue;
+            };
+            let command = s(command);
+            let params = keys(&commands[command]["parameters"]);
+            let passed = keys(args);
+            let expected: BTreeSet<String> = params
+                .iter()
+                .filter(|p| *p != "install_dir")
+                .cloned()
+                .collect();
+            assert_eq!(passed, expected, "job {name} passes to {command}");
+            for p in &passed {
+                assert!(declared.contains(p), "job {name} lacks parameter {p}");
+                assert_eq!(
+                    args[p.as_str()],
+                    Value::from(format!("<< parameters.{p} >>"))
+                );
+                assert_eq!(
+                    job["parameters"][p.as_str()]["default"],
+                    commands[command]["parameters"][p.as_str()]["default"],
+                    "job {name} and command {command} default {p} alike"
+                );
+            }
+        }
+    }
+    let (_, deploy_step) = &script_steps(&jobs["deploy"])[0];
+    assert_eq!(
+        deploy_step["environment"],
+        command_steps["scripts/deploy.sh"]["environment"]
+    );
+    for p in keys(&commands["deploy"]["parameters"]) {
+        assert_eq!(
+            jobs["deploy"]["parameters"][p.as_str()]["default"],
+            commands["deploy"]["parameters"][p.as_str()]["default"],
+            "deploy job and command default {p} alike"
+        );
+    }
+    // The executor's image is pinned.
+    let image = s(&executors["default"]["docker"][0]["image"]);
+    assert!(image.starts_with("cimg/base:") && !image.ends_with("latest"));
+}
+
+/// The examples and the README's config use the orb as it is: jobs it has,
+/// parameters they declare, and the current version.
+#[test]
+fn orb_examples_and_readme_use_real_jobs_and_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, orb) = packed_orb(dir.path());
+    let (readme, _) = readme_configs(dir.path());
+    let mut configs: Vec<(String, Value)> = orb["examples"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (format!("example {}", s(k)), v["usage"].clone()))
+        .collect();
+    configs.extend(readme.iter().map(|p| ("README".to_string(), load(p))));
+    let workflow_keys: BTreeSet<&str> = [
+        "requires",
+        "context",
+        "filters",
+        "name",
+        "type",
+        "matrix",
+        "pre-steps",
+        "post-steps",
+    ]
+    .into();
+    let mut used_jobs = BTreeSet::new();
+    for (what, cfg) in &configs {
+        assert_eq!(
+            cfg["orbs"]["cutover"],
+            Value::from(format!("your-namespace/cutover@{VERSION}")),
+            "{what}"
+        );
+        let pipeline_params = keys(&cfg["parameters"]);
+        let text = serde_yaml::to_string(cfg).unwrap();
+        for (i, m) in text.match_indices("<< pipeline.parameters.") {
+            let rest = &text[i + m.len()..];
+            let name = &rest[..rest.find(' ').unwrap()];
+            assert!(pipeline_params.contains(name), "{what}: {name}");
+        }
+        for (_, wf) in cfg["workflows"].as_mapping().unwrap() {
+            let entries = wf["jobs"].as_sequence().unwrap();
+            let names = workflow_job_names(entries);
+            for (entry, name) in entries.iter().zip(&names) {
+                let args = &entry[name.as_str()];
+                for r in args["requires"].as_sequence().into_iter().flatten() {
+                    assert!(names.iter().any(|n| Some(n.as_str()) == r.as_str()));
+                }
+                if let Some(job) = name.strip_prefix("cutover/") {
+                    let def = &orb["jobs"][job];
+                    assert!(def.is_mapping(), "{what}: the orb has no job {job}");
+                    used_jobs.insert(job.to_string());
+                    let declared = keys(&def["parameters"]);
+                    for k in keys(args) {
+                        assert!(
+                            declared.contains(&k) || workflow_keys.contains(k.as_str()),
+                            "{what}: cutover/{job} has no parameter {k}"
+                        );
+                    }
+                } else if args["type"] != "approval" {
                     assert!(
-                        names.iter().any(|n| Some(n.as_str()) == r.as_str()),
-                        "{name} requires unknown {r:?}"
+                        cfg["jobs"][name.as_str()].is_mapping(),
+                        "{what}: no job {name}"
                     );
                 }
             }
         }
     }
+    assert_eq!(
+        used_jobs,
+        ["activate", "deploy", "rollback"].map(String::from).into(),
+        "the examples show every job"
+    );
+}
+
+/// The Action's inputs mirror the orb's deploy (and install) parameters with
+/// the same defaults, reach the script as the INPUT_* variables it reads,
+/// and its outputs are the ones the script writes.
+#[test]
+fn action_mirrors_the_orb_and_its_script() {
+    let action = load_repo("action.yml");
+    let commands = orb_source("commands");
+    let mirrored: BTreeMap<String, (&str, Value)> = [
+        ("deploy", &commands["deploy"]),
+        ("install", &commands["install"]),
+    ]
+    .into_iter()
+    .flat_map(|(cmd, def)| {
+        def["parameters"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !["release_id_dir", "role_arn", "install_dir"].contains(&s(k)))
+            .map(move |(k, v)| (s(k).replace('_', "-"), (cmd, v["default"].clone())))
+    })
+    .collect();
+    let inputs = action["inputs"].as_mapping().unwrap();
+    assert_eq!(
+        keys(&action["inputs"]),
+        mirrored.keys().cloned().collect::<BTreeSet<_>>()
+    );
+    for (name, (_, default)) in &mirrored {
+        let default = match default {
+            Value::Bool(b) => b.to_string(),
+            other => s(other).to_string(),
+        };
+        assert_eq!(
+            inputs[&Value::from(name.as_str())]["default"],
+            Value::from(default),
+            "input {name}"
+        );
+    }
+    let steps = action["runs"]["steps"].as_sequence().unwrap();
+    assert_eq!(action["runs"]["using"], Value::from("composite"));
+    for step in steps {
+        let run = s(&step["run"]);
+        let file = run
+            .strip_prefix("bash \"$GITHUB_ACTION_PATH/")
+            .and_then(|r| r.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("a step runs one script of the repository: {run}"));
+        let script = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        let env = &step["env"];
+        let set = keys(env);
+        let (prefix, cmd) = if file == "orb/src/scripts/install.sh" {
+            ("PARAM_", "install")
+        } else {
+            assert_eq!(file, "scripts/ci/github-action.sh");
+            ("INPUT_", "deploy")
+        };
+        let expected: BTreeSet<String> = mirrored
+            .iter()
+            .filter(|(_, (c, _))| *c == cmd)
+            .map(|(input, _)| env_name(prefix, input))
+            .collect();
+        assert_eq!(set, expected, "{file}");
+        for (input, _) in mirrored.iter().filter(|(_, (c, _))| *c == cmd) {
+            assert_eq!(
+                env[env_name(prefix, input).as_str()],
+                Value::from(format!("${{{{ inputs.{input} }}}}"))
+            );
+        }
+        // Every variable of that prefix the script reads is set (install.sh
+        // also reads PARAM_INSTALL_DIR: empty means its default).
+        let read = variables(&script, prefix);
+        let unset: Vec<&String> = read
+            .difference(&set)
+            .filter(|v| *v != "PARAM_INSTALL_DIR")
+            .collect();
+        assert!(unset.is_empty(), "{file} reads unset {unset:?}");
+        if cmd == "deploy" {
+            assert_eq!(step["id"], Value::from("deploy"));
+            for (name, output) in action["outputs"].as_mapping().unwrap() {
+                assert_eq!(
+                    output["value"],
+                    Value::from(format!("${{{{ steps.deploy.outputs.{} }}}}", s(name)))
+                );
+                assert!(
+                    script.contains(&format!("\"{}=", s(name))),
+                    "the script writes output {name:?}"
+                );
+            }
+        }
+    }
+    // The README's workflow uses this action at the current version, with
+    // inputs it has.
+    let dir = tempfile::tempdir().unwrap();
+    let (_, workflows) = readme_configs(dir.path());
+    let wf = load(&workflows[0]);
+    let uses: Vec<&Value> = wf["jobs"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .flat_map(|j| j["steps"].as_sequence().unwrap())
+        .filter(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("your-org/cutover@"))
+        })
+        .collect();
+    assert_eq!(uses.len(), 1);
+    assert_eq!(
+        uses[0]["uses"],
+        Value::from(format!("your-org/cutover@v{VERSION}"))
+    );
+    for k in keys(&uses[0]["with"]) {
+        assert!(inputs.contains_key(Value::from(k.as_str())), "input {k}");
+    }
+}
+
+/// Every pinned cutover version is the crate's, so a release bump cannot
+/// leave the orb or the Action installing the previous one.
+#[test]
+fn pinned_versions_are_the_crates() {
+    let mut defaults = vec![(
+        "command install".to_string(),
+        orb_source("commands")["install"]["parameters"]["version"]["default"].clone(),
+    )];
+    for (name, job) in orb_source("jobs") {
+        defaults.push((
+            format!("job {name}"),
+            job["parameters"]["version"]["default"].clone(),
+        ));
+    }
+    defaults.push((
+        "action.yml".to_string(),
+        load_repo("action.yml")["inputs"]["version"]["default"].clone(),
+    ));
+    for (what, default) in defaults {
+        assert_eq!(default, Value::from(VERSION), "{what}");
+    }
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(readme.contains(&format!(
+        "release/v{VERSION}/cutover-{VERSION}-x86_64-unknown-linux-gnu.tar.gz"
+    )));
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# cutover orb, command `deploy` (orb/src/commands/deploy.yml): runs
+# `cutover deploy DIR --json`, prints what happened, and saves the release id
+# for a later activate: PARAM_RELEASE_ID_DIR/cutover-release-id, and
+# CUTOVER_RELEASE_ID in $BASH_ENV for the job's following steps. Exits with
+# cutover's exit code. Parameters come as PARAM_* variables. The test suite
+# runs this file as it is (tests/integration/ci_pipeline.rs).
+set -euo pipefail
+
+command -v cutover >/dev/null || { echo "cutover is not on PATH: run cutover/install first" >&2; exit 2; }
+command -v jq >/dev/null || { echo "jq is needed and not installed" >&2; exit 2; }
+
+args=(deploy "${PARAM_BUILD_DIR:-public/packs}" --json)
+if [ -n "${PARAM_APP:-}" ]; then args+=(--app "$PARAM_APP"); fi
+if [ -n "${PARAM_MESSAGE:-}" ]; then args+=(--message "$PARAM_MESSAGE"); fi
+if [ "${PARAM_NO_ACTIVATE:-false}" = true ]; then args+=(--no-activate); fi
+if [ "${PARAM_DRY_RUN:-false}" = true ]; then args+=(--dry-run); fi
+if [ -n "${PARAM_EXTRA_ARGS:-}" ]; then
+  set -f # split on spaces, no globbing
+  # shellcheck disable=SC2206
+  extra=($PARAM_EXTRA_ARGS)
+  set +f
+  args+=("${extra[@]}")
+fi
+if [ -n "${PARAM_ROLE_ARN:-}" ]; then export AWS_ROLE_ARN="$PARAM_ROLE_ARN"; fi
+
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+code=0
+cutover "${args[@]}" >"$out" || code=$?
+if [ "$code" -ne 0 ]; then
+  case "$code" in
+    2) why="bad usage, configuration, input or permissions" ;;
+    3) why="refused for safety: conflict, lock held, live release changed, pinned, or a limit" ;;
+    4) why="verification failed: objects missing or corrupt" ;;
+    130) why="interrupted; nothing was switched" ;;
+    *) why="failed; nothing was switched" ;;
+  esac
+  echo "cutover deploy exited with $code ($why): see the error above" >&2
+  exit "$code"
+fi
+
+jq -r '
+  def size: if . < 1024 then "\(.) B" elif . < 1048576 then "\(. / 1024 * 10 | floor / 10) KiB"
+            else "\(. / 1048576 * 10 | floor / 10) MiB" end;
+  "release:  \(.release.id) (\(.outcome))",
+  "files:    \(.upload.files) to upload (\(.upload.bytes | size)), \(.skip.files) already in S3",
+  "manifest: \(.manifest_diff.added | length) added, \(.manifest_diff.changed | length) changed, \(.manifest_diff.removed | length) removed, \(.manifest_diff.unchanged) unchanged",
+  if .dry_run then "live:     \(.live_before // "none") (dry run: unchanged)"
+  else "live:     \(.live_before // "none") -> \(.live_after // "none")" end
+' "$out"
+
+if [ "${PARAM_DRY_RUN:-false}" = true ]; then
+  echo "dry run: nothing changed, no release id saved. It would:"
+  jq -r '.steps[] | "  - \(.)"' "$out"
+  exit 0
+fi
+
+id="$(jq -r '.release.id' "$out")"
+dir="${PARAM_RELEASE_ID_DIR:-/tmp/cutover}"
+mkdir -p "$dir"
+printf '%s\n' "$id" >"$dir/cutover-release-id"
+if [ -n "${BASH_ENV:-}" ]; then echo "export CUTOVER_RELEASE_ID=$id" >>"$BASH_ENV"; fi
+if [ "$(jq -r '.outcome' "$out")" = recorded ]; then
+  if [ "${PARAM_NO_ACTIVATE:-false}" = true ]; then
+    echo "release $id is recorded, not live: activate it with cutover/activate (or cutover activate $id)"
+  else
+    echo "release $id is recorded, not live: the app is pinned (a rollback pins it); cutover activate $id --unpin makes it live"
+  fi
+fi
+echo "release id saved in $dir/cutover-release-id"
