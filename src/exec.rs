@@ -24,7 +24,8 @@ use crate::store::s3::{PutOutcome, PutSpec, S3Store};
 pub struct Executor<'a> {
     /// None for steps that touch Redis only.
     pub store: Option<&'a S3Store>,
-    pub registry: &'a mut Registry,
+    /// None for a deploy recorded in S3 only (no Redis reachable).
+    pub registry: Option<&'a mut Registry>,
     /// The build directory, for uploads.
     pub root: Option<&'a Path>,
     pub concurrency: usize,
@@ -33,6 +34,8 @@ pub struct Executor<'a> {
     pub lock: Option<&'a LockGuard>,
     /// Bound on each CDN request.
     pub cdn_timeout: std::time::Duration,
+    /// For clients made on demand (CloudFront).
+    pub config: &'a crate::config::Config,
     pub observer: &'a dyn Observer,
 }
 
@@ -98,6 +101,12 @@ impl<'a> Executor<'a> {
         Ok(done)
     }
 
+    fn redis(&mut self) -> anyhow::Result<&mut Registry> {
+        self.registry.as_deref_mut().ok_or_else(|| {
+            Failure::operation("internal error: a Redis step without a Redis connection")
+        })
+    }
+
     fn s3(&self) -> anyhow::Result<&'a S3Store> {
         self.store.ok_or_else(|| {
             Failure::operation("internal error: an S3 step without an S3 connection")
@@ -112,17 +121,18 @@ impl<'a> Executor<'a> {
             Step::Register {
                 record,
                 replace_broken,
-            } => self.registry.register(record, *replace_broken).await?,
+            } => self.redis()?.register(record, *replace_broken).await?,
             Step::Unlock { owner } => {
-                if !self.registry.unlock(owner).await? {
+                let redis = self.redis()?;
+                if !redis.unlock(owner).await? {
                     return Err(Failure::refused(format!(
                         "the deploy lock {} changed since it was read (no longer {owner:?}); nothing was deleted. Look again with `cutover unlock`",
-                        self.registry.keys.lock
+                        redis.keys.lock
                     )));
                 }
             }
             Step::Pin(pin) => {
-                self.registry.set_pin(pin.as_ref()).await?;
+                self.redis()?.set_pin(pin.as_ref()).await?;
             }
             Step::Delete(keys) => self.s3()?.delete_objects(keys).await?,
             Step::Copy(copies) => {
@@ -140,8 +150,8 @@ impl<'a> Executor<'a> {
                 paths,
                 wait,
             } => {
-                let id = CloudFront::connect()
-                    .await
+                let id = CloudFront::connect(self.config)
+                    .await?
                     .invalidate(distribution, paths, *wait)
                     .await?;
                 self.observer.event(Event::Info(format!(
@@ -150,7 +160,7 @@ impl<'a> Executor<'a> {
                 )));
             }
             Step::DeleteRecords { ids, keys } => {
-                self.registry.unregister(ids).await?;
+                self.redis()?.unregister(ids).await?;
                 self.s3()?.delete_objects(keys).await?;
             }
             Step::VerifyCdn(checks) => {
@@ -247,7 +257,7 @@ impl<'a> Executor<'a> {
             message: s.message.clone(),
         };
         let outcome = self
-            .registry
+            .redis()?
             .activate(
                 s.expected.as_deref(),
                 &s.release,

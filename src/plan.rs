@@ -162,6 +162,9 @@ pub struct DeployOptions {
     pub invalidate: Option<(String, bool)>,
     /// The CDN base URL, for invalidation paths.
     pub cdn_url: String,
+    /// No Redis: record the release in S3 only (`--no-redis`, or Redis
+    /// unreachable with `--no-activate`).
+    pub s3_only: bool,
 }
 
 impl DeployPlan {
@@ -256,6 +259,9 @@ impl DeployPlan {
             key: record_key(meta_prefix, &self.release.id),
             body: serde_json::to_vec_pretty(&self.release).expect("records serialize"),
         });
+        if opts.s3_only {
+            return steps;
+        }
         steps.push(Step::Register {
             record: Box::new(self.release.summary()),
             replace_broken: false,

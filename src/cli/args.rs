@@ -107,9 +107,13 @@ pub struct DeployArgs {
     /// Print exactly what would change, using read-only calls; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Upload and record the release, but leave the live release as it is.
+    /// Upload and record the release, but leave the live release as it is
+    /// (without a reachable Redis: recorded in S3 only).
     #[arg(long)]
     pub no_activate: bool,
+    /// Do not use Redis at all: record the release in S3 only.
+    #[arg(long, requires = "no_activate")]
+    pub no_redis: bool,
     /// Activate even if the live release changed since planning.
     #[arg(long)]
     pub force: bool,

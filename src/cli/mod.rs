@@ -62,6 +62,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
                 message: a.message,
                 verify_cdn: a.verify_cdn,
                 wait: a.wait,
+                no_redis: a.no_redis,
             };
             emit(json, deploy::run(&ctx, req).await)
         }

@@ -48,7 +48,13 @@ impl Log {
     /// The line for a warning or an info; None for progress.
     fn line(&self, event: &Event) -> Option<String> {
         match event {
-            Event::Warning(w) if self.annotate => Some(format!("::warning::{w}")),
+            // A workflow command: `%`, CR and LF are escaped as GitHub wants.
+            Event::Warning(w) if self.annotate => Some(format!(
+                "::warning::{}",
+                w.replace('%', "%25")
+                    .replace('\r', "%0D")
+                    .replace('\n', "%0A")
+            )),
             Event::Warning(w) => Some(format!("warning: {w}")),
             Event::Info(i) => Some(i.clone()),
             _ => None,

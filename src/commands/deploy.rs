@@ -35,6 +35,8 @@ pub struct Request {
     pub verify_cdn: bool,
     /// Wait for CloudFront invalidations to complete.
     pub wait: bool,
+    /// Do not try Redis: record the release in S3 only (needs `no_activate`).
+    pub no_redis: bool,
 }
 
 /// How the deploy ended.
@@ -105,6 +107,9 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// The pin that kept this deploy from activating (null when not pinned).
     pub pinned: Option<Pin>,
+    /// Whether the release is registered in Redis (false: recorded in S3
+    /// only; `cutover activate ID` registers it).
+    pub registered: bool,
     pub timings: Timings,
     #[serde(skip)]
     verbose: bool,
@@ -124,8 +129,29 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     let mut timings = Timings::default();
     let observer = ctx.observer.as_ref();
 
-    let (build, manifest, store, mut registry, remote, live) =
-        gather(ctx, &req.dir, !req.dry_run, &mut timings).await?;
+    let redis = if req.no_redis {
+        RedisUse::Skip
+    } else if req.no_activate {
+        RedisUse::IfReachable
+    } else {
+        RedisUse::Required
+    };
+    let (build, manifest, store, registry, remote, live) =
+        gather(ctx, &req.dir, !req.dry_run, redis, &mut timings).await?;
+    let keys = crate::contract::Keys::new(config.app()?);
+    let Some(mut registry) = registry else {
+        return record_only(
+            ctx,
+            &req,
+            &store,
+            (&build, &manifest),
+            &remote,
+            &keys,
+            started,
+            timings,
+        )
+        .await;
+    };
 
     let planning = Instant::now();
     if req.dry_run {
@@ -146,7 +172,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         } else {
             Ending::Planned
         };
-        let described = describe_steps(ctx, &store, &registry, &steps);
+        let described = describe_steps(ctx, &store, &keys, &steps);
         timings.total = started.elapsed().as_secs_f64();
         let mut out = outcome(
             ctx,
@@ -177,7 +203,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     .await;
     lock.release().await;
     let (plan, steps, executed, mut pinned) = result?;
-    let described = describe_steps(ctx, &store, &registry, &steps);
+    let described = describe_steps(ctx, &store, &keys, &steps);
     let was_current = plan.live_release.as_deref() == Some(plan.release.id.as_str());
     let mut live_before = plan.live_release.clone();
     let (ending, live_after) = match &executed.switched {
@@ -244,7 +270,71 @@ fn options(
             .clone()
             .map(|d| (d, req.wait)),
         cdn_url: plan.release.cdn_url.clone(),
+        s3_only: false,
     }
+}
+
+/// Without Redis (`--no-redis`, or unreachable with `--no-activate`): upload
+/// and record the release in S3, take no lock (there is none to take), and
+/// say how to register it.
+#[allow(clippy::too_many_arguments)]
+async fn record_only(
+    ctx: &Ctx,
+    req: &Request,
+    store: &S3Store,
+    (build, manifest): (&Build, &Manifest),
+    remote: &Listing,
+    keys: &crate::contract::Keys,
+    started: Instant,
+    mut timings: Timings,
+) -> anyhow::Result<Outcome> {
+    let live = LiveState::default();
+    let planning = Instant::now();
+    let plan = make_plan(ctx, store, build, manifest, remote, &live, req).await?;
+    timings.plan = planning.elapsed().as_secs_f64();
+    if plan.count(Decision::Conflict).0 > 0 && !req.dry_run {
+        return Err(conflict_error(&plan, store.bucket()));
+    }
+    let mut opts = options(req, &live, &plan, &ctx.config);
+    opts.s3_only = true;
+    let steps = plan.steps(&ctx.config.meta_prefix()?, &opts);
+    let described = describe_steps(ctx, store, keys, &steps);
+    let uploaded = if req.dry_run {
+        None
+    } else {
+        let executed = ctx
+            .executor(Some(store), None, Some(&build.root), None)
+            .run(&steps)
+            .await?;
+        for (name, secs) in &executed.timings {
+            match *name {
+                "upload" => timings.upload = Some(*secs),
+                "record" => timings.record = Some(*secs),
+                _ => {}
+            }
+        }
+        executed.upload
+    };
+    timings.total = started.elapsed().as_secs_f64();
+    let ending = if req.dry_run {
+        Ending::Planned
+    } else {
+        Ending::Recorded
+    };
+    let mut out = outcome(
+        ctx,
+        &plan,
+        ending,
+        described,
+        uploaded,
+        None,
+        timings,
+        req.dry_run,
+        manifest.format,
+    );
+    out.live_before = None;
+    out.registered = false;
+    Ok(out)
 }
 
 /// The one line a pinned deploy says (a GitHub Actions annotation in CI).
@@ -260,7 +350,24 @@ fn pinned_notice(pin: &Pin, id: &str) -> String {
     )
 }
 
-type Gathered = (Build, Manifest, S3Store, Registry, Listing, LiveState);
+type Gathered = (
+    Build,
+    Manifest,
+    S3Store,
+    Option<Registry>,
+    Listing,
+    LiveState,
+);
+
+/// How a deploy uses Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RedisUse {
+    Required,
+    /// `--no-activate`: Redis if reachable, else S3 only.
+    IfReachable,
+    /// `--no-redis`: do not try.
+    Skip,
+}
 
 /// Hash the build while connecting, listing the bucket and reading the live
 /// state: they do not depend on each other. A bad build is reported first,
@@ -269,16 +376,25 @@ async fn gather(
     ctx: &Ctx,
     dir: &std::path::Path,
     writes: bool,
+    redis: RedisUse,
     timings: &mut Timings,
 ) -> anyhow::Result<Gathered> {
     let started = Instant::now();
     let services = async {
-        let (store, mut registry) = ctx.connect().await?;
-        if writes {
+        let (store, mut registry) = connect(ctx, redis).await?;
+        if let (true, Some(r)) = (writes, registry.as_mut()) {
             // Before anything is uploaded: a user who may not switch finds out now.
-            registry.check_permissions(Needs::Switch).await?;
+            r.check_permissions(Needs::Switch).await?;
         }
-        let (remote, live) = remote_state(ctx, &store, &mut registry).await?;
+        let (remote, live) = match registry.as_mut() {
+            Some(r) => remote_state(ctx, &store, r).await?,
+            None => (
+                store
+                    .list(&ctx.config.list_prefix(), ctx.observer.as_ref())
+                    .await?,
+                LiveState::default(),
+            ),
+        };
         anyhow::Ok((
             store,
             registry,
@@ -308,6 +424,31 @@ async fn gather(
     timings.scan = scan_secs;
     timings.list = list_secs;
     Ok((build, manifest, store, registry, remote, live))
+}
+
+/// Connect to S3, and to Redis as `redis` says: an unreachable Redis under
+/// `--no-activate` is said on one line, and the deploy goes on without it.
+async fn connect(ctx: &Ctx, redis: RedisUse) -> anyhow::Result<(S3Store, Option<Registry>)> {
+    let registry = async {
+        match redis {
+            RedisUse::Skip => Ok(None),
+            RedisUse::Required => Registry::connect(&ctx.config).await.map(Some),
+            RedisUse::IfReachable => match Registry::connect(&ctx.config).await {
+                Ok(r) => Ok(Some(r)),
+                // Unreachable (exit 1); a bad URL or password is still an error.
+                Err(e) if crate::error::exit_code(&e) == 1 => {
+                    ctx.observer.event(Event::Warning(format!(
+                        "release recorded in S3 only ({}); `cutover activate <id>` registers it",
+                        one_line(&e)
+                    )));
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            },
+        }
+    };
+    let (store, registry) = tokio::join!(S3Store::connect(&ctx.config), registry);
+    Ok((store?, registry?))
 }
 
 /// Scan and hash the build on the blocking pool, then check its manifest.
@@ -455,7 +596,7 @@ async fn deploy_locked(
     let opts = options(req, &live, &plan, &ctx.config);
     let steps = plan.steps(&ctx.config.meta_prefix()?, &opts);
     let executed = ctx
-        .executor(Some(store), registry, Some(&build.root), Some(lock))
+        .executor(Some(store), Some(registry), Some(&build.root), Some(lock))
         .run(&steps)
         .await?;
     let pinned = live.pin.filter(|_| !req.no_activate);
@@ -465,10 +606,10 @@ async fn deploy_locked(
 fn describe_steps(
     ctx: &Ctx,
     store: &S3Store,
-    registry: &Registry,
+    keys: &crate::contract::Keys,
     steps: &[plan::Step],
 ) -> Vec<String> {
-    let target = ctx.target(store.bucket(), &registry.keys);
+    let target = ctx.target(store.bucket(), keys);
     steps.iter().map(|s| describe(s, &target)).collect()
 }
 
@@ -533,6 +674,7 @@ fn outcome(
         uploaded,
         warnings: plan.warnings.clone(),
         pinned: None,
+        registered: true,
         timings,
         verbose: ctx.verbose,
     }
@@ -666,6 +808,9 @@ impl Render for Outcome {
             Ending::AlreadyLive => {
                 format!("release {id} is already live for {}; nothing to do", r.app)
             }
+            Ending::Recorded if !self.registered => format!(
+                "recorded release {id} in S3 only (not registered in Redis); `cutover activate {id}` registers and activates it"
+            ),
             Ending::Recorded if self.pinned.is_some() => format!(
                 "recorded release {id} (not activated: {} is pinned); make it live with: cutover activate {id} --unpin",
                 r.app

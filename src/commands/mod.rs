@@ -50,7 +50,7 @@ impl Ctx {
     pub fn executor<'a>(
         &'a self,
         store: Option<&'a S3Store>,
-        registry: &'a mut Registry,
+        registry: Option<&'a mut Registry>,
         root: Option<&'a std::path::Path>,
         lock: Option<&'a crate::store::lock::LockGuard>,
     ) -> crate::exec::Executor<'a> {
@@ -62,6 +62,7 @@ impl Ctx {
             multipart_threshold: self.config.multipart_threshold,
             lock,
             cdn_timeout: self.config.cdn_timeout(),
+            config: &self.config,
             observer: self.observer.as_ref(),
         }
     }

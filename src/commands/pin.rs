@@ -84,7 +84,7 @@ pub async fn run(ctx: &Ctx, pin: bool, req: Request) -> anyhow::Result<Outcome> 
         return Ok(out);
     }
     registry.check_permissions(Needs::Switch).await?;
-    ctx.executor(None, &mut registry, None, None)
+    ctx.executor(None, Some(&mut registry), None, None)
         .run(&steps)
         .await?;
     out.outcome = if pin {

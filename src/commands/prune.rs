@@ -99,7 +99,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             }
             return Ok((plan, described, over));
         }
-        ctx.executor(Some(&store), &mut registry, None, lock.as_ref())
+        ctx.executor(Some(&store), Some(&mut registry), None, lock.as_ref())
             .run(&steps)
             .await?;
         Ok((plan, described, None))

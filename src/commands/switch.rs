@@ -247,7 +247,7 @@ async fn switch_to(
     }
     let lock = LockGuard::acquire(config, registry, &config.actor(), ctx.observer.as_ref()).await?;
     let result = ctx
-        .executor(Some(store), registry, None, Some(&lock))
+        .executor(Some(store), Some(registry), None, Some(&lock))
         .run(&steps)
         .await;
     lock.release().await;

@@ -73,7 +73,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         )));
     }
     registry.check_permissions(Needs::Unlock).await?;
-    ctx.executor(None, &mut registry, None, None)
+    ctx.executor(None, Some(&mut registry), None, None)
         .run(&steps)
         .await?;
     out.outcome = Ending::Cleared;

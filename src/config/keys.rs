@@ -130,6 +130,14 @@ pub const KEYS: &[Key] = &[
         ..key("s3_endpoint", s3_endpoint)
     },
     Key {
+        flag: Some("role-arn"),
+        env: &["CUTOVER_ROLE_ARN", "AWS_ROLE_ARN"],
+        value_name: "ARN",
+        help: "IAM role to assume with CircleCI's OIDC token (CIRCLE_OIDC_TOKEN_V2)",
+        default: "none",
+        ..key("role_arn", role_arn)
+    },
+    Key {
         env: &["CUTOVER_S3_TIMEOUT"],
         help: "Seconds to wait for each S3 answer (4 attempts per request)",
         default: "10",
@@ -373,6 +381,14 @@ fn cdn_url(v: &str, c: &mut Config) -> Result<(), String> {
         }
         _ => Err("an http(s) URL like https://cdn.example.com".into()),
     }
+}
+
+fn role_arn(v: &str, c: &mut Config) -> Result<(), String> {
+    if !v.starts_with("arn:") || v.split(':').count() < 6 {
+        return Err("an IAM role ARN like arn:aws:iam::123456789012:role/deploy".into());
+    }
+    c.role_arn = Some(v.to_string());
+    Ok(())
 }
 
 fn cloudfront_distribution_id(v: &str, c: &mut Config) -> Result<(), String> {

@@ -68,6 +68,8 @@ pub struct Config {
     pub s3_endpoint: Option<String>,
     pub s3_path_style: Option<bool>,
     pub s3_timeout_secs: u64,
+    /// IAM role to assume with CircleCI's OIDC token.
+    pub role_arn: Option<String>,
     meta_prefix: Option<String>,
     pub manifest: String,
     /// None: `auto`.
@@ -105,6 +107,7 @@ impl Default for Config {
             s3_endpoint: None,
             s3_path_style: None,
             s3_timeout_secs: 10,
+            role_arn: None,
             meta_prefix: None,
             manifest: "manifest.json".into(),
             manifest_format: None,
@@ -386,6 +389,7 @@ mod tests {
                 "prefix" | "meta_prefix" => "somewhere",
                 "cdn_url" | "s3_endpoint" | "build_url" | "app_origin" => "https://x.example",
                 "cloudfront_distribution_id" => "E2ABCDEF",
+                "role_arn" => "arn:aws:iam::123456789012:role/deploy",
                 "redis_url" => "redis://h:1",
                 "redis_cluster" | "s3_path_style" => "true",
                 "manifest" => "m.json",

@@ -42,13 +42,11 @@ pub fn collapse(paths: &[String]) -> Vec<String> {
 }
 
 impl CloudFront {
-    pub async fn connect() -> CloudFront {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .load()
-            .await;
-        CloudFront {
+    pub async fn connect(config: &crate::config::Config) -> anyhow::Result<CloudFront> {
+        let sdk = super::aws::load(config, |loader| loader).await?;
+        Ok(CloudFront {
             client: Client::new(&sdk),
-        }
+        })
     }
 
     /// Invalidate `paths` on `distribution`, retrying while CloudFront has too

@@ -2,6 +2,7 @@
 //! ([`redis`], [`lock`]). They speak in the vocabulary of `contract`,
 //! `state` and `release`; they know nothing of plans or commands.
 
+pub mod aws;
 mod body;
 pub mod cdn;
 pub mod cloudfront;

@@ -91,23 +91,24 @@ impl S3Store {
     pub async fn connect(config: &Config) -> anyhow::Result<S3Store> {
         let bucket = config.bucket()?.to_string();
         let wait = Duration::from_secs(config.s3_timeout_secs);
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(ATTEMPTS)
-                    .with_initial_backoff(Duration::from_millis(100))
-                    .with_max_backoff(Duration::from_secs(4)),
-            )
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(wait.min(Duration::from_secs(5)))
-                    .read_timeout(wait)
-                    // An upload's body takes its time; a stalled one ends here.
-                    .operation_attempt_timeout(wait * 12)
-                    .build(),
-            )
-            .load()
-            .await;
+        let sdk = super::aws::load(config, |loader| {
+            loader
+                .retry_config(
+                    RetryConfig::standard()
+                        .with_max_attempts(ATTEMPTS)
+                        .with_initial_backoff(Duration::from_millis(100))
+                        .with_max_backoff(Duration::from_secs(4)),
+                )
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(wait.min(Duration::from_secs(5)))
+                        .read_timeout(wait)
+                        // An upload's body takes its time; a stalled one ends here.
+                        .operation_attempt_timeout(wait * 12)
+                        .build(),
+                )
+        })
+        .await?;
         let env_endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
             .ok()
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
@@ -817,7 +818,7 @@ impl S3Store {
                     return Failure::input(
                         "no AWS credentials found (tried environment, profile, web identity, ECS and instance \
                          metadata); set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-                         AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE for CI OIDC",
+                         AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE (GitHub OIDC) or with CircleCI's CIRCLE_OIDC_TOKEN_V2",
                     );
                 }
                 Failure::operation(format!(

@@ -8,6 +8,7 @@ mod atomic_switch;
 mod bad_input;
 mod bytes_truth;
 mod ci_config;
+mod ci_credentials;
 mod ci_pipeline;
 mod cli_surface;
 mod consumers;

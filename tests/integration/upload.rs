@@ -240,12 +240,13 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
         let uploads = plan.with(Decision::Upload).cloned().collect();
         let mut executor = cutover::exec::Executor {
             store: Some(&store),
-            registry: &mut registry,
+            registry: Some(&mut registry),
             root: Some(&build.root),
             concurrency: 8,
             multipart_threshold: config.multipart_threshold,
             lock: None,
             cdn_timeout: std::time::Duration::from_secs(10),
+            config: &config,
             observer: &Quiet,
         };
         let err = executor.run(&[Step::Upload(uploads)]).await.unwrap_err();
