@@ -146,6 +146,8 @@ pub struct DeployPlan {
     pub live_release: Option<String>,
     pub already_live: bool,
     pub not_fingerprinted: Vec<String>,
+    /// Files `exclude` left out: (count, bytes).
+    pub excluded: (usize, u64),
     pub warnings: Vec<String>,
 }
 
@@ -332,6 +334,10 @@ pub fn deploy(
         copies,
         header_updates: Vec::new(),
         not_fingerprinted,
+        excluded: (
+            build.excluded.len(),
+            build.excluded.iter().map(|(_, size)| size).sum(),
+        ),
         warnings,
     })
 }
@@ -523,7 +529,8 @@ mod tests {
             std::fs::write(full, b).unwrap();
         }
         std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
-        let build = crate::build::scan::scan(dir.path(), u64::MAX, &Quiet).unwrap();
+        let build =
+            crate::build::scan::scan(dir.path(), u64::MAX, &Default::default(), &Quiet).unwrap();
         let c = config();
         let manifest =
             crate::build::manifest::load(&build, "manifest.json", &|p| c.public_url(p).unwrap())

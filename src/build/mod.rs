@@ -43,6 +43,11 @@ pub struct Build {
     pub root: PathBuf,
     /// Sorted by path.
     pub files: Vec<BuildFile>,
+    /// What `exclude` leaves out.
+    pub exclude: Exclude,
+    /// Files `exclude` left out (path, size), sorted by path: neither
+    /// hashed, uploaded nor in the release.
+    pub excluded: Vec<(String, u64)>,
 }
 
 impl Build {
@@ -54,5 +59,48 @@ impl Build {
     }
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
+    }
+    /// Did `exclude` leave this file out?
+    pub fn is_excluded(&self, path: &str) -> bool {
+        self.excluded
+            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .is_ok()
+    }
+}
+
+/// `exclude`: globs of files (paths inside the build) and manifest entries
+/// (their names) left out of the upload and the release.
+#[derive(Debug, Clone, Default)]
+pub struct Exclude {
+    pub globs: Vec<String>,
+    set: globset::GlobSet,
+}
+
+impl Exclude {
+    /// Compile globs; `Err` names the bad one.
+    pub fn new(globs: Vec<String>) -> Result<Exclude, String> {
+        let mut set = globset::GlobSetBuilder::new();
+        for g in &globs {
+            set.add(globset::Glob::new(g).map_err(|e| format!("bad glob {g:?}: {e}"))?);
+        }
+        let set = set.build().map_err(|e| e.to_string())?;
+        Ok(Exclude { globs, set })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.globs.is_empty()
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        !self.globs.is_empty() && self.set.is_match(name)
+    }
+
+    /// Is this file of the build left out? So are the precompressed copies
+    /// (`.gz`, `.br`) of a file that is.
+    pub fn leaves_out(&self, path: &str) -> bool {
+        self.matches(path)
+            || [".gz", ".br"]
+                .iter()
+                .any(|ext| path.strip_suffix(ext).is_some_and(|p| self.matches(p)))
     }
 }

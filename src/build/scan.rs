@@ -6,17 +6,18 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::digest::hash_file;
-use super::{Build, BuildFile, Encoding};
+use super::{Build, BuildFile, Encoding, Exclude};
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
 
-/// Scan and hash a build directory.
+/// Scan and hash a build directory, leaving out what `exclude` matches.
 pub fn scan(
     root: &Path,
     multipart_threshold: u64,
+    exclude: &Exclude,
     observer: &dyn Observer,
 ) -> anyhow::Result<Build> {
-    let paths = walk(root)?;
+    let Walked { paths, excluded } = walk(root, exclude)?;
     let total: u64 = paths.iter().map(|(_, _, size)| size).sum();
     observer.event(Event::Started {
         phase: Phase::Hashing,
@@ -50,6 +51,8 @@ pub fn scan(
     Ok(Build {
         root: root.to_path_buf(),
         files,
+        exclude: exclude.clone(),
+        excluded,
     })
 }
 
@@ -67,8 +70,17 @@ fn pair_precompressed(files: &mut [BuildFile]) {
     }
 }
 
-/// Walk the build: (relative path, absolute path, size), sorted by relative path.
-fn walk(root: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>> {
+/// The files of a build, sorted by relative path.
+struct Walked {
+    /// (relative path, absolute path, size).
+    paths: Vec<(String, PathBuf, u64)>,
+    /// Left out by `exclude`: (relative path, size).
+    excluded: Vec<(String, u64)>,
+}
+
+/// Walk the build. Files `exclude` matches are only listed: a symlink or
+/// name the upload would refuse does not matter when it is left out.
+fn walk(root: &Path, exclude: &Exclude) -> anyhow::Result<Walked> {
     check_root(root)?;
     let canonical_root = root.canonicalize().map_err(|e| {
         Failure::input(format!(
@@ -77,23 +89,46 @@ fn walk(root: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>> {
         ))
     })?;
     let mut out = Vec::new();
+    let mut excluded = Vec::new();
+    let relative = |p: &Path| -> String {
+        let rel = p.strip_prefix(root).expect("walkdir stays under root");
+        rel.to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "/")
+    };
     for entry in walkdir::WalkDir::new(root).follow_links(true) {
-        let entry = entry.map_err(walk_error)?;
-        if entry.path_is_symlink() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            // An unreadable or dangling path that is left out does not matter.
+            Err(e) if e.path().is_some_and(|p| exclude.leaves_out(&relative(p))) => continue,
+            Err(e) => return Err(walk_error(e)),
+        };
+        let left_out = exclude.leaves_out(&relative(entry.path()));
+        if entry.path_is_symlink() && !left_out {
             check_symlink(entry.path(), &canonical_root)?;
         }
         if !entry.file_type().is_file() {
+            continue;
+        }
+        let size = entry
+            .metadata()
+            .map_err(|e| Failure::input(format!("cannot read {}: {e}", entry.path().display())))?
+            .len();
+        if left_out {
+            excluded.push((relative(entry.path()), size));
             continue;
         }
         let rel = entry
             .path()
             .strip_prefix(root)
             .expect("walkdir stays under root");
-        let size = entry
-            .metadata()
-            .map_err(|e| Failure::input(format!("cannot read {}: {e}", entry.path().display())))?
-            .len();
         out.push((utf8_path(rel)?, entry.path().to_path_buf(), size));
+    }
+    if out.is_empty() && !excluded.is_empty() {
+        return Err(Failure::input(format!(
+            "exclude ({}) leaves out every file of {}; narrow the globs",
+            exclude.globs.join(" "),
+            root.display()
+        )));
     }
     if out.is_empty() {
         return Err(Failure::input(format!(
@@ -102,7 +137,11 @@ fn walk(root: &Path) -> anyhow::Result<Vec<(String, PathBuf, u64)>> {
         )));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    excluded.sort();
+    Ok(Walked {
+        paths: out,
+        excluded,
+    })
 }
 
 fn check_root(root: &Path) -> anyhow::Result<()> {
@@ -200,7 +239,7 @@ mod tests {
         write(dir.path(), "js/z app-0123abcd.js.br", b"br");
         write(dir.path(), "css/ünï-1.css", b"c");
         write(dir.path(), "lonely.gz", b"x");
-        let b = scan(dir.path(), u64::MAX, &Quiet).unwrap();
+        let b = scan(dir.path(), u64::MAX, &Exclude::default(), &Quiet).unwrap();
         let paths: Vec<&str> = b.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -228,7 +267,7 @@ mod tests {
         write(dir.path(), "a.js", b"a");
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("leak.js"))
             .unwrap();
-        let err = scan(dir.path(), u64::MAX, &Quiet).unwrap_err();
+        let err = scan(dir.path(), u64::MAX, &Exclude::default(), &Quiet).unwrap_err();
         assert!(
             err.to_string()
                 .contains("points outside the build directory"),
@@ -237,7 +276,7 @@ mod tests {
         assert_eq!(crate::error::exit_code(&err), 2);
 
         let empty = tempfile::tempdir().unwrap();
-        assert!(scan(empty.path(), u64::MAX, &Quiet)
+        assert!(scan(empty.path(), u64::MAX, &Exclude::default(), &Quiet)
             .unwrap_err()
             .to_string()
             .contains("has no files"));
@@ -249,7 +288,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            scan(inside.path(), u64::MAX, &Quiet).unwrap().files.len(),
+            scan(inside.path(), u64::MAX, &Exclude::default(), &Quiet)
+                .unwrap()
+                .files
+                .len(),
             2
         );
     }
@@ -259,8 +301,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.js", b"a");
         std::os::unix::fs::symlink(dir.path().join("gone.js"), dir.path().join("b.js")).unwrap();
-        let err = scan(dir.path(), u64::MAX, &Quiet).unwrap_err().to_string();
+        let err = scan(dir.path(), u64::MAX, &Exclude::default(), &Quiet)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("broken symlink"), "{err}");
         assert!(!err.contains("permissions"), "{err}");
+    }
+
+    #[test]
+    fn exclude_leaves_files_and_their_compressed_copies_out_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "js/app-0123abcd.js", b"app");
+        write(dir.path(), "js/app-0123abcd.js.map", b"map");
+        write(dir.path(), "js/app-0123abcd.js.map.gz", b"mapgz");
+        write(dir.path(), "js/app-0123abcd.js.gz", b"gz");
+        // Left out, so neither its dangling target nor its name matter.
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("x.map")).unwrap();
+        let exclude = Exclude::new(vec!["**/*.map".into()]).unwrap();
+        let b = scan(dir.path(), u64::MAX, &exclude, &Quiet).unwrap();
+        let kept: Vec<&str> = b.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(kept, ["js/app-0123abcd.js", "js/app-0123abcd.js.gz"]);
+        assert_eq!(
+            b.excluded,
+            [
+                ("js/app-0123abcd.js.map".to_string(), 3),
+                ("js/app-0123abcd.js.map.gz".to_string(), 5)
+            ]
+        );
+        assert!(b.is_excluded("js/app-0123abcd.js.map"));
+        assert!(!b.is_excluded("js/app-0123abcd.js"));
+
+        let all = Exclude::new(vec!["**".into()]).unwrap();
+        let err = scan(dir.path(), u64::MAX, &all, &Quiet).unwrap_err();
+        assert!(err.to_string().contains("leaves out every file"), "{err}");
+        assert_eq!(crate::error::exit_code(&err), 2);
     }
 }

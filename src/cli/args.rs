@@ -270,6 +270,8 @@ fn setting(order: usize, key: &Key, flag: &'static str) -> Arg {
         .display_order(order);
     if key.switch {
         arg.action(ArgAction::SetTrue)
+    } else if key.list {
+        arg.value_name(key.value_name).action(ArgAction::Append)
     } else {
         arg.value_name(key.value_name).action(ArgAction::Set)
     }
@@ -320,6 +322,16 @@ fn value(m: &ArgMatches, key: &Key) -> Option<String> {
     if key.switch {
         return matches!(m.try_get_one::<bool>(key.name), Ok(Some(true))).then(|| "true".into());
     }
+    if key.list {
+        let values: Vec<&String> = m.try_get_many::<String>(key.name).ok()??.collect();
+        return Some(
+            values
+                .iter()
+                .map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
     m.try_get_one::<String>(key.name).ok().flatten().cloned()
 }
 
@@ -359,6 +371,21 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let err = parse(["cutover", "deploy", "x", "--bogus"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+        // A list setting is repeatable; its values are space-joined.
+        let (_, flags) = parse([
+            "cutover",
+            "deploy",
+            "x",
+            "--exclude",
+            "**/*.map",
+            "--exclude",
+            "stats.json",
+        ])
+        .unwrap();
+        assert_eq!(
+            flags.get("exclude").map(String::as_str),
+            Some("**/*.map stats.json")
+        );
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub struct Outcome {
     pub live_after: Option<String>,
     pub upload: Counted,
     pub skip: Counted,
+    /// Files `exclude` left out of the upload and the release.
+    pub excluded: Counted,
     pub conflicts: Vec<PlannedFile>,
     /// The files to upload, with their headers.
     pub objects: Vec<PlannedFile>,
@@ -455,9 +457,10 @@ async fn connect(ctx: &Ctx, redis: RedisUse) -> anyhow::Result<(S3Store, Option<
 async fn scan_build(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<(Build, Manifest)> {
     let config = &ctx.config;
     let (dir, threshold) = (dir.to_path_buf(), config.multipart_threshold);
+    let exclude = config.exclude.clone();
     let observer: Arc<dyn Observer> = ctx.observer.clone();
     let build = tokio::task::spawn_blocking(move || {
-        crate::build::scan::scan(&dir, threshold, observer.as_ref())
+        crate::build::scan::scan(&dir, threshold, &exclude, observer.as_ref())
     })
     .await
     .map_err(|e| Failure::operation(format!("hashing failed: {e}")))??;
@@ -666,6 +669,10 @@ fn outcome(
             files: skip_n,
             bytes: skip_b,
         },
+        excluded: Counted {
+            files: plan.excluded.0,
+            bytes: plan.excluded.1,
+        },
         conflicts: plan.with(Decision::Conflict).cloned().collect(),
         objects: plan.with(Decision::Upload).cloned().collect(),
         manifest_format,
@@ -713,6 +720,13 @@ impl Outcome {
             bytes(self.skip.bytes),
             count(self.conflicts.len(), "conflict")
         ));
+        if self.excluded.files > 0 {
+            t.push_str(&format!(
+                "left out by exclude: {} ({})\n",
+                count(self.excluded.files, "file"),
+                bytes(self.excluded.bytes)
+            ));
+        }
         self.listed(t, &self.objects, |f| {
             format!(
                 "  + s3://{}/{}  {}  {}  {}{}",

@@ -102,6 +102,15 @@ pub fn parse(file: &FileSource) -> FileLayer {
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) if key.list => match list(items) {
+                Some(v) => v,
+                None => {
+                    layer.problems.push(format!(
+                        "invalid {name} (from {origin}): expected an array of strings without spaces (match a space with `?`)"
+                    ));
+                    continue;
+                }
+            },
             other => {
                 layer.problems.push(format!(
                     "invalid {name} (from {origin}): expected a string, number or boolean, found {}",
@@ -113,6 +122,19 @@ pub fn parse(file: &FileSource) -> FileLayer {
         layer.raws.insert(key.name, Raw { value, origin });
     }
     layer
+}
+
+/// The values of a list key, space-joined; `None` unless all are strings
+/// without whitespace.
+fn list(items: &[toml::Value]) -> Option<String> {
+    let values: Option<Vec<&str>> = items
+        .iter()
+        .map(|i| {
+            i.as_str()
+                .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+        })
+        .collect();
+    values.map(|v| v.join(" "))
 }
 
 /// `[[mutable]]` with `glob = "..."`: files that may change under the same

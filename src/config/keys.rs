@@ -31,6 +31,9 @@ pub struct Key {
     pub scope: Scope,
     /// A flag without a value (`--redis-cluster`).
     pub switch: bool,
+    /// Several values: a repeatable flag, space-separated in the
+    /// environment, an array in `cutover.toml`. The value is space-joined.
+    pub list: bool,
     /// Never echo the value (it may hold a password).
     pub secret: bool,
     pub value_name: &'static str,
@@ -57,6 +60,7 @@ const fn key(name: &'static str, apply: fn(&str, &mut Config) -> Result<(), Stri
         env: &[],
         scope: Scope::Global,
         switch: false,
+        list: false,
         secret: false,
         value_name: "VALUE",
         help: "",
@@ -188,6 +192,16 @@ pub const KEYS: &[Key] = &[
         help: "Manifest format: auto, shakapacker, webpack, vite, propshaft or sprockets (auto: from the manifest's name and shape)",
         default: "auto",
         ..key("manifest_format", manifest_format)
+    },
+    Key {
+        flag: Some("exclude"),
+        env: &["CUTOVER_EXCLUDE"],
+        scope: Scope::Only(&["deploy", "doctor"]),
+        list: true,
+        value_name: "GLOB",
+        help: "Files and manifest entries left out of the upload and the release, e.g. \"**/*.map\" (repeat the flag; space-separated in the environment)",
+        default: "none",
+        ..key("exclude", exclude)
     },
     Key {
         env: &["CUTOVER_CACHE_CONTROL"],
@@ -480,6 +494,13 @@ fn manifest(v: &str, c: &mut Config) -> Result<(), String> {
 
 fn manifest_format(v: &str, c: &mut Config) -> Result<(), String> {
     c.manifest_format = crate::build::manifest::Format::parse(v)?;
+    Ok(())
+}
+
+fn exclude(v: &str, c: &mut Config) -> Result<(), String> {
+    let globs: Vec<String> = v.split_whitespace().map(str::to_string).collect();
+    c.exclude =
+        crate::build::Exclude::new(globs).map_err(|e| format!("globs like \"**/*.map\" ({e})"))?;
     Ok(())
 }
 

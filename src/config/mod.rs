@@ -85,6 +85,8 @@ pub struct Config {
     pub git_branch: Option<String>,
     pub build_url: Option<String>,
     pub header_rules: Vec<HeaderRule>,
+    /// Files and manifest entries left out of the upload and the release.
+    pub exclude: crate::build::Exclude,
     /// `[[mutable]]`: files that may change under the same name.
     pub mutable: Vec<MutableRule>,
     /// CloudFront distribution to invalidate changed mutable files on.
@@ -122,6 +124,7 @@ impl Default for Config {
             git_branch: None,
             build_url: None,
             header_rules: Vec::new(),
+            exclude: Default::default(),
             mutable: Vec::new(),
             cloudfront_distribution_id: None,
             origins: BTreeMap::new(),
@@ -507,6 +510,43 @@ mod tests {
             Some("[[headers]]\nglob = \"*.js\"\n"),
         );
         assert!(msg.contains("sets nothing"), "{msg}");
+    }
+
+    #[test]
+    fn exclude_is_a_list_in_every_layer_and_later_layers_replace_it() {
+        let f = file("exclude = [\"**/*.map\", \"stats.json\"]\n");
+        let c = load(&FlagValues::new(), &env_of(&[]), Some(&f)).unwrap();
+        assert_eq!(c.exclude.globs, ["**/*.map", "stats.json"]);
+        assert!(c.exclude.matches("js/a.js.map") && c.exclude.matches("a.js.map"));
+        assert!(!c.exclude.matches("js/a.js"));
+        // The environment replaces the file's list; a flag replaces both.
+        let c = load(
+            &FlagValues::new(),
+            &env_of(&[("CUTOVER_EXCLUDE", " *.txt  *.md ")]),
+            Some(&f),
+        )
+        .unwrap();
+        assert_eq!(c.exclude.globs, ["*.txt", "*.md"]);
+        let flags = FlagValues::from([("exclude", "*.LICENSE.txt".to_string())]);
+        let c = load(&flags, &env_of(&[("CUTOVER_EXCLUDE", "*.md")]), Some(&f)).unwrap();
+        assert_eq!(c.exclude.globs, ["*.LICENSE.txt"]);
+        assert!(c.exclude.leaves_out("x.LICENSE.txt.gz"));
+
+        let msg = error(&FlagValues::new(), &[], Some("exclude = [\"a b\"]\n"));
+        assert!(
+            msg.contains("without spaces") && msg.contains("cutover.toml:1"),
+            "{msg}"
+        );
+        let msg = error(&FlagValues::new(), &[], Some("exclude = [1]\n"));
+        assert!(msg.contains("array of strings"), "{msg}");
+        let msg = error(&FlagValues::new(), &[("CUTOVER_EXCLUDE", "js/[")], None);
+        assert!(
+            msg.contains("exclude") && msg.contains("CUTOVER_EXCLUDE") && msg.contains("bad glob"),
+            "{msg}"
+        );
+        // A list key only: other keys still refuse arrays.
+        let msg = error(&FlagValues::new(), &[], Some("app = [\"a\"]\n"));
+        assert!(msg.contains("expected a string"), "{msg}");
     }
 
     #[test]

@@ -53,6 +53,8 @@ macro_rules! assert_document {
             ".record.deployed_by" => "[user]",
             ".last_event.at" => "[time]",
             ".last_event.by" => "[user]",
+            ".pinned.at" => "[time]",
+            ".pinned.by" => "[user]",
             ".releases[].record.created_at" => "[time]",
             ".releases[].record.created_at_ms" => "[ms]",
             ".releases[].record.deployed_by" => "[user]",

@@ -279,3 +279,78 @@ fn prune_keeps_every_object_of_kept_releases_and_deletes_the_rest() {
         .block_on(ctx.objects())
         .contains_key("packs/other-tool.txt"));
 }
+
+#[test]
+fn exclude_leaves_files_and_their_entries_out_of_s3_the_release_and_the_manifest() {
+    let ctx = Ctx::new("exclude");
+    let build = fixture("shakapacker");
+    let maps: Vec<String> = walk(&build)
+        .into_iter()
+        .filter(|p| p.contains(".map"))
+        .collect();
+    assert!(maps.len() > 10, "the fixture has source maps: {maps:?}");
+
+    // A kept entry (`application.js.map`) naming an excluded file: exit 2,
+    // before anything is written.
+    let before = ctx.world();
+    ctx.run(&["deploy", build.to_str().unwrap(), "--exclude", "js/*.map"])
+        .expect(2)
+        .error_has(&["exclude (js/*.map) leaves js/", "exclude that entry too"]);
+    ctx.assert_unchanged(&before, "a deploy whose manifest names excluded files");
+
+    // From cutover.toml, as a list: the maps (and their .gz/.br) are left out.
+    std::fs::write(
+        ctx.work.path().join("cutover.toml"),
+        "exclude = [\"**/*.map\"]\n",
+    )
+    .unwrap();
+    let run = ctx.run(&["deploy", build.to_str().unwrap(), "--json"]);
+    run.expect(0);
+    let out = run.json();
+    assert_eq!(out["excluded"]["files"], maps.len(), "{out}");
+    let objects = rt().block_on(ctx.objects());
+    let public: Vec<&String> = objects.keys().filter(|k| k.starts_with("packs/")).collect();
+    assert!(!public.is_empty());
+    assert!(public.iter().all(|k| !k.contains(".map")), "{public:?}");
+    let live = rt().block_on(ctx.get("manifest")).unwrap();
+    assert!(!live.contains(".map"), "{live}");
+    assert!(live.contains("\"application.js\""), "{live}");
+    let id = out["release"]["id"].as_str().unwrap();
+    let record = rt().block_on(ctx.get(&format!("release:{id}"))).unwrap();
+    assert!(
+        !record.contains(".map"),
+        "the record lists no map: {record}"
+    );
+    ctx.run(&["verify", id]).expect(0);
+
+    // The text report says what was left out; a flag replaces the file's list.
+    ctx.run(&["deploy", build.to_str().unwrap(), "--dry-run"])
+        .expect(0)
+        .stdout_has(&[&format!("left out by exclude: {} files", maps.len())]);
+    let run = ctx.run(&[
+        "deploy",
+        build.to_str().unwrap(),
+        "--dry-run",
+        "--json",
+        "--exclude",
+        "**/*.svg",
+    ]);
+    run.expect(0);
+    assert!(run.json()["excluded"]["files"].as_u64().unwrap() < maps.len() as u64);
+}
+
+/// Every file under `dir`, as paths relative to it.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}

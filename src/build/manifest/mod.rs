@@ -267,7 +267,7 @@ pub fn load(
 fn auto_path(build: &Build) -> anyhow::Result<String> {
     let mut found: Vec<String> = ["manifest.json", vite::MANIFEST, propshaft::MANIFEST]
         .into_iter()
-        .filter(|p| build.get(p).is_some())
+        .filter(|p| build.get(p).is_some() || build.is_excluded(p))
         .map(str::to_string)
         .collect();
     // Sprockets picks the first one by name when there are several.
@@ -292,6 +292,12 @@ fn auto_path(build: &Build) -> anyhow::Result<String> {
 }
 
 fn read_json(build: &Build, path: &str) -> anyhow::Result<Value> {
+    if build.is_excluded(path) {
+        return Err(Failure::input(format!(
+            "exclude ({}) matches the manifest {path}; the manifest is never uploaded anyway, remove the glob that matches it",
+            build.exclude.globs.join(" ")
+        )));
+    }
     let full = build.root.join(path);
     let text = match std::fs::read(&full) {
         Ok(t) => t,
@@ -374,6 +380,14 @@ pub fn parse(
             format.label()
         )));
     }
+    let mut raw = raw;
+    drop_excluded_entries(format, &mut raw, &build.exclude);
+    if raw.as_object().is_some_and(|o| o.is_empty()) {
+        return Err(bad(format!(
+            "exclude ({}) leaves out every entry",
+            build.exclude.globs.join(" ")
+        )));
+    }
     let excluded = excluded(build, path, format);
     let mut check = Check {
         build,
@@ -428,6 +442,38 @@ pub fn parse(
         warnings: Vec::new(),
         live,
     })
+}
+
+/// Remove the entries whose names `exclude` matches (or, for `x.gz` and
+/// `x.br`, the name of the original `x`): the top-level keys
+/// (but Shakapacker's `entrypoints`), and Sprockets' `assets` keys and
+/// `files` by logical path.
+fn drop_excluded_entries(format: Format, raw: &mut Value, exclude: &super::Exclude) {
+    if exclude.is_empty() {
+        return;
+    }
+    let Value::Object(top) = raw else { return };
+    match format {
+        Format::Sprockets => {
+            if let Some(Value::Object(assets)) = top.get_mut("assets") {
+                assets.retain(|name, _| !exclude.leaves_out(name));
+            }
+            if let Some(Value::Object(files)) = top.get_mut("files") {
+                files.retain(|_, record| {
+                    !record
+                        .get("logical_path")
+                        .and_then(Value::as_str)
+                        .is_some_and(|name| exclude.leaves_out(name))
+                });
+            }
+        }
+        Format::Shakapacker => {
+            top.retain(|name, _| name == "entrypoints" || !exclude.leaves_out(name))
+        }
+        Format::Webpack | Format::Vite | Format::Propshaft => {
+            top.retain(|name, _| !exclude.leaves_out(name))
+        }
+    }
 }
 
 /// The manifest files of a format in the build, with their compressed copies.
@@ -608,27 +654,30 @@ pub(crate) fn rewrite_strings(
 /// The value is tried as written (a file may have `#` or `?` in its name),
 /// then without a query or fragment, each also percent-decoded.
 pub(crate) fn resolve(build: &Build, value: &str) -> Result<(String, String), String> {
-    let clean = value.split(['?', '#']).next().unwrap_or(value);
-    let candidates = [
-        value.to_string(),
-        percent_decode(value),
-        clean.to_string(),
-        percent_decode(clean),
-    ];
-    if candidates
-        .iter()
-        .any(|c| c.split('/').any(|seg| seg == ".."))
-    {
+    if climbs_out(value) {
         return Err(format!(
             "asset path {value:?} contains `..`; every asset must be inside the build directory"
         ));
     }
-    for candidate in candidates.iter().map(String::as_str) {
+    resolve_in(value, &|p| build.get(p).is_some()).ok_or_else(|| {
+        match resolve_in(value, &|p| build.is_excluded(p)) {
+            Some((file, _)) => format!(
+                "it names {value:?}, but exclude ({}) leaves {file} out; exclude that entry too, or stop excluding the file",
+                build.exclude.globs.join(" ")
+            ),
+            None => format!("it names {value:?}, which is not a file in the build"),
+        }
+    })
+}
+
+/// [`resolve`] against any set of files; `None` when none is named.
+fn resolve_in(value: &str, exists: &dyn Fn(&str) -> bool) -> Option<(String, String)> {
+    for candidate in candidates(value).iter().map(String::as_str) {
         let mut start = 0;
         loop {
             let rest = &candidate[start..];
-            if !rest.is_empty() && build.get(rest).is_some() {
-                return Ok((rest.to_string(), candidate[..start].to_string()));
+            if !rest.is_empty() && exists(rest) {
+                return Some((rest.to_string(), candidate[..start].to_string()));
             }
             match rest.find('/') {
                 Some(i) => start += i + 1,
@@ -636,9 +685,24 @@ pub(crate) fn resolve(build: &Build, value: &str) -> Result<(String, String), St
             }
         }
     }
-    Err(format!(
-        "it names {value:?}, which is not a file in the build"
-    ))
+    None
+}
+
+/// A value as written, decoded, and without query or fragment.
+fn candidates(value: &str) -> [String; 4] {
+    let clean = value.split(['?', '#']).next().unwrap_or(value);
+    [
+        value.to_string(),
+        percent_decode(value),
+        clean.to_string(),
+        percent_decode(clean),
+    ]
+}
+
+fn climbs_out(value: &str) -> bool {
+    candidates(value)
+        .iter()
+        .any(|c| c.split('/').any(|seg| seg == ".."))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -725,7 +789,8 @@ pub(crate) mod testing {
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
             std::fs::write(full, b).unwrap();
         }
-        let b = crate::build::scan::scan(dir.path(), u64::MAX, &Quiet).unwrap();
+        let b =
+            crate::build::scan::scan(dir.path(), u64::MAX, &Default::default(), &Quiet).unwrap();
         (dir, b)
     }
 
@@ -735,10 +800,16 @@ pub(crate) mod testing {
 
     /// A committed fixture build, scanned.
     pub fn fixture(name: &str) -> Build {
+        fixture_excluding(name, &[])
+    }
+
+    /// A committed fixture build, scanned with `exclude` globs.
+    pub fn fixture_excluding(name: &str, globs: &[&str]) -> Build {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/builds")
             .join(name);
-        crate::build::scan::scan(&dir, u64::MAX, &Quiet).unwrap()
+        let exclude = crate::build::Exclude::new(globs.iter().map(|g| g.to_string()).collect());
+        crate::build::scan::scan(&dir, u64::MAX, &exclude.unwrap(), &Quiet).unwrap()
     }
 
     /// `find` with auto everything, as a deploy without settings does.

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::testing::{auto, build, cdn, fixture};
+use super::testing::{auto, build, cdn, fixture, fixture_excluding};
 use super::*;
 
 fn parse_auto(b: &Build, path: &str, raw: Value) -> anyhow::Result<Manifest> {
@@ -378,7 +378,13 @@ fn sprockets_checks_integrity_digest_and_size_and_reads_the_first_manifest() {
     let second = ".sprockets-manifest-ffffffffffffffffffffffffffffffff.json";
     std::fs::write(dir.path().join(first), good.to_string()).unwrap();
     std::fs::write(dir.path().join(second), "{}").unwrap();
-    let b = crate::build::scan::scan(dir.path(), u64::MAX, &crate::events::Quiet).unwrap();
+    let b = crate::build::scan::scan(
+        dir.path(),
+        u64::MAX,
+        &Default::default(),
+        &crate::events::Quiet,
+    )
+    .unwrap();
     let m = auto(&b, &cdn).unwrap();
     assert_eq!(m.path, first);
     assert!(m.excluded.contains(second));
@@ -405,7 +411,13 @@ fn auto_needs_exactly_one_manifest_and_an_explicit_format_its_shape() {
         r#"{"a.js": {"digested_path": "a-0a1b2c3d4e.js", "integrity": null}}"#,
     )
     .unwrap();
-    let b = crate::build::scan::scan(dir.path(), u64::MAX, &crate::events::Quiet).unwrap();
+    let b = crate::build::scan::scan(
+        dir.path(),
+        u64::MAX,
+        &Default::default(),
+        &crate::events::Quiet,
+    )
+    .unwrap();
     let e = err(auto(&b, &cdn));
     assert!(
         e.contains("manifests of several builds (manifest.json, .manifest.json)"),
@@ -469,4 +481,65 @@ fn diff_entries() {
     assert_eq!((d.unchanged, d.removed.len()), (1, 1));
     let sprockets = json!({"files": {"u1": {}}, "assets": {"main.js": "u1"}});
     assert_eq!(diff(Some(&propshaft), &sprockets).unchanged, 1);
+}
+
+// ------------------------------------------------------------------ exclude
+
+#[test]
+fn exclude_drops_files_and_the_entries_naming_them_in_every_format() {
+    for name in [
+        "shakapacker",
+        "webpack-flat",
+        "vite",
+        "propshaft",
+        "sprockets",
+    ] {
+        let name = if name == "webpack-flat" { "flat" } else { name };
+        let b = fixture_excluding(name, &["**/*.map"]);
+        let m = auto(&b, &cdn).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            m.referenced.iter().all(|f| !f.ends_with(".map")),
+            "{name}: {:?}",
+            m.referenced
+        );
+        assert!(
+            entries(&m.live).keys().all(|e| !e.ends_with(".map")),
+            "{name}"
+        );
+        let live = m.live.to_string();
+        assert!(!live.contains(".map\""), "{name}: {live}");
+    }
+    // The shakapacker fixture names its source maps as entries: they go,
+    // and so do their compressed copies.
+    let b = fixture_excluding("shakapacker", &["**/*.map"]);
+    assert!(b.excluded.iter().any(|(p, _)| p.ends_with(".css.map.br")));
+    let kept = auto(&b, &cdn).unwrap();
+    let all = auto(&fixture("shakapacker"), &cdn).unwrap();
+    assert!(entries(&all.live).contains_key("application.js.map"));
+    assert!(!entries(&kept.live).contains_key("application.js.map"));
+    assert!(entries(&kept.live).contains_key("application.js"));
+}
+
+#[test]
+fn a_kept_entry_naming_an_excluded_file_is_an_error() {
+    // `js/*.map` leaves the files out but not the entries (`application.js.map`).
+    let b = fixture_excluding("shakapacker", &["js/*.map"]);
+    let e = err(auto(&b, &cdn));
+    assert!(e.contains("exclude (js/*.map) leaves js/"), "{e}");
+    assert!(e.contains("exclude that entry too"), "{e}");
+
+    let b = fixture_excluding("shakapacker", &["manifest.json"]);
+    let e = err(auto(&b, &cdn));
+    assert!(e.contains("matches the manifest manifest.json"), "{e}");
+
+    // Entries and files alike, but for the manifest: nothing to publish.
+    let b = fixture_excluding(
+        "flat",
+        &[
+            "*.js", "*.css", "*.map", "*.png", "*.svg", "*.woff2", "*-css", "*-js",
+        ],
+    );
+    assert!(!b.files.is_empty());
+    let e = err(auto(&b, &cdn));
+    assert!(e.contains("leaves out every entry"), "{e}");
 }
