@@ -79,6 +79,9 @@ impl Failure {
     pub fn verification(msg: impl Into<String>) -> anyhow::Error {
         Failure::Verification(msg.into()).into()
     }
+    pub fn partial(msg: impl Into<String>) -> anyhow::Error {
+        Failure::Partial(msg.into()).into()
+    }
     pub fn interrupted(msg: impl Into<String>) -> anyhow::Error {
         Failure::Interrupted(msg.into()).into()
     }

@@ -17,15 +17,16 @@ use crate::render::{bytes, count, some};
 use crate::store::cdn::Cdn;
 use crate::store::cloudfront::{collapse, CloudFront};
 use crate::store::lock::LockGuard;
-use crate::store::redis::{Activation, Registry};
+use crate::store::redis::Activation;
 use crate::store::s3::{PutOutcome, PutSpec, S3Store};
+use crate::store::targets::Targets;
 
 /// What the executor needs to carry out steps.
 pub struct Executor<'a> {
     /// None for steps that touch Redis only.
     pub store: Option<&'a S3Store>,
     /// None for a deploy recorded in S3 only (no Redis reachable).
-    pub registry: Option<&'a mut Registry>,
+    pub registry: Option<&'a mut Targets>,
     /// The build directory, for uploads.
     pub root: Option<&'a Path>,
     pub concurrency: usize,
@@ -101,7 +102,7 @@ impl<'a> Executor<'a> {
         Ok(done)
     }
 
-    fn redis(&mut self) -> anyhow::Result<&mut Registry> {
+    fn redis(&mut self) -> anyhow::Result<&mut Targets> {
         self.registry.as_deref_mut().ok_or_else(|| {
             Failure::operation("internal error: a Redis step without a Redis connection")
         })
@@ -127,7 +128,7 @@ impl<'a> Executor<'a> {
                 if !redis.unlock(owner).await? {
                     return Err(Failure::refused(format!(
                         "the deploy lock {} changed since it was read (no longer {owner:?}); nothing was deleted. Look again with `cutover unlock`",
-                        redis.keys.lock
+                        redis.keys().lock
                     )));
                 }
             }
@@ -246,40 +247,156 @@ impl<'a> Executor<'a> {
         Ok(stats)
     }
 
-    /// The compare-and-set switch. A lost race is refused (exit 3).
+    /// The compare-and-set switch, on every Redis target that does not
+    /// serve the release yet, all at once, each atomically. A lost race is
+    /// refused (exit 3); some targets switched and others not is exit 5,
+    /// naming what each serves.
     async fn switch(&mut self, s: &Switch) -> anyhow::Result<Switched> {
-        let event = ActivationEvent {
-            release: s.release.clone(),
-            previous: s.expected.clone(),
-            action: s.action.as_str().to_string(),
-            at: now().0,
-            by: s.by.clone(),
-            message: s.message.clone(),
+        let at = now().0;
+        let targets = self.redis()?;
+        if s.targets.len() != targets.names().len() {
+            return Err(Failure::operation(format!(
+                "internal error: the switch was planned for {} Redis targets, {} are connected; nothing was switched",
+                s.targets.len(),
+                targets.names().len()
+            )));
+        }
+        let runs = targets.each().zip(&s.targets).map(|(reg, expect)| {
+            let event = ActivationEvent {
+                release: s.release.clone(),
+                previous: expect.current.clone(),
+                action: s.action.as_str().to_string(),
+                at: at.clone(),
+                by: s.by.clone(),
+                message: s.message.clone(),
+            };
+            async move {
+                if expect.serves && !s.force {
+                    return TargetSwitch::AlreadyLive;
+                }
+                let result = reg
+                    .activate(
+                        expect.current.as_deref(),
+                        &s.release,
+                        &s.manifest,
+                        &event,
+                        s.force,
+                        &s.pin,
+                        s.rolled_back_from.as_deref(),
+                    )
+                    .await;
+                match result {
+                    Ok(Activation::Applied { previous }) => TargetSwitch::Applied { previous },
+                    Ok(Activation::Pinned(pin)) => TargetSwitch::Pinned(pin),
+                    Ok(Activation::LostRace { current }) => TargetSwitch::Failed(Failure::refused(format!(
+                        "the live release changed to {} while this {} ran (it planned against {}); nothing was switched. \
+                         Run it again, or pass --force to switch anyway",
+                        current.as_deref().unwrap_or("none"),
+                        s.action.as_str(),
+                        expect.current.as_deref().unwrap_or("none")
+                    ))),
+                    Err(e) => TargetSwitch::Failed(e),
+                }
+            }
+        });
+        let results = futures::future::join_all(runs).await;
+        settle(s, &targets.names(), results)
+    }
+}
+
+/// How the switch went on one Redis target.
+enum TargetSwitch {
+    Applied {
+        previous: Option<String>,
+    },
+    /// It served the release already: left alone.
+    AlreadyLive,
+    Pinned(Pin),
+    Failed(anyhow::Error),
+}
+
+/// One outcome for the switch across targets. One target: its own outcome.
+/// Several: success only if every target serves the release; none switched
+/// is the first failure (said per target); some is exit 5.
+fn settle(s: &Switch, names: &[String], results: Vec<TargetSwitch>) -> anyhow::Result<Switched> {
+    let previous = s.expected().map(str::to_string);
+    if results.len() == 1 {
+        return match results.into_iter().next().expect("one") {
+            TargetSwitch::Applied { previous } => Ok(Switched::Applied { previous }),
+            TargetSwitch::AlreadyLive => Ok(Switched::Applied { previous }),
+            TargetSwitch::Pinned(pin) => Ok(Switched::Pinned(pin)),
+            TargetSwitch::Failed(e) => Err(e),
         };
-        let outcome = self
-            .redis()?
-            .activate(
-                s.expected.as_deref(),
-                &s.release,
-                &s.manifest,
-                &event,
-                s.force,
-                &s.pin,
-                s.rolled_back_from.as_deref(),
-            )
-            .await?;
-        match outcome {
-            Activation::Applied { previous } => Ok(Switched::Applied { previous }),
-            Activation::Pinned(pin) => Ok(Switched::Pinned(pin)),
-            Activation::LostRace { current } => Err(Failure::refused(format!(
-                "the live release changed to {} while this {} ran (it planned against {}); nothing was switched. \
-                 Run it again, or pass --force to switch anyway",
-                current.as_deref().unwrap_or("none"),
-                s.action.as_str(),
-                s.expected.as_deref().unwrap_or("none")
-            ))),
+    }
+    let live_now =
+        |r: &TargetSwitch| matches!(r, TargetSwitch::Applied { .. } | TargetSwitch::AlreadyLive);
+    if results.iter().all(live_now) {
+        let previous = match results.first() {
+            Some(TargetSwitch::Applied { previous }) => previous.clone(),
+            _ => previous,
+        };
+        return Ok(Switched::Applied { previous });
+    }
+    let switched = results
+        .iter()
+        .filter(|r| matches!(r, TargetSwitch::Applied { .. }))
+        .count();
+    let report: Vec<String> = names
+        .iter()
+        .zip(&s.targets)
+        .zip(&results)
+        .map(|((name, expect), r)| match r {
+            TargetSwitch::Applied { .. } => format!("{name} switched, serves {}", s.release),
+            TargetSwitch::AlreadyLive => format!("{name} serves {} already", s.release),
+            TargetSwitch::Pinned(_) => format!(
+                "{name} is pinned, still serves {}",
+                expect.current.as_deref().unwrap_or("no release")
+            ),
+            TargetSwitch::Failed(e) => format!(
+                "{name} NOT switched, was serving {} ({})",
+                expect.current.as_deref().unwrap_or("no release"),
+                crate::error::one_line(e)
+            ),
+        })
+        .collect();
+    if switched == 0 {
+        if results
+            .iter()
+            .all(|r| matches!(r, TargetSwitch::Pinned(_) | TargetSwitch::AlreadyLive))
+        {
+            if let Some(TargetSwitch::Pinned(pin)) = results
+                .into_iter()
+                .find(|r| matches!(r, TargetSwitch::Pinned(_)))
+            {
+                return Ok(Switched::Pinned(pin));
+            }
+        } else {
+            let code = results
+                .iter()
+                .find_map(|r| match r {
+                    TargetSwitch::Failed(e) => Some(crate::error::exit_code(e)),
+                    _ => None,
+                })
+                .unwrap_or(1);
+            let msg = format!(
+                "the switch to {} did not apply on any Redis target: {}; nothing was switched. Run it again",
+                s.release,
+                report.join("; ")
+            );
+            return Err(if code == 3 {
+                Failure::refused(msg)
+            } else {
+                Failure::operation(msg)
+            });
         }
     }
+    Err(Failure::partial(format!(
+        "the Redis targets are split: {switched} of {} switched to {}: {}. Run `cutover activate {}` (or this command again) to bring every target to it",
+        names.len(),
+        s.release,
+        report.join("; "),
+        s.release
+    )))
 }
 
 fn step_name(step: &Step) -> &'static str {
@@ -303,11 +420,26 @@ pub struct Target<'a> {
     pub bucket: &'a str,
     pub keys: &'a Keys,
     pub history_limit: usize,
+    /// How many Redis targets Redis steps write to.
+    pub redis_targets: usize,
 }
 
 /// One line per write a step makes (uploads: one line for them all; the
 /// caller lists the files).
 pub fn describe(step: &Step, t: &Target) -> String {
+    let line = describe_one(step, t);
+    let fanned_out = matches!(
+        step,
+        Step::Register { .. } | Step::Pin(_) | Step::Unlock { .. } | Step::DeleteRecords { .. }
+    );
+    if fanned_out && t.redis_targets > 1 {
+        format!("{line} (on each of the {} Redis targets)", t.redis_targets)
+    } else {
+        line
+    }
+}
+
+fn describe_one(step: &Step, t: &Target) -> String {
     match step {
         Step::Upload(files) => format!(
             "S3 PUT {} ({}) under s3://{}/, each with If-None-Match: * and its SHA-256",
@@ -387,6 +519,27 @@ pub fn describe(step: &Step, t: &Target) -> String {
             "Redis EVAL unlock: DEL {} if it still holds {owner:?}",
             t.keys.lock
         ),
+        Step::Switch(s) if s.targets.len() > 1 => {
+            let each: Vec<String> = s
+                .targets
+                .iter()
+                .map(|e| match (&e.current, e.serves) {
+                    (_, true) => format!("{} serves it already: left alone", e.target),
+                    (Some(c), false) => format!("{} if it still serves {c}", e.target),
+                    (None, false) => format!("{} if it serves no release", e.target),
+                })
+                .collect();
+            let one = Step::Switch(Switch {
+                targets: Vec::new(),
+                ..s.clone()
+            });
+            format!(
+                "on {} Redis targets at once, each atomically ({}): {}",
+                s.targets.len(),
+                each.join("; "),
+                describe_one(&one, t)
+            )
+        }
         Step::Switch(s) => format!(
             "Redis EVAL activate: check key types;{respect} if {current} is {expected}{force}: PUBLISH {channel} ({action} event); \
              SET {current} {id}; SET {manifest} ({size} of JSON); LPUSH {history} (capped at {cap}){pin}{marked}",
@@ -406,7 +559,11 @@ pub fn describe(step: &Step, t: &Target) -> String {
                 .map(|r| format!("; SADD {} {r}", t.keys.rolled_back))
                 .unwrap_or_default(),
             current = t.keys.current,
-            expected = s.expected.as_deref().unwrap_or("unset"),
+            expected = if s.targets.is_empty() {
+                "what it was when planned"
+            } else {
+                s.expected().unwrap_or("unset")
+            },
             force = if s.force { " (or --force)" } else { "" },
             id = s.release,
             manifest = t.keys.manifest,

@@ -114,12 +114,14 @@ pub struct ObjectCopy {
     pub if_match: Option<String>,
 }
 
-/// The atomic switch: if `current` is still `expected` (or `force`), make
-/// `release` live with its manifest, log it and publish it; do `pin` with
-/// the pin and mark `rolled_back_from`.
+/// The atomic switch: if `current` is still what was planned against (or
+/// `force`), make `release` live with its manifest, log it and publish it;
+/// do `pin` with the pin and mark `rolled_back_from`. On each Redis target
+/// that does not serve it yet, each atomically.
 #[derive(Debug, Clone)]
 pub struct Switch {
-    pub expected: Option<String>,
+    /// Each Redis target's precondition, in target order.
+    pub targets: Vec<crate::state::Expect>,
     pub release: String,
     pub manifest: serde_json::Value,
     pub action: Action,
@@ -144,6 +146,8 @@ pub struct DeployPlan {
     pub manifest_diff: ManifestDiff,
     /// The release live when the plan was made (the switch compares-and-sets against it).
     pub live_release: Option<String>,
+    /// Each Redis target's state, for the switch's compare-and-set.
+    pub targets: Vec<crate::state::Expect>,
     pub already_live: bool,
     pub not_fingerprinted: Vec<String>,
     /// Files `exclude` left out: (count, bytes).
@@ -167,6 +171,13 @@ pub struct DeployOptions {
     /// No Redis: record the release in S3 only (`--no-redis`, or Redis
     /// unreachable with `--no-activate`).
     pub s3_only: bool,
+}
+
+impl Switch {
+    /// What the first Redis target served when planned.
+    pub fn expected(&self) -> Option<&str> {
+        self.targets.first().and_then(|t| t.current.as_deref())
+    }
 }
 
 impl DeployPlan {
@@ -273,7 +284,7 @@ impl DeployPlan {
                 steps.push(Step::VerifyCdn(checks.clone()));
             }
             steps.push(Step::Switch(Switch {
-                expected: self.live_release.clone(),
+                targets: self.targets.clone(),
                 release: self.release.id.clone(),
                 manifest: self.release.manifest.clone(),
                 action: Action::Deploy,
@@ -329,6 +340,7 @@ pub fn deploy(
         // a release that is current with a missing or other manifest is repaired.
         already_live: live.serves(&release.id, &manifest.live),
         live_release: live.current.clone(),
+        targets: live.expectations(&release.id, &manifest.live),
         release,
         files,
         copies,
@@ -709,7 +721,37 @@ mod tests {
             manifest: Some(first.release.manifest.clone()),
             damage: None,
             pin: None,
+            targets: Vec::new(),
         };
+        // Several Redis targets, one of them behind: not live until all are.
+        let split = LiveState {
+            targets: vec![
+                crate::state::TargetLive {
+                    name: "redis://a".into(),
+                    current: live.current.clone(),
+                    manifest: live.manifest.clone(),
+                },
+                crate::state::TargetLive {
+                    name: "redis://b".into(),
+                    current: Some("0ld".into()),
+                    manifest: None,
+                },
+            ],
+            ..live.clone()
+        };
+        let behind = deploy(&c, &fx.build, &fx.manifest, &Listing::new(), &split, who()).unwrap();
+        assert!(split.split() && !behind.already_live);
+        assert_eq!(
+            behind
+                .targets
+                .iter()
+                .map(|t| (t.current.as_deref(), t.serves))
+                .collect::<Vec<_>>(),
+            [
+                (Some(first.release.id.as_str()), true),
+                (Some("0ld"), false)
+            ]
+        );
         let again = deploy(&c, &fx.build, &fx.manifest, &Listing::new(), &live, who()).unwrap();
         assert!(again.already_live);
         assert_eq!(again.release.id, first.release.id);

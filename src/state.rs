@@ -86,13 +86,76 @@ pub struct LiveState {
     pub damage: Option<String>,
     /// Set while the app is pinned.
     pub pin: Option<crate::contract::Pin>,
+    /// With several Redis targets (pods): what each holds, in their order.
+    /// The fields above are the first target's. Empty: one Redis.
+    pub targets: Vec<TargetLive>,
+}
+
+/// What one Redis target of several holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetLive {
+    /// Its URL, password masked.
+    pub name: String,
+    pub current: Option<String>,
+    pub manifest: Option<serde_json::Value>,
 }
 
 impl LiveState {
-    /// Is this release live, with its own manifest (nothing to repair)?
+    /// Is this release live, with its own manifest (nothing to repair), on
+    /// every Redis target?
     pub fn serves(&self, id: &str, manifest: &serde_json::Value) -> bool {
-        self.current.as_deref() == Some(id) && self.manifest.as_ref() == Some(manifest)
+        self.each()
+            .all(|(_, current, m)| current == Some(id) && m == Some(manifest))
     }
+
+    /// Every target as (name, current, manifest); one Redis is one target.
+    pub fn each(
+        &self,
+    ) -> Box<dyn Iterator<Item = (&str, Option<&str>, Option<&serde_json::Value>)> + '_> {
+        if self.targets.is_empty() {
+            Box::new(std::iter::once((
+                "",
+                self.current.as_deref(),
+                self.manifest.as_ref(),
+            )))
+        } else {
+            Box::new(
+                self.targets
+                    .iter()
+                    .map(|t| (t.name.as_str(), t.current.as_deref(), t.manifest.as_ref())),
+            )
+        }
+    }
+
+    /// Do the targets serve different releases?
+    pub fn split(&self) -> bool {
+        let mut currents = self.each().map(|(_, c, _)| c);
+        let first = currents.next().flatten();
+        currents.any(|c| c != first)
+    }
+
+    /// The switch's precondition on each target: the release it serves,
+    /// and whether it already serves `id` with `manifest` (left alone).
+    pub fn expectations(&self, id: &str, manifest: &serde_json::Value) -> Vec<Expect> {
+        self.each()
+            .map(|(name, current, m)| Expect {
+                target: name.to_string(),
+                current: current.map(str::to_string),
+                serves: current == Some(id) && m == Some(manifest),
+            })
+            .collect()
+    }
+}
+
+/// What one Redis target served when a switch was planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    /// The target's name (masked URL); empty with one Redis.
+    pub target: String,
+    /// Compare-and-set: switch only if it still serves this.
+    pub current: Option<String>,
+    /// Already serves the release and its manifest: nothing to do there.
+    pub serves: bool,
 }
 
 /// A value read from a store: absent, usable, or there but unreadable.

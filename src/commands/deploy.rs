@@ -21,8 +21,9 @@ use crate::render::{bytes, count, some, Render};
 use crate::state::{Listing, LiveState};
 use crate::store::lock::LockGuard;
 use crate::store::records;
-use crate::store::redis::{Needs, Registry};
+use crate::store::redis::Needs;
 use crate::store::s3::S3Store;
+use crate::store::targets::Targets;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 pub struct Request {
@@ -356,7 +357,7 @@ type Gathered = (
     Build,
     Manifest,
     S3Store,
-    Option<Registry>,
+    Option<Targets>,
     Listing,
     LiveState,
 );
@@ -430,12 +431,12 @@ async fn gather(
 
 /// Connect to S3, and to Redis as `redis` says: an unreachable Redis under
 /// `--no-activate` is said on one line, and the deploy goes on without it.
-async fn connect(ctx: &Ctx, redis: RedisUse) -> anyhow::Result<(S3Store, Option<Registry>)> {
+async fn connect(ctx: &Ctx, redis: RedisUse) -> anyhow::Result<(S3Store, Option<Targets>)> {
     let registry = async {
         match redis {
             RedisUse::Skip => Ok(None),
-            RedisUse::Required => Registry::connect(&ctx.config).await.map(Some),
-            RedisUse::IfReachable => match Registry::connect(&ctx.config).await {
+            RedisUse::Required => Targets::connect(&ctx.config).await.map(Some),
+            RedisUse::IfReachable => match Targets::connect(&ctx.config).await {
                 Ok(r) => Ok(Some(r)),
                 // Unreachable (exit 1); a bad URL or password is still an error.
                 Err(e) if crate::error::exit_code(&e) == 1 => {
@@ -479,7 +480,7 @@ async fn scan_build(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<(Build, 
 async fn remote_state(
     ctx: &Ctx,
     store: &S3Store,
-    registry: &mut Registry,
+    registry: &mut Targets,
 ) -> anyhow::Result<(Listing, LiveState)> {
     let prefix = ctx.config.list_prefix();
     let (remote, live) = tokio::join!(store.list(&prefix, ctx.observer.as_ref()), registry.live());
@@ -576,7 +577,7 @@ async fn deploy_locked(
     ctx: &Ctx,
     req: &Request,
     store: &S3Store,
-    registry: &mut Registry,
+    registry: &mut Targets,
     (build, manifest): (&Build, &Manifest),
     remote: Listing,
     lock: &LockGuard,

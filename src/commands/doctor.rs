@@ -9,8 +9,9 @@ use crate::error::one_line;
 use crate::render::Render;
 use crate::store::cdn::Cdn;
 use crate::store::records;
-use crate::store::redis::{Needs, Registry};
+use crate::store::redis::Needs;
 use crate::store::s3::S3Store;
+use crate::store::targets::Targets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,12 +117,9 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
         });
     }
 
-    let mut registry = match Registry::connect(config).await {
+    let mut registry = match Targets::connect(config).await {
         Ok(r) => {
-            checks.push(pass(
-                "redis",
-                format!("{} answers", config.redis_url_masked()),
-            ));
+            checks.push(pass("redis", format!("{} answers", r.names().join(", "))));
             Some(r)
         }
         Err(e) => {
@@ -136,21 +134,54 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
     };
     let mut live_record = None;
     if let Some(reg) = registry.as_mut() {
-        checks.push(match reg.maxmemory_policy().await? {
-            Some(p) if p.starts_with("allkeys") => problem(
-                "eviction",
-                Status::Warn,
-                format!("maxmemory-policy is {p}: Redis may evict the live manifest under memory pressure"),
-                "use noeviction (or a volatile-* policy: cutover's keys have no expiry)",
-            ),
-            Some(p) => pass("eviction", format!("maxmemory-policy is {p}: the live keys are never evicted")),
-            None => problem(
-                "eviction",
-                Status::Warn,
-                "CONFIG GET is refused here, so maxmemory-policy is unknown",
-                "make sure it is noeviction or volatile-* (an allkeys-* policy can evict the live manifest)",
-            ),
-        });
+        let several = reg.several();
+        let mut eviction = Vec::new();
+        for target in reg.each() {
+            let on = if several {
+                format!(" on {}", target.name())
+            } else {
+                String::new()
+            };
+            eviction.push(match target.maxmemory_policy().await? {
+                Some(p) if p.starts_with("allkeys") => problem(
+                    "eviction",
+                    Status::Warn,
+                    format!("maxmemory-policy is {p}{on}: Redis may evict the live manifest under memory pressure"),
+                    "use noeviction (or a volatile-* policy: cutover's keys have no expiry)",
+                ),
+                Some(p) => pass("eviction", format!("maxmemory-policy is {p}{on}: the live keys are never evicted")),
+                None => problem(
+                    "eviction",
+                    Status::Warn,
+                    format!("CONFIG GET is refused{on}, so maxmemory-policy is unknown"),
+                    "make sure it is noeviction or volatile-* (an allkeys-* policy can evict the live manifest)",
+                ),
+            });
+        }
+        // The first warning, else the first pass.
+        let worst = eviction
+            .iter()
+            .position(|c| c.status != Status::Pass)
+            .unwrap_or(0);
+        checks.push(eviction.swap_remove(worst));
+        let live = reg.live().await?;
+        if live.split() {
+            checks.push(problem(
+                "targets",
+                Status::Fail,
+                format!(
+                    "the Redis targets serve different releases: {}",
+                    live.each()
+                        .map(|(name, current, _)| format!(
+                            "{name} serves {}",
+                            current.unwrap_or("none")
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                "run `cutover activate <id>` to bring every target to one release",
+            ));
+        }
         checks.push(match reg.check_permissions(Needs::Switch).await {
             Ok(()) => pass(
                 "permissions",
@@ -163,7 +194,7 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
                 "grant the README's minimal ACL",
             ),
         });
-        if let (Some(s), Some(id)) = (&store, reg.live().await?.current) {
+        if let (Some(s), Some(id)) = (&store, live.current) {
             if let Ok(Some(r)) = records::read(s, &config.meta_prefix()?, &id).await {
                 live_record = Some(r);
             }

@@ -8,7 +8,7 @@ use crate::contract::{ActivationEvent, Pin};
 use crate::release::ReleaseRecord;
 use crate::render::{bytes, count, table, Render};
 use crate::state::Stored;
-use crate::store::redis::Registry;
+use crate::store::targets::Targets;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -21,11 +21,57 @@ pub struct Status {
     pub pin: Option<Pin>,
     /// What is wrong with the live state in Redis, and how to repair it.
     pub problems: Vec<String>,
+    /// With several Redis targets: what each serves (absent with one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetRow>,
+}
+
+/// What one Redis target of several serves.
+#[derive(Debug, Serialize)]
+pub struct TargetRow {
+    /// Its URL, password masked.
+    pub target: String,
+    pub current: Option<String>,
+    /// Its live manifest is there and is JSON.
+    pub manifest: bool,
+}
+
+/// The rows of the targets, and a problem when they disagree.
+fn target_rows(live: &crate::state::LiveState, problems: &mut Vec<String>) -> Vec<TargetRow> {
+    if live.targets.is_empty() {
+        return Vec::new();
+    }
+    if live.split() {
+        let first = live.current.as_deref().unwrap_or("<id>");
+        problems.push(format!(
+            "the Redis targets are split: {}; `cutover activate {first}` brings every target to one release",
+            live.each()
+                .map(|(name, current, _)| format!("{name} serves {}", current.unwrap_or("no release")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    for t in &live.targets {
+        if let (Some(id), None) = (&t.current, &t.manifest) {
+            problems.push(format!(
+                "{} has no readable live manifest; `cutover activate {id}` writes it again",
+                t.name
+            ));
+        }
+    }
+    live.targets
+        .iter()
+        .map(|t| TargetRow {
+            target: t.name.clone(),
+            current: t.current.clone(),
+            manifest: t.manifest.is_some(),
+        })
+        .collect()
 }
 
 pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
     let app = ctx.config.app()?.to_string();
-    let mut registry = Registry::connect(&ctx.config).await?;
+    let mut registry = Targets::connect(&ctx.config).await?;
     let live = registry.live().await?;
     let mut problems = Vec::new();
     let (record, last_event) = match &live.current {
@@ -60,6 +106,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
             ));
         }
     }
+    let targets = target_rows(&live, &mut problems);
     Ok(Status {
         command: "status",
         app,
@@ -68,15 +115,34 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
         last_event,
         pin: live.pin,
         problems,
+        targets,
     })
 }
 
 impl Render for Status {
     fn text(&self) -> String {
-        let Some(id) = &self.current else {
-            return format!("no release is live for {}\n", self.app);
+        let mut t = match &self.current {
+            Some(id) => format!("live release of {}: {id}\n", self.app),
+            None => format!("no release is live for {}\n", self.app),
         };
-        let mut t = format!("live release of {}: {id}\n", self.app);
+        for row in &self.targets {
+            t.push_str(&format!(
+                "  {}: {}{}\n",
+                row.target,
+                row.current.as_deref().unwrap_or("no release"),
+                if row.manifest || row.current.is_none() {
+                    ""
+                } else {
+                    " (manifest missing)"
+                }
+            ));
+        }
+        if self.current.is_none() {
+            for p in &self.problems {
+                t.push_str(&format!("  PROBLEM: {p}\n"));
+            }
+            return t;
+        }
         if let Some(p) = &self.pin {
             t.push_str(&format!(
                 "  PINNED: {}; deploys record but do not activate (`cutover unpin`)\n",
@@ -135,6 +201,9 @@ pub struct Row {
     pub pinned: bool,
     /// It was rolled back from: `rollback` skips it.
     pub rolled_back: bool,
+    /// With several Redis targets: those serving it (absent with one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub live_on: Vec<String>,
     pub record: Option<ReleaseRecord>,
     /// Why the record cannot be shown (missing, unreadable).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,10 +221,17 @@ pub struct Releases {
 /// Releases, newest first; `limit` 0 lists them all.
 pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
     let app = ctx.config.app()?.to_string();
-    let mut registry = Registry::connect(&ctx.config).await?;
+    let mut registry = Targets::connect(&ctx.config).await?;
     let live = registry.live().await?;
-    let current = live.current;
-    let pinned = live.pin.and_then(|p| p.release);
+    let serving = |id: &str| -> Vec<String> {
+        live.targets
+            .iter()
+            .filter(|t| t.current.as_deref() == Some(id))
+            .map(|t| t.name.clone())
+            .collect()
+    };
+    let current = live.current.clone();
+    let pinned = live.pin.clone().and_then(|p| p.release);
     let rolled_back = registry.rolled_back().await?;
     let ids = registry.release_ids(limit).await?;
     let records = registry.records(&ids).await?;
@@ -169,6 +245,7 @@ pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
                 Stored::Broken(why) => Some(format!("record unreadable: {why}")),
             };
             Row {
+                live_on: serving(&id),
                 live: current.as_deref() == Some(id.as_str()),
                 pinned: pinned.as_deref() == Some(id.as_str()),
                 rolled_back: rolled_back.contains(&id),
@@ -196,8 +273,10 @@ impl Render for Releases {
             .releases
             .iter()
             .map(|row| {
+                let partly = !row.live && !row.live_on.is_empty();
                 let live = [
                     (row.live, "live"),
+                    (partly, "live on some targets"),
                     (row.pinned, "pinned"),
                     (row.rolled_back, "rolled back"),
                 ]
@@ -248,42 +327,71 @@ impl Render for Releases {
 pub struct History {
     pub command: &'static str,
     pub app: String,
-    /// Newest first.
+    /// Newest first (of the first Redis target, with several).
+    pub events: Vec<ActivationEvent>,
+    /// With several Redis targets: each one's log (absent with one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetHistory>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetHistory {
+    pub target: String,
     pub events: Vec<ActivationEvent>,
 }
 
 /// The activation log, newest first; `limit` 0 shows it all.
 pub async fn history(ctx: &Ctx, limit: usize) -> anyhow::Result<History> {
     let app = ctx.config.app()?.to_string();
-    let mut registry = Registry::connect(&ctx.config).await?;
+    let mut registry = Targets::connect(&ctx.config).await?;
     let events = registry.history(limit).await?;
+    let mut targets = Vec::new();
+    if registry.several() {
+        for target in registry.each() {
+            targets.push(TargetHistory {
+                target: target.name().to_string(),
+                events: target.history(limit).await?,
+            });
+        }
+    }
     Ok(History {
         command: "history",
         app,
         events,
+        targets,
     })
 }
 
 impl Render for History {
     fn text(&self) -> String {
-        if self.events.is_empty() {
-            return format!("no activations of {} yet\n", self.app);
+        if self.targets.is_empty() {
+            return history_table(&self.app, &self.events);
         }
-        let dash = || "-".to_string();
-        let rows: Vec<Vec<String>> = self
-            .events
+        self.targets
             .iter()
-            .map(|e| {
-                vec![
-                    e.at.clone(),
-                    e.action.clone(),
-                    e.previous.clone().unwrap_or_else(dash),
-                    e.release.clone(),
-                    e.by.clone().unwrap_or_else(dash),
-                    e.message.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        table(&["AT", "ACTION", "FROM", "TO", "BY", "MESSAGE"], &rows)
+            .map(|t| format!("{}:\n{}", t.target, history_table(&self.app, &t.events)))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
+}
+
+fn history_table(app: &str, events: &[ActivationEvent]) -> String {
+    if events.is_empty() {
+        return format!("no activations of {app} yet\n");
+    }
+    let dash = || "-".to_string();
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.at.clone(),
+                e.action.clone(),
+                e.previous.clone().unwrap_or_else(dash),
+                e.release.clone(),
+                e.by.clone().unwrap_or_else(dash),
+                e.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["AT", "ACTION", "FROM", "TO", "BY", "MESSAGE"], &rows)
 }

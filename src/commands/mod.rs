@@ -24,8 +24,8 @@ use crate::exec::Target;
 use crate::release::ReleaseRecord;
 use crate::state::Stored;
 use crate::store::records;
-use crate::store::redis::Registry;
 use crate::store::s3::S3Store;
+use crate::store::targets::Targets;
 
 /// What every command gets.
 pub struct Ctx {
@@ -37,10 +37,10 @@ pub struct Ctx {
 
 impl Ctx {
     /// Connect to S3 and Redis at once.
-    pub async fn connect(&self) -> anyhow::Result<(S3Store, Registry)> {
+    pub async fn connect(&self) -> anyhow::Result<(S3Store, Targets)> {
         let (store, registry) = tokio::join!(
             S3Store::connect(&self.config),
-            Registry::connect(&self.config)
+            Targets::connect(&self.config)
         );
         Ok((store?, registry?))
     }
@@ -50,7 +50,7 @@ impl Ctx {
     pub fn executor<'a>(
         &'a self,
         store: Option<&'a S3Store>,
-        registry: Option<&'a mut Registry>,
+        registry: Option<&'a mut Targets>,
         root: Option<&'a std::path::Path>,
         lock: Option<&'a crate::store::lock::LockGuard>,
     ) -> crate::exec::Executor<'a> {
@@ -73,6 +73,7 @@ impl Ctx {
             bucket,
             keys,
             history_limit: self.config.history_limit,
+            redis_targets: self.config.redis_urls.len(),
         }
     }
 }
@@ -103,7 +104,7 @@ pub struct Resolved {
 /// Resolve a release id or unique prefix against Redis, then the S3 records.
 pub async fn resolve_release(
     config: &Config,
-    registry: &mut Registry,
+    registry: &mut Targets,
     store: &S3Store,
     wanted: &str,
 ) -> anyhow::Result<Resolved> {

@@ -10,7 +10,8 @@ use crate::exec::describe;
 use crate::plan::Step;
 use crate::release::now;
 use crate::render::Render;
-use crate::store::redis::{Needs, Registry};
+use crate::store::redis::Needs;
+use crate::store::targets::Targets;
 
 pub struct Request {
     pub dry_run: bool,
@@ -44,7 +45,7 @@ pub struct Outcome {
 pub async fn run(ctx: &Ctx, pin: bool, req: Request) -> anyhow::Result<Outcome> {
     let config = &ctx.config;
     let app = config.app()?.to_string();
-    let mut registry = Registry::connect(config).await?;
+    let mut registry = Targets::connect(config).await?;
     let live = registry.live().await?;
     let new_pin = if pin {
         let current = live.current.clone().ok_or_else(|| {
@@ -78,7 +79,7 @@ pub async fn run(ctx: &Ctx, pin: bool, req: Request) -> anyhow::Result<Outcome> 
     let bucket = config.bucket.clone().unwrap_or_default();
     out.steps = steps
         .iter()
-        .map(|s| describe(s, &ctx.target(&bucket, &registry.keys)))
+        .map(|s| describe(s, &ctx.target(&bucket, registry.keys())))
         .collect();
     if req.dry_run {
         return Ok(out);

@@ -77,7 +77,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             records: &recs,
             listing: &listing,
             history: &history,
-            current: live.current.as_deref(),
+            live: live.each().filter_map(|(_, current, _)| current).collect(),
             pinned: pinned.as_deref(),
             bucket: config.bucket()?,
             prefix: &config.prefix,
@@ -86,7 +86,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         };
         let plan = prune(&input, &req.options);
         let steps = plan.steps(&meta);
-        let target = ctx.target(store.bucket(), &registry.keys);
+        let target = ctx.target(store.bucket(), registry.keys());
         let described: Vec<String> = steps.iter().map(|s| describe(s, &target)).collect();
         let over = (plan.delete.len() > req.max_delete).then_some(req.max_delete);
         if req.dry_run || over.is_some() {

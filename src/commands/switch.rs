@@ -14,8 +14,9 @@ use crate::release::now;
 use crate::render::{count, Render};
 use crate::state::{LiveState, Stored};
 use crate::store::lock::LockGuard;
-use crate::store::redis::{Needs, Registry};
+use crate::store::redis::Needs;
 use crate::store::s3::S3Store;
+use crate::store::targets::Targets;
 
 /// Flags shared by the commands that switch the live release.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +92,7 @@ async fn run(
 /// itself rolled back from: repeated rollbacks walk further back.
 async fn previous_release(
     app: &str,
-    registry: &mut Registry,
+    registry: &mut Targets,
     live: &LiveState,
     history_limit: usize,
 ) -> anyhow::Result<String> {
@@ -144,7 +145,7 @@ fn check_pin(live: &LiveState, action: Action, req: &Request, id: &str) -> anyho
 async fn switch_to(
     ctx: &Ctx,
     store: &S3Store,
-    registry: &mut Registry,
+    registry: &mut Targets,
     target: Resolved,
     live: LiveState,
     action: Action,
@@ -189,9 +190,10 @@ async fn switch_to(
     .await?;
     out.manifest_diff = Some(diff(live.manifest.as_ref(), &record.manifest));
     let mut steps = Vec::new();
-    if !in_redis {
+    if !in_redis || registry.several() {
         // Redis lost the record (or holds a damaged one): restore it from the
-        // S3 copy first.
+        // S3 copy first. With several targets, any may have lost it (a
+        // restarted Redis): registering keeps a record that is there.
         steps.push(Step::Register {
             record: Box::new(record.summary()),
             replace_broken: matches!(target.in_redis, Stored::Broken(_)),
@@ -219,7 +221,7 @@ async fn switch_to(
         .clone()
         .filter(|c| action == Action::Rollback && c != &record.id);
     steps.push(Step::Switch(Switch {
-        expected: live.current.clone(),
+        targets: live.expectations(&record.id, &record.manifest),
         release: record.id.clone(),
         manifest: record.manifest.clone(),
         action,
@@ -239,7 +241,7 @@ async fn switch_to(
             wait: req.wait,
         });
     }
-    let target = ctx.target(store.bucket(), &registry.keys);
+    let target = ctx.target(store.bucket(), registry.keys());
     out.steps = steps.iter().map(|s| describe(s, &target)).collect();
     if req.dry_run {
         out.outcome = Ending::Planned;

@@ -8,7 +8,8 @@ use crate::error::Failure;
 use crate::exec::describe;
 use crate::plan::Step;
 use crate::render::Render;
-use crate::store::redis::{LockHolder, Needs, Registry};
+use crate::store::redis::{LockHolder, Needs};
+use crate::store::targets::Targets;
 
 pub struct Request {
     pub force: bool,
@@ -40,14 +41,14 @@ pub struct Outcome {
 
 pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     let app = ctx.config.app()?.to_string();
-    let mut registry = Registry::connect(&ctx.config).await?;
+    let mut registry = Targets::connect(&ctx.config).await?;
     let holder = registry.lock_holder().await?;
     let mut out = Outcome {
         command: "unlock",
         app: app.clone(),
         dry_run: req.dry_run,
         outcome: Ending::NotHeld,
-        key: registry.keys.lock.clone(),
+        key: registry.keys().lock.clone(),
         owner: holder.as_ref().map(|h| h.owner.clone()),
         ttl_ms: holder.as_ref().and_then(|h| h.ttl_ms),
         steps: Vec::new(),
@@ -59,7 +60,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         owner: holder.owner.clone(),
     }];
     let bucket = ctx.config.bucket.clone().unwrap_or_default();
-    let target = ctx.target(&bucket, &registry.keys);
+    let target = ctx.target(&bucket, registry.keys());
     out.steps = steps.iter().map(|s| describe(s, &target)).collect();
     if req.dry_run {
         out.outcome = Ending::Planned;

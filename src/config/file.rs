@@ -119,6 +119,15 @@ pub fn parse(file: &FileSource) -> FileLayer {
                 continue;
             }
         };
+        if let Some(other) = layer.raws.get(key.name) {
+            layer.problems.push(format!(
+                "{} is set twice (from {} and {origin}; {} another name for it); keep one",
+                key.name,
+                other.origin,
+                key.aliases.join(" and ") + if key.aliases.len() > 1 { " are" } else { " is" }
+            ));
+            continue;
+        }
         layer.raws.insert(key.name, Raw { value, origin });
     }
     layer

@@ -24,6 +24,8 @@ const ACTING: &[&str] = &["deploy", "activate", "rollback", "pin"];
 pub struct Key {
     /// Name in `cutover.toml`, and the key's id everywhere.
     pub name: &'static str,
+    /// Other names `cutover.toml` accepts for it.
+    pub aliases: &'static [&'static str],
     /// Long flag, without `--`.
     pub flag: Option<&'static str>,
     /// Environment variables, in order of preference.
@@ -56,6 +58,7 @@ impl Key {
 const fn key(name: &'static str, apply: fn(&str, &mut Config) -> Result<(), String>) -> Key {
     Key {
         name,
+        aliases: &[],
         flag: None,
         env: &[],
         scope: Scope::Global,
@@ -105,9 +108,11 @@ pub const KEYS: &[Key] = &[
     Key {
         flag: Some("redis-url"),
         env: &["CUTOVER_REDIS_URL", "REDIS_URL"],
+        aliases: &["redis_targets"],
         secret: true,
+        list: true,
         value_name: "URL",
-        help: "Redis the app reads: redis://[user:password@]host:port[/db] or rediss://",
+        help: "Redis the app reads: redis://[user:password@]host:port[/db] or rediss://; several (pods, switched together): repeat the flag, space-separate, or an array (also `redis_targets`) in cutover.toml",
         default: "redis://127.0.0.1:6379",
         ..key("redis_url", redis_url)
     },
@@ -322,9 +327,10 @@ pub fn markdown() -> String {
     t
 }
 
-/// The key named `name`.
+/// The key named `name` (or one of its aliases).
 pub fn find(name: &str) -> Option<&'static Key> {
-    KEYS.iter().find(|k| k.name == name)
+    KEYS.iter()
+        .find(|k| k.name == name || k.aliases.contains(&name))
 }
 
 // ---------------------------------------------------------------------------
@@ -423,14 +429,30 @@ fn app_origin(v: &str, c: &mut Config) -> Result<(), String> {
     }
 }
 
+/// One Redis URL, or several (targets switched together).
 fn redis_url(v: &str, c: &mut Config) -> Result<(), String> {
-    match url::Url::parse(v) {
-        Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {
-            c.redis_url = v.to_string();
-            Ok(())
+    let mut urls: Vec<String> = Vec::new();
+    for one in v.split_whitespace() {
+        match url::Url::parse(one) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {}
+            _ => {
+                return Err(format!(
+                    "redis://[user:password@]host:port[/db] or rediss://... (not {})",
+                    super::mask_url(one)
+                ))
+            }
         }
-        _ => Err("redis://[user:password@]host:port[/db] or rediss://...".into()),
+        if urls.iter().any(|u| u == one) {
+            return Err(format!(
+                "each Redis once ({} is listed twice)",
+                super::mask_url(one)
+            ));
+        }
+        urls.push(one.to_string());
     }
+    c.redis_url = urls[0].clone();
+    c.redis_urls = urls;
+    Ok(())
 }
 
 fn boolean(v: &str) -> Result<bool, String> {
@@ -572,6 +594,9 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for k in KEYS {
             assert!(seen.insert(k.name), "{}", k.name);
+            for a in k.aliases {
+                assert!(seen.insert(a), "alias {a}");
+            }
             if let Some(f) = k.flag {
                 assert!(seen.insert(f) || f == k.name, "flag {f}");
             }

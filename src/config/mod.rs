@@ -61,7 +61,10 @@ pub struct Config {
     pub cdn_url: Option<String>,
     /// The app's origin, for doctor's CORS check.
     pub app_origin: Option<String>,
+    /// The first of `redis_urls`.
     pub redis_url: String,
+    /// Every Redis target, in the order given (one, unless pods).
+    pub redis_urls: Vec<String>,
     /// Connect to a Redis Cluster (all of an app's keys share one slot).
     pub redis_cluster: bool,
     pub redis_timeout_secs: u64,
@@ -104,6 +107,7 @@ impl Default for Config {
             cdn_url: None,
             app_origin: None,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_urls: vec!["redis://127.0.0.1:6379".into()],
             redis_cluster: false,
             redis_timeout_secs: 5,
             s3_endpoint: None,
@@ -181,6 +185,14 @@ impl Config {
     /// The Redis URL with any password replaced by `***`, for messages.
     pub fn redis_url_masked(&self) -> String {
         mask_url(&self.redis_url)
+    }
+    /// The same settings, talking to one Redis target of several.
+    pub fn for_redis(&self, url: &str) -> Config {
+        Config {
+            redis_url: url.to_string(),
+            redis_urls: vec![url.to_string()],
+            ..self.clone()
+        }
     }
     /// Bound on each request to the CDN (`s3_timeout_secs` × 3).
     pub fn cdn_timeout(&self) -> std::time::Duration {
@@ -261,9 +273,15 @@ pub fn load(
                 config.origins.insert(key.name, raw.origin.clone());
             }
             Err(expected) => {
-                let has_password = url::Url::parse(value).is_ok_and(|u| u.password().is_some());
+                let has_password = value
+                    .split_whitespace()
+                    .any(|v| url::Url::parse(v).is_ok_and(|u| u.password().is_some()));
                 let shown = if key.secret || has_password {
-                    mask_url(value)
+                    value
+                        .split_whitespace()
+                        .map(mask_url)
+                        .collect::<Vec<_>>()
+                        .join(" ")
                 } else {
                     value.to_string()
                 };
@@ -547,6 +565,53 @@ mod tests {
         // A list key only: other keys still refuse arrays.
         let msg = error(&FlagValues::new(), &[], Some("app = [\"a\"]\n"));
         assert!(msg.contains("expected a string"), "{msg}");
+    }
+
+    #[test]
+    fn several_redis_targets_from_every_layer() {
+        let f = file("redis_targets = [\"redis://a:1\", \"redis://:pw@b:2/1\"]\n");
+        let c = load(&FlagValues::new(), &env_of(&[]), Some(&f)).unwrap();
+        assert_eq!(c.redis_urls, ["redis://a:1", "redis://:pw@b:2/1"]);
+        assert_eq!(c.redis_url, "redis://a:1");
+        assert_eq!(c.for_redis("redis://b:2").redis_urls, ["redis://b:2"]);
+        let c = load(
+            &FlagValues::new(),
+            &env_of(&[("REDIS_URL", "redis://x:1 redis://y:1")]),
+            Some(&f),
+        )
+        .unwrap();
+        assert_eq!(c.redis_urls, ["redis://x:1", "redis://y:1"]);
+        // Default: one.
+        let c = load(&FlagValues::new(), &env_of(&[]), None).unwrap();
+        assert_eq!(c.redis_urls, ["redis://127.0.0.1:6379"]);
+
+        let msg = error(
+            &FlagValues::new(),
+            &[],
+            Some("redis_url = \"redis://a:1\"\nredis_targets = [\"redis://b:1\"]\n"),
+        );
+        assert!(
+            msg.contains("redis_url is set twice") && msg.contains("redis_targets is another name"),
+            "{msg}"
+        );
+        let msg = error(
+            &FlagValues::new(),
+            &[("REDIS_URL", "redis://:hunter2@a:1 redis://:hunter2@a:1")],
+            None,
+        );
+        assert!(
+            msg.contains("listed twice") && !msg.contains("hunter2"),
+            "{msg}"
+        );
+        let msg = error(
+            &FlagValues::new(),
+            &[("REDIS_URL", "redis://:hunter2@a:1 http://:hunter2@b")],
+            None,
+        );
+        assert!(
+            msg.contains("redis://") && !msg.contains("hunter2"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub struct PruneInput<'a> {
     /// One listing of the public prefix.
     pub listing: &'a Listing,
     pub history: &'a [ActivationEvent],
-    pub current: Option<&'a str>,
+    /// The live release of each Redis target (several differ while split).
+    pub live: Vec<&'a str>,
     /// The release live under the pin, if pinned.
     pub pinned: Option<&'a str>,
     pub bucket: &'a str,
@@ -100,7 +101,7 @@ pub fn prune(input: &PruneInput, opts: &PruneOptions) -> PrunePlan {
     let mut releases = Vec::new();
     for (rank, r) in by_age.iter().enumerate() {
         let mut why = Vec::new();
-        if input.current == Some(r.id.as_str()) {
+        if input.live.contains(&r.id.as_str()) {
             why.push("live".to_string());
         }
         if input.pinned == Some(r.id.as_str()) {
@@ -281,7 +282,7 @@ mod tests {
             records: &records,
             listing: &listing,
             history: &history,
-            current: Some("b"),
+            live: vec!["b"],
             pinned: None,
             bucket: "b",
             prefix: "packs",

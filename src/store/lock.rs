@@ -1,5 +1,6 @@
 //! The deploy lock: one owner at a time per app, with a TTL renewed while
 //! the owner works, released only by its owner (README, "Redis contract").
+//! With several Redis targets, one lock on each, taken in a fixed order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use crate::error::Failure;
 use crate::events::{Event, Observer};
 
 use super::redis::{LockHolder, Registry};
+use super::targets::Targets;
 
 /// How the holder's lock ends, for messages.
 fn expiry(holder: &LockHolder, key: &str) -> String {
@@ -26,6 +28,12 @@ fn expiry(holder: &LockHolder, key: &str) -> String {
 pub struct LockGuard {
     /// Another deploy held the lock first: what it planned against may have changed.
     pub waited: bool,
+    /// One per Redis target, in the order taken.
+    held: Vec<Held>,
+}
+
+/// The lock on one Redis target.
+struct Held {
     registry: Registry,
     token: String,
     lost: Arc<AtomicBool>,
@@ -33,21 +41,70 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    /// Wait up to the configured time for the lock; then exit 3 naming the holder.
+    /// Take the lock on every target, in a fixed order (by name), waiting up
+    /// to the configured time for each; then exit 3 naming the holder, with
+    /// the locks already taken given back.
     pub async fn acquire(
         config: &Config,
-        registry: &Registry,
+        targets: &Targets,
         owner: &str,
         observer: &dyn Observer,
     ) -> anyhow::Result<LockGuard> {
-        let mut reg = registry.handle();
         let token = format!(
             "{owner}/{}/{:016x}",
             std::process::id(),
             rand::random::<u64>()
         );
-        let ttl = Duration::from_secs(config.lock_ttl_secs);
         let deadline = Instant::now() + Duration::from_secs(config.lock_wait_secs);
+        let mut guard = LockGuard {
+            waited: false,
+            held: Vec::new(),
+        };
+        for registry in targets.lock_order() {
+            match Held::acquire(config, registry, &token, deadline, observer).await {
+                Ok((held, waited)) => {
+                    guard.waited |= waited;
+                    guard.held.push(held);
+                }
+                Err(e) => {
+                    guard.release().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(guard)
+    }
+
+    /// Fails if the lock expired under us (e.g. the process was stopped too long).
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.held.iter().any(|h| h.lost.load(Ordering::SeqCst)) {
+            return Err(Failure::refused(
+                "the deploy lock expired while this deploy ran, so another deploy may be running; nothing was switched. Run it again",
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn release(self) {
+        for held in self.held.into_iter().rev() {
+            held.release().await;
+        }
+    }
+}
+
+impl Held {
+    /// Wait until `deadline` for the lock on one target. Returns whether
+    /// another deploy held it first.
+    async fn acquire(
+        config: &Config,
+        registry: &Registry,
+        token: &str,
+        deadline: Instant,
+        observer: &dyn Observer,
+    ) -> anyhow::Result<(Held, bool)> {
+        let mut reg = registry.handle();
+        let token = token.to_string();
+        let ttl = Duration::from_secs(config.lock_ttl_secs);
         let mut announced = false;
         loop {
             match reg.try_lock(&token, ttl).await? {
@@ -95,26 +152,18 @@ impl LockGuard {
                 }
             })
         };
-        Ok(LockGuard {
-            waited: announced,
-            registry: reg,
-            token,
-            lost,
-            renewer,
-        })
+        Ok((
+            Held {
+                registry: reg,
+                token,
+                lost,
+                renewer,
+            },
+            announced,
+        ))
     }
 
-    /// Fails if the lock expired under us (e.g. the process was stopped too long).
-    pub fn check(&self) -> anyhow::Result<()> {
-        if self.lost.load(Ordering::SeqCst) {
-            return Err(Failure::refused(
-                "the deploy lock expired while this deploy ran, so another deploy may be running; nothing was switched. Run it again",
-            ));
-        }
-        Ok(())
-    }
-
-    pub async fn release(mut self) {
+    async fn release(mut self) {
         self.renewer.abort();
         let _ = self.registry.unlock(&self.token).await;
     }

@@ -1,5 +1,5 @@
 //! The only modules that do network I/O: S3 ([`s3`], [`records`]) and Redis
-//! ([`redis`], [`lock`]). They speak in the vocabulary of `contract`,
+//! ([`redis`], [`targets`], [`lock`]). They speak in the vocabulary of `contract`,
 //! `state` and `release`; they know nothing of plans or commands.
 
 pub mod aws;
@@ -11,3 +11,4 @@ pub mod records;
 pub mod redis;
 pub mod s3;
 pub mod scripts;
+pub mod targets;

@@ -249,6 +249,7 @@ impl Registry {
                     message: Some(format!("(unreadable pin: {text})")),
                 })
             }),
+            targets: Vec::new(),
         };
         match manifest.map(|text| serde_json::from_str(&text)) {
             Some(Ok(v)) => live.manifest = Some(v),
@@ -685,6 +686,11 @@ impl Registry {
             .call("release the deploy lock on", inv.invoke_async(&mut conn))
             .await?;
         Ok(n == 1)
+    }
+
+    /// The target's URL, password masked.
+    pub fn name(&self) -> &str {
+        &self.url
     }
 
     /// A fresh handle on the same connection (for the lock renewer).

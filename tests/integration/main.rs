@@ -18,6 +18,7 @@ mod lifecycle;
 mod mutable_files;
 mod never_wedged;
 mod plan_and_dry_run;
+mod pods;
 mod quickstart;
 mod redis_drops;
 mod upload;

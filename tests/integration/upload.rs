@@ -218,7 +218,7 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
         })
         .unwrap();
         let store = cutover::store::s3::S3Store::connect(&config).await.unwrap();
-        let mut registry = cutover::store::redis::Registry::connect(&config)
+        let mut registry = cutover::store::targets::Targets::connect(&config)
             .await
             .unwrap();
         let remote = store.list(&config.list_prefix(), &Quiet).await.unwrap();

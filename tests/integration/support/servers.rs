@@ -68,6 +68,13 @@ pub fn spawn_server(mut cmd: Command) -> u32 {
 
 pub fn start_redis(extra: &[&str]) -> u16 {
     let port = free_port();
+    start_redis_at(port, extra);
+    port
+}
+
+/// A private redis-server on `port` (e.g. restarting one that was stopped:
+/// it comes back empty, as without persistence).
+pub fn start_redis_at(port: u16, extra: &[&str]) {
     // Its own directory: a replica's full sync makes the primary write an RDB file.
     let dir =
         std::env::temp_dir().join(format!("cutover-test-redis-{}-{port}", std::process::id()));
@@ -87,7 +94,6 @@ pub fn start_redis(extra: &[&str]) -> u16 {
     cmd.args(extra);
     spawn_server(cmd);
     wait_for_port(port, "redis-server");
-    port
 }
 
 pub fn servers() -> &'static Servers {
