@@ -38,6 +38,9 @@ pub struct Global {
     /// Configuration file (default: ./cutover.toml if present).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Use the file's [environments.NAME] (env: CUTOVER_ENV).
+    #[arg(long = "env", global = true, value_name = "NAME")]
+    pub environment: Option<String>,
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -77,6 +80,8 @@ pub enum Command {
     Pin(PinArgs),
     /// Let deploys activate again.
     Unpin(UnpinArgs),
+    /// Print the resolved configuration, with where each value comes from.
+    Config,
 }
 
 impl Command {
@@ -96,6 +101,7 @@ impl Command {
             Command::Diff(_) => "diff",
             Command::Pin(_) => "pin",
             Command::Unpin(_) => "unpin",
+            Command::Config => "config",
         }
     }
 }
@@ -313,6 +319,9 @@ where
         if let Some(v) = found {
             flags.insert(key.name, v);
         }
+    }
+    if let Some(env) = &cli.global.environment {
+        flags.insert(crate::config::ENV_FLAG, env.clone());
     }
     Ok((cli, flags))
 }

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use crate::commands::{deploy, diff, doctor, inspect, pin, prune, switch, unlock, verify, Ctx};
+use crate::commands::{
+    deploy, diff, doctor, inspect, pin, prune, settings, switch, unlock, verify, Ctx,
+};
 use crate::config::{self, FileSource};
 use crate::error::{exit_code, one_line, Failure};
 use crate::render::Render;
@@ -119,6 +121,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             };
             emit(json, verify::run(&ctx, req).await)
         }
+        Command::Config => emit(json, Ok(settings::run(&ctx))),
         Command::Doctor(a) => emit(json, doctor::run(&ctx, a.dir.as_deref()).await),
         Command::Unlock(a) => {
             let req = unlock::Request {

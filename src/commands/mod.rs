@@ -10,6 +10,7 @@ pub mod inspect;
 mod objects;
 pub mod pin;
 pub mod prune;
+pub mod settings;
 pub mod switch;
 pub mod unlock;
 pub mod verify;

@@ -20,11 +20,12 @@ pub struct FileSource {
 impl FileSource {
     /// Read `--config PATH` (must exist) or `./cutover.toml` (optional).
     pub fn read(explicit: Option<&Path>, cwd: &Path) -> anyhow::Result<Option<FileSource>> {
+        // Named as the user would: `cutover.toml`, or the --config path as given.
         let (path, required) = match explicit {
             Some(p) => (p.to_path_buf(), true),
-            None => (cwd.join("cutover.toml"), false),
+            None => (PathBuf::from("cutover.toml"), false),
         };
-        match std::fs::read_to_string(&path) {
+        match std::fs::read_to_string(cwd.join(&path)) {
             Ok(text) => Ok(Some(FileSource { path, text })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
             Err(e) => Err(Failure::input(format!(
@@ -35,15 +36,19 @@ impl FileSource {
     }
 }
 
-/// What the file sets: raw values by key, header and mutable rules, and
-/// the problems found.
+/// What the file sets: raw values by key (top level, and per
+/// `[environments.NAME]`), header and mutable rules, and the problems found.
 #[derive(Default)]
 pub struct FileLayer {
-    pub raws: BTreeMap<&'static str, Raw>,
+    pub raws: Raws,
+    pub environments: BTreeMap<String, Raws>,
     pub header_rules: Vec<HeaderRule>,
     pub mutable: Vec<MutableRule>,
     pub problems: Vec<String>,
 }
+
+/// Raw values by key.
+pub type Raws = BTreeMap<&'static str, Raw>;
 
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
@@ -51,8 +56,16 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 type Spanned = toml::Spanned<toml::Value>;
 
-/// Parse the file: scalar keys with their lines, and `[[headers]]` rules.
-/// Every problem is collected; a file that is not TOML at all is one.
+/// The `[environments.NAME]` tables, with the span of every value.
+#[derive(serde::Deserialize)]
+struct EnvironmentTables {
+    #[serde(default)]
+    environments: BTreeMap<String, BTreeMap<String, Spanned>>,
+}
+
+/// Parse the file: scalar keys with their lines, `[[headers]]` and
+/// `[[mutable]]` rules, and `[environments.NAME]` tables of keys. Every
+/// problem is collected; a file that is not TOML at all is one.
 pub fn parse(file: &FileSource) -> FileLayer {
     let mut layer = FileLayer::default();
     let table: BTreeMap<String, Spanned> = match toml::from_str(&file.text) {
@@ -67,70 +80,103 @@ pub fn parse(file: &FileSource) -> FileLayer {
             return layer;
         }
     };
+    let origin_of = |spanned: &Spanned, section: Option<&str>| Origin::File {
+        path: file.path.clone(),
+        line: line_of(&file.text, spanned.span().start),
+        section: section.map(|s| format!("environments.{s}")),
+    };
     for (name, spanned) in &table {
-        let origin = Origin::File {
-            path: file.path.clone(),
-            line: line_of(&file.text, spanned.span().start),
-        };
-        if name == "headers" {
-            match header_rules(spanned.get_ref(), &origin) {
+        let origin = origin_of(spanned, None);
+        match name.as_str() {
+            "headers" => match header_rules(spanned.get_ref(), &origin) {
                 Ok(rules) => layer.header_rules = rules,
                 Err(p) => layer.problems.push(p),
-            }
-            continue;
-        }
-        if name == "mutable" {
-            match mutable_rules(spanned.get_ref(), &origin) {
+            },
+            "mutable" => match mutable_rules(spanned.get_ref(), &origin) {
                 Ok(rules) => layer.mutable = rules,
                 Err(p) => layer.problems.push(p),
-            }
-            continue;
-        }
-        let Some(key) = find(name) else {
-            let known: Vec<&str> = super::keys::KEYS
-                .iter()
-                .map(|k| k.name)
-                .chain(["headers", "mutable"])
-                .collect();
-            layer.problems.push(format!(
-                "unknown key `{name}` in {origin}; known keys: {}",
-                known.join(", ")
-            ));
-            continue;
-        };
-        let value = match spanned.get_ref() {
-            toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            toml::Value::Array(items) if key.list => match list(items) {
-                Some(v) => v,
-                None => {
-                    layer.problems.push(format!(
-                        "invalid {name} (from {origin}): expected an array of strings without spaces (match a space with `?`)"
-                    ));
-                    continue;
-                }
             },
-            other => {
-                layer.problems.push(format!(
-                    "invalid {name} (from {origin}): expected a string, number or boolean, found {}",
-                    other.type_str()
-                ));
-                continue;
+            "environments" => {
+                let tables: Result<EnvironmentTables, _> = toml::from_str(&file.text);
+                match tables {
+                    Ok(t) => {
+                        for (env, keys) in &t.environments {
+                            let raws = layer.environments.entry(env.clone()).or_default();
+                            for (name, spanned) in keys {
+                                let origin = origin_of(spanned, Some(env));
+                                if let Err(p) = setting(raws, name, spanned, origin) {
+                                    layer.problems.push(p);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => layer.problems.push(format!(
+                        "invalid environments (from {origin}): {}; each is a table `[environments.NAME]` of keys",
+                        e.message().trim()
+                    )),
+                }
             }
-        };
-        if let Some(other) = layer.raws.get(key.name) {
-            layer.problems.push(format!(
-                "{} is set twice (from {} and {origin}; {} another name for it); keep one",
-                key.name,
-                other.origin,
-                key.aliases.join(" and ") + if key.aliases.len() > 1 { " are" } else { " is" }
-            ));
-            continue;
+            _ => {
+                if let Err(p) = setting(&mut layer.raws, name, spanned, origin) {
+                    layer.problems.push(p);
+                }
+            }
         }
-        layer.raws.insert(key.name, Raw { value, origin });
     }
     layer
+}
+
+/// One `key = value` of the table of keys, into `raws`.
+fn setting(raws: &mut Raws, name: &str, spanned: &Spanned, origin: Origin) -> Result<(), String> {
+    let Some(key) = find(name) else {
+        let in_environment = matches!(
+            &origin,
+            Origin::File {
+                section: Some(_),
+                ..
+            }
+        );
+        let extra: &[&str] = if in_environment {
+            &[]
+        } else {
+            &["headers", "mutable", "environments"]
+        };
+        let known: Vec<&str> = super::keys::KEYS
+            .iter()
+            .map(|k| k.name)
+            .chain(extra.iter().copied())
+            .collect();
+        return Err(format!(
+            "unknown key `{name}` in {origin}; known keys: {}",
+            known.join(", ")
+        ));
+    };
+    let value = match spanned.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(items) if key.list => list(items).ok_or_else(|| {
+            format!(
+                "invalid {name} (from {origin}): expected an array of strings without spaces (match a space with `?`)"
+            )
+        })?,
+        other => {
+            return Err(format!(
+                "invalid {name} (from {origin}): expected a string, number or boolean, found {}",
+                other.type_str()
+            ))
+        }
+    };
+    if let Some(other) = raws.get(key.name) {
+        return Err(format!(
+            "{} is set twice (from {} and {origin}; {} another name for it); keep one",
+            key.name,
+            other.origin,
+            key.aliases.join(" and ") + if key.aliases.len() > 1 { " are" } else { " is" }
+        ));
+    }
+    raws.insert(key.name, Raw { value, origin });
+    Ok(())
 }
 
 /// The values of a list key, space-joined; `None` unless all are strings

@@ -25,7 +25,12 @@ use keys::KEYS;
 pub enum Origin {
     Flag(&'static str),
     Env(String),
-    File { path: PathBuf, line: usize },
+    /// A line of the file; `section` is `environments.NAME` inside one.
+    File {
+        path: PathBuf,
+        line: usize,
+        section: Option<String>,
+    },
     Default,
 }
 
@@ -34,7 +39,16 @@ impl fmt::Display for Origin {
         match self {
             Origin::Flag(name) => write!(f, "flag --{name}"),
             Origin::Env(var) => write!(f, "environment variable {var}"),
-            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::File {
+                path,
+                line,
+                section: None,
+            } => write!(f, "{}:{line}", path.display()),
+            Origin::File {
+                path,
+                line,
+                section: Some(s),
+            } => write!(f, "{}:{line} [{s}]", path.display()),
             Origin::Default => write!(f, "default"),
         }
     }
@@ -94,8 +108,12 @@ pub struct Config {
     pub mutable: Vec<MutableRule>,
     /// CloudFront distribution to invalidate changed mutable files on.
     pub cloudfront_distribution_id: Option<String>,
+    /// The `[environments.NAME]` in use (`--env`, `CUTOVER_ENV`).
+    pub environment: Option<String>,
     /// Where each set key came from.
     pub origins: BTreeMap<&'static str, Origin>,
+    /// The raw value of each set key, as given (for `cutover config`).
+    pub values: BTreeMap<&'static str, String>,
 }
 
 impl Default for Config {
@@ -131,7 +149,9 @@ impl Default for Config {
             exclude: Default::default(),
             mutable: Vec::new(),
             cloudfront_distribution_id: None,
+            environment: None,
             origins: BTreeMap::new(),
+            values: BTreeMap::new(),
         }
     }
 }
@@ -205,6 +225,22 @@ impl Config {
     }
 }
 
+/// A value as it may be shown: passwords in URLs replaced by `***`.
+pub fn shown(key: &keys::Key, value: &str) -> String {
+    let has_password = value
+        .split_whitespace()
+        .any(|v| url::Url::parse(v).is_ok_and(|u| u.password().is_some()));
+    if key.secret || has_password {
+        value
+            .split_whitespace()
+            .map(mask_url)
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        value.to_string()
+    }
+}
+
 /// Replace the password of a URL (`redis://user:secret@host`) with `***`.
 pub fn mask_url(raw: &str) -> String {
     match url::Url::parse(raw) {
@@ -229,8 +265,71 @@ pub fn load(
     file: Option<&FileSource>,
 ) -> anyhow::Result<Config> {
     let layer = file.map(file::parse).unwrap_or_default();
-    let mut problems = layer.problems;
-    let mut raws = layer.raws;
+    let selected = flags
+        .get(ENV_FLAG)
+        .map(|n| (n.clone(), Origin::Flag("env")))
+        .or_else(|| {
+            env("CUTOVER_ENV")
+                .filter(|v| !v.trim().is_empty())
+                .map(|n| (n, Origin::Env("CUTOVER_ENV".into())))
+        });
+    resolve(
+        flags,
+        env,
+        &layer,
+        file,
+        selected.as_ref().map(|(n, o)| (n.trim(), o)),
+    )
+}
+
+/// The name under which [`FlagValues`] carries `--env NAME`.
+pub const ENV_FLAG: &str = "env";
+
+/// The `[environments.NAME]` layer to use, or a problem naming the choices.
+fn environment<'a>(
+    layer: &'a file::FileLayer,
+    file: Option<&FileSource>,
+    selected: Option<(&str, &Origin)>,
+) -> Result<Option<&'a file::Raws>, String> {
+    let Some((name, origin)) = selected else {
+        return Ok(None);
+    };
+    if let Some(raws) = layer.environments.get(name) {
+        return Ok(Some(raws));
+    }
+    let path = file
+        .map(|f| f.path.display().to_string())
+        .unwrap_or_else(|| "cutover.toml".into());
+    let known: Vec<&str> = layer.environments.keys().map(String::as_str).collect();
+    Err(if known.is_empty() {
+        format!(
+            "environment {name:?} (from {origin}) is not defined: {path} has no [environments.{name}]; \
+             add one, or drop --env / CUTOVER_ENV"
+        )
+    } else {
+        format!(
+            "environment {name:?} (from {origin}) is not defined in {path}; defined: {}",
+            known.join(", ")
+        )
+    })
+}
+
+/// Flags > environment variables > the selected `[environments.NAME]` >
+/// the file's top level > defaults.
+fn resolve(
+    flags: &FlagValues,
+    env: &dyn Fn(&str) -> Option<String>,
+    layer: &file::FileLayer,
+    file: Option<&FileSource>,
+    selected: Option<(&str, &Origin)>,
+) -> anyhow::Result<Config> {
+    let mut problems = layer.problems.clone();
+    let mut raws = layer.raws.clone();
+    match environment(layer, file, selected) {
+        Ok(Some(section)) => raws.extend(section.iter().map(|(k, v)| (*k, v.clone()))),
+        Ok(None) => {}
+        Err(p) => problems.push(p),
+    }
     for key in KEYS {
         if let Some(value) = flags.get(key.name) {
             let origin = Origin::Flag(key.flag.unwrap_or(key.name));
@@ -256,8 +355,9 @@ pub fn load(
     ci_defaults(&mut raws, env);
 
     let mut config = Config {
-        header_rules: layer.header_rules,
-        mutable: layer.mutable,
+        header_rules: layer.header_rules.clone(),
+        mutable: layer.mutable.clone(),
+        environment: selected.map(|(n, _)| n.to_string()),
         ..Config::default()
     };
     for key in KEYS {
@@ -271,23 +371,14 @@ pub fn load(
         match (key.apply)(value, &mut config) {
             Ok(()) => {
                 config.origins.insert(key.name, raw.origin.clone());
+                config.values.insert(key.name, value.to_string());
             }
             Err(expected) => {
-                let has_password = value
-                    .split_whitespace()
-                    .any(|v| url::Url::parse(v).is_ok_and(|u| u.password().is_some()));
-                let shown = if key.secret || has_password {
-                    value
-                        .split_whitespace()
-                        .map(mask_url)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                } else {
-                    value.to_string()
-                };
                 problems.push(format!(
-                    "invalid {} = {shown:?} (from {}): expected {expected}",
-                    key.name, raw.origin
+                    "invalid {} = {:?} (from {}): expected {expected}",
+                    key.name,
+                    shown(key, value),
+                    raw.origin
                 ));
             }
         }
@@ -612,6 +703,67 @@ mod tests {
             msg.contains("redis://") && !msg.contains("hunter2"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn environments_layer_between_the_top_level_and_the_environment() {
+        let text = "app = \"shop\"\nbucket = \"shared\"\n\n[environments.staging]\ncdn_url = \"https://staging-cdn.example\"\nredis_targets = [\"redis://s:1\"]\n\n[environments.production]\ncdn_url = \"https://cdn.example\"\nbucket = \"prod-assets\"\n";
+        let f = file(text);
+        let flags = FlagValues::from([(ENV_FLAG, "production".to_string())]);
+        let c = load(&flags, &env_of(&[]), Some(&f)).unwrap();
+        assert_eq!(c.environment.as_deref(), Some("production"));
+        assert_eq!(c.bucket.as_deref(), Some("prod-assets"));
+        assert_eq!(c.cdn_url.as_deref(), Some("https://cdn.example"));
+        assert_eq!(c.app.as_deref(), Some("shop"));
+        assert_eq!(
+            c.origins["bucket"].to_string(),
+            "cutover.toml:10 [environments.production]"
+        );
+        // CUTOVER_ENV selects too; environment variables still win over it.
+        let c = load(
+            &FlagValues::new(),
+            &env_of(&[
+                ("CUTOVER_ENV", "staging"),
+                ("CUTOVER_CDN_URL", "https://x.example"),
+            ]),
+            Some(&f),
+        )
+        .unwrap();
+        assert_eq!(c.bucket.as_deref(), Some("shared"));
+        assert_eq!(c.redis_urls, ["redis://s:1"]);
+        assert_eq!(c.cdn_url.as_deref(), Some("https://x.example"));
+        // No environment selected: the top level alone.
+        let c = load(&FlagValues::new(), &env_of(&[]), Some(&f)).unwrap();
+        assert_eq!(c.cdn_url, None);
+
+        let flags = FlagValues::from([(ENV_FLAG, "prod".to_string())]);
+        let msg = error(&flags, &[], Some(text));
+        assert!(
+            msg.contains("environment \"prod\" (from flag --env) is not defined")
+                && msg.contains("defined: production, staging"),
+            "{msg}"
+        );
+        let msg = error(&flags, &[], None);
+        assert!(msg.contains("has no [environments.prod]"), "{msg}");
+        // Errors name the environment and the line.
+        let flags = FlagValues::from([(ENV_FLAG, "production".to_string())]);
+        let msg = error(
+            &flags,
+            &[],
+            Some("[environments.production]\ncdn_url = \"ftp://x\"\nbogus = 1\n"),
+        );
+        assert!(
+            msg.contains(
+                "invalid cdn_url = \"ftp://x\" (from cutover.toml:2 [environments.production])"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("unknown key `bogus` in cutover.toml:3 [environments.production]"),
+            "{msg}"
+        );
+        let msg = error(&flags, &[], Some("[environments]\nproduction = 1\n"));
+        assert!(msg.contains("invalid environments"), "{msg}");
     }
 
     #[test]

@@ -349,3 +349,54 @@ fn readme_tables_match_the_code() {
     missing.dedup();
     assert!(missing.is_empty(), "README does not mention: {missing:?}");
 }
+
+#[test]
+fn config_prints_each_resolved_value_with_its_origin_per_environment() {
+    let ctx = Ctx::new("config-envs");
+    std::fs::write(
+        ctx.work.path().join("cutover.toml"),
+        "prefix = \"assets\"\n\n[environments.production]\ncdn_url = \"https://cdn.prod.example\"\nredis_url = [\"redis://:hunter2@pod1:6379\", \"redis://pod2:6379\"]\n",
+    )
+    .unwrap();
+    let run = ctx
+        .cutover(&["config", "--json", "--env", "production"])
+        .env("CUTOVER_CDN_URL", "")
+        .env("REDIS_URL", "")
+        .run();
+    run.expect(0).stdout_lacks(&["hunter2"]);
+    let doc = run.json();
+    assert_eq!(doc["environment"], "production");
+    let setting = |key: &str| {
+        doc["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .unwrap_or_else(|| panic!("{key} in {doc}"))
+            .clone()
+    };
+    assert_eq!(setting("prefix")["origin"], "cutover.toml:1");
+    assert_eq!(setting("cdn_url")["value"], "https://cdn.prod.example");
+    assert_eq!(
+        setting("cdn_url")["origin"],
+        "cutover.toml:4 [environments.production]"
+    );
+    assert_eq!(
+        setting("redis_url")["value"],
+        "redis://:***@pod1:6379 redis://pod2:6379"
+    );
+    assert_eq!(setting("app")["origin"], "environment variable CUTOVER_APP");
+    assert_eq!(setting("concurrency")["origin"], "default");
+    // CUTOVER_ENV selects it too; an unknown environment is exit 2 naming the known ones.
+    let run = ctx
+        .cutover(&["config"])
+        .env("CUTOVER_ENV", "production")
+        .env("CUTOVER_CDN_URL", "")
+        .run();
+    run.expect(0)
+        .stdout_has(&["environment production", "[environments.production]"]);
+    ctx.run(&["config", "--env", "prod"]).expect(2).error_has(&[
+        "environment \"prod\" (from flag --env) is not defined",
+        "defined: production",
+    ]);
+}

@@ -1,0 +1,67 @@
+//! `cutover config`: the resolved configuration, each value with where it
+//! came from (passwords masked). Reads nothing but the configuration.
+
+use serde::Serialize;
+
+use super::Ctx;
+use crate::config::keys::KEYS;
+use crate::render::{table, Render};
+
+#[derive(Debug, Serialize)]
+pub struct Settings {
+    pub command: &'static str,
+    /// The `[environments.NAME]` in use, if any.
+    pub environment: Option<String>,
+    pub settings: Vec<Setting>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Setting {
+    pub key: &'static str,
+    /// As given (passwords masked); for a default, the documented default.
+    pub value: String,
+    /// `flag --app`, `environment variable CUTOVER_APP`, `cutover.toml:3
+    /// [environments.production]`, or `default`.
+    pub origin: String,
+}
+
+pub fn run(ctx: &Ctx) -> Settings {
+    let config = &ctx.config;
+    let settings = KEYS
+        .iter()
+        .map(
+            |key| match (config.values.get(key.name), config.origins.get(key.name)) {
+                (Some(value), Some(origin)) => Setting {
+                    key: key.name,
+                    value: crate::config::shown(key, value),
+                    origin: origin.to_string(),
+                },
+                _ => Setting {
+                    key: key.name,
+                    value: key.default.to_string(),
+                    origin: "default".into(),
+                },
+            },
+        )
+        .collect();
+    Settings {
+        command: "config",
+        environment: config.environment.clone(),
+        settings,
+    }
+}
+
+impl Render for Settings {
+    fn text(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .settings
+            .iter()
+            .map(|s| vec![s.key.to_string(), s.value.clone(), s.origin.clone()])
+            .collect();
+        let head = match &self.environment {
+            Some(e) => format!("environment {e}\n"),
+            None => String::new(),
+        };
+        head + &table(&["KEY", "VALUE", "FROM"], &rows)
+    }
+}
