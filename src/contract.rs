@@ -49,6 +49,7 @@ pub enum Action {
     Deploy,
     Activate,
     Rollback,
+    Promote,
 }
 
 impl Action {
@@ -57,6 +58,7 @@ impl Action {
             Action::Deploy => "deploy",
             Action::Activate => "activate",
             Action::Rollback => "rollback",
+            Action::Promote => "promote",
         }
     }
 }

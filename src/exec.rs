@@ -18,7 +18,7 @@ use crate::store::cdn::Cdn;
 use crate::store::cloudfront::{collapse, CloudFront};
 use crate::store::lock::LockGuard;
 use crate::store::redis::Activation;
-use crate::store::s3::{PutOutcome, PutSpec, S3Store};
+use crate::store::s3::{CopySpec, PutOutcome, PutSpec, S3Store};
 use crate::store::targets::Targets;
 
 /// What the executor needs to carry out steps.
@@ -140,7 +140,14 @@ impl<'a> Executor<'a> {
                 let s3 = self.s3()?;
                 stream::iter(copies)
                     .map(|c| {
-                        s3.copy_object(&c.from, &c.to, &c.headers, &c.sha256, c.if_match.as_deref())
+                        s3.copy_object(CopySpec {
+                            from_bucket: c.from_bucket.as_deref(),
+                            from: &c.from,
+                            to: &c.to,
+                            headers: &c.headers,
+                            sha256_hex: &c.sha256,
+                            if_match: c.if_match.as_deref(),
+                        })
                     })
                     .buffer_unordered(self.concurrency)
                     .try_collect::<Vec<()>>()
@@ -474,15 +481,15 @@ fn describe_one(step: &Step, t: &Target) -> String {
         ),
         Step::Pin(None) => format!("Redis DEL {}", t.keys.pin),
         Step::Copy(copies) => format!(
-            "S3 CopyObject: {} server-side, same bytes, new headers ({})",
+            "S3 CopyObject: {} server-side, same bytes, the release's headers ({})",
             count(copies.len(), "object"),
             some(
                 &copies
                     .iter()
-                    .map(|c| if c.from == c.to {
-                        format!("{} (headers)", c.to)
-                    } else {
-                        format!("{} from {}", c.to, c.from)
+                    .map(|c| match &c.from_bucket {
+                        Some(b) => format!("{} from s3://{b}/{}", c.to, c.from),
+                        None if c.from == c.to => format!("{} (headers)", c.to),
+                        None => format!("{} from {}", c.to, c.from),
                     })
                     .collect::<Vec<_>>(),
                 3

@@ -106,6 +106,9 @@ pub enum Step {
 /// `from` still has the ETag the plan saw.
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectCopy {
+    /// The source bucket, when not the destination's (promote).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_bucket: Option<String>,
     pub from: String,
     pub to: String,
     pub headers: Headers,
@@ -446,6 +449,8 @@ fn record(
         prefix: config.prefix.clone(),
         cdn_url: cdn_url.to_string(),
         manifest: manifest.live.clone(),
+        public_path: Some(manifest.public_path.clone()),
+        promoted_from: None,
         files: Some(
             files
                 .iter()

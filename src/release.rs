@@ -55,9 +55,30 @@ pub struct ReleaseRecord {
     pub cdn_url: String,
     /// The live manifest activation publishes.
     pub manifest: Value,
+    /// Where the build's files expect to be served from (absent in records
+    /// written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_path: Option<crate::build::manifest::PublicPath>,
+    /// Set on a release promoted from another environment: where it was
+    /// tested. Its files are byte for byte that release's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_from: Option<PromotedFrom>,
     /// Every object of the release; kept in the S3 copy, left out of the Redis copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<ReleaseFile>>,
+}
+
+/// Where a promoted release came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotedFrom {
+    /// The source environment (`[environments.NAME]`).
+    pub environment: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub cdn_url: String,
+    /// When and by whom it was promoted.
+    pub at: String,
+    pub by: Option<String>,
 }
 
 impl ReleaseRecord {

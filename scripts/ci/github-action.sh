@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GitHub Action (action.yml at the repository root): runs
-# `cutover deploy DIR --json` and turns its document into
+# `cutover deploy DIR --json` (or, with the promote-to input,
+# scripts/ci/github-promote.sh) and turns its document into
 #   - step outputs in $GITHUB_OUTPUT: release-id, live-release, uploaded
 #     (files uploaded), outcome, activated;
 #   - a Markdown summary of the plan in $GITHUB_STEP_SUMMARY: files uploaded
@@ -14,6 +15,11 @@ set -euo pipefail
 
 command -v cutover >/dev/null || { echo "::error::cutover is not on PATH: set the action's base-url input to install it, or install it before this step"; exit 2; }
 command -v jq >/dev/null || { echo "::error::jq is needed and not installed"; exit 2; }
+
+if [ -n "${INPUT_PROMOTE_TO:-}" ]; then
+  # Promote mode: the other half of the action, in promote.sh's image.
+  exec bash "$(dirname "$0")/github-promote.sh"
+fi
 
 build_dir="${INPUT_BUILD_DIR:-public/packs}"
 args=(deploy "$build_dir" --json)

@@ -82,6 +82,8 @@ pub enum Command {
     Unpin(UnpinArgs),
     /// Print the resolved configuration, with where each value comes from.
     Config,
+    /// Make a release tested in one environment live in another, unchanged.
+    Promote(PromoteArgs),
 }
 
 impl Command {
@@ -102,6 +104,7 @@ impl Command {
             Command::Pin(_) => "pin",
             Command::Unpin(_) => "unpin",
             Command::Config => "config",
+            Command::Promote(_) => "promote",
         }
     }
 }
@@ -142,6 +145,23 @@ pub struct ActivateArgs {
     #[arg(long)]
     pub unpin: bool,
     /// Switch only if the CDN serves the entrypoint files with their bytes and headers.
+    #[arg(long)]
+    pub verify_cdn: bool,
+    #[command(flatten)]
+    pub switch: SwitchFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Release id in the source environment (a unique prefix is enough).
+    pub release: String,
+    /// The environment it was tested in ([environments.NAME] of cutover.toml).
+    #[arg(long, value_name = "ENV")]
+    pub from: String,
+    /// The environment to make it live in.
+    #[arg(long, value_name = "ENV")]
+    pub to: String,
+    /// Switch only if the target's CDN serves the entrypoint files with their bytes and headers.
     #[arg(long)]
     pub verify_cdn: bool,
     #[command(flatten)]
@@ -190,7 +210,7 @@ pub struct RollbackArgs {
 }
 
 /// Flags shared by the commands that switch the live release.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SwitchFlags {
     /// Print the switch (after checking the release's objects); change nothing.
     #[arg(long)]

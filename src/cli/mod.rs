@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::commands::{
-    deploy, diff, doctor, inspect, pin, prune, settings, switch, unlock, verify, Ctx,
+    deploy, diff, doctor, inspect, pin, promote, prune, settings, switch, unlock, verify, Ctx,
 };
 use crate::config::{self, FileSource};
 use crate::error::{exit_code, one_line, Failure};
@@ -50,6 +50,21 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
     let json = cli.global.json;
+    if let Command::Promote(a) = &cli.command {
+        let result = async {
+            let (source, target) = promote_contexts(&cli, &flags, &a.from, &a.to)?;
+            let mut switch = switch_request(a.switch.clone());
+            switch.verify_cdn = a.verify_cdn;
+            let req = promote::Request {
+                release: a.release.clone(),
+                from: a.from.clone(),
+                to: a.to.clone(),
+                switch,
+            };
+            promote::run(&source, &target, req).await
+        };
+        return emit(json, result.await);
+    }
     let ctx = match context(&cli, &flags) {
         Ok(ctx) => ctx,
         Err(e) => return fail(json, &e),
@@ -122,6 +137,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             emit(json, verify::run(&ctx, req).await)
         }
         Command::Config => emit(json, Ok(settings::run(&ctx))),
+        Command::Promote(_) => unreachable!("promote runs with two contexts, above"),
         Command::Doctor(a) => emit(json, doctor::run(&ctx, a.dir.as_deref()).await),
         Command::Unlock(a) => {
             let req = unlock::Request {
@@ -141,28 +157,61 @@ fn switch_request(f: args::SwitchFlags) -> switch::Request {
         unpin: false,
         verify_cdn: false,
         wait: f.wait,
+        objects_planned: false,
     }
 }
 
 fn context(cli: &Cli, flags: &config::FlagValues) -> anyhow::Result<Ctx> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| Failure::input(format!("cannot read the working directory: {e}")))?;
-    let file = FileSource::read(cli.global.config.as_deref(), &cwd)?;
+    let file = config_file(cli)?;
     let env = |k: &str| std::env::var(k).ok();
     let config = config::load(flags, &env, file.as_ref())?;
+    Ok(with_config(cli, config))
+}
+
+fn config_file(cli: &Cli) -> anyhow::Result<Option<FileSource>> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::input(format!("cannot read the working directory: {e}")))?;
+    FileSource::read(cli.global.config.as_deref(), &cwd)
+}
+
+/// The source's and the target's contexts of `promote`.
+fn promote_contexts(
+    cli: &Cli,
+    flags: &config::FlagValues,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<(Ctx, Ctx)> {
+    if cli.global.environment.is_some() || std::env::var("CUTOVER_ENV").is_ok_and(|v| !v.is_empty())
+    {
+        return Err(Failure::input(
+            "promote takes its environments from --from and --to; drop --env (and CUTOVER_ENV)",
+        ));
+    }
+    if from == to {
+        return Err(Failure::input(format!(
+            "--from and --to are both {from:?}; promote moves a release between two environments"
+        )));
+    }
+    let file = config_file(cli)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let (source, target) = config::load_pair(flags, &env, file.as_ref(), from, to)?;
+    Ok((with_config(cli, source), with_config(cli, target)))
+}
+
+fn with_config(cli: &Cli, config: config::Config) -> Ctx {
     let mode = progress::mode(
         std::io::stderr().is_terminal(),
         std::env::var_os("CI").is_some(),
         cli.global.quiet,
     );
-    Ok(Ctx {
+    Ctx {
         config,
         observer: progress::observer(
             mode,
             std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
         ),
         verbose: cli.global.verbose,
-    })
+    }
 }
 
 /// Print an outcome on stdout, or the error on stderr (and as JSON on stdout

@@ -553,6 +553,7 @@ async fn header_updates(
         .filter_map(|(f, head)| {
             let (actual, etag) = head?;
             (actual != f.headers).then(|| ObjectCopy {
+                from_bucket: None,
                 from: f.key.clone(),
                 to: f.key.clone(),
                 headers: f.headers.clone(),

@@ -190,6 +190,17 @@ fn record_lines(r: &ReleaseRecord) -> String {
     if let Some(m) = &r.message {
         t.push_str(&format!("  message: {m}\n"));
     }
+    if let Some(p) = &r.promoted_from {
+        t.push_str(&format!(
+            "  promoted from {} (s3://{}/{}, {}) at {} by {}\n",
+            p.environment,
+            p.bucket,
+            p.prefix,
+            p.cdn_url,
+            p.at,
+            p.by.as_deref().unwrap_or("unknown")
+        ));
+    }
     t
 }
 
@@ -298,7 +309,11 @@ impl Render for Releases {
                         r.deployed_by.clone().unwrap_or_else(dash),
                         r.file_count.to_string(),
                         bytes(r.bytes),
-                        r.message.clone().unwrap_or_default(),
+                        match (&r.promoted_from, &r.message) {
+                            (Some(p), Some(m)) => format!("promoted from {}: {m}", p.environment),
+                            (Some(p), None) => format!("promoted from {}", p.environment),
+                            (None, m) => m.clone().unwrap_or_default(),
+                        },
                     ],
                     None => vec![
                         live,

@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod inspect;
 mod objects;
 pub mod pin;
+pub mod promote;
 pub mod prune;
 pub mod settings;
 pub mod switch;
@@ -109,12 +110,7 @@ pub async fn resolve_release(
     store: &S3Store,
     wanted: &str,
 ) -> anyhow::Result<Resolved> {
-    let wanted = wanted.trim();
-    if wanted.is_empty() || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(Failure::input(format!(
-            "{wanted:?} is not a release id; release ids are hex, see `cutover releases`"
-        )));
-    }
+    let wanted = checked_id(wanted)?;
     let meta = config.meta_prefix()?;
     let mut matches: Vec<String> = registry
         .release_ids(0)
@@ -126,29 +122,60 @@ pub async fn resolve_release(
         // Redis may have lost its data: look for S3 records.
         matches = records::ids(store, &meta, wanted).await?;
     }
-    let id = match matches.len() {
-        0 => {
-            return Err(Failure::input(format!(
-                "no release {wanted} for app {}; see `cutover releases`",
-                config.app()?
-            )))
-        }
-        1 => matches.remove(0),
-        n => {
-            return Err(Failure::input(format!(
-                "{wanted:?} matches {n} releases ({}); give more characters of the id",
-                crate::render::some(&matches, 5)
-            )))
-        }
-    };
+    let id = pick_one(config, wanted, matches)?;
     // The S3 copy has the file list needed to verify the objects.
-    let record = records::read(store, &meta, &id).await?.ok_or_else(|| {
+    let record = full_record(store, &meta, &id).await?;
+    let in_redis = registry.record(&id).await?;
+    Ok(Resolved { record, in_redis })
+}
+
+/// Resolve a release id or unique prefix against the S3 records alone (no
+/// Redis): the full record.
+pub async fn resolve_in_s3(
+    config: &Config,
+    store: &S3Store,
+    wanted: &str,
+) -> anyhow::Result<ReleaseRecord> {
+    let wanted = checked_id(wanted)?;
+    let meta = config.meta_prefix()?;
+    let matches = records::ids(store, &meta, wanted).await?;
+    let id = pick_one(config, wanted, matches)?;
+    full_record(store, &meta, &id).await
+}
+
+/// A release id or prefix as typed, checked.
+fn checked_id(wanted: &str) -> anyhow::Result<&str> {
+    let wanted = wanted.trim();
+    if wanted.is_empty() || !wanted.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Failure::input(format!(
+            "{wanted:?} is not a release id; release ids are hex, see `cutover releases`"
+        )));
+    }
+    Ok(wanted)
+}
+
+/// The one release `wanted` names among `matches`.
+fn pick_one(config: &Config, wanted: &str, mut matches: Vec<String>) -> anyhow::Result<String> {
+    match matches.len() {
+        0 => Err(Failure::input(format!(
+            "no release {wanted} for app {}; see `cutover releases`",
+            config.app()?
+        ))),
+        1 => Ok(matches.remove(0)),
+        n => Err(Failure::input(format!(
+            "{wanted:?} matches {n} releases ({}); give more characters of the id",
+            crate::render::some(&matches, 5)
+        ))),
+    }
+}
+
+/// A release's record with its file list, from S3.
+async fn full_record(store: &S3Store, meta: &str, id: &str) -> anyhow::Result<ReleaseRecord> {
+    records::read(store, meta, id).await?.ok_or_else(|| {
         Failure::verification(format!(
             "release {id} has no record in s3://{}/{}; it never finished uploading. Deploy its build again",
             store.bucket(),
-            crate::contract::record_key(&meta, &id)
+            crate::contract::record_key(meta, id)
         ))
-    })?;
-    let in_redis = registry.record(&id).await?;
-    Ok(Resolved { record, in_redis })
+    })
 }

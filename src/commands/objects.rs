@@ -67,6 +67,45 @@ pub async fn release_problems(
     read: bool,
     observer: &dyn Observer,
 ) -> anyhow::Result<Vec<String>> {
+    let found = classify(store, record, meta_prefix, concurrency, read, observer).await?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(key, f, state)| match state {
+            Found::Intact => None,
+            Found::Missing => Some(format!("{key}: missing")),
+            Found::OtherSize(size) => Some(format!(
+                "{key}: other bytes ({size} bytes, expected {})",
+                f.size
+            )),
+            Found::Other(what) => Some(format!(
+                "{key}: other bytes ({what}, expected sha256 {})",
+                f.sha256
+            )),
+        })
+        .collect())
+}
+
+/// What S3 holds at an object's key, compared with the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Intact,
+    Missing,
+    /// Other bytes, of this size.
+    OtherSize(u64),
+    /// Other bytes: what S3 says they are.
+    Other(String),
+}
+
+/// Every object of a release (mutable files at their content-addressed
+/// copies) with what S3 holds there.
+pub async fn classify<'r>(
+    store: &S3Store,
+    record: &'r ReleaseRecord,
+    meta_prefix: &str,
+    concurrency: usize,
+    read: bool,
+    observer: &dyn Observer,
+) -> anyhow::Result<Vec<(String, &'r ReleaseFile, Found)>> {
     let files = record.files.as_ref().ok_or_else(|| {
         Failure::verification(format!(
             "the record of release {} has no file list; deploy the build again",
@@ -74,7 +113,7 @@ pub async fn release_problems(
         ))
     })?;
     let listing = store.list(&list_prefix(&record.prefix), observer).await?;
-    let mut problems = Vec::new();
+    let mut out = Vec::new();
     // Objects the listing could not decide, with what they should be.
     let mut unsure: Vec<(String, &ReleaseFile)> = Vec::new();
     for f in files {
@@ -87,12 +126,9 @@ pub async fn release_problems(
             .get(&key)
             .map(|o| (o, o.compare(f.size, &[&f.etag])))
         {
-            None => problems.push(format!("{key}: missing")),
-            Some((o, Listed::OtherSize)) => problems.push(format!(
-                "{key}: other bytes ({} bytes, expected {})",
-                o.size, f.size
-            )),
-            Some((_, Listed::Same)) if !read => {}
+            None => out.push((key, f, Found::Missing)),
+            Some((o, Listed::OtherSize)) => out.push((key, f, Found::OtherSize(o.size))),
+            Some((_, Listed::Same)) if !read => out.push((key, f, Found::Intact)),
             Some(_) => unsure.push((key, f)),
         }
     }
@@ -103,16 +139,14 @@ pub async fn release_problems(
         inspect_all(store, keys, concurrency, observer).await?
     };
     for (key, f) in unsure {
-        match found.get(&key) {
-            None => problems.push(format!("{key}: missing")),
-            Some(i) if !i.matches(&f.sha256, f.md5()) => problems.push(format!(
-                "{key}: other bytes ({i}, expected sha256 {})",
-                f.sha256
-            )),
-            Some(_) => {}
-        }
+        let state = match found.get(&key) {
+            None => Found::Missing,
+            Some(i) if !i.matches(&f.sha256, f.md5()) => Found::Other(i.to_string()),
+            Some(_) => Found::Intact,
+        };
+        out.push((key, f, state));
     }
-    Ok(problems)
+    Ok(out)
 }
 
 /// Read objects and hash them (`verify --read`).
@@ -201,6 +235,7 @@ pub async fn mutable_restores(
                 .is_some_and(|i| i.matches(&f.sha256, f.md5()))
         })
         .map(|(f, key)| ObjectCopy {
+            from_bucket: None,
             from: mutable_key(meta_prefix, &f.sha256),
             to: key,
             headers: f.headers.clone().unwrap_or_else(|| Headers {

@@ -30,6 +30,9 @@ pub struct Request {
     pub verify_cdn: bool,
     /// Wait for CloudFront invalidations to complete.
     pub wait: bool,
+    /// The release's objects are planned to be copied first (a promote's
+    /// dry run): do not look for them yet.
+    pub objects_planned: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,6 +44,9 @@ pub enum Ending {
     /// The release was live, but its manifest (or record) in Redis was
     /// missing or damaged: written again.
     Repaired,
+    /// Promoted while the target is pinned: recorded there, not activated
+    /// (as a deploy while pinned).
+    Recorded,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,7 +91,7 @@ async fn run(
         None => previous_release(&app, &mut registry, &live, ctx.config.history_limit).await?,
     };
     let target = resolve_release(&ctx.config, &mut registry, &store, &wanted).await?;
-    switch_to(ctx, &store, &mut registry, target, live, action, req).await
+    switch_to(ctx, &store, &mut registry, target, live, action, req, None).await
 }
 
 /// The newest release that was live before the current one and was not
@@ -141,8 +147,10 @@ fn check_pin(live: &LiveState, action: Action, req: &Request, id: &str) -> anyho
     }
 }
 
-/// Verify the target's objects, plan the switch, and run it unless a dry run.
-async fn switch_to(
+/// Verify the target's objects, plan the switch, and run it unless a dry
+/// run: under `held` when the caller holds the lock, else under its own.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn switch_to(
     ctx: &Ctx,
     store: &S3Store,
     registry: &mut Targets,
@@ -150,6 +158,7 @@ async fn switch_to(
     live: LiveState,
     action: Action,
     req: Request,
+    held: Option<&LockGuard>,
 ) -> anyhow::Result<Outcome> {
     let config = &ctx.config;
     let record = target.record;
@@ -172,22 +181,26 @@ async fn switch_to(
         return Ok(out);
     }
     let meta = config.meta_prefix()?;
-    verify_release(
-        store,
-        &record,
-        &meta,
-        config.concurrency,
-        ctx.observer.as_ref(),
-    )
-    .await?;
-    let restores = mutable_restores(
-        store,
-        &record,
-        &meta,
-        config.concurrency,
-        ctx.observer.as_ref(),
-    )
-    .await?;
+    let restores = if req.dry_run && req.objects_planned {
+        Vec::new()
+    } else {
+        verify_release(
+            store,
+            &record,
+            &meta,
+            config.concurrency,
+            ctx.observer.as_ref(),
+        )
+        .await?;
+        mutable_restores(
+            store,
+            &record,
+            &meta,
+            config.concurrency,
+            ctx.observer.as_ref(),
+        )
+        .await?
+    };
     out.manifest_diff = Some(diff(live.manifest.as_ref(), &record.manifest));
     let mut steps = Vec::new();
     if !in_redis || registry.several() {
@@ -247,14 +260,30 @@ async fn switch_to(
         out.outcome = Ending::Planned;
         return Ok(out);
     }
-    let lock = LockGuard::acquire(config, registry, &config.actor(), ctx.observer.as_ref()).await?;
-    let result = ctx
-        .executor(Some(store), Some(registry), None, Some(&lock))
-        .run(&steps)
-        .await;
-    lock.release().await;
+    let result = match held {
+        Some(lock) => {
+            ctx.executor(Some(store), Some(registry), None, Some(lock))
+                .run(&steps)
+                .await
+        }
+        None => {
+            let lock = LockGuard::acquire(config, registry, &config.actor(), ctx.observer.as_ref())
+                .await?;
+            let result = ctx
+                .executor(Some(store), Some(registry), None, Some(&lock))
+                .run(&steps)
+                .await;
+            lock.release().await;
+            result
+        }
+    };
     match result?.switched {
         Some(Switched::Applied { previous }) => out.from = previous,
+        Some(Switched::Pinned(p)) if action == Action::Promote => {
+            out.outcome = Ending::Recorded;
+            out.pinned = Some(p);
+            return Ok(out);
+        }
         Some(Switched::Pinned(p)) => {
             return Err(Failure::refused(format!(
                 "the app was pinned by {} while this {} ran; nothing was switched. `cutover activate {} --unpin` switches and clears the pin",
@@ -285,6 +314,13 @@ impl Render for Outcome {
             Ending::AlreadyLive => {
                 format!("release {id} is already live for {app}; nothing to do\n")
             }
+            Ending::Recorded => format!(
+                "release {id} is recorded for {app} but NOT activated: the app is pinned ({}); `cutover activate {id} --unpin` makes it live\n",
+                self.pinned
+                    .as_ref()
+                    .map(super::pin::describe_pin)
+                    .unwrap_or_default()
+            ),
             Ending::Repaired => format!(
                 "release {id} was live for {app} but Redis no longer held its manifest or record intact; wrote them again\n"
             ),

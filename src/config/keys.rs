@@ -17,9 +17,9 @@ pub enum Scope {
 }
 
 /// Commands that take the lock.
-const SWITCHING: &[&str] = &["deploy", "activate", "rollback", "prune"];
+const SWITCHING: &[&str] = &["deploy", "activate", "rollback", "promote", "prune"];
 /// Commands that say who did what.
-const ACTING: &[&str] = &["deploy", "activate", "rollback", "pin"];
+const ACTING: &[&str] = &["deploy", "activate", "rollback", "promote", "pin"];
 
 pub struct Key {
     /// Name in `cutover.toml`, and the key's id everywhere.
@@ -168,7 +168,7 @@ pub const KEYS: &[Key] = &[
     Key {
         flag: Some("cloudfront-distribution-id"),
         env: &["CUTOVER_CLOUDFRONT_DISTRIBUTION_ID"],
-        scope: Scope::Only(&["deploy", "activate", "rollback"]),
+        scope: Scope::Only(&["deploy", "activate", "rollback", "promote"]),
         value_name: "ID",
         help: "CloudFront distribution whose cache of changed mutable files is invalidated",
         default: "none",

@@ -282,6 +282,54 @@ pub fn load(
     )
 }
 
+/// The two sides of `promote`, each from its own `[environments.NAME]` over
+/// the file's top level. Flags and environment variables still apply to
+/// both, but not to a key either environment sets: they could not mean
+/// both sides, so they are refused, naming them.
+pub fn load_pair(
+    flags: &FlagValues,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: Option<&FileSource>,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<(Config, Config)> {
+    let layer = file.map(file::parse).unwrap_or_default();
+    let (from_origin, to_origin) = (Origin::Flag("from"), Origin::Flag("to"));
+    let mut problems = Vec::new();
+    let mut per_environment = std::collections::BTreeSet::new();
+    for (name, origin) in [(from, &from_origin), (to, &to_origin)] {
+        match environment(&layer, file, Some((name, origin))) {
+            Ok(Some(raws)) => per_environment.extend(raws.keys().copied()),
+            Ok(None) => {}
+            Err(p) => problems.push(p),
+        }
+    }
+    for key in KEYS.iter().filter(|k| per_environment.contains(k.name)) {
+        let given = flags
+            .get(key.name)
+            .map(|_| format!("--{}", key.flag.unwrap_or(key.name)))
+            .or_else(|| {
+                key.env
+                    .iter()
+                    .find(|v| env(v).is_some_and(|x| !x.trim().is_empty()))
+                    .map(|v| v.to_string())
+            });
+        if let Some(given) = given {
+            problems.push(format!(
+                "{given} sets {}, which [environments.{from}] or [environments.{to}] sets for its side; \
+                 promote cannot apply it to both: unset {given}",
+                key.name
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::input(problems.join("; ")));
+    }
+    let source = resolve(flags, env, &layer, file, Some((from, &from_origin)))?;
+    let target = resolve(flags, env, &layer, file, Some((to, &to_origin)))?;
+    Ok((source, target))
+}
+
 /// The name under which [`FlagValues`] carries `--env NAME`.
 pub const ENV_FLAG: &str = "env";
 

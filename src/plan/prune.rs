@@ -218,6 +218,8 @@ mod tests {
             prefix: "packs".into(),
             cdn_url: "https://cdn".into(),
             manifest: serde_json::json!({}),
+            public_path: None,
+            promoted_from: None,
             files: Some(
                 paths
                     .iter()

@@ -64,6 +64,19 @@ pub struct PutSpec<'a> {
     pub if_match: Option<&'a str>,
 }
 
+/// One server-side copy: same bytes, the headers given.
+#[derive(Debug, Clone, Copy)]
+pub struct CopySpec<'a> {
+    /// The source bucket, when not this store's.
+    pub from_bucket: Option<&'a str>,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub headers: &'a Headers,
+    pub sha256_hex: &'a str,
+    /// Copy only if the source still has this ETag.
+    pub if_match: Option<&'a str>,
+}
+
 /// What happened to one upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -664,16 +677,12 @@ impl S3Store {
 
     /// Copy `from` to `to` server-side with new headers (same bytes), only
     /// if `from` still has the ETag `if_match`, when given.
-    pub async fn copy_object(
-        &self,
-        from: &str,
-        to: &str,
-        headers: &Headers,
-        sha256_hex: &str,
-        if_match: Option<&str>,
-    ) -> anyhow::Result<()> {
+    pub async fn copy_object(&self, copy: CopySpec<'_>) -> anyhow::Result<()> {
         use aws_sdk_s3::types::MetadataDirective;
-        let source = format!("{}/{}", self.bucket, crate::contract::url_path(from));
+        let (from, to, headers) = (copy.from, copy.to, copy.headers);
+        let (sha256_hex, if_match) = (copy.sha256_hex, copy.if_match);
+        let bucket = copy.from_bucket.unwrap_or(&self.bucket);
+        let source = format!("{bucket}/{}", crate::contract::url_path(from));
         let mut req = self
             .client
             .copy_object()

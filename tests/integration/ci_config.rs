@@ -329,7 +329,7 @@ fn action_and_readme_workflow_match_github_schemas() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (_, workflows) = readme_configs(dir.path());
-    assert_eq!(workflows.len(), 1, "the README has one GitHub workflow");
+    assert_eq!(workflows.len(), 2, "the README has two GitHub workflows");
     if let Err(e) = schema_check("github-workflows.json", &workflows) {
         panic!("the GitHub workflow schema rejects the README's workflow:\n{e}");
     }
@@ -438,11 +438,11 @@ fn orb_parameters_reach_the_scripts() {
     let executors = orb_source("executors");
     assert_eq!(
         commands.keys().collect::<Vec<_>>(),
-        ["activate", "deploy", "install", "rollback"]
+        ["activate", "deploy", "install", "promote", "rollback"]
     );
     assert_eq!(
         jobs.keys().collect::<Vec<_>>(),
-        ["activate", "deploy", "rollback"]
+        ["activate", "deploy", "promote", "rollback"]
     );
     let mut included = BTreeSet::new();
     let mut command_steps = BTreeMap::new();
@@ -600,10 +600,24 @@ fn orb_examples_and_readme_use_real_jobs_and_parameters() {
         for (_, wf) in cfg["workflows"].as_mapping().unwrap() {
             let entries = wf["jobs"].as_sequence().unwrap();
             let names = workflow_job_names(entries);
+            // A job is required by its `name:` when it has one, else by its key.
+            let required_as: Vec<String> = entries
+                .iter()
+                .zip(&names)
+                .map(|(entry, name)| {
+                    entry[name.as_str()]["name"]
+                        .as_str()
+                        .unwrap_or(name)
+                        .to_string()
+                })
+                .collect();
             for (entry, name) in entries.iter().zip(&names) {
                 let args = &entry[name.as_str()];
                 for r in args["requires"].as_sequence().into_iter().flatten() {
-                    assert!(names.iter().any(|n| Some(n.as_str()) == r.as_str()));
+                    assert!(
+                        required_as.iter().any(|n| Some(n.as_str()) == r.as_str()),
+                        "{what}: requires {r:?}, which no job of the workflow is named"
+                    );
                 }
                 if let Some(job) = name.strip_prefix("cutover/") {
                     let def = &orb["jobs"][job];
@@ -627,7 +641,9 @@ fn orb_examples_and_readme_use_real_jobs_and_parameters() {
     }
     assert_eq!(
         used_jobs,
-        ["activate", "deploy", "rollback"].map(String::from).into(),
+        ["activate", "deploy", "promote", "rollback"]
+            .map(String::from)
+            .into(),
         "the examples show every job"
     );
 }
@@ -652,6 +668,11 @@ fn action_mirrors_the_orb_and_its_script() {
             .filter(|(k, _)| !["release_id_dir", "role_arn", "install_dir"].contains(&s(k)))
             .map(move |(k, v)| (s(k).replace('_', "-"), (cmd, v["default"].clone())))
     })
+    // Promote mode: the action's own inputs, read by github-promote.sh.
+    .chain(
+        ["promote-to", "promote-from", "release"]
+            .map(|k| (k.to_string(), ("deploy", Value::from("")))),
+    )
     .collect();
     let inputs = action["inputs"].as_mapping().unwrap();
     assert_eq!(
@@ -677,7 +698,12 @@ fn action_mirrors_the_orb_and_its_script() {
             .strip_prefix("bash \"$GITHUB_ACTION_PATH/")
             .and_then(|r| r.strip_suffix('"'))
             .unwrap_or_else(|| panic!("a step runs one script of the repository: {run}"));
-        let script = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        let mut script = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        if file == "scripts/ci/github-action.sh" {
+            // It hands promote mode to github-promote.sh.
+            script +=
+                &std::fs::read_to_string(repo_root().join("scripts/ci/github-promote.sh")).unwrap();
+        }
         let env = &step["env"];
         let set = keys(env);
         let (prefix, cmd) = if file == "orb/src/scripts/install.sh" {
@@ -724,11 +750,10 @@ fn action_mirrors_the_orb_and_its_script() {
     // inputs it has.
     let dir = tempfile::tempdir().unwrap();
     let (_, workflows) = readme_configs(dir.path());
-    let wf = load(&workflows[0]);
-    let uses: Vec<&Value> = wf["jobs"]
-        .as_mapping()
-        .unwrap()
-        .values()
+    let workflows: Vec<Value> = workflows.iter().map(|w| load(w)).collect();
+    let uses: Vec<&Value> = workflows
+        .iter()
+        .flat_map(|wf| wf["jobs"].as_mapping().unwrap().values())
         .flat_map(|j| j["steps"].as_sequence().unwrap())
         .filter(|s| {
             s["uses"]
@@ -736,13 +761,15 @@ fn action_mirrors_the_orb_and_its_script() {
                 .is_some_and(|u| u.starts_with("your-org/cutover@"))
         })
         .collect();
-    assert_eq!(uses.len(), 1);
-    assert_eq!(
-        uses[0]["uses"],
-        Value::from(format!("your-org/cutover@v{VERSION}"))
-    );
-    for k in keys(&uses[0]["with"]) {
-        assert!(inputs.contains_key(Value::from(k.as_str())), "input {k}");
+    assert_eq!(uses.len(), 3, "deploy; staging, then promote");
+    for u in uses {
+        assert_eq!(
+            u["uses"],
+            Value::from(format!("your-org/cutover@v{VERSION}"))
+        );
+        for k in keys(&u["with"]) {
+            assert!(inputs.contains_key(Value::from(k.as_str())), "input {k}");
+        }
     }
 }
 

@@ -22,7 +22,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `bash SCRIPT` with the test world's environment (the binary under test
 /// first on PATH), and nothing of the CI variables of the machine running
 /// the tests.
-fn script(ctx: &Ctx, path: &str) -> Command {
+pub(crate) fn script(ctx: &Ctx, path: &str) -> Command {
     let base = ctx.command();
     let mut cmd = Command::new("bash");
     cmd.arg(repo_root().join(path));

@@ -19,6 +19,7 @@ mod mutable_files;
 mod never_wedged;
 mod plan_and_dry_run;
 mod pods;
+mod promote;
 mod quickstart;
 mod redis_drops;
 mod upload;

@@ -138,8 +138,10 @@ impl Format {
 }
 
 /// Where the build's own files say they are served from, as far as a
-/// format records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// format records it (kept in the release record: promoting a release to
+/// another CDN depends on it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "path", rename_all = "lowercase")]
 pub enum PublicPath {
     /// Relative, or not recorded: nothing to check.
     Unknown,
@@ -184,9 +186,11 @@ impl Manifest {
     /// A warning when the build's public path is not where its files will
     /// be served from (`expected` is `CDN_URL/PREFIX/`).
     pub fn public_path_warning(&self, expected: &str, cdn_url: &str) -> Option<String> {
+        if self.public_path.serves_from(expected) {
+            return None;
+        }
         match (&self.public_path, self.format) {
             (PublicPath::Unknown, _) => None,
-            (PublicPath::Page(p), _) if p == expected => None,
             (PublicPath::Page(p), Format::Vite) => Some(format!(
                 "the build's base is {p:?} but its files will be served from {expected}: preloads, lazy-loaded chunks \
                  and CSS url()s would load from the wrong place; build with Vite's base = {expected} \
@@ -197,20 +201,28 @@ impl Manifest {
                  load from the wrong host; build with the CDN as webpack's publicPath (Shakapacker: SHAKAPACKER_ASSET_HOST={cdn_url})"
             )),
             (PublicPath::Asset(p), _) => {
-                let same = if p.starts_with('/') && !p.starts_with("//") {
-                    url::Url::parse(expected).is_ok_and(|u| u.path() == p)
-                } else {
-                    p == expected
-                };
-                (!same).then(|| {
-                    format!(
+                Some(format!(
                         "the build's stylesheets and source maps name its files under {p:?} but they will be served from \
                          {expected}: their url()s would not resolve; serve the build there (prefix = {:?} with the CDN \
                          at its root) or change config.assets.prefix and precompile again",
                         p.trim_matches('/')
-                    )
-                })
+                ))
             }
+        }
+    }
+}
+
+impl PublicPath {
+    /// Do the build's files find each other when served from `expected`
+    /// (`CDN_URL/PREFIX/`)? Relative (or unrecorded) paths always do.
+    pub fn serves_from(&self, expected: &str) -> bool {
+        match self {
+            PublicPath::Unknown => true,
+            PublicPath::Page(p) => p == expected,
+            PublicPath::Asset(p) if p.starts_with('/') && !p.starts_with("//") => {
+                url::Url::parse(expected).is_ok_and(|u| u.path() == p)
+            }
+            PublicPath::Asset(p) => p == expected,
         }
     }
 }
