@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::support::fixtures::files_of;
 use crate::support::{fixture, http, nginx, rt, Ctx};
 
 /// A fixture build, the prefix it is served under, its format and manifest.
@@ -64,22 +65,6 @@ fn is_manifest_file(path: &str) -> bool {
         || name == "manifest.json"
         || name == ".manifest.json"
         || name.starts_with(".sprockets-manifest-")
-}
-
-/// Every file of a build directory, by path inside it.
-fn files_of(dir: &Path) -> BTreeSet<String> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            e.path()
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
 }
 
 /// Content-Type and Content-Encoding a file must be served with.

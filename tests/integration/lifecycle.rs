@@ -284,7 +284,7 @@ fn prune_keeps_every_object_of_kept_releases_and_deletes_the_rest() {
 fn exclude_leaves_files_and_their_entries_out_of_s3_the_release_and_the_manifest() {
     let ctx = Ctx::new("exclude");
     let build = fixture("shakapacker");
-    let maps: Vec<String> = walk(&build)
+    let maps: Vec<String> = crate::support::fixtures::files_of(&build)
         .into_iter()
         .filter(|p| p.contains(".map"))
         .collect();
@@ -337,20 +337,4 @@ fn exclude_leaves_files_and_their_entries_out_of_s3_the_release_and_the_manifest
     ]);
     run.expect(0);
     assert!(run.json()["excluded"]["files"].as_u64().unwrap() < maps.len() as u64);
-}
-
-/// Every file under `dir`, as paths relative to it.
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            e.path()
-                .strip_prefix(dir)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect()
 }

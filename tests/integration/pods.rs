@@ -6,6 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::ctx::redis_at;
 use crate::support::redis_proxy::{start_proxy, Drop};
 use crate::support::servers::start_redis_at;
 use crate::support::{fixture, rt, start_redis, Ctx};
@@ -219,15 +220,8 @@ fn a_pod_that_is_down_stops_the_deploy_and_a_restarted_empty_one_is_converged() 
     let b = deploy_id(&b);
     for p in pods {
         assert_eq!(served(&ctx, p).as_deref(), Some(b.as_str()), "pod {p}");
-        let lock: Option<String> = rt().block_on(async {
-            let client = redis::Client::open(format!("redis://127.0.0.1:{p}")).unwrap();
-            let mut con = client.get_multiplexed_async_connection().await.unwrap();
-            redis::cmd("GET")
-                .arg(ctx.key("lock"))
-                .query_async(&mut con)
-                .await
-                .unwrap()
-        });
+        let lock: Option<String> =
+            redis::from_redis_value(redis_at(p, &["GET", &ctx.key("lock")])).unwrap();
         assert_eq!(lock, None, "pod {p} kept a lock");
     }
     // Activating the first release brings both back, the restarted pod

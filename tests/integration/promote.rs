@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::support::ctx::redis_at;
 use crate::support::fixtures::tiny_build;
 use crate::support::{rt, start_redis, Ctx, Run};
 
@@ -61,33 +62,12 @@ impl Envs {
     }
 
     fn redis_get(&self, port: u16, name: &str) -> Option<String> {
-        rt().block_on(async {
-            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-            let mut con = client.get_multiplexed_async_connection().await.unwrap();
-            redis::cmd("GET")
-                .arg(self.ctx.key(name))
-                .query_async(&mut con)
-                .await
-                .unwrap()
-        })
+        redis::from_redis_value(redis_at(port, &["GET", &self.ctx.key(name)])).unwrap()
     }
 
     /// Every object of a bucket: key -> (size, etag).
     fn objects(&self, bucket: &str) -> std::collections::BTreeMap<String, (i64, String)> {
-        rt().block_on(async {
-            let s3 = self.ctx.s3().await;
-            let mut out = std::collections::BTreeMap::new();
-            let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
-            while let Some(page) = pages.next().await {
-                for o in page.unwrap().contents() {
-                    out.insert(
-                        o.key().unwrap().to_string(),
-                        (o.size().unwrap_or(0), o.e_tag().unwrap_or("").to_string()),
-                    );
-                }
-            }
-            out
-        })
+        rt().block_on(self.ctx.objects_in(bucket))
     }
 
     /// Both buckets and both Redis, for "nothing changed".
@@ -313,18 +293,11 @@ fn promote_refuses_what_it_cannot_do_and_changes_nothing() {
     assert_eq!(before, e.world());
 
     // A foreign lock on production: waits, then exit 3 naming it, nothing copied.
-    rt().block_on(async {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}", e.prod_redis)).unwrap();
-        let mut con = client.get_multiplexed_async_connection().await.unwrap();
-        let _: () = redis::cmd("SET")
-            .arg(e.ctx.key("lock"))
-            .arg("someone-else/1/0")
-            .arg("PX")
-            .arg(60_000)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    });
+    let lock = e.ctx.key("lock");
+    redis_at(
+        e.prod_redis,
+        &["SET", &lock, "someone-else/1/0", "PX", "60000"],
+    );
     e.ctx
         .cutover(&[&promote[..], &["--lock-wait", "0"]].concat())
         .env("CUTOVER_BUCKET", "")
@@ -338,15 +311,7 @@ fn promote_refuses_what_it_cannot_do_and_changes_nothing() {
         Some("someone-else/1/0")
     );
     assert_eq!(before, e.world(), "a refused promote changed something");
-    rt().block_on(async {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}", e.prod_redis)).unwrap();
-        let mut con = client.get_multiplexed_async_connection().await.unwrap();
-        let _: () = redis::cmd("DEL")
-            .arg(e.ctx.key("lock"))
-            .query_async(&mut con)
-            .await
-            .unwrap();
-    });
+    redis_at(e.prod_redis, &["DEL", &lock]);
 
     // A build whose public path names staging's CDN cannot be served by production's.
     let absolute = tiny_build(e.ctx.work.path(), "tied()");

@@ -144,13 +144,17 @@ impl Ctx {
 
     /// Every object in the bucket: key -> (size, etag).
     pub async fn objects(&self) -> std::collections::BTreeMap<String, (i64, String)> {
+        self.objects_in(&self.bucket).await
+    }
+
+    /// Every object in a bucket: key -> (size, etag).
+    pub async fn objects_in(
+        &self,
+        bucket: &str,
+    ) -> std::collections::BTreeMap<String, (i64, String)> {
         let s3 = self.s3().await;
         let mut out = std::collections::BTreeMap::new();
-        let mut pages = s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .into_paginator()
-            .send();
+        let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
         while let Some(page) = pages.next().await {
             for o in page.unwrap().contents() {
                 out.insert(
@@ -215,14 +219,7 @@ impl Ctx {
 
     /// Run a Redis command on the shared test Redis.
     pub fn redis_cmd(&self, args: &[&str]) -> redis::Value {
-        rt().block_on(async {
-            let mut con = self.redis().await;
-            let mut cmd = redis::cmd(args[0]);
-            for a in &args[1..] {
-                cmd.arg(*a);
-            }
-            cmd.query_async(&mut con).await.unwrap()
-        })
+        redis_at(self.redis_port(), args)
     }
 
     /// The port of the shared test Redis.
@@ -315,4 +312,17 @@ fn diff_keys<V: PartialEq>(
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect()
+}
+
+/// A command to the Redis on a loopback port (a test's private server).
+pub fn redis_at(port: u16, args: &[&str]) -> redis::Value {
+    rt().block_on(async {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query_async(&mut con).await.unwrap()
+    })
 }

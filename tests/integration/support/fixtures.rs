@@ -151,3 +151,19 @@ pub fn tiny_build(dir: &Path, js: &str) -> PathBuf {
     std::fs::write(root.join("manifest.json"), manifest.to_string()).unwrap();
     root
 }
+
+/// Every file of a directory, by path inside it.
+pub fn files_of(dir: &Path) -> BTreeSet<String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect()
+}
