@@ -61,6 +61,19 @@ impl Envs {
             .run()
     }
 
+    /// Deploy a build to staging; its release id.
+    fn deploy_staging(&self, build: &Path) -> String {
+        let run = self.run(&[
+            "deploy",
+            build.to_str().unwrap(),
+            "--env",
+            "staging",
+            "--json",
+        ]);
+        run.expect(0);
+        run.json()["release"]["id"].as_str().unwrap().to_string()
+    }
+
     fn redis_get(&self, port: u16, name: &str) -> Option<String> {
         redis::from_redis_value(redis_at(port, &["GET", &self.ctx.key(name)])).unwrap()
     }
@@ -110,15 +123,7 @@ fn relative_build(dir: &Path, js: &str) -> PathBuf {
 fn promote_ships_the_tested_release_unchanged_to_another_environment() {
     let e = Envs::new("promote");
     let build = relative_build(e.ctx.work.path(), "app(1)");
-    let deploy = e.run(&[
-        "deploy",
-        build.to_str().unwrap(),
-        "--env",
-        "staging",
-        "--json",
-    ]);
-    deploy.expect(0);
-    let id = deploy.json()["release"]["id"].as_str().unwrap().to_string();
+    let id = e.deploy_staging(&build);
     assert_eq!(
         e.redis_get(e.staging_redis, "current").as_deref(),
         Some(id.as_str())
@@ -226,15 +231,7 @@ fn promote_ships_the_tested_release_unchanged_to_another_environment() {
 
     // Into a pinned production: recorded (and copied) but not activated, exit 0.
     let second = relative_build(e.ctx.work.path(), "app(2)");
-    let d2 = e.run(&[
-        "deploy",
-        second.to_str().unwrap(),
-        "--env",
-        "staging",
-        "--json",
-    ]);
-    d2.expect(0);
-    let id2 = d2.json()["release"]["id"].as_str().unwrap().to_string();
+    let id2 = e.deploy_staging(&second);
     e.run(&["pin", "--env", "production", "-m", "freeze"])
         .expect(0);
     let pinned = e.run(&["promote", &id2, "--from", "staging", "--to", "production"]);
@@ -258,15 +255,7 @@ fn promote_ships_the_tested_release_unchanged_to_another_environment() {
 fn promote_refuses_what_it_cannot_do_and_changes_nothing() {
     let e = Envs::new("promote-refusals");
     let build = relative_build(e.ctx.work.path(), "app(3)");
-    let deploy = e.run(&[
-        "deploy",
-        build.to_str().unwrap(),
-        "--env",
-        "staging",
-        "--json",
-    ]);
-    deploy.expect(0);
-    let id = deploy.json()["release"]["id"].as_str().unwrap().to_string();
+    let id = e.deploy_staging(&build);
     let promote = [
         "promote",
         id.as_str(),
@@ -315,15 +304,7 @@ fn promote_refuses_what_it_cannot_do_and_changes_nothing() {
 
     // A build whose public path names staging's CDN cannot be served by production's.
     let absolute = tiny_build(e.ctx.work.path(), "tied()");
-    let d = e.run(&[
-        "deploy",
-        absolute.to_str().unwrap(),
-        "--env",
-        "staging",
-        "--json",
-    ]);
-    d.expect(0);
-    let tied = d.json()["release"]["id"].as_str().unwrap().to_string();
+    let tied = e.deploy_staging(&absolute);
     e.run(&["promote", &tied, "--from", "staging", "--to", "production"])
         .expect(2)
         .error_has(&["public path", "https://cdn.prod.example/packs/"]);
@@ -414,15 +395,7 @@ fn the_orb_deploys_to_staging_then_promotes_that_release_to_production() {
 
     // The GitHub Action in promote mode: outputs and a summary.
     let second = relative_build(e.ctx.work.path(), "app(action)");
-    let d = e.run(&[
-        "deploy",
-        second.to_str().unwrap(),
-        "--env",
-        "staging",
-        "--json",
-    ]);
-    d.expect(0);
-    let id2 = d.json()["release"]["id"].as_str().unwrap().to_string();
+    let id2 = e.deploy_staging(&second);
     let (outputs, summary) = (e.ctx.work.path().join("out"), e.ctx.work.path().join("sum"));
     let mut cmd = crate::ci_pipeline::script(&e.ctx, "scripts/ci/github-action.sh");
     cmd.env("CUTOVER_BUCKET", "")
