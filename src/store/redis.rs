@@ -1102,6 +1102,14 @@ fn redis_error(target: &Target, op: &str, e: redis::RedisError) -> anyhow::Error
             "Redis at {masked_url} is a Redis Cluster node ({code}); turn redis_cluster on (--redis-cluster, CUTOVER_REDIS_CLUSTER=true or redis_cluster = true)"
         ));
     }
+    if e.kind() == redis::ErrorKind::InvalidClientConfig {
+        let fix = if lower.contains("keymismatch") || lower.contains("keys may not be consistent") {
+            "redis_tls_key_file is not the private key of redis_tls_cert_file: give the key that certificate was made for"
+        } else {
+            "check redis_url and the TLS settings (redis_ca_file, redis_tls_cert_file, redis_tls_key_file)"
+        };
+        return Failure::input(format!("cannot {op} Redis at {masked_url}: {text}; {fix}"));
+    }
     if let Some(fix) = tls_fix(&lower) {
         return Failure::input(format!(
             "cannot {op} Redis at {masked_url} over TLS: {text}; {fix}"

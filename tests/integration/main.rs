@@ -20,6 +20,7 @@ mod never_wedged;
 mod plan_and_dry_run;
 mod quickstart;
 mod redis_drops;
+mod topology;
 mod upload;
 mod urls;
 mod verify_cdn;
