@@ -1152,3 +1152,45 @@ fn tls_fix(lower: &str) -> Option<&'static str> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{exit_code, one_line};
+
+    fn target(url: &str, cluster: bool) -> Target {
+        let mut config = Config::default();
+        config.redis_cluster = cluster;
+        Target::new(url, &config).unwrap()
+    }
+
+    fn readonly() -> redis::RedisError {
+        redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+            "READONLY",
+            "You can't write against a read only replica.".to_string(),
+        ))
+    }
+
+    #[test]
+    fn readonly_is_a_failover_where_the_primary_moves_and_a_fix_where_it_cannot() {
+        // A plain URL at a replica: the configuration is wrong.
+        let err = redis_error(&target("redis://h:1", false), "activate on", readonly());
+        assert_eq!(exit_code(&err), 2, "{err}");
+        assert!(one_line(&err).contains("point REDIS_URL at the primary"));
+        // Behind Sentinel or in a cluster, the master was demoted under us.
+        for t in [
+            target("redis+sentinel://:pw@h:26379/mymaster", false),
+            target("redis://h:1", true),
+        ] {
+            let err = redis_error(&t, "activate on", readonly());
+            assert_eq!(exit_code(&err), 1, "{err}");
+            let line = one_line(&err);
+            assert!(
+                line.contains("READONLY") && line.contains("nothing was switched: run again"),
+                "{line}"
+            );
+            assert!(!line.contains("pw@"), "{line}");
+        }
+    }
+}
