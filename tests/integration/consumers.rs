@@ -228,7 +228,10 @@ fn rediss_urls_connect_over_tls() {
     // a configuration to fix (exit 2), naming redis_ca_file.
     let untrusted = ctx.run_with(&["status"], &[("REDIS_URL", url.as_str())]);
     assert_eq!(untrusted.code, 2, "{untrusted:?}");
-    assert!(untrusted.error_line().contains("redis_ca_file"), "{untrusted:?}");
+    assert!(
+        untrusted.error_line().contains("redis_ca_file"),
+        "{untrusted:?}"
+    );
     assert!(
         untrusted
             .error_line()
