@@ -264,6 +264,7 @@ fn a_three_master_cluster_serves_the_contract_through_a_seed_that_does_not_own_t
     };
     assert_eq!(heard["release"], id(&a).as_str());
     let _ = sub.kill();
+    let _ = sub.wait();
 
     let b = ctx.run_with(
         &["deploy", fixture(BUILDS[1]).to_str().unwrap(), "--json"],
