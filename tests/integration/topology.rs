@@ -335,7 +335,51 @@ fn a_slot_migration_during_a_series_of_deploys_ends_truthfully() {
     ctx.run_with(&["deploy", fixture(BUILDS[1]).to_str().unwrap()], &env)
         .expect(0);
 
+    // Half-way through a migration, a key already moved is answered with ASK,
+    // which the cluster client follows.
+    let owner = cluster.owner(slot);
+    let third = cluster
+        .topology()
+        .into_iter()
+        .find(|n| n.master && n.id != owner.id && n.id != seed.id)
+        .unwrap();
+    let s = slot.to_string();
+    cli(
+        third.port,
+        None,
+        &["cluster", "setslot", &s, "importing", &owner.id],
+    );
+    cli(
+        owner.port,
+        None,
+        &["cluster", "setslot", &s, "migrating", &third.id],
+    );
+    let history_key = ctx.key("history");
+    let tp = third.port.to_string();
+    let out = cli(
+        owner.port,
+        None,
+        &["migrate", "127.0.0.1", &tp, &history_key, "0", "5000"],
+    );
+    assert!(out.contains("OK"), "{out}");
+    let ask = cli(owner.port, None, &["exists", &history_key]);
+    assert!(
+        ask.starts_with("ASK "),
+        "the old owner should redirect: {ask}"
+    );
+    // (A single-key read: multi-key ones, such as `MGET current manifest
+    // pin`, get TRYAGAIN from Redis until the slot has moved.)
+    let history = ctx.run_with(&["history", "--json"], &env);
+    history.expect(0);
+    assert_eq!(
+        history.json()["events"].as_array().unwrap().len(),
+        1,
+        "{history:?}"
+    );
+    cluster.migrate_slot(slot, &third);
+
     let before = cluster.owner(slot);
+    assert_eq!(before.id, third.id);
     // To the master that is also the seed: the seed then owns the slot mid-series.
     let to = seed.clone();
     let moved = Arc::new(AtomicBool::new(false));
