@@ -204,12 +204,18 @@ fn with_config(cli: &Cli, config: config::Config) -> Ctx {
         std::env::var_os("CI").is_some(),
         cli.global.quiet,
     );
+    let observer = progress::observer(
+        mode,
+        std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+    );
+    if config.redis_tls_insecure || config.redis_urls.iter().any(|u| u.ends_with("#insecure")) {
+        observer.event(crate::events::Event::Warning(
+            "Redis TLS certificate verification is OFF (redis_tls_insecure or #insecure): whoever sits between cutover and Redis can read and change what it sends; prefer redis_ca_file with your provider's CA certificate".into(),
+        ));
+    }
     Ctx {
         config,
-        observer: progress::observer(
-            mode,
-            std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
-        ),
+        observer,
         verbose: cli.global.verbose,
     }
 }

@@ -112,7 +112,7 @@ pub const KEYS: &[Key] = &[
         secret: true,
         list: true,
         value_name: "URL",
-        help: "Redis the app reads: redis://[user:password@]host:port[/db] or rediss://; several (pods, switched together): repeat the flag, space-separate, or an array (also `redis_targets`) in cutover.toml",
+        help: "Redis the app reads: redis://[user:password@]host:port[/db], rediss:// (TLS), or redis+sentinel://[user:password@]host:port[,host:port...]/MASTER_NAME[/db]; several (pods, switched together): repeat the flag, space-separate, or an array (also `redis_targets`) in cutover.toml",
         default: "redis://127.0.0.1:6379",
         ..key("redis_url", redis_url)
     },
@@ -123,6 +123,45 @@ pub const KEYS: &[Key] = &[
         help: "Redis is a Redis Cluster (redis_url is a seed node)",
         default: "false",
         ..key("redis_cluster", redis_cluster)
+    },
+    Key {
+        flag: Some("redis-ca-file"),
+        env: &["CUTOVER_REDIS_CA_FILE"],
+        value_name: "PATH",
+        help: "PEM file of the CA certificates that sign Redis's TLS certificate (rediss://); trusted instead of the system's",
+        default: "the system's CAs",
+        ..key("redis_ca_file", redis_ca_file)
+    },
+    Key {
+        flag: Some("redis-tls-cert-file"),
+        env: &["CUTOVER_REDIS_TLS_CERT_FILE"],
+        value_name: "PATH",
+        help: "PEM client certificate for a Redis that asks for one (mTLS; with redis_tls_key_file)",
+        default: "none",
+        ..key("redis_tls_cert_file", redis_tls_cert_file)
+    },
+    Key {
+        flag: Some("redis-tls-key-file"),
+        env: &["CUTOVER_REDIS_TLS_KEY_FILE"],
+        value_name: "PATH",
+        help: "PEM private key of redis_tls_cert_file",
+        default: "none",
+        ..key("redis_tls_key_file", redis_tls_key_file)
+    },
+    Key {
+        flag: Some("redis-tls-insecure"),
+        env: &["CUTOVER_REDIS_TLS_INSECURE"],
+        switch: true,
+        help: "Do not verify Redis's TLS certificate (self-signed providers; warned about on every run). Same as rediss://...#insecure",
+        default: "false",
+        ..key("redis_tls_insecure", redis_tls_insecure)
+    },
+    Key {
+        env: &["CUTOVER_REDIS_SENTINEL_PASSWORD"],
+        secret: true,
+        help: "Password of the Sentinels themselves, when they require one (redis+sentinel:// credentials are the master's)",
+        default: "none",
+        ..key("redis_sentinel_password", redis_sentinel_password)
     },
     Key {
         env: &["CUTOVER_REDIS_TIMEOUT"],
@@ -433,13 +472,18 @@ fn app_origin(v: &str, c: &mut Config) -> Result<(), String> {
 fn redis_url(v: &str, c: &mut Config) -> Result<(), String> {
     let mut urls: Vec<String> = Vec::new();
     for one in v.split_whitespace() {
-        match url::Url::parse(one) {
-            Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {}
-            _ => {
-                return Err(format!(
-                    "redis://[user:password@]host:port[/db] or rediss://... (not {})",
-                    super::mask_url(one)
-                ))
+        if super::sentinel::SentinelUrl::is_sentinel(one) {
+            super::sentinel::SentinelUrl::parse(one)?;
+        } else {
+            match url::Url::parse(one) {
+                Ok(u) if matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {}
+                _ => {
+                    return Err(format!(
+                        "redis://[user:password@]host:port[/db], rediss://... or {} (not {})",
+                        super::sentinel::EXPECTED,
+                        super::mask_url(one)
+                    ))
+                }
             }
         }
         if urls.iter().any(|u| u == one) {
@@ -472,6 +516,44 @@ fn number(v: &str, min: u64, max: u64) -> Result<u64, String> {
 
 fn redis_cluster(v: &str, c: &mut Config) -> Result<(), String> {
     c.redis_cluster = boolean(v)?;
+    Ok(())
+}
+
+/// A PEM file that can be read now: a missing or unreadable file is bad
+/// input, found before anything connects.
+fn pem_file(v: &str, what: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(v);
+    match std::fs::read(&path) {
+        Ok(bytes) if String::from_utf8_lossy(&bytes).contains("-----BEGIN ") => Ok(path),
+        Ok(_) => Err(format!(
+            "a PEM file of {what} (this file has no -----BEGIN line)"
+        )),
+        Err(e) => Err(format!("a readable PEM file of {what} ({e})")),
+    }
+}
+
+fn redis_ca_file(v: &str, c: &mut Config) -> Result<(), String> {
+    c.redis_ca_file = Some(pem_file(v, "CA certificates")?);
+    Ok(())
+}
+
+fn redis_tls_cert_file(v: &str, c: &mut Config) -> Result<(), String> {
+    c.redis_tls_cert_file = Some(pem_file(v, "a client certificate")?);
+    Ok(())
+}
+
+fn redis_tls_key_file(v: &str, c: &mut Config) -> Result<(), String> {
+    c.redis_tls_key_file = Some(pem_file(v, "a private key")?);
+    Ok(())
+}
+
+fn redis_tls_insecure(v: &str, c: &mut Config) -> Result<(), String> {
+    c.redis_tls_insecure = boolean(v)?;
+    Ok(())
+}
+
+fn redis_sentinel_password(v: &str, c: &mut Config) -> Result<(), String> {
+    c.redis_sentinel_password = Some(v.to_string());
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 
 mod file;
 pub mod keys;
+pub mod sentinel;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -81,6 +82,16 @@ pub struct Config {
     pub redis_urls: Vec<String>,
     /// Connect to a Redis Cluster (all of an app's keys share one slot).
     pub redis_cluster: bool,
+    /// PEM CA certificates trusted for `rediss://` instead of the system's.
+    pub redis_ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for Redis servers that ask for one (mTLS).
+    pub redis_tls_cert_file: Option<PathBuf>,
+    pub redis_tls_key_file: Option<PathBuf>,
+    /// Skip verifying the Redis server's certificate (warned about on every run).
+    pub redis_tls_insecure: bool,
+    /// The Sentinels' own password (a `redis+sentinel://` URL's credentials
+    /// are the master's).
+    pub redis_sentinel_password: Option<String>,
     pub redis_timeout_secs: u64,
     pub s3_endpoint: Option<String>,
     pub s3_path_style: Option<bool>,
@@ -127,6 +138,11 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_urls: vec!["redis://127.0.0.1:6379".into()],
             redis_cluster: false,
+            redis_ca_file: None,
+            redis_tls_cert_file: None,
+            redis_tls_key_file: None,
+            redis_tls_insecure: false,
+            redis_sentinel_password: None,
             redis_timeout_secs: 5,
             s3_endpoint: None,
             s3_path_style: None,
@@ -243,6 +259,12 @@ pub fn shown(key: &keys::Key, value: &str) -> String {
 
 /// Replace the password of a URL (`redis://user:secret@host`) with `***`.
 pub fn mask_url(raw: &str) -> String {
+    if sentinel::SentinelUrl::is_sentinel(raw) {
+        return match sentinel::SentinelUrl::parse(raw) {
+            Ok(u) => u.masked(),
+            Err(_) => "<unparseable URL>".to_string(),
+        };
+    }
     match url::Url::parse(raw) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
@@ -493,6 +515,73 @@ fn cross_checks(config: &Config) -> Vec<String> {
             ));
         }
     }
+    problems.extend(redis_checks(config));
+    problems
+}
+
+/// Rules between the Redis keys: TLS options need a `rediss://` URL, a
+/// client certificate needs its key, Sentinel is not a cluster.
+fn redis_checks(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    let from = |key: &str| {
+        config
+            .origins
+            .get(key)
+            .map(|o| format!(" (from {o})"))
+            .unwrap_or_default()
+    };
+    let url = config.redis_url.as_str();
+    let sentinel = sentinel::SentinelUrl::is_sentinel(url);
+    let tls = url
+        .get(..9)
+        .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"));
+    let tls_keys = [
+        ("redis_ca_file", config.redis_ca_file.is_some()),
+        ("redis_tls_cert_file", config.redis_tls_cert_file.is_some()),
+        ("redis_tls_key_file", config.redis_tls_key_file.is_some()),
+        ("redis_tls_insecure", config.redis_tls_insecure),
+    ];
+    for (key, set) in tls_keys {
+        if set && !tls {
+            let fix = if sentinel {
+                "cutover does not connect to Sentinel over TLS (README, \"Redis topologies\")"
+                    .to_string()
+            } else {
+                format!(
+                    "use a rediss:// URL in redis_url (now {}), or remove {key}",
+                    mask_url(url)
+                )
+            };
+            problems.push(format!(
+                "{key}{} applies to TLS connections only: {fix}",
+                from(key)
+            ));
+        }
+    }
+    match (&config.redis_tls_cert_file, &config.redis_tls_key_file) {
+        (Some(_), None) => problems.push(format!(
+            "redis_tls_cert_file{} needs redis_tls_key_file too: the private key of that certificate",
+            from("redis_tls_cert_file")
+        )),
+        (None, Some(_)) => problems.push(format!(
+            "redis_tls_key_file{} needs redis_tls_cert_file too: the client certificate of that key",
+            from("redis_tls_key_file")
+        )),
+        _ => {}
+    }
+    if sentinel && config.redis_cluster {
+        problems.push(format!(
+            "redis_cluster{} and a redis+sentinel:// URL do not go together: Sentinel watches a master and its replicas, not a Redis Cluster; turn redis_cluster off, or give a cluster node's redis:// URL",
+            from("redis_cluster")
+        ));
+    }
+    if config.redis_sentinel_password.is_some() && !sentinel {
+        problems.push(format!(
+            "redis_sentinel_password{} is for a redis+sentinel:// redis_url (now {}): remove it, or give the Sentinels' URL",
+            from("redis_sentinel_password"),
+            mask_url(url)
+        ));
+    }
     problems
 }
 
@@ -542,7 +631,25 @@ mod tests {
     #[test]
     fn every_key_is_reachable_from_flag_env_and_file() {
         // redis_cluster was once missing from the table and silently ignored.
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("x.pem");
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let pem = pem.to_str().unwrap();
         for key in KEYS {
+            // Settings some keys need beside them (cross_checks).
+            let companions: Vec<(&str, &str)> = match key.name {
+                "redis_ca_file" | "redis_tls_insecure" => vec![("REDIS_URL", "rediss://h:1")],
+                "redis_tls_cert_file" => vec![
+                    ("REDIS_URL", "rediss://h:1"),
+                    ("CUTOVER_REDIS_TLS_KEY_FILE", pem),
+                ],
+                "redis_tls_key_file" => vec![
+                    ("REDIS_URL", "rediss://h:1"),
+                    ("CUTOVER_REDIS_TLS_CERT_FILE", pem),
+                ],
+                "redis_sentinel_password" => vec![("REDIS_URL", "redis+sentinel://h:1/m")],
+                _ => vec![],
+            };
             let sample = match key.name {
                 "app" => "shop",
                 "bucket" => "b-1",
@@ -551,22 +658,25 @@ mod tests {
                 "cloudfront_distribution_id" => "E2ABCDEF",
                 "role_arn" => "arn:aws:iam::123456789012:role/deploy",
                 "redis_url" => "redis://h:1",
-                "redis_cluster" | "s3_path_style" => "true",
+                "redis_cluster" | "s3_path_style" | "redis_tls_insecure" => "true",
+                "redis_ca_file" | "redis_tls_cert_file" | "redis_tls_key_file" => pem,
                 "manifest" => "m.json",
                 "manifest_format" => "vite",
                 "cache_control" | "deployed_by" | "git_sha" | "git_branch" => "v",
                 _ => "7",
             };
             let text = format!("{} = \"{sample}\"\n", key.name);
-            let c = load(&FlagValues::new(), &env_of(&[]), Some(&file(&text)))
+            let c = load(&FlagValues::new(), &env_of(&companions), Some(&file(&text)))
                 .unwrap_or_else(|e| panic!("{}: {e}", key.name));
             assert!(c.origins.contains_key(key.name), "file: {}", key.name);
-            let c = load(&FlagValues::new(), &env_of(&[(key.env[0], sample)]), None).unwrap();
+            let mut env = companions.clone();
+            env.push((key.env[0], sample));
+            let c = load(&FlagValues::new(), &env_of(&env), None).unwrap();
             assert!(c.origins.contains_key(key.name), "env: {}", key.name);
             if let Some(flag) = key.flag {
                 let mut flags = FlagValues::new();
                 flags.insert(key.name, sample.to_string());
-                let c = load(&flags, &env_of(&[]), None).unwrap();
+                let c = load(&flags, &env_of(&companions), None).unwrap();
                 assert_eq!(c.origins[key.name], Origin::Flag(flag));
             }
         }
@@ -879,6 +989,83 @@ mod tests {
             let msg = error(&FlagValues::new(), &env, None);
             assert!(msg.contains("overlap"), "{prefix} {meta}: {msg}");
         }
+    }
+
+    #[test]
+    fn redis_tls_and_sentinel_settings_are_checked_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let pem = pem.to_str().unwrap();
+        let msg = error(
+            &FlagValues::new(),
+            &[("REDIS_URL", "redis://h:1"), ("CUTOVER_REDIS_CA_FILE", pem)],
+            None,
+        );
+        assert!(
+            msg.contains("redis_ca_file (from environment variable CUTOVER_REDIS_CA_FILE) applies to TLS connections only")
+                && msg.contains("rediss://"),
+            "{msg}"
+        );
+        let msg = error(
+            &FlagValues::new(),
+            &[
+                ("REDIS_URL", "rediss://h:1"),
+                ("CUTOVER_REDIS_TLS_CERT_FILE", pem),
+            ],
+            None,
+        );
+        assert!(msg.contains("needs redis_tls_key_file"), "{msg}");
+        let missing = dir.path().join("nope.pem");
+        let msg = error(
+            &FlagValues::new(),
+            &[
+                ("REDIS_URL", "rediss://h:1"),
+                ("CUTOVER_REDIS_CA_FILE", missing.to_str().unwrap()),
+            ],
+            None,
+        );
+        assert!(
+            msg.contains("invalid redis_ca_file") && msg.contains("readable PEM file"),
+            "{msg}"
+        );
+        let msg = error(
+            &FlagValues::new(),
+            &[
+                ("REDIS_URL", "redis+sentinel://:hunter2@h:1/m"),
+                ("CUTOVER_REDIS_CLUSTER", "true"),
+            ],
+            None,
+        );
+        assert!(
+            msg.contains("Sentinel") && !msg.contains("hunter2"),
+            "{msg}"
+        );
+        let msg = error(
+            &FlagValues::new(),
+            &[("REDIS_URL", "redis+sentinel://:hunter2@h:1")],
+            None,
+        );
+        assert!(
+            msg.contains("master's name is missing") && !msg.contains("hunter2"),
+            "{msg}"
+        );
+        let c = load(
+            &FlagValues::new(),
+            &env_of(&[
+                (
+                    "REDIS_URL",
+                    "redis+sentinel://:pw@h:26379,h2:26379/mymaster",
+                ),
+                ("CUTOVER_REDIS_SENTINEL_PASSWORD", "s"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.redis_url_masked(),
+            "redis+sentinel://:***@h:26379,h2:26379/mymaster"
+        );
     }
 
     #[test]

@@ -224,9 +224,14 @@ fn rediss_urls_connect_over_tls() {
     assert_eq!(run.code, 0, "{run:?}");
     let status = ctx.run_with(&["status", "--json"], &env);
     assert_eq!(status.json()["current"], run.json()["release"]["id"]);
-    // Without trusting the CA, the connection is refused with a clear line.
+    // Without trusting the CA, the connection is refused with a clear line:
+    // a configuration to fix (exit 2), naming redis_ca_file.
     let untrusted = ctx.run_with(&["status"], &[("REDIS_URL", url.as_str())]);
-    assert_eq!(untrusted.code, 1, "{untrusted:?}");
+    assert_eq!(untrusted.code, 2, "{untrusted:?}");
+    assert!(
+        untrusted.error_line().contains("redis_ca_file"),
+        "{untrusted:?}"
+    );
     assert!(
         untrusted
             .error_line()

@@ -22,6 +22,7 @@ mod pods;
 mod promote;
 mod quickstart;
 mod redis_drops;
+mod topology;
 mod upload;
 mod urls;
 mod verify_cdn;

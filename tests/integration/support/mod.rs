@@ -7,6 +7,7 @@ pub mod fixtures;
 pub mod http;
 pub mod nginx;
 pub mod redis_proxy;
+pub mod redis_topology;
 pub mod run;
 pub mod s3_proxy;
 pub mod servers;

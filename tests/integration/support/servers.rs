@@ -20,12 +20,26 @@ impl Servers {
     }
 }
 
+/// A loopback port for a server a test starts, with port + 10000 free too
+/// (a Redis Cluster node's bus port). Chosen below Linux's ephemeral range
+/// (32768 and up), where the OS puts outgoing connections, and never twice
+/// in a run: so nothing else takes it between choosing and binding.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<std::collections::BTreeSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap();
+    let given = given.get_or_insert_with(Default::default);
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    // Spread runs of the suite (and other processes) apart.
+    let start = 10_000 + (std::process::id() as u16 % 12_000);
+    for i in 0..12_000u16 {
+        let port = 10_000 + (start - 10_000 + i) % 12_000;
+        if !given.contains(&port) && free(port) && free(port + 10_000) {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port pair in 10000-32000")
 }
 
 /// Wait until something accepts connections on the port (a condition, not a sleep).
