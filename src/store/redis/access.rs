@@ -1,0 +1,159 @@
+//! What a command may do on the app's keys: the permission check before
+//! any work, and the deploy lock's commands (taken with NX, renewed and
+//! released only by its owner's token).
+
+use std::time::Duration;
+
+use redis::Script;
+
+use crate::error::Failure;
+
+use super::{scripts, LockHolder, Needs, Registry};
+
+impl Registry {
+    /// The commands a command kind sends, with this app's keys and channel.
+    fn needed(&self, needs: Needs) -> Vec<String> {
+        let k = &self.keys;
+        match needs {
+            Needs::Unlock => vec![
+                "SCRIPT LOAD x".to_string(),
+                format!("GET {}", k.lock),
+                format!("PTTL {}", k.lock),
+                format!("DEL {}", k.lock),
+            ],
+            Needs::Switch => vec![
+                // Scripts are run by SHA, loaded when Redis lacks them.
+                "SCRIPT LOAD x".to_string(),
+                format!("SET {} x NX PX 1", k.lock),
+                format!("GET {}", k.lock),
+                format!("PTTL {}", k.lock),
+                format!("PEXPIRE {} 1", k.lock),
+                format!("DEL {}", k.lock),
+                format!("MGET {} {}", k.current, k.manifest),
+                format!("TYPE {}", k.current),
+                format!("SET {} x", k.release("probe")),
+                format!("ZADD {} NX 1 x", k.releases),
+                format!("SET {} x", k.current),
+                format!("SET {} x", k.manifest),
+                format!("LPUSH {} x", k.history),
+                format!("LTRIM {} 0 1", k.history),
+                format!("PUBLISH {} x", k.channel),
+                format!("SET {} x", k.pin),
+                format!("DEL {}", k.pin),
+                format!("SADD {} x", k.rolled_back),
+                format!("SREM {} x", k.rolled_back),
+                format!("SMEMBERS {}", k.rolled_back),
+            ],
+            Needs::Prune => vec![
+                "SCRIPT LOAD x".to_string(),
+                format!("SET {} x NX PX 1", k.lock),
+                format!("GET {}", k.lock),
+                format!("PEXPIRE {} 1", k.lock),
+                format!("DEL {}", k.lock),
+                format!("DEL {}", k.release("probe")),
+                format!("ZREM {} x", k.releases),
+                format!("SREM {} x", k.rolled_back),
+                "MULTI".to_string(),
+                "EXEC".to_string(),
+            ],
+        }
+    }
+
+    /// Fail (exit 2) before any work when the Redis user may not run what
+    /// the command needs, naming each missing command, key and channel.
+    /// Checked without running them; scripting itself by running the check.
+    pub async fn check_permissions(&mut self, needs: Needs) -> anyhow::Result<()> {
+        let script = Script::new(scripts::PROBE);
+        let mut inv = script.prepare_invoke();
+        for line in self.needed(needs) {
+            inv.arg(line);
+        }
+        let mut conn = self.conn.clone();
+        let missing: Vec<String> = self
+            .call("check permissions on", inv.invoke_async(&mut conn))
+            .await?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::input(format!(
+            "the Redis user at {} may not run what cutover needs: {}; grant it (README, \"Minimal ACL\")",
+            self.url,
+            missing.join("; ")
+        )))
+    }
+
+    /// Try once to take the deploy lock. Returns the current holder if it is taken.
+    pub async fn try_lock(
+        &mut self,
+        token: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<LockHolder>> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&self.keys.lock)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64);
+        let set: Option<String> = self
+            .call("take the deploy lock on", cmd.query_async(&mut conn))
+            .await?;
+        if set.is_some() {
+            return Ok(None);
+        }
+        // It may have expired in between: then nobody holds it, try again.
+        Ok(Some(self.lock_holder().await?.unwrap_or(LockHolder {
+            owner: String::new(),
+            ttl_ms: Some(0),
+        })))
+    }
+
+    /// Who holds the deploy lock, and for how long; None when nobody does.
+    pub async fn lock_holder(&mut self) -> anyhow::Result<Option<LockHolder>> {
+        let key = self.keys.lock.clone();
+        let (owner, ttl): (Option<String>, i64) = self
+            .read(|mut c| {
+                let key = key.clone();
+                async move {
+                    redis::pipe()
+                        .cmd("GET")
+                        .arg(&key)
+                        .cmd("PTTL")
+                        .arg(&key)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        Ok(owner.map(|owner| LockHolder {
+            owner,
+            ttl_ms: (ttl >= 0).then_some(ttl),
+        }))
+    }
+
+    /// Extend our lock; false if it is no longer ours.
+    pub async fn renew_lock(&mut self, token: &str, ttl: Duration) -> anyhow::Result<bool> {
+        let script = Script::new(scripts::RENEW);
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.keys.lock)
+            .arg(token)
+            .arg(ttl.as_millis() as u64);
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .call("renew the deploy lock on", inv.invoke_async(&mut conn))
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Delete the lock if it still holds `owner`. True if it did.
+    pub async fn unlock(&mut self, owner: &str) -> anyhow::Result<bool> {
+        let script = Script::new(scripts::UNLOCK);
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.keys.lock).arg(owner);
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .call("release the deploy lock on", inv.invoke_async(&mut conn))
+            .await?;
+        Ok(n == 1)
+    }
+}
