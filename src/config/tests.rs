@@ -1,0 +1,492 @@
+use super::keys::KEYS;
+use super::*;
+use crate::error::exit_code;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k: &str| map.get(k).cloned()
+}
+
+fn file(text: &str) -> FileSource {
+    FileSource {
+        path: PathBuf::from("cutover.toml"),
+        text: text.to_string(),
+    }
+}
+
+fn error(flags: &FlagValues, env: &[(&str, &str)], f: Option<&str>) -> String {
+    let f = f.map(file);
+    let err = load(flags, &env_of(env), f.as_ref()).unwrap_err();
+    assert_eq!(exit_code(&err), 2);
+    err.to_string()
+}
+
+#[test]
+fn flags_beat_env_beat_file_beat_defaults() {
+    let f = file("app = \"from-file\"\nbucket = \"file-bucket\"\nprefix = \"file\"\n");
+    let env = env_of(&[("CUTOVER_BUCKET", "env-bucket"), ("CUTOVER_PREFIX", "env")]);
+    let mut flags = FlagValues::new();
+    flags.insert("prefix", "flag/".into());
+    let c = load(&flags, &env, Some(&f)).unwrap();
+    assert_eq!(c.app.as_deref(), Some("from-file"));
+    assert_eq!(c.bucket.as_deref(), Some("env-bucket"));
+    assert_eq!(c.prefix, "flag");
+    assert_eq!(c.concurrency, 32);
+    assert_eq!(c.redis_url, "redis://127.0.0.1:6379");
+    assert_eq!(c.origins["prefix"], Origin::Flag("prefix"));
+    assert!(matches!(c.origins["app"], Origin::File { line: 1, .. }));
+}
+
+#[test]
+fn every_key_is_reachable_from_flag_env_and_file() {
+    // redis_cluster was once missing from the table and silently ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("x.pem");
+    std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let pem = pem.to_str().unwrap();
+    for key in KEYS {
+        // Settings some keys need beside them (cross_checks).
+        let companions: Vec<(&str, &str)> = match key.name {
+            "redis_ca_file" | "redis_tls_insecure" => vec![("REDIS_URL", "rediss://h:1")],
+            "redis_tls_cert_file" => vec![
+                ("REDIS_URL", "rediss://h:1"),
+                ("CUTOVER_REDIS_TLS_KEY_FILE", pem),
+            ],
+            "redis_tls_key_file" => vec![
+                ("REDIS_URL", "rediss://h:1"),
+                ("CUTOVER_REDIS_TLS_CERT_FILE", pem),
+            ],
+            "redis_sentinel_password" => vec![("REDIS_URL", "redis+sentinel://h:1/m")],
+            _ => vec![],
+        };
+        let sample = match key.name {
+            "app" => "shop",
+            "bucket" => "b-1",
+            "prefix" | "meta_prefix" => "somewhere",
+            "cdn_url" | "s3_endpoint" | "build_url" | "app_origin" => "https://x.example",
+            "cloudfront_distribution_id" => "E2ABCDEF",
+            "role_arn" => "arn:aws:iam::123456789012:role/deploy",
+            "redis_url" => "redis://h:1",
+            "redis_cluster" | "s3_path_style" | "redis_tls_insecure" => "true",
+            "redis_ca_file" | "redis_tls_cert_file" | "redis_tls_key_file" => pem,
+            "manifest" => "m.json",
+            "manifest_format" => "vite",
+            "cache_control" | "deployed_by" | "git_sha" | "git_branch" => "v",
+            _ => "7",
+        };
+        let text = format!("{} = \"{sample}\"\n", key.name);
+        let c = load(&FlagValues::new(), &env_of(&companions), Some(&file(&text)))
+            .unwrap_or_else(|e| panic!("{}: {e}", key.name));
+        assert!(c.origins.contains_key(key.name), "file: {}", key.name);
+        let mut env = companions.clone();
+        env.push((key.env[0], sample));
+        let c = load(&FlagValues::new(), &env_of(&env), None).unwrap();
+        assert!(c.origins.contains_key(key.name), "env: {}", key.name);
+        if let Some(flag) = key.flag {
+            let mut flags = FlagValues::new();
+            flags.insert(key.name, sample.to_string());
+            let c = load(&flags, &env_of(&companions), None).unwrap();
+            assert_eq!(c.origins[key.name], Origin::Flag(flag));
+        }
+    }
+    let c = load(
+        &FlagValues::new(),
+        &env_of(&[("CUTOVER_REDIS_CLUSTER", "true")]),
+        None,
+    )
+    .unwrap();
+    assert!(c.redis_cluster);
+}
+
+#[test]
+fn bad_values_name_key_origin_and_allowed() {
+    let msg = error(&FlagValues::new(), &[("CUTOVER_CONCURRENCY", "lots")], None);
+    assert!(
+        msg.contains("concurrency")
+            && msg.contains("CUTOVER_CONCURRENCY")
+            && msg.contains("1 to 512"),
+        "{msg}"
+    );
+    let msg = error(
+        &FlagValues::new(),
+        &[],
+        Some("app = \"x\"\n\nbucket = \"Not_A_Bucket\"\n"),
+    );
+    assert!(
+        msg.contains("cutover.toml:3") && msg.contains("bucket"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let msg = error(
+        &FlagValues::new(),
+        &[("CUTOVER_CONCURRENCY", "lots"), ("CUTOVER_LOCK_TTL", "1")],
+        Some("bukket = \"b\"\n"),
+    );
+    assert!(msg.starts_with("3 configuration problems: "), "{msg}");
+    for part in ["concurrency", "lock_ttl_secs", "bukket"] {
+        assert!(msg.contains(part), "{part} missing from: {msg}");
+    }
+}
+
+#[test]
+fn unknown_file_key_and_bad_toml_are_reported_with_line() {
+    let msg = error(
+        &FlagValues::new(),
+        &[],
+        Some("app = \"a\"\nbukket = \"b\"\n"),
+    );
+    assert!(
+        msg.contains("unknown key `bukket`") && msg.contains("cutover.toml:2"),
+        "{msg}"
+    );
+    let msg = error(&FlagValues::new(), &[], Some("app = \n"));
+    assert!(
+        msg.contains("not valid TOML") && msg.contains("cutover.toml:1"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn redis_password_never_echoed() {
+    let msg = error(
+        &FlagValues::new(),
+        &[("REDIS_URL", "http://:hunter2@host:6379")],
+        None,
+    );
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert_eq!(
+        mask_url("redis://user:hunter2@h:6379/0"),
+        "redis://user:***@h:6379/0"
+    );
+    assert_eq!(mask_url("redis://:hunter2@h:6379"), "redis://:***@h:6379");
+    assert_eq!(mask_url("redis://hunter2@h:6379"), "redis://***@h:6379");
+    assert_eq!(mask_url("redis://h:6379"), "redis://h:6379");
+}
+
+#[test]
+fn header_rules_and_keys() {
+    let f = file(
+        "app = \"shop\"\ncdn_url = \"https://cdn.example.com/\"\n[[headers]]\nglob = \"**/*.wasm\"\ncache_control = \"no-cache\"\n",
+    );
+    let c = load(&FlagValues::new(), &env_of(&[]), Some(&f)).unwrap();
+    assert_eq!(c.header_rules.len(), 1);
+    assert!(c.header_rules[0].matcher.is_match("js/a.wasm"));
+    assert_eq!(c.meta_prefix().unwrap(), "_cutover/shop/");
+    assert_eq!(c.object_key("js/a.js"), "packs/js/a.js");
+    assert_eq!(
+        c.public_url("js/a.js").unwrap(),
+        "https://cdn.example.com/packs/js/a.js"
+    );
+    let msg = error(
+        &FlagValues::new(),
+        &[],
+        Some("[[headers]]\nglob = \"*.js\"\n"),
+    );
+    assert!(msg.contains("sets nothing"), "{msg}");
+}
+
+#[test]
+fn exclude_is_a_list_in_every_layer_and_later_layers_replace_it() {
+    let f = file("exclude = [\"**/*.map\", \"stats.json\"]\n");
+    let c = load(&FlagValues::new(), &env_of(&[]), Some(&f)).unwrap();
+    assert_eq!(c.exclude.globs, ["**/*.map", "stats.json"]);
+    assert!(c.exclude.matches("js/a.js.map") && c.exclude.matches("a.js.map"));
+    assert!(!c.exclude.matches("js/a.js"));
+    // The environment replaces the file's list; a flag replaces both.
+    let c = load(
+        &FlagValues::new(),
+        &env_of(&[("CUTOVER_EXCLUDE", " *.txt  *.md ")]),
+        Some(&f),
+    )
+    .unwrap();
+    assert_eq!(c.exclude.globs, ["*.txt", "*.md"]);
+    let flags = FlagValues::from([("exclude", "*.LICENSE.txt".to_string())]);
+    let c = load(&flags, &env_of(&[("CUTOVER_EXCLUDE", "*.md")]), Some(&f)).unwrap();
+    assert_eq!(c.exclude.globs, ["*.LICENSE.txt"]);
+    assert!(c.exclude.leaves_out("x.LICENSE.txt.gz"));
+
+    let msg = error(&FlagValues::new(), &[], Some("exclude = [\"a b\"]\n"));
+    assert!(
+        msg.contains("without spaces") && msg.contains("cutover.toml:1"),
+        "{msg}"
+    );
+    let msg = error(&FlagValues::new(), &[], Some("exclude = [1]\n"));
+    assert!(msg.contains("array of strings"), "{msg}");
+    let msg = error(&FlagValues::new(), &[("CUTOVER_EXCLUDE", "js/[")], None);
+    assert!(
+        msg.contains("exclude") && msg.contains("CUTOVER_EXCLUDE") && msg.contains("bad glob"),
+        "{msg}"
+    );
+    // A list key only: other keys still refuse arrays.
+    let msg = error(&FlagValues::new(), &[], Some("app = [\"a\"]\n"));
+    assert!(msg.contains("expected a string"), "{msg}");
+}
+
+#[test]
+fn several_redis_targets_from_every_layer() {
+    let f = file("redis_targets = [\"redis://a:1\", \"redis://:pw@b:2/1\"]\n");
+    let c = load(&FlagValues::new(), &env_of(&[]), Some(&f)).unwrap();
+    assert_eq!(c.redis_urls, ["redis://a:1", "redis://:pw@b:2/1"]);
+    assert_eq!(c.redis_url, "redis://a:1");
+    assert_eq!(c.for_redis("redis://b:2").redis_urls, ["redis://b:2"]);
+    let c = load(
+        &FlagValues::new(),
+        &env_of(&[("REDIS_URL", "redis://x:1 redis://y:1")]),
+        Some(&f),
+    )
+    .unwrap();
+    assert_eq!(c.redis_urls, ["redis://x:1", "redis://y:1"]);
+    // Default: one.
+    let c = load(&FlagValues::new(), &env_of(&[]), None).unwrap();
+    assert_eq!(c.redis_urls, ["redis://127.0.0.1:6379"]);
+
+    let msg = error(
+        &FlagValues::new(),
+        &[],
+        Some("redis_url = \"redis://a:1\"\nredis_targets = [\"redis://b:1\"]\n"),
+    );
+    assert!(
+        msg.contains("redis_url is set twice") && msg.contains("redis_targets is another name"),
+        "{msg}"
+    );
+    let msg = error(
+        &FlagValues::new(),
+        &[("REDIS_URL", "redis://:hunter2@a:1 redis://:hunter2@a:1")],
+        None,
+    );
+    assert!(
+        msg.contains("listed twice") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+    let msg = error(
+        &FlagValues::new(),
+        &[("REDIS_URL", "redis://:hunter2@a:1 http://:hunter2@b")],
+        None,
+    );
+    assert!(
+        msg.contains("redis://") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn environments_layer_between_the_top_level_and_the_environment() {
+    let text = "app = \"shop\"\nbucket = \"shared\"\n\n[environments.staging]\ncdn_url = \"https://staging-cdn.example\"\nredis_targets = [\"redis://s:1\"]\n\n[environments.production]\ncdn_url = \"https://cdn.example\"\nbucket = \"prod-assets\"\n";
+    let f = file(text);
+    let flags = FlagValues::from([(ENV_FLAG, "production".to_string())]);
+    let c = load(&flags, &env_of(&[]), Some(&f)).unwrap();
+    assert_eq!(c.environment.as_deref(), Some("production"));
+    assert_eq!(c.bucket.as_deref(), Some("prod-assets"));
+    assert_eq!(c.cdn_url.as_deref(), Some("https://cdn.example"));
+    assert_eq!(c.app.as_deref(), Some("shop"));
+    assert_eq!(
+        c.origins["bucket"].to_string(),
+        "cutover.toml:10 [environments.production]"
+    );
+    // CUTOVER_ENV selects too; environment variables still win over it.
+    let c = load(
+        &FlagValues::new(),
+        &env_of(&[
+            ("CUTOVER_ENV", "staging"),
+            ("CUTOVER_CDN_URL", "https://x.example"),
+        ]),
+        Some(&f),
+    )
+    .unwrap();
+    assert_eq!(c.bucket.as_deref(), Some("shared"));
+    assert_eq!(c.redis_urls, ["redis://s:1"]);
+    assert_eq!(c.cdn_url.as_deref(), Some("https://x.example"));
+    // No environment selected: the top level alone.
+    let c = load(&FlagValues::new(), &env_of(&[]), Some(&f)).unwrap();
+    assert_eq!(c.cdn_url, None);
+
+    let flags = FlagValues::from([(ENV_FLAG, "prod".to_string())]);
+    let msg = error(&flags, &[], Some(text));
+    assert!(
+        msg.contains("environment \"prod\" (from flag --env) is not defined")
+            && msg.contains("defined: production, staging"),
+        "{msg}"
+    );
+    let msg = error(&flags, &[], None);
+    assert!(msg.contains("has no [environments.prod]"), "{msg}");
+    // Errors name the environment and the line.
+    let flags = FlagValues::from([(ENV_FLAG, "production".to_string())]);
+    let msg = error(
+        &flags,
+        &[],
+        Some("[environments.production]\ncdn_url = \"ftp://x\"\nbogus = 1\n"),
+    );
+    assert!(
+        msg.contains(
+            "invalid cdn_url = \"ftp://x\" (from cutover.toml:2 [environments.production])"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("unknown key `bogus` in cutover.toml:3 [environments.production]"),
+        "{msg}"
+    );
+    let msg = error(&flags, &[], Some("[environments]\nproduction = 1\n"));
+    assert!(msg.contains("invalid environments"), "{msg}");
+}
+
+#[test]
+fn header_values_are_printable_ascii() {
+    let msg = error(
+        &FlagValues::new(),
+        &[("CUTOVER_CACHE_CONTROL", "public\r\nX-Evil: 1")],
+        None,
+    );
+    assert!(
+        msg.contains("cache_control") && msg.contains("printable ASCII"),
+        "{msg}"
+    );
+    let msg = error(
+        &FlagValues::new(),
+        &[],
+        Some("[[headers]]\nglob = \"*.js\"\ncache_control = \"caché\"\n"),
+    );
+    assert!(msg.contains("printable ASCII"), "{msg}");
+}
+
+#[test]
+fn ci_metadata_from_circleci_and_github() {
+    let env = env_of(&[
+        ("CIRCLE_SHA1", "abc"),
+        ("CIRCLE_BRANCH", "main"),
+        ("USER", "root"),
+    ]);
+    let c = load(&FlagValues::new(), &env, None).unwrap();
+    assert_eq!(
+        (c.git_sha.as_deref(), c.git_branch.as_deref()),
+        (Some("abc"), Some("main"))
+    );
+    assert_eq!(c.deployed_by.as_deref(), Some("root"));
+    let env = env_of(&[
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GITHUB_REPOSITORY", "o/r"),
+        ("GITHUB_RUN_ID", "7"),
+        ("GITHUB_ACTOR", "octo"),
+        ("USER", "root"),
+    ]);
+    let c = load(&FlagValues::new(), &env, None).unwrap();
+    assert_eq!(
+        c.build_url.as_deref(),
+        Some("https://github.com/o/r/actions/runs/7")
+    );
+    assert_eq!(c.deployed_by.as_deref(), Some("octo"));
+}
+
+#[test]
+fn prefixes_one_rule_and_no_overlap() {
+    // Empty means "not set" from every source.
+    let mut flags = FlagValues::new();
+    flags.insert("prefix", String::new());
+    let c = load(&flags, &env_of(&[("CUTOVER_PREFIX", "")]), None).unwrap();
+    assert_eq!(c.prefix, "packs");
+    // The bucket root is refused: release records would be public.
+    let msg = error(&FlagValues::new(), &[("CUTOVER_PREFIX", "/")], None);
+    assert!(msg.contains("not the bucket root"), "{msg}");
+    for (prefix, meta) in [("_cutover", ""), ("packs", "packs/_meta"), ("a", "a")] {
+        let mut env = vec![("CUTOVER_APP", "shop"), ("CUTOVER_PREFIX", prefix)];
+        if !meta.is_empty() {
+            env.push(("CUTOVER_META_PREFIX", meta));
+        }
+        let msg = error(&FlagValues::new(), &env, None);
+        assert!(msg.contains("overlap"), "{prefix} {meta}: {msg}");
+    }
+}
+
+#[test]
+fn redis_tls_and_sentinel_settings_are_checked_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("ca.pem");
+    std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    let pem = pem.to_str().unwrap();
+    let msg = error(
+        &FlagValues::new(),
+        &[("REDIS_URL", "redis://h:1"), ("CUTOVER_REDIS_CA_FILE", pem)],
+        None,
+    );
+    assert!(
+        msg.contains("redis_ca_file (from environment variable CUTOVER_REDIS_CA_FILE) applies to TLS connections only")
+            && msg.contains("rediss://"),
+        "{msg}"
+    );
+    let msg = error(
+        &FlagValues::new(),
+        &[
+            ("REDIS_URL", "rediss://h:1"),
+            ("CUTOVER_REDIS_TLS_CERT_FILE", pem),
+        ],
+        None,
+    );
+    assert!(msg.contains("needs redis_tls_key_file"), "{msg}");
+    let missing = dir.path().join("nope.pem");
+    let msg = error(
+        &FlagValues::new(),
+        &[
+            ("REDIS_URL", "rediss://h:1"),
+            ("CUTOVER_REDIS_CA_FILE", missing.to_str().unwrap()),
+        ],
+        None,
+    );
+    assert!(
+        msg.contains("invalid redis_ca_file") && msg.contains("readable PEM file"),
+        "{msg}"
+    );
+    let msg = error(
+        &FlagValues::new(),
+        &[
+            ("REDIS_URL", "redis+sentinel://:hunter2@h:1/m"),
+            ("CUTOVER_REDIS_CLUSTER", "true"),
+        ],
+        None,
+    );
+    assert!(
+        msg.contains("Sentinel") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+    let msg = error(
+        &FlagValues::new(),
+        &[("REDIS_URL", "redis+sentinel://:hunter2@h:1")],
+        None,
+    );
+    assert!(
+        msg.contains("master's name is missing") && !msg.contains("hunter2"),
+        "{msg}"
+    );
+    let c = load(
+        &FlagValues::new(),
+        &env_of(&[
+            (
+                "REDIS_URL",
+                "redis+sentinel://:pw@h:26379,h2:26379/mymaster",
+            ),
+            ("CUTOVER_REDIS_SENTINEL_PASSWORD", "s"),
+        ]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.redis_url_masked(),
+        "redis+sentinel://:***@h:26379,h2:26379/mymaster"
+    );
+}
+
+#[test]
+fn cdn_url_with_credentials_is_refused() {
+    let msg = error(
+        &FlagValues::new(),
+        &[("CUTOVER_CDN_URL", "https://user:secret@cdn.example.com")],
+        None,
+    );
+    assert!(msg.contains("without credentials"), "{msg}");
+    assert!(!msg.contains("secret"), "{msg}");
+}
