@@ -2,18 +2,21 @@
 //! [`describe`] prints the same steps for `--dry-run`, so what a dry run
 //! shows is what a run does.
 
+mod describe;
+pub use describe::{describe, Target};
+
 use std::path::Path;
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::contract::{ActivationEvent, Keys, Pin, PinChange};
+use crate::contract::{ActivationEvent, Pin};
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
 use crate::plan::{Decision, PlannedFile, Step, Switch};
 use crate::release::now;
-use crate::render::{bytes, count, some};
+use crate::render::some;
 use crate::store::cdn::Cdn;
 use crate::store::cloudfront::{collapse, CloudFront};
 use crate::store::lock::LockGuard;
@@ -419,167 +422,6 @@ fn step_name(step: &Step) -> &'static str {
         Step::Copy(_) => "copy",
         Step::Invalidate { .. } => "invalidate",
         Step::DeleteRecords { .. } => "delete_records",
-    }
-}
-
-/// Where the steps write, for describing them.
-pub struct Target<'a> {
-    pub bucket: &'a str,
-    pub keys: &'a Keys,
-    pub history_limit: usize,
-    /// How many Redis targets Redis steps write to.
-    pub redis_targets: usize,
-}
-
-/// One line per write a step makes (uploads: one line for them all; the
-/// caller lists the files).
-pub fn describe(step: &Step, t: &Target) -> String {
-    let line = describe_one(step, t);
-    let fanned_out = matches!(
-        step,
-        Step::Register { .. } | Step::Pin(_) | Step::Unlock { .. } | Step::DeleteRecords { .. }
-    );
-    if fanned_out && t.redis_targets > 1 {
-        format!("{line} (on each of the {} Redis targets)", t.redis_targets)
-    } else {
-        line
-    }
-}
-
-fn describe_one(step: &Step, t: &Target) -> String {
-    match step {
-        Step::Upload(files) => format!(
-            "S3 PUT {} ({}) under s3://{}/, each with If-None-Match: * and its SHA-256",
-            count(files.len(), "object"),
-            bytes(files.iter().map(|f| f.size).sum()),
-            t.bucket
-        ),
-        Step::PutRecord { key, .. } => format!(
-            "S3 PUT s3://{}/{key} (release record, with the file list)",
-            t.bucket
-        ),
-        Step::Register {
-            record: r,
-            replace_broken,
-        } => format!(
-            "Redis EVAL register: SET {} ({}); ZADD {} NX {} {}",
-            t.keys.release(&r.id),
-            if *replace_broken {
-                "replacing the unreadable record there"
-            } else {
-                "release record, unless one is there"
-            },
-            t.keys.releases,
-            r.created_at_ms,
-            r.id
-        ),
-        Step::Pin(Some(p)) => format!(
-            "Redis SET {} (pinned: {} by {})",
-            t.keys.pin,
-            p.release.as_deref().unwrap_or("the live release"),
-            p.by.as_deref().unwrap_or("unknown")
-        ),
-        Step::Pin(None) => format!("Redis DEL {}", t.keys.pin),
-        Step::Copy(copies) => format!(
-            "S3 CopyObject: {} server-side, same bytes, the release's headers ({})",
-            count(copies.len(), "object"),
-            some(
-                &copies
-                    .iter()
-                    .map(|c| match &c.from_bucket {
-                        Some(b) => format!("{} from s3://{b}/{}", c.to, c.from),
-                        None if c.from == c.to => format!("{} (headers)", c.to),
-                        None => format!("{} from {}", c.to, c.from),
-                    })
-                    .collect::<Vec<_>>(),
-                3
-            )
-        ),
-        Step::Invalidate {
-            distribution,
-            paths,
-            wait,
-        } => format!(
-            "CloudFront CreateInvalidation on {distribution}: {}{}",
-            some(&collapse(paths), 5),
-            if *wait { " (and wait for it)" } else { "" }
-        ),
-        Step::Delete(keys) => format!(
-            "S3 DeleteObjects: {} under s3://{}/ ({} requests)",
-            count(keys.len(), "object"),
-            t.bucket,
-            keys.len().div_ceil(1000)
-        ),
-        Step::DeleteRecords { ids, .. } => format!(
-            "Redis DEL {} (and {} more records); ZREM {} and SREM {} those ids; S3 DeleteObjects: their record copies",
-            ids.first().map(|id| t.keys.release(id)).unwrap_or_default(),
-            ids.len().saturating_sub(1),
-            t.keys.releases,
-            t.keys.rolled_back
-        ),
-        Step::VerifyCdn(checks) => format!(
-            "check (no write): GET {} through the CDN ({}...); switch only if each has its bytes and headers",
-            count(checks.len(), "file"),
-            checks.first().map(|c| c.url.as_str()).unwrap_or("")
-        ),
-        Step::Unlock { owner } => format!(
-            "Redis EVAL unlock: DEL {} if it still holds {owner:?}",
-            t.keys.lock
-        ),
-        Step::Switch(s) if s.targets.len() > 1 => {
-            let each: Vec<String> = s
-                .targets
-                .iter()
-                .map(|e| match (&e.current, e.serves) {
-                    (_, true) => format!("{} serves it already: left alone", e.target),
-                    (Some(c), false) => format!("{} if it still serves {c}", e.target),
-                    (None, false) => format!("{} if it serves no release", e.target),
-                })
-                .collect();
-            let one = Step::Switch(Switch {
-                targets: Vec::new(),
-                ..s.clone()
-            });
-            format!(
-                "on {} Redis targets at once, each atomically ({}): {}",
-                s.targets.len(),
-                each.join("; "),
-                describe_one(&one, t)
-            )
-        }
-        Step::Switch(s) => format!(
-            "Redis EVAL activate: check key types;{respect} if {current} is {expected}{force}: PUBLISH {channel} ({action} event); \
-             SET {current} {id}; SET {manifest} ({size} of JSON); LPUSH {history} (capped at {cap}){pin}{marked}",
-            respect = if s.pin == PinChange::Respect {
-                format!(" unless {} is set,", t.keys.pin)
-            } else {
-                String::new()
-            },
-            pin = match &s.pin {
-                PinChange::Respect => String::new(),
-                PinChange::Set(_) => format!("; SET {} (pinned)", t.keys.pin),
-                PinChange::Clear => format!("; DEL {}", t.keys.pin),
-            },
-            marked = s
-                .rolled_back_from
-                .as_ref()
-                .map(|r| format!("; SADD {} {r}", t.keys.rolled_back))
-                .unwrap_or_default(),
-            current = t.keys.current,
-            expected = if s.targets.is_empty() {
-                "what it was when planned"
-            } else {
-                s.expected().unwrap_or("unset")
-            },
-            force = if s.force { " (or --force)" } else { "" },
-            id = s.release,
-            manifest = t.keys.manifest,
-            size = bytes(serde_json::to_string(&s.manifest).map(|j| j.len()).unwrap_or(0) as u64),
-            history = t.keys.history,
-            action = s.action.as_str(),
-            cap = t.history_limit,
-            channel = t.keys.channel,
-        ),
     }
 }
 
