@@ -12,6 +12,7 @@ mod resolve;
 pub mod sentinel;
 #[cfg(test)]
 mod tests;
+mod values;
 
 use std::collections::BTreeMap;
 use std::fmt;
