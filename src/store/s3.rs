@@ -832,7 +832,7 @@ impl S3Store {
                 }
                 Failure::operation(format!(
                     "cannot reach S3 at {} to {op} {what}: {cause}; gave up after {ATTEMPTS} attempts, each waiting up to {}s \
-                     for an answer (s3_timeout_secs); check the endpoint (AWS_ENDPOINT_URL_S3), region and network",
+                     for an answer (s3_timeout_secs); check the endpoint (s3_endpoint: --s3-endpoint, CUTOVER_S3_ENDPOINT or AWS_ENDPOINT_URL_S3), region and network",
                     self.endpoint,
                     self.wait.as_secs()
                 ))

@@ -201,7 +201,7 @@ fn bucket_missing_s3_unreachable_redis_unreachable() {
         &["deploy", s(&build)],
         &[("CUTOVER_S3_ENDPOINT", &dead)],
         1,
-        &["cannot reach S3 at", &dead],
+        &["cannot reach S3 at", &dead, "CUTOVER_S3_ENDPOINT"],
     );
     let dead_redis = format!("redis://:hunter2@127.0.0.1:{}", free_port());
     let run = expect_error(
