@@ -149,17 +149,9 @@ fn a_wrong_typed_current_key_is_named_not_taken_for_no_release() {
 #[test]
 fn the_documented_minimal_acl_is_enough() {
     let ctx = Ctx::new("minimal-acl");
-    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).unwrap();
-    let line = readme
-        .lines()
-        .find(|l| l.starts_with("ACL SETUSER cutover-deploy "))
-        .expect("README documents the minimal ACL");
     let user = format!("deploy-{}", ctx.app);
-    let line = line
-        .replace("cutover-deploy", &user)
-        .replace("{shop}", &format!("{{{}}}", ctx.app))
-        .replace(">PASSWORD", ">pw");
-    let words: Vec<&str> = line.split_whitespace().collect();
+    let words = crate::support::documented_acl(&user, "pw", &ctx.app, &[]);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
     ctx.redis_cmd(&words);
     let url = format!("redis://{user}:pw@127.0.0.1:{}", ctx.redis_port());
     let as_user = |args: &[&str]| ctx.cutover(args).env("REDIS_URL", &url).run();

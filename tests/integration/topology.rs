@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::support::redis_topology::{
     cli, wait_until, Certs, Cluster, SentinelGroup, DATA_PASSWORD, SENTINEL_PASSWORD,
 };
-use crate::support::{fixture, Ctx, Run};
+use crate::support::{documented_acl, fixture, Ctx, Run};
 
 const BUILDS: [&str; 2] = ["shakapacker", "flat"];
 
@@ -320,6 +320,82 @@ fn a_three_master_cluster_serves_the_contract_through_a_seed_that_does_not_own_t
     .expect(0);
 }
 
+/// `ACL SETUSER` with `words` on every node of the cluster (ACLs are per
+/// node and not replicated).
+fn acl_on_every_node(cluster: &Cluster, words: &[String]) {
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    for node in cluster.live() {
+        assert_eq!(cli(node.port, None, &words).trim(), "OK", "{words:?}");
+    }
+}
+
+#[test]
+fn the_documented_acl_plus_cluster_slots_is_enough_on_a_cluster_and_needed() {
+    let cluster = shared_cluster();
+    let ctx = Ctx::new("cluster-acl");
+    let seed = cluster.other_master(cluster.slot_of(&ctx.key("current")));
+    let deploy = format!("deploy-{}", ctx.app);
+    let bare = format!("bare-{}", ctx.app);
+    let additions = ["+cluster|slots"];
+    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(
+            "The ACL user needs `+cluster|slots` besides the [minimal ACL](#minimal-acl)"
+        ),
+        "README names the cluster's addition"
+    );
+    acl_on_every_node(
+        cluster,
+        &documented_acl(&deploy, "pw", &ctx.app, &additions),
+    );
+    acl_on_every_node(cluster, &documented_acl(&bare, "pw", &ctx.app, &[]));
+    let url = |user: &str| format!("redis://{user}:pw@127.0.0.1:{}", seed.port);
+    let as_user = |user: &str, args: &[&str]| {
+        ctx.cutover(args)
+            .env("REDIS_URL", &url(user))
+            .env("CUTOVER_REDIS_CLUSTER", "true")
+            .run()
+    };
+
+    // Without the addition: exit 2 naming what to grant, nothing written.
+    as_user(&bare, &["deploy", fixture(BUILDS[0]).to_str().unwrap()])
+        .expect(2)
+        .error_has(&["may not run", "cluster", "Minimal ACL"]);
+    let owner = cluster.owner(cluster.slot_of(&ctx.key("current")));
+    assert_eq!(
+        cli(owner.port, None, &["exists", &ctx.key("current")]).trim(),
+        "0"
+    );
+
+    // With it: the switching commands and the reads.
+    let a = as_user(
+        &deploy,
+        &["deploy", fixture(BUILDS[0]).to_str().unwrap(), "--json"],
+    );
+    a.expect(0);
+    let b = as_user(
+        &deploy,
+        &["deploy", fixture(BUILDS[1]).to_str().unwrap(), "--json"],
+    );
+    b.expect(0);
+    let on_owner = |key: &str| {
+        cli(owner.port, None, &["get", &ctx.key(key)])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(on_owner("current"), id(&b));
+    as_user(&deploy, &["rollback"]).expect(0);
+    assert_eq!(on_owner("current"), id(&a));
+    as_user(&deploy, &["activate", &id(&b), "--unpin"]).expect(0);
+    assert_eq!(on_owner("current"), id(&b));
+    for read in [["status"], ["releases"], ["history"]] {
+        as_user(&deploy, &read).expect(0);
+    }
+    cli(owner.port, None, &["set", &ctx.key("lock"), "ghost"]);
+    as_user(&deploy, &["unlock", "--force"]).expect(0);
+    assert_eq!(on_owner("lock"), "");
+}
+
 #[test]
 fn a_slot_migration_during_a_series_of_deploys_ends_truthfully() {
     let cluster: &'static Cluster = Box::leak(Box::new(Cluster::start(3, 0)));
@@ -476,6 +552,40 @@ fn sentinel_finds_the_master_and_follows_failovers() {
     let status = ctx.run_with(&["status", "--json"], &env);
     assert_eq!(status.json()["current"], id(&b).as_str(), "{status:?}");
     assert!(!status.stderr.contains(DATA_PASSWORD), "{status:?}");
+
+    // The documented ACL plus `+role` (on the master and the replica: ACLs
+    // are not replicated) is enough behind Sentinel; without `+role`, exit 2.
+    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains("The ACL user needs\n`+role` besides the [minimal ACL](#minimal-acl)"),
+        "README names Sentinel's addition"
+    );
+    for (user, extra) in [("deploy", &["+role"][..]), ("bare", &[][..])] {
+        let words = documented_acl(user, "pw", &ctx.app, extra);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        for node in [&group.master, &group.replica] {
+            assert_eq!(cli(node.port, Some(DATA_PASSWORD), &words).trim(), "OK");
+        }
+    }
+    let as_user = |user: &str| url.replace(&format!(":{DATA_PASSWORD}@"), &format!("{user}:pw@"));
+    ctx.run_with(
+        &["rollback"],
+        &[("REDIS_URL", as_user("bare").as_str()), env[1]],
+    )
+    .expect(2)
+    .error_has(&["may not run", "role", "Minimal ACL"]);
+    assert_eq!(current(reads, &ctx.app), Some(id(&b)));
+    let deploy_env = [
+        ("REDIS_URL", as_user("deploy")),
+        (env[1].0, env[1].1.to_string()),
+    ];
+    let deploy_env: Vec<(&str, &str)> = deploy_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ctx.run_with(&["rollback"], &deploy_env).expect(0);
+    assert_eq!(current(reads, &ctx.app), Some(id(&a)));
+    ctx.run_with(&["activate", &id(&b), "--unpin"], &deploy_env)
+        .expect(0);
+    assert_eq!(current(reads, &ctx.app), Some(id(&b)));
+    ctx.run_with(&["status"], &deploy_env).expect(0);
 
     // The Ruby reader through Sentinel (the redis gem's own support), kept
     // running through both failovers below.

@@ -24,6 +24,25 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The README's minimal ACL line ("Minimal ACL") as the words of an `ACL
+/// SETUSER` for `user` with password `password` on `app`'s keys, followed
+/// by `extra` rules (what a topology adds).
+pub fn documented_acl(user: &str, password: &str, app: &str, extra: &[&str]) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("ACL SETUSER cutover-deploy "))
+        .expect("README documents the minimal ACL");
+    let line = line
+        .replace("cutover-deploy", user)
+        .replace("{shop}", &format!("{{{app}}}"))
+        .replace(">PASSWORD", &format!(">{password}"));
+    line.split_whitespace()
+        .map(str::to_string)
+        .chain(extra.iter().map(|e| e.to_string()))
+        .collect()
+}
+
 /// A shared runtime for the async parts of tests.
 pub fn rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
