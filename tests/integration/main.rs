@@ -15,6 +15,8 @@ mod consumers;
 mod faults;
 mod formats;
 mod lifecycle;
+mod lock_ownership;
+mod lost_race;
 mod mutable_files;
 mod never_wedged;
 mod plan_and_dry_run;
