@@ -75,9 +75,15 @@ fn deploy_rollback_and_history_follow_the_contract() {
     );
 
     // Deploying the live build again is a no-op.
+    let history_before = rt().block_on(ctx.history()).len();
     let run = ctx.run(&["deploy", fixture("flat").to_str().unwrap(), "--json"]);
     assert_eq!(run.code, 0);
     assert_eq!(run.json()["outcome"], "already_live");
+    assert_eq!(
+        rt().block_on(ctx.get("current")).as_deref(),
+        Some(b.as_str())
+    );
+    assert_eq!(rt().block_on(ctx.history()).len(), history_before);
 
     let history = rt().block_on(ctx.history());
     let summary: Vec<(String, String, Value)> = history
@@ -370,6 +376,10 @@ fn lost_redis_data_is_restored_from_the_s3_records() {
     assert!(rt().block_on(ctx.get(&format!("release:{a}"))).is_some());
     let run = ctx.run(&["activate", &b]);
     assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        rt().block_on(ctx.get("current")).as_deref(),
+        Some(b.as_str())
+    );
 }
 
 #[test]
@@ -402,4 +412,47 @@ fn redis_wrong_password_and_read_only_replica() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.error_line().contains("read-only replica"), "{run:?}");
     assert!(run.error_line().contains("primary"), "{run:?}");
+}
+
+#[test]
+fn a_release_record_is_never_rewritten() {
+    // Records are immutable: deploying the same build again (another
+    // message, another time) keeps the first record, in Redis and in S3.
+    let ctx = Ctx::new("immutable-record");
+    let build = fixture("flat");
+    let first = deploy(
+        &ctx,
+        build.to_str().unwrap(),
+        &["--no-activate", "-m", "first"],
+    );
+    let record = || -> (Value, Vec<u8>) {
+        rt().block_on(async {
+            let redis = ctx.get(&format!("release:{first}")).await.unwrap();
+            let s3 = ctx
+                .s3()
+                .await
+                .get_object()
+                .bucket(&ctx.bucket)
+                .key(format!("_cutover/{}/releases/{first}.json", ctx.app))
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes()
+                .to_vec();
+            (serde_json::from_str(&redis).unwrap(), s3)
+        })
+    };
+    let before = record();
+    assert_eq!(before.0["message"], "first");
+    let again = deploy(
+        &ctx,
+        build.to_str().unwrap(),
+        &["--no-activate", "-m", "second"],
+    );
+    assert_eq!(again, first, "the same build is the same release");
+    assert_eq!(record(), before, "the record was rewritten");
 }

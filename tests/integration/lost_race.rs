@@ -179,3 +179,31 @@ fn a_pin_set_after_the_deploy_planned_keeps_it_from_switching() {
     assert_eq!(pinned.as_deref(), Some(pin));
     assert_eq!(history, 1);
 }
+
+#[test]
+fn a_release_whose_record_vanished_after_planning_is_not_made_live() {
+    let ctx = Ctx::new("race-unregistered");
+    let a = deploy(&ctx, fixture("shakapacker").to_str().unwrap(), &[]);
+    let b = deploy(&ctx, fixture("flat").to_str().unwrap(), &["--no-activate"]);
+    let record = ctx.key(&format!("release:{b}"));
+    let proxy = redis_proxy::start(
+        ctx.redis_port(),
+        Drop::Interpose(vec![vec!["DEL".into(), record.clone()]]),
+    );
+    let run = ctx
+        .cutover(&["activate", &b, "--json"])
+        .env("REDIS_URL", &proxy.url())
+        .run();
+    assert!(proxy.fired.load(Ordering::SeqCst), "{run:?}");
+    run.expect(1).error_has(&[
+        &format!("release {b} is not registered in Redis ({record} missing)"),
+        "deploy it again",
+    ]);
+    let (current, _, _, history) = live(&ctx);
+    assert_eq!(
+        current,
+        Some(a),
+        "a release without a record never goes live"
+    );
+    assert_eq!(history, 1);
+}
