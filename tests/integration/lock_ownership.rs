@@ -199,3 +199,59 @@ fn a_deploy_that_outlives_its_lock_ttl_keeps_the_lock_by_renewing_it() {
     assert_eq!(run.json()["outcome"], "activated", "{run:?}");
     assert_eq!(lock(&ctx), (None, -2), "the lock was released at the end");
 }
+
+#[test]
+fn a_deploy_that_waited_for_the_lock_plans_against_what_is_there_then() {
+    // While it waited, another deploy uploaded the same files: it lists
+    // again once it has the lock, so it plans to upload nothing.
+    use std::io::BufRead;
+    let ctx = Ctx::new("lock-waited");
+    let build = crate::support::fixtures::tiny_build(ctx.work.path(), "console.log('w')");
+    ctx.redis_cmd(&["SET", &ctx.key("lock"), FOREIGN, "PX", "60000"]);
+    let mut cmd = ctx.command();
+    cmd.args(["deploy", build.to_str().unwrap(), "--json"])
+        .env("CUTOVER_LOCK_WAIT", "60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // It has listed the (empty) bucket and waits for the lock.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("waiting for the deploy lock held by") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the deploy ended without waiting for the lock: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    // The other deploy puts the same files there and lets the lock go.
+    rt().block_on(async {
+        for path in crate::support::fixtures::files_of(&build) {
+            if !path.starts_with("manifest.json") {
+                ctx.put(
+                    &format!("packs/{path}"),
+                    &std::fs::read(build.join(&path)).unwrap(),
+                )
+                .await;
+            }
+        }
+    });
+    ctx.redis_cmd(&["DEL", &ctx.key("lock")]);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let run = crate::support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: seen + &rest,
+    };
+    run.expect(0);
+    let doc = run.json();
+    assert_eq!(
+        doc["upload"]["files"], 0,
+        "planned against the old listing: {run:?}"
+    );
+    assert_eq!(doc["skip"]["files"], 2, "{run:?}");
+    assert_eq!(doc["outcome"], "activated", "{run:?}");
+}
