@@ -136,23 +136,6 @@ EXTRA_GROUPS=(
 )
 
 cargo_mutants() {
-  if ! cargo mutants --version 2>/dev/null | grep -q "$CARGO_MUTANTS_VERSION"; then
-    cargo install cargo-mutants --version "$CARGO_MUTANTS_VERSION" --locked
-  fi
-}
-
-# name ; cargo-mutants scope options ; test target ; test name filters
-GROUPS_=(
-  "lock;--file src/store/lock.rs;--test=integration;lock_ownership:: never_wedged::a_lock"
-  "plan;--file src/plan.rs --re (classify|resolve|steps|count) --exclude-re mutable_copies;--lib;plan::"
-  "remote-compare;--file src/state.rs --re (compare|matches);--lib;state:: plan::"
-)
-EXTRA_GROUPS=(
-  "conditional-writes;--file src/store/s3.rs --re (put_single|put_file|settle_existing|is_precondition_failed|quoted|is_md5);--test=integration;upload:: bytes_truth:: faults::flaky"
-  "config-validation;--file src/config/keys.rs --exclude-re (delete.field|markdown);--lib;config::"
-)
-
-cargo_mutants() {
   install_cargo_mutants
   local missed=0
   for entry in "$@"; do
