@@ -75,9 +75,15 @@ fn deploy_rollback_and_history_follow_the_contract() {
     );
 
     // Deploying the live build again is a no-op.
+    let history_before = rt().block_on(ctx.history()).len();
     let run = ctx.run(&["deploy", fixture("flat").to_str().unwrap(), "--json"]);
     assert_eq!(run.code, 0);
     assert_eq!(run.json()["outcome"], "already_live");
+    assert_eq!(
+        rt().block_on(ctx.get("current")).as_deref(),
+        Some(b.as_str())
+    );
+    assert_eq!(rt().block_on(ctx.history()).len(), history_before);
 
     let history = rt().block_on(ctx.history());
     let summary: Vec<(String, String, Value)> = history
@@ -234,7 +240,7 @@ fn readers_never_see_a_mismatched_pair_during_500_switches() {
 }
 
 #[test]
-fn concurrent_deploys_serialise_and_end_with_one_complete_release() {
+fn concurrent_deploys_all_succeed_one_after_another() {
     let ctx = Ctx::new("concurrent");
     // Ten different builds: the flat fixture with a distinct extra file each.
     let builds: Vec<std::path::PathBuf> = (0..10)
@@ -254,6 +260,8 @@ fn concurrent_deploys_serialise_and_end_with_one_complete_release() {
         .map(|b| {
             let mut cmd = ctx.command();
             cmd.args(["deploy", b.to_str().unwrap(), "--json"]);
+            // Each waits for the ones before it, however slow the machine.
+            cmd.env("CUTOVER_LOCK_WAIT", "3600");
             cmd.stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped());
             cmd.spawn().unwrap()
@@ -263,34 +271,32 @@ fn concurrent_deploys_serialise_and_end_with_one_complete_release() {
         .into_iter()
         .map(|c| crate::support::run::finish(c.wait_with_output().unwrap()))
         .collect();
-    let mut activated = Vec::new();
+    // The lock serialises them: each plans against the one before it, so
+    // every one of them goes live, none loses a race.
+    let mut activated = std::collections::BTreeSet::new();
     for run in &runs {
-        match run.code {
-            0 => activated.push(run.json()["release"]["id"].as_str().unwrap().to_string()),
-            3 => assert!(
-                run.error_line().contains("live release changed")
-                    || run.error_line().contains("holds the lock"),
-                "{run:?}"
-            ),
-            _ => panic!("unexpected outcome: {run:?}"),
-        }
+        run.expect(0);
+        assert_eq!(run.json()["outcome"], "activated", "{run:?}");
+        activated.insert(run.json()["release"]["id"].as_str().unwrap().to_string());
     }
-    assert!(!activated.is_empty());
-    let current = rt().block_on(ctx.get("current")).unwrap();
-    assert!(activated.contains(&current));
-    // The live release is complete: activate --dry-run verifies every object.
-    let check = ctx.run(&["activate", &current, "--dry-run"]);
-    assert_eq!(check.code, 0, "{check:?}");
+    assert_eq!(activated.len(), 10, "ten different releases");
     let history = rt().block_on(ctx.history());
-    assert_eq!(
-        history.len(),
-        activated.len(),
-        "every activation is in the history"
-    );
-    // Each event's previous is the release before it: no activation was lost.
+    let released: std::collections::BTreeSet<String> = history
+        .iter()
+        .map(|e| e["release"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(history.len(), 10, "every activation is in the history");
+    assert_eq!(released, activated);
+    // A serial order: each event's previous is the release before it, the
+    // first replaced nothing, the last is live.
     for pair in history.windows(2) {
-        assert_eq!(pair[0]["previous"], pair[1]["release"]);
+        assert_eq!(pair[0]["previous"], pair[1]["release"], "{history:#?}");
     }
+    assert_eq!(history[9]["previous"], Value::Null);
+    let current = rt().block_on(ctx.get("current")).unwrap();
+    assert_eq!(history[0]["release"], current.as_str());
+    // The live release is complete: every object of it is in S3.
+    ctx.run(&["verify", "--read"]).expect(0);
 }
 
 #[test]
@@ -370,6 +376,10 @@ fn lost_redis_data_is_restored_from_the_s3_records() {
     assert!(rt().block_on(ctx.get(&format!("release:{a}"))).is_some());
     let run = ctx.run(&["activate", &b]);
     assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        rt().block_on(ctx.get("current")).as_deref(),
+        Some(b.as_str())
+    );
 }
 
 #[test]
@@ -402,4 +412,47 @@ fn redis_wrong_password_and_read_only_replica() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.error_line().contains("read-only replica"), "{run:?}");
     assert!(run.error_line().contains("primary"), "{run:?}");
+}
+
+#[test]
+fn a_release_record_is_never_rewritten() {
+    // Records are immutable: deploying the same build again (another
+    // message, another time) keeps the first record, in Redis and in S3.
+    let ctx = Ctx::new("immutable-record");
+    let build = fixture("flat");
+    let first = deploy(
+        &ctx,
+        build.to_str().unwrap(),
+        &["--no-activate", "-m", "first"],
+    );
+    let record = || -> (Value, Vec<u8>) {
+        rt().block_on(async {
+            let redis = ctx.get(&format!("release:{first}")).await.unwrap();
+            let s3 = ctx
+                .s3()
+                .await
+                .get_object()
+                .bucket(&ctx.bucket)
+                .key(format!("_cutover/{}/releases/{first}.json", ctx.app))
+                .send()
+                .await
+                .unwrap()
+                .body
+                .collect()
+                .await
+                .unwrap()
+                .into_bytes()
+                .to_vec();
+            (serde_json::from_str(&redis).unwrap(), s3)
+        })
+    };
+    let before = record();
+    assert_eq!(before.0["message"], "first");
+    let again = deploy(
+        &ctx,
+        build.to_str().unwrap(),
+        &["--no-activate", "-m", "second"],
+    );
+    assert_eq!(again, first, "the same build is the same release");
+    assert_eq!(record(), before, "the record was rewritten");
 }

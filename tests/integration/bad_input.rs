@@ -152,6 +152,7 @@ fn unreadable_file() {
     let file = build.join("js/admin-2de6dd810fd1d9c2202a.js");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let before = ctx.world();
     // root reads anything: run the binary as `nobody` then, as a CI user would be.
     let is_root = unsafe { libc::geteuid() } == 0;
     let run = if is_root {
@@ -182,6 +183,7 @@ fn unreadable_file() {
         "{run:?}"
     );
     assert!(run.error_line().contains("permissions"), "{run:?}");
+    ctx.assert_unchanged(&before, "a deploy with an unreadable file");
 }
 
 #[test]

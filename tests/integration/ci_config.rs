@@ -350,19 +350,39 @@ fn schema_check_rejects_broken_configs() {
     let job = cfg["jobs"]["test"].as_mapping_mut().unwrap();
     let steps = job.remove("steps").unwrap();
     job.insert("step".into(), steps);
-    assert!(schema_check("circle-ci.json", &[write("config.yml", &cfg)]).is_err());
+    rejected(
+        schema_check("circle-ci.json", &[write("config.yml", &cfg)]),
+        "config.yml::$.jobs.test:",
+    );
     // An orb job that runs a step named `deploy` (CircleCI's own deploy step).
     let (_, mut orb) = packed_orb(dir.path());
     let steps = orb["jobs"]["deploy"]["steps"].as_sequence_mut().unwrap();
     steps.push(serde_yaml::from_str("deploy: {build_dir: public/packs}").unwrap());
-    assert!(schema_check("circle-ci.json", &[write("orb.yml", &orb)]).is_err());
+    rejected(
+        schema_check("circle-ci.json", &[write("orb.yml", &orb)]),
+        "orb.yml::$.jobs.deploy",
+    );
     // A composite action step without a shell.
     let mut action = load_repo("action.yml");
     action["runs"]["steps"][1]
         .as_mapping_mut()
         .unwrap()
         .remove("shell");
-    assert!(schema_check("github-actions.json", &[write("action.yml", &action)]).is_err());
+    rejected(
+        schema_check("github-actions.json", &[write("action.yml", &action)]),
+        "action.yml::$.runs",
+    );
+}
+
+/// The schema check failed because the schema rejects the document at
+/// `path`, not for any other reason (a missing tool, file or schema).
+#[track_caller]
+fn rejected(result: Result<(), String>, path: &str) {
+    let err = result.expect_err("the broken file passed the schema check");
+    assert!(
+        err.contains("Schema validation errors were encountered") && err.contains(path),
+        "not rejected at {path}: {err}"
+    );
 }
 
 /// scripts/pack-orb.py follows `circleci orb pack`'s rules.

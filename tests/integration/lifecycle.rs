@@ -147,6 +147,10 @@ fn pin_and_unpin_on_their_own() {
     let run = ctx.run(&["deploy", fixture("flat").to_str().unwrap(), "--json"]);
     run.expect(0);
     assert_eq!(run.json()["outcome"], "activated");
+    assert_eq!(
+        current(&ctx),
+        run.json()["release"]["id"].as_str().map(String::from)
+    );
 }
 
 #[test]

@@ -221,3 +221,42 @@ fn changed_header_rules_reach_objects_already_in_s3() {
     assert_eq!(after.0, before.0, "same bytes");
     assert_eq!(after.1.as_deref(), Some("public, max-age=600"));
 }
+
+#[test]
+fn a_lost_copy_of_a_mutable_file_is_uploaded_again() {
+    // The content-addressed copy is checked on its own, whatever the public
+    // object holds: if it is gone, the next deploy puts it back.
+    let ctx = Ctx::new("mutable-copy");
+    std::fs::write(
+        ctx.work.path().join("cutover.toml"),
+        "[[mutable]]\nglob = \"sw.js\"\n",
+    )
+    .unwrap();
+    let dir = build(&ctx, "a", "self.version = 1");
+    ctx.run(&["deploy", dir.to_str().unwrap()]).expect(0);
+    let copy = format!(
+        "_cutover/{}/mutable/{}",
+        ctx.app,
+        hex::encode(Sha256::digest(b"self.version = 1"))
+    );
+    let copies = || rt().block_on(ctx.objects()).contains_key(&copy);
+    assert!(copies(), "the copy is kept at {copy}");
+    rt().block_on(async {
+        ctx.s3()
+            .await
+            .delete_object()
+            .bucket(&ctx.bucket)
+            .key(&copy)
+            .send()
+            .await
+            .unwrap()
+    });
+    ctx.run(&["deploy", dir.to_str().unwrap()]).expect(0);
+    assert!(copies(), "the lost copy was not uploaded again");
+
+    // A new version of another size is replaced in place, not a conflict.
+    let bigger = build(&ctx, "b", "self.version = 10");
+    ctx.run(&["deploy", bigger.to_str().unwrap()]).expect(0);
+    let (sw, _) = rt().block_on(body(&ctx, "packs/sw.js"));
+    assert_eq!(sw, b"self.version = 10");
+}

@@ -164,7 +164,12 @@ fn a_lock_without_expiry_is_named_and_cleared_by_unlock() {
     ctx.run(&["unlock"])
         .expect(0)
         .stdout_has(&["nobody holds the deploy lock"]);
-    ctx.run(&["deploy", build.to_str().unwrap()]).expect(0);
+    let run = ctx.run(&["deploy", build.to_str().unwrap(), "--json"]);
+    run.expect(0);
+    assert_eq!(
+        rt().block_on(ctx.get("current")).as_deref(),
+        run.json()["release"]["id"].as_str()
+    );
 }
 
 #[test]

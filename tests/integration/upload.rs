@@ -1,10 +1,19 @@
 //! The S3 side of a deploy, inspected with the SDK as another client would.
 
-use std::collections::HashMap;
-
 use sha2::{Digest, Sha256};
 
+use crate::support::s3_proxy::FaultyProxy;
 use crate::support::{fixture, rt, Ctx};
+
+/// A HEAD that S3 answered 404: the object is not there (not any error).
+fn is_not_found<T>(
+    head: &Result<
+        T,
+        aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::head_object::HeadObjectError>,
+    >,
+) -> bool {
+    matches!(head, Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()))
+}
 
 fn expected_type(path: &str) -> &'static str {
     let original = path.trim_end_matches(".gz").trim_end_matches(".br");
@@ -48,8 +57,8 @@ fn deploy_uploads_every_file_with_headers_checksum_and_bytes() {
             if rel.starts_with("manifest.json") {
                 let head = s3.head_object().bucket(&ctx.bucket).key(&key).send().await;
                 assert!(
-                    head.is_err(),
-                    "the manifest is published through Redis, not uploaded: {key}"
+                    is_not_found(&head),
+                    "the manifest is published through Redis, not uploaded: {key}: {head:?}"
                 );
                 continue;
             }
@@ -139,8 +148,42 @@ fn large_file_goes_multipart_and_is_recognised_on_redeploy() {
     )
     .unwrap();
     let env = [("CUTOVER_MULTIPART_THRESHOLD_MIB", "5")];
-    let run = ctx.run_with(&["deploy", build.to_str().unwrap(), "--json"], &env);
+    // Through a proxy that sees what each part carries (moto does not check).
+    let proxy = FaultyProxy::transparent(&ctx.s3_endpoint);
+    let run = ctx.run_with(
+        &["deploy", build.to_str().unwrap(), "--json"],
+        &[env[0], ("CUTOVER_S3_ENDPOINT", &proxy.url)],
+    );
     assert_eq!(run.code, 0, "{run:?}");
+    proxy.wait_idle();
+    // Every part carried the SHA-256 of its own bytes, for S3 to check.
+    let parts: Vec<_> = proxy
+        .log
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.part().is_some())
+        .cloned()
+        .collect();
+    assert_eq!(
+        parts.iter().map(|p| p.part().unwrap()).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "{parts:#?}"
+    );
+    assert_eq!(
+        parts.iter().map(|p| p.body_len).sum::<usize>(),
+        big.len(),
+        "{parts:#?}"
+    );
+    for p in &parts {
+        assert_eq!(
+            p.checksum,
+            p.body_sha256,
+            "part {:?} did not carry the x-amz-checksum-sha256 of its bytes",
+            p.part()
+        );
+    }
     rt().block_on(async {
         let s3 = ctx.s3().await;
         let key = "packs/static/video-0a1b2c3d4e5f.mp4";
@@ -191,69 +234,29 @@ fn large_file_goes_multipart_and_is_recognised_on_redeploy() {
 
 #[test]
 fn conflict_appearing_between_plan_and_upload_is_caught() {
-    use cutover::events::Quiet;
     let ctx = Ctx::new("upload-race");
     let root = fixture("shakapacker");
-    let env: HashMap<&str, String> = [
-        ("CUTOVER_APP", ctx.app.clone()),
-        ("CUTOVER_BUCKET", ctx.bucket.clone()),
-        ("CUTOVER_CDN_URL", "https://cdn.example.com".to_string()),
-        ("CUTOVER_S3_ENDPOINT", ctx.s3_endpoint.clone()),
-        ("REDIS_URL", ctx.redis_url.clone()),
-    ]
-    .into_iter()
-    .collect();
-    let config =
-        cutover::config::load(&Default::default(), &|k| env.get(k).cloned(), None).unwrap();
-    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let proxy = FaultyProxy::transparent(&ctx.s3_endpoint);
+    proxy.hold_puts();
+    let mut cmd = ctx.command();
+    cmd.args(["deploy", root.to_str().unwrap(), "--concurrency", "1"])
+        .env("CUTOVER_S3_ENDPOINT", &proxy.url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // Planned against an empty bucket; its first PUT is held on its way.
+    proxy.wait_for("the first PUT waits at the proxy", |l| l.held > 0);
+    let victim = {
+        let log = proxy.log.lock().unwrap();
+        let key = log.put_checksums.keys().next().unwrap().clone();
+        key
+    };
+    // Another writer puts other bytes at that key meanwhile.
+    rt().block_on(ctx.put(&victim, b"someone else's bytes"));
+    proxy.release_puts();
+    let run = crate::support::run::finish(child.wait_with_output().unwrap());
+    run.expect(3).error_has(&[&victim]);
     rt().block_on(async {
-        use cutover::plan::{Decision, Provenance, Step};
-        let build =
-            cutover::build::scan::scan(&root, config.multipart_threshold, &config.exclude, &Quiet)
-                .unwrap();
-        let manifest = cutover::build::manifest::load(&build, "manifest.json", &|p| {
-            config.public_url(p).unwrap()
-        })
-        .unwrap();
-        let store = cutover::store::s3::S3Store::connect(&config).await.unwrap();
-        let mut registry = cutover::store::targets::Targets::connect(&config)
-            .await
-            .unwrap();
-        let remote = store.list(&config.list_prefix(), &Quiet).await.unwrap();
-        let who = Provenance {
-            message: None,
-            created: cutover::release::now(),
-        };
-        let plan = cutover::plan::deploy(
-            &config,
-            &build,
-            &manifest,
-            &remote,
-            &Default::default(),
-            who,
-        )
-        .unwrap();
-        assert_eq!(plan.count(Decision::Upload).0, 59);
-        // Another writer puts other bytes at one of the planned keys.
-        let victim = plan.with(Decision::Upload).next().unwrap().key.clone();
-        ctx.put(&victim, b"someone else's bytes").await;
-        let uploads = plan.with(Decision::Upload).cloned().collect();
-        let mut executor = cutover::exec::Executor {
-            store: Some(&store),
-            registry: Some(&mut registry),
-            root: Some(&build.root),
-            concurrency: 8,
-            multipart_threshold: config.multipart_threshold,
-            lock: None,
-            cdn_timeout: std::time::Duration::from_secs(10),
-            config: &config,
-            observer: &Quiet,
-        };
-        let err = executor.run(&[Step::Upload(uploads)]).await.unwrap_err();
-        assert_eq!(cutover::error::exit_code(&err), 3, "{err:#}");
-        assert!(err.to_string().contains(&victim), "{err:#}");
         let body = ctx
             .s3()
             .await
@@ -268,6 +271,7 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
             b"someone else's bytes",
             "the object was overwritten"
         );
+        assert_eq!(ctx.get("current").await, None, "nothing went live");
     });
 }
 
@@ -287,34 +291,30 @@ fn interrupt_aborts_multipart_uploads_and_releases_the_lock() {
         r#"{"huge.bin": "/packs/static/huge-0a1b2c3d4e5f.bin"}"#,
     )
     .unwrap();
+    // Its parts are held in a proxy: the upload cannot finish before the
+    // interrupt, however fast the machine.
+    let proxy = FaultyProxy::transparent(&ctx.s3_endpoint);
+    proxy.hold_puts();
     let mut cmd = ctx.command();
     cmd.args(["deploy", build.to_str().unwrap()])
-        .env("CUTOVER_MULTIPART_THRESHOLD_MIB", "5");
+        .env("CUTOVER_MULTIPART_THRESHOLD_MIB", "5")
+        .env("CUTOVER_S3_ENDPOINT", &proxy.url);
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
 
-    // Wait for the multipart upload to be under way (a condition, with a deadline).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    rt().block_on(async {
-        let s3 = ctx.s3().await;
-        loop {
-            let open = s3
-                .list_multipart_uploads()
-                .bucket(&ctx.bucket)
-                .send()
-                .await
-                .unwrap();
-            if !open.uploads().is_empty() {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the multipart upload never started"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+    // The multipart upload is open and a part of it is on its way.
+    proxy.wait_for("a part waits at the proxy", |l| l.held > 0);
+    let open = rt().block_on(async {
+        ctx.s3()
+            .await
+            .list_multipart_uploads()
+            .bucket(&ctx.bucket)
+            .send()
+            .await
+            .unwrap()
     });
+    assert_eq!(open.uploads().len(), 1, "{open:?}");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let run = crate::support::run::finish(child.wait_with_output().unwrap());
     assert_eq!(run.code, 130, "{run:?}");
@@ -328,7 +328,10 @@ fn interrupt_aborts_multipart_uploads_and_releases_the_lock() {
             .key("packs/static/huge-0a1b2c3d4e5f.bin")
             .send()
             .await;
-        assert!(head.is_err(), "a partial object became visible");
+        assert!(
+            is_not_found(&head),
+            "a partial object became visible: {head:?}"
+        );
         assert_eq!(ctx.get("lock").await, None, "the lock was not released");
         assert_eq!(ctx.get("current").await, None);
     });
