@@ -49,7 +49,7 @@ redis.call('PUBLISH', ARGV[6], text)|atomic_switch::"
   "register-overwrites-records|src/store/scripts.rs|if not old or (ARGV[4] == '1' and not pcall(cjson.decode, old)) then|if true then|activation::a_release_record"
   "unlock-ignores-owner|src/store/scripts.rs|if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL'|if redis.call('GET', KEYS[1]) then return redis.call('DEL'|lock_ownership:: never_wedged::unlock"
   "renew-ignores-owner|src/store/scripts.rs|if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE'|if redis.call('GET', KEYS[1]) then return redis.call('PEXPIRE'|lock_ownership::"
-  "lock-without-nx|src/store/redis.rs|            .arg(\"NX\")
+  "lock-without-nx|src/store/redis/access.rs|            .arg(\"NX\")
             .arg(\"PX\")|            .arg(\"PX\")|lock_ownership:: activation::concurrent"
   "part-without-checksum|src/store/s3.rs|                .checksum_sha256(B64.encode(sha))
                 .body(body)|                .body(body)|upload::large_file"
@@ -132,7 +132,7 @@ GROUPS_=(
 )
 EXTRA_GROUPS=(
   "conditional-writes;--file src/store/s3.rs --re (put_single|put_file|settle_existing|is_precondition_failed|quoted|is_md5);--test=integration;upload:: bytes_truth:: faults::flaky"
-  "config-validation;--file src/config/keys.rs --exclude-re (delete.field|markdown);--lib;config::"
+  "config-validation;--file src/config/values.rs --exclude-re (delete.field|markdown);--lib;config::"
 )
 
 cargo_mutants() {
