@@ -210,9 +210,7 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     rt().block_on(async {
         use cutover::plan::{Decision, Provenance, Step};
-        let build =
-            cutover::build::scan::scan(&root, config.multipart_threshold, &config.exclude, &Quiet)
-                .unwrap();
+        let build = cutover::build::scan::scan(&root, &config.exclude, &Quiet).unwrap();
         let manifest = cutover::build::manifest::load(&build, "manifest.json", &|p| {
             config.public_url(p).unwrap()
         })
@@ -231,6 +229,7 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
             &build,
             &manifest,
             &remote,
+            &Default::default(),
             &Default::default(),
             who,
         )
