@@ -155,6 +155,9 @@ pub struct DeployPlan {
     /// Each Redis target's state, for the switch's compare-and-set.
     pub targets: Vec<crate::state::Expect>,
     pub already_live: bool,
+    /// The release's record is in S3 already (a release recorded before):
+    /// records are immutable, so it is not written again.
+    pub recorded: bool,
     pub not_fingerprinted: Vec<String>,
     /// Files `exclude` left out: (count, bytes).
     pub excluded: (usize, u64),
@@ -274,10 +277,12 @@ impl DeployPlan {
             invalidate(&mut steps);
             return steps;
         }
-        steps.push(Step::PutRecord {
-            key: record_key(meta_prefix, &self.release.id),
-            body: serde_json::to_vec_pretty(&self.release).expect("records serialize"),
-        });
+        if !self.recorded {
+            steps.push(Step::PutRecord {
+                key: record_key(meta_prefix, &self.release.id),
+                body: serde_json::to_vec_pretty(&self.release).expect("records serialize"),
+            });
+        }
         if opts.s3_only {
             return steps;
         }
@@ -380,6 +385,7 @@ pub fn deploy(
         live_release: live.current.clone(),
         targets: live.expectations(&release.id, &manifest.live),
         release,
+        recorded: false,
         files,
         copies,
         header_updates: Vec::new(),

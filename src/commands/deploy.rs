@@ -572,6 +572,7 @@ async fn make_plan(
     let unsure: Vec<String> = plan.unsure().map(str::to_string).collect();
     let found = inspect_all(store, unsure, ctx.config.concurrency, ctx.observer.as_ref()).await?;
     plan.resolve(&found);
+    plan.recorded = known.record(&plan.release.id).is_some();
     plan.header_updates = header_updates(ctx, store, &plan, live, known).await?;
     for w in &plan.warnings {
         ctx.observer.event(Event::Warning(w.clone()));
