@@ -244,11 +244,10 @@ impl S3Store {
         }
     }
 
-    /// Everything under `prefix`. Two requests at once: the first page of
-    /// the whole prefix, which is all of it when it fits in one page (one
-    /// request: what a server that walks the whole bucket for every page
-    /// needs), and its first level with a delimiter. When the first page
-    /// was not all, each sub-prefix (`js/`, `css/`, ...) is then listed in
+    /// Everything under `prefix`. First one page of the whole prefix, which
+    /// is all of it when it fits (one request: what a server that walks the
+    /// whole bucket for every page needs); when it does not, the first level
+    /// with a delimiter, then each sub-prefix (`js/`, `css/`, ...) listed in
     /// full, several at once, since pages of one listing can only be fetched
     /// one after another.
     pub async fn list(&self, prefix: &str, observer: &dyn Observer) -> anyhow::Result<Listing> {
@@ -258,12 +257,10 @@ impl S3Store {
             bytes: 0,
         });
         let mut whole = Listing::new();
-        let mut out = Listing::new();
-        let (first, top) = tokio::join!(
-            self.list_pages(prefix, None, &mut whole, &crate::events::Quiet, true),
-            self.list_pages(prefix, Some("/"), &mut out, &crate::events::Quiet, false)
-        );
-        if first?.1 {
+        let (_, complete) = self
+            .list_pages(prefix, None, &mut whole, &crate::events::Quiet, true)
+            .await?;
+        if complete {
             observer.event(Event::Advanced {
                 phase: Phase::Listing,
                 files: whole.len() as u64,
@@ -274,7 +271,10 @@ impl S3Store {
             });
             return Ok(whole);
         }
-        let (subs, _) = top?;
+        let mut out = Listing::new();
+        let (subs, _) = self
+            .list_pages(prefix, Some("/"), &mut out, &crate::events::Quiet, false)
+            .await?;
         observer.event(Event::Advanced {
             phase: Phase::Listing,
             files: out.len() as u64,
