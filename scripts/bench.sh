@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks cutover's upload against `aws s3 sync`, `s5cmd sync` and
-# `rclone copy` on the same local S3 server (s3s-fs), and writes BENCHMARKS.md.
+# `rclone copy` on two local S3 servers (s3s-fs, whose listings carry no
+# ETags, and moto_server, whose do), cutover's scale curve and its rollback
+# with a large prefix, and writes BENCHMARKS.md.
 #
 #   bash scripts/bench.sh
 #
@@ -16,11 +18,17 @@
 #   3. generates a seeded 5,000-file / ~200 MB webpack-like build and its 1%
 #      rebuild (scripts/bench/gen_build.py);
 #   4. BENCH_RUNS times (default 3), per tool in rotating order, on a fresh
-#      bucket: cold upload, unchanged redeploy, 1% changed; then the real
-#      fixture tests/fixtures/builds/shakapacker (cold, unchanged) if present.
+#      bucket of each server: cold upload, unchanged redeploy (same
+#      directory), rebuilt (a fresh copy: same bytes, new mtimes, as every CI
+#      build), 1% changed; then the real fixture
+#      tests/fixtures/builds/shakapacker (cold, unchanged) if present.
 #      Each step is one process under /usr/bin/time -v (wall time, max RSS);
-#   5. one extra cutover pass without --quiet for its phase timings;
-#   6. writes BENCHMARKS.md (scripts/bench/report.py).
+#   5. one extra cutover pass per workload with --json for its phase timings;
+#   6. cutover's scale curve on s3s-fs (BENCH_SCALE files, ~40 KB each: cold
+#      and unchanged), and rollback / activate of a 5,000-file release with
+#      BENCH_OTHERS other objects under the prefix, with the Redis commands
+#      one activation sends (MONITOR on db 15);
+#   7. writes BENCHMARKS.md (scripts/bench/report.py).
 # Every server it started is stopped on exit. Nothing leaves 127.0.0.1.
 #
 # Knobs (environment): BENCH_RUNS=3, BENCH_TOOLS="cutover aws s5cmd rclone",
@@ -28,6 +36,8 @@
 # BENCH_IDLE_WAIT=180 (seconds to wait for other CPU load to settle),
 # BENCH_TMP=/dev/shm (server data and builds; /tmp if there is no tmpfs),
 # BENCH_FIXTURE=tests/fixtures/builds/shakapacker (skipped with a note if absent),
+# BENCH_SERVERS="s3s moto", BENCH_SCALE="1000 5000 20000 50000" (empty: skip),
+# BENCH_OTHERS="0 20000 100000" (empty: skip the rollback),
 # BENCH_OUTPUT=BENCHMARKS.md. Logs and raw results: .bench-tools/run/.
 set -euo pipefail
 
@@ -40,6 +50,9 @@ FILES="${BENCH_FILES:-5000}"
 TOTAL_MB="${BENCH_TOTAL_MB:-200}"
 CHANGED="${BENCH_CHANGED:-50}"
 IDLE_WAIT="${BENCH_IDLE_WAIT:-180}"
+SERVERS="${BENCH_SERVERS:-s3s moto}"
+SCALE="${BENCH_SCALE-1000 5000 20000 50000}"
+OTHERS="${BENCH_OTHERS-0 20000 100000}"
 OUTPUT="${BENCH_OUTPUT:-$ROOT/BENCHMARKS.md}"
 STEP_TIMEOUT=600
 
@@ -97,7 +110,7 @@ trap 'exit 130' INT TERM
 
 redis_clean() {
   # Only this benchmark's keys, in db 15.
-  redis-cli -n 15 --scan --pattern "cutover:{$APP}:*" | xargs -r redis-cli -n 15 del >/dev/null
+  redis-cli -n 15 --scan --pattern "cutover:{$APP*" | xargs -r redis-cli -n 15 del >/dev/null
 }
 
 # --------------------------------------------------------------- install ---
@@ -305,9 +318,10 @@ measure() {
     tail -5 "$base.err" >&2
     die "$tool failed ($workload, run $run, exit $rc): ${CMD[*]}"
   fi
-  local objects
-  objects=$(count_objects "$server" "$bucket")
-  if [[ $objects -lt $expected ]]; then
+  local objects=0
+  # "skip": not counted (listing 50,000 objects through s5cmd takes longer than the step).
+  [[ $expected == skip ]] || objects=$(count_objects "$server" "$bucket")
+  if [[ $expected != skip && $objects -lt $expected ]]; then
     die "$tool left $objects objects under s3://$bucket/packs/ after $workload, expected at least $expected"
   fi
   awk -F': ' -v server="$server" -v wl="$workload" -v tool="$tool" -v run="$run" \
@@ -354,6 +368,11 @@ sequence() {
     return 0
   fi
   measure "$server" unchanged "$tool" "$run" "$bucket" "$BASE" "$(expected_count "$tool" "$WORK/base.list")"
+  # A CI build of the same code: the same bytes in a fresh directory, every
+  # file with a new mtime.
+  rm -rf "$REBUILT"; cp -r "$BASE" "$REBUILT"
+  measure "$server" rebuilt "$tool" "$run" "$bucket" "$REBUILT" "$(expected_count "$tool" "$WORK/base.list")"
+  rm -rf "$REBUILT"
   # A rebuild writes its new files (and the manifest) just before the deploy.
   (cd "$CHANGED_DIR" && xargs touch <"$BUILDS/changed.touch")
   measure "$server" changed "$tool" "$run" "$bucket" "$CHANGED_DIR" \
@@ -393,6 +412,156 @@ precheck() {
   return 0
 }
 
+# timed SERVER WORKLOAD RUN EXPECTED_EXIT: runs CMD under /usr/bin/time -v
+# and appends a row (tool "cutover") to results.tsv.
+timed() {
+  local server=$1 workload=$2 run=$3 expect=${4:-0}
+  local base="$LOGS/$server-$workload-cutover-r$run"
+  local s0 m0 s1 m1 rc=0
+  s0=$(server_cpu "${PID[$server]}"); m0=$(machine_cpu)
+  timeout "$STEP_TIMEOUT" /usr/bin/time -v -o "$base.time" "${CMD[@]}" >"$base.out" 2>"$base.err" || rc=$?
+  s1=$(server_cpu "${PID[$server]}"); m1=$(machine_cpu)
+  if [[ $rc -ne $expect ]]; then
+    tail -5 "$base.err" >&2
+    die "cutover exited $rc, expected $expect ($workload, run $run): ${CMD[*]}"
+  fi
+  awk -F': ' -v server="$server" -v wl="$workload" -v run="$run" \
+      -v s0="$s0" -v s1="$s1" -v m0="$m0" -v m1="$m1" '
+    /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); wall = (n == 3) ? t[1]*3600 + t[2]*60 + t[3] : t[1]*60 + t[2] }
+    /Maximum resident set size/ { rss = $NF }
+    /User time \(seconds\)/ { user = $NF }
+    /System time \(seconds\)/ { sys = $NF }
+    END {
+      srv = s1 - s0; other = (m1 - m0) - srv - user - sys; if (other < 0) other = 0
+      printf "%s\t%s\tcutover\t%s\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t0\n", server, wl, run, wall, rss, user, sys, srv, other
+    }' "$base.time" >>"$RESULTS"
+  log "$(tail -1 "$RESULTS" | awk -F'\t' '{ printf "%-7s %-22s cutover  run %s: %6.2f s  %4d MB RSS", $1, $2, $4, $5, $6/1024 }')"
+}
+
+# cutover's phases (deploy --json "timings"), one run per workload and server.
+phase_timings() {
+  log "cutover phase timings (--json)"
+  local srv bucket step dir
+  for srv in $SERVERS; do
+    bucket="diag-$srv"
+    make_bucket "$srv" "$bucket"
+    for step in cold unchanged rebuilt changed; do
+      dir="$BASE"
+      case $step in
+        rebuilt) rm -rf "$REBUILT"; cp -r "$BASE" "$REBUILT"; dir="$REBUILT" ;;
+        changed) dir="$CHANGED_DIR"; (cd "$CHANGED_DIR" && xargs touch <"$BUILDS/changed.touch") ;;
+      esac
+      tool_cmd cutover "$srv" "$bucket" "$dir"
+      "${CMD[@]}" --json >"$WORK/timings-$srv-$step.json" 2>"$LOGS/timings-$srv-$step.err" \
+        || die "cutover failed in the phase pass ($srv, $step)"
+    done
+    rm -rf "$REBUILT"
+    drop_bucket "$srv" "$bucket"
+  done
+}
+
+# Time and peak memory against the build's size: cutover alone on s3s-fs,
+# builds of BENCH_SCALE files at ~40 KB each (the 5,000-file build's mean).
+scale_curve() {
+  local files dir bucket run
+  for files in $SCALE; do
+    log "scale: $files files"
+    dir="$BUILDS/scale"
+    python3 "$ROOT/scripts/bench/gen_build.py" "$dir" --files "$files" --total-mb "$((files * 40 / 1000))" \
+      --changed 10 --seed 7 >"$WORK/scale-$files.json"
+    list_files "$dir/base" >"$WORK/scale.list"
+    for run in $(seq "$RUNS"); do
+      bucket="s-$files-r$run"
+      make_bucket s3s "$bucket"
+      local expect=skip
+      [[ $run -eq 1 ]] && expect=$(expected_count cutover "$WORK/scale.list")
+      measure s3s "scale-$files-cold" cutover "$run" "$bucket" "$dir/base" "$expect"
+      measure s3s "scale-$files-unchanged" cutover "$run" "$bucket" "$dir/base" skip
+      drop_bucket s3s "$bucket"
+    done
+    rm -rf "$dir"
+  done
+}
+
+# The Redis commands (db 15) one cutover command sends, from MONITOR.
+redis_commands() {
+  local out=$1 mon="$LOGS/monitor.txt" pid
+  shift
+  : >"$mon"
+  redis-cli monitor >"$mon" 2>/dev/null &
+  pid=$!
+  until grep -q '^OK' "$mon"; do kill -0 "$pid" 2>/dev/null || die "redis-cli monitor exited"; sleep 0.05; done
+  "${CMD[@]}" >/dev/null 2>>"$LOGS/monitor.err" || die "cutover failed under MONITOR: ${CMD[*]}"
+  redis-cli -n 15 echo bench-monitor-end >/dev/null
+  until grep -q bench-monitor-end "$mon"; do sleep 0.05; done
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  # Commands this client sent to db 15 (not those its Lua scripts ran).
+  grep -F '[15 127.0.0.1:' "$mon" | grep -v bench-monitor-end \
+    | awk '{
+        gsub(/"/, ""); c = toupper($4)
+        # Name each script call by the first key it touches.
+        if (c == "EVALSHA" || c == "EVAL") {
+          if ($6 == 0) c = c "(probe)"; else { k = $7; sub(/^.*:/, "", k); c = c "(" k ")" }
+        }
+        print c
+      }' | sort | uniq -c | awk '{ print $2 "\t" $1 }' >"$out"
+}
+
+# Rollback / activate of a 5,000-file release with BENCH_OTHERS other objects
+# under the prefix, on s3s-fs. The other objects are written straight into
+# s3s-fs's data directory (small files under packs/js/, listed like any
+# object); uploading 100,000 of them through S3 would take minutes.
+rollback_at_scale() {
+  local app=bench-rb bucket=rollback have=0 want run a b
+  log "rollback at scale"
+  make_bucket s3s "$bucket"
+  rb_cmd() {
+    CMD=("$CUTOVER" "$@" --app "$app" --bucket "$bucket" --prefix packs --cdn-url https://cdn.example.com
+      --s3-endpoint "${EP[s3s]}" --redis-url "$REDIS_URL" --quiet)
+  }
+  rb_cmd deploy "$BASE" --json
+  a=$("${CMD[@]}" 2>>"$LOGS/rollback.err" | python3 -c 'import json,sys; print(json.load(sys.stdin)["release"]["id"])') \
+    || die "cannot deploy the first release for the rollback"
+  rb_cmd deploy "$CHANGED_DIR" --json
+  b=$("${CMD[@]}" 2>>"$LOGS/rollback.err" | python3 -c 'import json,sys; print(json.load(sys.stdin)["release"]["id"])') \
+    || die "cannot deploy the second release for the rollback"
+  printf 'release_files\t%s\n' "$(expected_count cutover "$WORK/base.list")" >"$WORK/rollback.tsv"
+  for want in $OTHERS; do
+    if [[ $want -gt $have ]]; then
+      python3 - "${DATA[s3s]}/$bucket/packs/js" "$have" "$want" <<'PY'
+import os, sys
+root, lo, hi = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(root, exist_ok=True)
+for i in range(lo, hi):
+    with open(os.path.join(root, f"other-{i:06d}-0123456789abcdef.js"), "wb") as f:
+        f.write(b"/* another release's chunk */ %d\n" % i)
+PY
+      have=$want
+    fi
+    for run in $(seq "$RUNS"); do
+      rb_cmd rollback --to "$a"
+      timed s3s "rollback-$want" "$run"
+      rb_cmd activate "$b" --unpin
+      timed s3s "activate-$want" "$run"
+    done
+  done
+  rb_cmd rollback --to "$a"
+  redis_commands "$WORK/redis-rollback.tsv"
+  rb_cmd activate "$b" --unpin
+  redis_commands "$WORK/redis-activate.tsv"
+  # Still exact: with one object of the target release gone, rollback refuses (exit 4).
+  local victim
+  victim=$(comm -23 <(sort "$WORK/base.list") <(sort "$WORK/changed.list") | grep -v '^manifest' | head -1)
+  rm -f "${DATA[s3s]}/$bucket/packs/$victim"
+  rb_cmd rollback --to "$a"
+  timed s3s "rollback-missing-$have" 1 4
+  printf 'missing\t%s\n' "$victim" >>"$WORK/rollback.tsv"
+  printf 'missing_exit\t4\n' >>"$WORK/rollback.tsv"
+  grep -o 'not intact[^;]*' "$LOGS/s3s-rollback-missing-$have-cutover-r1.err" | head -1 | sed 's/^/missing_message\t/' >>"$WORK/rollback.tsv" || true
+  drop_bucket s3s "$bucket"
+}
+
 # ------------------------------------------------------------------ main ---
 main() {
   local started
@@ -418,7 +587,7 @@ main() {
   python3 "$ROOT/scripts/bench/gen_build.py" "$BUILDS" --files "$FILES" --total-mb "$TOTAL_MB" --changed "$CHANGED" \
     >"$WORK/build-stats.txt"
   python3 "$ROOT/scripts/bench/gen_build.py" "$BUILDS/tiny" --files 30 --total-mb 0.2 --changed 3 >/dev/null
-  BASE="$BUILDS/base"; CHANGED_DIR="$BUILDS/changed"; TINY="$BUILDS/tiny/base"
+  BASE="$BUILDS/base"; CHANGED_DIR="$BUILDS/changed"; TINY="$BUILDS/tiny/base"; REBUILT="$BUILDS/rebuilt"
   list_files "$BASE" >"$WORK/base.list"
   list_files "$CHANGED_DIR" >"$WORK/changed.list"
   FIXTURE_OK=""
@@ -439,31 +608,26 @@ main() {
   sed 's/^/  /' "$LOGS/probe-s3s.txt" >&2
   drop_bucket s3s probe
 
-  # Tools that s3s-fs cannot serve go to moto_server.
-  local moto_tools=""
+  # A tool that fails its tiny redeploy on s3s-fs is measured there cold only
+  # (or not at all); moto_server must serve every tool.
+  declare -A SKIP
   for t in $TOOLS; do
-    if ! precheck "$t" s3s; then moto_tools+=" $t"; fi
+    if ! precheck "$t" s3s; then
+      printf '%s\t%s\n' "$t" "${PRE_FAIL[$t]}" >>"$WORK/fallback.tsv"
+      if [[ ${PRE_FAIL[$t]} == unchanged ]]; then SKIP[s3s:$t]=cold-only; else SKIP[s3s:$t]=all; fi
+    fi
   done
-  moto_tools="${moto_tools# }"
-  for t in $moto_tools; do printf '%s\t%s\n' "$t" "${PRE_FAIL[$t]}"; done >"$WORK/fallback.tsv"
-  if [[ -n "$moto_tools" ]]; then
+  if [[ " $SERVERS " == *" moto "* ]]; then
     start_moto
     make_bucket moto probe
     "$VENV/bin/python" "$ROOT/scripts/bench/probe_s3.py" "${EP[moto]}" probe "$WORK/probe-moto.json" \
       >"$LOGS/probe-moto.txt" 2>&1 || true
-    for t in $moto_tools; do
-      precheck "$t" moto || die "$t fails on moto_server too; see $LOGS/precheck-moto-$t-*.err"
+    for t in $TOOLS; do
+      precheck "$t" moto || die "$t fails on moto_server; see $LOGS/precheck-moto-$t-*.err"
     done
-    # cutover (and aws) are measured on moto too, for like-for-like ratios.
-    for t in cutover aws; do
-      if [[ " $TOOLS " == *" $t "* && " $moto_tools " != *" $t "* ]]; then
-        precheck "$t" moto || die "$t fails on moto_server; see $LOGS/precheck-moto-$t-*.err"
-      fi
-    done
-    log "measured on moto_server instead of s3s-fs (redeploys): $moto_tools"
   fi
 
-  local run i n rotated tools_arr
+  local run i n rotated tools_arr srv
   read -r -a tools_arr <<<"$TOOLS"
   n=${#tools_arr[@]}
   for run in $(seq "$RUNS"); do
@@ -473,42 +637,21 @@ main() {
     redis_clean
     rotated=()
     for i in $(seq 0 $((n - 1))); do rotated+=("${tools_arr[$(((i + run - 1) % n))]}"); done
-    for t in "${rotated[@]}"; do
-      case "${PRE_FAIL[$t]:-}" in
-        "") sequence s3s "$t" "$run" ;;
-        unchanged) sequence s3s "$t" "$run" cold-only ;;
-        *) ;; # cold failed too: moto only
-      esac
+    for srv in $SERVERS; do
+      for t in "${rotated[@]}"; do
+        case "${SKIP[$srv:$t]:-}" in
+          "") sequence "$srv" "$t" "$run" ;;
+          cold-only) sequence "$srv" "$t" "$run" cold-only ;;
+          *) ;;
+        esac
+      done
     done
-    if [[ -n "$moto_tools" ]]; then
-      for t in $moto_tools; do sequence moto "$t" "$run"; done
-      if [[ " $TOOLS " == *" cutover "* && " $moto_tools " != *" cutover "* ]]; then sequence moto cutover "$run"; fi
-      # aws s3 sync too, as the reference of the unchanged-redeploy target on a
-      # server whose listings carry ETags (s3s-fs's do not).
-      if [[ " $TOOLS " == *" cutover "* && " $TOOLS " == *" aws "* && " $moto_tools " != *" aws "* ]]; then
-        sequence moto aws "$run"
-      fi
-    fi
   done
 
-  # cutover's own phase timings: the same sequence once more, without --quiet.
   if [[ " $TOOLS " == *" cutover "* ]]; then
-    log "cutover phase timings (not --quiet)"
-    local srv=s3s bucket dir step
-    if [[ " $moto_tools " == *" cutover "* ]]; then srv=moto; fi
-    bucket="diag-cutover"
-    make_bucket "$srv" "$bucket"
-    for step in cold unchanged changed; do
-      dir="$BASE"
-      if [[ $step == changed ]]; then
-        dir="$CHANGED_DIR"
-        (cd "$CHANGED_DIR" && xargs touch <"$BUILDS/changed.touch")
-      fi
-      tool_cmd cutover "$srv" "$bucket" "$dir" 0
-      { /usr/bin/time -f 'wall %e s, max RSS %M KB, user %U s, sys %S s' "${CMD[@]}" >"$LOGS/diag-$step.out"; } 2>"$LOGS/diag-$step.err" \
-        || die "cutover failed in the diagnostic pass ($step)"
-    done
-    drop_bucket "$srv" "$bucket"
+    phase_timings
+    if [[ -n "$SCALE" ]]; then scale_curve; fi
+    if [[ -n "$OTHERS" ]]; then rollback_at_scale; fi
   fi
 
   # Versions and machine.

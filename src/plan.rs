@@ -16,7 +16,7 @@ use crate::build::{Build, BuildFile};
 use crate::config::Config;
 use crate::contract::{record_key, Action, PinChange};
 use crate::release::{release_id, IdInput, ReleaseFile, ReleaseRecord};
-use crate::state::{Inspected, Listed, Listing, LiveState, RemoteObject};
+use crate::state::{ContentIndex, Inspected, Listed, Listing, LiveState, RemoteObject};
 
 /// What a deploy does with one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,9 +42,12 @@ pub struct PlannedFile {
     pub key: String,
     pub size: u64,
     pub sha256: String,
-    /// MD5 of the whole file (hex).
+    /// MD5 of the whole file (hex), when known: computed for the files whose
+    /// decision or record needs it, or taken from the record that proved
+    /// the object holds these bytes.
     #[serde(skip)]
-    pub md5: String,
+    pub md5: Option<String>,
+    /// The ETag S3 gives our upload (empty when the MD5 is not known).
     #[serde(skip)]
     pub etag: String,
     #[serde(flatten)]
@@ -152,6 +155,9 @@ pub struct DeployPlan {
     /// Each Redis target's state, for the switch's compare-and-set.
     pub targets: Vec<crate::state::Expect>,
     pub already_live: bool,
+    /// The release's record is in S3 already (a release recorded before):
+    /// records are immutable, so it is not written again.
+    pub recorded: bool,
     pub not_fingerprinted: Vec<String>,
     /// Files `exclude` left out: (count, bytes).
     pub excluded: (usize, u64),
@@ -213,7 +219,7 @@ impl DeployPlan {
             .filter(|f| f.decision == Decision::Inspect)
         {
             match inspected.get(&f.key) {
-                Some(i) if i.matches(&f.sha256, Some(&f.md5)) => {
+                Some(i) if i.matches(&f.sha256, f.md5.as_deref()) => {
                     f.decision = Decision::Skip;
                     f.remote = None;
                 }
@@ -271,10 +277,12 @@ impl DeployPlan {
             invalidate(&mut steps);
             return steps;
         }
-        steps.push(Step::PutRecord {
-            key: record_key(meta_prefix, &self.release.id),
-            body: serde_json::to_vec_pretty(&self.release).expect("records serialize"),
-        });
+        if !self.recorded {
+            steps.push(Step::PutRecord {
+                key: record_key(meta_prefix, &self.release.id),
+                body: serde_json::to_vec_pretty(&self.release).expect("records serialize"),
+            });
+        }
         if opts.s3_only {
             return steps;
         }
@@ -319,16 +327,48 @@ pub struct Provenance {
     pub created: (String, i64),
 }
 
-/// Decide, for every file of the build, what the deploy does.
+/// The files of the build whose MD5 the plan needs: all but those S3's
+/// listing and the release records together prove are in S3 with these
+/// bytes. A file to upload needs it for its record (the ETag later listings
+/// are compared with), a listed one that the records do not settle to be
+/// compared with the listing's ETag or a HEAD's.
+pub fn md5_needed(
+    config: &Config,
+    build: &Build,
+    manifest: &Manifest,
+    remote: &Listing,
+    index: &ContentIndex,
+) -> Vec<String> {
+    build
+        .files
+        .iter()
+        .filter(|f| !manifest.excluded.contains(&f.path) && f.digests.md5.is_none())
+        .filter(|f| {
+            let key = config.object_key(&f.path);
+            let mutable = is_mutable(&f.path, &config.mutable);
+            let indexed = remote
+                .get(&key)
+                .and_then(|o| index.confirms(&key, o))
+                .filter(|k| !mutable && k.sha256 == f.digests.sha256_hex());
+            indexed.is_none()
+        })
+        .map(|f| f.path.clone())
+        .collect()
+}
+
+/// Decide, for every file of the build, what the deploy does: from S3's
+/// listing, with the release records as a content index (see
+/// [`ContentIndex`]) and the MD5s the build has ([`md5_needed`]).
 pub fn deploy(
     config: &Config,
     build: &Build,
     manifest: &Manifest,
     remote: &Listing,
+    index: &ContentIndex,
     live: &LiveState,
     who: Provenance,
 ) -> anyhow::Result<DeployPlan> {
-    let files = plan_files(config, build, manifest, remote);
+    let files = plan_files(config, build, manifest, remote, index);
     let copies = mutable_copies(&files, &config.meta_prefix()?);
     let not_fingerprinted: Vec<String> = files
         .iter()
@@ -345,6 +385,7 @@ pub fn deploy(
         live_release: live.current.clone(),
         targets: live.expectations(&release.id, &manifest.live),
         release,
+        recorded: false,
         files,
         copies,
         header_updates: Vec::new(),
@@ -365,6 +406,7 @@ fn plan_files(
     build: &Build,
     manifest: &Manifest,
     remote: &Listing,
+    index: &ContentIndex,
 ) -> Vec<PlannedFile> {
     build
         .files
@@ -374,14 +416,29 @@ fn plan_files(
             let key = config.object_key(&f.path);
             let mutable = is_mutable(&f.path, &config.mutable);
             let listed = remote.get(&key);
-            let (decision, remote) = classify(f, listed, mutable);
+            let sha256 = f.digests.sha256_hex();
+            let known = listed
+                .and_then(|o| index.confirms(&key, o))
+                .filter(|_| !mutable);
+            let (decision, remote) = match known {
+                // The records say S3 holds these bytes, and S3's listing agrees.
+                Some(k) if k.sha256 == sha256 => (Decision::Skip, None),
+                // ...or other bytes: a closer look decides (conflict, or not).
+                Some(k) => (Decision::Inspect, Some(format!("sha256 {}", k.sha256))),
+                None => classify(f, listed, mutable),
+            };
+            let (md5, etag) = match (&f.digests.md5, known) {
+                (Some(m), _) => (Some(hex::encode(m.md5)), m.expected_etag()),
+                (None, Some(k)) if k.sha256 == sha256 => (k.md5.clone(), k.etag.clone()),
+                (None, _) => (None, String::new()),
+            };
             PlannedFile {
                 path: f.path.clone(),
                 key,
                 size: f.size,
-                sha256: f.digests.sha256_hex(),
-                md5: hex::encode(f.digests.md5),
-                etag: f.digests.expected_etag(),
+                sha256,
+                md5,
+                etag,
                 // Mutable files get the short Cache-Control, whatever their name.
                 headers: headers_for(
                     f,
@@ -458,7 +515,7 @@ fn record(
                     path: f.path.clone(),
                     size: f.size,
                     sha256: f.sha256.clone(),
-                    md5: Some(f.md5.clone()),
+                    md5: f.md5.clone(),
                     etag: f.etag.clone(),
                     headers: Some(f.headers.clone()),
                     mutable: f.mutable,
@@ -501,8 +558,14 @@ fn classify(
     let Some(obj) = remote else {
         return (Decision::Upload, None);
     };
-    // Ours (MD5, or the multipart MD5-of-MD5s), or a single-part upload by someone else.
-    let etags = [file.digests.expected_etag(), hex::encode(file.digests.md5)];
+    // Ours (MD5, or the multipart MD5-of-MD5s), or a single-part upload by
+    // someone else; without the MD5s, only the size can tell.
+    let etags = file
+        .digests
+        .md5
+        .as_ref()
+        .map(|m| [m.expected_etag(), hex::encode(m.md5)])
+        .unwrap_or_default();
     match obj.compare(file.size, &[&etags[0], &etags[1]]) {
         Listed::OtherSize if mutable => (Decision::Replace, None),
         Listed::OtherSize => (Decision::Conflict, Some(format!("{} bytes", obj.size))),
@@ -546,8 +609,9 @@ mod tests {
             std::fs::write(full, b).unwrap();
         }
         std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
-        let build =
-            crate::build::scan::scan(dir.path(), u64::MAX, &Default::default(), &Quiet).unwrap();
+        let mut build = crate::build::scan::scan(dir.path(), &Default::default(), &Quiet).unwrap();
+        let all: Vec<String> = build.files.iter().map(|f| f.path.clone()).collect();
+        crate::build::scan::add_md5s(&mut build, &all, u64::MAX, &Quiet).unwrap();
         let c = config();
         let manifest =
             crate::build::manifest::load(&build, "manifest.json", &|p| c.public_url(p).unwrap())
@@ -586,7 +650,7 @@ mod tests {
             ],
             json!({"a.js": "https://cdn.example.com/packs/js/a-0a1b2c3d4e.js"}),
         );
-        let md5 = |p: &str| hex::encode(fx.build.get(p).unwrap().digests.md5);
+        let md5 = |p: &str| hex::encode(fx.build.get(p).unwrap().digests.md5.as_ref().unwrap().md5);
         let remote: Listing = [
             (
                 "packs/js/a-0a1b2c3d4e.js",
@@ -605,6 +669,7 @@ mod tests {
             &fx.build,
             &fx.manifest,
             &remote,
+            &ContentIndex::default(),
             &LiveState::default(),
             who(),
         )
@@ -655,6 +720,7 @@ mod tests {
             &fx.build,
             &fx.manifest,
             &Listing::new(),
+            &ContentIndex::default(),
             &LiveState::default(),
             who(),
         )
@@ -707,6 +773,7 @@ mod tests {
             &fx.build,
             &fx.manifest,
             &Listing::new(),
+            &ContentIndex::default(),
             &LiveState::default(),
             who(),
         )
@@ -744,7 +811,16 @@ mod tests {
             ],
             ..live.clone()
         };
-        let behind = deploy(&c, &fx.build, &fx.manifest, &Listing::new(), &split, who()).unwrap();
+        let behind = deploy(
+            &c,
+            &fx.build,
+            &fx.manifest,
+            &Listing::new(),
+            &ContentIndex::default(),
+            &split,
+            who(),
+        )
+        .unwrap();
         assert!(split.split() && !behind.already_live);
         assert_eq!(
             behind
@@ -757,7 +833,16 @@ mod tests {
                 (Some("0ld"), false)
             ]
         );
-        let again = deploy(&c, &fx.build, &fx.manifest, &Listing::new(), &live, who()).unwrap();
+        let again = deploy(
+            &c,
+            &fx.build,
+            &fx.manifest,
+            &Listing::new(),
+            &ContentIndex::default(),
+            &live,
+            who(),
+        )
+        .unwrap();
         assert!(again.already_live);
         assert_eq!(again.release.id, first.release.id);
         assert_eq!(again.manifest_diff.unchanged, 1);
@@ -768,5 +853,93 @@ mod tests {
         };
         let steps = again.steps("m/", &opts);
         assert!(matches!(steps.as_slice(), [Step::Upload(f)] if f.len() == 1));
+    }
+
+    #[test]
+    fn records_settle_listed_files_without_md5_or_head() {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, b) in [
+            ("js/a-0a1b2c3d4e.js", &b"aaa"[..]),
+            ("js/b-0a1b2c3d4e.js", b"bbb"),
+            ("js/c-0a1b2c3d4e.js", b"ccc"),
+            ("js/d-0a1b2c3d4e.js", b"ddd"),
+        ] {
+            std::fs::create_dir_all(dir.path().join("js")).unwrap();
+            std::fs::write(dir.path().join(p), b).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            json!({"a.js": "https://cdn.example.com/packs/js/a-0a1b2c3d4e.js"}).to_string(),
+        )
+        .unwrap();
+        // SHA-256 only, as a deploy scans.
+        let build = crate::build::scan::scan(dir.path(), &Default::default(), &Quiet).unwrap();
+        let c = config();
+        let manifest =
+            crate::build::manifest::load(&build, "manifest.json", &|p| c.public_url(p).unwrap())
+                .unwrap();
+        let sha = |p: &str| build.get(p).unwrap().digests.sha256_hex();
+        let previous: ReleaseRecord = serde_json::from_value(json!({
+            "id": "0ld", "app": "shop", "created_at": "", "created_at_ms": 0, "file_count": 3,
+            "bytes": 9, "git_sha": null, "git_branch": null, "build_url": null, "deployed_by": null,
+            "message": null, "bucket": "assets", "prefix": "packs", "cdn_url": "https://cdn.example.com",
+            "manifest": {},
+            "files": [
+                {"path": "js/a-0a1b2c3d4e.js", "size": 3, "sha256": sha("js/a-0a1b2c3d4e.js"), "md5": "aa", "etag": "aa"},
+                {"path": "js/b-0a1b2c3d4e.js", "size": 3, "sha256": "0ther", "md5": "bb", "etag": "bb"},
+                {"path": "js/c-0a1b2c3d4e.js", "size": 3, "sha256": sha("js/c-0a1b2c3d4e.js"), "md5": "cc", "etag": "cc"},
+            ],
+        }))
+        .unwrap();
+        let index = ContentIndex::from_records("assets", [&previous]);
+        // Listed without ETags (as s3s-fs lists): a by the record; b's
+        // record says other bytes; c's listing disagrees with its record
+        // (another size); d is not listed.
+        let remote: Listing = [
+            ("packs/js/a-0a1b2c3d4e.js", listed(3, "")),
+            ("packs/js/b-0a1b2c3d4e.js", listed(3, "")),
+            ("packs/js/c-0a1b2c3d4e.js", listed(3, "\"ffff\"")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(
+            md5_needed(&c, &build, &manifest, &remote, &index),
+            [
+                "js/b-0a1b2c3d4e.js",
+                "js/c-0a1b2c3d4e.js",
+                "js/d-0a1b2c3d4e.js"
+            ]
+        );
+        let p = deploy(
+            &c,
+            &build,
+            &manifest,
+            &remote,
+            &index,
+            &LiveState::default(),
+            who(),
+        )
+        .unwrap();
+        let decisions: Vec<(&str, Decision, Option<&str>)> = p
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.decision, f.md5.as_deref()))
+            .collect();
+        assert_eq!(
+            decisions,
+            [
+                ("js/a-0a1b2c3d4e.js", Decision::Skip, Some("aa")),
+                ("js/b-0a1b2c3d4e.js", Decision::Inspect, None),
+                ("js/c-0a1b2c3d4e.js", Decision::Inspect, None),
+                ("js/d-0a1b2c3d4e.js", Decision::Upload, None),
+            ]
+        );
+        // The new record keeps what the old one proved.
+        let recorded = &p.release.files.as_ref().unwrap()[0];
+        assert_eq!(
+            (recorded.md5.as_deref(), recorded.etag.as_str()),
+            (Some("aa"), "aa")
+        );
     }
 }

@@ -17,6 +17,81 @@ pub struct RemoteObject {
 /// One listing of a prefix: key → object.
 pub type Listing = HashMap<String, RemoteObject>;
 
+/// What the release records say the keys of the public prefix hold. Objects
+/// are never overwritten (conditional PUTs with the SHA-256 S3 checks), so a
+/// record is a content index: where S3's listing agrees with it (the key
+/// exists with the recorded size, and the recorded ETag when the listing
+/// carries one), the object holds the recorded bytes, without a HEAD or GET.
+/// Mutable files are left out (they change under their name), and so is a
+/// key two records disagree on.
+#[derive(Debug, Clone, Default)]
+pub struct ContentIndex {
+    known: HashMap<String, Known>,
+}
+
+/// The bytes a record says a key holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub size: u64,
+    pub sha256: String,
+    /// MD5 (hex), when the record kept it.
+    pub md5: Option<String>,
+    /// The ETag S3 gives the upload (MD5, or multipart MD5-of-MD5s).
+    pub etag: String,
+}
+
+impl ContentIndex {
+    /// The index of the records of objects in `bucket`.
+    pub fn from_records<'r>(
+        bucket: &str,
+        records: impl IntoIterator<Item = &'r crate::release::ReleaseRecord>,
+    ) -> ContentIndex {
+        let mut known: HashMap<String, Known> = HashMap::new();
+        let mut ambiguous = std::collections::HashSet::new();
+        for r in records.into_iter().filter(|r| r.bucket == bucket) {
+            for f in r.files.iter().flatten().filter(|f| !f.mutable) {
+                let key = crate::contract::object_key(&r.prefix, &f.path);
+                let k = Known {
+                    size: f.size,
+                    sha256: f.sha256.to_ascii_lowercase(),
+                    md5: f.md5().map(str::to_ascii_lowercase),
+                    etag: f.etag.trim_matches('"').to_ascii_lowercase(),
+                };
+                match known.get(&key) {
+                    Some(seen) if seen.sha256 != k.sha256 || seen.size != k.size => {
+                        ambiguous.insert(key);
+                    }
+                    Some(_) => {}
+                    None => {
+                        known.insert(key, k);
+                    }
+                }
+            }
+        }
+        for key in ambiguous {
+            known.remove(&key);
+        }
+        ContentIndex { known }
+    }
+
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    /// What `key` holds, if the records know and S3's listing entry agrees
+    /// with them; None when they do not know, or S3 disagrees (S3 wins).
+    pub fn confirms(&self, key: &str, listed: &RemoteObject) -> Option<&Known> {
+        let k = self.known.get(key)?;
+        let etag = listed.etag.trim_matches('"');
+        (k.size == listed.size && (etag.is_empty() || etag.eq_ignore_ascii_case(&k.etag)))
+            .then_some(k)
+    }
+}
+
 /// What a closer look (HEAD, or reading the object) found out about an
 /// object whose listing entry alone did not prove its bytes: the best
 /// evidence S3 gives, S3's own before cutover's.
@@ -196,5 +271,62 @@ mod tests {
             modified_ms: 0,
         };
         assert_eq!(no_etag.compare(3, &[""]), Listed::Unsure);
+    }
+
+    fn record(id: &str, files: &[(&str, u64, &str, bool)]) -> crate::release::ReleaseRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "app": "shop", "created_at": "", "created_at_ms": 0, "file_count": files.len(),
+            "bytes": 0, "git_sha": null, "git_branch": null, "build_url": null, "deployed_by": null,
+            "message": null, "bucket": "assets", "prefix": "packs", "cdn_url": "https://cdn", "manifest": {},
+            "files": files.iter().map(|(path, size, sha, mutable)| serde_json::json!({
+                "path": path, "size": size, "sha256": sha, "md5": format!("md5-{sha}"),
+                "etag": format!("md5-{sha}"), "mutable": mutable,
+            })).collect::<Vec<_>>(),
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn content_index_trusts_records_only_where_the_listing_agrees() {
+        let a = record(
+            "a",
+            &[
+                ("js/a.js", 3, "aa", false),
+                ("sw.js", 1, "s1", true),
+                ("x.js", 2, "x1", false),
+            ],
+        );
+        let b = record(
+            "b",
+            &[("js/a.js", 3, "aa", false), ("x.js", 2, "x2", false)],
+        );
+        let index = ContentIndex::from_records("assets", [&a, &b]);
+        let listed = |size, etag: &str| RemoteObject {
+            size,
+            etag: etag.into(),
+            modified_ms: 0,
+        };
+        // No ETag in the listing (s3s-fs): the size and the record decide.
+        assert_eq!(
+            index
+                .confirms("packs/js/a.js", &listed(3, ""))
+                .unwrap()
+                .sha256,
+            "aa"
+        );
+        // The recorded ETag agrees; another ETag or size: S3 wins, not known.
+        assert!(index
+            .confirms("packs/js/a.js", &listed(3, "\"MD5-AA\""))
+            .is_some());
+        assert!(index
+            .confirms("packs/js/a.js", &listed(3, "other"))
+            .is_none());
+        assert!(index.confirms("packs/js/a.js", &listed(4, "")).is_none());
+        // Mutable files change under their name; records that disagree prove nothing.
+        assert!(index.confirms("packs/sw.js", &listed(1, "")).is_none());
+        assert!(index.confirms("packs/x.js", &listed(2, "")).is_none());
+        // Records of another bucket describe other objects.
+        assert!(ContentIndex::from_records("elsewhere", [&a]).is_empty());
+        assert_eq!(index.len(), 1);
     }
 }

@@ -1,6 +1,8 @@
-//! Digests of one file, computed in a single streaming read: SHA-256
-//! (identity and S3's integrity check), SHA-384 (SRI), and MD5 (to match the
-//! ETag S3 gives our upload, single-part or multipart).
+//! Digests of one file. The scan computes only SHA-256 (identity and S3's
+//! integrity check), for every file; MD5 (the ETag S3 gives our upload,
+//! single-part or multipart) is computed afterwards only for the files whose
+//! decision needs it ([`hash_md5`]), and SHA-384/512 only for the files a
+//! manifest gives an SRI `integrity` ([`sri_digest`]).
 
 use std::fs::File;
 use std::io::Read;
@@ -9,55 +11,95 @@ use std::path::Path;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use md5::Md5;
-use sha2::{Digest, Sha256, Sha384};
+use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::error::Failure;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digests {
     pub sha256: [u8; 32],
-    pub sha384: [u8; 48],
+    /// What S3's ETag for our upload of these bytes is made of; None until
+    /// computed ([`hash_md5`]), only for files whose decision needs it.
+    pub md5: Option<Md5s>,
+}
+
+/// MD5s of one file, for matching the ETag S3 gives our upload of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Md5s {
     /// MD5 of the whole file: the ETag S3 gives a single-part upload.
     pub md5: [u8; 16],
     /// The ETag S3 gives our multipart upload of this file (`md5-of-md5s-N`).
     pub multipart_etag: Option<String>,
 }
 
-impl Digests {
-    pub fn sha256_hex(&self) -> String {
-        hex::encode(self.sha256)
-    }
-    /// Subresource Integrity value.
-    pub fn sri(&self) -> String {
-        format!("sha384-{}", B64.encode(self.sha384))
-    }
+impl Md5s {
     /// The ETag S3 reports when we uploaded this file, without quotes.
     pub fn expected_etag(&self) -> String {
         self.multipart_etag
             .clone()
             .unwrap_or_else(|| hex::encode(self.md5))
     }
-    /// Does an SRI string (`sha384-BASE64 [sha256-...]`) match these bytes?
-    /// None when it names no algorithm we compute (nothing to check).
-    pub fn matches_sri(&self, sri: &str) -> Option<bool> {
-        let mut checked = None;
-        for token in sri.split_whitespace() {
-            let token = token.split('?').next().unwrap_or(token);
-            let Some((alg, value)) = token.split_once('-') else {
-                continue;
-            };
-            let ours = match alg {
-                "sha384" => B64.encode(self.sha384),
-                "sha256" => B64.encode(self.sha256),
-                _ => continue,
-            };
-            if ours == value {
-                return Some(true);
-            }
-            checked = Some(false);
-        }
-        checked
+}
+
+impl Digests {
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
     }
+}
+
+/// SRI algorithms a manifest may name, other than SHA-256 (from the scan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SriAlg {
+    Sha384,
+    Sha512,
+}
+
+/// The SRI digest (base64) of a file's bytes, read now; only files a
+/// manifest gives an `integrity` are read for it.
+pub fn sri_digest(path: &Path, alg: SriAlg) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut h384 = Sha384::new();
+    let mut h512 = Sha512::new();
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        match alg {
+            SriAlg::Sha384 => h384.update(&buf[..n]),
+            SriAlg::Sha512 => h512.update(&buf[..n]),
+        }
+    }
+    Ok(match alg {
+        SriAlg::Sha384 => B64.encode(h384.finalize()),
+        SriAlg::Sha512 => B64.encode(h512.finalize()),
+    })
+}
+
+/// Does an SRI string (`sha384-BASE64 [sha256-... sha512-...]`) match the
+/// bytes of the file at `path`, whose SHA-256 is `sha256`? SHA-256 comes from
+/// the scan; SHA-384 and SHA-512 are computed here, only when named. None
+/// when it names no SHA-2 algorithm (nothing to check).
+pub fn matches_sri(path: &Path, sha256: &[u8; 32], sri: &str) -> Option<bool> {
+    let mut checked = None;
+    for token in sri.split_whitespace() {
+        let token = token.split('?').next().unwrap_or(token);
+        let Some((alg, value)) = token.split_once('-') else {
+            continue;
+        };
+        let ours = match alg {
+            "sha256" => B64.encode(sha256),
+            "sha384" => sri_digest(path, SriAlg::Sha384).unwrap_or_default(),
+            "sha512" => sri_digest(path, SriAlg::Sha512).unwrap_or_default(),
+            _ => continue,
+        };
+        if ours == value {
+            return Some(true);
+        }
+        checked = Some(false);
+    }
+    checked
 }
 
 /// Part size for a multipart upload of `size` bytes: the threshold, grown so
@@ -71,13 +113,50 @@ fn stat_key(m: &std::fs::Metadata) -> (u64, Option<std::time::SystemTime>) {
     (m.len(), m.modified().ok())
 }
 
-/// Hash one file in a single streaming read; a file that changes while it
-/// is read is an error.
-pub fn hash_file(
+/// Hash one file (SHA-256) in a single streaming read; a file that changes
+/// while it is read is an error.
+pub fn hash_file(path: &Path, buf: &mut [u8]) -> anyhow::Result<(u64, Digests)> {
+    let (size, sha256, _) = read_hashing(path, None, buf)?;
+    Ok((size, Digests { sha256, md5: None }))
+}
+
+/// The MD5s of a file already scanned (`size` bytes with SHA-256 `sha256`),
+/// in one more streaming read that hashes it again with SHA-256: bytes other
+/// than the scanned ones (the file changed since) are an error, so the MD5 is
+/// always of the scanned bytes.
+pub fn hash_md5(
     path: &Path,
+    size: u64,
+    sha256: &[u8; 32],
     multipart_threshold: u64,
     buf: &mut [u8],
-) -> anyhow::Result<(u64, Digests)> {
+) -> anyhow::Result<Md5s> {
+    let changed = |how: &str| {
+        Failure::input(format!(
+            "{} {how} after it was hashed; wait for the build to finish, then deploy again",
+            path.display()
+        ))
+    };
+    match std::fs::metadata(path) {
+        Err(_) => return Err(changed("was deleted or changed")),
+        Ok(m) if m.len() < size => return Err(changed("shrank")),
+        Ok(m) if m.len() > size => return Err(changed("grew")),
+        Ok(_) => {}
+    }
+    let (again_size, again, md5s) = read_hashing(path, Some(multipart_threshold), buf)?;
+    if again_size != size || &again != sha256 {
+        return Err(changed("changed"));
+    }
+    Ok(md5s.expect("asked for"))
+}
+
+/// One streaming read: SHA-256, and the MD5s when `md5_threshold` is given
+/// (the multipart threshold).
+fn read_hashing(
+    path: &Path,
+    md5_threshold: Option<u64>,
+    buf: &mut [u8],
+) -> anyhow::Result<(u64, [u8; 32], Option<Md5s>)> {
     let unreadable = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::NotFound {
             return Failure::input(format!(
@@ -93,11 +172,12 @@ pub fn hash_file(
     let mut file = File::open(path).map_err(unreadable)?;
     let before = stat_key(&file.metadata().map_err(unreadable)?);
     let expected = before.0;
-    let part = (expected >= multipart_threshold).then(|| part_size(expected, multipart_threshold));
+    let part = md5_threshold
+        .filter(|t| expected >= *t)
+        .map(|t| part_size(expected, t));
 
     let mut sha256 = Sha256::new();
-    let mut sha384 = Sha384::new();
-    let mut md5 = Md5::new();
+    let mut md5 = md5_threshold.map(|_| Md5::new());
     let mut parts = PartMd5s::new(part);
     let mut size = 0u64;
     loop {
@@ -107,9 +187,10 @@ pub fn hash_file(
         }
         let chunk = &buf[..n];
         sha256.update(chunk);
-        sha384.update(chunk);
-        md5.update(chunk);
-        parts.update(chunk);
+        if let Some(md5) = md5.as_mut() {
+            md5.update(chunk);
+            parts.update(chunk);
+        }
         size += n as u64;
     }
     let after = std::fs::metadata(path)
@@ -121,15 +202,11 @@ pub fn hash_file(
             path.display()
         )));
     }
-    Ok((
-        size,
-        Digests {
-            sha256: sha256.finalize().into(),
-            sha384: sha384.finalize().into(),
-            md5: md5.finalize().into(),
-            multipart_etag: parts.etag(),
-        },
-    ))
+    let md5s = md5.map(|md5| Md5s {
+        md5: md5.finalize().into(),
+        multipart_etag: parts.etag(),
+    });
+    Ok((size, sha256.finalize().into(), md5s))
 }
 
 /// The MD5 of each part of a multipart upload, for its ETag.
@@ -189,28 +266,63 @@ mod tests {
     #[test]
     fn known_digests() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.txt"), b"abc").unwrap();
-        let (size, d) = hash_file(&dir.path().join("a.txt"), u64::MAX, &mut [0u8; 2]).unwrap();
+        let path = dir.path().join("a.txt");
+        std::fs::write(&path, b"abc").unwrap();
+        let (size, d) = hash_file(&path, &mut [0u8; 2]).unwrap();
         assert_eq!(size, 3);
         assert_eq!(
             d.sha256_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+        // The scan computes SHA-256 only.
+        assert_eq!(d.md5, None);
+        let md5s = hash_md5(&path, 3, &d.sha256, u64::MAX, &mut [0u8; 2]).unwrap();
+        assert_eq!(hex::encode(md5s.md5), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(md5s.expected_etag(), "900150983cd24fb0d6963f7d28e17f72");
+        let sri384 = "sha384-ywB1P0WjXou1oD1pmsZQBycsMqsO3tFjGotgWkP/W+2AhgcroefMI1i67KE0yCWn";
         assert_eq!(
-            d.sri(),
-            "sha384-ywB1P0WjXou1oD1pmsZQBycsMqsO3tFjGotgWkP/W+2AhgcroefMI1i67KE0yCWn"
+            format!("sha384-{}", sri_digest(&path, SriAlg::Sha384).unwrap()),
+            sri384
         );
-        assert_eq!(hex::encode(d.md5), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(d.expected_etag(), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(d.matches_sri(&d.sri()), Some(true));
-        assert_eq!(d.matches_sri("sha384-AAAA"), Some(false));
-        assert_eq!(d.matches_sri("sha512-AAAA"), None);
+        assert_eq!(matches_sri(&path, &d.sha256, sri384), Some(true));
+        assert_eq!(
+            matches_sri(
+                &path,
+                &d.sha256,
+                "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+            ),
+            Some(true)
+        );
+        assert_eq!(matches_sri(&path, &d.sha256, "sha384-AAAA"), Some(false));
+        assert_eq!(matches_sri(&path, &d.sha256, "sha512-AAAA"), Some(false));
+        assert_eq!(matches_sri(&path, &d.sha256, "md5-AAAA"), None);
+    }
+
+    #[test]
+    fn md5_of_bytes_other_than_the_scanned_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app-0a1b2c3d.js");
+        std::fs::write(&path, b"one").unwrap();
+        let (_, d) = hash_file(&path, &mut [0u8; 8]).unwrap();
+        std::fs::write(&path, b"two").unwrap();
+        let err = hash_md5(&path, 3, &d.sha256, u64::MAX, &mut [0u8; 8]).unwrap_err();
+        assert!(
+            err.to_string().contains("changed after it was hashed"),
+            "{err}"
+        );
+        std::fs::write(&path, b"tw").unwrap();
+        let err = hash_md5(&path, 3, &d.sha256, u64::MAX, &mut [0u8; 8]).unwrap_err();
+        assert!(
+            err.to_string().contains("shrank after it was hashed"),
+            "{err}"
+        );
+        assert_eq!(crate::error::exit_code(&err), 2);
     }
 
     #[test]
     fn a_file_that_disappeared_is_named_as_such() {
         let dir = tempfile::tempdir().unwrap();
-        let err = hash_file(&dir.path().join("gone.js"), u64::MAX, &mut [0u8; 4])
+        let err = hash_file(&dir.path().join("gone.js"), &mut [0u8; 4])
             .unwrap_err()
             .to_string();
         assert!(
@@ -225,8 +337,12 @@ mod tests {
         let mib = 1024 * 1024;
         let data: Vec<u8> = (0..(11 * mib)).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.path().join("big.bin"), &data).unwrap();
-        let (_, d) = hash_file(
-            &dir.path().join("big.bin"),
+        let path = dir.path().join("big.bin");
+        let (_, d) = hash_file(&path, &mut vec![0u8; 300_000]).unwrap();
+        let md5s = hash_md5(
+            &path,
+            data.len() as u64,
+            &d.sha256,
             5 * mib as u64,
             &mut vec![0u8; 300_000],
         )
@@ -236,7 +352,7 @@ mod tests {
             .flat_map(|c| Md5::digest(c).to_vec())
             .collect();
         assert_eq!(
-            d.multipart_etag.unwrap(),
+            md5s.multipart_etag.unwrap(),
             format!("{}-3", hex::encode(Md5::digest(&parts)))
         );
     }
@@ -253,7 +369,7 @@ mod tests {
             let fifo = fifo.clone();
             std::thread::spawn(move || std::fs::write(fifo, b"console.log(1)").unwrap())
         };
-        let err = hash_file(&fifo, u64::MAX, &mut [0u8; 4]).unwrap_err();
+        let err = hash_file(&fifo, &mut [0u8; 4]).unwrap_err();
         writer.join().unwrap();
         assert!(
             err.to_string().contains("changed while it was being read"),

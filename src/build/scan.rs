@@ -1,22 +1,18 @@
-//! Scanning a build: walk the directory once, then hash every file in one
-//! streaming read each, on all cores (rayon).
+//! Scanning a build: walk the directory once, then hash every file (SHA-256)
+//! in one streaming read each, on all cores (rayon). The MD5s that only some
+//! decisions need are added later, for those files only ([`add_md5s`]).
 
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::digest::hash_file;
+use super::digest::{hash_file, hash_md5};
 use super::{Build, BuildFile, Encoding, Exclude};
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
 
 /// Scan and hash a build directory, leaving out what `exclude` matches.
-pub fn scan(
-    root: &Path,
-    multipart_threshold: u64,
-    exclude: &Exclude,
-    observer: &dyn Observer,
-) -> anyhow::Result<Build> {
+pub fn scan(root: &Path, exclude: &Exclude, observer: &dyn Observer) -> anyhow::Result<Build> {
     let Walked { paths, excluded } = walk(root, exclude)?;
     let total: u64 = paths.iter().map(|(_, _, size)| size).sum();
     observer.event(Event::Started {
@@ -29,7 +25,7 @@ pub fn scan(
         .map_init(
             || vec![0u8; 256 * 1024],
             |buf, (rel, abs, _)| {
-                let (size, digests) = hash_file(abs, multipart_threshold, buf)?;
+                let (size, digests) = hash_file(abs, buf)?;
                 observer.event(Event::Advanced {
                     phase: Phase::Hashing,
                     files: 1,
@@ -54,6 +50,56 @@ pub fn scan(
         exclude: exclude.clone(),
         excluded,
     })
+}
+
+/// Add the MD5s (for matching S3's ETags) of the files at `paths`, on all
+/// cores; the bytes must still be the scanned ones.
+pub fn add_md5s(
+    build: &mut Build,
+    paths: &[String],
+    multipart_threshold: u64,
+    observer: &dyn Observer,
+) -> anyhow::Result<()> {
+    let wanted: std::collections::HashSet<&str> = paths.iter().map(String::as_str).collect();
+    let root = build.root.clone();
+    let todo: Vec<&mut BuildFile> = build
+        .files
+        .iter_mut()
+        .filter(|f| f.digests.md5.is_none() && wanted.contains(f.path.as_str()))
+        .collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    observer.event(Event::Started {
+        phase: Phase::Hashing,
+        files: todo.len() as u64,
+        bytes: todo.iter().map(|f| f.size).sum(),
+    });
+    todo.into_par_iter()
+        .map_init(
+            || vec![0u8; 256 * 1024],
+            |buf, f| {
+                let md5s = hash_md5(
+                    &root.join(&f.path),
+                    f.size,
+                    &f.digests.sha256,
+                    multipart_threshold,
+                    buf,
+                )?;
+                f.digests.md5 = Some(md5s);
+                observer.event(Event::Advanced {
+                    phase: Phase::Hashing,
+                    files: 1,
+                    bytes: f.size,
+                });
+                anyhow::Ok(())
+            },
+        )
+        .collect::<anyhow::Result<()>>()?;
+    observer.event(Event::Finished {
+        phase: Phase::Hashing,
+    });
+    Ok(())
 }
 
 /// Mark `x.js.gz` / `x.js.br` as precompressed copies of `x.js` when it is in the build.
@@ -239,7 +285,7 @@ mod tests {
         write(dir.path(), "js/z app-0123abcd.js.br", b"br");
         write(dir.path(), "css/ünï-1.css", b"c");
         write(dir.path(), "lonely.gz", b"x");
-        let b = scan(dir.path(), u64::MAX, &Exclude::default(), &Quiet).unwrap();
+        let b = scan(dir.path(), &Exclude::default(), &Quiet).unwrap();
         let paths: Vec<&str> = b.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -267,7 +313,7 @@ mod tests {
         write(dir.path(), "a.js", b"a");
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("leak.js"))
             .unwrap();
-        let err = scan(dir.path(), u64::MAX, &Exclude::default(), &Quiet).unwrap_err();
+        let err = scan(dir.path(), &Exclude::default(), &Quiet).unwrap_err();
         assert!(
             err.to_string()
                 .contains("points outside the build directory"),
@@ -276,7 +322,7 @@ mod tests {
         assert_eq!(crate::error::exit_code(&err), 2);
 
         let empty = tempfile::tempdir().unwrap();
-        assert!(scan(empty.path(), u64::MAX, &Exclude::default(), &Quiet)
+        assert!(scan(empty.path(), &Exclude::default(), &Quiet)
             .unwrap_err()
             .to_string()
             .contains("has no files"));
@@ -288,7 +334,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            scan(inside.path(), u64::MAX, &Exclude::default(), &Quiet)
+            scan(inside.path(), &Exclude::default(), &Quiet)
                 .unwrap()
                 .files
                 .len(),
@@ -301,7 +347,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.js", b"a");
         std::os::unix::fs::symlink(dir.path().join("gone.js"), dir.path().join("b.js")).unwrap();
-        let err = scan(dir.path(), u64::MAX, &Exclude::default(), &Quiet)
+        let err = scan(dir.path(), &Exclude::default(), &Quiet)
             .unwrap_err()
             .to_string();
         assert!(err.contains("broken symlink"), "{err}");
@@ -318,7 +364,7 @@ mod tests {
         // Left out, so neither its dangling target nor its name matter.
         std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("x.map")).unwrap();
         let exclude = Exclude::new(vec!["**/*.map".into()]).unwrap();
-        let b = scan(dir.path(), u64::MAX, &exclude, &Quiet).unwrap();
+        let b = scan(dir.path(), &exclude, &Quiet).unwrap();
         let kept: Vec<&str> = b.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(kept, ["js/app-0123abcd.js", "js/app-0123abcd.js.gz"]);
         assert_eq!(
@@ -332,7 +378,7 @@ mod tests {
         assert!(!b.is_excluded("js/app-0123abcd.js"));
 
         let all = Exclude::new(vec!["**".into()]).unwrap();
-        let err = scan(dir.path(), u64::MAX, &all, &Quiet).unwrap_err();
+        let err = scan(dir.path(), &all, &Quiet).unwrap_err();
         assert!(err.to_string().contains("leaves out every file"), "{err}");
         assert_eq!(crate::error::exit_code(&err), 2);
     }

@@ -135,6 +135,9 @@ pub struct DeployArgs {
     /// Wait for the CloudFront invalidation of changed files to complete.
     #[arg(long)]
     pub wait: bool,
+    /// Also say how long each phase took (scan, list, plan, upload, record, switch).
+    #[arg(long)]
+    pub timings: bool,
 }
 
 #[derive(Debug, Args)]

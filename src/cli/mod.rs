@@ -80,6 +80,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
                 verify_cdn: a.verify_cdn,
                 wait: a.wait,
                 no_redis: a.no_redis,
+                timings: a.timings,
             };
             emit(json, deploy::run(&ctx, req).await)
         }

@@ -18,7 +18,7 @@ use crate::exec::{describe, Switched, UploadStats};
 use crate::plan::{self, Decision, DeployOptions, DeployPlan, ObjectCopy, PlannedFile, Provenance};
 use crate::release::{now, ReleaseRecord};
 use crate::render::{bytes, count, some, Render};
-use crate::state::{Listing, LiveState};
+use crate::state::{ContentIndex, Listing, LiveState};
 use crate::store::lock::LockGuard;
 use crate::store::records;
 use crate::store::redis::Needs;
@@ -38,6 +38,8 @@ pub struct Request {
     pub wait: bool,
     /// Do not try Redis: record the release in S3 only (needs `no_activate`).
     pub no_redis: bool,
+    /// Say in the text output how long each phase took.
+    pub timings: bool,
 }
 
 /// How the deploy ended.
@@ -116,6 +118,9 @@ pub struct Outcome {
     pub timings: Timings,
     #[serde(skip)]
     verbose: bool,
+    /// `--timings`: the text output ends with them.
+    #[serde(skip)]
+    show_timings: bool,
 }
 
 /// At most this many files per kind in text output, unless `--verbose`.
@@ -139,16 +144,17 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     } else {
         RedisUse::Required
     };
-    let (build, manifest, store, registry, remote, live) =
+    let (mut build, manifest, store, registry, remote, live, records) =
         gather(ctx, &req.dir, !req.dry_run, redis, &mut timings).await?;
+    let known = Known::new(store.bucket(), records);
     let keys = crate::contract::Keys::new(config.app()?);
     let Some(mut registry) = registry else {
         return record_only(
             ctx,
             &req,
             &store,
-            (&build, &manifest),
-            &remote,
+            (&mut build, &manifest),
+            (&remote, &known),
             &keys,
             started,
             timings,
@@ -158,7 +164,15 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
 
     let planning = Instant::now();
     if req.dry_run {
-        let plan = make_plan(ctx, &store, &build, &manifest, &remote, &live, &req).await?;
+        let plan = make_plan(
+            ctx,
+            &store,
+            (&mut build, &manifest),
+            (&remote, &known),
+            &live,
+            &req,
+        )
+        .await?;
         timings.plan = planning.elapsed().as_secs_f64();
         let steps = plan.steps(&meta, &options(&req, &live, &plan, config));
         let conflicted = plan.count(Decision::Conflict).0 > 0;
@@ -189,6 +203,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             manifest.format,
         );
         out.pinned = live.pin.filter(|_| !req.no_activate);
+        out.show_timings = req.timings;
         return Ok(out);
     }
 
@@ -198,8 +213,8 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         &req,
         &store,
         &mut registry,
-        (&build, &manifest),
-        remote,
+        (&mut build, &manifest),
+        (remote, &known),
         &lock,
         &mut timings,
     )
@@ -253,6 +268,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     );
     out.live_before = live_before;
     out.pinned = pinned;
+    out.show_timings = req.timings;
     Ok(out)
 }
 
@@ -285,15 +301,15 @@ async fn record_only(
     ctx: &Ctx,
     req: &Request,
     store: &S3Store,
-    (build, manifest): (&Build, &Manifest),
-    remote: &Listing,
+    (build, manifest): (&mut Build, &Manifest),
+    remote: (&Listing, &Known),
     keys: &crate::contract::Keys,
     started: Instant,
     mut timings: Timings,
 ) -> anyhow::Result<Outcome> {
     let live = LiveState::default();
     let planning = Instant::now();
-    let plan = make_plan(ctx, store, build, manifest, remote, &live, req).await?;
+    let plan = make_plan(ctx, store, (build, manifest), remote, &live, req).await?;
     timings.plan = planning.elapsed().as_secs_f64();
     if plan.count(Decision::Conflict).0 > 0 && !req.dry_run {
         return Err(conflict_error(&plan, store.bucket()));
@@ -337,6 +353,7 @@ async fn record_only(
     );
     out.live_before = None;
     out.registered = false;
+    out.show_timings = req.timings;
     Ok(out)
 }
 
@@ -360,7 +377,32 @@ type Gathered = (
     Option<Targets>,
     Listing,
     LiveState,
+    Vec<ReleaseRecord>,
 );
+
+/// What the release records say: the content index of the keys they name,
+/// and the records themselves (the live one's headers matter).
+struct Known {
+    index: ContentIndex,
+    records: Vec<ReleaseRecord>,
+}
+
+impl Known {
+    fn new(bucket: &str, records: Vec<ReleaseRecord>) -> Known {
+        Known {
+            index: ContentIndex::from_records(bucket, &records),
+            records,
+        }
+    }
+
+    fn record(&self, id: &str) -> Option<&ReleaseRecord> {
+        self.records.iter().find(|r| r.id == id)
+    }
+}
+
+/// How many of the newest release records make the content index: a
+/// redeploy shares most files with the releases just before it.
+const INDEX_RECORDS: usize = 3;
 
 /// How a deploy uses Redis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,9 +414,9 @@ enum RedisUse {
     Skip,
 }
 
-/// Hash the build while connecting, listing the bucket and reading the live
-/// state: they do not depend on each other. A bad build is reported first,
-/// without waiting on S3 or Redis.
+/// Hash the build while connecting, listing the bucket, reading the newest
+/// release records and the live state: they do not depend on each other. A
+/// bad build is reported first, without waiting on S3 or Redis.
 async fn gather(
     ctx: &Ctx,
     dir: &std::path::Path,
@@ -389,20 +431,33 @@ async fn gather(
             // Before anything is uploaded: a user who may not switch finds out now.
             r.check_permissions(Needs::Switch).await?;
         }
-        let (remote, live) = match registry.as_mut() {
-            Some(r) => remote_state(ctx, &store, r).await?,
-            None => (
-                store
-                    .list(&ctx.config.list_prefix(), ctx.observer.as_ref())
-                    .await?,
-                LiveState::default(),
-            ),
+        let meta = ctx.config.meta_prefix()?;
+        let state = async {
+            match registry.as_mut() {
+                Some(r) => remote_state(ctx, &store, r).await,
+                None => Ok((
+                    store
+                        .list(&ctx.config.list_prefix(), ctx.observer.as_ref())
+                        .await?,
+                    LiveState::default(),
+                )),
+            }
         };
+        let (state, mut records) =
+            tokio::join!(state, records::newest(&store, &meta, INDEX_RECORDS));
+        let (remote, live) = state?;
+        // The live release's record too: its headers, and its files.
+        if let Some(id) = live.current.as_deref() {
+            if !records.iter().any(|r| r.id == id) {
+                records.extend(records::read(&store, &meta, id).await.ok().flatten());
+            }
+        }
         anyhow::Ok((
             store,
             registry,
             remote,
             live,
+            records,
             started.elapsed().as_secs_f64(),
         ))
     };
@@ -423,10 +478,10 @@ async fn gather(
         Some(r) => r,
         None => services.await,
     };
-    let (store, registry, remote, live, list_secs) = services?;
+    let (store, registry, remote, live, records, list_secs) = services?;
     timings.scan = scan_secs;
     timings.list = list_secs;
-    Ok((build, manifest, store, registry, remote, live))
+    Ok((build, manifest, store, registry, remote, live, records))
 }
 
 /// Connect to S3, and to Redis as `redis` says: an unreachable Redis under
@@ -457,11 +512,11 @@ async fn connect(ctx: &Ctx, redis: RedisUse) -> anyhow::Result<(S3Store, Option<
 /// Scan and hash the build on the blocking pool, then check its manifest.
 async fn scan_build(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<(Build, Manifest)> {
     let config = &ctx.config;
-    let (dir, threshold) = (dir.to_path_buf(), config.multipart_threshold);
+    let dir = dir.to_path_buf();
     let exclude = config.exclude.clone();
     let observer: Arc<dyn Observer> = ctx.observer.clone();
     let build = tokio::task::spawn_blocking(move || {
-        crate::build::scan::scan(&dir, threshold, &exclude, observer.as_ref())
+        crate::build::scan::scan(&dir, &exclude, observer.as_ref())
     })
     .await
     .map_err(|e| Failure::operation(format!("hashing failed: {e}")))??;
@@ -487,30 +542,65 @@ async fn remote_state(
     Ok((remote?, live?))
 }
 
-/// Plan against the remote state, then settle the files the listing alone
-/// could not decide (HEAD, or reading the object). Read-only.
+/// Plan against the remote state (the listing, with the records as a
+/// content index), after hashing with MD5 the files whose decision or record
+/// needs it; then settle the files neither could decide (HEAD, or reading
+/// the object). Read-only.
 async fn make_plan(
     ctx: &Ctx,
     store: &S3Store,
-    build: &Build,
-    manifest: &Manifest,
-    remote: &Listing,
+    (build, manifest): (&mut Build, &Manifest),
+    (remote, known): (&Listing, &Known),
     live: &LiveState,
     req: &Request,
 ) -> anyhow::Result<DeployPlan> {
+    let needed = plan::md5_needed(&ctx.config, build, manifest, remote, &known.index);
+    add_md5s(ctx, build, needed).await?;
     let who = Provenance {
         message: req.message.clone(),
         created: now(),
     };
-    let mut plan = plan::deploy(&ctx.config, build, manifest, remote, live, who)?;
+    let mut plan = plan::deploy(
+        &ctx.config,
+        build,
+        manifest,
+        remote,
+        &known.index,
+        live,
+        who,
+    )?;
     let unsure: Vec<String> = plan.unsure().map(str::to_string).collect();
     let found = inspect_all(store, unsure, ctx.config.concurrency, ctx.observer.as_ref()).await?;
     plan.resolve(&found);
-    plan.header_updates = header_updates(ctx, store, &plan, live).await?;
+    plan.recorded = known.record(&plan.release.id).is_some();
+    plan.header_updates = header_updates(ctx, store, &plan, live, known).await?;
     for w in &plan.warnings {
         ctx.observer.event(Event::Warning(w.clone()));
     }
     Ok(plan)
+}
+
+/// Hash `paths` of the build with MD5 too, on the blocking pool.
+async fn add_md5s(ctx: &Ctx, build: &mut Build, paths: Vec<String>) -> anyhow::Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    let mut part = Build {
+        root: build.root.clone(),
+        files: std::mem::take(&mut build.files),
+        exclude: Default::default(),
+        excluded: Vec::new(),
+    };
+    let threshold = ctx.config.multipart_threshold;
+    let observer: Arc<dyn Observer> = ctx.observer.clone();
+    let (part, result) = tokio::task::spawn_blocking(move || {
+        let r = crate::build::scan::add_md5s(&mut part, &paths, threshold, observer.as_ref());
+        (part, r)
+    })
+    .await
+    .map_err(|e| Failure::operation(format!("hashing failed: {e}")))?;
+    build.files = part.files;
+    result
 }
 
 /// Objects this build keeps whose headers changed since the live release
@@ -521,12 +611,21 @@ async fn header_updates(
     store: &S3Store,
     plan: &DeployPlan,
     live: &LiveState,
+    known: &Known,
 ) -> anyhow::Result<Vec<ObjectCopy>> {
     let Some(current) = &live.current else {
         return Ok(Vec::new());
     };
-    let Some(record) = records::read(store, &ctx.config.meta_prefix()?, current).await? else {
-        return Ok(Vec::new());
+    let read;
+    let record = match known.record(current) {
+        Some(r) => r,
+        None => match records::read(store, &ctx.config.meta_prefix()?, current).await? {
+            Some(r) => {
+                read = r;
+                &read
+            }
+            None => return Ok(Vec::new()),
+        },
     };
     let recorded: std::collections::HashMap<&str, (&str, Option<&Headers>)> = record
         .files
@@ -579,8 +678,8 @@ async fn deploy_locked(
     req: &Request,
     store: &S3Store,
     registry: &mut Targets,
-    (build, manifest): (&Build, &Manifest),
-    remote: Listing,
+    (build, manifest): (&mut Build, &Manifest),
+    (remote, known): (Listing, &Known),
     lock: &LockGuard,
     timings: &mut Timings,
 ) -> anyhow::Result<Deployed> {
@@ -593,7 +692,7 @@ async fn deploy_locked(
     } else {
         (remote, registry.live().await?)
     };
-    let plan = make_plan(ctx, store, build, manifest, &remote, &live, req).await?;
+    let plan = make_plan(ctx, store, (build, manifest), (&remote, known), &live, req).await?;
     timings.plan = planning.elapsed().as_secs_f64();
     if plan.count(Decision::Conflict).0 > 0 {
         return Err(conflict_error(&plan, store.bucket()));
@@ -686,6 +785,31 @@ fn outcome(
         registered: true,
         timings,
         verbose: ctx.verbose,
+        show_timings: false,
+    }
+}
+
+impl Timings {
+    /// One line: each phase that ran, then the total.
+    pub fn line(&self) -> String {
+        let phases = [
+            ("scan", Some(self.scan)),
+            ("list", Some(self.list)),
+            ("plan", Some(self.plan)),
+            ("upload", self.upload),
+            ("record", self.record),
+            ("register", self.register),
+            ("switch", self.switch),
+        ];
+        let parts: Vec<String> = phases
+            .iter()
+            .filter_map(|(name, secs)| secs.map(|s| format!("{name} {s:.3}s")))
+            .collect();
+        format!(
+            "timings: {}; total {:.3}s (scan and list run at once)",
+            parts.join(", "),
+            self.total
+        )
     }
 }
 
@@ -788,6 +912,25 @@ impl Outcome {
 
 impl Render for Outcome {
     fn text(&self) -> String {
+        let mut t = self.result_text();
+        if self.show_timings {
+            t.push_str(&self.timings.line());
+            t.push('\n');
+        }
+        t
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.outcome == Ending::Conflict {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+impl Outcome {
+    fn result_text(&self) -> String {
         let r = &self.release;
         let id = &r.id;
         let mut t = String::new();
@@ -847,13 +990,5 @@ impl Render for Outcome {
         t.push_str(&line);
         t.push('\n');
         t
-    }
-
-    fn exit_code(&self) -> u8 {
-        if self.outcome == Ending::Conflict {
-            3
-        } else {
-            0
-        }
     }
 }

@@ -241,13 +241,8 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
 /// The build's public path must be `CDN_URL/PREFIX/` (or relative).
 fn public_path(ctx: &Ctx, dir: &std::path::Path) -> Check {
     let config = &ctx.config;
-    let loaded = crate::build::scan::scan(
-        dir,
-        config.multipart_threshold,
-        &config.exclude,
-        &crate::events::Quiet,
-    )
-    .and_then(|b| super::manifest_of(config, &b));
+    let loaded = crate::build::scan::scan(dir, &config.exclude, &crate::events::Quiet)
+        .and_then(|b| super::manifest_of(config, &b));
     let expected = config.public_url("").unwrap_or_default();
     let cdn = config.cdn_url.as_deref().unwrap_or("CDN_URL");
     match loaded {

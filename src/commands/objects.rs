@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::build::headers::Headers;
-use crate::contract::{list_prefix, mutable_key, object_key, url_path};
+use crate::contract::{mutable_key, object_key, url_path};
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
 use crate::plan::ObjectCopy;
 use crate::release::{CdnCheck, ReleaseFile, ReleaseRecord};
 use crate::render::some;
-use crate::state::{Inspected, Listed};
+use crate::state::Inspected;
 use crate::store::s3::S3Store;
 
 /// Look closer at objects a listing could not decide, `concurrency` at a
@@ -54,8 +54,8 @@ pub async fn inspect_all(
 }
 
 /// What is wrong with a release's objects in S3, one line each: missing,
-/// or with other bytes. One listing, plus a closer look only where the ETag
-/// cannot tell; with `read`, every object is read and hashed.
+/// or with other bytes. One HEAD per object (see [`classify`]); with
+/// `read`, every object is read and hashed.
 ///
 /// A mutable file is checked at its content-addressed copy
 /// (`META/mutable/<sha256>`): its public key may hold another release's.
@@ -73,10 +73,6 @@ pub async fn release_problems(
         .filter_map(|(key, f, state)| match state {
             Found::Intact => None,
             Found::Missing => Some(format!("{key}: missing")),
-            Found::OtherSize(size) => Some(format!(
-                "{key}: other bytes ({size} bytes, expected {})",
-                f.size
-            )),
             Found::Other(what) => Some(format!(
                 "{key}: other bytes ({what}, expected sha256 {})",
                 f.sha256
@@ -90,14 +86,17 @@ pub async fn release_problems(
 pub enum Found {
     Intact,
     Missing,
-    /// Other bytes, of this size.
-    OtherSize(u64),
     /// Other bytes: what S3 says they are.
     Other(String),
 }
 
 /// Every object of a release (mutable files at their content-addressed
-/// copies) with what S3 holds there.
+/// copies) with what S3 holds there: one HEAD per object, `concurrency` at a
+/// time, so the cost is proportional to the release, not to the prefix
+/// (which holds every release not yet pruned). A HEAD gives S3's own
+/// evidence of the bytes (its SHA-256 checksum, else a plain-MD5 ETag),
+/// stronger than a listing's size. With `read`, every object is read and
+/// hashed instead.
 pub async fn classify<'r>(
     store: &S3Store,
     record: &'r ReleaseRecord,
@@ -112,41 +111,34 @@ pub async fn classify<'r>(
             record.id
         ))
     })?;
-    let listing = store.list(&list_prefix(&record.prefix), observer).await?;
-    let mut out = Vec::new();
-    // Objects the listing could not decide, with what they should be.
-    let mut unsure: Vec<(String, &ReleaseFile)> = Vec::new();
-    for f in files {
-        if f.mutable {
-            unsure.push((mutable_key(meta_prefix, &f.sha256), f));
-            continue;
-        }
-        let key = object_key(&record.prefix, &f.path);
-        match listing
-            .get(&key)
-            .map(|o| (o, o.compare(f.size, &[&f.etag])))
-        {
-            None => out.push((key, f, Found::Missing)),
-            Some((o, Listed::OtherSize)) => out.push((key, f, Found::OtherSize(o.size))),
-            Some((_, Listed::Same)) if !read => out.push((key, f, Found::Intact)),
-            Some(_) => unsure.push((key, f)),
-        }
-    }
-    let keys = unsure.iter().map(|(k, _)| k.clone()).collect();
+    let keyed: Vec<(String, &ReleaseFile)> = files
+        .iter()
+        .map(|f| {
+            let key = if f.mutable {
+                mutable_key(meta_prefix, &f.sha256)
+            } else {
+                object_key(&record.prefix, &f.path)
+            };
+            (key, f)
+        })
+        .collect();
+    let keys = keyed.iter().map(|(k, _)| k.clone()).collect();
     let found = if read {
         read_all(store, keys, concurrency, observer).await?
     } else {
         inspect_all(store, keys, concurrency, observer).await?
     };
-    for (key, f) in unsure {
-        let state = match found.get(&key) {
-            None => Found::Missing,
-            Some(i) if !i.matches(&f.sha256, f.md5()) => Found::Other(i.to_string()),
-            Some(_) => Found::Intact,
-        };
-        out.push((key, f, state));
-    }
-    Ok(out)
+    Ok(keyed
+        .into_iter()
+        .map(|(key, f)| {
+            let state = match found.get(&key) {
+                None => Found::Missing,
+                Some(i) if !i.matches(&f.sha256, f.md5()) => Found::Other(i.to_string()),
+                Some(_) => Found::Intact,
+            };
+            (key, f, state)
+        })
+        .collect())
 }
 
 /// Read objects and hash them (`verify --read`).

@@ -291,14 +291,14 @@ async fn copies_needed(
         match state {
             Found::Intact => {}
             Found::Missing => copies.push(copy_of(file, key, record, &src_meta, from)?),
-            Found::OtherSize(_) | Found::Other(_) if file.mutable => {
+            Found::Other(_) if file.mutable => {
                 return Err(Failure::verification(format!(
                     "{key} in s3://{} holds other bytes than its name says (sha256 {}); delete it, then promote again",
                     store.bucket(),
                     file.sha256
                 )))
             }
-            Found::OtherSize(_) | Found::Other(_) => conflicts.push(key),
+            Found::Other(_) => conflicts.push(key),
         }
     }
     if !conflicts.is_empty() {

@@ -15,7 +15,7 @@ pub struct Request {
     pub cdn: bool,
     /// Files to fetch through the CDN besides the entrypoints.
     pub sample: usize,
-    /// Read every object and hash it, rather than trust S3's listing.
+    /// Read every object and hash it, rather than trust S3's checksum or ETag.
     pub read: bool,
 }
 

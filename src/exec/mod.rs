@@ -214,7 +214,7 @@ impl<'a> Executor<'a> {
                     path: &path,
                     size: f.size,
                     sha256_hex: &f.sha256,
-                    md5_hex: &f.md5,
+                    md5_hex: f.md5.as_deref(),
                     headers: &f.headers,
                     if_match: (f.decision == Decision::Replace)
                         .then_some(f.remote_etag.as_deref())

@@ -42,3 +42,29 @@ pub async fn ids(
     ids.sort();
     Ok(ids)
 }
+
+/// The newest `n` release records (by when S3 stored them), with their file
+/// lists, for the content index. Best effort: a record that cannot be read
+/// (or a listing that fails) only means more HEAD requests, so it is left
+/// out rather than failing the deploy.
+pub async fn newest(store: &S3Store, meta_prefix: &str, n: usize) -> Vec<ReleaseRecord> {
+    let Ok(listing) = store.list(&records_prefix(meta_prefix, ""), &Quiet).await else {
+        return Vec::new();
+    };
+    let mut keys: Vec<(&str, i64)> = listing
+        .iter()
+        .filter(|(k, _)| id_of_record_key(k).is_some())
+        .map(|(k, o)| (k.as_str(), o.modified_ms))
+        .collect();
+    keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let reads = keys
+        .iter()
+        .take(n)
+        .filter_map(|(k, _)| id_of_record_key(k))
+        .map(|id| read(store, meta_prefix, id));
+    futures::future::join_all(reads)
+        .await
+        .into_iter()
+        .filter_map(|r| r.ok().flatten())
+        .collect()
+}

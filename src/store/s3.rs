@@ -32,6 +32,13 @@ use super::body::{verified, Expected, Watch};
 /// Object metadata key holding the hex SHA-256 of the bytes (`x-amz-meta-sha256`).
 pub const META_SHA256: &str = "sha256";
 
+/// Keys asked for per listing page. AWS S3 answers at most 1,000 whatever
+/// is asked (and says the page is truncated); servers that honour more need
+/// fewer pages, which matters where every page costs a walk of the whole
+/// prefix (s3s-fs). A server that refuses the size is asked again with 1,000.
+const PAGE_KEYS: i32 = 10_000;
+const PAGE_KEYS_S3: i32 = 1_000;
+
 /// Attempts per request (the first and three retries), each waiting up to
 /// `s3_timeout_secs` for an answer.
 const ATTEMPTS: u32 = 4;
@@ -48,6 +55,8 @@ pub struct S3Store {
     /// Multipart uploads in flight (key → upload id once S3 gave one),
     /// aborted on interrupt.
     in_flight: Arc<Mutex<HashMap<String, Option<String>>>>,
+    /// Keys per listing page: [`PAGE_KEYS`], or 1,000 once the server refused more.
+    page_keys: std::sync::atomic::AtomicI32,
 }
 
 /// One file to upload: where it goes, where its bytes are, what they are.
@@ -57,7 +66,7 @@ pub struct PutSpec<'a> {
     pub path: &'a Path,
     pub size: u64,
     pub sha256_hex: &'a str,
-    pub md5_hex: &'a str,
+    pub md5_hex: Option<&'a str>,
     pub headers: &'a Headers,
     /// Replace the object only if it still has this ETag; None: only if
     /// there is no object (`If-None-Match: *`).
@@ -162,6 +171,7 @@ impl S3Store {
             wait,
             endpoint,
             in_flight: Arc::default(),
+            page_keys: PAGE_KEYS.into(),
         })
     }
 
@@ -234,7 +244,9 @@ impl S3Store {
         }
     }
 
-    /// Everything under `prefix`, from one paginated listing: the first level
+    /// Everything under `prefix`. First one page of the whole prefix, which
+    /// is all of it when it fits (one request: what a server that walks the
+    /// whole bucket for every page needs); when it does not, the first level
     /// with a delimiter, then each sub-prefix (`js/`, `css/`, ...) listed in
     /// full, several at once, since pages of one listing can only be fetched
     /// one after another.
@@ -244,14 +256,35 @@ impl S3Store {
             files: 0,
             bytes: 0,
         });
-        let mut out = Listing::new();
-        let subs = self
-            .list_pages(prefix, Some("/"), &mut out, observer)
+        let mut whole = Listing::new();
+        let (_, complete) = self
+            .list_pages(prefix, None, &mut whole, &crate::events::Quiet, true)
             .await?;
+        if complete {
+            observer.event(Event::Advanced {
+                phase: Phase::Listing,
+                files: whole.len() as u64,
+                bytes: 0,
+            });
+            observer.event(Event::Finished {
+                phase: Phase::Listing,
+            });
+            return Ok(whole);
+        }
+        let mut out = Listing::new();
+        let (subs, _) = self
+            .list_pages(prefix, Some("/"), &mut out, &crate::events::Quiet, false)
+            .await?;
+        observer.event(Event::Advanced {
+            phase: Phase::Listing,
+            files: out.len() as u64,
+            bytes: 0,
+        });
         let parts: Vec<Listing> = futures::stream::iter(subs)
             .map(|sub| async move {
                 let mut part = Listing::new();
-                self.list_pages(&sub, None, &mut part, observer).await?;
+                self.list_pages(&sub, None, &mut part, observer, false)
+                    .await?;
                 anyhow::Ok(part)
             })
             .buffer_unordered(8)
@@ -266,27 +299,43 @@ impl S3Store {
         Ok(out)
     }
 
-    /// Page through one listing into `out`; returns its common prefixes.
+    /// Page through one listing into `out` (only its first page with
+    /// `first_only`); returns its common prefixes, and whether it listed
+    /// everything.
     async fn list_pages(
         &self,
         prefix: &str,
         delimiter: Option<&str>,
         out: &mut Listing,
         observer: &dyn Observer,
-    ) -> anyhow::Result<Vec<String>> {
+        first_only: bool,
+    ) -> anyhow::Result<(Vec<String>, bool)> {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut subs = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .set_delimiter(delimiter.map(str::to_string))
-            .max_keys(1000)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| self.error("list", &format!("s3://{}/{prefix}", self.bucket), e))?;
+        let mut token: Option<String> = None;
+        loop {
+            let page_keys = self.page_keys.load(Relaxed);
+            let page = match self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_delimiter(delimiter.map(str::to_string))
+                .max_keys(page_keys)
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                // Pages larger than S3's are refused here: ask for S3's.
+                Err(e) if page_keys > PAGE_KEYS_S3 && status(&e) == Some(400) => {
+                    self.page_keys.store(PAGE_KEYS_S3, Relaxed);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(self.error("list", &format!("s3://{}/{prefix}", self.bucket), e))
+                }
+            };
             let mut n = 0;
             for obj in page.contents() {
                 if let Some(key) = obj.key() {
@@ -321,8 +370,18 @@ impl S3Store {
                 files: n,
                 bytes: 0,
             });
+            token = page
+                .next_continuation_token()
+                .filter(|_| page.is_truncated() == Some(true))
+                .map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+            if first_only {
+                return Ok((subs, false));
+            }
         }
-        Ok(subs)
+        Ok((subs, true))
     }
 
     /// The best evidence of an object's bytes: S3's own SHA-256 checksum,
@@ -423,11 +482,11 @@ impl S3Store {
         &self,
         key: &str,
         sha256: &str,
-        md5: &str,
+        md5: Option<&str>,
         what: &str,
     ) -> anyhow::Result<PutOutcome> {
         match self.inspect(key).await? {
-            Some(i) if i.matches(sha256, Some(md5)) => Ok(PutOutcome::AlreadyThere),
+            Some(i) if i.matches(sha256, md5) => Ok(PutOutcome::AlreadyThere),
             Some(i) => Err(Failure::refused(format!(
                 "s3://{}/{key} appeared with other bytes ({i}) while {what} was being uploaded; \
                  another deploy is writing the same prefix: nothing was overwritten, investigate before deploying again",

@@ -12,6 +12,7 @@ mod ci_credentials;
 mod ci_pipeline;
 mod cli_surface;
 mod consumers;
+mod content_index;
 mod dry_runs;
 mod faults;
 mod formats;

@@ -36,9 +36,7 @@ fn plan(dir: &std::path::Path) -> cutover::plan::DeployPlan {
         None,
     )
     .unwrap();
-    let build =
-        cutover::build::scan::scan(dir, config.multipart_threshold, &config.exclude, &Quiet)
-            .unwrap();
+    let build = cutover::build::scan::scan(dir, &config.exclude, &Quiet).unwrap();
     let manifest =
         cutover::build::manifest::load(&build, "manifest.json", &|p| config.public_url(p).unwrap())
             .unwrap();
@@ -65,6 +63,7 @@ fn plan(dir: &std::path::Path) -> cutover::plan::DeployPlan {
         &build,
         &manifest,
         &remote,
+        &Default::default(),
         &Default::default(),
         who,
     )

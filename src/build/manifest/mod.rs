@@ -580,9 +580,13 @@ impl Check<'_> {
         let f = self.build.get(&file).expect("resolved files exist");
         if let Some(sri) = integrity {
             if integrity_matches(self.build, f, sri) == Some(false) {
+                let ours = crate::build::digest::sri_digest(
+                    &self.build.root.join(&f.path),
+                    crate::build::digest::SriAlg::Sha384,
+                )
+                .unwrap_or_default();
                 self.problems.push(format!(
-                    "integrity of {file} does not match its bytes (manifest says {sri}, file is {}): the build is inconsistent",
-                    f.digests.sri()
+                    "integrity of {file} does not match its bytes (manifest says {sri}, file is sha384-{ours}): the build is inconsistent"
                 ));
             }
         }
@@ -606,26 +610,11 @@ impl Check<'_> {
 }
 
 /// Does an SRI string (`sha384-BASE64 [sha512-...]`) match a file's bytes?
-/// SHA-256 and SHA-384 come from the scan; SHA-512 (Propshaft allows it)
-/// is computed here. None when it names no SHA-2 algorithm.
+/// SHA-256 comes from the scan; SHA-384 and SHA-512 are computed here, for
+/// the files a manifest gives an `integrity` only. None when it names no
+/// SHA-2 algorithm.
 fn integrity_matches(build: &Build, file: &BuildFile, sri: &str) -> Option<bool> {
-    let first = file.digests.matches_sri(sri);
-    if first == Some(true) {
-        return first;
-    }
-    let sha512: Vec<&str> = sri
-        .split_whitespace()
-        .filter_map(|t| t.split('?').next()?.strip_prefix("sha512-"))
-        .collect();
-    if sha512.is_empty() {
-        return first;
-    }
-    use base64::Engine;
-    use sha2::Digest;
-    let ours = std::fs::read(build.root.join(&file.path))
-        .map(|b| base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(b)))
-        .unwrap_or_default();
-    Some(sha512.contains(&ours.as_str()))
+    crate::build::digest::matches_sri(&build.root.join(&file.path), &file.digests.sha256, sri)
 }
 
 /// Replace every string in `v` that is not an `integrity` by what `f`
@@ -801,8 +790,7 @@ pub(crate) mod testing {
             std::fs::create_dir_all(full.parent().unwrap()).unwrap();
             std::fs::write(full, b).unwrap();
         }
-        let b =
-            crate::build::scan::scan(dir.path(), u64::MAX, &Default::default(), &Quiet).unwrap();
+        let b = crate::build::scan::scan(dir.path(), &Default::default(), &Quiet).unwrap();
         (dir, b)
     }
 
@@ -821,7 +809,7 @@ pub(crate) mod testing {
             .join("tests/fixtures/builds")
             .join(name);
         let exclude = crate::build::Exclude::new(globs.iter().map(|g| g.to_string()).collect());
-        crate::build::scan::scan(&dir, u64::MAX, &exclude.unwrap(), &Quiet).unwrap()
+        crate::build::scan::scan(&dir, &exclude.unwrap(), &Quiet).unwrap()
     }
 
     /// `find` with auto everything, as a deploy without settings does.

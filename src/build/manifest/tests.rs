@@ -25,7 +25,7 @@ fn assets_manifest_is_checked_and_rewritten() {
         ("js/app-0a1b2c3d4e.js", b"app"),
         ("css/app-0a1b2c3d4e.css", b"css"),
     ]);
-    let sri = b.get("js/app-0a1b2c3d4e.js").unwrap().digests.sri();
+    let sri = sri384(&b, "js/app-0a1b2c3d4e.js");
     let raw = json!({
         "application.js": {"src": "/packs/js/app-0a1b2c3d4e.js", "integrity": sri},
         "application.css": {"src": "/packs/css/app-0a1b2c3d4e.css", "integrity": "md5-not-sri"},
@@ -304,7 +304,7 @@ fn propshaft_integrity_null_sha512_legacy_strings_and_mismatch() {
     bad["app.js"]["integrity"] = json!("sha512-AAAA");
     assert!(err(parse_auto(&b, ".manifest.json", bad))
         .contains("integrity of app-1a2b3c4d.js does not match"));
-    let sha384 = b.get("app-1a2b3c4d.js").unwrap().digests.sri();
+    let sha384 = sri384(&b, "app-1a2b3c4d.js");
     let bad = json!({"app.js": {"digested_path": "app-1a2b3c4d.js", "integrity": sha384.replace('A', "B")}});
     assert!(err(parse_auto(&b, ".manifest.json", bad)).contains("does not match"));
     // Propshaft before 1.2: plain strings, told from webpack by the name.
@@ -378,13 +378,8 @@ fn sprockets_checks_integrity_digest_and_size_and_reads_the_first_manifest() {
     let second = ".sprockets-manifest-ffffffffffffffffffffffffffffffff.json";
     std::fs::write(dir.path().join(first), good.to_string()).unwrap();
     std::fs::write(dir.path().join(second), "{}").unwrap();
-    let b = crate::build::scan::scan(
-        dir.path(),
-        u64::MAX,
-        &Default::default(),
-        &crate::events::Quiet,
-    )
-    .unwrap();
+    let b =
+        crate::build::scan::scan(dir.path(), &Default::default(), &crate::events::Quiet).unwrap();
     let m = auto(&b, &cdn).unwrap();
     assert_eq!(m.path, first);
     assert!(m.excluded.contains(second));
@@ -411,13 +406,8 @@ fn auto_needs_exactly_one_manifest_and_an_explicit_format_its_shape() {
         r#"{"a.js": {"digested_path": "a-0a1b2c3d4e.js", "integrity": null}}"#,
     )
     .unwrap();
-    let b = crate::build::scan::scan(
-        dir.path(),
-        u64::MAX,
-        &Default::default(),
-        &crate::events::Quiet,
-    )
-    .unwrap();
+    let b =
+        crate::build::scan::scan(dir.path(), &Default::default(), &crate::events::Quiet).unwrap();
     let e = err(auto(&b, &cdn));
     assert!(
         e.contains("manifests of several builds (manifest.json, .manifest.json)"),
@@ -542,4 +532,12 @@ fn a_kept_entry_naming_an_excluded_file_is_an_error() {
     assert!(!b.files.is_empty());
     let e = err(auto(&b, &cdn));
     assert!(e.contains("leaves out every entry"), "{e}");
+}
+
+/// The SRI value (SHA-384) of a file of the build.
+fn sri384(b: &Build, path: &str) -> String {
+    let digest =
+        crate::build::digest::sri_digest(&b.root.join(path), crate::build::digest::SriAlg::Sha384)
+            .unwrap();
+    format!("sha384-{digest}")
 }
