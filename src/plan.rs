@@ -8,6 +8,8 @@
 
 pub mod prune;
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::build::headers::{headers_for, is_mutable, Headers};
@@ -72,7 +74,12 @@ pub enum Step {
     /// Upload the files S3 lacks: conditional PUTs, each with its SHA-256.
     Upload(Vec<PlannedFile>),
     /// The full release record (with its file list) to S3, after its objects.
-    PutRecord { key: String, body: Vec<u8> },
+    /// Serialized when the step runs, not before: at 50,000 files the JSON
+    /// is 20 MB that would otherwise be held through the whole upload.
+    PutRecord {
+        key: String,
+        record: Arc<ReleaseRecord>,
+    },
     /// Record the release in Redis. An existing record is kept (records are
     /// immutable), unless `replace_broken` and it is not a readable record.
     Register {
@@ -141,7 +148,8 @@ pub struct Switch {
 /// What a deploy will do.
 #[derive(Debug, Clone)]
 pub struct DeployPlan {
-    pub release: ReleaseRecord,
+    /// Shared with the record step, which serializes it only when it runs.
+    pub release: Arc<ReleaseRecord>,
     pub files: Vec<PlannedFile>,
     /// Content-addressed copies of the mutable files (`META/mutable/<sha256>`),
     /// from which activating a release restores them.
@@ -280,7 +288,7 @@ impl DeployPlan {
         if !self.recorded {
             steps.push(Step::PutRecord {
                 key: record_key(meta_prefix, &self.release.id),
-                body: serde_json::to_vec_pretty(&self.release).expect("records serialize"),
+                record: Arc::clone(&self.release),
             });
         }
         if opts.s3_only {
@@ -384,7 +392,7 @@ pub fn deploy(
         already_live: live.serves(&release.id, &manifest.live),
         live_release: live.current.clone(),
         targets: live.expectations(&release.id, &manifest.live),
-        release,
+        release: Arc::new(release),
         recorded: false,
         files,
         copies,

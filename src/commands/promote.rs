@@ -100,7 +100,7 @@ pub async fn run(source: &Ctx, target: &Ctx, req: Request) -> anyhow::Result<Out
     if from.bucket()? != to.bucket()? || src_meta != dst_meta {
         pre.push(Step::PutRecord {
             key: record_key(&dst_meta, &promoted.id),
-            body: serde_json::to_vec_pretty(&promoted).expect("records serialize"),
+            record: std::sync::Arc::new(promoted.clone()),
         });
     }
 

@@ -121,7 +121,10 @@ impl<'a> Executor<'a> {
     async fn write(&mut self, step: &Step, done: &mut Executed) -> anyhow::Result<()> {
         match step {
             Step::Upload(files) => done.upload = Some(self.upload(files).await?),
-            Step::PutRecord { key, body } => self.s3()?.put_record(key, body.clone()).await?,
+            Step::PutRecord { key, record } => {
+                let body = serde_json::to_vec_pretty(&**record).expect("records serialize");
+                self.s3()?.put_record(key, body).await?
+            }
             Step::Register {
                 record,
                 replace_broken,

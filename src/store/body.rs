@@ -84,6 +84,7 @@ impl Verified {
                 }
             }
         };
+        let buf_len = (expected.length as usize).clamp(1, CHUNK);
         Verified {
             left: expected.length,
             expected,
@@ -91,7 +92,8 @@ impl Verified {
             file,
             hasher: Sha256::new(),
             held: None,
-            buf: vec![0; CHUNK],
+            // No larger than a read can be (see `want` below): most files are small.
+            buf: vec![0; buf_len],
             done: false,
         }
     }
