@@ -72,7 +72,7 @@ pub struct PlannedFile {
 #[derive(Debug, Clone)]
 pub enum Step {
     /// Upload the files S3 lacks: conditional PUTs, each with its SHA-256.
-    Upload(Vec<PlannedFile>),
+    Upload(Vec<Arc<PlannedFile>>),
     /// The full release record (with its file list) to S3, after its objects.
     /// Serialized when the step runs, not before: at 50,000 files the JSON
     /// is 20 MB that would otherwise be held through the whole upload.
@@ -150,10 +150,11 @@ pub struct Switch {
 pub struct DeployPlan {
     /// Shared with the record step, which serializes it only when it runs.
     pub release: Arc<ReleaseRecord>,
-    pub files: Vec<PlannedFile>,
+    /// Shared with the upload step (no copy of the list it uploads).
+    pub files: Vec<Arc<PlannedFile>>,
     /// Content-addressed copies of the mutable files (`META/mutable/<sha256>`),
     /// from which activating a release restores them.
-    pub copies: Vec<PlannedFile>,
+    pub copies: Vec<Arc<PlannedFile>>,
     /// Objects whose headers differ from what this build wants (header rules
     /// changed): rewritten in place, same bytes.
     pub header_updates: Vec<ObjectCopy>,
@@ -205,7 +206,10 @@ impl DeployPlan {
             .fold((0, 0), |(n, b), f| (n + 1, b + f.size))
     }
     pub fn with(&self, decision: Decision) -> impl Iterator<Item = &PlannedFile> {
-        self.files.iter().filter(move |f| f.decision == decision)
+        self.files
+            .iter()
+            .map(|f| &**f)
+            .filter(move |f| f.decision == decision)
     }
 
     /// Keys that need a closer look (HEAD) before the plan is final.
@@ -226,6 +230,8 @@ impl DeployPlan {
             .chain(self.copies.iter_mut())
             .filter(|f| f.decision == Decision::Inspect)
         {
+            // Not shared yet: steps are made after the plan is resolved.
+            let f = Arc::make_mut(f);
             match inspected.get(&f.key) {
                 Some(i) if i.matches(&f.sha256, f.md5.as_deref()) => {
                     f.decision = Decision::Skip;
@@ -251,12 +257,12 @@ impl DeployPlan {
         if self.count(Decision::Conflict).0 > 0 {
             return Vec::new();
         }
-        let uploads: Vec<PlannedFile> = self
+        let uploads: Vec<Arc<PlannedFile>> = self
             .files
             .iter()
             .chain(&self.copies)
             .filter(|f| matches!(f.decision, Decision::Upload | Decision::Replace))
-            .cloned()
+            .map(Arc::clone)
             .collect();
         let mut steps = Vec::new();
         if !uploads.is_empty() {
@@ -415,7 +421,7 @@ fn plan_files(
     manifest: &Manifest,
     remote: &Listing,
     index: &ContentIndex,
-) -> Vec<PlannedFile> {
+) -> Vec<Arc<PlannedFile>> {
     build
         .files
         .iter()
@@ -440,7 +446,7 @@ fn plan_files(
                 (None, Some(k)) if k.sha256 == sha256 => (k.md5.clone(), k.etag.clone()),
                 (None, _) => (None, String::new()),
             };
-            PlannedFile {
+            Arc::new(PlannedFile {
                 path: f.path.clone(),
                 key,
                 size: f.size,
@@ -458,13 +464,13 @@ fn plan_files(
                 remote,
                 mutable,
                 remote_etag: listed.map(|o| o.etag.clone()),
-            }
+            })
         })
         .collect()
 }
 
 /// The content-addressed copy of each mutable file, to be checked (HEAD).
-fn mutable_copies(files: &[PlannedFile], meta_prefix: &str) -> Vec<PlannedFile> {
+fn mutable_copies(files: &[Arc<PlannedFile>], meta_prefix: &str) -> Vec<Arc<PlannedFile>> {
     files
         .iter()
         .filter(|f| f.mutable)
@@ -474,15 +480,16 @@ fn mutable_copies(files: &[PlannedFile], meta_prefix: &str) -> Vec<PlannedFile> 
             remote: None,
             mutable: false,
             remote_etag: None,
-            ..f.clone()
+            ..PlannedFile::clone(f)
         })
+        .map(Arc::new)
         .collect()
 }
 
 /// The release record: a content-derived id and where it came from.
 fn record(
     config: &Config,
-    files: &[PlannedFile],
+    files: &[Arc<PlannedFile>],
     manifest: &Manifest,
     who: Provenance,
 ) -> anyhow::Result<ReleaseRecord> {

@@ -6,6 +6,7 @@ mod describe;
 pub use describe::{describe, Target};
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -197,7 +198,7 @@ impl<'a> Executor<'a> {
 
     /// Upload files, `concurrency` at a time. Stops at the first failure;
     /// multipart uploads still in flight are aborted.
-    async fn upload(&self, files: &[PlannedFile]) -> anyhow::Result<UploadStats> {
+    async fn upload(&self, files: &[Arc<PlannedFile>]) -> anyhow::Result<UploadStats> {
         let root = self
             .root
             .expect("an upload step comes with the build directory");

@@ -95,6 +95,7 @@ fn an_inspected_object_is_skipped_only_with_the_same_bytes() {
     seen.insert(key("mutable"), Inspected::Sha256(other.clone()));
     // "gone": deleted since the listing.
     for f in p.files.iter_mut() {
+        let f = std::sync::Arc::make_mut(f);
         f.mutable = f.key == key("mutable");
     }
     p.resolve(&seen);
