@@ -1,0 +1,349 @@
+//! What a deploy reports: the outcome as JSON, and as text.
+
+use serde::Serialize;
+
+use crate::build::manifest::{Format, ManifestDiff};
+use crate::commands::Ctx;
+use crate::contract::Pin;
+use crate::exec::UploadStats;
+use crate::plan::{Decision, DeployPlan, PlannedFile};
+use crate::release::ReleaseRecord;
+use crate::render::{bytes, count, Render};
+
+/// How the deploy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ending {
+    /// Dry run: what would happen.
+    Planned,
+    /// Dry run: objects in S3 hold other bytes; a real deploy would refuse (exit 3).
+    Conflict,
+    Activated,
+    /// Uploaded and recorded, not switched (`--no-activate`).
+    Recorded,
+    /// The build is the live release (its missing objects, if any, restored).
+    AlreadyLive,
+    /// The build was the live release, but Redis no longer held its manifest
+    /// intact: written again.
+    Repaired,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Counted {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Seconds spent in each phase (absent: the phase did not run).
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    pub scan: f64,
+    pub list: f64,
+    pub plan: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub register: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch: Option<f64>,
+    pub total: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub command: &'static str,
+    pub app: String,
+    pub dry_run: bool,
+    pub outcome: Ending,
+    pub activated: bool,
+    /// The release record (without its file list).
+    pub release: ReleaseRecord,
+    pub live_before: Option<String>,
+    pub live_after: Option<String>,
+    pub upload: Counted,
+    pub skip: Counted,
+    /// Files `exclude` left out of the upload and the release.
+    pub excluded: Counted,
+    pub conflicts: Vec<PlannedFile>,
+    /// The files to upload, with their headers.
+    pub objects: Vec<PlannedFile>,
+    /// The manifest's format (chosen by `manifest_format`, or detected).
+    pub manifest_format: Format,
+    pub manifest_diff: ManifestDiff,
+    /// The writes, in order (a dry run: the writes a deploy would make).
+    pub steps: Vec<String>,
+    /// What the upload did (absent when nothing was uploaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploaded: Option<UploadStats>,
+    pub warnings: Vec<String>,
+    /// The pin that kept this deploy from activating (null when not pinned).
+    pub pinned: Option<Pin>,
+    /// Whether the release is registered in Redis (false: recorded in S3
+    /// only; `cutover activate ID` registers it).
+    pub registered: bool,
+    pub timings: Timings,
+    #[serde(skip)]
+    verbose: bool,
+    /// `--timings`: the text output ends with them.
+    #[serde(skip)]
+    pub(super) show_timings: bool,
+}
+
+/// At most this many files per kind in text output, unless `--verbose`.
+pub(super) const SHOWN: usize = 10;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn outcome(
+    ctx: &Ctx,
+    plan: &DeployPlan,
+    ending: Ending,
+    steps: Vec<String>,
+    uploaded: Option<UploadStats>,
+    live_after: Option<String>,
+    timings: Timings,
+    dry_run: bool,
+    manifest_format: Format,
+) -> Outcome {
+    let (up_n, up_b) = plan.count(Decision::Upload);
+    let (skip_n, skip_b) = plan.count(Decision::Skip);
+    Outcome {
+        command: "deploy",
+        app: plan.release.app.clone(),
+        dry_run,
+        outcome: ending,
+        activated: matches!(ending, Ending::Activated | Ending::Repaired),
+        release: plan.release.summary(),
+        live_before: plan.live_release.clone(),
+        live_after,
+        upload: Counted {
+            files: up_n,
+            bytes: up_b,
+        },
+        skip: Counted {
+            files: skip_n,
+            bytes: skip_b,
+        },
+        excluded: Counted {
+            files: plan.excluded.0,
+            bytes: plan.excluded.1,
+        },
+        conflicts: plan.with(Decision::Conflict).cloned().collect(),
+        objects: plan.with(Decision::Upload).cloned().collect(),
+        manifest_format,
+        manifest_diff: plan.manifest_diff.clone(),
+        steps,
+        uploaded,
+        warnings: plan.warnings.clone(),
+        pinned: None,
+        registered: true,
+        timings,
+        verbose: ctx.verbose,
+        show_timings: false,
+    }
+}
+
+impl Timings {
+    /// One line: each phase that ran, then the total.
+    pub fn line(&self) -> String {
+        let phases = [
+            ("scan", Some(self.scan)),
+            ("list", Some(self.list)),
+            ("plan", Some(self.plan)),
+            ("upload", self.upload),
+            ("record", self.record),
+            ("register", self.register),
+            ("switch", self.switch),
+        ];
+        let parts: Vec<String> = phases
+            .iter()
+            .filter_map(|(name, secs)| secs.map(|s| format!("{name} {s:.3}s")))
+            .collect();
+        format!(
+            "timings: {}; total {:.3}s (scan and list run at once)",
+            parts.join(", "),
+            self.total
+        )
+    }
+}
+
+impl Outcome {
+    fn shown(&self) -> usize {
+        if self.verbose {
+            usize::MAX
+        } else {
+            SHOWN
+        }
+    }
+
+    /// Lines for a list, the first few unless verbose, then "... and N more".
+    fn listed<T>(&self, t: &mut String, items: &[T], line: impl Fn(&T) -> String) {
+        for item in items.iter().take(self.shown()) {
+            t.push_str(&line(item));
+            t.push('\n');
+        }
+        if items.len() > self.shown() {
+            t.push_str(&format!(
+                "  ... and {} more (--verbose lists them all)\n",
+                items.len() - self.shown()
+            ));
+        }
+    }
+
+    fn plan_text(&self, t: &mut String) {
+        let r = &self.release;
+        t.push_str(&format!(
+            "upload {} ({}), skip {} already in S3 ({}), {}\n",
+            count(self.upload.files, "file"),
+            bytes(self.upload.bytes),
+            count(self.skip.files, "file"),
+            bytes(self.skip.bytes),
+            count(self.conflicts.len(), "conflict")
+        ));
+        if self.excluded.files > 0 {
+            t.push_str(&format!(
+                "left out by exclude: {} ({})\n",
+                count(self.excluded.files, "file"),
+                bytes(self.excluded.bytes)
+            ));
+        }
+        self.listed(t, &self.objects, |f| {
+            format!(
+                "  + s3://{}/{}  {}  {}  {}{}",
+                r.bucket,
+                f.key,
+                bytes(f.size),
+                f.headers.content_type,
+                f.headers.cache_control,
+                f.headers
+                    .content_encoding
+                    .as_deref()
+                    .map(|e| format!("  encoding {e}"))
+                    .unwrap_or_default()
+            )
+        });
+        self.listed(t, &self.conflicts, |f| {
+            format!(
+                "  ! s3://{}/{}  S3 has {}, build has {} (sha256 {})",
+                r.bucket,
+                f.key,
+                f.remote.as_deref().unwrap_or("other bytes"),
+                bytes(f.size),
+                f.sha256
+            )
+        });
+        let d = &self.manifest_diff;
+        t.push_str(&format!(
+            "manifest against live ({}): {} added, {} changed, {} removed, {} unchanged\n",
+            self.live_before.as_deref().unwrap_or("none"),
+            d.added.len(),
+            d.changed.len(),
+            d.removed.len(),
+            d.unchanged
+        ));
+        self.listed(t, &d.added, |e| format!("  + {} -> {}", e.entry, e.url));
+        self.listed(t, &d.changed, |c| {
+            format!("  ~ {}: {} -> {}", c.entry, c.from, c.to)
+        });
+        self.listed(t, &d.removed, |e| {
+            format!("  - {} (was {})", e.entry, e.url)
+        });
+        if self.steps.is_empty() {
+            let why = if self.outcome == Ending::Conflict {
+                "a deploy would stop before writing anything (exit 3)"
+            } else {
+                "nothing to write"
+            };
+            t.push_str(&format!("writes: none, {why}\n"));
+        } else {
+            t.push_str("writes, in order:\n");
+            for (i, s) in self.steps.iter().enumerate() {
+                t.push_str(&format!("  {}. {s}\n", i + 1));
+            }
+        }
+    }
+}
+
+impl Render for Outcome {
+    fn text(&self) -> String {
+        let mut t = self.result_text();
+        if self.show_timings {
+            t.push_str(&self.timings.line());
+            t.push('\n');
+        }
+        t
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.outcome == Ending::Conflict {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+impl Outcome {
+    fn result_text(&self) -> String {
+        let r = &self.release;
+        let id = &r.id;
+        let mut t = String::new();
+        if self.dry_run {
+            t.push_str("dry run: nothing will be changed\n");
+            t.push_str(&format!(
+                "release {id} of {}: {}, {}\n",
+                r.app,
+                count(r.file_count, "file"),
+                bytes(r.bytes)
+            ));
+            if self.outcome == Ending::AlreadyLive {
+                t.push_str("already live\n");
+            }
+            self.plan_text(&mut t);
+            return t;
+        }
+        if let Some(u) = self.uploaded.as_ref().filter(|u| u.files > 0) {
+            t.push_str(&format!(
+                "uploaded {} ({}) in {:.1}s, skipped {} already in S3\n",
+                count(u.files as usize, "file"),
+                bytes(u.bytes),
+                u.seconds,
+                count(self.skip.files, "file")
+            ));
+        }
+        let line = match self.outcome {
+            Ending::AlreadyLive if self.uploaded.is_some() => {
+                format!(
+                    "release {id} is already live for {}; restored its missing objects",
+                    r.app
+                )
+            }
+            Ending::AlreadyLive => {
+                format!("release {id} is already live for {}; nothing to do", r.app)
+            }
+            Ending::Recorded if !self.registered => format!(
+                "recorded release {id} in S3 only (not registered in Redis); `cutover activate {id}` registers and activates it"
+            ),
+            Ending::Recorded if self.pinned.is_some() => format!(
+                "recorded release {id} (not activated: {} is pinned); make it live with: cutover activate {id} --unpin",
+                r.app
+            ),
+            Ending::Recorded => format!(
+                "recorded release {id} (not activated); make it live with: cutover activate {id}"
+            ),
+            Ending::Repaired => format!(
+                "release {id} was live for {} but Redis no longer held its manifest intact; wrote it again",
+                r.app
+            ),
+            _ => format!(
+                "release {id} is live for {} (was {})",
+                r.app,
+                self.live_before.as_deref().unwrap_or("none")
+            ),
+        };
+        t.push_str(&line);
+        t.push('\n');
+        t
+    }
+}
