@@ -5,15 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::support::{fixture, rt, start_redis, Ctx};
-
-fn deploy(ctx: &Ctx, build: &str, extra: &[&str]) -> String {
-    let mut args = vec!["deploy", build, "--json"];
-    args.extend_from_slice(extra);
-    let run = ctx.run(&args);
-    assert_eq!(run.code, 0, "{run:?}");
-    run.json()["release"]["id"].as_str().unwrap().to_string()
-}
+use crate::support::{deploy, fixture, rt, start_redis, Ctx};
 
 #[test]
 fn deploy_rollback_and_history_follow_the_contract() {

@@ -5,15 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::support::{fixture, rt, Ctx};
-
-fn deploy(ctx: &Ctx, build: &str, extra: &[&str]) -> String {
-    let mut args = vec!["deploy", build, "--json"];
-    args.extend_from_slice(extra);
-    let run = ctx.run(&args);
-    run.expect(0);
-    run.json()["release"]["id"].as_str().unwrap().to_string()
-}
+use crate::support::{deploy, fixture, rt, Ctx};
 
 fn config_for(ctx: &Ctx, redis_url: &str) -> cutover::config::Config {
     let env: HashMap<&str, String> = [

@@ -9,17 +9,11 @@ use std::sync::atomic::Ordering;
 use serde_json::Value;
 
 use crate::support::redis_proxy::{self, Drop};
-use crate::support::{fixture, rt, Ctx, Run};
+use crate::support::{deploy, fixture, rt, Ctx, Run};
 
 fn id_of(run: &Run) -> String {
     run.expect(0);
     run.json()["release"]["id"].as_str().unwrap().to_string()
-}
-
-fn deploy(ctx: &Ctx, build: &str, extra: &[&str]) -> String {
-    let mut args = vec!["deploy", build, "--json"];
-    args.extend_from_slice(extra);
-    id_of(&ctx.run(&args))
 }
 
 /// Another writer switching to `x` as an activation does: `current` and

@@ -4,15 +4,7 @@
 
 use serde_json::Value;
 
-use crate::support::{fixture, rt, Ctx};
-
-fn deploy(ctx: &Ctx, build: &str, extra: &[&str]) -> String {
-    let mut args = vec!["deploy", build, "--json"];
-    args.extend_from_slice(extra);
-    let run = ctx.run(&args);
-    run.expect(0);
-    run.json()["release"]["id"].as_str().unwrap().to_string()
-}
+use crate::support::{deploy, fixture, rt, Ctx};
 
 /// The live manifest as the app reads it, and the one in `id`'s record.
 fn manifests(ctx: &Ctx, id: &str) -> (Option<Value>, Value) {

@@ -43,6 +43,15 @@ pub fn documented_acl(user: &str, password: &str, app: &str, extra: &[&str]) -> 
         .collect()
 }
 
+/// `cutover deploy BUILD --json EXTRA...`, which must exit 0; the release id.
+pub fn deploy(ctx: &Ctx, build: &str, extra: &[&str]) -> String {
+    let mut args = vec!["deploy", build, "--json"];
+    args.extend_from_slice(extra);
+    let run = ctx.run(&args);
+    run.expect(0);
+    run.json()["release"]["id"].as_str().unwrap().to_string()
+}
+
 /// A shared runtime for the async parts of tests.
 pub fn rt() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
