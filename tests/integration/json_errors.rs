@@ -3,7 +3,7 @@
 //! code the process ends with; and no document, success or failure, shows
 //! a Redis password.
 
-use crate::support::{fixture, rt, Ctx, Run};
+use crate::support::{deploy, fixture, rt, Ctx, Run};
 
 /// The error document of a failed `--json` run: exactly `error` and
 /// `exit_code`, agreeing with stderr and the exit status.
@@ -22,23 +22,8 @@ fn error_document(run: &Run, code: i32) -> String {
 #[test]
 fn failures_under_json_are_one_document_with_the_error_and_its_exit_code() {
     let ctx = Ctx::new("json-errors");
-    let a = ctx
-        .run(&["deploy", fixture("shakapacker").to_str().unwrap(), "--json"])
-        .json()["release"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let b = ctx
-        .run(&[
-            "deploy",
-            fixture("flat").to_str().unwrap(),
-            "--no-activate",
-            "--json",
-        ])
-        .json()["release"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a = deploy(&ctx, fixture("shakapacker").to_str().unwrap(), &[]);
+    let b = deploy(&ctx, fixture("flat").to_str().unwrap(), &["--no-activate"]);
 
     // 2: bad input.
     let missing = ctx.work.path().join("public/packs");

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use crate::support::redis_proxy::{self, Drop};
 use crate::support::s3_proxy::FaultyProxy;
-use crate::support::{fixture, rt, Ctx};
+use crate::support::{deploy, fixture, rt, Ctx};
 
 /// The lock's owner and its time to live (ms; -1 = none, -2 = no lock).
 fn lock(ctx: &Ctx) -> (Option<String>, i64) {
@@ -29,23 +29,12 @@ const FOREIGN: &str = "someone-else/4242/00000000deadbeef";
 fn a_lock_held_by_another_owner_is_waited_for_refused_and_left_alone() {
     let ctx = Ctx::new("foreign-lock");
     let flat = fixture("flat");
-    let a = ctx
-        .run(&["deploy", fixture("shakapacker").to_str().unwrap(), "--json"])
-        .json()["release"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let x = ctx
-        .run(&[
-            "deploy",
-            fixture("example").to_str().unwrap(),
-            "--no-activate",
-            "--json",
-        ])
-        .json()["release"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a = deploy(&ctx, fixture("shakapacker").to_str().unwrap(), &[]);
+    let x = deploy(
+        &ctx,
+        fixture("example").to_str().unwrap(),
+        &["--no-activate"],
+    );
     ctx.redis_cmd(&["SET", &ctx.key("lock"), FOREIGN, "PX", "600000", "NX"]);
     let before = ctx.world();
     let run = ctx
@@ -100,12 +89,7 @@ fn a_lock_held_by_another_owner_is_waited_for_refused_and_left_alone() {
 #[test]
 fn a_deploy_whose_lock_was_taken_over_neither_renews_nor_releases_it() {
     let ctx = Ctx::new("lock-taken-over");
-    let a = ctx
-        .run(&["deploy", fixture("shakapacker").to_str().unwrap(), "--json"])
-        .json()["release"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let a = deploy(&ctx, fixture("shakapacker").to_str().unwrap(), &[]);
     let s3 = FaultyProxy::transparent(&ctx.s3_endpoint);
     let redis = redis_proxy::start(ctx.redis_port(), Drop::Nothing);
     s3.hold_puts();
