@@ -3,10 +3,10 @@
 //! lock was taken over neither renews nor releases the new owner's lock,
 //! and does not switch.
 
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::sync::atomic::Ordering;
 
-use crate::support::redis_proxy::{self, Drop};
+use crate::support::redis_proxy::{self, Drop, RedisProxy};
 use crate::support::s3_proxy::FaultyProxy;
 use crate::support::{deploy, fixture, rt, Ctx};
 
@@ -86,10 +86,10 @@ fn a_lock_held_by_another_owner_is_waited_for_refused_and_left_alone() {
     }
 }
 
-#[test]
-fn a_deploy_whose_lock_was_taken_over_neither_renews_nor_releases_it() {
-    let ctx = Ctx::new("lock-taken-over");
-    let a = deploy(&ctx, fixture("shakapacker").to_str().unwrap(), &[]);
+/// A deploy of `flat` through both proxies, with a 5 s lock renewed every
+/// 5/3 s, started and left holding the lock while uploading: its first PUT
+/// waits at the S3 proxy until `release_puts`.
+fn deploy_held_mid_upload(ctx: &Ctx) -> (FaultyProxy, RedisProxy, Child) {
     let s3 = FaultyProxy::transparent(&ctx.s3_endpoint);
     let redis = redis_proxy::start(ctx.redis_port(), Drop::Nothing);
     s3.hold_puts();
@@ -97,13 +97,19 @@ fn a_deploy_whose_lock_was_taken_over_neither_renews_nor_releases_it() {
     cmd.args(["deploy", fixture("flat").to_str().unwrap(), "--json"])
         .env("CUTOVER_S3_ENDPOINT", &s3.url)
         .env("REDIS_URL", redis.url())
-        // Renewed every 5/3 s.
         .env("CUTOVER_LOCK_TTL", "5")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
-    // It holds the lock and is uploading: its first PUT waits in the proxy.
     s3.wait_for("a PUT of the deploy waits at the proxy", |l| l.held > 0);
+    (s3, redis, child)
+}
+
+#[test]
+fn a_deploy_whose_lock_was_taken_over_neither_renews_nor_releases_it() {
+    let ctx = Ctx::new("lock-taken-over");
+    let a = deploy(&ctx, fixture("shakapacker").to_str().unwrap(), &[]);
+    let (s3, redis, child) = deploy_held_mid_upload(&ctx);
     let (ours, _) = lock(&ctx);
     assert!(
         ours.as_deref()
@@ -148,18 +154,7 @@ fn a_deploy_whose_lock_was_taken_over_neither_renews_nor_releases_it() {
 #[test]
 fn a_deploy_that_outlives_its_lock_ttl_keeps_the_lock_by_renewing_it() {
     let ctx = Ctx::new("lock-renewed");
-    let s3 = FaultyProxy::transparent(&ctx.s3_endpoint);
-    let redis = redis_proxy::start(ctx.redis_port(), Drop::Nothing);
-    s3.hold_puts();
-    let mut cmd = ctx.command();
-    cmd.args(["deploy", fixture("flat").to_str().unwrap(), "--json"])
-        .env("CUTOVER_S3_ENDPOINT", &s3.url)
-        .env("REDIS_URL", redis.url())
-        .env("CUTOVER_LOCK_TTL", "5")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd.spawn().unwrap();
-    s3.wait_for("a PUT of the deploy waits at the proxy", |l| l.held > 0);
+    let (s3, redis, child) = deploy_held_mid_upload(&ctx);
     let (ours, _) = lock(&ctx);
     let ours = ours.expect("the deploy holds the lock");
     // Held up longer than the lock's 5 s TTL: three renewals (one every
