@@ -38,33 +38,61 @@ pub enum Decision {
     Replace,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One file of the build as the plan sees it: the file as the release will
+/// record it (shared with the record, not copied: at 50,000 files a copy
+/// would be 20 MB), its key, and what the deploy does with it.
+#[derive(Debug, Clone)]
 pub struct PlannedFile {
-    pub path: String,
+    /// Path, size, digests, headers: what the release records. Planned
+    /// files always carry their headers (see [`PlannedFile::headers`]).
+    pub file: Arc<ReleaseFile>,
     pub key: String,
-    pub size: u64,
-    pub sha256: String,
-    /// MD5 of the whole file (hex), when known: computed for the files whose
-    /// decision or record needs it, or taken from the record that proved
-    /// the object holds these bytes.
-    #[serde(skip)]
-    pub md5: Option<String>,
-    /// The ETag S3 gives our upload (empty when the MD5 is not known).
-    #[serde(skip)]
-    pub etag: String,
-    #[serde(flatten)]
-    pub headers: Headers,
-    #[serde(rename = "action")]
     pub decision: Decision,
     /// For conflicts: what S3 holds.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
-    /// A `[[mutable]]` file: may change under the same name.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub mutable: bool,
     /// The ETag S3 listed for the key (the condition of a replacement).
-    #[serde(skip)]
     pub remote_etag: Option<String>,
+}
+
+impl PlannedFile {
+    /// The headers it is uploaded with.
+    pub fn headers(&self) -> &Headers {
+        self.file
+            .headers
+            .as_ref()
+            .expect("planned files are made with their headers")
+    }
+}
+
+/// A planned file as `--json` shows it (README, "JSON output").
+impl Serialize for PlannedFile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Row<'a> {
+            path: &'a str,
+            key: &'a str,
+            size: u64,
+            sha256: &'a str,
+            #[serde(flatten)]
+            headers: &'a Headers,
+            action: Decision,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            remote: Option<&'a str>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            mutable: bool,
+        }
+        Row {
+            path: &self.file.path,
+            key: &self.key,
+            size: self.file.size,
+            sha256: &self.file.sha256,
+            headers: self.headers(),
+            action: self.decision,
+            remote: self.remote.as_deref(),
+            mutable: self.file.mutable,
+        }
+        .serialize(s)
+    }
 }
 
 /// One write. The executor carries out a plan's steps in order; the last
@@ -203,7 +231,7 @@ impl DeployPlan {
         self.files
             .iter()
             .filter(|f| f.decision == decision)
-            .fold((0, 0), |(n, b), f| (n + 1, b + f.size))
+            .fold((0, 0), |(n, b), f| (n + 1, b + f.file.size))
     }
     pub fn with(&self, decision: Decision) -> impl Iterator<Item = &PlannedFile> {
         self.files
@@ -233,11 +261,11 @@ impl DeployPlan {
             // Not shared yet: steps are made after the plan is resolved.
             let f = Arc::make_mut(f);
             match inspected.get(&f.key) {
-                Some(i) if i.matches(&f.sha256, f.md5.as_deref()) => {
+                Some(i) if i.matches(&f.file.sha256, f.file.md5.as_deref()) => {
                     f.decision = Decision::Skip;
                     f.remote = None;
                 }
-                Some(_) if f.mutable => f.decision = Decision::Replace,
+                Some(_) if f.file.mutable => f.decision = Decision::Replace,
                 Some(i) => {
                     f.decision = Decision::Conflict;
                     f.remote = Some(i.to_string());
@@ -363,7 +391,7 @@ pub fn md5_needed(
             let indexed = remote
                 .get(&key)
                 .and_then(|o| index.confirms(&key, o))
-                .filter(|k| !mutable && k.sha256 == f.digests.sha256_hex());
+                .filter(|k| !mutable && k.sha256.eq_ignore_ascii_case(&f.digests.sha256_hex()));
             indexed.is_none()
         })
         .map(|f| f.path.clone())
@@ -386,8 +414,8 @@ pub fn deploy(
     let copies = mutable_copies(&files, &config.meta_prefix()?);
     let not_fingerprinted: Vec<String> = files
         .iter()
-        .filter(|f| !manifest.is_fingerprinted(&f.path) && !f.mutable)
-        .map(|f| f.path.clone())
+        .filter(|f| !manifest.is_fingerprinted(&f.file.path) && !f.file.mutable)
+        .map(|f| f.file.path.clone())
         .collect();
     let release = record(config, &files, manifest, who)?;
     let warnings = warnings(config, manifest, &not_fingerprinted);
@@ -434,35 +462,41 @@ fn plan_files(
             let known = listed
                 .and_then(|o| index.confirms(&key, o))
                 .filter(|_| !mutable);
+            let same = known.is_some_and(|k| k.sha256.eq_ignore_ascii_case(&sha256));
             let (decision, remote) = match known {
                 // The records say S3 holds these bytes, and S3's listing agrees.
-                Some(k) if k.sha256 == sha256 => (Decision::Skip, None),
+                Some(_) if same => (Decision::Skip, None),
                 // ...or other bytes: a closer look decides (conflict, or not).
                 Some(k) => (Decision::Inspect, Some(format!("sha256 {}", k.sha256))),
                 None => classify(f, listed, mutable),
             };
             let (md5, etag) = match (&f.digests.md5, known) {
                 (Some(m), _) => (Some(hex::encode(m.md5)), m.expected_etag()),
-                (None, Some(k)) if k.sha256 == sha256 => (k.md5.clone(), k.etag.clone()),
+                (None, Some(k)) if same => (
+                    k.md5().map(str::to_ascii_lowercase),
+                    k.etag.trim_matches('"').to_ascii_lowercase(),
+                ),
                 (None, _) => (None, String::new()),
             };
             Arc::new(PlannedFile {
-                path: f.path.clone(),
+                file: Arc::new(ReleaseFile {
+                    path: f.path.clone(),
+                    size: f.size,
+                    sha256,
+                    md5,
+                    etag,
+                    // Mutable files get the short Cache-Control, whatever their name.
+                    headers: Some(headers_for(
+                        f,
+                        manifest.is_fingerprinted(&f.path) && !mutable,
+                        &config.cache_control,
+                        &config.header_rules,
+                    )),
+                    mutable,
+                }),
                 key,
-                size: f.size,
-                sha256,
-                md5,
-                etag,
-                // Mutable files get the short Cache-Control, whatever their name.
-                headers: headers_for(
-                    f,
-                    manifest.is_fingerprinted(&f.path) && !mutable,
-                    &config.cache_control,
-                    &config.header_rules,
-                ),
                 decision,
                 remote,
-                mutable,
                 remote_etag: listed.map(|o| o.etag.clone()),
             })
         })
@@ -473,14 +507,17 @@ fn plan_files(
 fn mutable_copies(files: &[Arc<PlannedFile>], meta_prefix: &str) -> Vec<Arc<PlannedFile>> {
     files
         .iter()
-        .filter(|f| f.mutable)
+        .filter(|f| f.file.mutable)
         .map(|f| PlannedFile {
-            key: crate::contract::mutable_key(meta_prefix, &f.sha256),
+            key: crate::contract::mutable_key(meta_prefix, &f.file.sha256),
             decision: Decision::Inspect,
             remote: None,
-            mutable: false,
             remote_etag: None,
-            ..PlannedFile::clone(f)
+            // The copy is not itself a mutable file (it never changes).
+            file: Arc::new(ReleaseFile {
+                mutable: false,
+                ..ReleaseFile::clone(&f.file)
+            }),
         })
         .map(Arc::new)
         .collect()
@@ -496,7 +533,7 @@ fn record(
     let (bucket, cdn_url) = (config.bucket()?, config.cdn_url()?);
     let id_files: Vec<(&str, &str, &Headers)> = files
         .iter()
-        .map(|f| (f.path.as_str(), f.sha256.as_str(), &f.headers))
+        .map(|f| (f.file.path.as_str(), f.file.sha256.as_str(), f.headers()))
         .collect();
     let id = release_id(&IdInput {
         bucket,
@@ -511,7 +548,7 @@ fn record(
         created_at: who.created.0,
         created_at_ms: who.created.1,
         file_count: files.len(),
-        bytes: files.iter().map(|f| f.size).sum(),
+        bytes: files.iter().map(|f| f.file.size).sum(),
         git_sha: config.git_sha.clone(),
         git_branch: config.git_branch.clone(),
         build_url: config.build_url.clone(),
@@ -523,20 +560,7 @@ fn record(
         manifest: manifest.live.clone(),
         public_path: Some(manifest.public_path.clone()),
         promoted_from: None,
-        files: Some(
-            files
-                .iter()
-                .map(|f| ReleaseFile {
-                    path: f.path.clone(),
-                    size: f.size,
-                    sha256: f.sha256.clone(),
-                    md5: f.md5.clone(),
-                    etag: f.etag.clone(),
-                    headers: Some(f.headers.clone()),
-                    mutable: f.mutable,
-                })
-                .collect(),
-        ),
+        files: Some(files.iter().map(|f| Arc::clone(&f.file)).collect()),
     })
 }
 

@@ -64,8 +64,9 @@ pub struct ReleaseRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_from: Option<PromotedFrom>,
     /// Every object of the release; kept in the S3 copy, left out of the Redis copy.
+    /// Shared (not copied) with the deploy plan that made the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub files: Option<Vec<ReleaseFile>>,
+    pub files: Option<Vec<std::sync::Arc<ReleaseFile>>>,
 }
 
 /// Where a promoted release came from.

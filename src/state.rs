@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::release::{ReleaseFile, ReleaseRecord};
+
 /// An object as one listing of the bucket shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteObject {
@@ -24,71 +26,81 @@ pub type Listing = HashMap<String, RemoteObject>;
 /// carries one), the object holds the recorded bytes, without a HEAD or GET.
 /// Mutable files are left out (they change under their name), and so is a
 /// key two records disagree on.
+///
+/// The index owns the records and points into them: at 50,000 files a copy
+/// of every digest would cost more than the records themselves.
 #[derive(Debug, Clone, Default)]
 pub struct ContentIndex {
-    known: HashMap<String, Known>,
-}
-
-/// The bytes a record says a key holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Known {
-    pub size: u64,
-    pub sha256: String,
-    /// MD5 (hex), when the record kept it.
-    pub md5: Option<String>,
-    /// The ETag S3 gives the upload (MD5, or multipart MD5-of-MD5s).
-    pub etag: String,
+    records: Vec<ReleaseRecord>,
+    /// Key → (record, file) that says what it holds.
+    by_key: HashMap<String, (u32, u32)>,
 }
 
 impl ContentIndex {
-    /// The index of the records of objects in `bucket`.
-    pub fn from_records<'r>(
-        bucket: &str,
-        records: impl IntoIterator<Item = &'r crate::release::ReleaseRecord>,
-    ) -> ContentIndex {
-        let mut known: HashMap<String, Known> = HashMap::new();
+    /// The index of the records of objects in `bucket` (the records of
+    /// other buckets are kept, not indexed).
+    pub fn new(bucket: &str, records: Vec<ReleaseRecord>) -> ContentIndex {
+        let mut by_key: HashMap<String, (u32, u32)> = HashMap::new();
         let mut ambiguous = std::collections::HashSet::new();
-        for r in records.into_iter().filter(|r| r.bucket == bucket) {
-            for f in r.files.iter().flatten().filter(|f| !f.mutable) {
+        for (ri, r) in records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.bucket == bucket)
+        {
+            let files = r.files.iter().flatten().enumerate();
+            for (fi, f) in files.filter(|(_, f)| !f.mutable) {
                 let key = crate::contract::object_key(&r.prefix, &f.path);
-                let k = Known {
-                    size: f.size,
-                    sha256: f.sha256.to_ascii_lowercase(),
-                    md5: f.md5().map(str::to_ascii_lowercase),
-                    etag: f.etag.trim_matches('"').to_ascii_lowercase(),
-                };
-                match known.get(&key) {
-                    Some(seen) if seen.sha256 != k.sha256 || seen.size != k.size => {
+                match by_key.get(&key).map(|&(r, f)| Self::at(&records, r, f)) {
+                    Some(seen)
+                        if !seen.sha256.eq_ignore_ascii_case(&f.sha256) || seen.size != f.size =>
+                    {
                         ambiguous.insert(key);
                     }
                     Some(_) => {}
                     None => {
-                        known.insert(key, k);
+                        let at = |i: usize| u32::try_from(i).expect("fewer than 2^32 files");
+                        by_key.insert(key, (at(ri), at(fi)));
                     }
                 }
             }
         }
         for key in ambiguous {
-            known.remove(&key);
+            by_key.remove(&key);
         }
-        ContentIndex { known }
+        by_key.shrink_to_fit();
+        ContentIndex { records, by_key }
     }
 
+    fn at(records: &[ReleaseRecord], record: u32, file: u32) -> &ReleaseFile {
+        &records[record as usize]
+            .files
+            .as_ref()
+            .expect("indexed records list files")[file as usize]
+    }
+
+    /// The number of keys the records settle.
     pub fn len(&self) -> usize {
-        self.known.len()
+        self.by_key.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.known.is_empty()
+        self.by_key.is_empty()
+    }
+
+    /// The record of release `id`, if it is one of the indexed ones.
+    pub fn record(&self, id: &str) -> Option<&ReleaseRecord> {
+        self.records.iter().find(|r| r.id == id)
     }
 
     /// What `key` holds, if the records know and S3's listing entry agrees
     /// with them; None when they do not know, or S3 disagrees (S3 wins).
-    pub fn confirms(&self, key: &str, listed: &RemoteObject) -> Option<&Known> {
-        let k = self.known.get(key)?;
+    pub fn confirms(&self, key: &str, listed: &RemoteObject) -> Option<&ReleaseFile> {
+        let &(r, f) = self.by_key.get(key)?;
+        let k = Self::at(&self.records, r, f);
         let etag = listed.etag.trim_matches('"');
-        (k.size == listed.size && (etag.is_empty() || etag.eq_ignore_ascii_case(&k.etag)))
-            .then_some(k)
+        (k.size == listed.size
+            && (etag.is_empty() || etag.eq_ignore_ascii_case(k.etag.trim_matches('"'))))
+        .then_some(k)
     }
 }
 
@@ -273,7 +285,7 @@ mod tests {
         assert_eq!(no_etag.compare(3, &[""]), Listed::Unsure);
     }
 
-    fn record(id: &str, files: &[(&str, u64, &str, bool)]) -> crate::release::ReleaseRecord {
+    fn record(id: &str, files: &[(&str, u64, &str, bool)]) -> ReleaseRecord {
         serde_json::from_value(serde_json::json!({
             "id": id, "app": "shop", "created_at": "", "created_at_ms": 0, "file_count": files.len(),
             "bytes": 0, "git_sha": null, "git_branch": null, "build_url": null, "deployed_by": null,
@@ -300,7 +312,7 @@ mod tests {
             "b",
             &[("js/a.js", 3, "aa", false), ("x.js", 2, "x2", false)],
         );
-        let index = ContentIndex::from_records("assets", [&a, &b]);
+        let index = ContentIndex::new("assets", vec![a.clone(), b]);
         let listed = |size, etag: &str| RemoteObject {
             size,
             etag: etag.into(),
@@ -326,7 +338,7 @@ mod tests {
         assert!(index.confirms("packs/sw.js", &listed(1, "")).is_none());
         assert!(index.confirms("packs/x.js", &listed(2, "")).is_none());
         // Records of another bucket describe other objects.
-        assert!(ContentIndex::from_records("elsewhere", [&a]).is_empty());
+        assert!(ContentIndex::new("elsewhere", vec![a]).is_empty());
         assert_eq!(index.len(), 1);
     }
 }

@@ -119,7 +119,7 @@ pub async fn classify<'r>(
             } else {
                 object_key(&record.prefix, &f.path)
             };
-            (key, f)
+            (key, &**f)
         })
         .collect();
     let keys = keyed.iter().map(|(k, _)| k.clone()).collect();
@@ -212,6 +212,7 @@ pub async fn mutable_restores(
         .iter()
         .flatten()
         .filter(|f| f.mutable)
+        .map(|f| &**f)
         .collect();
     let keys: Vec<String> = mutable
         .iter()
@@ -253,7 +254,7 @@ pub fn cdn_checks(record: &ReleaseRecord, sample: usize) -> Vec<CdnCheck> {
             url_path(&object_key(&record.prefix, &f.path))
         )
     };
-    let by_url: HashMap<String, &ReleaseFile> = files.iter().map(|f| (url_of(f), f)).collect();
+    let by_url: HashMap<String, &ReleaseFile> = files.iter().map(|f| (url_of(f), &**f)).collect();
     let mut urls = Vec::new();
     match record.manifest.get("entrypoints") {
         Some(entrypoints) => collect_strings(entrypoints, &mut urls),
@@ -273,6 +274,7 @@ pub fn cdn_checks(record: &ReleaseRecord, sample: usize) -> Vec<CdnCheck> {
     }
     let rest: Vec<&ReleaseFile> = files
         .iter()
+        .map(|f| &**f)
         .filter(|f| !chosen.iter().any(|c| c.path == f.path))
         .collect();
     if sample > 0 && !rest.is_empty() {

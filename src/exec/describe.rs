@@ -35,7 +35,7 @@ fn describe_one(step: &Step, t: &Target) -> String {
         Step::Upload(files) => format!(
             "S3 PUT {} ({}) under s3://{}/, each with If-None-Match: * and its SHA-256",
             count(files.len(), "object"),
-            bytes(files.iter().map(|f| f.size).sum()),
+            bytes(files.iter().map(|f| f.file.size).sum()),
             t.bucket
         ),
         Step::PutRecord { key, .. } => format!(

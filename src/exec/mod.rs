@@ -202,7 +202,7 @@ impl<'a> Executor<'a> {
         let root = self
             .root
             .expect("an upload step comes with the build directory");
-        let total: u64 = files.iter().map(|f| f.size).sum();
+        let total: u64 = files.iter().map(|f| f.file.size).sum();
         let started = Instant::now();
         self.observer.event(Event::Started {
             phase: Phase::Uploading,
@@ -212,14 +212,14 @@ impl<'a> Executor<'a> {
         let (store, observer, threshold) = (self.s3()?, self.observer, self.multipart_threshold);
         let results: anyhow::Result<Vec<(u64, PutOutcome)>> = stream::iter(files)
             .map(|f| async move {
-                let path = root.join(&f.path);
+                let path = root.join(&f.file.path);
                 let spec = PutSpec {
                     key: &f.key,
                     path: &path,
-                    size: f.size,
-                    sha256_hex: &f.sha256,
-                    md5_hex: f.md5.as_deref(),
-                    headers: &f.headers,
+                    size: f.file.size,
+                    sha256_hex: &f.file.sha256,
+                    md5_hex: f.file.md5.as_deref(),
+                    headers: f.headers(),
                     if_match: (f.decision == Decision::Replace)
                         .then_some(f.remote_etag.as_deref())
                         .flatten(),
@@ -228,9 +228,9 @@ impl<'a> Executor<'a> {
                 observer.event(Event::Advanced {
                     phase: Phase::Uploading,
                     files: 1,
-                    bytes: f.size,
+                    bytes: f.file.size,
                 });
-                Ok((f.size, outcome))
+                Ok((f.file.size, outcome))
             })
             .buffer_unordered(self.concurrency)
             .try_collect()

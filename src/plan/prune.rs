@@ -232,6 +232,7 @@ mod tests {
                         headers: None,
                         mutable: false,
                     })
+                    .map(std::sync::Arc::new)
                     .collect(),
             ),
         }

@@ -96,7 +96,7 @@ fn upload_skip_conflict_inspect() {
     let decisions: Vec<(&str, Decision)> = p
         .files
         .iter()
-        .map(|f| (f.path.as_str(), f.decision))
+        .map(|f| (f.file.path.as_str(), f.decision))
         .collect();
     assert_eq!(
         decisions,
@@ -116,7 +116,7 @@ fn upload_skip_conflict_inspect() {
         .steps("_cutover/shop/", &DeployOptions::default())
         .is_empty());
 
-    let c_sha = p.files[2].sha256.clone();
+    let c_sha = p.files[2].file.sha256.clone();
     let mut seen = HashMap::new();
     seen.insert(
         "packs/js/c-0a1b2c3d4e.js".to_string(),
@@ -310,7 +310,7 @@ fn records_settle_listed_files_without_md5_or_head() {
         ],
     }))
     .unwrap();
-    let index = ContentIndex::from_records("assets", [&previous]);
+    let index = ContentIndex::new("assets", vec![previous]);
     // Listed without ETags (as s3s-fs lists): a by the record; b's
     // record says other bytes; c's listing disagrees with its record
     // (another size); d is not listed.
@@ -343,7 +343,7 @@ fn records_settle_listed_files_without_md5_or_head() {
     let decisions: Vec<(&str, Decision, Option<&str>)> = p
         .files
         .iter()
-        .map(|f| (f.path.as_str(), f.decision, f.md5.as_deref()))
+        .map(|f| (f.file.path.as_str(), f.decision, f.file.md5.as_deref()))
         .collect();
     assert_eq!(
         decisions,

@@ -85,6 +85,7 @@ fn an_inspected_object_is_skipped_only_with_the_same_bytes() {
             .iter()
             .find(|f| f.key == key(n))
             .unwrap()
+            .file
             .sha256
             .clone()
     };
@@ -96,7 +97,7 @@ fn an_inspected_object_is_skipped_only_with_the_same_bytes() {
     // "gone": deleted since the listing.
     for f in p.files.iter_mut() {
         let f = std::sync::Arc::make_mut(f);
-        f.mutable = f.key == key("mutable");
+        std::sync::Arc::make_mut(&mut f.file).mutable = f.key == key("mutable");
     }
     p.resolve(&seen);
     let decided: HashMap<String, (Decision, Option<String>)> = p

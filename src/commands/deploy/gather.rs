@@ -33,26 +33,6 @@ pub(super) type Gathered = (
     Vec<ReleaseRecord>,
 );
 
-/// What the release records say: the content index of the keys they name,
-/// and the records themselves (the live one's headers matter).
-pub(super) struct Known {
-    pub(super) index: ContentIndex,
-    pub(super) records: Vec<ReleaseRecord>,
-}
-
-impl Known {
-    pub(super) fn new(bucket: &str, records: Vec<ReleaseRecord>) -> Known {
-        Known {
-            index: ContentIndex::from_records(bucket, &records),
-            records,
-        }
-    }
-
-    pub(super) fn record(&self, id: &str) -> Option<&ReleaseRecord> {
-        self.records.iter().find(|r| r.id == id)
-    }
-}
-
 /// How many of the newest release records make the content index: a
 /// redeploy shares most files with the releases just before it.
 pub(super) const INDEX_RECORDS: usize = 3;
@@ -209,25 +189,17 @@ pub(super) async fn make_plan(
     ctx: &Ctx,
     store: &S3Store,
     (build, manifest): (&mut Build, &Manifest),
-    (remote, known): (&Listing, &Known),
+    (remote, known): (&Listing, &ContentIndex),
     live: &LiveState,
     req: &Request,
 ) -> anyhow::Result<DeployPlan> {
-    let needed = plan::md5_needed(&ctx.config, build, manifest, remote, &known.index);
+    let needed = plan::md5_needed(&ctx.config, build, manifest, remote, known);
     add_md5s(ctx, build, needed).await?;
     let who = Provenance {
         message: req.message.clone(),
         created: now(),
     };
-    let mut plan = plan::deploy(
-        &ctx.config,
-        build,
-        manifest,
-        remote,
-        &known.index,
-        live,
-        who,
-    )?;
+    let mut plan = plan::deploy(&ctx.config, build, manifest, remote, known, live, who)?;
     let unsure: Vec<String> = plan.unsure().map(str::to_string).collect();
     let found = inspect_all(store, unsure, ctx.config.concurrency, ctx.observer.as_ref()).await?;
     plan.resolve(&found);
@@ -274,7 +246,7 @@ pub(super) async fn header_updates(
     store: &S3Store,
     plan: &DeployPlan,
     live: &LiveState,
-    known: &Known,
+    known: &ContentIndex,
 ) -> anyhow::Result<Vec<ObjectCopy>> {
     let Some(current) = &live.current else {
         return Ok(Vec::new());
@@ -299,9 +271,9 @@ pub(super) async fn header_updates(
     let changed: Vec<&PlannedFile> = plan
         .with(Decision::Skip)
         .filter(|f| {
-            recorded
-                .get(f.path.as_str())
-                .is_some_and(|(sha, h)| *sha == f.sha256 && h.is_some_and(|h| h != &f.headers))
+            recorded.get(f.file.path.as_str()).is_some_and(|(sha, h)| {
+                *sha == f.file.sha256 && h.is_some_and(|h| h != f.headers())
+            })
         })
         .collect();
     let heads: Vec<Option<(Headers, String)>> = stream::iter(&changed)
@@ -314,12 +286,12 @@ pub(super) async fn header_updates(
         .zip(heads)
         .filter_map(|(f, head)| {
             let (actual, etag) = head?;
-            (actual != f.headers).then(|| ObjectCopy {
+            (actual != *f.headers()).then(|| ObjectCopy {
                 from_bucket: None,
                 from: f.key.clone(),
                 to: f.key.clone(),
-                headers: f.headers.clone(),
-                sha256: f.sha256.clone(),
+                headers: f.headers().clone(),
+                sha256: f.file.sha256.clone(),
                 if_match: Some(etag),
             })
         })

@@ -21,7 +21,7 @@ use crate::events::Event;
 use crate::exec::{describe, Switched};
 use crate::plan::{self, Decision, DeployOptions, DeployPlan};
 use crate::render::{count, some};
-use crate::state::{Listing, LiveState};
+use crate::state::{ContentIndex, Listing, LiveState};
 use crate::store::lock::LockGuard;
 use crate::store::s3::S3Store;
 use crate::store::targets::Targets;
@@ -62,7 +62,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     };
     let (mut build, manifest, store, registry, remote, live, records) =
         gather(ctx, &req.dir, !req.dry_run, redis, &mut timings).await?;
-    let known = Known::new(store.bucket(), records);
+    let known = ContentIndex::new(store.bucket(), records);
     let keys = crate::contract::Keys::new(config.app()?);
     let Some(mut registry) = registry else {
         return record_only(
@@ -218,7 +218,7 @@ async fn record_only(
     req: &Request,
     store: &S3Store,
     (build, manifest): (&mut Build, &Manifest),
-    remote: (&Listing, &Known),
+    remote: (&Listing, &ContentIndex),
     keys: &crate::contract::Keys,
     started: Instant,
     mut timings: Timings,
@@ -302,7 +302,7 @@ async fn deploy_locked(
     store: &S3Store,
     registry: &mut Targets,
     (build, manifest): (&mut Build, &Manifest),
-    (remote, known): (Listing, &Known),
+    (remote, known): (Listing, &ContentIndex),
     lock: &LockGuard,
     timings: &mut Timings,
 ) -> anyhow::Result<Deployed> {
@@ -349,8 +349,8 @@ fn conflict_error(plan: &DeployPlan, bucket: &str) -> anyhow::Error {
                 "{} (S3 has {}, build has {} bytes sha256 {})",
                 f.key,
                 f.remote.as_deref().unwrap_or("other bytes"),
-                f.size,
-                &f.sha256[..12]
+                f.file.size,
+                &f.file.sha256[..12]
             )
         })
         .collect();

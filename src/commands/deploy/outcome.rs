@@ -209,15 +209,15 @@ impl Outcome {
             ));
         }
         self.listed(t, &self.objects, |f| {
+            let h = f.headers();
             format!(
                 "  + s3://{}/{}  {}  {}  {}{}",
                 r.bucket,
                 f.key,
-                bytes(f.size),
-                f.headers.content_type,
-                f.headers.cache_control,
-                f.headers
-                    .content_encoding
+                bytes(f.file.size),
+                h.content_type,
+                h.cache_control,
+                h.content_encoding
                     .as_deref()
                     .map(|e| format!("  encoding {e}"))
                     .unwrap_or_default()
@@ -229,8 +229,8 @@ impl Outcome {
                 r.bucket,
                 f.key,
                 f.remote.as_deref().unwrap_or("other bytes"),
-                bytes(f.size),
-                f.sha256
+                bytes(f.file.size),
+                f.file.sha256
             )
         });
         let d = &self.manifest_diff;
