@@ -37,7 +37,8 @@
 # BENCH_TMP=/dev/shm (server data and builds; /tmp if there is no tmpfs),
 # BENCH_FIXTURE=tests/fixtures/builds/shakapacker (skipped with a note if absent),
 # BENCH_SERVERS="s3s moto", BENCH_SCALE="1000 5000 20000 50000" (empty: skip),
-# BENCH_OTHERS="0 20000 100000" (empty: skip the rollback),
+# BENCH_OTHERS="0 20000 100000" (empty: skip the rollback), BENCH_ROLLBACK_RUNS=5
+# (rollbacks take a second each: more runs steady their medians),
 # BENCH_OUTPUT=BENCHMARKS.md. Logs and raw results: .bench-tools/run/.
 set -euo pipefail
 
@@ -53,6 +54,7 @@ IDLE_WAIT="${BENCH_IDLE_WAIT:-180}"
 SERVERS="${BENCH_SERVERS:-s3s moto}"
 SCALE="${BENCH_SCALE-1000 5000 20000 50000}"
 OTHERS="${BENCH_OTHERS-0 20000 100000}"
+ROLLBACK_RUNS="${BENCH_ROLLBACK_RUNS:-5}"
 OUTPUT="${BENCH_OUTPUT:-$ROOT/BENCHMARKS.md}"
 STEP_TIMEOUT=600
 
@@ -526,7 +528,7 @@ rollback_at_scale() {
   rb_cmd deploy "$CHANGED_DIR" --json
   b=$("${CMD[@]}" 2>>"$LOGS/rollback.err" | python3 -c 'import json,sys; print(json.load(sys.stdin)["release"]["id"])') \
     || die "cannot deploy the second release for the rollback"
-  printf 'release_files\t%s\n' "$(expected_count cutover "$WORK/base.list")" >"$WORK/rollback.tsv"
+  printf 'release_files\t%s\nruns\t%s\n' "$(expected_count cutover "$WORK/base.list")" "$ROLLBACK_RUNS" >"$WORK/rollback.tsv"
   for want in $OTHERS; do
     if [[ $want -gt $have ]]; then
       python3 - "${DATA[s3s]}/$bucket/packs/js" "$have" "$want" <<'PY'
@@ -539,7 +541,7 @@ for i in range(lo, hi):
 PY
       have=$want
     fi
-    for run in $(seq "$RUNS"); do
+    for run in $(seq "$ROLLBACK_RUNS"); do
       rb_cmd rollback --to "$a"
       timed s3s "rollback-$want" "$run"
       rb_cmd activate "$b" --unpin
