@@ -430,7 +430,7 @@ def main():
                          "listing through its XML serializer: a listing costs it CPU per key returned, in one page or "
                          f"in five, so the {nfiles:,}-key listing alone is most of cutover's time here "
                          f"({li:.2f} s of {tm(sv, 'rebuilt', 'total') or 0:.2f} s in the phase run). ")
-                if cpu_c is not None and cpu_s is not None:
+                if cpu_c is not None and cpu_s is not None and s_un and s_un / c_un < 2:
                     text += (f"On the unchanged directory moto spent {cpu_c:.1f} CPU-seconds serving cutover and "
                              f"{cpu_s:.1f} serving s5cmd: both wait on the same listing, so no client that checks "
                              "every key against a listing can be 2× s5cmd on this server. Going under it would mean "
