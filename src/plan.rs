@@ -140,6 +140,25 @@ pub enum Step {
     VerifyCdn(Vec<crate::release::CdnCheck>),
 }
 
+impl Step {
+    /// The step's name in `--timings` and the JSON `timings`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Upload(_) => "upload",
+            Step::PutRecord { .. } => "record",
+            Step::Register { .. } => "register",
+            Step::Switch(_) => "switch",
+            Step::Unlock { .. } => "unlock",
+            Step::Pin(_) => "pin",
+            Step::VerifyCdn(_) => "verify_cdn",
+            Step::Delete(_) => "delete",
+            Step::Copy(_) => "copy",
+            Step::Invalidate { .. } => "invalidate",
+            Step::DeleteRecords { .. } => "delete_records",
+        }
+    }
+}
+
 /// One server-side copy: `from` to `to` with `headers` (same bytes), only if
 /// `from` still has the ETag the plan saw.
 #[derive(Debug, Clone, Serialize)]

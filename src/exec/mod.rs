@@ -101,7 +101,7 @@ impl<'a> Executor<'a> {
                 }
             }
             done.timings
-                .push((step_name(step), started.elapsed().as_secs_f64()));
+                .push((step.name(), started.elapsed().as_secs_f64()));
         }
         Ok(done)
     }
@@ -411,22 +411,6 @@ fn settle(s: &Switch, names: &[String], results: Vec<TargetSwitch>) -> anyhow::R
         report.join("; "),
         s.release
     )))
-}
-
-fn step_name(step: &Step) -> &'static str {
-    match step {
-        Step::Upload(_) => "upload",
-        Step::PutRecord { .. } => "record",
-        Step::Register { .. } => "register",
-        Step::Switch(_) => "switch",
-        Step::Unlock { .. } => "unlock",
-        Step::Pin(_) => "pin",
-        Step::VerifyCdn(_) => "verify_cdn",
-        Step::Delete(_) => "delete",
-        Step::Copy(_) => "copy",
-        Step::Invalidate { .. } => "invalidate",
-        Step::DeleteRecords { .. } => "delete_records",
-    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (a cancelled CI job).

@@ -57,6 +57,20 @@ fn listed(size: u64, etag: &str) -> RemoteObject {
     }
 }
 
+/// The plan of `fx` against `remote` and `live`, without release records.
+fn plan_of(fx: &Fixture, remote: &Listing, live: &LiveState) -> DeployPlan {
+    deploy(
+        &config(),
+        &fx.build,
+        &fx.manifest,
+        remote,
+        &ContentIndex::default(),
+        live,
+        who(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn upload_skip_conflict_inspect() {
     let fx = fixture(
@@ -82,17 +96,7 @@ fn upload_skip_conflict_inspect() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let c = config();
-    let mut p = deploy(
-        &c,
-        &fx.build,
-        &fx.manifest,
-        &remote,
-        &ContentIndex::default(),
-        &LiveState::default(),
-        who(),
-    )
-    .unwrap();
+    let mut p = plan_of(&fx, &remote, &LiveState::default());
     let decisions: Vec<(&str, Decision)> = p
         .files
         .iter()
@@ -133,35 +137,8 @@ fn steps_follow_the_options_and_end_with_the_switch() {
         &[("js/a-0a1b2c3d4e.js", b"aaa")],
         json!({"a.js": "https://cdn.example.com/packs/js/a-0a1b2c3d4e.js"}),
     );
-    let c = config();
-    let p = deploy(
-        &c,
-        &fx.build,
-        &fx.manifest,
-        &Listing::new(),
-        &ContentIndex::default(),
-        &LiveState::default(),
-        who(),
-    )
-    .unwrap();
-    let names = |steps: Vec<Step>| -> Vec<&'static str> {
-        steps
-            .iter()
-            .map(|s| match s {
-                Step::Upload(_) => "upload",
-                Step::PutRecord { .. } => "record",
-                Step::Register { .. } => "register",
-                Step::Switch(_) => "switch",
-                Step::Unlock { .. } => "unlock",
-                Step::Pin(_) => "pin",
-                Step::Copy(_) => "copy",
-                Step::Invalidate { .. } => "invalidate",
-                Step::VerifyCdn(_) => "verify_cdn",
-                Step::Delete(_) => "delete",
-                Step::DeleteRecords { .. } => "delete_records",
-            })
-            .collect()
-    };
+    let p = plan_of(&fx, &Listing::new(), &LiveState::default());
+    let names = |steps: Vec<Step>| -> Vec<&'static str> { steps.iter().map(Step::name).collect() };
     let activate = DeployOptions {
         activate: true,
         ..Default::default()
@@ -186,17 +163,7 @@ fn diff_and_already_live_and_public_path_warning() {
         &[("js/a-0a1b2c3d4e.js", b"aaa")],
         json!({"a.js": "/packs/js/a-0a1b2c3d4e.js"}),
     );
-    let c = config();
-    let first = deploy(
-        &c,
-        &fx.build,
-        &fx.manifest,
-        &Listing::new(),
-        &ContentIndex::default(),
-        &LiveState::default(),
-        who(),
-    )
-    .unwrap();
+    let first = plan_of(&fx, &Listing::new(), &LiveState::default());
     assert!(!first.already_live);
     assert_eq!(first.manifest_diff.added.len(), 1);
     assert!(
@@ -230,16 +197,7 @@ fn diff_and_already_live_and_public_path_warning() {
         ],
         ..live.clone()
     };
-    let behind = deploy(
-        &c,
-        &fx.build,
-        &fx.manifest,
-        &Listing::new(),
-        &ContentIndex::default(),
-        &split,
-        who(),
-    )
-    .unwrap();
+    let behind = plan_of(&fx, &Listing::new(), &split);
     assert!(split.split() && !behind.already_live);
     assert_eq!(
         behind
@@ -252,16 +210,7 @@ fn diff_and_already_live_and_public_path_warning() {
             (Some("0ld"), false)
         ]
     );
-    let again = deploy(
-        &c,
-        &fx.build,
-        &fx.manifest,
-        &Listing::new(),
-        &ContentIndex::default(),
-        &live,
-        who(),
-    )
-    .unwrap();
+    let again = plan_of(&fx, &Listing::new(), &live);
     assert!(again.already_live);
     assert_eq!(again.release.id, first.release.id);
     assert_eq!(again.manifest_diff.unchanged, 1);
