@@ -161,15 +161,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     if let Some(pin) = &pinned {
         observer.event(Event::Warning(pinned_notice(pin, &plan.release.id)));
     }
-    for (name, secs) in &executed.timings {
-        match *name {
-            "upload" => timings.upload = Some(*secs),
-            "record" => timings.record = Some(*secs),
-            "register" => timings.register = Some(*secs),
-            "switch" => timings.switch = Some(*secs),
-            _ => {}
-        }
-    }
+    timings.add_steps(&executed.timings);
     timings.total = started.elapsed().as_secs_f64();
     let mut out = outcome(
         ctx,
@@ -241,13 +233,7 @@ async fn record_only(
             .executor(Some(store), None, Some(&build.root), None)
             .run(&steps)
             .await?;
-        for (name, secs) in &executed.timings {
-            match *name {
-                "upload" => timings.upload = Some(*secs),
-                "record" => timings.record = Some(*secs),
-                _ => {}
-            }
-        }
+        timings.add_steps(&executed.timings);
         executed.upload
     };
     timings.total = started.elapsed().as_secs_f64();

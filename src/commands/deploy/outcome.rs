@@ -145,6 +145,19 @@ pub(super) fn outcome(
 }
 
 impl Timings {
+    /// Take the executed steps' times (a step that did not run keeps None).
+    pub fn add_steps(&mut self, steps: &[(&'static str, f64)]) {
+        for &(name, secs) in steps {
+            match name {
+                "upload" => self.upload = Some(secs),
+                "record" => self.record = Some(secs),
+                "register" => self.register = Some(secs),
+                "switch" => self.switch = Some(secs),
+                _ => {}
+            }
+        }
+    }
+
     /// One line: each phase that ran, then the total.
     pub fn line(&self) -> String {
         let phases = [
