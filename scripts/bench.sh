@@ -306,28 +306,28 @@ tool_cmd() {
   esac
 }
 
-# measure SERVER WORKLOAD TOOL RUN BUCKET DIR EXPECTED_OBJECTS
-# Runs one upload under /usr/bin/time -v and appends a row to results.tsv.
-measure() {
-  local server=$1 workload=$2 tool=$3 run=$4 bucket=$5 dir=$6 expected=$7
+# run_step SERVER WORKLOAD TOOL RUN EXPECTED_EXIT: runs CMD under
+# /usr/bin/time -v (output to $LOGS), dies unless it exits EXPECTED_EXIT;
+# leaves the server's and the machine's CPU readings around it in STEP_CPU.
+run_step() {
+  local server=$1 workload=$2 tool=$3 run=$4 expect=$5
   local base="$LOGS/$server-$workload-$tool-r$run"
-  tool_cmd "$tool" "$server" "$bucket" "$dir"
-  local s0 m0 s1 m1 rc=0
+  local s0 m0 rc=0
   s0=$(server_cpu "${PID[$server]}"); m0=$(machine_cpu)
   timeout "$STEP_TIMEOUT" /usr/bin/time -v -o "$base.time" "${CMD[@]}" >"$base.out" 2>"$base.err" || rc=$?
-  s1=$(server_cpu "${PID[$server]}"); m1=$(machine_cpu)
-  if [[ $rc -ne 0 ]]; then
+  STEP_CPU=("$s0" "$(server_cpu "${PID[$server]}")" "$m0" "$(machine_cpu)")
+  if [[ $rc -ne $expect ]]; then
     tail -5 "$base.err" >&2
-    die "$tool failed ($workload, run $run, exit $rc): ${CMD[*]}"
+    die "$tool exited $rc, expected $expect ($workload, run $run): ${CMD[*]}"
   fi
-  local objects=0
-  # "skip": not counted (listing 50,000 objects through s5cmd takes longer than the step).
-  [[ $expected == skip ]] || objects=$(count_objects "$server" "$bucket")
-  if [[ $expected != skip && $objects -lt $expected ]]; then
-    die "$tool left $objects objects under s3://$bucket/packs/ after $workload, expected at least $expected"
-  fi
+}
+
+# append_row SERVER WORKLOAD TOOL RUN OBJECTS: the results.tsv row of the
+# step run_step just ran.
+append_row() {
+  local server=$1 workload=$2 tool=$3 run=$4 objects=$5
   awk -F': ' -v server="$server" -v wl="$workload" -v tool="$tool" -v run="$run" \
-      -v s0="$s0" -v s1="$s1" -v m0="$m0" -v m1="$m1" -v objects="$objects" '
+      -v s0="${STEP_CPU[0]}" -v s1="${STEP_CPU[1]}" -v m0="${STEP_CPU[2]}" -v m1="${STEP_CPU[3]}" -v objects="$objects" '
     /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); wall = (n == 3) ? t[1]*3600 + t[2]*60 + t[3] : t[1]*60 + t[2] }
     /Maximum resident set size/ { rss = $NF }
     /User time \(seconds\)/ { user = $NF }
@@ -335,7 +335,22 @@ measure() {
     END {
       srv = s1 - s0; other = (m1 - m0) - srv - user - sys; if (other < 0) other = 0
       printf "%s\t%s\t%s\t%s\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%d\n", server, wl, tool, run, wall, rss, user, sys, srv, other, objects
-    }' "$base.time" >>"$RESULTS"
+    }' "$LOGS/$server-$workload-$tool-r$run.time" >>"$RESULTS"
+}
+
+# measure SERVER WORKLOAD TOOL RUN BUCKET DIR EXPECTED_OBJECTS
+# Runs one upload under /usr/bin/time -v and appends a row to results.tsv.
+measure() {
+  local server=$1 workload=$2 tool=$3 run=$4 bucket=$5 dir=$6 expected=$7
+  tool_cmd "$tool" "$server" "$bucket" "$dir"
+  run_step "$server" "$workload" "$tool" "$run" 0
+  local objects=0
+  # "skip": not counted (listing 50,000 objects through s5cmd takes longer than the step).
+  [[ $expected == skip ]] || objects=$(count_objects "$server" "$bucket")
+  if [[ $expected != skip && $objects -lt $expected ]]; then
+    die "$tool left $objects objects under s3://$bucket/packs/ after $workload, expected at least $expected"
+  fi
+  append_row "$server" "$workload" "$tool" "$run" "$objects"
   log "$(tail -1 "$RESULTS" | awk -F'\t' '{ printf "%-7s %-18s %-8s run %s: %6.2f s  %4d MB RSS  (%d objects, server %.1f cpu-s)", $1, $2, $3, $4, $5, $6/1024, $11, $9 }')"
 }
 
@@ -418,25 +433,8 @@ precheck() {
 # and appends a row (tool "cutover") to results.tsv.
 timed() {
   local server=$1 workload=$2 run=$3 expect=${4:-0}
-  local base="$LOGS/$server-$workload-cutover-r$run"
-  local s0 m0 s1 m1 rc=0
-  s0=$(server_cpu "${PID[$server]}"); m0=$(machine_cpu)
-  timeout "$STEP_TIMEOUT" /usr/bin/time -v -o "$base.time" "${CMD[@]}" >"$base.out" 2>"$base.err" || rc=$?
-  s1=$(server_cpu "${PID[$server]}"); m1=$(machine_cpu)
-  if [[ $rc -ne $expect ]]; then
-    tail -5 "$base.err" >&2
-    die "cutover exited $rc, expected $expect ($workload, run $run): ${CMD[*]}"
-  fi
-  awk -F': ' -v server="$server" -v wl="$workload" -v run="$run" \
-      -v s0="$s0" -v s1="$s1" -v m0="$m0" -v m1="$m1" '
-    /Elapsed \(wall clock\)/ { n = split($NF, t, ":"); wall = (n == 3) ? t[1]*3600 + t[2]*60 + t[3] : t[1]*60 + t[2] }
-    /Maximum resident set size/ { rss = $NF }
-    /User time \(seconds\)/ { user = $NF }
-    /System time \(seconds\)/ { sys = $NF }
-    END {
-      srv = s1 - s0; other = (m1 - m0) - srv - user - sys; if (other < 0) other = 0
-      printf "%s\t%s\tcutover\t%s\t%.2f\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t0\n", server, wl, run, wall, rss, user, sys, srv, other
-    }' "$base.time" >>"$RESULTS"
+  run_step "$server" "$workload" cutover "$run" "$expect"
+  append_row "$server" "$workload" cutover "$run" 0
   log "$(tail -1 "$RESULTS" | awk -F'\t' '{ printf "%-7s %-22s cutover  run %s: %6.2f s  %4d MB RSS", $1, $2, $4, $5, $6/1024 }')"
 }
 
