@@ -51,9 +51,9 @@ redis.call('PUBLISH', ARGV[6], text)|atomic_switch::"
   "renew-ignores-owner|src/store/scripts.rs|if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE'|if redis.call('GET', KEYS[1]) then return redis.call('PEXPIRE'|lock_ownership::"
   "lock-without-nx|src/store/redis/access.rs|            .arg(\"NX\")
             .arg(\"PX\")|            .arg(\"PX\")|lock_ownership:: activation::concurrent"
-  "part-without-checksum|src/store/s3.rs|                .checksum_sha256(B64.encode(sha))
+  "part-without-checksum|src/store/s3/upload.rs|                .checksum_sha256(B64.encode(sha))
                 .body(body)|                .body(body)|upload::large_file"
-  "put-without-if-none-match|src/store/s3.rs|            None => req.if_none_match(\"*\"),|            None => req,|upload::conflict"
+  "put-without-if-none-match|src/store/s3/upload.rs|            None => req.if_none_match(\"*\"),|            None => req,|upload::conflict"
   "dry-run-pin-writes|src/commands/pin.rs|    if req.dry_run {
         return Ok(out);|    if false {
         return Ok(out);|dry_runs::"
@@ -63,7 +63,7 @@ redis.call('PUBLISH', ARGV[6], text)|atomic_switch::"
   "dry-run-switch-writes|src/commands/switch.rs|    if req.dry_run {
         out.outcome = Ending::Planned;|    if false {
         out.outcome = Ending::Planned;|dry_runs::"
-  "put-without-checksum|src/store/s3.rs|            .checksum_sha256(B64.encode(sha))
+  "put-without-checksum|src/store/s3/upload.rs|            .checksum_sha256(B64.encode(sha))
             .metadata(META_SHA256, file.sha256_hex);|            .metadata(META_SHA256, file.sha256_hex);|faults::flaky"
 )
 
@@ -131,7 +131,7 @@ GROUPS_=(
   "remote-compare;--file src/state.rs --re (compare|matches);--lib --test=integration;state:: plan:: plan_decisions::"
 )
 EXTRA_GROUPS=(
-  "conditional-writes;--file src/store/s3.rs --re (put_single|put_file|settle_existing|is_precondition_failed|quoted|is_md5);--test=integration;upload:: bytes_truth:: faults::flaky"
+  "conditional-writes;--file src/store/s3/upload.rs --file src/store/s3/mod.rs --re (put_single|put_file|settle_existing|is_precondition_failed|quoted|is_md5);--test=integration;upload:: bytes_truth:: faults::flaky"
   "config-validation;--file src/config/values.rs --exclude-re (delete.field|markdown);--lib;config::"
 )
 
