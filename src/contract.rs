@@ -1,6 +1,6 @@
 //! The names other programs rely on: Redis keys and the history event the
 //! Rails app and the readers read, and where things go in the bucket. The
-//! README's "Redis contract" and "S3 layout" sections describe these; keep
+//! "Redis contract" (docs/redis.md) and "S3 layout" (docs/how-it-works.md) sections describe these; keep
 //! them in step.
 
 use serde::{Deserialize, Serialize};
@@ -63,7 +63,7 @@ impl Action {
     }
 }
 
-/// The pin: while set, deploys record but do not activate (README, "Pin").
+/// The pin: while set, deploys record but do not activate (docs/operations.md, "Rollback and pin").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pin {
     /// The release live when it was pinned.

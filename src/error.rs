@@ -4,7 +4,7 @@
 //! matters, the root of the chain is a [`Failure`]. [`exit_code`] walks the
 //! chain, so context added on the way up never changes the code.
 
-/// Every exit code cutover uses, with its meaning: the README's table is
+/// Every exit code cutover uses, with its meaning: docs/output.md's table is
 /// checked against this one (a test fails when they differ).
 pub const EXIT_CODES: &[(u8, &str)] = &[
     (
@@ -34,7 +34,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
 ];
 
-/// The README's exit-code table, made from [`EXIT_CODES`].
+/// The exit-code table of docs/output.md, made from [`EXIT_CODES`].
 pub fn exit_codes_markdown() -> String {
     let mut t = String::from("| code | meaning |\n|---|---|\n");
     for (code, meaning) in EXIT_CODES {

@@ -1,12 +1,15 @@
-//! cutover: ship a webpack build to S3/CloudFront and switch the Rails
-//! manifest in Redis atomically.
+//! cutover: ship a front-end build (webpack, Vite, Propshaft, Sprockets) to
+//! S3/CloudFront and switch the live manifest in Redis atomically.
 //!
-//! The binary ([`cli`]) is a thin front over this library. A command
-//! ([`commands`]) reads the [`build`] and the remote [`state`] through the
-//! [`store`]s, makes a [`plan`] (pure: decisions and the writes as steps),
-//! and hands the steps to the executor ([`exec`]); a dry run prints them
-//! instead. [`config`] holds the one table of settings, [`contract`] the
-//! names other programs read, [`error`] the one table of exit codes.
+//! The binary ([`cli`]) is a thin front over this library. Every command
+//! ([`commands`]) that changes something goes one way: gather the facts (the
+//! [`build`], and the remote [`state`] read through the [`store`]s), make a
+//! [`plan`] (pure: decisions and the writes as steps), hand the steps to
+//! the executor ([`exec`]) — a dry run prints them instead — and return a
+//! typed outcome that [`render`]s as text or JSON. [`config`] holds the one
+//! table of settings, [`contract`] the names other programs read,
+//! [`release`] the release's identity and record, [`error`] the one table
+//! of exit codes.
 
 pub mod build;
 pub mod cli;

@@ -35,7 +35,7 @@ impl ReleaseFile {
     }
 }
 
-/// The release record (README, "Releases").
+/// The release record (docs/how-it-works.md, "Releases").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseRecord {
     pub id: String,
@@ -127,6 +127,73 @@ impl ReleaseRecord {
             promoted_from: promoted_from.clone(),
             files: None,
         }
+    }
+}
+
+impl ReleaseRecord {
+    /// The files to fetch through the CDN: every file the manifest's
+    /// entrypoints name (or, without entrypoints, every script and
+    /// stylesheet it names), plus `sample` others spread over the rest.
+    pub fn cdn_checks(&self, sample: usize) -> Vec<CdnCheck> {
+        let files = self.files.as_deref().unwrap_or_default();
+        let url_of = |f: &ReleaseFile| {
+            format!(
+                "{}/{}",
+                self.cdn_url,
+                crate::contract::url_path(&crate::contract::object_key(&self.prefix, &f.path))
+            )
+        };
+        let by_url: std::collections::HashMap<String, &ReleaseFile> =
+            files.iter().map(|f| (url_of(f), &**f)).collect();
+        let mut urls = Vec::new();
+        match self.manifest.get("entrypoints") {
+            Some(entrypoints) => collect_strings(entrypoints, &mut urls),
+            None => urls.extend(
+                crate::build::manifest::entries(&self.manifest)
+                    .into_values()
+                    .filter(|u| u.ends_with(".js") || u.ends_with(".css")),
+            ),
+        }
+        let mut chosen: Vec<&ReleaseFile> = Vec::new();
+        for url in &urls {
+            if let Some(f) = by_url.get(url) {
+                if !chosen.iter().any(|c| c.path == f.path) {
+                    chosen.push(f);
+                }
+            }
+        }
+        let rest: Vec<&ReleaseFile> = files
+            .iter()
+            .map(|f| &**f)
+            .filter(|f| !chosen.iter().any(|c| c.path == f.path))
+            .collect();
+        if sample > 0 && !rest.is_empty() {
+            let step = (rest.len() as f64 / sample.min(rest.len()) as f64).max(1.0);
+            for i in 0..sample.min(rest.len()) {
+                chosen.push(rest[(i as f64 * step) as usize]);
+            }
+        }
+        chosen
+            .into_iter()
+            .map(|f| CdnCheck {
+                url: url_of(f),
+                path: f.path.clone(),
+                sha256: f.sha256.clone(),
+                headers: f.headers.clone(),
+            })
+            .collect()
+    }
+}
+
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| collect_strings(i, out)),
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| k.as_str() != "integrity")
+            .for_each(|(_, i)| collect_strings(i, out)),
+        _ => {}
     }
 }
 

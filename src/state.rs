@@ -71,6 +71,13 @@ impl ContentIndex {
         ContentIndex { records, by_key }
     }
 
+    /// The index of these records and one more.
+    pub fn with(self, bucket: &str, record: ReleaseRecord) -> ContentIndex {
+        let mut records = self.records;
+        records.push(record);
+        ContentIndex::new(bucket, records)
+    }
+
     fn at(records: &[ReleaseRecord], record: u32, file: u32) -> &ReleaseFile {
         &records[record as usize]
             .files
@@ -136,6 +143,15 @@ impl std::fmt::Display for Inspected {
             Inspected::Claimed(h) => write!(f, "sha256 {h} (per its metadata)"),
         }
     }
+}
+
+/// What S3 holds at a release's object, compared with its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Intact,
+    Missing,
+    /// Other bytes: what S3 says they are.
+    Other(String),
 }
 
 /// What one listing entry says about an object expected to hold `size`

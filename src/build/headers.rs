@@ -38,7 +38,7 @@ pub fn is_mutable(path: &str, rules: &[MutableRule]) -> bool {
     rules.iter().any(|r| r.matcher.is_match(path))
 }
 
-/// Types the README promises, where the MIME database says otherwise
+/// Types docs/how-it-works.md promises, where the MIME database says otherwise
 /// (source maps are JSON; every JavaScript flavour is text/javascript; fonts
 /// have their own registered `font/` types).
 const OVERRIDES: &[(&str, &str)] = &[

@@ -158,7 +158,6 @@ fn switch_request(f: args::SwitchFlags) -> switch::Request {
         unpin: false,
         verify_cdn: false,
         wait: f.wait,
-        objects_planned: false,
     }
 }
 

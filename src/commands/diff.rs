@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{resolve_release, Ctx};
+use super::{resolve_release, Ctx, Head};
 use crate::build::manifest::{diff, ManifestDiff};
 use crate::error::Failure;
 use crate::render::{bytes, count, Render};
@@ -22,8 +22,8 @@ pub struct FileChange {
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub command: &'static str,
-    pub app: String,
+    #[serde(flatten)]
+    pub head: Head,
     pub from: String,
     pub to: String,
     pub manifest_diff: ManifestDiff,
@@ -39,10 +39,10 @@ pub struct Outcome {
 pub async fn run(ctx: &Ctx, a: Option<&str>, b: Option<&str>) -> anyhow::Result<Outcome> {
     let config = &ctx.config;
     let app = config.app()?.to_string();
-    let (store, mut registry) = ctx.connect().await?;
+    let (store, mut redis) = ctx.connect().await?;
     let a = match a {
         Some(a) => a.to_string(),
-        None => registry.live().await?.current.ok_or_else(|| {
+        None => redis.live().await?.current.ok_or_else(|| {
             Failure::input(format!(
                 "no release is live for {app}; name two releases: `cutover diff A B`"
             ))
@@ -50,17 +50,17 @@ pub async fn run(ctx: &Ctx, a: Option<&str>, b: Option<&str>) -> anyhow::Result<
     };
     let b = match b {
         Some(b) => b.to_string(),
-        None => registry
+        None => redis
             .release_ids(1)
             .await?
             .into_iter()
             .next()
             .ok_or_else(|| Failure::input(format!("no releases recorded for {app}")))?,
     };
-    let a = resolve_release(config, &mut registry, &store, &a)
+    let a = resolve_release(config, &mut redis, &store, &a)
         .await?
         .record;
-    let b = resolve_release(config, &mut registry, &store, &b)
+    let b = resolve_release(config, &mut redis, &store, &b)
         .await?
         .record;
     let files = |r: &crate::release::ReleaseRecord| -> BTreeMap<String, (u64, String)> {
@@ -72,8 +72,7 @@ pub async fn run(ctx: &Ctx, a: Option<&str>, b: Option<&str>) -> anyhow::Result<
     };
     let (fa, fb) = (files(&a), files(&b));
     let mut out = Outcome {
-        command: "diff",
-        app,
+        head: ctx.head("diff", None)?,
         from: a.id.clone(),
         to: b.id.clone(),
         manifest_diff: diff(Some(&a.manifest), &b.manifest),
@@ -114,7 +113,7 @@ impl Render for Outcome {
             "{} -> {} ({}): {} of {}\n",
             self.from,
             self.to,
-            self.app,
+            self.head.app,
             if self.bytes_delta >= 0 { "+" } else { "-" },
             bytes(self.bytes_delta.unsigned_abs())
         );

@@ -3,15 +3,14 @@
 
 use serde::Serialize;
 
-use super::objects::cdn_checks;
-use super::Ctx;
+use super::{Ctx, Head};
 use crate::error::one_line;
 use crate::render::Render;
 use crate::store::cdn::Cdn;
 use crate::store::records;
 use crate::store::redis::Needs;
+use crate::store::registries::Registries;
 use crate::store::s3::S3Store;
-use crate::store::targets::Targets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,8 +33,8 @@ pub struct Check {
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub command: &'static str,
-    pub app: String,
+    #[serde(flatten)]
+    pub head: Head,
     pub checks: Vec<Check>,
 }
 
@@ -64,7 +63,7 @@ fn problem(
 
 pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Outcome> {
     let config = &ctx.config;
-    let app = config.app()?.to_string();
+    let head = ctx.head("doctor", None)?;
     let mut checks = Vec::new();
 
     let store = match S3Store::connect(config).await {
@@ -117,7 +116,7 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
         });
     }
 
-    let mut registry = match Targets::connect(config).await {
+    let mut redis = match Registries::connect(config).await {
         Ok(r) => {
             checks.push(pass("redis", format!("{} answers", r.names().join(", "))));
             Some(r)
@@ -133,7 +132,7 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
         }
     };
     let mut live_record = None;
-    if let Some(reg) = registry.as_mut() {
+    if let Some(reg) = redis.as_mut() {
         let several = reg.several();
         let mut eviction = Vec::new();
         for target in reg.each() {
@@ -191,7 +190,7 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
                 "permissions",
                 Status::Fail,
                 one_line(&e),
-                "grant the README's minimal ACL",
+                "grant the minimal ACL in docs/redis.md",
             ),
         });
         if let (Some(s), Some(id)) = (&store, live.current) {
@@ -209,7 +208,7 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
     }
     match &live_record {
         Some(r) => {
-            let checks_cdn = cdn_checks(r, 0);
+            let checks_cdn = r.cdn_checks(0);
             let problems = Cdn::new(config.cdn_timeout())?
                 .check(&checks_cdn, config.concurrency)
                 .await;
@@ -231,11 +230,7 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
             "deploy, then run doctor again",
         )),
     }
-    Ok(Outcome {
-        command: "doctor",
-        app,
-        checks,
-    })
+    Ok(Outcome { head, checks })
 }
 
 /// The build's public path must be `CDN_URL/PREFIX/` (or relative).

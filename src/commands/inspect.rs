@@ -3,17 +3,17 @@
 use serde::Serialize;
 
 use super::pin::describe_pin;
-use super::Ctx;
+use super::{Ctx, Head};
 use crate::contract::{ActivationEvent, Pin};
 use crate::release::ReleaseRecord;
 use crate::render::{bytes, count, table, Render};
 use crate::state::Stored;
-use crate::store::targets::Targets;
+use crate::store::registries::Registries;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
-    pub command: &'static str,
-    pub app: String,
+    #[serde(flatten)]
+    pub head: Head,
     pub current: Option<String>,
     pub record: Option<ReleaseRecord>,
     pub last_event: Option<ActivationEvent>,
@@ -70,13 +70,13 @@ fn target_rows(live: &crate::state::LiveState, problems: &mut Vec<String>) -> Ve
 }
 
 pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
-    let app = ctx.config.app()?.to_string();
-    let mut registry = Targets::connect(&ctx.config).await?;
-    let live = registry.live().await?;
+    let head = ctx.head("status", None)?;
+    let mut redis = Registries::connect(&ctx.config).await?;
+    let live = redis.live().await?;
     let mut problems = Vec::new();
     let (record, last_event) = match &live.current {
         Some(id) => {
-            let record = match registry.record(id).await? {
+            let record = match redis.record(id).await? {
                 Stored::Valid(r) => Some(r),
                 Stored::Missing => {
                     problems.push(format!(
@@ -91,7 +91,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
                     None
                 }
             };
-            (record, registry.history(1).await?.into_iter().next())
+            (record, redis.history(1).await?.into_iter().next())
         }
         None => (None, None),
     };
@@ -108,8 +108,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
     }
     let targets = target_rows(&live, &mut problems);
     Ok(Status {
-        command: "status",
-        app,
+        head,
         current: live.current,
         record,
         last_event,
@@ -122,8 +121,8 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
 impl Render for Status {
     fn text(&self) -> String {
         let mut t = match &self.current {
-            Some(id) => format!("live release of {}: {id}\n", self.app),
-            None => format!("no release is live for {}\n", self.app),
+            Some(id) => format!("live release of {}: {id}\n", self.head.app),
+            None => format!("no release is live for {}\n", self.head.app),
         };
         for row in &self.targets {
             t.push_str(&format!(
@@ -223,17 +222,17 @@ pub struct Row {
 
 #[derive(Debug, Serialize)]
 pub struct Releases {
-    pub command: &'static str,
-    pub app: String,
+    #[serde(flatten)]
+    pub head: Head,
     pub current: Option<String>,
     pub releases: Vec<Row>,
 }
 
 /// Releases, newest first; `limit` 0 lists them all.
 pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
-    let app = ctx.config.app()?.to_string();
-    let mut registry = Targets::connect(&ctx.config).await?;
-    let live = registry.live().await?;
+    let head = ctx.head("releases", None)?;
+    let mut redis = Registries::connect(&ctx.config).await?;
+    let live = redis.live().await?;
     let serving = |id: &str| -> Vec<String> {
         live.targets
             .iter()
@@ -243,9 +242,9 @@ pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
     };
     let current = live.current.clone();
     let pinned = live.pin.clone().and_then(|p| p.release);
-    let rolled_back = registry.rolled_back().await?;
-    let ids = registry.release_ids(limit).await?;
-    let records = registry.records(&ids).await?;
+    let rolled_back = redis.rolled_back().await?;
+    let ids = redis.release_ids(limit).await?;
+    let records = redis.records(&ids).await?;
     let releases = ids
         .into_iter()
         .zip(records)
@@ -267,8 +266,7 @@ pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
         })
         .collect();
     Ok(Releases {
-        command: "releases",
-        app,
+        head,
         current,
         releases,
     })
@@ -277,7 +275,7 @@ pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
 impl Render for Releases {
     fn text(&self) -> String {
         if self.releases.is_empty() {
-            return format!("no releases for {}\n", self.app);
+            return format!("no releases for {}\n", self.head.app);
         }
         let dash = || "-".to_string();
         let rows: Vec<Vec<String>> = self
@@ -340,8 +338,8 @@ impl Render for Releases {
 
 #[derive(Debug, Serialize)]
 pub struct History {
-    pub command: &'static str,
-    pub app: String,
+    #[serde(flatten)]
+    pub head: Head,
     /// Newest first (of the first Redis target, with several).
     pub events: Vec<ActivationEvent>,
     /// With several Redis targets: each one's log (absent with one).
@@ -357,12 +355,12 @@ pub struct TargetHistory {
 
 /// The activation log, newest first; `limit` 0 shows it all.
 pub async fn history(ctx: &Ctx, limit: usize) -> anyhow::Result<History> {
-    let app = ctx.config.app()?.to_string();
-    let mut registry = Targets::connect(&ctx.config).await?;
-    let events = registry.history(limit).await?;
+    let head = ctx.head("history", None)?;
+    let mut redis = Registries::connect(&ctx.config).await?;
+    let events = redis.history(limit).await?;
     let mut targets = Vec::new();
-    if registry.several() {
-        for target in registry.each() {
+    if redis.several() {
+        for target in redis.each() {
             targets.push(TargetHistory {
                 target: target.name().to_string(),
                 events: target.history(limit).await?,
@@ -370,8 +368,7 @@ pub async fn history(ctx: &Ctx, limit: usize) -> anyhow::Result<History> {
         }
     }
     Ok(History {
-        command: "history",
-        app,
+        head,
         events,
         targets,
     })
@@ -380,11 +377,17 @@ pub async fn history(ctx: &Ctx, limit: usize) -> anyhow::Result<History> {
 impl Render for History {
     fn text(&self) -> String {
         if self.targets.is_empty() {
-            return history_table(&self.app, &self.events);
+            return history_table(&self.head.app, &self.events);
         }
         self.targets
             .iter()
-            .map(|t| format!("{}:\n{}", t.target, history_table(&self.app, &t.events)))
+            .map(|t| {
+                format!(
+                    "{}:\n{}",
+                    t.target,
+                    history_table(&self.head.app, &t.events)
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }

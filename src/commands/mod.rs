@@ -1,13 +1,13 @@
-//! The commands, one file per family. Each takes a request, reads what it
-//! needs, builds a plan (the writes, as data), hands it to the executor
-//! unless it is a dry run, and returns a typed outcome that renders itself
-//! as text or JSON.
+//! The commands, one file per family. Each that changes something goes
+//! one way: gather the facts it needs (reads from S3 and Redis), make a
+//! plan (`plan`, pure: the writes as steps), hand the steps to the executor
+//! under the deploy lock (not in a dry run: see [`with_lock`]), and return
+//! a typed outcome that renders itself as text or JSON.
 
 pub mod deploy;
 pub mod diff;
 pub mod doctor;
 pub mod inspect;
-mod objects;
 pub mod pin;
 pub mod promote;
 pub mod prune;
@@ -22,12 +22,13 @@ use crate::config::Config;
 use crate::contract::Keys;
 use crate::error::Failure;
 use crate::events::Observer;
-use crate::exec::Target;
+use crate::exec::Destinations;
 use crate::release::ReleaseRecord;
 use crate::state::Stored;
+use crate::store::lock::LockGuard;
 use crate::store::records;
+use crate::store::registries::Registries;
 use crate::store::s3::S3Store;
-use crate::store::targets::Targets;
 
 /// What every command gets.
 pub struct Ctx {
@@ -39,26 +40,35 @@ pub struct Ctx {
 
 impl Ctx {
     /// Connect to S3 and Redis at once.
-    pub async fn connect(&self) -> anyhow::Result<(S3Store, Targets)> {
-        let (store, registry) = tokio::join!(
+    pub async fn connect(&self) -> anyhow::Result<(S3Store, Registries)> {
+        let (store, redis) = tokio::join!(
             S3Store::connect(&self.config),
-            Targets::connect(&self.config)
+            Registries::connect(&self.config)
         );
-        Ok((store?, registry?))
+        Ok((store?, redis?))
     }
 
-    /// An executor for steps that write to `registry` (and `store`, for
+    /// The head of an outcome of `command`.
+    pub fn head(&self, command: &'static str, dry_run: Option<bool>) -> anyhow::Result<Head> {
+        Ok(Head {
+            command,
+            app: self.config.app()?.to_string(),
+            dry_run,
+        })
+    }
+
+    /// An executor for steps that write to `redis` (and `store`, for
     /// uploads and records from `root`), under `lock` when one is held.
     pub fn executor<'a>(
         &'a self,
         store: Option<&'a S3Store>,
-        registry: Option<&'a mut Targets>,
+        redis: Option<&'a mut Registries>,
         root: Option<&'a std::path::Path>,
-        lock: Option<&'a crate::store::lock::LockGuard>,
+        lock: Option<&'a LockGuard>,
     ) -> crate::exec::Executor<'a> {
         crate::exec::Executor {
             store,
-            registry,
+            redis,
             root,
             concurrency: self.config.concurrency,
             multipart_threshold: self.config.multipart_threshold,
@@ -69,15 +79,55 @@ impl Ctx {
         }
     }
 
-    /// Where steps write, for describing them.
-    pub fn target<'a>(&'a self, bucket: &'a str, keys: &'a Keys) -> Target<'a> {
-        Target {
+    /// One line per step, as `--dry-run` prints them (and `--json` lists
+    /// them): what each writes, to `bucket` and the Redis keys `keys`.
+    pub fn describe(&self, bucket: &str, keys: &Keys, steps: &[crate::plan::Step]) -> Vec<String> {
+        let dest = Destinations {
             bucket,
             keys,
             history_limit: self.config.history_limit,
             redis_targets: self.config.redis_urls.len(),
-        }
+        };
+        steps
+            .iter()
+            .map(|s| crate::exec::describe(s, &dest))
+            .collect()
     }
+}
+
+/// The fields every outcome starts with, in this order (docs/output.md, "JSON"); flattened into each command's outcome.
+#[derive(Debug, serde::Serialize)]
+pub struct Head {
+    pub command: &'static str,
+    pub app: String,
+    /// Commands that change something say whether this was a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
+}
+
+impl Head {
+    pub fn dry_run(&self) -> bool {
+        self.dry_run == Some(true)
+    }
+}
+
+/// Run `work` under the deploy lock on every Redis target, and give the
+/// lock back whatever `work` returns; without the lock when `lock` is false
+/// (a dry run, which writes nothing).
+pub async fn with_lock<T>(
+    ctx: &Ctx,
+    redis: &mut Registries,
+    lock: bool,
+    work: impl AsyncFnOnce(&mut Registries, Option<&LockGuard>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if !lock {
+        return work(redis, None).await;
+    }
+    let config = &ctx.config;
+    let guard = LockGuard::acquire(config, redis, &config.actor(), ctx.observer.as_ref()).await?;
+    let result = work(redis, Some(&guard)).await;
+    guard.release().await;
+    result
 }
 
 /// The build's manifest: at the configured path, or the format's own (found
@@ -106,13 +156,13 @@ pub struct Resolved {
 /// Resolve a release id or unique prefix against Redis, then the S3 records.
 pub async fn resolve_release(
     config: &Config,
-    registry: &mut Targets,
+    redis: &mut Registries,
     store: &S3Store,
     wanted: &str,
 ) -> anyhow::Result<Resolved> {
     let wanted = checked_id(wanted)?;
     let meta = config.meta_prefix()?;
-    let mut matches: Vec<String> = registry
+    let mut matches: Vec<String> = redis
         .release_ids(0)
         .await?
         .into_iter()
@@ -125,7 +175,7 @@ pub async fn resolve_release(
     let id = pick_one(config, wanted, matches)?;
     // The S3 copy has the file list needed to verify the objects.
     let record = full_record(store, &meta, &id).await?;
-    let in_redis = registry.record(&id).await?;
+    let in_redis = redis.record(&id).await?;
     Ok(Resolved { record, in_redis })
 }
 

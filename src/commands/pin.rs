@@ -3,15 +3,13 @@
 
 use serde::Serialize;
 
-use super::Ctx;
+use super::{Ctx, Head};
 use crate::contract::Pin;
-use crate::error::Failure;
-use crate::exec::describe;
-use crate::plan::Step;
+use crate::plan::switch as plan;
 use crate::release::now;
 use crate::render::Render;
 use crate::store::redis::Needs;
-use crate::store::targets::Targets;
+use crate::store::registries::Registries;
 
 pub struct Request {
     pub dry_run: bool,
@@ -30,9 +28,8 @@ pub enum Ending {
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub command: &'static str,
-    pub app: String,
-    pub dry_run: bool,
+    #[serde(flatten)]
+    pub head: Head,
     pub outcome: Ending,
     /// The pin now (or, in a dry run, after).
     pub pin: Option<Pin>,
@@ -44,48 +41,27 @@ pub struct Outcome {
 /// Pin the live release (`pin = true`) or clear the pin.
 pub async fn run(ctx: &Ctx, pin: bool, req: Request) -> anyhow::Result<Outcome> {
     let config = &ctx.config;
-    let app = config.app()?.to_string();
-    let mut registry = Targets::connect(config).await?;
-    let live = registry.live().await?;
-    let new_pin = if pin {
-        let current = live.current.clone().ok_or_else(|| {
-            Failure::input(format!(
-                "no release is live for {app}; there is nothing to pin (see `cutover releases`)"
-            ))
-        })?;
-        Some(Pin {
-            release: Some(current),
-            by: config.deployed_by.clone(),
-            at: now().0,
-            message: req.message.clone(),
-        })
-    } else {
-        None
-    };
+    let mut redis = Registries::connect(config).await?;
+    let live = redis.live().await?;
+    let wanted = pin.then(|| (config.deployed_by.clone(), now().0, req.message.clone()));
+    let (new_pin, steps) = plan::pin(config.app()?, &live, wanted)?;
+    let bucket = config.bucket.clone().unwrap_or_default();
     let mut out = Outcome {
-        command: if pin { "pin" } else { "unpin" },
-        app,
-        dry_run: req.dry_run,
+        head: ctx.head(if pin { "pin" } else { "unpin" }, Some(req.dry_run))?,
         outcome: Ending::Planned,
-        pin: new_pin.clone(),
+        pin: new_pin,
         previous: live.pin.clone(),
-        steps: Vec::new(),
+        steps: ctx.describe(&bucket, redis.keys(), &steps),
     };
-    if !pin && live.pin.is_none() {
+    if steps.is_empty() {
         out.outcome = Ending::NotPinned;
         return Ok(out);
     }
-    let steps = vec![Step::Pin(new_pin)];
-    let bucket = config.bucket.clone().unwrap_or_default();
-    out.steps = steps
-        .iter()
-        .map(|s| describe(s, &ctx.target(&bucket, registry.keys())))
-        .collect();
     if req.dry_run {
         return Ok(out);
     }
-    registry.check_permissions(Needs::Switch).await?;
-    ctx.executor(None, Some(&mut registry), None, None)
+    redis.check_permissions(Needs::Switch).await?;
+    ctx.executor(None, Some(&mut redis), None, None)
         .run(&steps)
         .await?;
     out.outcome = if pin {
@@ -112,12 +88,12 @@ pub fn describe_pin(pin: &Pin) -> String {
 
 impl Render for Outcome {
     fn text(&self) -> String {
-        let app = &self.app;
+        let app = &self.head.app;
         match (self.outcome, &self.pin) {
             (Ending::NotPinned, _) => format!("{app} is not pinned; nothing to do\n"),
             (Ending::Planned, _) => format!(
                 "dry run: nothing will be changed\nwould {} {app}:\n  1. {}\n",
-                self.command,
+                self.head.command,
                 self.steps.join("\n  ")
             ),
             (Ending::Pinned, Some(p)) => format!(

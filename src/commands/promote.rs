@@ -9,23 +9,22 @@
 //! target's: it is baked into the bundles). The target's record keeps the
 //! id and says where the release came from; then the target switches as
 //! `activate` does, respecting its lock, and as a deploy does for its pin.
+//! Gather (both sides) → [`plan::promote`] → execute → [`Outcome`].
 
 use serde::Serialize;
 
-use super::objects::{classify, verify_release, Found};
-use super::switch::{self, Ending};
-use super::{resolve_in_s3, Ctx, Resolved};
-use crate::config::Config;
-use crate::contract::{mutable_key, record_key, Action};
+use super::switch::{self, Ending, ReleaseObjects};
+use super::{resolve_in_s3, Ctx, Head};
+use crate::contract::Action;
 use crate::error::Failure;
-use crate::exec::describe;
-use crate::plan::{ObjectCopy, Step};
-use crate::release::{now, PromotedFrom, ReleaseFile, ReleaseRecord};
-use crate::render::{bytes, count, some, Render};
-use crate::store::lock::LockGuard;
+use crate::plan::promote as plan;
+use crate::plan::switch::{problems, SwitchFacts};
+use crate::plan::ObjectCopy;
+use crate::release::ReleaseRecord;
+use crate::render::{bytes, count, Render};
 use crate::store::redis::Needs;
+use crate::store::registries::Registries;
 use crate::store::s3::S3Store;
-use crate::store::targets::Targets;
 
 pub struct Request {
     pub release: String,
@@ -37,9 +36,8 @@ pub struct Request {
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub command: &'static str,
-    pub app: String,
-    pub dry_run: bool,
+    #[serde(flatten)]
+    pub head: Head,
     pub outcome: Ending,
     pub release: String,
     pub from_environment: String,
@@ -61,55 +59,57 @@ pub struct Counted {
     pub bytes: u64,
 }
 
-/// Promote with `source` and `target` the two environments' contexts.
-pub async fn run(source: &Ctx, target: &Ctx, req: Request) -> anyhow::Result<Outcome> {
-    let (from, to) = (&source.config, &target.config);
-    let app = to.app()?.to_string();
+/// Promote from the environment of `source` to the one of `dest`.
+pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outcome> {
+    let (from, to) = (&source.config, &dest.config);
     let (src_store, dst_store) = tokio::join!(S3Store::connect(from), S3Store::connect(to));
     let (src_store, dst_store) = (src_store?, dst_store?);
 
+    // The source: the record, and every object of it intact.
     let record = resolve_in_s3(from, &src_store, &req.release).await?;
-    verify_release(
-        &src_store,
-        &record,
-        &from.meta_prefix()?,
-        from.concurrency,
-        source.observer.as_ref(),
-    )
-    .await
-    .map_err(|e| {
-        Failure::verification(format!(
-            "in {}: {}; nothing was promoted",
+    let (n, observer) = (from.concurrency, source.observer.as_ref());
+    let in_source = src_store
+        .release_objects(&record, &from.meta_prefix()?, n, false, observer)
+        .await?;
+    let broken = problems(&in_source);
+    if !broken.is_empty() {
+        return Err(Failure::verification(format!(
+            "in {}: release {} is not intact in s3://{}: {}; nothing was promoted",
             req.from,
-            crate::error::one_line(&e)
-        ))
-    })?;
-    let promoted = for_target(&record, from, to, &req.from)?;
+            record.id,
+            src_store.bucket(),
+            crate::render::some(&broken, 10)
+        )));
+    }
+    let promoted = plan::for_target(&record, from, to, &req.from)?;
 
-    // What the target's storage lacks, found before anything is written.
-    let copies = if same_storage(from, to) {
+    // The target: what its storage holds, its live state and its record.
+    let same_storage = plan::same_storage(from, to);
+    let dst_meta = to.meta_prefix()?;
+    let mut redis = Registries::connect(to).await?;
+    if !req.switch.dry_run {
+        redis.check_permissions(Needs::Switch).await?;
+    }
+    let live = redis.live().await?;
+    let in_redis = redis.record(&promoted.id).await?;
+    // The same storage holds the objects just checked: only the target's
+    // mutable files are looked at there.
+    let objects = if same_storage {
+        let mutable = dst_store
+            .mutable_objects(&promoted, to.concurrency, dest.observer.as_ref())
+            .await?;
+        ReleaseObjects {
+            found: in_source.clone(),
+            mutable,
+        }
+    } else {
+        ReleaseObjects::gather(dest, &dst_store, &promoted, &live, &in_redis, &dst_meta).await?
+    };
+    let copies = if same_storage {
         Vec::new()
     } else {
-        copies_needed(target, &dst_store, &promoted, &record, from, to).await?
+        plan::copies(&objects.found, &record, from, dst_store.bucket())?
     };
-    let mut pre: Vec<Step> = Vec::new();
-    if !copies.is_empty() {
-        pre.push(Step::Copy(copies.clone()));
-    }
-    let (src_meta, dst_meta) = (from.meta_prefix()?, to.meta_prefix()?);
-    if from.bucket()? != to.bucket()? || src_meta != dst_meta {
-        pre.push(Step::PutRecord {
-            key: record_key(&dst_meta, &promoted.id),
-            record: std::sync::Arc::new(promoted.clone()),
-        });
-    }
-
-    let mut registry = Targets::connect(to).await?;
-    if !req.switch.dry_run {
-        registry.check_permissions(Needs::Switch).await?;
-    }
-    let live = registry.live().await?;
-    let in_redis = registry.record(&promoted.id).await?;
     let copied = Counted {
         files: copies.len(),
         bytes: copies_bytes(&copies, &record),
@@ -119,38 +119,38 @@ pub async fn run(source: &Ctx, target: &Ctx, req: Request) -> anyhow::Result<Out
         .as_ref()
         .map_or(0, Vec::len)
         .saturating_sub(copies.len());
-    let target_of = target.target(dst_store.bucket(), registry.keys());
-    let pre_steps: Vec<String> = pre.iter().map(|s| describe(s, &target_of)).collect();
+
+    let facts = SwitchFacts {
+        action: Action::Promote,
+        record: &promoted,
+        in_redis: &in_redis,
+        live: &live,
+        several: redis.several(),
+        objects: &objects.found,
+        mutable: &objects.mutable,
+        meta_prefix: &dst_meta,
+        bucket: dst_store.bucket(),
+    };
+    let record_at = plan::record_key_in_target(from, to, &promoted.id)?;
+    let plan = plan::promote(copies, record_at, &facts, &req.switch.options(dest))?;
+    let steps = dest.describe(dst_store.bucket(), redis.keys(), &plan.steps);
     // As a deploy: the target's lock before any write there.
-    let lock = if req.switch.dry_run {
+    let executed = if req.switch.dry_run || plan.already_live {
         None
     } else {
-        Some(LockGuard::acquire(to, &registry, &to.actor(), target.observer.as_ref()).await?)
+        Some(
+            super::with_lock(dest, &mut redis, true, async |redis, lock| {
+                dest.executor(Some(&dst_store), Some(redis), None, lock)
+                    .run(&plan.steps)
+                    .await
+            })
+            .await?,
+        )
     };
-    let resolved = Resolved {
-        record: promoted,
-        in_redis,
-    };
-    let result = promote_under(
-        target,
-        &dst_store,
-        &mut registry,
-        pre,
-        lock.as_ref(),
-        resolved,
-        live,
-        !copies.is_empty(),
-        req.switch,
-    )
-    .await;
-    if let Some(lock) = lock {
-        lock.release().await;
-    }
-    let out = result?;
+    let head = dest.head("promote", Some(req.switch.dry_run))?;
+    let out = switch::Outcome::of(head, &promoted.id, &live, plan, steps, executed.as_ref())?;
     Ok(Outcome {
-        command: "promote",
-        app,
-        dry_run: out.dry_run,
+        head: out.head,
         outcome: out.outcome,
         release: out.release,
         from_environment: req.from,
@@ -158,187 +158,8 @@ pub async fn run(source: &Ctx, target: &Ctx, req: Request) -> anyhow::Result<Out
         copied,
         already_there,
         live_before: out.from,
-        steps: pre_steps.into_iter().chain(out.steps).collect(),
+        steps: out.steps,
         pinned: out.pinned,
-    })
-}
-
-/// Copy and record in the target (unless a dry run), then switch it.
-#[allow(clippy::too_many_arguments)]
-async fn promote_under(
-    target: &Ctx,
-    store: &S3Store,
-    registry: &mut Targets,
-    pre: Vec<Step>,
-    lock: Option<&LockGuard>,
-    resolved: Resolved,
-    live: crate::state::LiveState,
-    copying: bool,
-    req: switch::Request,
-) -> anyhow::Result<switch::Outcome> {
-    if let (Some(lock), false) = (lock, pre.is_empty()) {
-        target
-            .executor(Some(store), None, None, Some(lock))
-            .run(&pre)
-            .await?;
-    }
-    let req = switch::Request {
-        objects_planned: copying,
-        ..req
-    };
-    switch::switch_to(
-        target,
-        store,
-        registry,
-        resolved,
-        live,
-        Action::Promote,
-        req,
-        lock,
-    )
-    .await
-}
-
-/// The same bucket and prefix (and endpoint): the objects are there.
-fn same_storage(from: &Config, to: &Config) -> bool {
-    from.bucket == to.bucket && from.prefix == to.prefix && from.s3_endpoint == to.s3_endpoint
-}
-
-/// The record as the target keeps it: the same id and files, the target's
-/// storage and CDN, the live manifest pointing at the target's CDN, and
-/// where it came from. Refused (exit 2) when the build's public path ties
-/// it to the source's CDN.
-fn for_target(
-    record: &ReleaseRecord,
-    from: &Config,
-    to: &Config,
-    from_env: &str,
-) -> anyhow::Result<ReleaseRecord> {
-    let (src_base, dst_base) = (from.public_url("")?, to.public_url("")?);
-    if src_base != dst_base {
-        match &record.public_path {
-            None => {
-                return Err(Failure::input(format!(
-                    "release {} was recorded by a cutover that did not keep the build's public path, so it cannot be \
-                     served from another CDN safely ({dst_base} instead of {src_base}); deploy the build to this environment",
-                    record.id
-                )))
-            }
-            Some(p) if !p.serves_from(&dst_base) => {
-                let shown = match p {
-                    crate::build::manifest::PublicPath::Page(p)
-                    | crate::build::manifest::PublicPath::Asset(p) => p.as_str(),
-                    crate::build::manifest::PublicPath::Unknown => "",
-                };
-                return Err(Failure::input(format!(
-                    "release {} was built to be served from {shown:?} (its public path, baked into its files), \
-                     but the target serves it from {dst_base}; build with a relative (auto) public path to promote \
-                     between CDNs, or deploy a build made for the target",
-                    record.id
-                )));
-            }
-            Some(_) => {}
-        }
-    }
-    let mut manifest = record.manifest.clone();
-    crate::build::manifest::rewrite_strings(&mut manifest, None, &mut |s, _| {
-        s.strip_prefix(&src_base)
-            .map(|rest| format!("{dst_base}{rest}"))
-    });
-    Ok(ReleaseRecord {
-        app: to.app()?.to_string(),
-        bucket: to.bucket()?.to_string(),
-        prefix: to.prefix.clone(),
-        cdn_url: to.cdn_url()?.to_string(),
-        manifest,
-        promoted_from: Some(PromotedFrom {
-            environment: from_env.to_string(),
-            bucket: from.bucket()?.to_string(),
-            prefix: from.prefix.clone(),
-            cdn_url: from.cdn_url()?.to_string(),
-            at: now().0,
-            by: to.deployed_by.clone(),
-        }),
-        ..record.clone()
-    })
-}
-
-/// Server-side copies of the objects the target's storage lacks (mutable
-/// files: their content-addressed copies, which activation restores).
-/// Other bytes at a key the release needs are a conflict (exit 3), as for
-/// a deploy; other bytes at a content-addressed copy are corruption (4).
-async fn copies_needed(
-    ctx: &Ctx,
-    store: &S3Store,
-    promoted: &ReleaseRecord,
-    record: &ReleaseRecord,
-    from: &Config,
-    to: &Config,
-) -> anyhow::Result<Vec<ObjectCopy>> {
-    let (src_meta, dst_meta) = (from.meta_prefix()?, to.meta_prefix()?);
-    let found = classify(
-        store,
-        promoted,
-        &dst_meta,
-        to.concurrency,
-        false,
-        ctx.observer.as_ref(),
-    )
-    .await?;
-    let mut copies = Vec::new();
-    let mut conflicts = Vec::new();
-    for (key, file, state) in found {
-        match state {
-            Found::Intact => {}
-            Found::Missing => copies.push(copy_of(file, key, record, &src_meta, from)?),
-            Found::Other(_) if file.mutable => {
-                return Err(Failure::verification(format!(
-                    "{key} in s3://{} holds other bytes than its name says (sha256 {}); delete it, then promote again",
-                    store.bucket(),
-                    file.sha256
-                )))
-            }
-            Found::Other(_) => conflicts.push(key),
-        }
-    }
-    if !conflicts.is_empty() {
-        return Err(Failure::refused(format!(
-            "{} in s3://{} would be overwritten with other bytes: {}; nothing was promoted",
-            count(conflicts.len(), "object"),
-            store.bucket(),
-            some(&conflicts, 10)
-        )));
-    }
-    Ok(copies)
-}
-
-/// The copy that puts `file` at `key` in the target, from the source.
-fn copy_of(
-    file: &ReleaseFile,
-    key: String,
-    record: &ReleaseRecord,
-    src_meta: &str,
-    from: &Config,
-) -> anyhow::Result<ObjectCopy> {
-    let headers = file.headers.clone().ok_or_else(|| {
-        Failure::input(format!(
-            "release {} was recorded without the headers of its files, so they cannot be copied faithfully; \
-             deploy the build to this environment",
-            record.id
-        ))
-    })?;
-    let source = if file.mutable {
-        mutable_key(src_meta, &file.sha256)
-    } else {
-        crate::contract::object_key(&record.prefix, &file.path)
-    };
-    Ok(ObjectCopy {
-        from_bucket: Some(from.bucket()?.to_string()),
-        from: source,
-        to: key,
-        headers,
-        sha256: file.sha256.clone(),
-        if_match: None,
     })
 }
 
@@ -357,7 +178,7 @@ fn copies_bytes(copies: &[ObjectCopy], record: &ReleaseRecord) -> u64 {
 
 impl Render for Outcome {
     fn text(&self) -> String {
-        let (id, app) = (&self.release, &self.app);
+        let (id, app) = (&self.release, &self.head.app);
         let (from, to) = (&self.from_environment, &self.to_environment);
         let copied = format!(
             "{} copied from {from} ({}), {} already there",

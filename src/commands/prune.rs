@@ -7,13 +7,11 @@
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::Ctx;
+use super::{Ctx, Head};
 use crate::error::Failure;
-use crate::exec::describe;
-use crate::plan::prune::{prune, PruneInput, PruneOptions, PrunePlan, Verdict};
+use crate::plan::prune::{prune, PruneInput, PruneOptions, Verdict};
 use crate::release::{now, ReleaseRecord};
 use crate::render::{bytes, count, some, Render};
-use crate::store::lock::LockGuard;
 use crate::store::records;
 use crate::store::redis::Needs;
 
@@ -25,9 +23,8 @@ pub struct Request {
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub command: &'static str,
-    pub app: String,
-    pub dry_run: bool,
+    #[serde(flatten)]
+    pub head: Head,
     /// Every release and why it is kept; those without reasons go.
     pub releases: Vec<Verdict>,
     pub deleted_objects: usize,
@@ -45,18 +42,14 @@ pub struct Outcome {
 
 pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     let config = &ctx.config;
-    let app = config.app()?.to_string();
     let meta = config.meta_prefix()?;
-    let (store, mut registry) = ctx.connect().await?;
+    let (store, mut redis) = ctx.connect().await?;
     if !req.dry_run {
-        registry.check_permissions(Needs::Prune).await?;
+        redis.check_permissions(Needs::Prune).await?;
     }
-    let lock = if req.dry_run {
-        None
-    } else {
-        Some(LockGuard::acquire(config, &registry, &config.actor(), ctx.observer.as_ref()).await?)
-    };
-    let result = async {
+    let head = ctx.head("prune", Some(req.dry_run))?;
+    super::with_lock(ctx, &mut redis, !req.dry_run, async |redis, lock| {
+        // Gather: every record (the complete list), the listing, Redis's view.
         let ids = records::ids(&store, &meta, "").await?;
         let recs: Vec<ReleaseRecord> = stream::iter(ids)
             .map(|id| {
@@ -70,9 +63,10 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         let listing = store
             .list(&config.list_prefix(), ctx.observer.as_ref())
             .await?;
-        let history = registry.history(0).await?;
-        let live = registry.live().await?;
+        let history = redis.history(0).await?;
+        let live = redis.live().await?;
         let pinned = live.pin.as_ref().and_then(|p| p.release.clone());
+        // Plan.
         let input = PruneInput {
             records: &recs,
             listing: &listing,
@@ -86,63 +80,48 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         };
         let plan = prune(&input, &req.options);
         let steps = plan.steps(&meta);
-        let target = ctx.target(store.bucket(), registry.keys());
-        let described: Vec<String> = steps.iter().map(|s| describe(s, &target)).collect();
-        let over = (plan.delete.len() > req.max_delete).then_some(req.max_delete);
-        if req.dry_run || over.is_some() {
-            if let (Some(max), false) = (over, req.dry_run) {
+        let described = ctx.describe(store.bucket(), redis.keys(), &steps);
+        let over_limit = (plan.delete.len() > req.max_delete).then_some(req.max_delete);
+        // Execute, unless a dry run or over the limit.
+        match (over_limit, lock) {
+            (Some(max), Some(_)) => {
                 return Err(Failure::refused(format!(
                     "prune would delete {}, more than --max-delete {max}; nothing was deleted. \
                      Check `cutover prune --dry-run`, then raise --max-delete",
                     count(plan.delete.len(), "object")
-                )));
+                )))
             }
-            return Ok((plan, described, over));
+            (None, Some(lock)) => {
+                ctx.executor(Some(&store), Some(redis), None, Some(lock))
+                    .run(&steps)
+                    .await?;
+            }
+            (_, None) => {}
         }
-        ctx.executor(Some(&store), Some(&mut registry), None, lock.as_ref())
-            .run(&steps)
-            .await?;
-        Ok((plan, described, None))
-    }
-    .await;
-    if let Some(lock) = lock {
-        lock.release().await;
-    }
-    let (plan, steps, over_limit) = result?;
-    Ok(outcome(app, req.dry_run, plan, steps, over_limit))
-}
-
-fn outcome(
-    app: String,
-    dry_run: bool,
-    plan: PrunePlan,
-    steps: Vec<String>,
-    over_limit: Option<usize>,
-) -> Outcome {
-    Outcome {
-        command: "prune",
-        app,
-        dry_run,
-        deleted_objects: plan.delete.len(),
-        deleted_bytes: plan.bytes,
-        deleted_releases: plan.dropped().map(|v| v.id.clone()).collect(),
-        unreferenced: plan.unreferenced.clone(),
-        too_young: plan.too_young.len(),
-        releases: plan.releases,
-        steps,
-        over_limit,
-    }
+        Ok(Outcome {
+            head,
+            deleted_objects: plan.delete.len(),
+            deleted_bytes: plan.bytes,
+            deleted_releases: plan.dropped().map(|v| v.id.clone()).collect(),
+            unreferenced: plan.unreferenced.clone(),
+            too_young: plan.too_young.len(),
+            releases: plan.releases,
+            steps: described,
+            over_limit,
+        })
+    })
+    .await
 }
 
 impl Render for Outcome {
     fn text(&self) -> String {
         let mut t = String::new();
-        let verb = if self.dry_run {
+        let verb = if self.head.dry_run() {
             "would delete"
         } else {
             "deleted"
         };
-        if self.dry_run {
+        if self.head.dry_run() {
             t.push_str("dry run: nothing will be changed\n");
         }
         for v in &self.releases {
@@ -181,7 +160,7 @@ impl Render for Outcome {
                 "a prune would refuse: more than --max-delete {max} objects (exit 3)\n"
             ));
         }
-        if self.dry_run && !self.steps.is_empty() {
+        if self.head.dry_run() && !self.steps.is_empty() {
             t.push_str("writes, in order:\n");
             for (i, s) in self.steps.iter().enumerate() {
                 t.push_str(&format!("  {}. {s}\n", i + 1));

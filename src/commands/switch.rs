@@ -1,22 +1,23 @@
 //! `cutover activate RELEASE` and `cutover rollback [--to RELEASE]`: make an
 //! uploaded release live, after checking every object of it is in S3.
+//! Gather (the live state, the release, its objects) → [`plan::switch`] →
+//! execute under the lock → [`Outcome`].
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::objects::{cdn_checks, mutable_restores, verify_release};
-use super::{resolve_release, Ctx, Resolved};
-use crate::build::manifest::{diff, ManifestDiff};
-use crate::contract::{Action, Pin, PinChange};
+use super::{resolve_release, Ctx, Head, Resolved};
+use crate::build::manifest::ManifestDiff;
+use crate::contract::{Action, Pin};
 use crate::error::Failure;
-use crate::exec::{describe, Switched};
-use crate::plan::{invalidation_path, Step, Switch};
-use crate::release::now;
+use crate::exec::{Executed, Switched};
+use crate::plan::switch::{self as plan, SwitchFacts, SwitchOptions, SwitchPlan};
+use crate::release::{now, ReleaseFile};
 use crate::render::{count, Render};
-use crate::state::{LiveState, Stored};
-use crate::store::lock::LockGuard;
+use crate::state::{Found, Inspected, LiveState};
 use crate::store::redis::Needs;
 use crate::store::s3::S3Store;
-use crate::store::targets::Targets;
 
 /// Flags shared by the commands that switch the live release.
 #[derive(Debug, Clone, Default)]
@@ -30,9 +31,25 @@ pub struct Request {
     pub verify_cdn: bool,
     /// Wait for CloudFront invalidations to complete.
     pub wait: bool,
-    /// The release's objects are planned to be copied first (a promote's
-    /// dry run): do not look for them yet.
-    pub objects_planned: bool,
+}
+
+impl Request {
+    /// The plan's options, as asked for, by whom, now.
+    pub fn options(&self, ctx: &Ctx) -> SwitchOptions {
+        SwitchOptions {
+            force: self.force,
+            unpin: self.unpin,
+            message: self.message.clone(),
+            by: ctx.config.deployed_by.clone(),
+            at: now().0,
+            verify_cdn: self.verify_cdn,
+            invalidate: ctx
+                .config
+                .cloudfront_distribution_id
+                .clone()
+                .map(|d| (d, self.wait)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,9 +68,8 @@ pub enum Ending {
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub command: &'static str,
-    pub app: String,
-    pub dry_run: bool,
+    #[serde(flatten)]
+    pub head: Head,
     pub outcome: Ending,
     pub release: String,
     /// The release live before (or, in a dry run, now).
@@ -80,236 +96,148 @@ async fn run(
     wanted: Option<&str>,
     req: Request,
 ) -> anyhow::Result<Outcome> {
-    let app = ctx.config.app()?.to_string();
-    let (store, mut registry) = ctx.connect().await?;
+    let config = &ctx.config;
+    let app = config.app()?.to_string();
+    let (store, mut redis) = ctx.connect().await?;
     if !req.dry_run {
-        registry.check_permissions(Needs::Switch).await?;
+        redis.check_permissions(Needs::Switch).await?;
     }
-    let live = registry.live().await?;
+    let live = redis.live().await?;
     let wanted = match wanted {
         Some(id) => id.to_string(),
-        None => previous_release(&app, &mut registry, &live, ctx.config.history_limit).await?,
-    };
-    let target = resolve_release(&ctx.config, &mut registry, &store, &wanted).await?;
-    switch_to(ctx, &store, &mut registry, target, live, action, req, None).await
-}
-
-/// The newest release that was live before the current one and was not
-/// itself rolled back from: repeated rollbacks walk further back.
-async fn previous_release(
-    app: &str,
-    registry: &mut Targets,
-    live: &LiveState,
-    history_limit: usize,
-) -> anyhow::Result<String> {
-    let current = live.current.clone().ok_or_else(|| {
-        Failure::input(format!(
-            "no release is live for {app}; nothing to roll back (see `cutover releases`)"
-        ))
-    })?;
-    let history = registry.history(history_limit).await?;
-    if !history.iter().any(|e| e.release == current) {
-        return Err(Failure::input(format!(
-            "the history of {app} does not say what was live before {current}; use `cutover rollback --to RELEASE`"
-        )));
-    }
-    let skipped = registry.rolled_back().await?;
-    // Releases in the order they were last live, newest first.
-    let was_live = history
-        .iter()
-        .flat_map(|e| std::iter::once(Some(&e.release)).chain(std::iter::once(e.previous.as_ref())))
-        .flatten();
-    for id in was_live {
-        if id != &current && !skipped.contains(id) {
-            return Ok(id.clone());
-        }
-    }
-    Err(Failure::input(format!(
-        "no release before {current} of {app} is left to roll back to (the ones before it were rolled back from); \
-         use `cutover rollback --to RELEASE` (see `cutover releases`)"
-    )))
-}
-
-/// Refuse to activate while pinned, unless `--unpin` (exit 3).
-fn check_pin(live: &LiveState, action: Action, req: &Request, id: &str) -> anyhow::Result<()> {
-    match &live.pin {
-        Some(pin) if action == Action::Activate && !req.unpin => Err(Failure::refused(format!(
-            "{} is pinned since {} by {}{}; `cutover activate {id} --unpin` switches and clears the pin, `cutover unpin` clears it alone",
-            pin.release.as_deref().unwrap_or("the live release"),
-            pin.at,
-            pin.by.as_deref().unwrap_or("unknown"),
-            pin.message
-                .as_deref()
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default()
-        ))),
-        _ => Ok(()),
-    }
-}
-
-/// Verify the target's objects, plan the switch, and run it unless a dry
-/// run: under `held` when the caller holds the lock, else under its own.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn switch_to(
-    ctx: &Ctx,
-    store: &S3Store,
-    registry: &mut Targets,
-    target: Resolved,
-    live: LiveState,
-    action: Action,
-    req: Request,
-    held: Option<&LockGuard>,
-) -> anyhow::Result<Outcome> {
-    let config = &ctx.config;
-    let record = target.record;
-    check_pin(&live, action, &req, &record.id)?;
-    let mut out = Outcome {
-        command: action.as_str(),
-        app: config.app()?.to_string(),
-        dry_run: req.dry_run,
-        outcome: Ending::AlreadyLive,
-        release: record.id.clone(),
-        from: live.current.clone(),
-        manifest_diff: None,
-        steps: Vec::new(),
-        pinned: live.pin.clone(),
-    };
-    // Live means current, manifest and record agree; otherwise repair them.
-    let in_redis = matches!(target.in_redis, Stored::Valid(_));
-    let repair = live.current.as_deref() == Some(record.id.as_str());
-    if repair && in_redis && live.serves(&record.id, &record.manifest) {
-        return Ok(out);
-    }
-    let meta = config.meta_prefix()?;
-    let restores = if req.dry_run && req.objects_planned {
-        Vec::new()
-    } else {
-        verify_release(
-            store,
-            &record,
-            &meta,
-            config.concurrency,
-            ctx.observer.as_ref(),
-        )
-        .await?;
-        mutable_restores(
-            store,
-            &record,
-            &meta,
-            config.concurrency,
-            ctx.observer.as_ref(),
-        )
-        .await?
-    };
-    out.manifest_diff = Some(diff(live.manifest.as_ref(), &record.manifest));
-    let mut steps = Vec::new();
-    if !in_redis || registry.several() {
-        // Redis lost the record (or holds a damaged one): restore it from the
-        // S3 copy first. With several targets, any may have lost it (a
-        // restarted Redis): registering keeps a record that is there.
-        steps.push(Step::Register {
-            record: Box::new(record.summary()),
-            replace_broken: matches!(target.in_redis, Stored::Broken(_)),
-        });
-    }
-    if !restores.is_empty() {
-        steps.push(Step::Copy(restores.clone()));
-    }
-    if req.verify_cdn {
-        steps.push(Step::VerifyCdn(cdn_checks(&record, 0)));
-    }
-    // Rollback pins the release it goes to; activate --unpin clears the pin.
-    let pin = match action {
-        Action::Rollback => PinChange::Set(Pin {
-            release: Some(record.id.clone()),
-            by: config.deployed_by.clone(),
-            at: now().0,
-            message: req.message.clone(),
-        }),
-        _ if req.unpin => PinChange::Clear,
-        _ => PinChange::Respect,
-    };
-    let rolled_back_from = live
-        .current
-        .clone()
-        .filter(|c| action == Action::Rollback && c != &record.id);
-    steps.push(Step::Switch(Switch {
-        targets: live.expectations(&record.id, &record.manifest),
-        release: record.id.clone(),
-        manifest: record.manifest.clone(),
-        action,
-        by: config.deployed_by.clone(),
-        message: req.message.clone(),
-        force: req.force,
-        pin: pin.clone(),
-        rolled_back_from,
-    }));
-    if let (Some(distribution), false) = (&config.cloudfront_distribution_id, restores.is_empty()) {
-        steps.push(Step::Invalidate {
-            distribution: distribution.clone(),
-            paths: restores
-                .iter()
-                .map(|c| invalidation_path(&record.cdn_url, &c.to))
-                .collect(),
-            wait: req.wait,
-        });
-    }
-    let target = ctx.target(store.bucket(), registry.keys());
-    out.steps = steps.iter().map(|s| describe(s, &target)).collect();
-    if req.dry_run {
-        out.outcome = Ending::Planned;
-        return Ok(out);
-    }
-    let result = match held {
-        Some(lock) => {
-            ctx.executor(Some(store), Some(registry), None, Some(lock))
-                .run(&steps)
-                .await
-        }
         None => {
-            let lock = LockGuard::acquire(config, registry, &config.actor(), ctx.observer.as_ref())
-                .await?;
-            let result = ctx
-                .executor(Some(store), Some(registry), None, Some(&lock))
-                .run(&steps)
-                .await;
-            lock.release().await;
-            result
+            let history = redis.history(config.history_limit).await?;
+            plan::rollback_target(&app, &live, &history, &redis.rolled_back().await?)?
         }
     };
-    match result?.switched {
-        Some(Switched::Applied { previous }) => out.from = previous,
-        Some(Switched::Pinned(p)) if action == Action::Promote => {
-            out.outcome = Ending::Recorded;
-            out.pinned = Some(p);
+    let Resolved { record, in_redis } =
+        resolve_release(config, &mut redis, &store, &wanted).await?;
+    let meta = config.meta_prefix()?;
+    let objects = ReleaseObjects::gather(ctx, &store, &record, &live, &in_redis, &meta).await?;
+    let facts = SwitchFacts {
+        action,
+        record: &record,
+        in_redis: &in_redis,
+        live: &live,
+        several: redis.several(),
+        objects: &objects.found,
+        mutable: &objects.mutable,
+        meta_prefix: &meta,
+        bucket: store.bucket(),
+    };
+    let plan = plan::switch(&facts, &req.options(ctx))?;
+    let steps = ctx.describe(store.bucket(), redis.keys(), &plan.steps);
+    let executed = if req.dry_run || plan.already_live {
+        None
+    } else {
+        Some(
+            super::with_lock(ctx, &mut redis, true, async |redis, lock| {
+                ctx.executor(Some(&store), Some(redis), None, lock)
+                    .run(&plan.steps)
+                    .await
+            })
+            .await?,
+        )
+    };
+    Outcome::of(
+        ctx.head(action.as_str(), Some(req.dry_run))?,
+        &record.id,
+        &live,
+        plan,
+        steps,
+        executed.as_ref(),
+    )
+}
+
+/// What S3 holds for a release about to go live: each of its objects, and
+/// the public keys of its mutable files. Not looked at when the release is
+/// live already (nothing will be checked or written).
+pub(crate) struct ReleaseObjects<'r> {
+    pub found: Vec<(String, &'r ReleaseFile, Found)>,
+    pub mutable: HashMap<String, Inspected>,
+}
+
+impl<'r> ReleaseObjects<'r> {
+    pub async fn gather(
+        ctx: &Ctx,
+        store: &S3Store,
+        record: &'r crate::release::ReleaseRecord,
+        live: &LiveState,
+        in_redis: &crate::state::Stored<crate::release::ReleaseRecord>,
+        meta: &str,
+    ) -> anyhow::Result<ReleaseObjects<'r>> {
+        if plan::is_live(live, record, in_redis) {
+            return Ok(ReleaseObjects {
+                found: Vec::new(),
+                mutable: HashMap::new(),
+            });
+        }
+        let (n, observer) = (ctx.config.concurrency, ctx.observer.as_ref());
+        let found = store
+            .release_objects(record, meta, n, false, observer)
+            .await?;
+        let mutable = store.mutable_objects(record, n, observer).await?;
+        Ok(ReleaseObjects { found, mutable })
+    }
+}
+
+impl Outcome {
+    /// The outcome of a switch planned as `plan` (against `live`) and, unless
+    /// a dry run or already live, `executed`. A switch the pin stopped is
+    /// refused (exit 3), except for promote, which then records only.
+    pub(crate) fn of(
+        head: Head,
+        id: &str,
+        live: &LiveState,
+        plan: SwitchPlan,
+        steps: Vec<String>,
+        executed: Option<&Executed>,
+    ) -> anyhow::Result<Outcome> {
+        let mut out = Outcome {
+            outcome: Ending::AlreadyLive,
+            release: id.to_string(),
+            from: live.current.clone(),
+            manifest_diff: plan.manifest_diff,
+            steps,
+            pinned: live.pin.clone(),
+            head,
+        };
+        if plan.already_live {
             return Ok(out);
         }
-        Some(Switched::Pinned(p)) => {
-            return Err(Failure::refused(format!(
-                "the app was pinned by {} while this {} ran; nothing was switched. `cutover activate {} --unpin` switches and clears the pin",
-                p.by.as_deref().unwrap_or("unknown"),
-                action.as_str(),
-                record.id
-            )))
+        let Some(executed) = executed else {
+            out.outcome = Ending::Planned;
+            return Ok(out);
+        };
+        match &executed.switched {
+            Some(Switched::Applied { previous }) => out.from = previous.clone(),
+            Some(Switched::Pinned(p)) if out.head.command == Action::Promote.as_str() => {
+                out.outcome = Ending::Recorded;
+                out.pinned = Some(p.clone());
+                return Ok(out);
+            }
+            Some(Switched::Pinned(p)) => {
+                return Err(Failure::refused(format!(
+                    "the app was pinned by {} while this {} ran; nothing was switched. `cutover activate {id} --unpin` switches and clears the pin",
+                    p.by.as_deref().unwrap_or("unknown"),
+                    out.head.command,
+                )))
+            }
+            None => {}
         }
-        None => {}
+        out.pinned = plan.pin_after;
+        out.outcome = if plan.repair {
+            Ending::Repaired
+        } else {
+            Ending::Activated
+        };
+        Ok(out)
     }
-    out.pinned = match pin {
-        PinChange::Set(p) => Some(p),
-        PinChange::Clear => None,
-        PinChange::Respect => live.pin,
-    };
-    out.outcome = if repair {
-        Ending::Repaired
-    } else {
-        Ending::Activated
-    };
-    Ok(out)
 }
 
 impl Render for Outcome {
     fn text(&self) -> String {
-        let (id, app) = (&self.release, &self.app);
+        let (id, app) = (&self.release, &self.head.app);
         match self.outcome {
             Ending::AlreadyLive => {
                 format!("release {id} is already live for {app}; nothing to do\n")
@@ -327,13 +255,13 @@ impl Render for Outcome {
             Ending::Activated => format!(
                 "release {id} is live for {app} (was {}; {})\n",
                 self.from.as_deref().unwrap_or("none"),
-                self.command
+                self.head.command
             ),
             Ending::Planned => {
                 let mut t = format!(
                     "dry run: nothing will be changed\nwould switch {app} from {} to {id} ({}); all its objects are in S3\n",
                     self.from.as_deref().unwrap_or("none"),
-                    self.command
+                    self.head.command
                 );
                 if let Some(d) = &self.manifest_diff {
                     t.push_str(&format!(

@@ -3,13 +3,11 @@
 
 use serde::Serialize;
 
-use super::Ctx;
+use super::{Ctx, Head};
 use crate::error::Failure;
-use crate::exec::describe;
-use crate::plan::Step;
 use crate::render::Render;
 use crate::store::redis::{LockHolder, Needs};
-use crate::store::targets::Targets;
+use crate::store::registries::Registries;
 
 pub struct Request {
     pub force: bool,
@@ -28,9 +26,8 @@ pub enum Ending {
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub command: &'static str,
-    pub app: String,
-    pub dry_run: bool,
+    #[serde(flatten)]
+    pub head: Head,
     pub outcome: Ending,
     pub key: String,
     pub owner: Option<String>,
@@ -41,14 +38,12 @@ pub struct Outcome {
 
 pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     let app = ctx.config.app()?.to_string();
-    let mut registry = Targets::connect(&ctx.config).await?;
-    let holder = registry.lock_holder().await?;
+    let mut redis = Registries::connect(&ctx.config).await?;
+    let holder = redis.lock_holder().await?;
     let mut out = Outcome {
-        command: "unlock",
-        app: app.clone(),
-        dry_run: req.dry_run,
+        head: ctx.head("unlock", Some(req.dry_run))?,
         outcome: Ending::NotHeld,
-        key: registry.keys().lock.clone(),
+        key: redis.keys().lock.clone(),
         owner: holder.as_ref().map(|h| h.owner.clone()),
         ttl_ms: holder.as_ref().and_then(|h| h.ttl_ms),
         steps: Vec::new(),
@@ -56,12 +51,9 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     let Some(holder) = holder else {
         return Ok(out);
     };
-    let steps = vec![Step::Unlock {
-        owner: holder.owner.clone(),
-    }];
+    let steps = crate::plan::switch::unlock(&holder.owner);
     let bucket = ctx.config.bucket.clone().unwrap_or_default();
-    let target = ctx.target(&bucket, registry.keys());
-    out.steps = steps.iter().map(|s| describe(s, &target)).collect();
+    out.steps = ctx.describe(&bucket, redis.keys(), &steps);
     if req.dry_run {
         out.outcome = Ending::Planned;
         return Ok(out);
@@ -73,8 +65,8 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             expires(&holder)
         )));
     }
-    registry.check_permissions(Needs::Unlock).await?;
-    ctx.executor(None, Some(&mut registry), None, None)
+    redis.check_permissions(Needs::Unlock).await?;
+    ctx.executor(None, Some(&mut redis), None, None)
         .run(&steps)
         .await?;
     out.outcome = Ending::Cleared;
@@ -96,16 +88,16 @@ impl Render for Outcome {
             ttl_ms: self.ttl_ms,
         };
         match self.outcome {
-            Ending::NotHeld => format!("nobody holds the deploy lock of {} ({})\n", self.app, self.key),
+            Ending::NotHeld => format!("nobody holds the deploy lock of {} ({})\n", self.head.app, self.key),
             Ending::Planned => format!(
                 "dry run: nothing will be changed\nthe deploy lock of {} is held by {owner:?} ({}); `--force` would:\n  1. {}\n",
-                self.app,
+                self.head.app,
                 expires(&holder),
                 self.steps.join("\n  ")
             ),
             Ending::Cleared => format!(
                 "cleared the deploy lock of {} (was held by {owner:?}, {})\n",
-                self.app,
+                self.head.app,
                 expires(&holder)
             ),
         }

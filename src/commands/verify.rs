@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use super::objects::{cdn_checks, release_problems};
-use super::{resolve_release, Ctx};
+use super::{resolve_release, Ctx, Head};
 use crate::error::Failure;
+use crate::plan::switch::problems;
 use crate::render::{count, Render};
 use crate::store::cdn::Cdn;
 
@@ -21,8 +21,8 @@ pub struct Request {
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub command: &'static str,
-    pub app: String,
+    #[serde(flatten)]
+    pub head: Head,
     pub release: String,
     pub objects: usize,
     /// One line per object missing or with other bytes.
@@ -36,38 +36,38 @@ pub struct Outcome {
 pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     let config = &ctx.config;
     let app = config.app()?.to_string();
-    let (store, mut registry) = ctx.connect().await?;
+    let (store, mut redis) = ctx.connect().await?;
     let wanted = match req.release {
         Some(r) => r,
-        None => registry.live().await?.current.ok_or_else(|| {
+        None => redis.live().await?.current.ok_or_else(|| {
             Failure::input(format!(
                 "no release is live for {app}; name one: `cutover verify RELEASE`"
             ))
         })?,
     };
-    let record = resolve_release(config, &mut registry, &store, &wanted)
+    let record = resolve_release(config, &mut redis, &store, &wanted)
         .await?
         .record;
-    let s3_problems = release_problems(
-        &store,
-        &record,
-        &config.meta_prefix()?,
-        config.concurrency,
-        req.read,
-        ctx.observer.as_ref(),
-    )
-    .await?;
+    let found = store
+        .release_objects(
+            &record,
+            &config.meta_prefix()?,
+            config.concurrency,
+            req.read,
+            ctx.observer.as_ref(),
+        )
+        .await?;
+    let s3_problems = problems(&found);
     let (mut cdn_checked, mut cdn_problems) = (Vec::new(), Vec::new());
     if req.cdn {
-        let checks = cdn_checks(&record, req.sample);
+        let checks = record.cdn_checks(req.sample);
         cdn_problems = Cdn::new(config.cdn_timeout())?
             .check(&checks, config.concurrency)
             .await;
         cdn_checked = checks.into_iter().map(|c| c.url).collect();
     }
     Ok(Outcome {
-        command: "verify",
-        app,
+        head: ctx.head("verify", None)?,
         release: record.id.clone(),
         objects: record.file_count,
         s3_problems,
@@ -85,7 +85,7 @@ impl Render for Outcome {
             mark(self.s3_problems.is_empty()),
             count(self.objects, "object"),
             self.release,
-            self.app,
+            self.head.app,
             if self.s3_problems.is_empty() {
                 ", all present with their bytes".to_string()
             } else {

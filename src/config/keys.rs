@@ -1,6 +1,6 @@
 //! The one table of settings. Flags, environment variables, `cutover.toml`
-//! keys, `--help` and the README's configuration table all come from
-//! [`KEYS`]; a test checks the README against it.
+//! keys, `--help` and the configuration table in docs/configuration.md all come from
+//! [`KEYS`]; a test checks that doc against it.
 //!
 //! Each key has one function that checks a raw value and stores it in the
 //! [`Config`] (in [`super::values`]); it returns what was expected when
@@ -344,8 +344,8 @@ pub const KEYS: &[Key] = &[
     },
 ];
 
-/// The README's configuration table, made from [`KEYS`] (a test checks
-/// the README holds exactly this).
+/// The configuration table of docs/configuration.md, made from [`KEYS`] (a
+/// test checks that doc holds exactly this).
 pub fn markdown() -> String {
     let mut t = String::from(
         "| key (`cutover.toml`) | flag | environment | default | what |\n|---|---|---|---|---|\n",

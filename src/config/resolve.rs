@@ -273,7 +273,7 @@ fn redis_checks(config: &Config) -> Vec<String> {
     for (key, set) in tls_keys {
         if set && !tls {
             let fix = if sentinel {
-                "cutover does not connect to Sentinel over TLS (README, \"Redis topologies\")"
+                "cutover does not connect to Sentinel over TLS (docs/redis.md, \"Redis topologies\")"
                     .to_string()
             } else {
                 format!(

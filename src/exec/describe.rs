@@ -7,7 +7,7 @@ use crate::render::{bytes, count, some};
 use crate::store::cloudfront::collapse;
 
 /// Where the steps write, for describing them.
-pub struct Target<'a> {
+pub struct Destinations<'a> {
     pub bucket: &'a str,
     pub keys: &'a Keys,
     pub history_limit: usize,
@@ -17,7 +17,7 @@ pub struct Target<'a> {
 
 /// One line per write a step makes (uploads: one line for them all; the
 /// caller lists the files).
-pub fn describe(step: &Step, t: &Target) -> String {
+pub fn describe(step: &Step, t: &Destinations) -> String {
     let line = describe_one(step, t);
     let fanned_out = matches!(
         step,
@@ -30,7 +30,7 @@ pub fn describe(step: &Step, t: &Target) -> String {
     }
 }
 
-fn describe_one(step: &Step, t: &Target) -> String {
+fn describe_one(step: &Step, t: &Destinations) -> String {
     match step {
         Step::Upload(files) => format!(
             "S3 PUT {} ({}) under s3://{}/, each with If-None-Match: * and its SHA-256",
@@ -110,9 +110,9 @@ fn describe_one(step: &Step, t: &Target) -> String {
             "Redis EVAL unlock: DEL {} if it still holds {owner:?}",
             t.keys.lock
         ),
-        Step::Switch(s) if s.targets.len() > 1 => {
+        Step::Switch(s) if s.expect.len() > 1 => {
             let each: Vec<String> = s
-                .targets
+                .expect
                 .iter()
                 .map(|e| match (&e.current, e.serves) {
                     (_, true) => format!("{} serves it already: left alone", e.target),
@@ -121,12 +121,12 @@ fn describe_one(step: &Step, t: &Target) -> String {
                 })
                 .collect();
             let one = Step::Switch(Switch {
-                targets: Vec::new(),
+                expect: Vec::new(),
                 ..s.clone()
             });
             format!(
                 "on {} Redis targets at once, each atomically ({}): {}",
-                s.targets.len(),
+                s.expect.len(),
                 each.join("; "),
                 describe_one(&one, t)
             )
@@ -150,7 +150,7 @@ fn describe_one(step: &Step, t: &Target) -> String {
                 .map(|r| format!("; SADD {} {r}", t.keys.rolled_back))
                 .unwrap_or_default(),
             current = t.keys.current,
-            expected = if s.targets.is_empty() {
+            expected = if s.expect.is_empty() {
                 "what it was when planned"
             } else {
                 s.expected().unwrap_or("unset")

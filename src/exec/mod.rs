@@ -3,7 +3,7 @@
 //! shows is what a run does.
 
 mod describe;
-pub use describe::{describe, Target};
+pub use describe::{describe, Destinations};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,15 +22,15 @@ use crate::store::cdn::Cdn;
 use crate::store::cloudfront::{collapse, CloudFront};
 use crate::store::lock::LockGuard;
 use crate::store::redis::Activation;
+use crate::store::registries::Registries;
 use crate::store::s3::{CopySpec, PutOutcome, PutSpec, S3Store};
-use crate::store::targets::Targets;
 
 /// What the executor needs to carry out steps.
 pub struct Executor<'a> {
     /// None for steps that touch Redis only.
     pub store: Option<&'a S3Store>,
     /// None for a deploy recorded in S3 only (no Redis reachable).
-    pub registry: Option<&'a mut Targets>,
+    pub redis: Option<&'a mut Registries>,
     /// The build directory, for uploads.
     pub root: Option<&'a Path>,
     pub concurrency: usize,
@@ -106,8 +106,8 @@ impl<'a> Executor<'a> {
         Ok(done)
     }
 
-    fn redis(&mut self) -> anyhow::Result<&mut Targets> {
-        self.registry.as_deref_mut().ok_or_else(|| {
+    fn registries(&mut self) -> anyhow::Result<&mut Registries> {
+        self.redis.as_deref_mut().ok_or_else(|| {
             Failure::operation("internal error: a Redis step without a Redis connection")
         })
     }
@@ -129,9 +129,9 @@ impl<'a> Executor<'a> {
             Step::Register {
                 record,
                 replace_broken,
-            } => self.redis()?.register(record, *replace_broken).await?,
+            } => self.registries()?.register(record, *replace_broken).await?,
             Step::Unlock { owner } => {
-                let redis = self.redis()?;
+                let redis = self.registries()?;
                 if !redis.unlock(owner).await? {
                     return Err(Failure::refused(format!(
                         "the deploy lock {} changed since it was read (no longer {owner:?}); nothing was deleted. Look again with `cutover unlock`",
@@ -140,7 +140,7 @@ impl<'a> Executor<'a> {
                 }
             }
             Step::Pin(pin) => {
-                self.redis()?.set_pin(pin.as_ref()).await?;
+                self.registries()?.set_pin(pin.as_ref()).await?;
             }
             Step::Delete(keys) => self.s3()?.delete_objects(keys).await?,
             Step::Copy(copies) => {
@@ -175,7 +175,7 @@ impl<'a> Executor<'a> {
                 )));
             }
             Step::DeleteRecords { ids, keys } => {
-                self.redis()?.unregister(ids).await?;
+                self.registries()?.unregister(ids).await?;
                 self.s3()?.delete_objects(keys).await?;
             }
             Step::VerifyCdn(checks) => {
@@ -267,15 +267,15 @@ impl<'a> Executor<'a> {
     /// naming what each serves.
     async fn switch(&mut self, s: &Switch) -> anyhow::Result<Switched> {
         let at = now().0;
-        let targets = self.redis()?;
-        if s.targets.len() != targets.names().len() {
+        let targets = self.registries()?;
+        if s.expect.len() != targets.names().len() {
             return Err(Failure::operation(format!(
                 "internal error: the switch was planned for {} Redis targets, {} are connected; nothing was switched",
-                s.targets.len(),
+                s.expect.len(),
                 targets.names().len()
             )));
         }
-        let runs = targets.each().zip(&s.targets).map(|(reg, expect)| {
+        let runs = targets.each().zip(&s.expect).map(|(reg, expect)| {
             let event = ActivationEvent {
                 release: s.release.clone(),
                 previous: expect.current.clone(),
@@ -357,7 +357,7 @@ fn settle(s: &Switch, names: &[String], results: Vec<TargetSwitch>) -> anyhow::R
         .count();
     let report: Vec<String> = names
         .iter()
-        .zip(&s.targets)
+        .zip(&s.expect)
         .zip(&results)
         .map(|((name, expect), r)| match r {
             TargetSwitch::Applied { .. } => format!("{name} switched, serves {}", s.release),

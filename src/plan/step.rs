@@ -96,7 +96,7 @@ pub struct ObjectCopy {
 #[derive(Debug, Clone)]
 pub struct Switch {
     /// Each Redis target's precondition, in target order.
-    pub targets: Vec<crate::state::Expect>,
+    pub expect: Vec<crate::state::Expect>,
     pub release: String,
     pub manifest: serde_json::Value,
     pub action: Action,
@@ -110,6 +110,6 @@ pub struct Switch {
 impl Switch {
     /// What the first Redis target served when planned.
     pub fn expected(&self) -> Option<&str> {
-        self.targets.first().and_then(|t| t.current.as_deref())
+        self.expect.first().and_then(|t| t.current.as_deref())
     }
 }

@@ -1,5 +1,5 @@
 //! The deploy lock: one owner at a time per app, with a TTL renewed while
-//! the owner works, released only by its owner (README, "Redis contract").
+//! the owner works, released only by its owner (docs/redis.md, "Redis contract").
 //! With several Redis targets, one lock on each, taken in a fixed order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +11,7 @@ use crate::error::Failure;
 use crate::events::{Event, Observer};
 
 use super::redis::{LockHolder, Registry};
-use super::targets::Targets;
+use super::registries::Registries;
 
 /// How the holder's lock ends, for messages.
 fn expiry(holder: &LockHolder, key: &str) -> String {
@@ -46,7 +46,7 @@ impl LockGuard {
     /// the locks already taken given back.
     pub async fn acquire(
         config: &Config,
-        targets: &Targets,
+        targets: &Registries,
         owner: &str,
         observer: &dyn Observer,
     ) -> anyhow::Result<LockGuard> {

@@ -23,7 +23,6 @@ mod lost_race;
 mod mutable_files;
 mod never_wedged;
 mod plan_and_dry_run;
-mod plan_decisions;
 mod pods;
 mod promote;
 mod quickstart;

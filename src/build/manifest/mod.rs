@@ -13,7 +13,7 @@
 //! Each adapter says which fields are asset paths (and which are metadata,
 //! such as Vite's `imports`, which name manifest keys), checks integrity
 //! where the format records it, rewrites paths to CDN URLs, and lists the
-//! logical entries `diff` compares. README "Inputs" is the contract.
+//! logical entries `diff` compares. docs/how-it-works.md, "Inputs", is the contract.
 //!
 //! What the adapters share while checking asset paths is in `check.rs`; the
 //! entries of a live manifest and the diff of two are in `diff.rs`.

@@ -21,7 +21,7 @@ pub(super) fn text(build: &Build, path: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Targets of `url(...)` in a stylesheet, as written.
+/// Registries of `url(...)` in a stylesheet, as written.
 pub(super) fn css_urls(css: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = css;

@@ -1,37 +1,28 @@
 //! What a deploy learns before it plans: the build (scanned and hashed),
 //! S3's listing, the newest release records (a content index) and the live
-//! state, read at once; then the plan made from them.
+//! state, read at once ([`Gathered::read`]); read again under the lock
+//! ([`Gathered::refresh`]); then the answers to the plan's questions
+//! ([`Gathered::answer_questions`]). The plan itself is made from
+//! [`Gathered::facts`], without I/O.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::{Request, Timings};
 use crate::build::headers::Headers;
 use crate::build::manifest::Manifest;
 use crate::build::Build;
-use crate::commands::objects::inspect_all;
 use crate::commands::Ctx;
 use crate::error::{one_line, Failure};
 use crate::events::{Event, Observer};
-use crate::plan::{self, Decision, DeployPlan, ObjectCopy, PlannedFile, Provenance};
-use crate::release::{now, ReleaseRecord};
-use crate::state::{ContentIndex, Listing, LiveState};
+use crate::plan::{self, DeployFacts, Provenance};
+use crate::release::now;
+use crate::state::{ContentIndex, Inspected, Listing, LiveState};
 use crate::store::records;
 use crate::store::redis::Needs;
+use crate::store::registries::Registries;
 use crate::store::s3::S3Store;
-use crate::store::targets::Targets;
-use futures::stream::{self, StreamExt, TryStreamExt};
-
-use super::*;
-
-pub(super) type Gathered = (
-    Build,
-    Manifest,
-    S3Store,
-    Option<Targets>,
-    Listing,
-    LiveState,
-    Vec<ReleaseRecord>,
-);
 
 /// How many of the newest release records make the content index: a
 /// redeploy shares most files with the releases just before it.
@@ -47,87 +38,194 @@ pub(super) enum RedisUse {
     Skip,
 }
 
-/// Hash the build while connecting, listing the bucket, reading the newest
-/// release records and the live state: they do not depend on each other. A
-/// bad build is reported first, without waiting on S3 or Redis.
-pub(super) async fn gather(
-    ctx: &Ctx,
-    dir: &std::path::Path,
-    writes: bool,
-    redis: RedisUse,
-    timings: &mut Timings,
-) -> anyhow::Result<Gathered> {
-    let started = Instant::now();
-    let services = async {
-        let (store, mut registry) = connect(ctx, redis).await?;
-        if let (true, Some(r)) = (writes, registry.as_mut()) {
-            // Before anything is uploaded: a user who may not switch finds out now.
-            r.check_permissions(Needs::Switch).await?;
-        }
-        let meta = ctx.config.meta_prefix()?;
-        let state = async {
-            match registry.as_mut() {
-                Some(r) => remote_state(ctx, &store, r).await,
-                None => Ok((
-                    store
-                        .list(&ctx.config.list_prefix(), ctx.observer.as_ref())
-                        .await?,
-                    LiveState::default(),
-                )),
+/// Everything a deploy read, and the connections it read it through.
+pub(super) struct Gathered {
+    pub build: Build,
+    pub manifest: Manifest,
+    pub store: S3Store,
+    /// None: the release is recorded in S3 only (`--no-redis`, or Redis
+    /// unreachable under `--no-activate`).
+    pub redis: Option<Registries>,
+    pub redis_skipped: bool,
+    pub remote: Listing,
+    pub index: ContentIndex,
+    pub live: LiveState,
+    pub inspected: HashMap<String, Inspected>,
+    pub heads: HashMap<String, (Headers, String)>,
+}
+
+impl Gathered {
+    /// Hash the build while connecting, listing the bucket, reading the
+    /// newest release records and the live state: they do not depend on
+    /// each other. A bad build is reported first, without waiting on S3 or
+    /// Redis.
+    pub async fn read(
+        ctx: &Ctx,
+        dir: &std::path::Path,
+        writes: bool,
+        redis: RedisUse,
+        timings: &mut Timings,
+    ) -> anyhow::Result<Gathered> {
+        let started = Instant::now();
+        let services = async {
+            let (store, mut redis) = connect(ctx, redis).await?;
+            if let (true, Some(r)) = (writes, redis.as_mut()) {
+                // Before anything is uploaded: a user who may not switch finds out now.
+                r.check_permissions(Needs::Switch).await?;
+            }
+            let meta = ctx.config.meta_prefix()?;
+            let state = async {
+                match redis.as_mut() {
+                    Some(r) => remote_state(ctx, &store, r).await,
+                    None => Ok((
+                        store
+                            .list(&ctx.config.list_prefix(), ctx.observer.as_ref())
+                            .await?,
+                        LiveState::default(),
+                    )),
+                }
+            };
+            let (state, records) =
+                tokio::join!(state, records::newest(&store, &meta, INDEX_RECORDS));
+            let (remote, live) = state?;
+            let index = ContentIndex::new(store.bucket(), records);
+            let index = with_live_record(&store, &meta, index, &live).await;
+            anyhow::Ok((
+                store,
+                redis,
+                remote,
+                live,
+                index,
+                started.elapsed().as_secs_f64(),
+            ))
+        };
+        let scanned = async {
+            let r = scan_build(ctx, dir).await;
+            (r, started.elapsed().as_secs_f64())
+        };
+        tokio::pin!(scanned, services);
+        let mut services_done = None;
+        let (scanned, scan_secs) = loop {
+            tokio::select! {
+                s = &mut scanned => break s,
+                r = &mut services, if services_done.is_none() => services_done = Some(r),
             }
         };
-        let (state, mut records) =
-            tokio::join!(state, records::newest(&store, &meta, INDEX_RECORDS));
-        let (remote, live) = state?;
-        // The live release's record too: its headers, and its files.
-        if let Some(id) = live.current.as_deref() {
-            if !records.iter().any(|r| r.id == id) {
-                records.extend(records::read(&store, &meta, id).await.ok().flatten());
-            }
-        }
-        anyhow::Ok((
+        let (build, manifest) = scanned?;
+        let services = match services_done {
+            Some(r) => r,
+            None => services.await,
+        };
+        let (store, redis, remote, live, index, list_secs) = services?;
+        timings.scan = scan_secs;
+        timings.list = list_secs;
+        Ok(Gathered {
+            build,
+            manifest,
             store,
-            registry,
+            redis_skipped: redis.is_none(),
+            redis,
             remote,
+            index,
             live,
-            records,
-            started.elapsed().as_secs_f64(),
-        ))
-    };
-    let scanned = async {
-        let r = scan_build(ctx, dir).await;
-        (r, started.elapsed().as_secs_f64())
-    };
-    tokio::pin!(scanned, services);
-    let mut services_done = None;
-    let (scanned, scan_secs) = loop {
-        tokio::select! {
-            s = &mut scanned => break s,
-            r = &mut services, if services_done.is_none() => services_done = Some(r),
+            inspected: HashMap::new(),
+            heads: HashMap::new(),
+        })
+    }
+
+    /// Under the lock: the live state again, and if another deploy held the
+    /// lock first (`waited`), the listing too; otherwise the listing stands
+    /// (conditional PUTs catch any late object).
+    pub async fn refresh(
+        &mut self,
+        ctx: &Ctx,
+        redis: &mut Registries,
+        waited: bool,
+    ) -> anyhow::Result<()> {
+        if waited {
+            (self.remote, self.live) = remote_state(ctx, &self.store, redis).await?;
+        } else {
+            self.live = redis.live().await?;
         }
+        let index = std::mem::take(&mut self.index);
+        self.index =
+            with_live_record(&self.store, &ctx.config.meta_prefix()?, index, &self.live).await;
+        Ok(())
+    }
+
+    /// What the plan needs to know that the first reads did not tell: the
+    /// MD5s of the files it asks for, then a closer look (HEAD) at the keys
+    /// the listing could not decide and at the headers of objects whose
+    /// header rules changed, at once.
+    pub async fn answer_questions(&mut self, ctx: &Ctx) -> anyhow::Result<()> {
+        let config = &ctx.config;
+        let needed = plan::md5_needed(config, &self.facts());
+        add_md5s(ctx, &mut self.build, needed).await?;
+        let facts = self.facts();
+        let (inspect, heads) = (
+            plan::to_inspect(config, &facts)?,
+            plan::header_checks(config, &facts),
+        );
+        let (n, observer) = (config.concurrency, ctx.observer.as_ref());
+        let (inspected, heads) = tokio::join!(
+            self.store.inspect_all(inspect, n, observer),
+            self.store.headers_all(heads, n, observer)
+        );
+        (self.inspected, self.heads) = (inspected?, heads?);
+        Ok(())
+    }
+
+    /// The facts the plan is made from.
+    pub fn facts(&self) -> DeployFacts<'_> {
+        DeployFacts {
+            build: &self.build,
+            manifest: &self.manifest,
+            remote: &self.remote,
+            index: &self.index,
+            live: &self.live,
+            inspected: &self.inspected,
+            heads: &self.heads,
+        }
+    }
+
+    /// Who and why, as of now.
+    pub fn provenance(&self, req: &Request) -> Provenance {
+        Provenance {
+            message: req.message.clone(),
+            created: now(),
+        }
+    }
+}
+
+/// The index with the live release's record in it: its headers and its
+/// files decide what a header rule change rewrites. A record that cannot
+/// be read leaves the index as it is.
+async fn with_live_record(
+    store: &S3Store,
+    meta: &str,
+    index: ContentIndex,
+    live: &LiveState,
+) -> ContentIndex {
+    let Some(id) = live.current.as_deref() else {
+        return index;
     };
-    let (build, manifest) = scanned?;
-    let services = match services_done {
-        Some(r) => r,
-        None => services.await,
-    };
-    let (store, registry, remote, live, records, list_secs) = services?;
-    timings.scan = scan_secs;
-    timings.list = list_secs;
-    Ok((build, manifest, store, registry, remote, live, records))
+    if index.record(id).is_some() {
+        return index;
+    }
+    match records::read(store, meta, id).await {
+        Ok(Some(record)) => index.with(store.bucket(), record),
+        _ => index,
+    }
 }
 
 /// Connect to S3, and to Redis as `redis` says: an unreachable Redis under
 /// `--no-activate` is said on one line, and the deploy goes on without it.
-pub(super) async fn connect(
-    ctx: &Ctx,
-    redis: RedisUse,
-) -> anyhow::Result<(S3Store, Option<Targets>)> {
-    let registry = async {
+async fn connect(ctx: &Ctx, redis: RedisUse) -> anyhow::Result<(S3Store, Option<Registries>)> {
+    let registries = async {
         match redis {
             RedisUse::Skip => Ok(None),
-            RedisUse::Required => Targets::connect(&ctx.config).await.map(Some),
-            RedisUse::IfReachable => match Targets::connect(&ctx.config).await {
+            RedisUse::Required => Registries::connect(&ctx.config).await.map(Some),
+            RedisUse::IfReachable => match Registries::connect(&ctx.config).await {
                 Ok(r) => Ok(Some(r)),
                 // Unreachable (exit 1); a bad URL or password is still an error.
                 Err(e) if crate::error::exit_code(&e) == 1 => {
@@ -141,15 +239,12 @@ pub(super) async fn connect(
             },
         }
     };
-    let (store, registry) = tokio::join!(S3Store::connect(&ctx.config), registry);
-    Ok((store?, registry?))
+    let (store, registries) = tokio::join!(S3Store::connect(&ctx.config), registries);
+    Ok((store?, registries?))
 }
 
 /// Scan and hash the build on the blocking pool, then check its manifest.
-pub(super) async fn scan_build(
-    ctx: &Ctx,
-    dir: &std::path::Path,
-) -> anyhow::Result<(Build, Manifest)> {
+async fn scan_build(ctx: &Ctx, dir: &std::path::Path) -> anyhow::Result<(Build, Manifest)> {
     let config = &ctx.config;
     let dir = dir.to_path_buf();
     let exclude = config.exclude.clone();
@@ -171,52 +266,18 @@ pub(super) async fn scan_build(
 }
 
 /// One listing of the public prefix and the live state in Redis, read at once.
-pub(super) async fn remote_state(
+async fn remote_state(
     ctx: &Ctx,
     store: &S3Store,
-    registry: &mut Targets,
+    redis: &mut Registries,
 ) -> anyhow::Result<(Listing, LiveState)> {
     let prefix = ctx.config.list_prefix();
-    let (remote, live) = tokio::join!(store.list(&prefix, ctx.observer.as_ref()), registry.live());
+    let (remote, live) = tokio::join!(store.list(&prefix, ctx.observer.as_ref()), redis.live());
     Ok((remote?, live?))
 }
 
-/// Plan against the remote state (the listing, with the records as a
-/// content index), after hashing with MD5 the files whose decision or record
-/// needs it; then settle the files neither could decide (HEAD, or reading
-/// the object). Read-only.
-pub(super) async fn make_plan(
-    ctx: &Ctx,
-    store: &S3Store,
-    (build, manifest): (&mut Build, &Manifest),
-    (remote, known): (&Listing, &ContentIndex),
-    live: &LiveState,
-    req: &Request,
-) -> anyhow::Result<DeployPlan> {
-    let needed = plan::md5_needed(&ctx.config, build, manifest, remote, known);
-    add_md5s(ctx, build, needed).await?;
-    let who = Provenance {
-        message: req.message.clone(),
-        created: now(),
-    };
-    let mut plan = plan::deploy(&ctx.config, build, manifest, remote, known, live, who)?;
-    let unsure: Vec<String> = plan.unsure().map(str::to_string).collect();
-    let found = inspect_all(store, unsure, ctx.config.concurrency, ctx.observer.as_ref()).await?;
-    plan.resolve(&found);
-    plan.recorded = known.record(&plan.release.id).is_some();
-    plan.header_updates = header_updates(ctx, store, &plan, live, known).await?;
-    for w in &plan.warnings {
-        ctx.observer.event(Event::Warning(w.clone()));
-    }
-    Ok(plan)
-}
-
 /// Hash `paths` of the build with MD5 too, on the blocking pool.
-pub(super) async fn add_md5s(
-    ctx: &Ctx,
-    build: &mut Build,
-    paths: Vec<String>,
-) -> anyhow::Result<()> {
+async fn add_md5s(ctx: &Ctx, build: &mut Build, paths: Vec<String>) -> anyhow::Result<()> {
     if paths.is_empty() {
         return Ok(());
     }
@@ -236,64 +297,4 @@ pub(super) async fn add_md5s(
     .map_err(|e| Failure::operation(format!("hashing failed: {e}")))?;
     build.files = part.files;
     result
-}
-
-/// Objects this build keeps whose headers changed since the live release
-/// recorded them (a header rule changed): rewritten in place, same bytes.
-/// The live record says what was set; S3 (HEAD) says what is.
-pub(super) async fn header_updates(
-    ctx: &Ctx,
-    store: &S3Store,
-    plan: &DeployPlan,
-    live: &LiveState,
-    known: &ContentIndex,
-) -> anyhow::Result<Vec<ObjectCopy>> {
-    let Some(current) = &live.current else {
-        return Ok(Vec::new());
-    };
-    let read;
-    let record = match known.record(current) {
-        Some(r) => r,
-        None => match records::read(store, &ctx.config.meta_prefix()?, current).await? {
-            Some(r) => {
-                read = r;
-                &read
-            }
-            None => return Ok(Vec::new()),
-        },
-    };
-    let recorded: std::collections::HashMap<&str, (&str, Option<&Headers>)> = record
-        .files
-        .iter()
-        .flatten()
-        .map(|f| (f.path.as_str(), (f.sha256.as_str(), f.headers.as_ref())))
-        .collect();
-    let changed: Vec<&PlannedFile> = plan
-        .with(Decision::Skip)
-        .filter(|f| {
-            recorded.get(f.file.path.as_str()).is_some_and(|(sha, h)| {
-                *sha == f.file.sha256 && h.is_some_and(|h| h != f.headers())
-            })
-        })
-        .collect();
-    let heads: Vec<Option<(Headers, String)>> = stream::iter(&changed)
-        .map(|f| store.head_headers(&f.key))
-        .buffered(ctx.config.concurrency)
-        .try_collect()
-        .await?;
-    Ok(changed
-        .into_iter()
-        .zip(heads)
-        .filter_map(|(f, head)| {
-            let (actual, etag) = head?;
-            (actual != *f.headers()).then(|| ObjectCopy {
-                from_bucket: None,
-                from: f.key.clone(),
-                to: f.key.clone(),
-                headers: f.headers().clone(),
-                sha256: f.file.sha256.clone(),
-                if_match: Some(etag),
-            })
-        })
-        .collect())
 }

@@ -1,30 +1,26 @@
-//! `cutover deploy DIR`: hash, plan, upload, record, activate. What it
-//! learns before planning is in [`gather`]; what it reports, in [`outcome`].
+//! `cutover deploy DIR`: hash, plan, upload, record, activate.
+//!
+//! [`gather`] reads the facts (the build, S3's listing, the release
+//! records, the live state) and answers the plan's questions (MD5s, closer
+//! looks); [`crate::plan::deploy`] decides; the executor runs the steps,
+//! under the deploy lock when Redis is used; [`outcome`] reports.
 
 mod gather;
 mod outcome;
 
-use gather::*;
-use outcome::outcome;
 pub use outcome::{Counted, Ending, Outcome, Timings};
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::objects::cdn_checks;
 use super::Ctx;
-use crate::build::manifest::Manifest;
-use crate::build::Build;
 use crate::contract::Pin;
 use crate::error::{one_line, Failure};
 use crate::events::Event;
-use crate::exec::{describe, Switched};
-use crate::plan::{self, Decision, DeployOptions, DeployPlan};
+use crate::exec::Executed;
+use crate::plan::{self, Decision, DeployOptions, DeployPlan, Step};
 use crate::render::{count, some};
-use crate::state::{ContentIndex, Listing, LiveState};
-use crate::store::lock::LockGuard;
-use crate::store::s3::S3Store;
-use crate::store::targets::Targets;
+use gather::{Gathered, RedisUse};
 
 pub struct Request {
     pub dir: PathBuf,
@@ -42,16 +38,23 @@ pub struct Request {
     pub timings: bool,
 }
 
+/// A deploy carried out (or, in a dry run, planned): the plan, its steps,
+/// and what running them did.
+pub(super) struct Deployed {
+    pub plan: DeployPlan,
+    pub steps: Vec<Step>,
+    /// None in a dry run.
+    pub executed: Option<Executed>,
+}
+
 pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     let config = &ctx.config;
     // Fail on missing settings before any work.
     config.app()?;
     config.bucket()?;
     config.cdn_url()?;
-    let meta = config.meta_prefix()?;
     let started = Instant::now();
     let mut timings = Timings::default();
-    let observer = ctx.observer.as_ref();
 
     let redis = if req.no_redis {
         RedisUse::Skip
@@ -60,203 +63,105 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     } else {
         RedisUse::Required
     };
-    let (mut build, manifest, store, registry, remote, live, records) =
-        gather(ctx, &req.dir, !req.dry_run, redis, &mut timings).await?;
-    let known = ContentIndex::new(store.bucket(), records);
-    let keys = crate::contract::Keys::new(config.app()?);
-    let Some(mut registry) = registry else {
-        return record_only(
-            ctx,
-            &req,
-            &store,
-            (&mut build, &manifest),
-            (&remote, &known),
-            &keys,
-            started,
-            timings,
-        )
-        .await;
-    };
-
-    let planning = Instant::now();
-    if req.dry_run {
-        let plan = make_plan(
-            ctx,
-            &store,
-            (&mut build, &manifest),
-            (&remote, &known),
-            &live,
-            &req,
-        )
-        .await?;
-        timings.plan = planning.elapsed().as_secs_f64();
-        let steps = plan.steps(&meta, &options(&req, &live, &plan, config));
-        let conflicted = plan.count(Decision::Conflict).0 > 0;
-        if conflicted {
-            observer.event(Event::Warning(one_line(&conflict_error(
-                &plan,
-                store.bucket(),
-            ))));
+    let mut gathered = Gathered::read(ctx, &req.dir, !req.dry_run, redis, &mut timings).await?;
+    let redis = gathered.redis.take();
+    let registered = redis.is_some();
+    let deployed = match redis {
+        // Writes go under the lock: the live state (and, if another deploy
+        // held the lock first, the listing) read again, then planned.
+        Some(mut redis) if !req.dry_run => {
+            super::with_lock(ctx, &mut redis, true, async |redis, lock| {
+                let lock = lock.expect("with_lock(.., true, ..) holds the lock");
+                gathered.refresh(ctx, redis, lock.waited).await?;
+                let (plan, steps) = make_plan(ctx, &req, &mut gathered, &mut timings).await?;
+                let executed = ctx
+                    .executor(
+                        Some(&gathered.store),
+                        Some(redis),
+                        Some(&gathered.build.root),
+                        Some(lock),
+                    )
+                    .run(&steps)
+                    .await?;
+                Ok(Deployed {
+                    plan,
+                    steps,
+                    executed: Some(executed),
+                })
+            })
+            .await?
         }
-        let ending = if conflicted {
-            Ending::Conflict
-        } else if plan.already_live {
-            Ending::AlreadyLive
-        } else {
-            Ending::Planned
-        };
-        let described = describe_steps(ctx, &store, &keys, &steps);
-        timings.total = started.elapsed().as_secs_f64();
-        let mut out = outcome(
-            ctx,
-            &plan,
-            ending,
-            described,
-            None,
-            plan.live_release.clone(),
-            timings,
-            true,
-            manifest.format,
-        );
-        out.pinned = live.pin.filter(|_| !req.no_activate);
-        out.show_timings = req.timings;
-        return Ok(out);
-    }
-
-    let lock = LockGuard::acquire(config, &registry, &config.actor(), observer).await?;
-    let result = deploy_locked(
-        ctx,
-        &req,
-        &store,
-        &mut registry,
-        (&mut build, &manifest),
-        (remote, &known),
-        &lock,
-        &mut timings,
-    )
-    .await;
-    lock.release().await;
-    let (plan, steps, executed, mut pinned) = result?;
-    let described = describe_steps(ctx, &store, &keys, &steps);
-    let was_current = plan.live_release.as_deref() == Some(plan.release.id.as_str());
-    let mut live_before = plan.live_release.clone();
-    let (ending, live_after) = match &executed.switched {
-        Some(Switched::Applied { previous }) => {
-            live_before = previous.clone();
-            let ending = if was_current {
-                Ending::Repaired
-            } else {
-                Ending::Activated
+        // A dry run, or no Redis: no lock to take.
+        _ => {
+            let (plan, steps) = make_plan(ctx, &req, &mut gathered, &mut timings).await?;
+            let executed = match req.dry_run {
+                true => None,
+                false => Some(
+                    ctx.executor(
+                        Some(&gathered.store),
+                        None,
+                        Some(&gathered.build.root),
+                        None,
+                    )
+                    .run(&steps)
+                    .await?,
+                ),
             };
-            (ending, Some(plan.release.id.clone()))
+            Deployed {
+                plan,
+                steps,
+                executed,
+            }
         }
-        // Pinned between planning and the switch: recorded, not activated.
-        Some(Switched::Pinned(pin)) => {
-            pinned = Some(pin.clone());
-            (Ending::Recorded, plan.live_release.clone())
-        }
-        None if plan.already_live => (Ending::AlreadyLive, plan.live_release.clone()),
-        None => (Ending::Recorded, plan.live_release.clone()),
     };
-    if let Some(pin) = &pinned {
-        observer.event(Event::Warning(pinned_notice(pin, &plan.release.id)));
+    if let Some(executed) = &deployed.executed {
+        timings.add_steps(&executed.timings);
     }
-    timings.add_steps(&executed.timings);
     timings.total = started.elapsed().as_secs_f64();
-    let mut out = outcome(
-        ctx,
-        &plan,
-        ending,
-        described,
-        executed.upload,
-        live_after,
-        timings,
-        false,
-        manifest.format,
-    );
-    out.live_before = live_before;
-    out.pinned = pinned;
-    out.show_timings = req.timings;
+    let out = Outcome::of(ctx, &req, &gathered, deployed, registered, timings)?;
+    if let (false, Some(pin)) = (req.dry_run, &out.pinned) {
+        ctx.observer
+            .event(Event::Warning(pinned_notice(pin, &out.release.id)));
+    }
     Ok(out)
 }
 
-/// How a deploy ends as asked: activate unless `--no-activate` or pinned.
-fn options(
+/// Answer the plan's questions, then plan: the plan and its steps. A
+/// conflict is refused (exit 3), or in a dry run said.
+async fn make_plan(
+    ctx: &Ctx,
     req: &Request,
-    live: &LiveState,
-    plan: &DeployPlan,
-    config: &crate::config::Config,
-) -> DeployOptions {
-    DeployOptions {
-        activate: !req.no_activate && live.pin.is_none(),
+    gathered: &mut Gathered,
+    timings: &mut Timings,
+) -> anyhow::Result<(DeployPlan, Vec<Step>)> {
+    let planning = Instant::now();
+    gathered.answer_questions(ctx).await?;
+    let plan = plan::deploy(&ctx.config, &gathered.facts(), gathered.provenance(req))?;
+    timings.plan = planning.elapsed().as_secs_f64();
+    for w in &plan.warnings {
+        ctx.observer.event(Event::Warning(w.clone()));
+    }
+    if plan.count(Decision::Conflict).0 > 0 {
+        let error = conflict_error(&plan, gathered.store.bucket());
+        if !req.dry_run {
+            return Err(error);
+        }
+        ctx.observer.event(Event::Warning(one_line(&error)));
+    }
+    let opts = DeployOptions {
+        activate: !req.no_activate && gathered.live.pin.is_none(),
         force: req.force,
         message: req.message.clone(),
-        cdn_checks: req.verify_cdn.then(|| cdn_checks(&plan.release, 0)),
-        invalidate: config
+        verify_cdn: req.verify_cdn,
+        invalidate: ctx
+            .config
             .cloudfront_distribution_id
             .clone()
             .map(|d| (d, req.wait)),
-        cdn_url: plan.release.cdn_url.clone(),
-        s3_only: false,
-    }
-}
-
-/// Without Redis (`--no-redis`, or unreachable with `--no-activate`): upload
-/// and record the release in S3, take no lock (there is none to take), and
-/// say how to register it.
-#[allow(clippy::too_many_arguments)]
-async fn record_only(
-    ctx: &Ctx,
-    req: &Request,
-    store: &S3Store,
-    (build, manifest): (&mut Build, &Manifest),
-    remote: (&Listing, &ContentIndex),
-    keys: &crate::contract::Keys,
-    started: Instant,
-    mut timings: Timings,
-) -> anyhow::Result<Outcome> {
-    let live = LiveState::default();
-    let planning = Instant::now();
-    let plan = make_plan(ctx, store, (build, manifest), remote, &live, req).await?;
-    timings.plan = planning.elapsed().as_secs_f64();
-    if plan.count(Decision::Conflict).0 > 0 && !req.dry_run {
-        return Err(conflict_error(&plan, store.bucket()));
-    }
-    let mut opts = options(req, &live, &plan, &ctx.config);
-    opts.s3_only = true;
+        s3_only: gathered.redis_skipped,
+    };
     let steps = plan.steps(&ctx.config.meta_prefix()?, &opts);
-    let described = describe_steps(ctx, store, keys, &steps);
-    let uploaded = if req.dry_run {
-        None
-    } else {
-        let executed = ctx
-            .executor(Some(store), None, Some(&build.root), None)
-            .run(&steps)
-            .await?;
-        timings.add_steps(&executed.timings);
-        executed.upload
-    };
-    timings.total = started.elapsed().as_secs_f64();
-    let ending = if req.dry_run {
-        Ending::Planned
-    } else {
-        Ending::Recorded
-    };
-    let mut out = outcome(
-        ctx,
-        &plan,
-        ending,
-        described,
-        uploaded,
-        None,
-        timings,
-        req.dry_run,
-        manifest.format,
-    );
-    out.live_before = None;
-    out.registered = false;
-    out.show_timings = req.timings;
-    Ok(out)
+    Ok((plan, steps))
 }
 
 /// The one line a pinned deploy says (a GitHub Actions annotation in CI).
@@ -270,60 +175,6 @@ fn pinned_notice(pin: &Pin, id: &str) -> String {
             .map(|m| format!(" ({m})"))
             .unwrap_or_default()
     )
-}
-
-type Deployed = (
-    DeployPlan,
-    Vec<plan::Step>,
-    crate::exec::Executed,
-    Option<Pin>,
-);
-
-/// Under the lock: plan (against a fresh listing if another deploy held the
-/// lock first), then execute.
-#[allow(clippy::too_many_arguments)]
-async fn deploy_locked(
-    ctx: &Ctx,
-    req: &Request,
-    store: &S3Store,
-    registry: &mut Targets,
-    (build, manifest): (&mut Build, &Manifest),
-    (remote, known): (Listing, &ContentIndex),
-    lock: &LockGuard,
-    timings: &mut Timings,
-) -> anyhow::Result<Deployed> {
-    let planning = Instant::now();
-    // If another deploy held the lock, list again; otherwise the listing
-    // stands (conditional PUTs catch any late object) and only the live
-    // state is read again.
-    let (remote, live) = if lock.waited {
-        remote_state(ctx, store, registry).await?
-    } else {
-        (remote, registry.live().await?)
-    };
-    let plan = make_plan(ctx, store, (build, manifest), (&remote, known), &live, req).await?;
-    timings.plan = planning.elapsed().as_secs_f64();
-    if plan.count(Decision::Conflict).0 > 0 {
-        return Err(conflict_error(&plan, store.bucket()));
-    }
-    let opts = options(req, &live, &plan, &ctx.config);
-    let steps = plan.steps(&ctx.config.meta_prefix()?, &opts);
-    let executed = ctx
-        .executor(Some(store), Some(registry), Some(&build.root), Some(lock))
-        .run(&steps)
-        .await?;
-    let pinned = live.pin.filter(|_| !req.no_activate);
-    Ok((plan, steps, executed, pinned))
-}
-
-fn describe_steps(
-    ctx: &Ctx,
-    store: &S3Store,
-    keys: &crate::contract::Keys,
-    steps: &[plan::Step],
-) -> Vec<String> {
-    let target = ctx.target(store.bucket(), keys);
-    steps.iter().map(|s| describe(s, &target)).collect()
 }
 
 /// The error for a plan with conflicts: names the files, says what to do.

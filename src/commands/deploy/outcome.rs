@@ -2,11 +2,13 @@
 
 use serde::Serialize;
 
+use super::gather::Gathered;
+use super::{Deployed, Request};
 use crate::build::manifest::{Format, ManifestDiff};
-use crate::commands::Ctx;
-use crate::contract::Pin;
-use crate::exec::UploadStats;
-use crate::plan::{Decision, DeployPlan, PlannedFile};
+use crate::commands::{Ctx, Head};
+use crate::contract::{Keys, Pin};
+use crate::exec::{Switched, UploadStats};
+use crate::plan::{Decision, PlannedFile};
 use crate::release::ReleaseRecord;
 use crate::render::{bytes, count, Render};
 
@@ -53,9 +55,8 @@ pub struct Timings {
 
 #[derive(Debug, Serialize)]
 pub struct Outcome {
-    pub command: &'static str,
-    pub app: String,
-    pub dry_run: bool,
+    #[serde(flatten)]
+    pub head: Head,
     pub outcome: Ending,
     pub activated: bool,
     /// The release record (without its file list).
@@ -88,59 +89,92 @@ pub struct Outcome {
     verbose: bool,
     /// `--timings`: the text output ends with them.
     #[serde(skip)]
-    pub(super) show_timings: bool,
+    show_timings: bool,
 }
 
 /// At most this many files per kind in text output, unless `--verbose`.
-pub(super) const SHOWN: usize = 10;
+const SHOWN: usize = 10;
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn outcome(
-    ctx: &Ctx,
-    plan: &DeployPlan,
-    ending: Ending,
-    steps: Vec<String>,
-    uploaded: Option<UploadStats>,
-    live_after: Option<String>,
-    timings: Timings,
-    dry_run: bool,
-    manifest_format: Format,
-) -> Outcome {
-    let (up_n, up_b) = plan.count(Decision::Upload);
-    let (skip_n, skip_b) = plan.count(Decision::Skip);
-    Outcome {
-        command: "deploy",
-        app: plan.release.app.clone(),
-        dry_run,
-        outcome: ending,
-        activated: matches!(ending, Ending::Activated | Ending::Repaired),
-        release: plan.release.summary(),
-        live_before: plan.live_release.clone(),
-        live_after,
-        upload: Counted {
-            files: up_n,
-            bytes: up_b,
-        },
-        skip: Counted {
-            files: skip_n,
-            bytes: skip_b,
-        },
-        excluded: Counted {
-            files: plan.excluded.0,
-            bytes: plan.excluded.1,
-        },
-        conflicts: plan.with(Decision::Conflict).cloned().collect(),
-        objects: plan.with(Decision::Upload).cloned().collect(),
-        manifest_format,
-        manifest_diff: plan.manifest_diff.clone(),
-        steps,
-        uploaded,
-        warnings: plan.warnings.clone(),
-        pinned: None,
-        registered: true,
-        timings,
-        verbose: ctx.verbose,
-        show_timings: false,
+impl Outcome {
+    /// What the deploy did (or, in a dry run, would do): the one place its
+    /// ending is decided.
+    pub(super) fn of(
+        ctx: &Ctx,
+        req: &Request,
+        gathered: &Gathered,
+        deployed: Deployed,
+        registered: bool,
+        timings: Timings,
+    ) -> anyhow::Result<Outcome> {
+        let Deployed {
+            plan,
+            steps,
+            executed,
+        } = deployed;
+        let id = &plan.release.id;
+        let conflicted = plan.count(Decision::Conflict).0 > 0;
+        let mut live_before = plan.live_release.clone();
+        // The pin that keeps this deploy from activating, unless it would not anyway.
+        let mut pinned = gathered.live.pin.clone().filter(|_| !req.no_activate);
+        let (ending, live_after) = match executed.as_ref().map(|e| &e.switched) {
+            None if conflicted => (Ending::Conflict, None),
+            None if plan.already_live => (Ending::AlreadyLive, None),
+            None => (Ending::Planned, None),
+            Some(Some(Switched::Applied { previous })) => {
+                live_before = previous.clone();
+                let ending = if plan.live_release.as_deref() == Some(id.as_str()) {
+                    Ending::Repaired
+                } else {
+                    Ending::Activated
+                };
+                (ending, Some(id.clone()))
+            }
+            // Pinned between planning and the switch: recorded, not activated.
+            Some(Some(Switched::Pinned(pin))) => {
+                pinned = Some(pin.clone());
+                (Ending::Recorded, plan.live_release.clone())
+            }
+            Some(None) if plan.already_live => (Ending::AlreadyLive, plan.live_release.clone()),
+            Some(None) => (Ending::Recorded, plan.live_release.clone()),
+        };
+        let (up_n, up_b) = plan.count(Decision::Upload);
+        let (skip_n, skip_b) = plan.count(Decision::Skip);
+        Ok(Outcome {
+            head: ctx.head("deploy", Some(req.dry_run))?,
+            outcome: ending,
+            activated: matches!(ending, Ending::Activated | Ending::Repaired),
+            release: plan.release.summary(),
+            live_before,
+            live_after,
+            upload: Counted {
+                files: up_n,
+                bytes: up_b,
+            },
+            skip: Counted {
+                files: skip_n,
+                bytes: skip_b,
+            },
+            excluded: Counted {
+                files: plan.excluded.0,
+                bytes: plan.excluded.1,
+            },
+            conflicts: plan.with(Decision::Conflict).cloned().collect(),
+            objects: plan.with(Decision::Upload).cloned().collect(),
+            manifest_format: gathered.manifest.format,
+            manifest_diff: plan.manifest_diff.clone(),
+            steps: ctx.describe(
+                gathered.store.bucket(),
+                &Keys::new(ctx.config.app()?),
+                &steps,
+            ),
+            uploaded: executed.and_then(|e| e.upload),
+            warnings: plan.warnings.clone(),
+            pinned,
+            registered,
+            timings,
+            verbose: ctx.verbose,
+            show_timings: req.timings,
+        })
     }
 }
 
@@ -302,7 +336,7 @@ impl Outcome {
         let r = &self.release;
         let id = &r.id;
         let mut t = String::new();
-        if self.dry_run {
+        if self.head.dry_run() {
             t.push_str("dry run: nothing will be changed\n");
             t.push_str(&format!(
                 "release {id} of {}: {}, {}\n",

@@ -76,7 +76,7 @@ impl Registry {
             return Ok(());
         }
         Err(Failure::input(format!(
-            "the Redis user at {} may not run what cutover needs: {}; grant it (README, \"Minimal ACL\")",
+            "the Redis user at {} may not run what cutover needs: {}; grant it (docs/redis.md, \"Minimal ACL\")",
             self.url,
             missing.join("; ")
         )))

@@ -20,7 +20,7 @@ use crate::config::sentinel::SentinelUrl;
 use crate::config::{mask_url, Config};
 use crate::error::Failure;
 
-/// A connection of one of the kinds [`Target`] describes. The rest of the
+/// A connection of one of the kinds [`Endpoint`] describes. The rest of the
 /// registry sends commands through it and never asks which kind it is.
 #[derive(Clone)]
 pub(super) enum Conn {
@@ -137,7 +137,7 @@ impl SentinelConn {
 /// configuration before anything connects, so a bad file or URL is bad
 /// input (exit 2) with nothing changed.
 #[derive(Clone)]
-pub struct Target {
+pub struct Endpoint {
     kind: Kind,
     /// CA certificates and client certificate from the configured files.
     certs: Option<TlsCertificates>,
@@ -159,9 +159,9 @@ enum Kind {
     },
 }
 
-impl Target {
-    /// The target `url` names, with the TLS and Sentinel settings of `config`.
-    pub fn new(url: &str, config: &Config) -> anyhow::Result<Target> {
+impl Endpoint {
+    /// The endpoint `url` names, with the TLS and Sentinel settings of `config`.
+    pub fn new(url: &str, config: &Config) -> anyhow::Result<Endpoint> {
         let shown = mask_url(url);
         let read = |key: &str, path: &std::path::Path| {
             std::fs::read(path).map_err(|e| {
@@ -199,7 +199,7 @@ impl Target {
         } else {
             Kind::Single(url.to_string())
         };
-        Ok(Target {
+        Ok(Endpoint {
             kind,
             certs,
             insecure,
@@ -271,15 +271,15 @@ pub(super) fn timed_out(timeout: Duration) -> redis::RedisError {
     ))
 }
 
-/// Open a connection of the target's kind and PING it, so a bad server
+/// Open a connection of the endpoint's kind and PING it, so a bad server
 /// fails here, with a clear message, rather than halfway through. The one
 /// place that knows the kinds.
-pub(super) async fn open(target: &Target, timeout: Duration) -> anyhow::Result<Conn> {
-    let mut conn = match &target.kind {
+pub(super) async fn open(endpoint: &Endpoint, timeout: Duration) -> anyhow::Result<Conn> {
+    let mut conn = match &endpoint.kind {
         Kind::Single(url) => {
-            let client = target
+            let client = endpoint
                 .single_client(url)
-                .map_err(|e| bad_settings(target, e))?;
+                .map_err(|e| bad_settings(endpoint, e))?;
             let cfg = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
@@ -289,31 +289,31 @@ pub(super) async fn open(target: &Target, timeout: Duration) -> anyhow::Result<C
             Conn::Single(
                 ConnectionManager::new_with_config(client, cfg)
                     .await
-                    .map_err(|e| redis_error(target, "connect to", e))?,
+                    .map_err(|e| redis_error(endpoint, "connect to", e))?,
             )
         }
         Kind::Cluster(url) => {
             let mut builder = redis::cluster::ClusterClient::builder(vec![url.as_str()])
                 .connection_timeout(timeout)
                 .response_timeout(timeout);
-            if let Some(certs) = &target.certs {
+            if let Some(certs) = &endpoint.certs {
                 builder = builder.certs(certs.clone());
             }
-            if target.insecure {
+            if endpoint.insecure {
                 builder = builder.tls(TlsMode::Insecure);
             }
-            let client = builder.build().map_err(|e| bad_settings(target, e))?;
+            let client = builder.build().map_err(|e| bad_settings(endpoint, e))?;
             Conn::Cluster(
                 client
                     .get_async_connection()
                     .await
-                    .map_err(|e| redis_error(target, "connect to", e))?,
+                    .map_err(|e| redis_error(endpoint, "connect to", e))?,
             )
         }
         Kind::Sentinel { url, password } => {
-            let client = target
+            let client = endpoint
                 .sentinel_client(url, password.as_deref())
-                .map_err(|e| bad_settings(target, e))?;
+                .map_err(|e| bad_settings(endpoint, e))?;
             let config = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout));
@@ -328,43 +328,43 @@ pub(super) async fn open(target: &Target, timeout: Duration) -> anyhow::Result<C
             match conn.master().await {
                 Ok(_) => Conn::Sentinel(conn),
                 Err(e) if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel => {
-                    return Err(no_master(target, &url.master, &conn).await)
+                    return Err(no_master(endpoint, &url.master, &conn).await)
                 }
-                Err(e) => return Err(redis_error(target, "connect to", e)),
+                Err(e) => return Err(redis_error(endpoint, "connect to", e)),
             }
         }
     };
     redis::cmd("PING")
         .query_async::<String>(&mut conn)
         .await
-        .map_err(|e| redis_error(target, "connect to", e))?;
+        .map_err(|e| redis_error(endpoint, "connect to", e))?;
     Ok(conn)
 }
 
 /// A client the crate refused to build: a bad URL (or a TLS file that is
 /// not what its key says).
-fn bad_settings(target: &Target, e: redis::RedisError) -> anyhow::Error {
+fn bad_settings(endpoint: &Endpoint, e: redis::RedisError) -> anyhow::Error {
     let text = e.to_string();
     if text.contains("PEM") || text.contains("certificate") || text.contains("private key") {
         return Failure::input(format!(
             "the TLS files for Redis at {} are not usable ({text}); redis_ca_file and redis_tls_cert_file take PEM certificates, redis_tls_key_file its PEM private key",
-            target.shown
+            endpoint.shown
         ));
     }
-    let expected = match target.kind {
+    let expected = match endpoint.kind {
         Kind::Sentinel { .. } => crate::config::sentinel::EXPECTED,
         _ => "redis://[user:password@]host:port[/db] or rediss://...",
     };
     Failure::input(format!(
         "invalid redis_url {}: {text}; expected {expected}",
-        target.shown
+        endpoint.shown
     ))
 }
 
 /// No Sentinel named a master that is up: say whether they do not know
 /// the name (a configuration error) or know it without a master up (a
 /// failover under way).
-async fn no_master(target: &Target, name: &str, conn: &SentinelConn) -> anyhow::Error {
+async fn no_master(endpoint: &Endpoint, name: &str, conn: &SentinelConn) -> anyhow::Error {
     let known = async {
         let sentinel = conn
             .state
@@ -384,19 +384,19 @@ async fn no_master(target: &Target, name: &str, conn: &SentinelConn) -> anyhow::
     match known {
         Err(e) if e.to_string().contains("No such master") => Failure::input(format!(
             "the Sentinels at {} monitor no master named {name:?}; put the name they use (SENTINEL MASTERS lists them) after the Sentinels in REDIS_URL: {}",
-            target.shown,
+            endpoint.shown,
             crate::config::sentinel::EXPECTED
         )),
         _ => Failure::operation(format!(
             "the Sentinels at {} name no master {name:?} that is up (a failover may be under way); nothing was switched: run again",
-            target.shown
+            endpoint.shown
         )),
     }
 }
 
 /// One line for a Redis failure, with the URL masked and the fix named.
-pub(super) fn redis_error(target: &Target, op: &str, e: redis::RedisError) -> anyhow::Error {
-    let masked_url = target.shown.as_str();
+pub(super) fn redis_error(endpoint: &Endpoint, op: &str, e: redis::RedisError) -> anyhow::Error {
+    let masked_url = endpoint.shown.as_str();
     let code = e.code().unwrap_or("");
     // A server error as Redis wrote it: "WRONGTYPE key holds ...".
     let text = match (e.code(), e.detail()) {
@@ -404,7 +404,7 @@ pub(super) fn redis_error(target: &Target, op: &str, e: redis::RedisError) -> an
         _ => e.to_string(),
     };
     let lower = text.to_ascii_lowercase();
-    let sentinel = matches!(target.kind, Kind::Sentinel { .. });
+    let sentinel = matches!(endpoint.kind, Kind::Sentinel { .. });
     if matches!(code, "WRONGPASS" | "NOAUTH")
         || e.kind() == redis::ErrorKind::AuthenticationFailed
         || lower.contains("wrongpass")
@@ -427,12 +427,12 @@ pub(super) fn redis_error(target: &Target, op: &str, e: redis::RedisError) -> an
     }
     if code == "NOPERM" || text.contains("NOPERM") {
         return Failure::input(format!(
-            "the Redis user at {masked_url} may not run what cutover needs ({}); grant it (README, \"Minimal ACL\")",
+            "the Redis user at {masked_url} may not run what cutover needs ({}); grant it (docs/redis.md, \"Minimal ACL\")",
             e.detail().unwrap_or(&text).trim()
         ));
     }
     if code == "READONLY" || text.contains("READONLY") {
-        if target.follows_failover() {
+        if endpoint.follows_failover() {
             return Failure::operation(format!(
                 "Redis at {masked_url} refused to {op} it as READONLY: its master was demoted by a failover while cutover ran; nothing was switched: run again"
             ));
@@ -446,7 +446,8 @@ pub(super) fn redis_error(target: &Target, op: &str, e: redis::RedisError) -> an
             "Redis at {masked_url} is not a Redis Cluster; turn redis_cluster off (--redis-cluster, CUTOVER_REDIS_CLUSTER, cutover.toml)"
         ));
     }
-    if (code == "MOVED" || code == "ASK" || text.starts_with("Moved")) && !target.follows_failover()
+    if (code == "MOVED" || code == "ASK" || text.starts_with("Moved"))
+        && !endpoint.follows_failover()
     {
         return Failure::input(format!(
             "Redis at {masked_url} is a Redis Cluster node ({code}); turn redis_cluster on (--redis-cluster, CUTOVER_REDIS_CLUSTER=true or redis_cluster = true)"
@@ -465,7 +466,7 @@ pub(super) fn redis_error(target: &Target, op: &str, e: redis::RedisError) -> an
             "cannot {op} Redis at {masked_url} over TLS: {text}; {fix}"
         ));
     }
-    let again = if target.follows_failover() {
+    let again = if endpoint.follows_failover() {
         "; nothing was switched: if a failover or slot migration is under way, run again in a few seconds"
     } else {
         ""
@@ -508,10 +509,10 @@ mod tests {
     use super::*;
     use crate::error::{exit_code, one_line};
 
-    fn target(url: &str, cluster: bool) -> Target {
+    fn endpoint(url: &str, cluster: bool) -> Endpoint {
         let mut config = Config::default();
         config.redis_cluster = cluster;
-        Target::new(url, &config).unwrap()
+        Endpoint::new(url, &config).unwrap()
     }
 
     fn readonly() -> redis::RedisError {
@@ -525,13 +526,13 @@ mod tests {
     #[test]
     fn readonly_is_a_failover_where_the_primary_moves_and_a_fix_where_it_cannot() {
         // A plain URL at a replica: the configuration is wrong.
-        let err = redis_error(&target("redis://h:1", false), "activate on", readonly());
+        let err = redis_error(&endpoint("redis://h:1", false), "activate on", readonly());
         assert_eq!(exit_code(&err), 2, "{err}");
         assert!(one_line(&err).contains("point REDIS_URL at the primary"));
         // Behind Sentinel or in a cluster, the master was demoted under us.
         for t in [
-            target("redis+sentinel://:pw@h:26379/mymaster", false),
-            target("redis://h:1", true),
+            endpoint("redis+sentinel://:pw@h:26379/mymaster", false),
+            endpoint("redis://h:1", true),
         ] {
             let err = redis_error(&t, "activate on", readonly());
             assert_eq!(exit_code(&err), 1, "{err}");

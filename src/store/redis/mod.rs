@@ -1,4 +1,4 @@
-//! The Redis side: the contract the Rails app reads (README, "Redis
+//! The Redis side: the contract the Rails app reads (docs/redis.md, "Redis
 //! contract") and the atomic, compare-and-set activation. How a connection
 //! is made and its errors are told is in [`connection`]; the deploy lock and
 //! the permission check in [`access`].
@@ -6,7 +6,7 @@
 mod access;
 mod connection;
 
-pub use connection::Target;
+pub use connection::Endpoint;
 use std::time::Duration;
 
 use redis::{RedisResult, Script};
@@ -36,7 +36,7 @@ pub enum Activation {
 
 pub struct Registry {
     conn: Conn,
-    target: Target,
+    endpoint: Endpoint,
     pub keys: Keys,
     url: String,
     history_limit: usize,
@@ -72,8 +72,8 @@ impl Registry {
         let app = config.app()?;
         let masked = mask_url(&config.redis_url);
         let timeout = Duration::from_secs(config.redis_timeout_secs);
-        let target = Target::new(&config.redis_url, config)?;
-        let conn = match tokio::time::timeout(timeout, open(&target, timeout)).await {
+        let endpoint = Endpoint::new(&config.redis_url, config)?;
+        let conn = match tokio::time::timeout(timeout, open(&endpoint, timeout)).await {
             Ok(conn) => conn?,
             Err(_) => {
                 let hint = if config.redis_url.starts_with("rediss:") {
@@ -89,7 +89,7 @@ impl Registry {
         };
         Ok(Registry {
             conn,
-            target,
+            endpoint,
             keys: Keys::new(app),
             url: masked,
             history_limit: config.history_limit,
@@ -104,7 +104,7 @@ impl Registry {
         run: impl std::future::Future<Output = RedisResult<T>>,
     ) -> anyhow::Result<T> {
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(r) => r.map_err(|e| redis_error(&self.target, op, e)),
+            Ok(r) => r.map_err(|e| redis_error(&self.endpoint, op, e)),
             Err(_) => Err(Failure::operation(format!(
                 "Redis at {} did not answer within {}s to {op} it; check that it is not overloaded or blocked (SLOWLOG), then run again",
                 self.url,
@@ -136,7 +136,7 @@ impl Registry {
                     delay *= 3;
                     attempt += 1;
                 }
-                Err(e) => return Err(redis_error(&self.target, "read from", e)),
+                Err(e) => return Err(redis_error(&self.endpoint, "read from", e)),
             }
         }
     }
@@ -447,7 +447,7 @@ impl Registry {
             Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
                 self.read_back(id, event, expected, e).await
             }
-            Err(e) => Err(redis_error(&self.target, "activate on", e)
+            Err(e) => Err(redis_error(&self.endpoint, "activate on", e)
                 .context("nothing was switched")
                 .context(format!("the switch to {id} was refused"))),
         }
@@ -462,7 +462,7 @@ impl Registry {
         expected: Option<&str>,
         e: redis::RedisError,
     ) -> anyhow::Result<Activation> {
-        let original = crate::error::one_line(&redis_error(&self.target, "activate on", e));
+        let original = crate::error::one_line(&redis_error(&self.endpoint, "activate on", e));
         // Over a new connection: the old one may still be waiting for the
         // lost answer. The script is atomic; it has either run or not. The
         // new connection finds the primary again (through Sentinel, or the
@@ -471,7 +471,8 @@ impl Registry {
         let deadline = tokio::time::Instant::now() + self.timeout * 2;
         let mut delay = Duration::from_millis(100);
         let live = loop {
-            let fresh = tokio::time::timeout(self.timeout, open(&self.target, self.timeout)).await;
+            let fresh =
+                tokio::time::timeout(self.timeout, open(&self.endpoint, self.timeout)).await;
             if let Ok(Ok(conn)) = fresh {
                 self.conn = conn;
             }
@@ -507,7 +508,7 @@ impl Registry {
         }
     }
 
-    /// The target's URL, password masked.
+    /// The endpoint's URL, password masked.
     pub fn name(&self) -> &str {
         &self.url
     }
@@ -516,7 +517,7 @@ impl Registry {
     pub fn handle(&self) -> Registry {
         Registry {
             conn: self.conn.clone(),
-            target: self.target.clone(),
+            endpoint: self.endpoint.clone(),
             keys: self.keys.clone(),
             url: self.url.clone(),
             history_limit: self.history_limit,

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::error::Failure;
 use crate::state::Inspected;
 
+mod check;
 mod list;
 mod upload;
 

@@ -1,18 +1,15 @@
-use super::*;
-use crate::config::{load, FlagValues};
+//! The deploy plan: decisions from the listing, the records and closer
+//! looks; the questions asked before it; the steps it makes.
+
+use super::config;
+use crate::build::manifest::Manifest;
+use crate::build::Build;
 use crate::events::Quiet;
+use crate::plan::*;
+use crate::release::ReleaseRecord;
+use crate::state::{ContentIndex, Inspected, Listing, LiveState, RemoteObject};
 use serde_json::json;
 use std::collections::HashMap;
-
-fn config() -> Config {
-    let env = |k: &str| match k {
-        "CUTOVER_APP" => Some("shop".to_string()),
-        "CUTOVER_BUCKET" => Some("assets".to_string()),
-        "CUTOVER_CDN_URL" => Some("https://cdn.example.com".to_string()),
-        _ => None,
-    };
-    load(&FlagValues::new(), &env, None).unwrap()
-}
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -57,18 +54,36 @@ fn listed(size: u64, etag: &str) -> RemoteObject {
     }
 }
 
-/// The plan of `fx` against `remote` and `live`, without release records.
-fn plan_of(fx: &Fixture, remote: &Listing, live: &LiveState) -> DeployPlan {
-    deploy(
-        &config(),
-        &fx.build,
-        &fx.manifest,
+/// The facts of a build against `remote`, `index` and `live`, with what
+/// closer looks found.
+fn facts<'a>(
+    build: &'a Build,
+    manifest: &'a Manifest,
+    remote: &'a Listing,
+    index: &'a ContentIndex,
+    live: &'a LiveState,
+    inspected: &'a HashMap<String, Inspected>,
+) -> DeployFacts<'a> {
+    static NO_HEADS: std::sync::OnceLock<
+        HashMap<String, (crate::build::headers::Headers, String)>,
+    > = std::sync::OnceLock::new();
+    DeployFacts {
+        build,
+        manifest,
         remote,
-        &ContentIndex::default(),
+        index,
         live,
-        who(),
-    )
-    .unwrap()
+        inspected,
+        heads: NO_HEADS.get_or_init(HashMap::new),
+    }
+}
+
+/// The plan of `fx` against `remote` and `live`, without release records
+/// or closer looks.
+fn plan_of(fx: &Fixture, remote: &Listing, live: &LiveState) -> DeployPlan {
+    let (index, none) = (ContentIndex::default(), HashMap::new());
+    let facts = facts(&fx.build, &fx.manifest, remote, &index, live, &none);
+    deploy(&config(), &facts, who()).unwrap()
 }
 
 #[test]
@@ -96,7 +111,20 @@ fn upload_skip_conflict_inspect() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let mut p = plan_of(&fx, &remote, &LiveState::default());
+    let (index, live, none) = (
+        ContentIndex::default(),
+        LiveState::default(),
+        HashMap::new(),
+    );
+    // The listing cannot tell c's bytes (an ETag that is not its MD5): the
+    // one question before planning.
+    let asked = facts(&fx.build, &fx.manifest, &remote, &index, &live, &none);
+    assert_eq!(
+        to_inspect(&config(), &asked).unwrap(),
+        ["packs/js/c-0a1b2c3d4e.js"]
+    );
+    // Gone by the closer look: uploaded.
+    let p = plan_of(&fx, &remote, &live);
     let decisions: Vec<(&str, Decision)> = p
         .files
         .iter()
@@ -107,7 +135,7 @@ fn upload_skip_conflict_inspect() {
         [
             ("js/a-0a1b2c3d4e.js", Decision::Skip),
             ("js/b-0a1b2c3d4e.js", Decision::Conflict),
-            ("js/c-0a1b2c3d4e.js", Decision::Inspect),
+            ("js/c-0a1b2c3d4e.js", Decision::Upload),
             ("js/d-0a1b2c3d4e.js", Decision::Upload),
             ("robots.txt", Decision::Upload),
         ]
@@ -120,13 +148,15 @@ fn upload_skip_conflict_inspect() {
         .steps("_cutover/shop/", &DeployOptions::default())
         .is_empty());
 
+    // Found with its bytes by the closer look: skipped.
     let c_sha = p.files[2].file.sha256.clone();
     let mut seen = HashMap::new();
     seen.insert(
         "packs/js/c-0a1b2c3d4e.js".to_string(),
         Inspected::Sha256(c_sha),
     );
-    p.resolve(&seen);
+    let looked = facts(&fx.build, &fx.manifest, &remote, &index, &live, &seen);
+    let p = deploy(&config(), &looked, who()).unwrap();
     assert_eq!(p.files[2].decision, Decision::Skip);
     assert_eq!(p.count(Decision::Upload), (2, 4));
 }
@@ -201,7 +231,7 @@ fn diff_and_already_live_and_public_path_warning() {
     assert!(split.split() && !behind.already_live);
     assert_eq!(
         behind
-            .targets
+            .expect
             .iter()
             .map(|t| (t.current.as_deref(), t.serves))
             .collect::<Vec<_>>(),
@@ -271,24 +301,23 @@ fn records_settle_listed_files_without_md5_or_head() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    let (live, none) = (LiveState::default(), HashMap::new());
+    let facts = facts(&build, &manifest, &remote, &index, &live, &none);
     assert_eq!(
-        md5_needed(&c, &build, &manifest, &remote, &index),
+        md5_needed(&c, &facts),
         [
             "js/b-0a1b2c3d4e.js",
             "js/c-0a1b2c3d4e.js",
             "js/d-0a1b2c3d4e.js"
         ]
     );
-    let p = deploy(
-        &c,
-        &build,
-        &manifest,
-        &remote,
-        &index,
-        &LiveState::default(),
-        who(),
-    )
-    .unwrap();
+    // b's record says other bytes, c's listing disagrees with its record:
+    // both looked at closer.
+    assert_eq!(
+        to_inspect(&c, &facts).unwrap(),
+        ["packs/js/b-0a1b2c3d4e.js", "packs/js/c-0a1b2c3d4e.js"]
+    );
+    let p = deploy(&c, &facts, who()).unwrap();
     let decisions: Vec<(&str, Decision, Option<&str>)> = p
         .files
         .iter()
@@ -298,8 +327,9 @@ fn records_settle_listed_files_without_md5_or_head() {
         decisions,
         [
             ("js/a-0a1b2c3d4e.js", Decision::Skip, Some("aa")),
-            ("js/b-0a1b2c3d4e.js", Decision::Inspect, None),
-            ("js/c-0a1b2c3d4e.js", Decision::Inspect, None),
+            // Gone by the closer look (nothing found): uploaded.
+            ("js/b-0a1b2c3d4e.js", Decision::Upload, None),
+            ("js/c-0a1b2c3d4e.js", Decision::Upload, None),
             ("js/d-0a1b2c3d4e.js", Decision::Upload, None),
         ]
     );

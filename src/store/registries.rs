@@ -16,15 +16,15 @@ use crate::state::{LiveState, Stored, TargetLive};
 
 use super::redis::{LockHolder, Needs, Registry};
 
-pub struct Targets {
+pub struct Registries {
     /// In the configured order (never empty).
     regs: Vec<Registry>,
 }
 
-impl Targets {
+impl Registries {
     /// Connect to every target at once. Any that cannot be reached fails
     /// the command before it does anything.
-    pub async fn connect(config: &Config) -> anyhow::Result<Targets> {
+    pub async fn connect(config: &Config) -> anyhow::Result<Registries> {
         let configs: Vec<Config> = config
             .redis_urls
             .iter()
@@ -32,7 +32,7 @@ impl Targets {
             .collect();
         let regs = join_all(configs.iter().map(Registry::connect)).await;
         let regs = regs.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Targets { regs })
+        Ok(Registries { regs })
     }
 
     pub fn keys(&self) -> &Keys {

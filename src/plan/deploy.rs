@@ -1,16 +1,10 @@
-//! Planning, pure: what a command will do, decided from facts read before
-//! (the scanned build, one listing of the bucket, the live state in Redis).
-//!
-//! A plan holds the decisions (which files to upload, skip, or refuse) and
-//! the [`Step`]s that carry them out: every S3 write and Redis command. The
-//! executor (`exec`) runs exactly these steps, and `--dry-run` prints exactly
-//! these steps, so the two cannot drift apart.
+//! A deploy's plan, pure: for every file of the build, upload, skip or
+//! refuse, decided from [`DeployFacts`] (the scanned build, one listing of
+//! the bucket, the release records as a content index, the live state, and
+//! the answers to the [questions](md5_needed) the first reads left open);
+//! then the [`Step`]s that carry it out.
 
-pub mod prune;
-mod step;
-
-pub use step::{ObjectCopy, Step, Switch};
-
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -22,6 +16,8 @@ use crate::config::Config;
 use crate::contract::{record_key, Action, PinChange};
 use crate::release::{release_id, IdInput, ReleaseFile, ReleaseRecord};
 use crate::state::{ContentIndex, Inspected, Listed, Listing, LiveState, RemoteObject};
+
+use super::{invalidation_path, ObjectCopy, Step, Switch};
 
 /// What a deploy does with one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,7 +63,7 @@ impl PlannedFile {
     }
 }
 
-/// A planned file as `--json` shows it (README, "JSON output").
+/// A planned file as `--json` shows it (docs/output.md, "JSON").
 impl Serialize for PlannedFile {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
@@ -115,7 +111,7 @@ pub struct DeployPlan {
     /// The release live when the plan was made (the switch compares-and-sets against it).
     pub live_release: Option<String>,
     /// Each Redis target's state, for the switch's compare-and-set.
-    pub targets: Vec<crate::state::Expect>,
+    pub expect: Vec<crate::state::Expect>,
     pub already_live: bool,
     /// The release's record is in S3 already (a release recorded before):
     /// records are immutable, so it is not written again.
@@ -132,13 +128,12 @@ pub struct DeployOptions {
     pub activate: bool,
     pub force: bool,
     pub message: Option<String>,
-    /// Files to check through the CDN before the switch (`--verify-cdn`).
-    pub cdn_checks: Option<Vec<crate::release::CdnCheck>>,
+    /// Check the release's entrypoints through the CDN before the switch
+    /// (`--verify-cdn`).
+    pub verify_cdn: bool,
     /// CloudFront distribution to invalidate replaced mutable files on, and
     /// whether to wait for it (`--wait`).
     pub invalidate: Option<(String, bool)>,
-    /// The CDN base URL, for invalidation paths.
-    pub cdn_url: String,
     /// No Redis: record the release in S3 only (`--no-redis`, or Redis
     /// unreachable with `--no-activate`).
     pub s3_only: bool,
@@ -156,45 +151,6 @@ impl DeployPlan {
             .iter()
             .map(|f| &**f)
             .filter(move |f| f.decision == decision)
-    }
-
-    /// Keys that need a closer look (HEAD) before the plan is final.
-    pub fn unsure(&self) -> impl Iterator<Item = &str> {
-        self.files
-            .iter()
-            .chain(&self.copies)
-            .filter(|f| f.decision == Decision::Inspect)
-            .map(|f| f.key.as_str())
-    }
-
-    /// Settle the files that needed a closer look. An object listed but gone
-    /// by now is simply uploaded; a mutable one with other bytes, replaced.
-    pub fn resolve(&mut self, inspected: &std::collections::HashMap<String, Inspected>) {
-        for f in self
-            .files
-            .iter_mut()
-            .chain(self.copies.iter_mut())
-            .filter(|f| f.decision == Decision::Inspect)
-        {
-            // Not shared yet: steps are made after the plan is resolved.
-            let f = Arc::make_mut(f);
-            match inspected.get(&f.key) {
-                Some(i) if i.matches(&f.file.sha256, f.file.md5.as_deref()) => {
-                    f.decision = Decision::Skip;
-                    f.remote = None;
-                }
-                Some(_) if f.file.mutable => f.decision = Decision::Replace,
-                Some(i) => {
-                    f.decision = Decision::Conflict;
-                    f.remote = Some(i.to_string());
-                }
-                None => {
-                    f.decision = Decision::Upload;
-                    f.remote = None;
-                    f.remote_etag = None;
-                }
-            }
-        }
     }
 
     /// The writes that carry the plan out. None while a conflict stands;
@@ -222,7 +178,7 @@ impl DeployPlan {
             .with(Decision::Replace)
             .map(|f| f.key.as_str())
             .chain(self.header_updates.iter().map(|c| c.to.as_str()))
-            .map(|key| invalidation_path(&opts.cdn_url, key))
+            .map(|key| invalidation_path(&self.release.cdn_url, key))
             .collect();
         let invalidate = |steps: &mut Vec<Step>| {
             if let (Some((distribution, wait)), false) = (&opts.invalidate, stale.is_empty()) {
@@ -251,11 +207,11 @@ impl DeployPlan {
             replace_broken: false,
         });
         if opts.activate {
-            if let Some(checks) = &opts.cdn_checks {
-                steps.push(Step::VerifyCdn(checks.clone()));
+            if opts.verify_cdn {
+                steps.push(Step::VerifyCdn(self.release.cdn_checks(0)));
             }
             steps.push(Step::Switch(Switch {
-                targets: self.targets.clone(),
+                expect: self.expect.clone(),
                 release: self.release.id.clone(),
                 manifest: self.release.manifest.clone(),
                 action: Action::Deploy,
@@ -271,15 +227,6 @@ impl DeployPlan {
     }
 }
 
-/// The CloudFront path of a key: the CDN URL's own path, then the key,
-/// percent-encoded as its public URL is.
-pub fn invalidation_path(cdn_url: &str, key: &str) -> String {
-    let base = url::Url::parse(cdn_url)
-        .map(|u| u.path().trim_end_matches('/').to_string())
-        .unwrap_or_default();
-    format!("{base}/{}", crate::contract::url_path(key))
-}
-
 /// Who and why, for the release record.
 pub struct Provenance {
     pub message: Option<String>,
@@ -287,49 +234,164 @@ pub struct Provenance {
     pub created: (String, i64),
 }
 
-/// The files of the build whose MD5 the plan needs: all but those S3's
-/// listing and the release records together prove are in S3 with these
-/// bytes. A file to upload needs it for its record (the ETag later listings
-/// are compared with), a listed one that the records do not settle to be
-/// compared with the listing's ETag or a HEAD's.
-pub fn md5_needed(
-    config: &Config,
-    build: &Build,
-    manifest: &Manifest,
-    remote: &Listing,
-    index: &ContentIndex,
-) -> Vec<String> {
-    build
+/// Everything a deploy plans from, read before planning (`commands/deploy`
+/// gathers it): the scanned build, one listing of the public prefix, the
+/// newest release records as a content index (with the live release's),
+/// the live state in Redis, and the answers to the questions the first
+/// reads left open ([`md5_needed`], [`to_inspect`], [`header_checks`]).
+pub struct DeployFacts<'a> {
+    pub build: &'a Build,
+    pub manifest: &'a Manifest,
+    pub remote: &'a Listing,
+    pub index: &'a ContentIndex,
+    pub live: &'a LiveState,
+    /// What a closer look (HEAD) found at the keys [`to_inspect`] named;
+    /// a key left out is gone.
+    pub inspected: &'a HashMap<String, Inspected>,
+    /// The headers (and ETag) S3 has on the objects [`header_checks`] named.
+    pub heads: &'a HashMap<String, (Headers, String)>,
+}
+
+/// One file of the build as the facts show it, before any closer look.
+struct Seen<'f> {
+    file: &'f BuildFile,
+    key: String,
+    mutable: bool,
+    sha256: String,
+    listed: Option<&'f RemoteObject>,
+    /// What the records say the key holds, where S3's listing agrees.
+    known: Option<&'f ReleaseFile>,
+}
+
+impl Seen<'_> {
+    /// The records and S3's listing agree that the key holds these bytes.
+    fn settled(&self) -> bool {
+        self.known
+            .is_some_and(|k| k.sha256.eq_ignore_ascii_case(&self.sha256))
+    }
+
+    /// The decision the listing and the records allow (Inspect: they
+    /// cannot tell), and what S3 holds when that matters.
+    fn first_look(&self) -> (Decision, Option<String>) {
+        match self.known {
+            // The records say S3 holds these bytes, and S3's listing agrees.
+            Some(_) if self.settled() => (Decision::Skip, None),
+            // ...or other bytes: a closer look decides (conflict, or not).
+            Some(k) => (Decision::Inspect, Some(format!("sha256 {}", k.sha256))),
+            None => classify(self.file, self.listed, self.mutable),
+        }
+    }
+}
+
+/// Every file of the build but the manifest files of its format (published
+/// through Redis, with compressed copies of them), as the facts show it.
+fn seen<'f>(config: &'f Config, facts: &'f DeployFacts<'f>) -> impl Iterator<Item = Seen<'f>> + 'f {
+    facts
+        .build
         .files
         .iter()
-        .filter(|f| !manifest.excluded.contains(&f.path) && f.digests.md5.is_none())
-        .filter(|f| {
+        .filter(|f| !facts.manifest.excluded.contains(&f.path))
+        .map(move |f| {
             let key = config.object_key(&f.path);
             let mutable = is_mutable(&f.path, &config.mutable);
-            let indexed = remote
-                .get(&key)
-                .and_then(|o| index.confirms(&key, o))
-                .filter(|k| !mutable && k.sha256.eq_ignore_ascii_case(&f.digests.sha256_hex()));
-            indexed.is_none()
+            let listed = facts.remote.get(&key);
+            let known = listed
+                .and_then(|o| facts.index.confirms(&key, o))
+                .filter(|_| !mutable);
+            Seen {
+                file: f,
+                key,
+                mutable,
+                sha256: f.digests.sha256_hex(),
+                listed,
+                known,
+            }
         })
-        .map(|f| f.path.clone())
+}
+
+/// Question 1: the files of the build whose MD5 the plan needs: all but
+/// those S3's listing and the release records together prove are in S3 with
+/// these bytes. A file to upload needs it for its record (the ETag later
+/// listings are compared with), a listed one that the records do not settle
+/// to be compared with the listing's ETag or a HEAD's.
+pub fn md5_needed(config: &Config, facts: &DeployFacts) -> Vec<String> {
+    seen(config, facts)
+        .filter(|s| s.file.digests.md5.is_none() && !s.settled())
+        .map(|s| s.file.path.clone())
         .collect()
+}
+
+/// Question 2 (after the MD5s): the keys the listing cannot decide, to be
+/// looked at closer (HEAD): listed with the same size but an ETag that
+/// proves nothing, or other bytes than the records say; and the
+/// content-addressed copy of every mutable file.
+pub fn to_inspect(config: &Config, facts: &DeployFacts) -> anyhow::Result<Vec<String>> {
+    let meta = config.meta_prefix()?;
+    Ok(seen(config, facts)
+        .flat_map(|s| {
+            let unsure = (s.first_look().0 == Decision::Inspect).then(|| s.key.clone());
+            let copy = s
+                .mutable
+                .then(|| crate::contract::mutable_key(&meta, &s.sha256));
+            unsure.into_iter().chain(copy)
+        })
+        .collect())
+}
+
+/// Question 3: the keys of files the live release recorded with these
+/// bytes but other headers than this build gives them (a header rule
+/// changed). What S3 has on them ([`DeployFacts::heads`]) decides whether
+/// they are rewritten in place.
+pub fn header_checks(config: &Config, facts: &DeployFacts) -> Vec<String> {
+    let Some(recorded) = live_headers(facts) else {
+        return Vec::new();
+    };
+    seen(config, facts)
+        .filter(|s| {
+            recorded.get(s.file.path.as_str()).is_some_and(|(sha, h)| {
+                *sha == s.sha256 && h.is_some_and(|h| *h != headers(config, facts.manifest, s))
+            })
+        })
+        .map(|s| s.key)
+        .collect()
+}
+
+/// The live release's files as it recorded them: path → (SHA-256, headers).
+fn live_headers<'f>(
+    facts: &'f DeployFacts,
+) -> Option<HashMap<&'f str, (&'f str, Option<&'f Headers>)>> {
+    let record = facts.index.record(facts.live.current.as_deref()?)?;
+    Some(
+        record
+            .files
+            .iter()
+            .flatten()
+            .map(|f| (f.path.as_str(), (f.sha256.as_str(), f.headers.as_ref())))
+            .collect(),
+    )
+}
+
+/// The headers a file is uploaded with. Mutable files get the short
+/// Cache-Control, whatever their name.
+fn headers(config: &Config, manifest: &Manifest, s: &Seen) -> Headers {
+    headers_for(
+        s.file,
+        manifest.is_fingerprinted(&s.file.path) && !s.mutable,
+        &config.cache_control,
+        &config.header_rules,
+    )
 }
 
 /// Decide, for every file of the build, what the deploy does: from S3's
 /// listing, with the release records as a content index (see
-/// [`ContentIndex`]) and the MD5s the build has ([`md5_needed`]).
-pub fn deploy(
-    config: &Config,
-    build: &Build,
-    manifest: &Manifest,
-    remote: &Listing,
-    index: &ContentIndex,
-    live: &LiveState,
-    who: Provenance,
-) -> anyhow::Result<DeployPlan> {
-    let files = plan_files(config, build, manifest, remote, index);
-    let copies = mutable_copies(&files, &config.meta_prefix()?);
+/// [`ContentIndex`]), the MD5s the build has ([`md5_needed`]) and what a
+/// closer look found ([`to_inspect`]).
+pub fn deploy(config: &Config, facts: &DeployFacts, who: Provenance) -> anyhow::Result<DeployPlan> {
+    let (manifest, live) = (facts.manifest, facts.live);
+    let files: Vec<Arc<PlannedFile>> = seen(config, facts)
+        .map(|s| Arc::new(planned(config, facts, s)))
+        .collect();
+    let copies = mutable_copies(&files, &config.meta_prefix()?, facts.inspected);
     let not_fingerprinted: Vec<String> = files
         .iter()
         .filter(|f| !manifest.is_fingerprinted(&f.file.path) && !f.file.mutable)
@@ -337,107 +399,138 @@ pub fn deploy(
         .collect();
     let release = record(config, &files, manifest, who)?;
     let warnings = warnings(config, manifest, &not_fingerprinted);
+    let header_updates = header_updates(&files, facts.heads);
     Ok(DeployPlan {
         manifest_diff: diff(live.manifest.as_ref(), &manifest.live),
         // Live means `current` and the live manifest are this release's;
         // a release that is current with a missing or other manifest is repaired.
         already_live: live.serves(&release.id, &manifest.live),
         live_release: live.current.clone(),
-        targets: live.expectations(&release.id, &manifest.live),
+        expect: live.expectations(&release.id, &manifest.live),
+        recorded: facts.index.record(&release.id).is_some(),
         release: Arc::new(release),
-        recorded: false,
         files,
         copies,
-        header_updates: Vec::new(),
+        header_updates,
         not_fingerprinted,
         excluded: (
-            build.excluded.len(),
-            build.excluded.iter().map(|(_, size)| size).sum(),
+            facts.build.excluded.len(),
+            facts.build.excluded.iter().map(|(_, size)| size).sum(),
         ),
         warnings,
     })
 }
 
-/// Every file of the build but the manifest files of its format (published
-/// through Redis, with compressed copies of them), with its key, headers and
-/// decision.
-fn plan_files(
-    config: &Config,
-    build: &Build,
-    manifest: &Manifest,
-    remote: &Listing,
-    index: &ContentIndex,
-) -> Vec<Arc<PlannedFile>> {
-    build
-        .files
-        .iter()
-        .filter(|f| !manifest.excluded.contains(&f.path))
-        .map(|f| {
-            let key = config.object_key(&f.path);
-            let mutable = is_mutable(&f.path, &config.mutable);
-            let listed = remote.get(&key);
-            let sha256 = f.digests.sha256_hex();
-            let known = listed
-                .and_then(|o| index.confirms(&key, o))
-                .filter(|_| !mutable);
-            let same = known.is_some_and(|k| k.sha256.eq_ignore_ascii_case(&sha256));
-            let (decision, remote) = match known {
-                // The records say S3 holds these bytes, and S3's listing agrees.
-                Some(_) if same => (Decision::Skip, None),
-                // ...or other bytes: a closer look decides (conflict, or not).
-                Some(k) => (Decision::Inspect, Some(format!("sha256 {}", k.sha256))),
-                None => classify(f, listed, mutable),
-            };
-            let (md5, etag) = match (&f.digests.md5, known) {
-                (Some(m), _) => (Some(hex::encode(m.md5)), m.expected_etag()),
-                (None, Some(k)) if same => (
-                    k.md5().map(str::to_ascii_lowercase),
-                    k.etag.trim_matches('"').to_ascii_lowercase(),
-                ),
-                (None, _) => (None, String::new()),
-            };
-            Arc::new(PlannedFile {
-                file: Arc::new(ReleaseFile {
-                    path: f.path.clone(),
-                    size: f.size,
-                    sha256,
-                    md5,
-                    etag,
-                    // Mutable files get the short Cache-Control, whatever their name.
-                    headers: Some(headers_for(
-                        f,
-                        manifest.is_fingerprinted(&f.path) && !mutable,
-                        &config.cache_control,
-                        &config.header_rules,
-                    )),
-                    mutable,
-                }),
-                key,
-                decision,
-                remote,
-                remote_etag: listed.map(|o| o.etag.clone()),
-            })
-        })
-        .collect()
+/// One file: its record entry, key, headers and decision.
+fn planned(config: &Config, facts: &DeployFacts, s: Seen) -> PlannedFile {
+    let (first, remote) = s.first_look();
+    let (decision, remote) = match first {
+        Decision::Inspect => closer_look(&s, facts.inspected.get(&s.key), remote),
+        d => (d, remote),
+    };
+    let (md5, etag) = match (&s.file.digests.md5, s.known) {
+        (Some(m), _) => (Some(hex::encode(m.md5)), m.expected_etag()),
+        (None, Some(k)) if s.settled() => (
+            k.md5().map(str::to_ascii_lowercase),
+            k.etag.trim_matches('"').to_ascii_lowercase(),
+        ),
+        (None, _) => (None, String::new()),
+    };
+    let headers = headers(config, facts.manifest, &s);
+    PlannedFile {
+        remote_etag: match decision {
+            // Listed, but gone by the closer look.
+            Decision::Upload => None,
+            _ => s.listed.map(|o| o.etag.clone()),
+        },
+        file: Arc::new(ReleaseFile {
+            path: s.file.path.clone(),
+            size: s.file.size,
+            sha256: s.sha256,
+            md5,
+            etag,
+            headers: Some(headers),
+            mutable: s.mutable,
+        }),
+        key: s.key,
+        decision,
+        remote,
+    }
 }
 
-/// The content-addressed copy of each mutable file, to be checked (HEAD).
-fn mutable_copies(files: &[Arc<PlannedFile>], meta_prefix: &str) -> Vec<Arc<PlannedFile>> {
+/// What a closer look at a key the listing could not decide settles: the
+/// same bytes are skipped; an object gone by now is simply uploaded; a
+/// mutable one with other bytes, replaced; other bytes, a conflict.
+fn closer_look(
+    s: &Seen,
+    found: Option<&Inspected>,
+    listed: Option<String>,
+) -> (Decision, Option<String>) {
+    let md5 = s.file.digests.md5.as_ref().map(|m| hex::encode(m.md5));
+    match found {
+        Some(i) if i.matches(&s.sha256, md5.as_deref()) => (Decision::Skip, None),
+        Some(_) if s.mutable => (Decision::Replace, listed),
+        Some(i) => (Decision::Conflict, Some(i.to_string())),
+        None => (Decision::Upload, None),
+    }
+}
+
+/// The content-addressed copy of each mutable file, as the closer look
+/// found it: there with its bytes (skip), missing (upload), or other bytes.
+fn mutable_copies(
+    files: &[Arc<PlannedFile>],
+    meta_prefix: &str,
+    inspected: &HashMap<String, Inspected>,
+) -> Vec<Arc<PlannedFile>> {
     files
         .iter()
         .filter(|f| f.file.mutable)
-        .map(|f| PlannedFile {
-            key: crate::contract::mutable_key(meta_prefix, &f.file.sha256),
-            decision: Decision::Inspect,
-            remote: None,
-            remote_etag: None,
-            // The copy is not itself a mutable file (it never changes).
-            file: Arc::new(ReleaseFile {
-                mutable: false,
-                ..ReleaseFile::clone(&f.file)
-            }),
+        .map(|f| {
+            let key = crate::contract::mutable_key(meta_prefix, &f.file.sha256);
+            let (decision, remote) = match inspected.get(&key) {
+                Some(i) if i.matches(&f.file.sha256, f.file.md5.as_deref()) => {
+                    (Decision::Skip, None)
+                }
+                Some(i) => (Decision::Conflict, Some(i.to_string())),
+                None => (Decision::Upload, None),
+            };
+            PlannedFile {
+                key,
+                decision,
+                remote,
+                remote_etag: None,
+                // The copy is not itself a mutable file (it never changes).
+                file: Arc::new(ReleaseFile {
+                    mutable: false,
+                    ..ReleaseFile::clone(&f.file)
+                }),
+            }
         })
         .map(Arc::new)
+        .collect()
+}
+
+/// Objects this build keeps whose headers S3 has otherwise than the build
+/// gives them: rewritten in place (same bytes), only if the object still
+/// has the ETag S3 showed.
+fn header_updates(
+    files: &[Arc<PlannedFile>],
+    heads: &HashMap<String, (Headers, String)>,
+) -> Vec<ObjectCopy> {
+    files
+        .iter()
+        .filter(|f| f.decision == Decision::Skip)
+        .filter_map(|f| {
+            let (actual, etag) = heads.get(&f.key)?;
+            (actual != f.headers()).then(|| ObjectCopy {
+                from_bucket: None,
+                from: f.key.clone(),
+                to: f.key.clone(),
+                headers: f.headers().clone(),
+                sha256: f.file.sha256.clone(),
+                if_match: Some(etag.clone()),
+            })
+        })
         .collect()
 }
 
@@ -533,6 +626,3 @@ fn classify(
         ),
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,0 +1,205 @@
+//! Promote's plan, pure: the release record as the other environment keeps
+//! it, the server-side copies its storage lacks, and its switch: the
+//! copies and the record first, then [`super::switch`]'s steps.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::contract::{mutable_key, record_key};
+use crate::error::Failure;
+use crate::release::{now, PromotedFrom, ReleaseFile, ReleaseRecord};
+use crate::render::{count, some};
+use crate::state::Found;
+
+use super::switch::{switch, SwitchFacts, SwitchOptions, SwitchPlan};
+use super::{ObjectCopy, Step};
+
+/// The same bucket and prefix (and endpoint): the objects are there.
+pub fn same_storage(from: &Config, to: &Config) -> bool {
+    from.bucket == to.bucket && from.prefix == to.prefix && from.s3_endpoint == to.s3_endpoint
+}
+
+/// The record as the target keeps it: the same id and files, the target's
+/// storage and CDN, the live manifest pointing at the target's CDN, and
+/// where it came from. Refused (exit 2) when the build's public path ties
+/// it to the source's CDN.
+pub fn for_target(
+    record: &ReleaseRecord,
+    from: &Config,
+    to: &Config,
+    from_env: &str,
+) -> anyhow::Result<ReleaseRecord> {
+    let (src_base, dst_base) = (from.public_url("")?, to.public_url("")?);
+    if src_base != dst_base {
+        match &record.public_path {
+            None => {
+                return Err(Failure::input(format!(
+                    "release {} was recorded by a cutover that did not keep the build's public path, so it cannot be \
+                     served from another CDN safely ({dst_base} instead of {src_base}); deploy the build to this environment",
+                    record.id
+                )))
+            }
+            Some(p) if !p.serves_from(&dst_base) => {
+                let shown = match p {
+                    crate::build::manifest::PublicPath::Page(p)
+                    | crate::build::manifest::PublicPath::Asset(p) => p.as_str(),
+                    crate::build::manifest::PublicPath::Unknown => "",
+                };
+                return Err(Failure::input(format!(
+                    "release {} was built to be served from {shown:?} (its public path, baked into its files), \
+                     but the target serves it from {dst_base}; build with a relative (auto) public path to promote \
+                     between CDNs, or deploy a build made for the target",
+                    record.id
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut manifest = record.manifest.clone();
+    crate::build::manifest::rewrite_strings(&mut manifest, None, &mut |s, _| {
+        s.strip_prefix(&src_base)
+            .map(|rest| format!("{dst_base}{rest}"))
+    });
+    Ok(ReleaseRecord {
+        app: to.app()?.to_string(),
+        bucket: to.bucket()?.to_string(),
+        prefix: to.prefix.clone(),
+        cdn_url: to.cdn_url()?.to_string(),
+        manifest,
+        promoted_from: Some(PromotedFrom {
+            environment: from_env.to_string(),
+            bucket: from.bucket()?.to_string(),
+            prefix: from.prefix.clone(),
+            cdn_url: from.cdn_url()?.to_string(),
+            at: now().0,
+            by: to.deployed_by.clone(),
+        }),
+        ..record.clone()
+    })
+}
+
+/// Server-side copies of the objects the target's storage lacks (`found`:
+/// what the target holds at each object of the promoted release; mutable
+/// files at their content-addressed copies, which activation restores).
+/// Other bytes at a key the release needs are a conflict (exit 3), as for
+/// a deploy; other bytes at a content-addressed copy are corruption (4).
+pub fn copies(
+    found: &[(String, &ReleaseFile, Found)],
+    record: &ReleaseRecord,
+    from: &Config,
+    bucket: &str,
+) -> anyhow::Result<Vec<ObjectCopy>> {
+    let src_meta = from.meta_prefix()?;
+    let mut copies = Vec::new();
+    let mut conflicts = Vec::new();
+    for (key, file, state) in found {
+        match state {
+            Found::Intact => {}
+            Found::Missing => copies.push(copy_of(file, key.clone(), record, &src_meta, from)?),
+            Found::Other(_) if file.mutable => {
+                return Err(Failure::verification(format!(
+                    "{key} in s3://{bucket} holds other bytes than its name says (sha256 {}); delete it, then promote again",
+                    file.sha256
+                )))
+            }
+            Found::Other(_) => conflicts.push(key.clone()),
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(Failure::refused(format!(
+            "{} in s3://{bucket} would be overwritten with other bytes: {}; nothing was promoted",
+            count(conflicts.len(), "object"),
+            some(&conflicts, 10)
+        )));
+    }
+    Ok(copies)
+}
+
+/// What promote writes in the target: `copies` (see [`copies`]), the
+/// record where the target keeps records elsewhere, then the switch, which
+/// finds every object of the release in place once the copies are made.
+pub fn promote(
+    copies: Vec<ObjectCopy>,
+    record_at: Option<String>,
+    facts: &SwitchFacts,
+    opts: &SwitchOptions,
+) -> anyhow::Result<SwitchPlan> {
+    let copied: HashSet<&str> = copies.iter().map(|c| c.to.as_str()).collect();
+    let objects: Vec<(String, &ReleaseFile, Found)> = facts
+        .objects
+        .iter()
+        .map(|(key, f, found)| {
+            let found = if copied.contains(key.as_str()) {
+                Found::Intact
+            } else {
+                found.clone()
+            };
+            (key.clone(), *f, found)
+        })
+        .collect();
+    let mut plan = switch(
+        &SwitchFacts {
+            objects: &objects,
+            ..*facts
+        },
+        opts,
+    )?;
+    if plan.already_live {
+        return Ok(plan);
+    }
+    let mut steps = Vec::new();
+    if !copies.is_empty() {
+        steps.push(Step::Copy(copies));
+    }
+    if let Some(key) = record_at {
+        steps.push(Step::PutRecord {
+            key,
+            record: Arc::new(facts.record.clone()),
+        });
+    }
+    steps.append(&mut plan.steps);
+    plan.steps = steps;
+    Ok(plan)
+}
+
+/// Where the target keeps the promoted record, when not where the source
+/// keeps it (another bucket or records prefix): the record is written there.
+pub fn record_key_in_target(
+    from: &Config,
+    to: &Config,
+    id: &str,
+) -> anyhow::Result<Option<String>> {
+    let (src_meta, dst_meta) = (from.meta_prefix()?, to.meta_prefix()?);
+    Ok((from.bucket()? != to.bucket()? || src_meta != dst_meta).then(|| record_key(&dst_meta, id)))
+}
+
+/// The copy that puts `file` at `key` in the target, from the source.
+fn copy_of(
+    file: &ReleaseFile,
+    key: String,
+    record: &ReleaseRecord,
+    src_meta: &str,
+    from: &Config,
+) -> anyhow::Result<ObjectCopy> {
+    let headers = file.headers.clone().ok_or_else(|| {
+        Failure::input(format!(
+            "release {} was recorded without the headers of its files, so they cannot be copied faithfully; \
+             deploy the build to this environment",
+            record.id
+        ))
+    })?;
+    let source = if file.mutable {
+        mutable_key(src_meta, &file.sha256)
+    } else {
+        crate::contract::object_key(&record.prefix, &file.path)
+    };
+    Ok(ObjectCopy {
+        from_bucket: Some(from.bucket()?.to_string()),
+        from: source,
+        to: key,
+        headers,
+        sha256: file.sha256.clone(),
+        if_match: None,
+    })
+}

@@ -1,0 +1,306 @@
+//! A switch's plan, pure: which release `rollback` goes to, whether the
+//! release to make live is intact, and the steps that make it live
+//! (activate, rollback, and promote's switch); the pin's and the lock's
+//! small plans beside them.
+
+use std::collections::HashMap;
+
+use crate::build::headers::{content_type, Headers};
+use crate::build::manifest::{diff, ManifestDiff};
+use crate::contract::{mutable_key, object_key, Action, ActivationEvent, Pin, PinChange};
+use crate::error::Failure;
+use crate::release::{ReleaseFile, ReleaseRecord};
+use crate::render::some;
+use crate::state::{Found, Inspected, LiveState, Stored};
+
+use super::{invalidation_path, ObjectCopy, Step, Switch};
+
+/// Everything a switch plans from, read before planning.
+pub struct SwitchFacts<'a> {
+    pub action: Action,
+    /// The release to make live, with its file list.
+    pub record: &'a ReleaseRecord,
+    /// What Redis holds for it (the first target).
+    pub in_redis: &'a Stored<ReleaseRecord>,
+    pub live: &'a LiveState,
+    /// More than one Redis target.
+    pub several: bool,
+    /// What S3 holds at each object of the release (see
+    /// `S3Store::release_objects`); not looked at when it is live already.
+    pub objects: &'a [(String, &'a ReleaseFile, Found)],
+    /// What the public keys of its mutable files hold now (see
+    /// `S3Store::mutable_objects`).
+    pub mutable: &'a HashMap<String, Inspected>,
+    pub meta_prefix: &'a str,
+    pub bucket: &'a str,
+}
+
+/// How the switch was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct SwitchOptions {
+    /// Switch even if the live release changed since planning.
+    pub force: bool,
+    /// `activate --unpin`: switch although pinned, and clear the pin.
+    pub unpin: bool,
+    pub message: Option<String>,
+    pub by: Option<String>,
+    /// Now: when the pin a rollback sets was set.
+    pub at: String,
+    /// Check the release's entrypoints through the CDN before the switch.
+    pub verify_cdn: bool,
+    /// CloudFront distribution to invalidate restored mutable files on,
+    /// and whether to wait for it.
+    pub invalidate: Option<(String, bool)>,
+}
+
+/// What a switch will do.
+#[derive(Debug, Clone)]
+pub struct SwitchPlan {
+    /// The release serves already, with its manifest and record: no steps.
+    pub already_live: bool,
+    /// The release is `current`, but Redis lost (or damaged) its manifest or
+    /// record: the steps write them again.
+    pub repair: bool,
+    /// The live manifest against the release's (None when already live).
+    pub manifest_diff: Option<ManifestDiff>,
+    pub steps: Vec<Step>,
+    /// The pin once the switch is done (rollback pins, `--unpin` clears).
+    pub pin_after: Option<Pin>,
+}
+
+/// Is the release live with its own manifest and an intact record in
+/// Redis, on every target? Then there is nothing to check or write.
+pub fn is_live(live: &LiveState, record: &ReleaseRecord, in_redis: &Stored<ReleaseRecord>) -> bool {
+    matches!(in_redis, Stored::Valid(_)) && live.serves(&record.id, &record.manifest)
+}
+
+/// The plan of a switch: refused while pinned (activate without
+/// `--unpin`), refused unless every object of the release is intact (exit
+/// 4), else the steps: register the record where Redis lacks it, restore
+/// mutable files, check the CDN, switch atomically, invalidate.
+pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<SwitchPlan> {
+    let (record, live, action) = (facts.record, facts.live, facts.action);
+    check_pin(live, action, opts, &record.id)?;
+    let repair = live.current.as_deref() == Some(record.id.as_str());
+    if is_live(live, record, facts.in_redis) {
+        return Ok(SwitchPlan {
+            already_live: true,
+            repair: false,
+            manifest_diff: None,
+            steps: Vec::new(),
+            pin_after: live.pin.clone(),
+        });
+    }
+    let problems = problems(facts.objects);
+    if !problems.is_empty() {
+        return Err(Failure::verification(format!(
+            "release {} is not intact in s3://{}: {}; nothing was switched. Deploy its build again to restore the objects",
+            record.id,
+            facts.bucket,
+            some(&problems, 10)
+        )));
+    }
+    let restores = restores(record, facts.meta_prefix, facts.mutable);
+    let mut steps = Vec::new();
+    if !matches!(facts.in_redis, Stored::Valid(_)) || facts.several {
+        // Redis lost the record (or holds a damaged one): restore it from the
+        // S3 copy first. With several targets, any may have lost it (a
+        // restarted Redis): registering keeps a record that is there.
+        steps.push(Step::Register {
+            record: Box::new(record.summary()),
+            replace_broken: matches!(facts.in_redis, Stored::Broken(_)),
+        });
+    }
+    if !restores.is_empty() {
+        steps.push(Step::Copy(restores.clone()));
+    }
+    if opts.verify_cdn {
+        steps.push(Step::VerifyCdn(record.cdn_checks(0)));
+    }
+    // Rollback pins the release it goes to; activate --unpin clears the pin.
+    let pin = match action {
+        Action::Rollback => PinChange::Set(Pin {
+            release: Some(record.id.clone()),
+            by: opts.by.clone(),
+            at: opts.at.clone(),
+            message: opts.message.clone(),
+        }),
+        _ if opts.unpin => PinChange::Clear,
+        _ => PinChange::Respect,
+    };
+    let pin_after = match &pin {
+        PinChange::Set(p) => Some(p.clone()),
+        PinChange::Clear => None,
+        PinChange::Respect => live.pin.clone(),
+    };
+    steps.push(Step::Switch(Switch {
+        expect: live.expectations(&record.id, &record.manifest),
+        release: record.id.clone(),
+        manifest: record.manifest.clone(),
+        action,
+        by: opts.by.clone(),
+        message: opts.message.clone(),
+        force: opts.force,
+        pin,
+        rolled_back_from: live
+            .current
+            .clone()
+            .filter(|c| action == Action::Rollback && c != &record.id),
+    }));
+    if let (Some((distribution, wait)), false) = (&opts.invalidate, restores.is_empty()) {
+        steps.push(Step::Invalidate {
+            distribution: distribution.clone(),
+            paths: restores
+                .iter()
+                .map(|c| invalidation_path(&record.cdn_url, &c.to))
+                .collect(),
+            wait: *wait,
+        });
+    }
+    Ok(SwitchPlan {
+        already_live: false,
+        repair,
+        manifest_diff: Some(diff(live.manifest.as_ref(), &record.manifest)),
+        steps,
+        pin_after,
+    })
+}
+
+/// Refuse to activate while pinned, unless `--unpin` (exit 3).
+fn check_pin(
+    live: &LiveState,
+    action: Action,
+    opts: &SwitchOptions,
+    id: &str,
+) -> anyhow::Result<()> {
+    match &live.pin {
+        Some(pin) if action == Action::Activate && !opts.unpin => Err(Failure::refused(format!(
+            "{} is pinned since {} by {}{}; `cutover activate {id} --unpin` switches and clears the pin, `cutover unpin` clears it alone",
+            pin.release.as_deref().unwrap_or("the live release"),
+            pin.at,
+            pin.by.as_deref().unwrap_or("unknown"),
+            pin.message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What is wrong with a release's objects, one line each: missing, or with
+/// other bytes.
+pub fn problems(objects: &[(String, &ReleaseFile, Found)]) -> Vec<String> {
+    objects
+        .iter()
+        .filter_map(|(key, f, state)| match state {
+            Found::Intact => None,
+            Found::Missing => Some(format!("{key}: missing")),
+            Found::Other(what) => Some(format!(
+                "{key}: other bytes ({what}, expected sha256 {})",
+                f.sha256
+            )),
+        })
+        .collect()
+}
+
+/// The mutable files of a release whose public object does not hold the
+/// release's bytes (`mutable`: what those keys hold now): copies that
+/// restore them from their content-addressed copies (same bytes, the
+/// release's headers).
+pub fn restores(
+    record: &ReleaseRecord,
+    meta_prefix: &str,
+    mutable: &HashMap<String, Inspected>,
+) -> Vec<ObjectCopy> {
+    record
+        .files
+        .iter()
+        .flatten()
+        .filter(|f| f.mutable)
+        .map(|f| (f, object_key(&record.prefix, &f.path)))
+        .filter(|(f, key)| {
+            !mutable
+                .get(key)
+                .is_some_and(|i| i.matches(&f.sha256, f.md5()))
+        })
+        .map(|(f, key)| ObjectCopy {
+            from_bucket: None,
+            from: mutable_key(meta_prefix, &f.sha256),
+            to: key,
+            headers: f.headers.clone().unwrap_or_else(|| Headers {
+                content_type: content_type(&f.path),
+                content_encoding: None,
+                cache_control: "no-cache".into(),
+            }),
+            sha256: f.sha256.clone(),
+            if_match: None,
+        })
+        .collect()
+}
+
+/// The release `rollback` goes to: the newest that was live before the
+/// current one and was not itself rolled back from, so repeated rollbacks
+/// walk further back. `history` is newest first.
+pub fn rollback_target(
+    app: &str,
+    live: &LiveState,
+    history: &[ActivationEvent],
+    rolled_back: &std::collections::BTreeSet<String>,
+) -> anyhow::Result<String> {
+    let current = live.current.clone().ok_or_else(|| {
+        Failure::input(format!(
+            "no release is live for {app}; nothing to roll back (see `cutover releases`)"
+        ))
+    })?;
+    if !history.iter().any(|e| e.release == current) {
+        return Err(Failure::input(format!(
+            "the history of {app} does not say what was live before {current}; use `cutover rollback --to RELEASE`"
+        )));
+    }
+    // Releases in the order they were last live, newest first.
+    let was_live = history
+        .iter()
+        .flat_map(|e| std::iter::once(Some(&e.release)).chain(std::iter::once(e.previous.as_ref())))
+        .flatten();
+    for id in was_live {
+        if id != &current && !rolled_back.contains(id) {
+            return Ok(id.clone());
+        }
+    }
+    Err(Failure::input(format!(
+        "no release before {current} of {app} is left to roll back to (the ones before it were rolled back from); \
+         use `cutover rollback --to RELEASE` (see `cutover releases`)"
+    )))
+}
+
+/// What `pin` (`pin = Some(by, at, message)`) or `unpin` (None) does: the
+/// new pin and its one step; no step for `unpin` when nothing is pinned.
+pub fn pin(
+    app: &str,
+    live: &LiveState,
+    pin: Option<(Option<String>, String, Option<String>)>,
+) -> anyhow::Result<(Option<Pin>, Vec<Step>)> {
+    let new_pin = match pin {
+        Some((by, at, message)) => Some(Pin {
+            release: Some(live.current.clone().ok_or_else(|| {
+                Failure::input(format!(
+                    "no release is live for {app}; there is nothing to pin (see `cutover releases`)"
+                ))
+            })?),
+            by,
+            at,
+            message,
+        }),
+        None if live.pin.is_none() => return Ok((None, Vec::new())),
+        None => None,
+    };
+    Ok((new_pin.clone(), vec![Step::Pin(new_pin)]))
+}
+
+/// What `unlock --force` does: delete the lock if `owner` still holds it.
+pub fn unlock(owner: &str) -> Vec<Step> {
+    vec![Step::Unlock {
+        owner: owner.to_string(),
+    }]
+}
