@@ -60,9 +60,7 @@ redis.call('PUBLISH', ARGV[6], text)|atomic_switch::"
   "dry-run-unlock-writes|src/commands/unlock.rs|    if req.dry_run {
         out.outcome = Ending::Planned;|    if false {
         out.outcome = Ending::Planned;|dry_runs::"
-  "dry-run-switch-writes|src/commands/switch.rs|    if req.dry_run {
-        out.outcome = Ending::Planned;|    if false {
-        out.outcome = Ending::Planned;|dry_runs::"
+  "dry-run-switch-writes|src/commands/switch.rs|    let executed = if req.dry_run || plan.already_live {|    let executed = if plan.already_live {|dry_runs::"
   "put-without-checksum|src/store/s3/upload.rs|            .checksum_sha256(B64.encode(sha))
             .metadata(META_SHA256, file.sha256_hex);|            .metadata(META_SHA256, file.sha256_hex);|faults::flaky"
 )
@@ -127,8 +125,8 @@ install_cargo_mutants() {
 # name ; cargo-mutants scope options ; test targets ; test name filters
 GROUPS_=(
   "lock;--file src/store/lock.rs;--test=integration;lock_ownership:: never_wedged::a_lock"
-  "plan;--file src/plan.rs --re (classify|resolve|steps|mutable_copies);--lib --test=integration;plan:: plan_decisions:: mutable_files::"
-  "remote-compare;--file src/state.rs --re (compare|matches);--lib --test=integration;state:: plan:: plan_decisions::"
+  "plan;--file src/plan/deploy.rs --re (classify|closer_look|first_look|steps|mutable_copies);--lib --test=integration;plan:: mutable_files::"
+  "remote-compare;--file src/state.rs --re (compare|matches);--lib --test=integration;state:: plan::"
 )
 EXTRA_GROUPS=(
   "conditional-writes;--file src/store/s3/upload.rs --file src/store/s3/mod.rs --re (put_single|put_file|settle_existing|is_precondition_failed|quoted|is_md5);--test=integration;upload:: bytes_truth:: faults::flaky"
