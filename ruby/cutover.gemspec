@@ -5,7 +5,7 @@ require_relative "lib/cutover/version"
 Gem::Specification.new do |spec|
   spec.name = "cutover"
   spec.version = Cutover::VERSION
-  spec.summary = "Serve the webpack release that `cutover deploy` made live, from Redis, in every Rails worker"
+  spec.summary = "Serve the front-end release that `cutover deploy` made live, from Redis, in every Rails worker"
   spec.description = <<~TEXT
     The Rails side of cutover: reads the live manifest that `cutover deploy` switches
     atomically in Redis, serves lookups from memory, follows activations through pub/sub
