@@ -290,10 +290,8 @@ impl<'a> Executor<'a> {
                 }
                 let result = reg
                     .activate(
-                        expect.current.as_deref(),
-                        &s.release,
-                        &s.manifest,
                         &event,
+                        &s.manifest,
                         s.force,
                         &s.pin,
                         s.rolled_back_from.as_deref(),

@@ -195,10 +195,8 @@ fn readers_never_see_a_mismatched_pair_during_500_switches() {
             };
             let outcome = reg
                 .activate(
-                    Some(&live),
-                    &target.id,
-                    &target.manifest,
                     &event,
+                    &target.manifest,
                     false,
                     &cutover::contract::PinChange::Respect,
                     None,

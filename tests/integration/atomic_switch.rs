@@ -66,10 +66,8 @@ fn the_switch_script_writes_nothing_when_it_cannot_publish() {
             message: None,
         };
         reg.activate(
-            Some(&a),
-            &b,
-            &record.manifest,
             &event,
+            &record.manifest,
             false,
             &cutover::contract::PinChange::Respect,
             None,

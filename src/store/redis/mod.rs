@@ -372,20 +372,19 @@ impl Registry {
         Ok(())
     }
 
-    /// Switch the live release in one atomic step, if `current` is still
-    /// `expected` (or `force`), doing `pin` with the pin and marking
-    /// `rolled_back` as a release that was rolled back from.
-    #[allow(clippy::too_many_arguments)]
+    /// Switch the live release to `event.release` with `manifest` in one
+    /// atomic step, if `current` is still `event.previous` (or `force`),
+    /// doing `pin` with the pin and marking `rolled_back` as a release that
+    /// was rolled back from.
     pub async fn activate(
         &mut self,
-        expected: Option<&str>,
-        id: &str,
-        manifest: &serde_json::Value,
         event: &ActivationEvent,
+        manifest: &serde_json::Value,
         force: bool,
         pin: &PinChange,
         rolled_back: Option<&str>,
     ) -> anyhow::Result<Activation> {
+        let (expected, id) = (event.previous.as_deref(), event.release.as_str());
         let manifest = serde_json::to_string(manifest).expect("manifests serialize");
         let event_json = serde_json::to_string(event).expect("events serialize");
         let script = Script::new(scripts::ACTIVATE);
