@@ -1,6 +1,6 @@
 // The reader: the live release of one app, held in memory and refreshed from
 // Redis by pub/sub, a poll of `current`, and a full re-read after a reconnect.
-// The keys and JSON it reads are the README's "Redis contract".
+// The keys and JSON it reads are the "Redis contract" in docs/redis.md.
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { openConnections } from "./connection.js";

@@ -5,7 +5,7 @@ require "cutover/errors"
 require "cutover/reader"
 require "cutover/configuration"
 
-# Reads the release that `cutover deploy` made live (README, "Redis
+# Reads the release that `cutover deploy` made live (docs/redis.md, "Redis
 # contract") and serves its manifest from memory. See ruby/README.md.
 module Cutover
   autoload :Middleware, "cutover/middleware"

@@ -1,9 +1,9 @@
 //! The pipeline files the repository ships are real configuration, checked
 //! as CircleCI and GitHub would read them:
 //! - `.circleci/config.yml`, the orb packed the way `circleci orb pack` packs
-//!   it (`scripts/pack-orb.py`), every orb example and the README's CircleCI
+//!   it (`scripts/pack-orb.py`), every orb example and docs/ci.md's CircleCI
 //!   config validate against CircleCI's config schema; `action.yml` against
-//!   the GitHub Action schema, the README's workflow against the workflow
+//!   the GitHub Action schema, docs/ci.md's workflows against the workflow
 //!   schema (pinned copies in `tests/fixtures/schemas`, checked with
 //!   `check-jsonschema` from `.venv-ci`, which `scripts/setup.sh` installs);
 //! - what a schema cannot see: every parameter reaches its script as the
@@ -84,12 +84,15 @@ fn schema_check(schema: &str, files: &[PathBuf]) -> Result<(), String> {
     }
 }
 
-/// The README's fenced ```yaml blocks.
-fn readme_yaml_blocks() -> Vec<String> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+/// The doc with the CI examples: one CircleCI config, two GitHub workflows.
+const CI_DOC: &str = "docs/ci.md";
+
+/// The CI doc's fenced ```yaml blocks.
+fn ci_doc_yaml_blocks() -> Vec<String> {
+    let doc = std::fs::read_to_string(repo_root().join(CI_DOC)).unwrap();
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
-    for line in readme.lines() {
+    for line in doc.lines() {
         match (&mut current, line.trim_end()) {
             (None, "```yaml") => current = Some(String::new()),
             (Some(block), "```") => {
@@ -106,19 +109,21 @@ fn readme_yaml_blocks() -> Vec<String> {
     blocks
 }
 
-/// The README's CircleCI configs and GitHub workflows, written to files.
-fn readme_configs(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+/// The CI doc's CircleCI configs and GitHub workflows, written to files.
+fn ci_doc_configs(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let (mut circle, mut github) = (Vec::new(), Vec::new());
-    for (i, block) in readme_yaml_blocks().iter().enumerate() {
-        let path = dir.join(format!("readme-{i}.yml"));
+    for (i, block) in ci_doc_yaml_blocks().iter().enumerate() {
+        let path = dir.join(format!("ci-doc-{i}.yml"));
         std::fs::write(&path, block).unwrap();
-        let doc: Value = serde_yaml::from_str(block).expect("README yaml block parses");
+        let doc: Value = serde_yaml::from_str(block).expect("docs/ci.md yaml block parses");
         if doc.get("version").is_some() {
             circle.push(path);
         } else if doc.get("runs-on").is_some() || doc.get("jobs").is_some() {
             github.push(path);
         } else {
-            panic!("README yaml block {i} is neither a CircleCI config nor a workflow:\n{block}");
+            panic!(
+                "docs/ci.md yaml block {i} is neither a CircleCI config nor a workflow:\n{block}"
+            );
         }
     }
     (circle, github)
@@ -307,31 +312,31 @@ fn workflow_job_names(entries: &[Value]) -> Vec<String> {
 }
 
 #[test]
-fn circleci_config_packed_orb_examples_and_readme_match_circleci_schema() {
+fn circleci_config_packed_orb_examples_and_docs_config_match_circleci_schema() {
     let dir = tempfile::tempdir().unwrap();
     let (orb_path, orb) = packed_orb(dir.path());
     let examples = example_configs(&orb, dir.path());
     assert!(examples.len() >= 2, "{examples:?}");
-    let (readme, _) = readme_configs(dir.path());
-    assert_eq!(readme.len(), 1, "the README has one CircleCI config");
+    let (doc, _) = ci_doc_configs(dir.path());
+    assert_eq!(doc.len(), 1, "docs/ci.md has one CircleCI config");
     let mut files = vec![repo_root().join(".circleci/config.yml"), orb_path];
     files.extend(examples);
-    files.extend(readme);
+    files.extend(doc);
     if let Err(e) = schema_check("circle-ci.json", &files) {
         panic!("CircleCI's schema rejects:\n{e}");
     }
 }
 
 #[test]
-fn action_and_readme_workflow_match_github_schemas() {
+fn action_and_docs_workflows_match_github_schemas() {
     if let Err(e) = schema_check("github-actions.json", &[repo_root().join("action.yml")]) {
         panic!("the GitHub Action schema rejects action.yml:\n{e}");
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_, workflows) = readme_configs(dir.path());
-    assert_eq!(workflows.len(), 2, "the README has two GitHub workflows");
+    let (_, workflows) = ci_doc_configs(dir.path());
+    assert_eq!(workflows.len(), 2, "docs/ci.md has two GitHub workflows");
     if let Err(e) = schema_check("github-workflows.json", &workflows) {
-        panic!("the GitHub workflow schema rejects the README's workflow:\n{e}");
+        panic!("the GitHub workflow schema rejects docs/ci.md's workflows:\n{e}");
     }
 }
 
@@ -578,20 +583,20 @@ fn orb_parameters_reach_the_scripts() {
     assert!(image.starts_with("cimg/base:") && !image.ends_with("latest"));
 }
 
-/// The examples and the README's config use the orb as it is: jobs it has,
+/// The examples and docs/ci.md's config use the orb as it is: jobs it has,
 /// parameters they declare, and the current version.
 #[test]
-fn orb_examples_and_readme_use_real_jobs_and_parameters() {
+fn orb_examples_and_docs_config_use_real_jobs_and_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let (_, orb) = packed_orb(dir.path());
-    let (readme, _) = readme_configs(dir.path());
+    let (doc, _) = ci_doc_configs(dir.path());
     let mut configs: Vec<(String, Value)> = orb["examples"]
         .as_mapping()
         .unwrap()
         .iter()
         .map(|(k, v)| (format!("example {}", s(k)), v["usage"].clone()))
         .collect();
-    configs.extend(readme.iter().map(|p| ("README".to_string(), load(p))));
+    configs.extend(doc.iter().map(|p| (CI_DOC.to_string(), load(p))));
     let workflow_keys: BTreeSet<&str> = [
         "requires",
         "context",
@@ -766,10 +771,10 @@ fn action_mirrors_the_orb_and_its_script() {
             }
         }
     }
-    // The README's workflow uses this action at the current version, with
+    // docs/ci.md's workflows use this action at the current version, with
     // inputs it has.
     let dir = tempfile::tempdir().unwrap();
-    let (_, workflows) = readme_configs(dir.path());
+    let (_, workflows) = ci_doc_configs(dir.path());
     let workflows: Vec<Value> = workflows.iter().map(|w| load(w)).collect();
     let uses: Vec<&Value> = workflows
         .iter()
@@ -814,8 +819,8 @@ fn pinned_versions_are_the_crates() {
     for (what, default) in defaults {
         assert_eq!(default, Value::from(VERSION), "{what}");
     }
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    assert!(readme.contains(&format!(
+    let doc = std::fs::read_to_string(repo_root().join(CI_DOC)).unwrap();
+    assert!(doc.contains(&format!(
         "release/v{VERSION}/cutover-{VERSION}-x86_64-unknown-linux-gnu.tar.gz"
     )));
 }

@@ -1,7 +1,10 @@
 //! What users read: `--help`, text output, the JSON documents (snapshots
-//! with volatile fields redacted), configuration errors, and the README's
-//! tables, which must match the code's own tables.
+//! with volatile fields redacted), configuration errors, and the
+//! documentation: README.md and docs/, whose generated tables must match the
+//! code's own tables and whose links must resolve.
 
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -299,55 +302,331 @@ fn rediss_to_a_plain_redis_fails_within_the_timeout_naming_tls() {
 }
 
 /// Replace the table starting with `table`'s header line by `table`.
-fn replace_table(readme: &str, table: &str) -> String {
+fn replace_table(doc: &str, table: &str) -> String {
     let header = table.lines().next().unwrap();
-    let start = readme
-        .find(header)
-        .expect("the table's header is in the README");
-    let end = readme[start..]
+    let start = doc.find(header).expect("the table's header is in the doc");
+    let end = doc[start..]
         .find("\n\n")
         .map(|i| start + i + 1)
-        .unwrap_or(readme.len());
-    format!("{}{table}{}", &readme[..start], &readme[end..])
+        .unwrap_or(doc.len());
+    format!("{}{table}{}", &doc[..start], &doc[end..])
+}
+
+/// The generated tables and the doc that holds each: the configuration
+/// table (config/keys.rs) and the exit codes (error.rs).
+fn generated_tables() -> [(&'static str, String); 2] {
+    [
+        ("docs/configuration.md", cutover::config::keys::markdown()),
+        ("docs/output.md", cutover::error::exit_codes_markdown()),
+    ]
+}
+
+/// README.md and every file of docs/, as (path from the root, text), sorted.
+fn documentation(root: &Path) -> Vec<(String, String)> {
+    let mut docs = vec!["README.md".to_string()];
+    docs.extend(docs_files(root));
+    docs.into_iter()
+        .map(|d| {
+            let text = std::fs::read_to_string(root.join(&d))
+                .unwrap_or_else(|e| panic!("reading {d}: {e}"));
+            (d, text)
+        })
+        .collect()
+}
+
+/// Every file in docs/, as `docs/NAME`, sorted.
+fn docs_files(root: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(root.join("docs"))
+        .expect("a docs/ folder")
+        .map(|e| format!("docs/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    files.sort();
+    files
 }
 
 #[test]
-fn readme_tables_match_the_code() {
-    let path = repo_root().join("README.md");
-    if std::env::var_os("CUTOVER_UPDATE_README").is_some() {
-        // Regenerate the tables in place: CUTOVER_UPDATE_README=1 cargo test readme
-        let readme = std::fs::read_to_string(&path).unwrap();
-        let readme = replace_table(&readme, &cutover::config::keys::markdown());
-        let readme = replace_table(&readme, &cutover::error::exit_codes_markdown());
-        std::fs::write(&path, readme).unwrap();
+fn readme_docs_tables_match_the_code() {
+    let root = repo_root();
+    for (doc, table) in generated_tables() {
+        let path = root.join(doc);
+        if std::env::var_os("CUTOVER_UPDATE_README").is_some() {
+            // Regenerate the tables in place: CUTOVER_UPDATE_README=1 cargo test readme
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, replace_table(&text, &table)).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(&table),
+            "{doc}'s table differs from the code (CUTOVER_UPDATE_README=1 cargo test readme rewrites it); it should read:\n{table}"
+        );
+        // One copy, in its doc: no stale table elsewhere.
+        let header = table.lines().next().unwrap();
+        for (other, text) in documentation(&root) {
+            let copies = text.matches(header).count();
+            assert_eq!(
+                copies,
+                usize::from(other == doc),
+                "{other} has {copies} tables headed {header:?}; the generated one belongs in {doc} only"
+            );
+        }
     }
-    let readme = std::fs::read_to_string(&path).unwrap();
-    let settings = cutover::config::keys::markdown();
-    assert!(
-        readme.contains(&settings),
-        "README's configuration table differs from config/keys.rs (CUTOVER_UPDATE_README=1 cargo test readme rewrites it); it should read:\n{settings}"
-    );
-    let codes = cutover::error::exit_codes_markdown();
-    assert!(
-        readme.contains(&codes),
-        "README's exit-code table differs from error.rs; it should read:\n{codes}"
-    );
+}
+
+/// The command reference names every command and every flag; the README
+/// shows the daily commands.
+#[test]
+fn readme_docs_mention_every_command_and_flag() {
+    let root = repo_root();
+    let reference = std::fs::read_to_string(root.join("docs/commands.md")).unwrap();
     let cmd = cutover::cli::args::command();
     let mut missing = Vec::new();
     for sub in cmd.get_subcommands() {
         for arg in sub.get_arguments().chain(cmd.get_arguments()) {
             if let Some(long) = arg.get_long() {
-                if !["help", "version"].contains(&long) && !readme.contains(&format!("--{long}")) {
+                if !["help", "version"].contains(&long) && !reference.contains(&format!("--{long}"))
+                {
                     missing.push(format!("{} --{long}", sub.get_name()));
                 }
             }
         }
-        if !readme.contains(&format!("cutover {}", sub.get_name())) {
+        if !reference.contains(&format!("cutover {}", sub.get_name())) {
             missing.push(format!("command {}", sub.get_name()));
         }
     }
     missing.dedup();
-    assert!(missing.is_empty(), "README does not mention: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/commands.md does not mention: {missing:?}"
+    );
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for daily in ["deploy", "rollback", "status", "releases", "activate"] {
+        assert!(
+            readme.contains(&format!("\ncutover {daily}")),
+            "README.md shows no example of cutover {daily}"
+        );
+    }
+}
+
+/// `text` without its fenced code blocks and inline code spans, and its
+/// fenced blocks' lines blanked, so neither links nor headings are seen
+/// inside code.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let mut fence: Option<&str> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        match fence {
+            Some(f) if trimmed.starts_with(f) => fence = None,
+            Some(_) => {}
+            None if trimmed.starts_with("```") => fence = Some("```"),
+            None if trimmed.starts_with("~~~") => fence = Some("~~~"),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    // Inline code: a run of backticks up to the next run of the same length.
+    let mut plain = String::new();
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find('`') {
+        plain.push_str(&rest[..i]);
+        let run = rest[i..].len() - rest[i..].trim_start_matches('`').len();
+        let ticks = &rest[i..i + run];
+        let after = &rest[i + run..];
+        match after.find(ticks) {
+            Some(j) => rest = &after[j + run..],
+            None => {
+                plain.push_str(ticks);
+                rest = after;
+            }
+        }
+    }
+    plain.push_str(rest);
+    plain
+}
+
+/// The anchors GitHub gives a markdown file's headings: lowercased, spaces
+/// to `-`, punctuation dropped, `-N` after repeats.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut fence: Option<&str> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        match fence {
+            Some(f) if trimmed.starts_with(f) => fence = None,
+            Some(_) => {}
+            None if trimmed.starts_with("```") => fence = Some("```"),
+            None if trimmed.starts_with("~~~") => fence = Some("~~~"),
+            None => {
+                let level = line.len() - line.trim_start_matches('#').len();
+                let Some(title) = line[level..].strip_prefix(' ') else {
+                    continue;
+                };
+                if !(1..=6).contains(&level) {
+                    continue;
+                }
+                let slug: String = title
+                    .trim()
+                    .trim_end_matches('#')
+                    .trim()
+                    .to_lowercase()
+                    .chars()
+                    .filter_map(|c| match c {
+                        ' ' => Some('-'),
+                        c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                        _ => None,
+                    })
+                    .collect();
+                let mut anchor = slug.clone();
+                let mut n = 0;
+                while seen.contains(&anchor) {
+                    n += 1;
+                    anchor = format!("{slug}-{n}");
+                }
+                seen.insert(anchor);
+            }
+        }
+    }
+    seen
+}
+
+/// The targets of a markdown text's links: inline `[text](target)`
+/// (images too) and reference definitions `[name]: target`.
+fn link_targets(text: &str) -> Vec<String> {
+    let prose = prose(text);
+    let mut targets = Vec::new();
+    let mut rest = prose.as_str();
+    while let Some(i) = rest.find("](") {
+        rest = &rest[i + 2..];
+        let end = rest.find(')').unwrap_or(rest.len());
+        let target = rest[..end].split_whitespace().next().unwrap_or("");
+        targets.push(target.trim_matches(['<', '>']).to_string());
+    }
+    for line in prose.lines() {
+        if let Some((label, target)) = line.trim_start().split_once("]: ") {
+            if label.starts_with('[') && !label.contains(']') {
+                targets.push(target.trim().to_string());
+            }
+        }
+    }
+    targets
+}
+
+/// What is wrong with the documentation under `root`: a README of 300
+/// lines or more, a file of docs/ the README does not link, and every
+/// relative link of README.md and docs/* that names no file, or an anchor
+/// no heading of its markdown file has.
+fn documentation_problems(root: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let docs = documentation(root);
+    let readme_lines = docs[0].1.lines().count();
+    if readme_lines >= 300 {
+        problems.push(format!(
+            "README.md has {readme_lines} lines: keep it under 300, the rest in docs/"
+        ));
+    }
+    let mut linked_from_readme = BTreeSet::new();
+    for (doc, text) in &docs {
+        let dir = Path::new(doc).parent().unwrap();
+        for target in link_targets(text) {
+            if target.is_empty() {
+                problems.push(format!("{doc}: a link without a target"));
+                continue;
+            }
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = match target.split_once('#') {
+                Some((file, anchor)) => (file, Some(anchor)),
+                None => (target.as_str(), None),
+            };
+            // The path from the root, `..` resolved; None above the root.
+            let path = if file.is_empty() {
+                Some(PathBuf::from(doc))
+            } else {
+                dir.join(file)
+                    .components()
+                    .try_fold(PathBuf::new(), |mut p, c| match c {
+                        Component::CurDir => Some(p),
+                        Component::ParentDir => p.pop().then_some(p),
+                        Component::Normal(n) => {
+                            p.push(n);
+                            Some(p)
+                        }
+                        _ => None,
+                    })
+            };
+            let Some(path) = path.filter(|p| root.join(p).exists()) else {
+                problems.push(format!("{doc}: link to {target}: no such file"));
+                continue;
+            };
+            if doc == "README.md" {
+                linked_from_readme.insert(path.clone());
+            }
+            if let Some(anchor) = anchor {
+                if path.extension().is_some_and(|e| e == "md") {
+                    let text = std::fs::read_to_string(root.join(&path)).unwrap();
+                    if !anchors(&text).contains(anchor) {
+                        problems.push(format!(
+                            "{doc}: link to {target}: {} has no heading #{anchor}",
+                            path.display()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for file in docs_files(root) {
+        if !linked_from_readme.contains(Path::new(&file)) {
+            problems.push(format!("README.md does not link {file}"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn readme_is_short_links_every_doc_and_every_link_resolves() {
+    let problems = documentation_problems(&repo_root());
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The link check is a check: on a small tree with each kind of mistake it
+/// names every one, and only those.
+#[test]
+fn readme_link_check_finds_each_kind_of_broken_link() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    std::fs::create_dir_all(root.join("docs")).unwrap();
+    std::fs::create_dir_all(root.join("ruby")).unwrap();
+    std::fs::write(root.join("ruby/README.md"), "# Ruby\n\n## Install\n").unwrap();
+    std::fs::write(
+        root.join("docs/a.md"),
+        "# A\n\n## Redis contract (what the `app` reads)\n\n## Notes\n\n## Notes\n\n\
+         [up](../README.md#top) [ok](#notes-1) [ok](../ruby/README.md#install) \
+         [bad](#notes-2) [bad](../ruby/README.md#usage) [bad](b.md)\n\n\
+         ```md\n[in code](nowhere.md)\n# Not a heading\n```\n\n`[in code](nowhere.md)`\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("docs/unlinked.md"), "# Unlinked\n").unwrap();
+    let readme = format!(
+        "# Top\n\n[a](docs/a.md#redis-contract-what-the-app-reads) [ruby](ruby/README.md) \
+         [web](https://example.com/x.md#nothing) [ref]\n\n[ref]: docs/missing.md\n\
+         [bad](docs/a.md#not-a-heading) [bad](../outside.md)\n{}",
+        "line\n".repeat(300)
+    );
+    std::fs::write(root.join("README.md"), readme).unwrap();
+    assert_eq!(
+        documentation_problems(root),
+        [
+            "README.md has 306 lines: keep it under 300, the rest in docs/",
+            "README.md: link to docs/a.md#not-a-heading: docs/a.md has no heading #not-a-heading",
+            "README.md: link to ../outside.md: no such file",
+            "README.md: link to docs/missing.md: no such file",
+            "docs/a.md: link to #notes-2: docs/a.md has no heading #notes-2",
+            "docs/a.md: link to ../ruby/README.md#usage: ruby/README.md has no heading #usage",
+            "docs/a.md: link to b.md: no such file",
+            "README.md does not link docs/unlinked.md",
+        ]
+    );
 }
 
 #[test]

@@ -329,6 +329,33 @@ fn acl_on_every_node(cluster: &Cluster, words: &[String]) {
     }
 }
 
+/// What a Redis Cluster adds to the minimal ACL (docs/redis.md), on every node.
+const CLUSTER_ACL_ADDITIONS: [&str; 1] = ["+cluster|slots"];
+/// What Sentinel adds to the minimal ACL (docs/redis.md), on the master and
+/// its replicas.
+const SENTINEL_ACL_ADDITIONS: [&str; 1] = ["+role"];
+
+/// The doc that has the minimal ACL names each topology's addition, the
+/// ones the tests below grant.
+#[test]
+fn readme_docs_name_each_topologys_acl_addition() {
+    let doc = std::fs::read_to_string(crate::support::repo_root().join("docs/redis.md")).unwrap();
+    assert!(
+        doc.contains(&format!(
+            "The ACL user needs `{}` besides the [minimal ACL](#minimal-acl)",
+            CLUSTER_ACL_ADDITIONS[0]
+        )),
+        "docs/redis.md names the cluster's addition"
+    );
+    assert!(
+        doc.contains(&format!(
+            "The ACL user needs\n`{}` besides the [minimal ACL](#minimal-acl)",
+            SENTINEL_ACL_ADDITIONS[0]
+        )),
+        "docs/redis.md names Sentinel's addition"
+    );
+}
+
 #[test]
 fn the_documented_acl_plus_cluster_slots_is_enough_on_a_cluster_and_needed() {
     let cluster = shared_cluster();
@@ -336,17 +363,9 @@ fn the_documented_acl_plus_cluster_slots_is_enough_on_a_cluster_and_needed() {
     let seed = cluster.other_master(cluster.slot_of(&ctx.key("current")));
     let deploy = format!("deploy-{}", ctx.app);
     let bare = format!("bare-{}", ctx.app);
-    let additions = ["+cluster|slots"];
-    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).unwrap();
-    assert!(
-        readme.contains(
-            "The ACL user needs `+cluster|slots` besides the [minimal ACL](#minimal-acl)"
-        ),
-        "README names the cluster's addition"
-    );
     acl_on_every_node(
         cluster,
-        &documented_acl(&deploy, "pw", &ctx.app, &additions),
+        &documented_acl(&deploy, "pw", &ctx.app, &CLUSTER_ACL_ADDITIONS),
     );
     acl_on_every_node(cluster, &documented_acl(&bare, "pw", &ctx.app, &[]));
     let url = |user: &str| format!("redis://{user}:pw@127.0.0.1:{}", seed.port);
@@ -555,12 +574,7 @@ fn sentinel_finds_the_master_and_follows_failovers() {
 
     // The documented ACL plus `+role` (on the master and the replica: ACLs
     // are not replicated) is enough behind Sentinel; without `+role`, exit 2.
-    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).unwrap();
-    assert!(
-        readme.contains("The ACL user needs\n`+role` besides the [minimal ACL](#minimal-acl)"),
-        "README names Sentinel's addition"
-    );
-    for (user, extra) in [("deploy", &["+role"][..]), ("bare", &[][..])] {
+    for (user, extra) in [("deploy", &SENTINEL_ACL_ADDITIONS[..]), ("bare", &[][..])] {
         let words = documented_acl(user, "pw", &ctx.app, extra);
         let words: Vec<&str> = words.iter().map(String::as_str).collect();
         for node in [&group.master, &group.replica] {

@@ -18,7 +18,7 @@ base_url="${PARAM_BASE_URL:-${CUTOVER_INSTALL_BASE_URL:-}}"
 install_dir="${PARAM_INSTALL_DIR:-}"
 [ -n "$install_dir" ] || install_dir="$HOME/.local/bin"
 [ -n "$version" ] || fail "no version given"
-[ -n "$base_url" ] || fail "no base URL: set the base_url parameter or CUTOVER_INSTALL_BASE_URL (README: Getting the binary)"
+[ -n "$base_url" ] || fail "no base URL: set the base_url parameter or CUTOVER_INSTALL_BASE_URL (docs/ci.md: Getting the binary)"
 
 case "$(uname -s)/$(uname -m)" in
   Linux/x86_64) ;;

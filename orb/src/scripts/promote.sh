@@ -41,7 +41,7 @@ trap 'rm -f "$out"' EXIT
 code=0
 cutover "${args[@]}" >"$out" || code=$?
 if [ "$code" -ne 0 ]; then
-  echo "cutover promote $release exited with $code: see the error above (exit codes: cutover's README)" >&2
+  echo "cutover promote $release exited with $code: see the error above (exit codes: cutover's docs/output.md)" >&2
   exit "$code"
 fi
 jq -r '

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 module Cutover
-  # The Redis keys of one app (README, "Redis contract"). They share the hash
+  # The Redis keys of one app (docs/redis.md, "Redis contract"). They share the hash
   # tag {APP}, so they live in one Redis Cluster slot.
   class Keys
     attr_reader :app, :current, :manifest, :releases, :channel

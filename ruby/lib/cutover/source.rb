@@ -37,9 +37,9 @@ module Cutover
     end
   end
 
-  # Every command the reader sends (the README's minimal ACL lists exactly
-  # these): GET and MGET on the live keys, GET of a release record and ZRANGE
-  # of the release ids for previews, SUBSCRIBE to the events channel.
+  # Every command the reader sends (the minimal ACL in ruby/README.md lists
+  # exactly these): GET and MGET on the live keys, GET of a release record and
+  # ZRANGE of the release ids for previews, SUBSCRIBE to the events channel.
   class Source
     attr_reader :keys
 

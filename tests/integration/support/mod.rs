@@ -24,15 +24,15 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The README's minimal ACL line ("Minimal ACL") as the words of an `ACL
-/// SETUSER` for `user` with password `password` on `app`'s keys, followed
-/// by `extra` rules (what a topology adds).
+/// The documented minimal ACL line (docs/redis.md, "Minimal ACL") as the
+/// words of an `ACL SETUSER` for `user` with password `password` on `app`'s
+/// keys, followed by `extra` rules (what a topology adds).
 pub fn documented_acl(user: &str, password: &str, app: &str, extra: &[&str]) -> Vec<String> {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let line = readme
+    let doc = std::fs::read_to_string(repo_root().join("docs/redis.md")).unwrap();
+    let line = doc
         .lines()
         .find(|l| l.starts_with("ACL SETUSER cutover-deploy "))
-        .expect("README documents the minimal ACL");
+        .expect("docs/redis.md documents the minimal ACL");
     let line = line
         .replace("cutover-deploy", user)
         .replace("{shop}", &format!("{{{app}}}"))
