@@ -92,14 +92,18 @@ export interface Reader extends EventEmitter {
 /** Reads the live release once (or takes the fallback), subscribes, and starts the poll. */
 export function createReader(options: ReaderOptions): Promise<Reader>;
 
+/** Thrown by `lookupOrThrow` and `entrypoint`; the reader constructs it. */
 export class MissingEntryError extends Error {
+  constructor(entry: string, release: string | null, app: string, kind?: "entry" | "entrypoint");
   readonly name: "MissingEntryError";
   readonly entry: string;
   readonly release: string | null;
   readonly app: string;
 }
 
+/** Thrown by `createReader`; the reader constructs it. */
 export class UnavailableError extends Error {
+  constructor(message: string, details: { key: string; url: string; cause?: unknown });
   readonly name: "UnavailableError";
   /** The key that could not be read, e.g. `cutover:{shop}:manifest`. */
   readonly key: string;

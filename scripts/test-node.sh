@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Node reader's tests (node/): node --test against a private redis-server
 # and moto started once for the run, with the real cutover binary deploying
-# the fixture builds. CUTOVER_BIN picks the binary (default target/debug/cutover,
+# the fixture builds, after `tsc` has checked index.d.ts against the code.
+# CUTOVER_BIN picks the binary (default target/debug/cutover,
 # built with cargo when missing). Extra arguments: test files to run instead of all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,9 @@ if [ ! -d node_modules ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   npm ci --no-audit --no-fund
   echo "$want" >"$stamp"
 fi
+
+# index.d.ts against the code (tsconfig.json): a declaration that disagrees fails the run.
+node_modules/.bin/tsc -p .
 
 export AWS_EC2_METADATA_DISABLED=true
 exec node test/support/with-servers.mjs "$@"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The Ruby reader's tests (ruby/): minitest against a private redis-server,
 # moto and the real cutover binary. Installs what is missing first: Debian's
-# Ruby, redis gem and Rails 6.1 packages, and (scripts/setup.sh) redis-server
+# Ruby, rake, redis gem and Rails 6.1 packages, and (scripts/setup.sh) redis-server
 # and moto in .venv-s3. The binary is $CUTOVER_BIN, default target/debug/cutover
 # (built with cargo if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(ruby ruby-redis ruby-railties ruby-actionpack ruby-actionview ruby-rack-test ruby-minitest)
+packages=(ruby rake ruby-redis ruby-railties ruby-actionpack ruby-actionview ruby-rack-test ruby-minitest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,4 +28,13 @@ fi
 export CUTOVER_BIN="$(realpath "$CUTOVER_BIN")"
 export AWS_EC2_METADATA_DISABLED=true
 
-exec ruby -Iruby/lib -Iruby/test -e 'Dir.glob("ruby/test/**/*_test.rb").sort.each { |f| require File.expand_path(f) }' -- "$@"
+# The suite is ruby/Rakefile's `test` task (what `cd ruby && rake test` runs).
+# Arguments are minitest options (-v, -n /contract/); rake splits TESTOPTS as
+# a shell would, so each one is single-quoted.
+if (($#)); then
+  testopts=""
+  for a in "$@"; do testopts+="'${a//\'/\'\\\'\'}' "; done
+  export TESTOPTS="$testopts"
+fi
+cd ruby
+exec rake test

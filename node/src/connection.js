@@ -14,7 +14,7 @@ export function openConnections({ url, cluster, rootNodes, connectTimeout, comma
   // A new socket object per client: node-redis merges the URL's host and port into it.
   const socket = (extra = {}) => ({ connectTimeout, reconnectStrategy, ...extra });
   // No CLIENT SETINFO / maintenance handshake: the reader sends only what its ACL allows.
-  const quiet = { disableClientInfo: true, maintNotifications: "disabled" };
+  const quiet = /** @type {const} */ ({ disableClientInfo: true, maintNotifications: "disabled" });
 
   if (cluster) {
     const nodes = rootNodes?.length ? rootNodes : [url];

@@ -9,6 +9,7 @@ export class MissingEntryError extends Error {
   constructor(entry, release, app, kind = "entry") {
     const where = release === null ? "the fallback manifest" : `release ${release}`;
     super(`cutover-reader: no ${kind} ${JSON.stringify(entry)} in ${where} of app ${JSON.stringify(app)}`);
+    /** @type {"MissingEntryError"} */
     this.name = "MissingEntryError";
     this.entry = entry;
     this.release = release;
@@ -24,6 +25,7 @@ export class UnavailableError extends Error {
    */
   constructor(message, { key, url, cause }) {
     super(message, cause === undefined ? undefined : { cause });
+    /** @type {"UnavailableError"} */
     this.name = "UnavailableError";
     this.key = key;
     this.url = url;

@@ -4,7 +4,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
 import { formatOf } from "../src/formats/index.js";
-import { Release } from "../src/release.js";
+import { Snapshot } from "../src/snapshot.js";
 import { CDN, builds, world } from "./support/world.js";
 
 const fixture = (build) => JSON.parse(readFileSync(path.join(builds[build], "manifest.json"), "utf8"));
@@ -15,7 +15,7 @@ test("formats: the two fixture builds are told apart by shape", () => {
 });
 
 test("formats: shakapacker lookups and entrypoints (objects, strings, no integrity, Webpacker 5 nesting)", () => {
-  const r = new Release("shop", "r1", {
+  const r = new Snapshot("shop", "r1", {
     "application.js": { src: "https://cdn/a.js", integrity: "sha384-a" },
     "admin.js": "https://cdn/admin.js",
     entrypoints: {
@@ -43,13 +43,13 @@ test("formats: shakapacker lookups and entrypoints (objects, strings, no integri
 });
 
 test("formats: without entrypoint data, an entrypoint is its NAME.js and NAME.css entries", () => {
-  const flat = new Release("shop", "r2", { "application.js": "https://cdn/a.js", "admin.css": "https://cdn/admin.css" });
+  const flat = new Snapshot("shop", "r2", { "application.js": "https://cdn/a.js", "admin.css": "https://cdn/admin.css" });
   assert.deepEqual(flat.entrypoint("application"), { js: [{ src: "https://cdn/a.js", integrity: null }], css: [], preload: [] });
   assert.deepEqual(flat.entrypoint("admin"), { js: [], css: [{ src: "https://cdn/admin.css", integrity: null }], preload: [] });
   assert.throws(() => flat.entrypoint("nope"), { name: "MissingEntryError", entry: "nope", release: "r2" });
 
   // webpack-assets-manifest without `entrypoints: true` keeps its integrity
-  const noEntrypoints = new Release("shop", "r3", { "application.js": { src: "https://cdn/a.js", integrity: "sha384-a" } });
+  const noEntrypoints = new Snapshot("shop", "r3", { "application.js": { src: "https://cdn/a.js", integrity: "sha384-a" } });
   assert.equal(noEntrypoints.format, "shakapacker");
   assert.deepEqual(noEntrypoints.entrypoint("application").js, [{ src: "https://cdn/a.js", integrity: "sha384-a" }]);
 });
@@ -65,7 +65,7 @@ const srcs = (tags) => tags.map((t) => t.src);
 test("formats: Vite entrypoint is the entry chunk, its static imports as preloads, its and their css (vite_ruby 3.10)", () => {
   const data = raw("VITE", ".vite/manifest.json");
   assert.equal(formatOf(data).name, "vite");
-  const r = new Release("shop", "v1", data);
+  const r = new Snapshot("shop", "v1", data);
   const app = data["entrypoints/application.js"];
   const shared = data[app.imports[0]];
   const ep = r.entrypoint("application");
@@ -83,7 +83,7 @@ test("formats: Vite entrypoint is the entry chunk, its static imports as preload
 });
 
 test("formats: Vite imports recurse dependencies first, each file once; a CSS entry has no script", () => {
-  const r = new Release("shop", "v2", {
+  const r = new Snapshot("shop", "v2", {
     "main.js": { file: "m.js", isEntry: true, imports: ["_b.js", "_d.js"], css: ["m.css"] },
     "_b.js": { file: "b.js", imports: ["_c.js"], css: ["b.css"] },
     "_c.js": { file: "c.js", css: ["c.css", "m.css"] },
@@ -99,7 +99,7 @@ test("formats: Vite imports recurse dependencies first, each file once; a CSS en
 
 test("formats: Propshaft and Sprockets entrypoints are NAME.js and NAME.css with their integrity", () => {
   const p = raw("PROPSHAFT", ".manifest.json");
-  const r = new Release("shop", "p1", p);
+  const r = new Snapshot("shop", "p1", p);
   assert.equal(r.format, "propshaft");
   assert.deepEqual(r.entrypoint("application"), {
     js: [{ src: p["application.js"].digested_path, integrity: p["application.js"].integrity }],
@@ -110,7 +110,7 @@ test("formats: Propshaft and Sprockets entrypoints are NAME.js and NAME.css with
 
   const name = readdirSync(builds.SPROCKETS).find((f) => f.startsWith(".sprockets-manifest-"));
   const s = raw("SPROCKETS", name);
-  const sr = new Release("shop", "s1", s);
+  const sr = new Snapshot("shop", "s1", s);
   assert.equal(sr.format, "sprockets");
   const js = s.assets["application.js"];
   assert.deepEqual(sr.entrypoint("application").js, [{ src: js, integrity: s.files[js].integrity }]);
@@ -131,7 +131,7 @@ for (const [build, prefix, format] of [
     const live = reader.snapshot();
     assert.equal(live.format, format);
     const ep = reader.entrypoint("application");
-    assert.deepEqual(ep, new Release("shop", id, structuredClone(manifest)).entrypoint("application"));
+    assert.deepEqual(ep, new Snapshot("shop", id, structuredClone(manifest)).entrypoint("application"));
     const urls = [...ep.js, ...ep.css, ...ep.preload].map((tag) => tag.src);
     assert.ok(ep.js.length === 1 && ep.css.length >= 1, JSON.stringify(ep));
     if (format === "vite") assert.equal(ep.preload.length, 1);

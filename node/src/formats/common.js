@@ -3,12 +3,30 @@
 //     entrypoint(manifest, name) -> { js, css, preload } | undefined }
 // and is listed once in ./index.js.
 
+/**
+ * @typedef {import("../../index.js").Tag} Tag
+ * @typedef {import("../../index.js").Entrypoint} Entrypoint
+ * @typedef {Record<string, any>} Manifest a parsed live manifest (a JSON object)
+ * @typedef {object} Format
+ * @property {string} name
+ * @property {(manifest: Manifest) => boolean} detect
+ * @property {(manifest: Manifest, name: string) => string | undefined} lookup
+ * @property {(manifest: Manifest, name: string) => Entrypoint | undefined} entrypoint
+ */
+
+/**
+ * @param {unknown} v
+ * @returns {v is Record<string, any>}
+ */
 export const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 
 /** The manifest's own value for a name (never one inherited from Object.prototype). */
 export const own = (manifest, name) => (Object.hasOwn(manifest, name) ? manifest[name] : undefined);
 
-/** `"url"` or `{src, integrity}` as a tag: `{src, integrity}` with integrity null when absent. */
+/**
+ * `"url"` or `{src, integrity}` as a tag: `{src, integrity}` with integrity null when absent.
+ * @returns {Tag | undefined}
+ */
 export function tag(entry) {
   if (typeof entry === "string") return { src: entry, integrity: null };
   if (isObject(entry) && typeof entry.src === "string") {
@@ -20,6 +38,10 @@ export function tag(entry) {
 /**
  * A manifest without entrypoint data: the entrypoint is its `NAME.js` and `NAME.css` entries
  * (webpack-manifest-plugin, or webpack-assets-manifest without `entrypoints: true`).
+ *
+ * @param {Manifest} manifest
+ * @param {string} name
+ * @returns {Entrypoint | undefined}
  */
 export function entrypointFromEntries(manifest, name) {
   const js = tag(own(manifest, `${name}.js`));

@@ -8,10 +8,13 @@ import sprockets from "./sprockets.js";
 import vite from "./vite.js";
 import webpack from "./webpack.js";
 
+/** @type {import("./common.js").Format[]} */
 export const formats = [sprockets, vite, propshaft, shakapacker, webpack];
 
 /**
  * The format module for a parsed manifest.
+ * @param {unknown} manifest
+ * @returns {import("./common.js").Format}
  * @throws {TypeError} when no format recognises it
  */
 export function formatOf(manifest) {

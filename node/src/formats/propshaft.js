@@ -3,6 +3,8 @@
 // entries, as javascript_include_tag "application" reads them.
 import { isObject, own } from "./common.js";
 
+/** @typedef {import("./common.js").Format} Format */
+
 const entry = (v) => isObject(v) && typeof v.digested_path === "string";
 
 function tag(v) {
@@ -11,7 +13,7 @@ function tag(v) {
   return undefined;
 }
 
-export default {
+export default /** @satisfies {Format} */ ({
   name: "propshaft",
 
   detect(manifest) {
@@ -29,4 +31,4 @@ export default {
     if (!js && !css) return undefined;
     return { js: js ? [js] : [], css: css ? [css] : [], preload: [] };
   },
-};
+});

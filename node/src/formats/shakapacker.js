@@ -3,9 +3,11 @@
 //   "entrypoints": {"application": {"assets": {"js": [{src, integrity} | URL, ...], "css": [...]}}}
 import { entrypointFromEntries, isObject, own, tag } from "./common.js";
 
+/** @typedef {import("./common.js").Format} Format */
+
 const isEntryObject = (v) => isObject(v) && typeof v.src === "string" && !("file" in v); // Vite entries have "file"
 
-export default {
+export default /** @satisfies {Format} */ ({
   name: "shakapacker",
 
   detect(manifest) {
@@ -24,7 +26,7 @@ export default {
     if (!isObject(entry)) return entrypointFromEntries(manifest, name);
     // webpack-assets-manifest nests chunks under "assets"; Webpacker 4/5 did not.
     const assets = isObject(entry.assets) ? entry.assets : entry;
-    const list = (v) => (Array.isArray(v) ? v.map(tag).filter(Boolean) : []);
+    const list = (v) => (Array.isArray(v) ? v.map(tag).filter((t) => t !== undefined) : []);
     return { js: list(assets.js), css: list(assets.css), preload: [] };
   },
-};
+});

@@ -3,6 +3,8 @@
 // still join). entrypoint("application") is the application.js / application.css entries.
 import { isObject, own } from "./common.js";
 
+/** @typedef {import("./common.js").Format} Format */
+
 function tag(manifest, name) {
   const src = own(manifest.assets, name);
   if (typeof src !== "string") return undefined;
@@ -10,7 +12,7 @@ function tag(manifest, name) {
   return { src, integrity: isObject(record) && typeof record.integrity === "string" ? record.integrity : null };
 }
 
-export default {
+export default /** @satisfies {Format} */ ({
   name: "sprockets",
 
   detect(manifest) {
@@ -27,4 +29,4 @@ export default {
     if (!js && !css) return undefined;
     return { js: js ? [js] : [], css: css ? [css] : [], preload: [] };
   },
-};
+});

@@ -8,9 +8,12 @@
 // as vite_ruby's do: the key as given, else "entrypoints/NAME" (".js" added without an extension).
 import { isObject, own } from "./common.js";
 
+/** @typedef {import("./common.js").Format} Format */
+
 const ENTRYPOINTS_DIR = "entrypoints";
 const EXTENSIONS = [".js", ".ts", ".jsx", ".tsx", ".mjs", ".mts", ".css"];
 
+/** @returns {any} the chunk (a JSON object with a "file"), or undefined */
 const chunk = (manifest, key) => {
   const v = own(manifest, key);
   return isObject(v) && typeof v.file === "string" ? v : undefined;
@@ -40,7 +43,7 @@ function importChunks(manifest, entry, seen) {
 const tags = (urls) => [...new Set(urls)].map((src) => ({ src, integrity: null }));
 const cssOf = (c) => (Array.isArray(c.css) ? c.css.filter((u) => typeof u === "string") : []);
 
-export default {
+export default /** @satisfies {Format} */ ({
   name: "vite",
 
   detect(manifest) {
@@ -65,4 +68,4 @@ export default {
       preload: tags(imports.map((c) => c.file)),
     };
   },
-};
+});

@@ -2,7 +2,9 @@
 // entrypoint("application") is the application.js / application.css entries.
 import { entrypointFromEntries, own } from "./common.js";
 
-export default {
+/** @typedef {import("./common.js").Format} Format */
+
+export default /** @satisfies {Format} */ ({
   name: "webpack",
 
   detect(manifest) {
@@ -17,4 +19,4 @@ export default {
   entrypoint(manifest, name) {
     return entrypointFromEntries(manifest, name);
   },
-};
+});

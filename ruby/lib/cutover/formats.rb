@@ -4,7 +4,9 @@ require "set"
 require "cutover/errors"
 
 module Cutover
-  # Manifest formats. Each format is one class that answers `.detect?(data)`
+  # Manifest formats, one class each, named as the CLI's `manifest_format`
+  # values and the Node reader's formats: Shakapacker, Webpack, Vite,
+  # Propshaft, Sprockets. Each format is one class that answers `.detect?(data)`
   # for a parsed manifest (a Hash) and, built from it, `#lookup(name)` and
   # `#entrypoint(name)` as plain hash reads: everything is computed once, in
   # the constructor, and frozen. Adding a format is one class plus one line in
@@ -51,8 +53,8 @@ module Cutover
   end
 end
 
-require "cutover/formats/webpack_assets_manifest"
-require "cutover/formats/webpack_manifest_plugin"
+require "cutover/formats/shakapacker"
+require "cutover/formats/webpack"
 require "cutover/formats/vite"
 require "cutover/formats/propshaft"
 require "cutover/formats/sprockets"
@@ -61,6 +63,11 @@ module Cutover
   module Formats
     # Most specific first: Vite's entries have a "src" too, and a Propshaft
     # manifest of strings only reads the same as a flat one.
-    FORMATS = [Sprockets, Vite, Propshaft, WebpackAssetsManifest, WebpackManifestPlugin].freeze
+    FORMATS = [Sprockets, Vite, Propshaft, Shakapacker, Webpack].freeze
+
+    # The names these two classes had before they took the CLI's format
+    # names (`manifest_format`: shakapacker, webpack); the README named them.
+    WebpackAssetsManifest = Shakapacker
+    WebpackManifestPlugin = Webpack
   end
 end

@@ -1,3 +1,5 @@
+// An immutable view of one release's manifest: the format read once, the
+// manifest deeply frozen, answers computed from it.
 import { MissingEntryError } from "./errors.js";
 import { formatOf } from "./formats/index.js";
 
@@ -11,21 +13,27 @@ function deepFreeze(value) {
 
 /**
  * One release's manifest, frozen: what `reader.snapshot()` returns. A reader
- * swaps whole Release objects, so a snapshot never changes under a render.
+ * swaps whole Snapshot objects, so a snapshot never changes under a render.
+ * A check of the manifest's contents (which asset origins it may name) belongs
+ * in the constructor: a Snapshot that exists has passed it.
  */
-export class Release {
+export class Snapshot {
+  /** @type {import("./formats/common.js").Format} */
   #format;
+  /** @type {string} */
   #app;
 
   /**
    * @param {string} app
    * @param {string|null} releaseId null for the fallback manifest
-   * @param {object} manifest parsed live manifest (taken over and frozen)
+   * @param {any} manifest parsed live manifest (taken over and frozen)
    */
   constructor(app, releaseId, manifest) {
     this.#format = formatOf(manifest);
     this.#app = app;
+    /** @readonly */
     this.releaseId = releaseId;
+    /** @readonly @type {Readonly<Record<string, unknown>>} */
     this.manifest = deepFreeze(manifest);
     Object.freeze(this);
   }
@@ -35,12 +43,18 @@ export class Release {
     return this.#format.name;
   }
 
-  /** The CDN URL of a manifest entry, or undefined. */
+  /**
+   * The CDN URL of a manifest entry, or undefined.
+   * @param {string} name
+   */
   lookup(name) {
     return this.#format.lookup(this.manifest, String(name));
   }
 
-  /** The CDN URL of a manifest entry; throws MissingEntryError naming the entry and release. */
+  /**
+   * The CDN URL of a manifest entry; throws MissingEntryError naming the entry and release.
+   * @param {string} name
+   */
   lookupOrThrow(name) {
     const url = this.lookup(name);
     if (url === undefined) throw new MissingEntryError(String(name), this.releaseId, this.#app);
@@ -50,6 +64,7 @@ export class Release {
   /**
    * The tags an entrypoint needs, in order: `{js: [{src, integrity}], css: [...], preload: []}`.
    * Throws MissingEntryError when the release has no such entrypoint.
+   * @param {string} name
    */
   entrypoint(name) {
     const ep = this.#format.entrypoint(this.manifest, String(name));

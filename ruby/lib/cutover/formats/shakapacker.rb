@@ -7,7 +7,7 @@ module Cutover
     #   "entrypoints": {"application": {"assets": {"js": [...], "css": [...]}}}
     # Entrypoint assets are {src, integrity} objects or urls; Webpacker 5's
     # shape without the "assets" level is read too.
-    class WebpackAssetsManifest
+    class Shakapacker
       def self.label
         "Shakapacker/webpack-assets-manifest"
       end

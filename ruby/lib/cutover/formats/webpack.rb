@@ -5,7 +5,7 @@ module Cutover
     # webpack-manifest-plugin's flat map: "application.js": url. It has no
     # entrypoints and no integrity: entrypoint("application") is the
     # application.js / application.css entries.
-    class WebpackManifestPlugin
+    class Webpack
       def self.label
         "webpack-manifest-plugin"
       end

@@ -1,0 +1,290 @@
+// The background half of a reader: keeps it on the live release through pub/sub
+// (a message on the events channel), a poll of `current` every pollInterval,
+// and a full re-read after every reconnect. Reads run one at a time, in order;
+// an outage is logged once and its end once. A step that must run before a
+// process serves (a re-read right after a fork, say) belongs to `start`.
+import { Snapshot } from "./snapshot.js";
+import { Source } from "./source.js";
+
+/**
+ * @typedef {import("../index.js").SwitchSource} SwitchSource
+ * @typedef {{debug(m: string): void, info(m: string): void, warn(m: string): void, error(m: string): void}} Log
+ * @typedef {object} RefresherOptions
+ * @property {Source} source
+ * @property {{pollInterval: number, connectTimeout: number}} options
+ * @property {Log} log
+ * @property {string} url the Redis URL, masked, for messages
+ * @property {(text: string) => string} scrub removes the Redis secret from a message
+ * @property {() => Snapshot} serving the snapshot the reader serves now
+ * @property {(next: Snapshot, source: SwitchSource) => void} install serve another release
+ */
+
+export class Refresher {
+  #source;
+  #options;
+  #log;
+  #url;
+  #scrub;
+  #serving;
+  #install;
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  #timer;
+  #started = false;
+  #closed = false;
+  /** @type {unknown} */
+  #startError = null;
+  // One read at a time, in order; a request during a read runs once after it.
+  /** @type {Promise<void> | null} */
+  #busy = null;
+  /** @type {SwitchSource | null} */
+  #again = null;
+  #checking = false;
+  // After a failed command the next check reads current and manifest together.
+  #needsFullRead = false;
+  #trouble = false;
+  #emptyLogged = false;
+  /** @type {string | null} */
+  #rejected = null;
+  #subscribedOnce = false;
+  #subscribeRefused = false;
+
+  /** @param {RefresherOptions} o */
+  constructor({ source, options, log, url, scrub, serving, install }) {
+    this.#source = source;
+    this.#options = options;
+    this.#log = log;
+    this.#url = url;
+    this.#scrub = scrub;
+    this.#serving = serving;
+    this.#install = install;
+    // node-redis emits "error" on every failed (re)connect; an "error" without a
+    // listener would crash the process.
+    const { cluster, commands, subscriber } = source;
+    for (const client of new Set([commands, subscriber])) {
+      const label = cluster ? "cluster" : client === commands ? "connection" : "subscriber connection";
+      client.on("error", (err) => this.#lost(err, label));
+    }
+    if (cluster) commands.on("node-error", (err) => this.#lost(err, "cluster node"));
+  }
+
+  /** The first connection error, kept while starting: it says more than a timeout. */
+  get startError() {
+    return this.#startError;
+  }
+
+  /** Connect and subscribe (resolves once subscribed). */
+  connect() {
+    return this.#source.cluster ? this.#connectCluster() : this.#connectSingle();
+  }
+
+  /**
+   * The reader started on its fallback manifest because of `cause` (the error of its first
+   * read): remember what to log and what to re-read.
+   * @param {any} cause
+   */
+  startedWithout(cause) {
+    if (cause.empty) this.#emptyLogged = true;
+    else if (cause.release) this.#rejected = cause.release;
+    else {
+      this.#trouble = true;
+      this.#needsFullRead = true;
+    }
+  }
+
+  /** The reader serves from now on: reconnects re-read, and the poll starts. */
+  start() {
+    this.#started = true;
+    this.#timer = setInterval(() => this.#tick(), this.#options.pollInterval);
+    this.#timer.unref();
+  }
+
+  /** Stop the poll; nothing is read or logged afterwards. */
+  stop() {
+    this.#closed = true;
+    clearInterval(this.#timer);
+  }
+
+  // --- connecting -----------------------------------------------------------
+
+  /** @returns {Promise<unknown>} */
+  #connectSingle() {
+    const { commands, subscriber, keys } = this.#source;
+    /** @type {Promise<void>} */
+    const subscribed = new Promise((resolve, reject) => {
+      subscriber.on("ready", () => {
+        if (this.#subscribedOnce) {
+          // Reconnected: node-redis has re-subscribed already. Read what pub/sub may have missed.
+          if (this.#started) this.#refresh("reconnect");
+          return;
+        }
+        this.#subscribedOnce = true;
+        subscriber.subscribe(keys.events, () => this.#refresh("pubsub")).then(
+          () => {
+            resolve();
+            if (this.#started) this.#refresh("reconnect");
+          },
+          (err) => {
+            reject(err);
+            this.#cannotSubscribe(err);
+          },
+        );
+      });
+    });
+    subscribed.catch(() => {});
+    commands.on("ready", () => {
+      if (this.#started) this.#refresh("reconnect");
+    });
+    const connected = commands.connect();
+    subscriber.connect().catch((err) => this.#lost(err, "subscriber connection"));
+    return Promise.all([connected, subscribed]);
+  }
+
+  async #connectCluster() {
+    const cluster = this.#source.commands;
+    if (!cluster.isOpen) await cluster.connect();
+    if (!this.#subscribedOnce) {
+      try {
+        await cluster.subscribe(this.#source.keys.events, () => this.#refresh("pubsub"));
+        this.#subscribedOnce = true;
+      } catch (err) {
+        this.#cannotSubscribe(err);
+        throw err;
+      }
+    }
+  }
+
+  #cannotSubscribe(err) {
+    // Before the start it is part of the start's error; after, said once (a cluster retries every poll).
+    if (!this.#started || this.#subscribeRefused) return;
+    this.#subscribeRefused = true;
+    this.#log.error(
+      `cannot SUBSCRIBE ${this.#source.keys.events} at ${this.#url} (${this.#scrub(err.message)}); ` +
+        `activations reach this process through the poll only`,
+    );
+  }
+
+  // --- reading --------------------------------------------------------------
+
+  /**
+   * Read the live pair and switch to it if it is another release. Never throws.
+   * @param {SwitchSource} source
+   * @returns {Promise<void>}
+   */
+  #refresh(source) {
+    if (this.#closed) return Promise.resolve();
+    if (this.#busy) {
+      this.#again ??= source;
+      return this.#busy;
+    }
+    this.#busy = (async () => {
+      for (let next = /** @type {SwitchSource | null} */ (source); next && !this.#closed; next = this.#again) {
+        this.#again = null;
+        await this.#switchToLive(next);
+      }
+      this.#busy = null;
+    })();
+    return this.#busy;
+  }
+
+  /** @param {SwitchSource} source */
+  async #switchToLive(source) {
+    let next;
+    try {
+      next = await this.#source.readLive();
+    } catch (err) {
+      if (err.empty) {
+        this.#answered();
+        if (!this.#emptyLogged) this.#log.warn(`${err.message}; keeping ${this.#describe()}`);
+        this.#emptyLogged = true;
+      } else if (err.release) {
+        this.#answered();
+        if (this.#rejected !== err.release) this.#log.error(`${err.message}; keeping ${this.#describe()}`);
+        this.#rejected = err.release;
+      } else {
+        this.#needsFullRead = true;
+        this.#lost(err, "read");
+      }
+      return;
+    }
+    this.#answered();
+    this.#emptyLogged = false;
+    this.#rejected = null;
+    if (this.#closed || next.releaseId === this.#serving().releaseId) return;
+    this.#install(next, source);
+  }
+
+  /** Every pollInterval: GET current; only when it changed, read the pair. */
+  async #tick() {
+    if (this.#closed || this.#checking || this.#busy) return;
+    this.#checking = true;
+    try {
+      if (this.#source.cluster && (!this.#source.commands.isOpen || !this.#subscribedOnce)) {
+        await within(this.#connectCluster(), this.#options.connectTimeout);
+      }
+      const id = await this.#source.current();
+      this.#log.debug(`poll: ${this.#source.keys.current} = ${id}`);
+      this.#answered();
+      if (this.#needsFullRead) {
+        // The first answer after a failure: read the pair again, whatever current says.
+        this.#needsFullRead = false;
+        await this.#refresh("reconnect");
+      } else if (id !== null && id !== this.#serving().releaseId && id !== this.#rejected) {
+        await this.#refresh("poll");
+      }
+    } catch (err) {
+      this.#needsFullRead = true;
+      this.#lost(err, "poll");
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  // --- outages: logged once, the recovery once ------------------------------
+
+  /**
+   * @param {any} err
+   * @param {string} where
+   */
+  #lost(err, where) {
+    if (this.#closed) return;
+    const text = this.#scrub(err?.message ?? String(err));
+    if (!this.#started) {
+      this.#startError ??= err;
+      return;
+    }
+    if (this.#trouble) {
+      this.#log.debug(`Redis still unavailable (${where}: ${text})`);
+      return;
+    }
+    this.#trouble = true;
+    this.#log.warn(`lost Redis at ${this.#url} (${where}: ${text}); serving ${this.#describe()} from memory until it is back`);
+  }
+
+  #answered() {
+    if (!this.#trouble) return;
+    if (!this.#source.ready) return;
+    this.#trouble = false;
+    this.#log.info(`Redis at ${this.#url} answers again; serving ${this.#describe()}`);
+  }
+
+  #describe() {
+    const id = this.#serving()?.releaseId;
+    return id === null || id === undefined ? "the fallback manifest" : `release ${id}`;
+  }
+}
+
+/**
+ * The promise, or a rejection with `timeout` after ms.
+ * @template T
+ * @param {Promise<T>} promise
+ * @param {number} ms
+ * @returns {Promise<T>}
+ */
+export function within(promise, ms) {
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`no answer within ${ms} ms`), { timeout: true })), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
