@@ -239,3 +239,77 @@ fn rediss_urls_connect_over_tls() {
         "{untrusted:?}"
     );
 }
+
+#[test]
+fn both_readers_read_the_cluster_through_a_seed_that_does_not_own_the_slot_and_follow_a_switch() {
+    let cluster = crate::topology::shared_cluster();
+    let ctx = Ctx::new("cluster-readers");
+    let slot = cluster.slot_of(&ctx.key("current"));
+    let seed = format!("redis://127.0.0.1:{}", cluster.other_master(slot).port);
+    let env = [
+        ("REDIS_URL", seed.as_str()),
+        ("CUTOVER_REDIS_CLUSTER", "true"),
+    ];
+    let a = ctx.run_with(
+        &[
+            "deploy",
+            fixture(crate::topology::BUILDS[0]).to_str().unwrap(),
+            "--json",
+        ],
+        &env,
+    );
+    a.expect(0);
+
+    crate::support::readers::node_modules();
+    let mut node = std::process::Command::new("node");
+    node.args([
+        "--input-type=module",
+        "-e",
+        crate::support::readers::NODE_READER,
+    ])
+    .current_dir(crate::support::repo_root().join("node"))
+    .env("APP", &ctx.app)
+    .env("SEED", &seed);
+    let mut readers = [
+        (
+            "ruby",
+            crate::support::readers::ruby_reader(&ctx.app, "cluster", &seed),
+        ),
+        ("node", crate::support::readers::ReaderProc::spawn(node)),
+    ];
+    for (name, r) in readers.iter_mut() {
+        let first = r.answer();
+        assert_eq!(
+            first["release"],
+            crate::topology::id(&a).as_str(),
+            "{name}: {first}"
+        );
+        assert!(
+            first["js"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://cdn.example.com/packs/js/application-"),
+            "{name}: {first}"
+        );
+    }
+    let b = ctx.run_with(
+        &[
+            "deploy",
+            fixture(crate::topology::BUILDS[1]).to_str().unwrap(),
+            "--json",
+        ],
+        &env,
+    );
+    b.expect(0);
+    for (name, mut r) in readers {
+        let (now, took) = r.follow(&crate::topology::id(&b));
+        assert_eq!(
+            now["release"],
+            crate::topology::id(&b).as_str(),
+            "{name} did not follow the switch: {now}"
+        );
+        assert!(took < Duration::from_secs(5), "{name} took {took:?}");
+        eprintln!("{name} reader followed the switch on the cluster in {took:?}");
+        r.finish();
+    }
+}

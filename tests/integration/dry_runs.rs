@@ -1,10 +1,12 @@
-//! Every `--dry-run` of every command changes nothing: not a Redis key (its
-//! type, value or TTL), not an S3 object (listing, bytes), no request that
-//! writes reaches S3, and no event is published. Run from states where a
-//! real run would write (a record lost from Redis, a pin, a lock, releases
-//! to prune, another environment to promote to).
+//! Dry runs. Every `--dry-run` of every command changes nothing: not a
+//! Redis key (its type, value or TTL), not an S3 object (listing, bytes), no
+//! request that writes reaches S3, and no event is published. Run from
+//! states where a real run would write (a record lost from Redis, a pin, a
+//! lock, releases to prune, another environment to promote to). And what a
+//! deploy's dry run shows is the plan: exactly the files to upload, the
+//! conflicts (exit 3), the manifest against live, the writes in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -296,4 +298,177 @@ fn every_dry_run_of_every_command_changes_nothing() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+/// Files of the fixture that cutover uploads (everything but the manifest and its copies).
+fn uploadable(name: &str) -> BTreeSet<String> {
+    let root = fixture(name);
+    walkdir::WalkDir::new(&root)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            e.path()
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|p| !p.starts_with("manifest.json"))
+        .collect()
+}
+
+#[test]
+fn a_deploy_dry_run_lists_exactly_the_missing_files_their_headers_and_the_writes() {
+    let ctx = Ctx::new("dry-run-missing");
+    let all = uploadable("shakapacker");
+    // Put a third of the build in S3 already, byte for byte.
+    let present: BTreeSet<String> = all
+        .iter()
+        .filter(|p| !p.ends_with(".js"))
+        .step_by(3)
+        .cloned()
+        .collect();
+    rt().block_on(async {
+        for p in &present {
+            ctx.put(
+                &format!("packs/{p}"),
+                &std::fs::read(fixture("shakapacker").join(p)).unwrap(),
+            )
+            .await;
+        }
+    });
+    let run = ctx.run(&[
+        "deploy",
+        fixture("shakapacker").to_str().unwrap(),
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let doc = run.json();
+    let planned: BTreeSet<String> = doc["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["path"].as_str().unwrap().to_string())
+        .collect();
+    let missing: BTreeSet<String> = all.difference(&present).cloned().collect();
+    assert_eq!(planned, missing);
+    assert_eq!(
+        doc["skip"]["files"].as_u64().unwrap() as usize,
+        present.len()
+    );
+    assert_eq!(doc["conflicts"].as_array().unwrap().len(), 0);
+    assert_eq!(doc["dry_run"], true);
+    // Headers are part of the plan.
+    let js = doc["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["path"].as_str().unwrap().ends_with(".js"))
+        .unwrap();
+    assert_eq!(js["content_type"], "text/javascript; charset=utf-8");
+    assert_eq!(js["cache_control"], "public, max-age=31536000, immutable");
+    // Manifest diff against nothing live: every entry is added.
+    assert!(doc["manifest_diff"]["added"].as_array().unwrap().len() > 10);
+    // The writes a deploy would make, the switch last.
+    let steps: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(steps.len(), 4, "{steps:?}");
+    assert!(
+        steps[0].starts_with(&format!("S3 PUT {} objects", planned.len())),
+        "{steps:?}"
+    );
+    assert!(steps[1].contains("(release record"), "{steps:?}");
+    assert!(
+        steps[2].starts_with(&format!("Redis EVAL register: SET {}", ctx.key("release:"))),
+        "{steps:?}"
+    );
+    assert!(
+        steps[3].contains(&format!("SET {} ", ctx.key("current")))
+            && steps[3].contains(&format!("PUBLISH {}", ctx.key("events"))),
+        "{steps:?}"
+    );
+}
+
+#[test]
+fn dry_run_flags_a_planted_conflict_with_exit_3() {
+    let ctx = Ctx::new("dry-run-conflict");
+    let victim = uploadable("shakapacker")
+        .into_iter()
+        .find(|p| p.ends_with(".css"))
+        .unwrap();
+    let original = std::fs::read(fixture("shakapacker").join(&victim)).unwrap();
+    // Same size, other bytes: only the content can tell.
+    let mut other = original.clone();
+    other[0] ^= 0x20;
+    rt().block_on(ctx.put(&format!("packs/{victim}"), &other));
+    let before = rt().block_on(ctx.objects());
+
+    let run = ctx.run(&[
+        "deploy",
+        fixture("shakapacker").to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stdout
+            .contains(&format!("! s3://{}/packs/{victim}", ctx.bucket)),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("would be overwritten"),
+        "{}",
+        run.stderr
+    );
+
+    // Without --dry-run: the deploy stops before uploading anything.
+    let run = ctx.run(&["deploy", fixture("shakapacker").to_str().unwrap()]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.error_line().contains(&format!("packs/{victim}")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.error_line().contains("nothing was uploaded"));
+    assert_eq!(
+        before,
+        rt().block_on(ctx.objects()),
+        "a conflicting deploy uploaded something"
+    );
+    assert!(rt().block_on(ctx.redis_state()).is_empty());
+}
+
+#[test]
+fn dry_run_human_output_shows_manifest_diff_against_live() {
+    let ctx = Ctx::new("dry-run-diff");
+    let run = ctx.run(&["deploy", fixture("flat").to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = ctx.run(&[
+        "deploy",
+        fixture("shakapacker").to_str().unwrap(),
+        "--dry-run",
+        "--verbose",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // The flat build's keys (e.g. `js/841-js`) are not in the Shakapacker manifest.
+    assert!(
+        run.stdout
+            .contains("  - js/841-js (was https://cdn.example.com/packs/js/841-"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("  + runtime.js.map -> https://cdn.example.com/packs/js/runtime-"),
+        "{}",
+        run.stdout
+    );
+    // Same files, so nothing to upload.
+    assert!(run.stdout.contains("upload 0 files"), "{}", run.stdout);
 }

@@ -22,7 +22,6 @@ mod lock_ownership;
 mod lost_race;
 mod mutable_files;
 mod never_wedged;
-mod plan_and_dry_run;
 mod pods;
 mod promote;
 mod quickstart;

@@ -5,7 +5,8 @@
 //! waiting deploy; TLS with a CA file, a client certificate, and without
 //! verification. Each series ends truthfully: every deploy exits 0 with
 //! `current` switched, or 1 with nothing switched, and `MGET current
-//! manifest` is a matching pair throughout.
+//! manifest` is a matching pair throughout. (Both readers on the cluster:
+//! `consumers`.)
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -20,10 +21,10 @@ use crate::support::redis_topology::{
 };
 use crate::support::{documented_acl, fixture, Ctx, Run};
 
-const BUILDS: [&str; 2] = ["shakapacker", "flat"];
+pub(crate) const BUILDS: [&str; 2] = ["shakapacker", "flat"];
 
 /// The cluster the non-destructive tests share: three masters, a replica each.
-fn shared_cluster() -> &'static Cluster {
+pub(crate) fn shared_cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| Cluster::start(3, 1))
 }
@@ -207,7 +208,7 @@ fn truthful_series(
     codes
 }
 
-fn id(run: &Run) -> String {
+pub(crate) fn id(run: &Run) -> String {
     run.json()["release"]["id"].as_str().unwrap().to_string()
 }
 
@@ -612,7 +613,7 @@ fn sentinel_finds_the_master_and_follows_failovers() {
         "url": format!("redis://:{DATA_PASSWORD}@{}", crate::support::redis_topology::MASTER_NAME),
         "sentinels": sentinels,
     });
-    let mut ruby = ruby_reader(&ctx.app, "sentinel", &arg.to_string());
+    let mut ruby = crate::support::readers::ruby_reader(&ctx.app, "sentinel", &arg.to_string());
     assert_eq!(ruby.answer()["release"], id(&b).as_str());
 
     // Wrong settings name their fix, exit 2.
@@ -858,165 +859,4 @@ fn tls_with_a_ca_file_a_client_certificate_or_no_verification() {
     )
     .expect(2)
     .error_has(&["not the private key of redis_tls_cert_file"]);
-}
-
-/// The Ruby reader (ruby/lib) with a redis gem client given as a template:
-/// prints `{"release", "js"}` once booted, then, for each release id read
-/// on stdin, once it serves that release (or after 10 s).
-const RUBY_READER: &str = r#"
-require "cutover"
-require "json"
-require "logger"
-app, mode, arg = ARGV
-timeouts = { connect_timeout: 1.0, read_timeout: 1.0, write_timeout: 1.0 }
-redis = case mode
-        when "cluster" then Redis.new(cluster: [arg], **timeouts)
-        when "sentinel"
-          o = JSON.parse(arg)
-          Redis.new(url: o["url"], role: :master, **timeouts,
-                    sentinels: o["sentinels"].map { |s| s.transform_keys(&:to_sym) })
-        end
-reader = Cutover::Reader.new(app: app, redis: redis, logger: Logger.new($stderr, level: :warn))
-say = -> { puts JSON.generate("release" => reader.release_id, "js" => reader.lookup("application.js")); STDOUT.flush }
-say.()
-while (want = STDIN.gets)
-  deadline = Time.now + 10
-  sleep 0.02 until reader.release_id == want.strip || Time.now > deadline
-  say.()
-end
-reader.close
-"#;
-
-/// The same for the Node reader (node/src), on a Redis Cluster.
-const NODE_READER: &str = r#"
-import readline from "node:readline";
-import { createReader } from "./src/index.js";
-const reader = await createReader({ app: process.env.APP, url: process.env.SEED, cluster: true, logger: false });
-const say = () => console.log(JSON.stringify({ release: reader.releaseId, js: reader.lookup("application.js") ?? null }));
-say();
-for await (const want of readline.createInterface({ input: process.stdin })) {
-  const deadline = Date.now() + 10000;
-  while (reader.releaseId !== want.trim() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  say();
-}
-await reader.close();
-"#;
-
-/// A reader process: one JSON line per answer.
-struct ReaderProc {
-    child: std::process::Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-}
-
-impl ReaderProc {
-    fn spawn(mut cmd: std::process::Command) -> ReaderProc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the reader starts");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        ReaderProc { child, lines }
-    }
-
-    fn answer(&mut self) -> Value {
-        let line = self.lines.next().expect("the reader answers").unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
-    }
-
-    /// Tell it which release to wait for; how long it took to serve it.
-    fn follow(&mut self, release: &str) -> (Value, Duration) {
-        use std::io::Write;
-        let started = std::time::Instant::now();
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{release}").unwrap();
-        stdin.flush().unwrap();
-        let v = self.answer();
-        (v, started.elapsed())
-    }
-
-    fn finish(mut self) {
-        drop(self.child.stdin.take());
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-fn ruby_reader(app: &str, mode: &str, arg: &str) -> ReaderProc {
-    let mut cmd = std::process::Command::new("ruby");
-    cmd.arg("-I")
-        .arg(crate::support::repo_root().join("ruby/lib"))
-        .args(["-e", RUBY_READER, app, mode, arg]);
-    ReaderProc::spawn(cmd)
-}
-
-/// node/node_modules, installed from the lockfile as scripts/test-node.sh does.
-fn node_modules() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let node = crate::support::repo_root().join("node");
-        if !node.join("node_modules/redis").exists() {
-            let ok = std::process::Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&node)
-                .status()
-                .expect("npm is installed (scripts/setup.sh installs it)");
-            assert!(ok.success(), "npm ci in node/");
-        }
-    });
-}
-
-#[test]
-fn both_readers_read_the_cluster_through_a_seed_that_does_not_own_the_slot_and_follow_a_switch() {
-    let cluster = shared_cluster();
-    let ctx = Ctx::new("cluster-readers");
-    let slot = cluster.slot_of(&ctx.key("current"));
-    let seed = format!("redis://127.0.0.1:{}", cluster.other_master(slot).port);
-    let env = [
-        ("REDIS_URL", seed.as_str()),
-        ("CUTOVER_REDIS_CLUSTER", "true"),
-    ];
-    let a = ctx.run_with(
-        &["deploy", fixture(BUILDS[0]).to_str().unwrap(), "--json"],
-        &env,
-    );
-    a.expect(0);
-
-    node_modules();
-    let mut node = std::process::Command::new("node");
-    node.args(["--input-type=module", "-e", NODE_READER])
-        .current_dir(crate::support::repo_root().join("node"))
-        .env("APP", &ctx.app)
-        .env("SEED", &seed);
-    let mut readers = [
-        ("ruby", ruby_reader(&ctx.app, "cluster", &seed)),
-        ("node", ReaderProc::spawn(node)),
-    ];
-    for (name, r) in readers.iter_mut() {
-        let first = r.answer();
-        assert_eq!(first["release"], id(&a).as_str(), "{name}: {first}");
-        assert!(
-            first["js"]
-                .as_str()
-                .unwrap()
-                .starts_with("https://cdn.example.com/packs/js/application-"),
-            "{name}: {first}"
-        );
-    }
-    let b = ctx.run_with(
-        &["deploy", fixture(BUILDS[1]).to_str().unwrap(), "--json"],
-        &env,
-    );
-    b.expect(0);
-    for (name, mut r) in readers {
-        let (now, took) = r.follow(&id(&b));
-        assert_eq!(
-            now["release"],
-            id(&b).as_str(),
-            "{name} did not follow the switch: {now}"
-        );
-        assert!(took < Duration::from_secs(5), "{name} took {took:?}");
-        eprintln!("{name} reader followed the switch on the cluster in {took:?}");
-        r.finish();
-    }
 }

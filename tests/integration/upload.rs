@@ -336,3 +336,37 @@ fn interrupt_aborts_multipart_uploads_and_releases_the_lock() {
         assert_eq!(ctx.get("current").await, None);
     });
 }
+
+#[test]
+fn listing_finds_objects_at_every_depth() {
+    let ctx = Ctx::new("listing-depth");
+    let build = ctx.work.path().join("build");
+    let files = [
+        "robots-0a1b2c3d4e5f6a7b.txt",
+        "js/app-0a1b2c3d4e5f6a7b.js",
+        "static/media/deep/er/logo-0a1b2c3d4e5f6a7b.svg",
+        "static/fonts/f-0a1b2c3d4e5f6a7b.woff2",
+    ];
+    for f in files {
+        let p = build.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, f.as_bytes()).unwrap();
+    }
+    std::fs::write(
+        build.join("manifest.json"),
+        r#"{"app.js": "/packs/js/app-0a1b2c3d4e5f6a7b.js"}"#,
+    )
+    .unwrap();
+    // Plus objects of another app beside the prefix, which must not count.
+    rt().block_on(ctx.put("packsother/js/app-0a1b2c3d4e5f6a7b.js", b"x"));
+    let first = ctx.run(&["deploy", build.to_str().unwrap(), "--json"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first.json()["upload"]["files"], 4);
+    // Change the build so the id differs; every old object must be found.
+    std::fs::write(build.join("js/new-1a2b3c4d5e6f7a8b.js"), b"new").unwrap();
+    let second = ctx
+        .run(&["deploy", build.to_str().unwrap(), "--dry-run", "--json"])
+        .json();
+    assert_eq!(second["skip"]["files"], 4, "{second}");
+    assert_eq!(second["upload"]["files"], 1, "{second}");
+}

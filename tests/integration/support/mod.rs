@@ -6,6 +6,7 @@ pub mod ctx;
 pub mod fixtures;
 pub mod http;
 pub mod nginx;
+pub mod readers;
 pub mod redis_proxy;
 pub mod redis_topology;
 pub mod run;
