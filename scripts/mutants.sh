@@ -60,7 +60,7 @@ redis.call('PUBLISH', ARGV[6], text)|atomic_switch::"
   "dry-run-unlock-writes|src/commands/unlock.rs|    if req.dry_run {
         out.outcome = Ending::Planned;|    if false {
         out.outcome = Ending::Planned;|dry_runs::"
-  "dry-run-switch-writes|src/commands/switch.rs|    let executed = if req.dry_run || plan.already_live {|    let executed = if plan.already_live {|dry_runs::"
+  "dry-run-switch-writes|src/commands/switch.rs|    if dry_run || plan.already_live {|    if plan.already_live {|dry_runs::"
   "put-without-checksum|src/store/s3/upload.rs|            .checksum_sha256(B64.encode(sha))
             .metadata(META_SHA256, file.sha256_hex);|            .metadata(META_SHA256, file.sha256_hex);|faults::flaky"
 )

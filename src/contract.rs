@@ -73,6 +73,30 @@ pub struct Pin {
     pub message: Option<String>,
 }
 
+impl Pin {
+    /// "since T by B (message)"
+    pub fn since(&self) -> String {
+        format!(
+            "since {} by {}{}",
+            self.at,
+            self.by.as_deref().unwrap_or("unknown"),
+            self.message
+                .as_deref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// "release X since T by B (message)"
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}",
+            self.release.as_deref().unwrap_or("the live release"),
+            self.since()
+        )
+    }
+}
+
 /// What a switch does with the pin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PinChange {

@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 
-use super::pin::describe_pin;
 use super::{Ctx, Head};
 use crate::contract::{ActivationEvent, Pin};
 use crate::release::ReleaseRecord;
@@ -145,7 +144,7 @@ impl Render for Status {
         if let Some(p) = &self.pin {
             t.push_str(&format!(
                 "  PINNED: {}; deploys record but do not activate (`cutover unpin`)\n",
-                describe_pin(p)
+                p.describe()
             ));
         }
         if let Some(r) = &self.record {

@@ -72,20 +72,6 @@ pub async fn run(ctx: &Ctx, pin: bool, req: Request) -> anyhow::Result<Outcome> 
     Ok(out)
 }
 
-/// "release X, since T by B (message)"
-pub fn describe_pin(pin: &Pin) -> String {
-    format!(
-        "{} since {} by {}{}",
-        pin.release.as_deref().unwrap_or("the live release"),
-        pin.at,
-        pin.by.as_deref().unwrap_or("unknown"),
-        pin.message
-            .as_deref()
-            .map(|m| format!(" ({m})"))
-            .unwrap_or_default()
-    )
-}
-
 impl Render for Outcome {
     fn text(&self) -> String {
         let app = &self.head.app;
@@ -98,7 +84,7 @@ impl Render for Outcome {
             ),
             (Ending::Pinned, Some(p)) => format!(
                 "pinned {app} to {}; deploys record but do not activate until `cutover unpin` or `cutover activate <id> --unpin`\n",
-                describe_pin(p)
+                p.describe()
             ),
             _ => format!("unpinned {app}; the next deploy activates as usual\n"),
         }

@@ -135,18 +135,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
     let plan = plan::promote(copies, record_at, &facts, &req.switch.options(dest))?;
     let steps = dest.describe(dst_store.bucket(), redis.keys(), &plan.steps);
     // As a deploy: the target's lock before any write there.
-    let executed = if req.switch.dry_run || plan.already_live {
-        None
-    } else {
-        Some(
-            super::with_lock(dest, &mut redis, true, async |redis, lock| {
-                dest.executor(Some(&dst_store), Some(redis), None, lock)
-                    .run(&plan.steps)
-                    .await
-            })
-            .await?,
-        )
-    };
+    let executed = switch::execute(dest, &dst_store, &mut redis, &plan, req.switch.dry_run).await?;
     let head = dest.head("promote", Some(req.switch.dry_run))?;
     let out = switch::Outcome::of(head, &promoted.id, &live, plan, steps, executed.as_ref())?;
     Ok(Outcome {
@@ -207,7 +196,7 @@ impl Render for Outcome {
                  `cutover activate {id} --unpin --env {to}` makes it live\n{copied}\n",
                 self.pinned
                     .as_ref()
-                    .map(super::pin::describe_pin)
+                    .map(crate::contract::Pin::describe)
                     .unwrap_or_default()
             ),
             Ending::AlreadyLive => format!("release {id} is already live in {to}; nothing to do\n"),

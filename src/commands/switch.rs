@@ -17,6 +17,7 @@ use crate::release::{now, ReleaseFile};
 use crate::render::{count, Render};
 use crate::state::{Found, Inspected, LiveState};
 use crate::store::redis::Needs;
+use crate::store::registries::Registries;
 use crate::store::s3::S3Store;
 
 /// Flags shared by the commands that switch the live release.
@@ -127,18 +128,7 @@ async fn run(
     };
     let plan = plan::switch(&facts, &req.options(ctx))?;
     let steps = ctx.describe(store.bucket(), redis.keys(), &plan.steps);
-    let executed = if req.dry_run || plan.already_live {
-        None
-    } else {
-        Some(
-            super::with_lock(ctx, &mut redis, true, async |redis, lock| {
-                ctx.executor(Some(&store), Some(redis), None, lock)
-                    .run(&plan.steps)
-                    .await
-            })
-            .await?,
-        )
-    };
+    let executed = execute(ctx, &store, &mut redis, &plan, req.dry_run).await?;
     Outcome::of(
         ctx.head(action.as_str(), Some(req.dry_run))?,
         &record.id,
@@ -147,6 +137,27 @@ async fn run(
         steps,
         executed.as_ref(),
     )
+}
+
+/// Run a switch's steps under the lock: not in a dry run, nor when the
+/// release is live already (there is nothing to write).
+pub(crate) async fn execute(
+    ctx: &Ctx,
+    store: &S3Store,
+    redis: &mut Registries,
+    plan: &SwitchPlan,
+    dry_run: bool,
+) -> anyhow::Result<Option<Executed>> {
+    if dry_run || plan.already_live {
+        return Ok(None);
+    }
+    let executed = super::with_lock(ctx, redis, true, async |redis, lock| {
+        ctx.executor(Some(store), Some(redis), None, lock)
+            .run(&plan.steps)
+            .await
+    })
+    .await?;
+    Ok(Some(executed))
 }
 
 /// What S3 holds for a release about to go live: each of its objects, and
@@ -246,7 +257,7 @@ impl Render for Outcome {
                 "release {id} is recorded for {app} but NOT activated: the app is pinned ({}); `cutover activate {id} --unpin` makes it live\n",
                 self.pinned
                     .as_ref()
-                    .map(super::pin::describe_pin)
+                    .map(Pin::describe)
                     .unwrap_or_default()
             ),
             Ending::Repaired => format!(

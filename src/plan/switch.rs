@@ -175,14 +175,9 @@ fn check_pin(
 ) -> anyhow::Result<()> {
     match &live.pin {
         Some(pin) if action == Action::Activate && !opts.unpin => Err(Failure::refused(format!(
-            "{} is pinned since {} by {}{}; `cutover activate {id} --unpin` switches and clears the pin, `cutover unpin` clears it alone",
+            "{} is pinned {}; `cutover activate {id} --unpin` switches and clears the pin, `cutover unpin` clears it alone",
             pin.release.as_deref().unwrap_or("the live release"),
-            pin.at,
-            pin.by.as_deref().unwrap_or("unknown"),
-            pin.message
-                .as_deref()
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default()
+            pin.since()
         ))),
         _ => Ok(()),
     }

@@ -167,13 +167,8 @@ async fn make_plan(
 /// The one line a pinned deploy says (a GitHub Actions annotation in CI).
 fn pinned_notice(pin: &Pin, id: &str) -> String {
     format!(
-        "pinned since {} by {}{}: recorded {id}, not activated; `cutover activate {id} --unpin` makes it live, `cutover unpin` lets the next deploy",
-        pin.at,
-        pin.by.as_deref().unwrap_or("unknown"),
-        pin.message
-            .as_deref()
-            .map(|m| format!(" ({m})"))
-            .unwrap_or_default()
+        "pinned {}: recorded {id}, not activated; `cutover activate {id} --unpin` makes it live, `cutover unpin` lets the next deploy",
+        pin.since()
     )
 }
 
