@@ -189,6 +189,9 @@ pub struct LiveState {
     pub damage: Option<String>,
     /// Set while the app is pinned.
     pub pin: Option<crate::contract::Pin>,
+    /// What the last prune marked (`cutover:{APP}:pruned`): when it differs
+    /// from what a deploy listed against, objects may have gone since.
+    pub pruned: Option<String>,
     /// With several Redis targets (pods): what each holds, in their order.
     /// The fields above are the first target's. Empty: one Redis.
     pub targets: Vec<TargetLive>,

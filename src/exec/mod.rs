@@ -142,6 +142,7 @@ impl<'a> Executor<'a> {
             Step::Pin(pin) => {
                 self.registries()?.set_pin(pin.as_ref()).await?;
             }
+            Step::MarkPruned(mark) => self.registries()?.mark_pruned(mark).await?,
             Step::Delete(keys) => self.s3()?.delete_objects(keys).await?,
             Step::Copy(copies) => {
                 let s3 = self.s3()?;

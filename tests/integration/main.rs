@@ -24,6 +24,7 @@ mod mutable_files;
 mod never_wedged;
 mod pods;
 mod promote;
+mod prune_safety;
 mod quickstart;
 mod redis_drops;
 mod topology;
