@@ -4,6 +4,7 @@
 mod support;
 
 mod activation;
+mod after_the_switch;
 mod atomic_switch;
 mod bad_input;
 mod bytes_truth;
