@@ -212,6 +212,21 @@ fn orb_dry_runs_change_nothing_and_save_no_id() {
     orb.run("activate", &[("PARAM_DRY_RUN", "true")])
         .expect(0)
         .stdout_has(&["dry run: nothing changed"]);
+    // The app parameter left empty: the job's CUTOVER_APP (a context's);
+    // given, it wins over the job's.
+    let dry = ("PARAM_DRY_RUN", "true");
+    orb.run(
+        "activate",
+        &[dry, ("PARAM_APP", ""), ("CUTOVER_APP", &ctx.app)],
+    )
+    .expect(0);
+    orb.run("activate", &[dry, ("CUTOVER_APP", "another-app")])
+        .expect(0);
+    orb.run(
+        "activate",
+        &[dry, ("PARAM_APP", ""), ("CUTOVER_APP", "another-app")],
+    )
+    .expect(2);
     ctx.assert_unchanged(&before, "the orb's activate with dry_run");
 }
 
