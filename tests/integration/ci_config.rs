@@ -258,12 +258,25 @@ fn circleci_pipeline_runs_the_test_suite_and_builds_release_files() {
     );
     let ci_run = std::fs::read_to_string(repo_root().join(".ci/run")).unwrap();
     assert!(ci_run.contains("scripts/test.sh"));
-    // The release job builds with the lock file and packages with the script
-    // the install test runs, into the artifacts it stores.
+    // The release job builds the dist profile (stripped: Cargo.toml) with the
+    // lock file and packages that binary with the script the install test
+    // runs, into the artifacts it stores.
     let release = commands("release");
-    assert!(release.contains(&"cargo build --release --locked".to_string()));
-    assert!(release
-        .contains(&"bash scripts/ci/package-release.sh target/release/cutover dist".to_string()));
+    assert!(
+        release.contains(&"cargo build --profile dist --locked".to_string()),
+        "{release:?}"
+    );
+    assert!(
+        release
+            .contains(&"bash scripts/ci/package-release.sh target/dist/cutover dist".to_string()),
+        "{release:?}"
+    );
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap()).unwrap();
+    let dist = &manifest["profile"]["dist"];
+    assert_eq!(dist["inherits"].as_str(), Some("release"));
+    assert_eq!(dist["strip"].as_bool(), Some(true));
+    assert_eq!(dist["debug"].as_bool(), Some(false));
     let stored: Vec<&Value> = jobs[&Value::from("release")]["steps"]
         .as_sequence()
         .unwrap()
