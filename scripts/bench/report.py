@@ -168,6 +168,8 @@ def aggregate(results):
 
 
 # ---------------------------------------------------------------- rendering
+# Each render_SECTION(s, w) writes one section of BENCHMARKS.md from the Summary s,
+# a line per call of w.
 
 def mb(kb):
     return kb * 1024 / 1e6
@@ -181,10 +183,8 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
-def render_title(s):
+def render_title(s, w):
     machine, have_cutover = s.r.machine, s.have_cutover
-    L = []
-    w = L.append
     w("# Benchmarks")
     w("")
     w("cutover's upload against `aws s3 sync`, `s5cmd sync` and `rclone copy` on a local S3 server, its scale")
@@ -202,13 +202,10 @@ def render_title(s):
         w("> **cutover was not measured in this run** (BENCH_TOOLS excluded it, or it did not build); "
           "only the peers are shown.")
         w("")
-    return L
 
 
-def render_machine(s):
+def render_machine(s, w):
     machine, rows, busy = s.r.machine, s.r.rows, s.r.busy
-    L = []
-    w = L.append
     w("## Machine")
     w("")
     w("| | |")
@@ -236,13 +233,10 @@ def render_machine(s):
         w("")
         w(f"Other processes used {other / measured:.2f} cores on average during the measured steps.")
     w("")
-    return L
 
 
-def render_versions(s):
+def render_versions(s, w):
     versions = s.r.versions
-    L = []
-    w = L.append
     w("## Versions")
     w("")
     w("| tool | version |")
@@ -250,13 +244,10 @@ def render_versions(s):
     for k, v in versions.items():
         w(f"| {k} | {v} |")
     w("")
-    return L
 
 
-def render_method(s):
+def render_method(s, w):
     stats, fixture, runs, servers_run, nfiles = s.r.stats, s.r.fixture, s.runs, s.servers, s.nfiles
-    L = []
-    w = L.append
     w("## Method")
     w("")
     w(f"- **Build**: `scripts/bench/gen_build.py` (seed {stats.get('seed', '?')}) writes {nfiles:,} files, "
@@ -297,14 +288,11 @@ def render_method(s):
       "`rwsem_spin_on_owner` on s3s-fs's single metadata directory), so the same cold upload took 2 s "
       "or 10 s depending on how recently files had been deleted.")
     w("")
-    return L
 
 
-def render_goals(s):
+def render_goals(s, w):
     servers, med, nfiles, rollback = s.servers, s.med, s.nfiles, s.r.rollback
     others_levels, scale_levels = s.others_levels, s.scale_levels
-    L = []
-    w = L.append
     w("## Goals (issue 13)")
     w("")
     w("| goal | measured | result |")
@@ -362,14 +350,11 @@ def render_goals(s):
           f"(`EVALSHA` on `current`, `manifest`, `history`, ...); {sum(n for _, n in sw)} commands in the whole "
           f"rollback, lock and checks included (see below) | {verdict(evals == 1)} |")
     w("")
-    return L
 
 
-def render_results(s):
+def render_results(s, w):
     servers, med, groups, runs, stats, nfiles = s.servers, s.med, s.groups, s.runs, s.r.stats, s.nfiles
     tools_present, fallback = s.tools_present, s.r.fallback
-    L = []
-    w = L.append
     w("## Results")
     w("")
     w(f"Median wall seconds of {runs} runs; in brackets, the peer's median divided by cutover's on the same "
@@ -417,13 +402,10 @@ def render_results(s):
                       f"{statistics.median(x['user_s'] + x['sys_s'] for x in g):.2f} | "
                       f"{statistics.median(x['server_cpu_s'] for x in g):.2f} | {g[-1]['objects']:,} |")
     w("")
-    return L
 
 
-def render_phases(s):
+def render_phases(s, w):
     timings = s.r.timings
-    L = []
-    w = L.append
     w("## cutover's phases")
     w("")
     w("One more cutover run per workload with `--json` (a fresh bucket of the same server); `timings` in "
@@ -440,13 +422,10 @@ def render_phases(s):
           f"{cell('record')} | {cell('register')} | {cell('total')} | {j.get('upload', {}).get('files', '?')} | "
           f"{j.get('skip', {}).get('files', '?')} |")
     w("")
-    return L
 
 
-def render_scale(s):
+def render_scale(s, w):
     runs, med, scale_levels = s.runs, s.med, s.scale_levels
-    L = []
-    w = L.append
     w("## Scale (cutover on s3s-fs)")
     w("")
     w(f"Builds of N files at ~40 KB each (gen_build.py, seed 7), cold into an empty bucket, then unchanged; "
@@ -461,13 +440,10 @@ def render_scale(s):
         w(f"| {n:,} | {st.get('bytes', 0) / 1e6:.0f} | {fmt_s(c)} | {fmt_s(u)} | {c / n * 1e6:.0f} | "
           f"{u / n * 1e6:.0f} | {mb(rss):.0f} |")
     w("")
-    return L
 
 
-def render_rollback(s):
+def render_rollback(s, w):
     groups, nfiles, rollback, runs, others_levels = s.groups, s.nfiles, s.r.rollback, s.runs, s.others_levels
-    L = []
-    w = L.append
     w("## Rollback and activate with a large prefix (s3s-fs)")
     w("")
     w(f"A bucket with two releases (the {nfiles:,}-file build, then its 1% rebuild), then N other objects "
@@ -496,14 +472,11 @@ def render_rollback(s):
               f"permission check): " + ", ".join(f"`{c}` × {n}" for c, n in cmds)
               + f" — {sum(n for _, n in cmds)} in all.")
             w("")
-    return L
 
 
-def render_analysis(s):
+def render_analysis(s, w):
     servers, med, stats, nfiles, rollback = s.servers, s.med, s.r.stats, s.nfiles, s.r.rollback
     others_levels, scale_levels, tm = s.others_levels, s.scale_levels, s.phase
-    L = []
-    w = L.append
     w("## What bounds each number, and the gaps that remain")
     w("")
     mbytes = stats.get("bytes", 0) / 1e6
@@ -600,14 +573,11 @@ def render_analysis(s):
           "content index maps each key to a file of the records it read instead of copying its digests "
           "(the two copies cost 30 MB of heap at 50,000 files).")
         w("")
-    return L
 
 
-def render_compatibility(s):
+def render_compatibility(s, w):
     probe_s3s, probe_moto, precheck, fallback = s.r.probe_s3s, s.r.probe_moto, s.r.precheck, s.r.fallback
     servers_run, errs = s.servers, s.s3s_errors
-    L = []
-    w = L.append
     w("## S3 server compatibility")
     w("")
     w("`scripts/bench/probe_s3.py` checks, with botocore, the S3 features cutover and the peers rely on:")
@@ -670,7 +640,6 @@ def render_compatibility(s):
             w(f"{n:>5} × {ln[:400]}")
         w("```")
         w("")
-    return L
 
 
 def render(s):
@@ -688,7 +657,10 @@ def render(s):
     if s.have_cutover:
         sections.append(render_analysis)
     sections.append(render_compatibility)
-    return "\n".join(line for section in sections for line in section(s)).rstrip() + "\n"
+    lines = []
+    for section in sections:
+        section(s, lines.append)
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def main():
