@@ -525,9 +525,20 @@ class ContractTest < Minitest::Test
       assert answers[1] && answers[2]
     end
 
+    # A preview resolves a prefix once, then answers it from memory.
+    assert_equal a, r.preview(a[0, 6]).release_id
+    admin = server.admin
+    before = admin.info("stats")["total_commands_processed"].to_i
+    5.times { assert_equal a, r.preview(a[0, 6]).release_id }
+    assert_operator admin.info("stats")["total_commands_processed"].to_i - before - 1, :<=, 2, "only polls, no ZRANGE/GET"
+
     # Stopped (SIGSTOP): Redis accepts nothing and answers nothing; the poll
     # hangs until its timeout while lookups answer at once.
     server.pause
+    assert_equal a, r.preview(a[0, 6]).release_id, "a cached preview needs no Redis"
+    started = monotonic
+    assert_raises(Cutover::Unavailable) { r.preview("ffff") }
+    assert_operator monotonic - started, :<, 0.6, "a preview has its own short timeout"
     wait_until("a poll failed against the stopped Redis", timeout: 6) do
       answer.call
       r.status[:redis] == :unreachable
@@ -546,11 +557,13 @@ class ContractTest < Minitest::Test
     # Back (empty, as a Redis without persistence restarts): the next
     # activation is picked up.
     server.start
+    wait_until("the reader said current is empty", timeout: 5) { log_lines.grep(/:current is empty/).any? }
     b = w.deploy(:b)
     wait_until("the reader serves B after Redis came back") { r.release_id == b }
     assert serves?(r, :b)
     assert_equal 1, log_lines.grep(/Redis reachable again/).size, log_lines.join
     assert_equal 1, log_lines.grep(/Redis unreachable/).size, log_lines.join
+    assert_equal 1, log_lines.grep(/:current is empty .*Redis restarted without its data/).size, log_lines.join
   ensure
     server&.kill
   end
