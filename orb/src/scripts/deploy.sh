@@ -34,8 +34,10 @@ if [ "$code" -ne 0 ]; then
     2) why="bad usage, configuration, input or permissions" ;;
     3) why="refused for safety: conflict, lock held, live release changed, pinned, or a limit" ;;
     4) why="verification failed: objects missing or corrupt" ;;
-    130) why="interrupted; nothing was switched" ;;
-    *) why="failed; nothing was switched" ;;
+    5) why="partially applied: some Redis targets switched, some did not" ;;
+    6) why="switched, but a step after the switch did not complete; the switch stands" ;;
+    1 | 130) why="failed or interrupted; nothing was switched" ;;
+    *) why="failed" ;;
   esac
   echo "cutover deploy exited with $code ($why): see the error above" >&2
   exit "$code"
