@@ -84,7 +84,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
     let promoted = plan::for_target(&record, from, to, &req.from)?;
 
     // The target: what its storage holds, its live state and its record.
-    let same_storage = plan::same_storage(from, to);
+    let same_storage = plan::same_storage(&record, from, to);
     let dst_meta = to.meta_prefix()?;
     let mut redis = Registries::connect(to).await?;
     if !req.switch.dry_run {
@@ -116,7 +116,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
         let copies = if same_storage {
             Vec::new()
         } else {
-            plan::copies(&objects.found, &record, from, dst_store.bucket())?
+            plan::copies(&objects.found, &record, from, to)?
         };
         let copied = Counted {
             files: copies.len(),

@@ -357,7 +357,9 @@ impl<'a> Executor<'a> {
 fn step_bound(step: &Step, config: &crate::config::Config) -> std::time::Duration {
     let request = std::time::Duration::from_secs(config.s3_timeout_secs * 4);
     match step {
-        Step::Invalidate { wait: true, .. } => request + std::time::Duration::from_secs(120 + 15 * 60),
+        Step::Invalidate { wait: true, .. } => {
+            request + std::time::Duration::from_secs(120 + 15 * 60)
+        }
         Step::Invalidate { wait: false, .. } => request + std::time::Duration::from_secs(120),
         _ => request,
     }

@@ -24,7 +24,9 @@ fn second_deploy(ctx: &Ctx, distribution: &str) -> (std::process::Command, Strin
     first.expect(0);
     std::fs::write(
         &toml,
-        format!("cloudfront_distribution_id = \"{distribution}\"\n\n[[mutable]]\nglob = \"sw.js\"\n"),
+        format!(
+            "cloudfront_distribution_id = \"{distribution}\"\n\n[[mutable]]\nglob = \"sw.js\"\n"
+        ),
     )
     .unwrap();
     let mut cmd = ctx.command();
@@ -33,7 +35,10 @@ fn second_deploy(ctx: &Ctx, distribution: &str) -> (std::process::Command, Strin
         build(ctx, "v2", "self.version = 2").to_str().unwrap(),
         "--json",
     ]);
-    (cmd, first.json()["release"]["id"].as_str().unwrap().to_string())
+    (
+        cmd,
+        first.json()["release"]["id"].as_str().unwrap().to_string(),
+    )
 }
 
 /// A CloudFront endpoint that accepts connections and never answers.
@@ -61,8 +66,16 @@ fn switched_then_failed(ctx: &Ctx, run: &crate::support::run::Run, before: &str,
     assert_eq!(doc["switched"], true, "{doc}");
     let current = rt().block_on(ctx.get("current")).unwrap();
     assert_ne!(current, before, "the new release is live");
-    assert!(run.stderr.contains(&format!("switched to {current}")), "{}", run.stderr);
-    assert!(!run.stderr.contains("nothing was switched"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("switched to {current}")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("nothing was switched"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -121,5 +134,10 @@ fn an_interrupt_during_the_invalidation_is_exit_6_not_130() {
     // SAFETY: kill only sends a signal to the child we spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let run = crate::support::run::finish(child.wait_with_output().unwrap());
-    switched_then_failed(&ctx, &run, &before, "the CloudFront invalidation was interrupted");
+    switched_then_failed(
+        &ctx,
+        &run,
+        &before,
+        "the CloudFront invalidation was interrupted",
+    );
 }

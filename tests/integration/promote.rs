@@ -452,3 +452,34 @@ fn the_orb_deploys_to_staging_then_promotes_that_release_to_production() {
         .unwrap()
         .contains("### cutover promote `0123456789abcdef`: staging → production: failed (exit 2)"));
 }
+
+#[test]
+fn promote_rewrites_from_where_the_release_was_recorded_not_from_todays_settings() {
+    let e = Envs::new("promote-moved-cdn");
+    let build = relative_build(e.ctx.work.path(), "app(moved)");
+    let id = e.deploy_staging(&build);
+    // Staging moves to another CDN after the release was recorded.
+    let toml = e.ctx.work.path().join("cutover.toml");
+    let moved = std::fs::read_to_string(&toml).unwrap().replace(
+        "https://cdn.staging.example",
+        "https://cdn2.staging.example",
+    );
+    std::fs::write(&toml, moved).unwrap();
+    e.run(&["promote", &id, "--from", "staging", "--to", "production"])
+        .expect(0);
+    let manifest = e.redis_get(e.prod_redis, "manifest").unwrap();
+    assert!(
+        !manifest.contains("staging.example"),
+        "production serves only its own CDN: {manifest}"
+    );
+    let manifest: Value = serde_json::from_str(&manifest).unwrap();
+    for entry in ["application.js", "vendor.js"] {
+        assert!(
+            manifest[entry]
+                .as_str()
+                .unwrap()
+                .starts_with("https://cdn.prod.example/packs/js/"),
+            "{manifest}"
+        );
+    }
+}
