@@ -17,6 +17,12 @@ pub struct ReleaseFile {
     pub md5: Option<String>,
     /// The ETag S3 gives our upload of it (MD5, or multipart MD5-of-MD5s).
     pub etag: String,
+    /// Uploaded in parts: S3's composite SHA-256 checksum of the upload (the
+    /// SHA-256 of the parts' SHA-256s, hex, `-N`), what a HEAD shows instead
+    /// of the SHA-256 of the bytes. Absent for single-part uploads and in
+    /// records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composite_sha256: Option<String>,
     /// The headers it is served with; absent in records written before they were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Headers>,

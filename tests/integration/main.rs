@@ -6,6 +6,7 @@ mod support;
 mod activation;
 mod atomic_switch;
 mod bad_input;
+mod big_files;
 mod bytes_truth;
 mod ci_config;
 mod ci_credentials;
