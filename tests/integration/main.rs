@@ -14,6 +14,7 @@ mod ci_pipeline;
 mod cli_surface;
 mod consumers;
 mod content_index;
+mod crafted_records;
 mod dry_runs;
 mod faults;
 mod formats;
