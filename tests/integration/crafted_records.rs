@@ -127,3 +127,36 @@ fn a_record_in_redis_that_is_not_the_release_is_refused_until_deleted() {
     let copy: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(copy["id"], a.as_str());
 }
+
+#[test]
+fn doctor_reports_a_key_of_the_wrong_type_with_its_fix() {
+    let ctx = Ctx::new("doctor-wrong-type");
+    deploy(&ctx, fixture("shakapacker").to_str().unwrap(), &[]);
+    let current = ctx.key("current");
+    ctx.redis_cmd(&["DEL", &current]);
+    ctx.redis_cmd(&["RPUSH", &current, "x"]);
+    let run = ctx.run(&["doctor", "--json"]);
+    // A failed check (exit 2, like every ✗), not an error (exit 1).
+    run.expect(2);
+    let checks = run.json()["checks"].as_array().unwrap().clone();
+    let keys = checks
+        .iter()
+        .find(|c| c["name"] == "keys")
+        .unwrap_or_else(|| panic!("no keys check: {checks:?}"));
+    assert_eq!(keys["status"], "fail");
+    let detail = keys["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&current) && detail.contains("list"),
+        "{detail}"
+    );
+    assert!(keys["fix"].as_str().unwrap().contains("DEL"), "{keys}");
+    // The other checks still ran.
+    for name in ["bucket", "redis", "permissions"] {
+        assert!(
+            checks.iter().any(|c| c["name"] == name),
+            "{name}: {checks:?}"
+        );
+    }
+    let text = ctx.run(&["doctor"]);
+    assert!(text.stdout.contains("✗ keys: "), "{text:?}");
+}
