@@ -45,4 +45,17 @@ if ! .venv-ci/bin/check-jsonschema --version 2>/dev/null | grep -qx "check-jsons
   .venv-ci/bin/pip install -q --disable-pip-version-check "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" "ruamel.yaml==0.19.1"
 fi
 
-echo "setup: ok (redis-server $(redis-server --version | awk '{print $3}'), moto $MOTO_VERSION)" >&2
+# s3s-fs: the second S3-compatible server the tests run against (big files
+# uploaded in parts must check out on every server tested); the benchmarks
+# (scripts/bench.sh) use the same binary.
+S3S_VERSION=0.14.1
+S3S_BIN=.bench-tools/s3s-fs/bin/s3s-fs
+if ! { [ -x "$S3S_BIN" ] && "$S3S_BIN" --version 2>/dev/null | grep -qx "s3s-fs $S3S_VERSION"; }; then
+  echo "setup: cargo install s3s-fs $S3S_VERSION into .bench-tools/s3s-fs (a few minutes, once)" >&2
+  mkdir -p .bench-tools
+  cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked --root .bench-tools/s3s-fs \
+    >.bench-tools/s3s-fs-install.log 2>&1 \
+    || { echo "setup: cargo install s3s-fs failed; see .bench-tools/s3s-fs-install.log" >&2; exit 1; }
+fi
+
+echo "setup: ok (redis-server $(redis-server --version | awk '{print $3}'), moto $MOTO_VERSION, s3s-fs $S3S_VERSION)" >&2

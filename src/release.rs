@@ -17,6 +17,12 @@ pub struct ReleaseFile {
     pub md5: Option<String>,
     /// The ETag S3 gives our upload of it (MD5, or multipart MD5-of-MD5s).
     pub etag: String,
+    /// Uploaded in parts: S3's composite SHA-256 checksum of the upload (the
+    /// SHA-256 of the parts' SHA-256s, hex, `-N`), what a HEAD shows instead
+    /// of the SHA-256 of the bytes. Absent for single-part uploads and in
+    /// records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composite_sha256: Option<String>,
     /// The headers it is served with; absent in records written before they were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<Headers>,
@@ -185,6 +191,106 @@ impl ReleaseRecord {
     }
 }
 
+/// What a record read back must agree with: a record is input (anyone who
+/// can write the bucket, or Redis, can write one), checked like any other.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordExpect<'a> {
+    /// The id it was read as (its key, and the id asked for).
+    pub id: &'a str,
+    /// The configured key prefix every object of a release is under.
+    pub prefix: &'a str,
+    /// The configured CDN URL: every URL of the record is on its origin.
+    pub cdn_url: &'a str,
+}
+
+impl ReleaseRecord {
+    /// Why this record cannot be used as release `expect.id`: another id
+    /// inside, an object key that is not a normalised key under the
+    /// configured prefix (`..`, `.`, `//`, a leading `/`, control
+    /// characters), a digest that is not one, or a URL (its `cdn_url`, any
+    /// in its manifest) off the configured CDN origin. The first few
+    /// problems, or none.
+    pub fn problems(&self, expect: &RecordExpect) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.id != expect.id {
+            problems.push(format!("it says it is release {:?}", self.id));
+        }
+        let under = format!("{}/", expect.prefix.trim_matches('/'));
+        if let Some(files) = &self.files {
+            for f in files {
+                if problems.len() >= 5 {
+                    break;
+                }
+                let key = crate::contract::object_key(&self.prefix, &f.path);
+                if !normalised_key(&key) || !key.starts_with(&under) || key.len() == under.len() {
+                    problems.push(format!(
+                        "file {:?} gives the key {:?}, not a normalised key under {under}",
+                        f.path, key
+                    ));
+                } else if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    problems.push(format!("file {:?} has no SHA-256 ({:?})", f.path, f.sha256));
+                }
+            }
+        }
+        match url::Url::parse(expect.cdn_url) {
+            Ok(cdn) => {
+                let origin = cdn.origin();
+                let off = |u: &str| {
+                    let parsed = if u.starts_with("//") {
+                        cdn.join(u)
+                    } else {
+                        url::Url::parse(u)
+                    };
+                    match parsed {
+                        Ok(p) => p.origin() != origin,
+                        // Not a URL (a name, a digest, a relative path): not a host.
+                        Err(url::ParseError::RelativeUrlWithoutBase) => false,
+                        Err(_) => true,
+                    }
+                };
+                if off(&self.cdn_url) || !self.cdn_url.contains("://") {
+                    problems.push(format!(
+                        "its cdn_url {:?} is not on {}",
+                        self.cdn_url,
+                        origin.ascii_serialization()
+                    ));
+                }
+                let mut strings = Vec::new();
+                all_strings(&self.manifest, &mut strings);
+                if let Some(u) = strings.into_iter().find(|u| off(u)) {
+                    problems.push(format!(
+                        "its manifest names {u:?}, not on {}",
+                        origin.ascii_serialization()
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("the configured cdn_url is not a URL ({e})")),
+        }
+        problems
+    }
+}
+
+/// An S3 key as cutover writes them: segments that are neither empty, `.`
+/// nor `..`, no leading `/`, no backslash and no control characters.
+fn normalised_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.contains('\\')
+        && !key.chars().any(char::is_control)
+        && key
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// Every string value of a JSON document.
+fn all_strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|i| all_strings(i, out)),
+        Value::Object(map) => map.values().for_each(|i| all_strings(i, out)),
+        _ => {}
+    }
+}
+
 fn collect_strings(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::String(s) => out.push(s.clone()),
@@ -265,6 +371,78 @@ mod tests {
             content_encoding: None,
             cache_control: cc.into(),
         }
+    }
+
+    #[test]
+    fn a_record_read_back_is_checked_like_input() {
+        let sha = "ab".repeat(32);
+        let record = |id: &str, paths: &[&str], cdn: &str, url: &str| -> ReleaseRecord {
+            serde_json::from_value(json!({
+                "id": id, "app": "shop", "created_at": "", "created_at_ms": 0,
+                "file_count": paths.len(), "bytes": 0, "git_sha": null, "git_branch": null,
+                "build_url": null, "deployed_by": null, "message": null, "bucket": "b",
+                "prefix": "packs", "cdn_url": cdn,
+                "manifest": {"application.js": url, "integrity": "sha384-AAAA", "src": "app/main.ts"},
+                "files": paths.iter().map(|p| json!({
+                    "path": p, "size": 1, "sha256": sha, "etag": "",
+                })).collect::<Vec<_>>(),
+            }))
+            .unwrap()
+        };
+        let expect = RecordExpect {
+            id: "0123456789abcdef",
+            prefix: "packs",
+            cdn_url: "https://cdn.example.com/assets",
+        };
+        let good = record(
+            "0123456789abcdef",
+            &["js/a.js", "media/b c.png"],
+            "https://cdn.example.com",
+            "https://cdn.example.com/packs/js/a.js",
+        );
+        assert_eq!(good.problems(&expect), Vec::<String>::new());
+        let bad = |r: ReleaseRecord, needle: &str| {
+            let problems = r.problems(&expect);
+            assert!(
+                problems.iter().any(|p| p.contains(needle)),
+                "{needle}: {problems:?}"
+            );
+        };
+        let url = "https://cdn.example.com/packs/js/a.js";
+        let cdn = "https://cdn.example.com";
+        bad(
+            record("fedcba9876543210", &["a.js"], cdn, url),
+            "fedcba9876543210",
+        );
+        for path in [
+            "../../_cutover/x/evil",
+            "/abs/evil.js",
+            "a//b.js",
+            "./a.js",
+            "a/\u{7}.js",
+            "a\\..\\b",
+        ] {
+            bad(record(expect.id, &[path], cdn, url), "not a normalised key");
+        }
+        bad(
+            record(expect.id, &["a.js"], cdn, "https://evil.example/a.js"),
+            "evil.example",
+        );
+        bad(
+            record(expect.id, &["a.js"], cdn, "//evil.example/a.js"),
+            "evil.example",
+        );
+        bad(
+            record(expect.id, &["a.js"], cdn, "javascript:alert(1)"),
+            "javascript",
+        );
+        bad(
+            record(expect.id, &["a.js"], "https://cdn.example.com:8443", url),
+            "cdn_url",
+        );
+        let mut other_prefix = good.clone();
+        other_prefix.prefix = "_cutover/shop".into();
+        bad(other_prefix, "not a normalised key under packs/");
     }
 
     #[test]

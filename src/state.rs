@@ -123,15 +123,70 @@ pub enum Inspected {
     /// Only the `x-amz-meta-sha256` the uploader set (an SSE-KMS object
     /// without S3 checksum): what cutover recorded when it uploaded it.
     Claimed(String),
+    /// S3's SHA-256 checksum of an object uploaded in parts, which S3 says
+    /// is composite (`x-amz-checksum-type: COMPOSITE`, or `-N`): the SHA-256
+    /// of the parts' SHA-256s (hex), not of the bytes. `parts` when S3 gave
+    /// the count.
+    Composite { sha256: String, parts: Option<u32> },
+    /// S3's SHA-256 checksum, of which the server did not say: of the
+    /// bytes, or (moto, for an object uploaded in parts, without `-N`) of
+    /// the parts' checksums.
+    Checksum(String),
+    /// A multipart ETag (the MD5 of the parts' MD5s, `-N`) of an object not
+    /// encrypted by key.
+    PartsEtag(String),
 }
 
 impl Inspected {
     /// Does the object hold the bytes with this SHA-256 and MD5 (hex)?
+    /// Evidence of the parts alone (composite checksum, multipart ETag)
+    /// cannot say: false. [`Inspected::verdict`] compares it with a record.
     pub fn matches(&self, sha256: &str, md5: Option<&str>) -> bool {
         match self {
-            Inspected::Sha256(h) | Inspected::Claimed(h) => h.eq_ignore_ascii_case(sha256),
+            Inspected::Sha256(h) | Inspected::Claimed(h) | Inspected::Checksum(h) => {
+                h.eq_ignore_ascii_case(sha256)
+            }
             Inspected::Md5(m) => md5.is_some_and(|md5| m.eq_ignore_ascii_case(md5)),
+            Inspected::Composite { .. } | Inspected::PartsEtag(_) => false,
         }
+    }
+
+    /// Does the object hold the bytes of `file` as its record describes
+    /// them? Some(true): proven the same; Some(false): proven other bytes;
+    /// None: this evidence cannot tell (another part layout, a record
+    /// that does not know the value), so a closer look must decide. Never a
+    /// verdict from a value that proves nothing.
+    pub fn verdict(&self, file: &ReleaseFile) -> Option<bool> {
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        match self {
+            Inspected::Sha256(h) | Inspected::Claimed(h) => Some(same(h, &file.sha256)),
+            Inspected::Md5(m) => file.md5().map(|md5| same(m, md5)),
+            // Either kind of checksum: equal to either recorded value
+            // proves the bytes; equal to neither proves nothing about which.
+            Inspected::Checksum(h) => (same(h, &file.sha256)
+                || file
+                    .composite_sha256
+                    .as_deref()
+                    .is_some_and(|c| same(h, composite_value(c).0)))
+            .then_some(true),
+            Inspected::Composite { sha256, parts } => {
+                let (value, count) = composite_value(file.composite_sha256.as_deref()?);
+                (same(sha256, value) && (parts.is_none() || count.is_none() || *parts == count))
+                    .then_some(true)
+            }
+            Inspected::PartsEtag(e) => {
+                let recorded = file.etag.trim_matches('"');
+                (recorded.contains('-') && same(e, recorded)).then_some(true)
+            }
+        }
+    }
+}
+
+/// A composite checksum as the record keeps it (`hex-N`): (hex, N).
+fn composite_value(c: &str) -> (&str, Option<u32>) {
+    match c.rsplit_once('-') {
+        Some((value, n)) => (value, n.parse().ok()),
+        None => (c, None),
     }
 }
 
@@ -141,6 +196,18 @@ impl std::fmt::Display for Inspected {
             Inspected::Sha256(h) => write!(f, "sha256 {h}"),
             Inspected::Md5(m) => write!(f, "md5 {m} (its ETag)"),
             Inspected::Claimed(h) => write!(f, "sha256 {h} (per its metadata)"),
+            Inspected::Composite {
+                sha256,
+                parts: Some(n),
+            } => write!(f, "composite sha256 {sha256}-{n} (of its parts)"),
+            Inspected::Composite {
+                sha256,
+                parts: None,
+            } => {
+                write!(f, "composite sha256 {sha256} (of its parts)")
+            }
+            Inspected::Checksum(h) => write!(f, "sha256 checksum {h}"),
+            Inspected::PartsEtag(e) => write!(f, "multipart etag {e}"),
         }
     }
 }
@@ -315,6 +382,51 @@ mod tests {
             })).collect::<Vec<_>>(),
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn evidence_of_parts_is_compared_like_with_like() {
+        let file: ReleaseFile = serde_json::from_value(serde_json::json!({
+            "path": "v.mp4", "size": 9, "sha256": "aa", "md5": "m1", "etag": "e1-3",
+            "composite_sha256": "cc-3",
+        }))
+        .unwrap();
+        let old = ReleaseFile {
+            composite_sha256: None,
+            ..file.clone()
+        };
+        let composite = |h: &str, parts| Inspected::Composite {
+            sha256: h.into(),
+            parts,
+        };
+        // S3's composite, suffixed or not, against the recorded composite.
+        assert_eq!(composite("CC", Some(3)).verdict(&file), Some(true));
+        assert_eq!(composite("cc", None).verdict(&file), Some(true));
+        // Another count, another value, or a record without it: cannot tell.
+        assert_eq!(composite("cc", Some(4)).verdict(&file), None);
+        assert_eq!(composite("dd", Some(3)).verdict(&file), None);
+        assert_eq!(composite("cc", Some(3)).verdict(&old), None);
+        // A checksum of unsaid kind (moto): either recorded value proves it.
+        assert_eq!(Inspected::Checksum("aa".into()).verdict(&file), Some(true));
+        assert_eq!(Inspected::Checksum("cc".into()).verdict(&file), Some(true));
+        assert_eq!(Inspected::Checksum("cc".into()).verdict(&old), None);
+        assert_eq!(Inspected::Checksum("dd".into()).verdict(&file), None);
+        // The multipart ETag the record has; a plain MD5 against the MD5.
+        assert_eq!(
+            Inspected::PartsEtag("E1-3".into()).verdict(&old),
+            Some(true)
+        );
+        assert_eq!(Inspected::PartsEtag("e2-3".into()).verdict(&old), None);
+        assert_eq!(Inspected::Md5("m2".into()).verdict(&old), Some(false));
+        let no_md5 = ReleaseFile {
+            md5: None,
+            ..old.clone()
+        };
+        assert_eq!(Inspected::Md5("m1".into()).verdict(&no_md5), None);
+        // The bytes' SHA-256 decides either way.
+        assert_eq!(Inspected::Sha256("ab".into()).verdict(&file), Some(false));
+        // Evidence of the parts says nothing about the SHA-256 of the bytes.
+        assert!(!composite("aa", None).matches("aa", Some("m1")));
     }
 
     #[test]

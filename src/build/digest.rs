@@ -30,6 +30,10 @@ pub struct Md5s {
     pub md5: [u8; 16],
     /// The ETag S3 gives our multipart upload of this file (`md5-of-md5s-N`).
     pub multipart_etag: Option<String>,
+    /// S3's composite SHA-256 checksum of our multipart upload of this file
+    /// (the SHA-256 of the parts' SHA-256s, hex, `-N`): what a HEAD of it
+    /// shows instead of the SHA-256 of the bytes.
+    pub composite_sha256: Option<String>,
 }
 
 impl Md5s {
@@ -202,19 +206,26 @@ fn read_hashing(
             path.display()
         )));
     }
-    let md5s = md5.map(|md5| Md5s {
-        md5: md5.finalize().into(),
-        multipart_etag: parts.etag(),
+    let md5s = md5.map(|md5| {
+        let (multipart_etag, composite_sha256) = parts.finish();
+        Md5s {
+            md5: md5.finalize().into(),
+            multipart_etag,
+            composite_sha256,
+        }
     });
     Ok((size, sha256.finalize().into(), md5s))
 }
 
-/// The MD5 of each part of a multipart upload, for its ETag.
+/// The MD5 and SHA-256 of each part of a multipart upload, for its ETag
+/// and S3's composite checksum.
 struct PartMd5s {
     part: Option<u64>,
     left: u64,
     current: Md5,
+    current_sha: Sha256,
     digests: Vec<u8>,
+    shas: Vec<u8>,
     count: u64,
 }
 
@@ -224,7 +235,9 @@ impl PartMd5s {
             part,
             left: part.unwrap_or(u64::MAX),
             current: Md5::new(),
+            current_sha: Sha256::new(),
             digests: Vec::new(),
+            shas: Vec::new(),
             count: 0,
         }
     }
@@ -234,28 +247,36 @@ impl PartMd5s {
         while !chunk.is_empty() {
             let take = (self.left as usize).min(chunk.len());
             self.current.update(&chunk[..take]);
+            self.current_sha.update(&chunk[..take]);
             chunk = &chunk[take..];
             self.left -= take as u64;
             if self.left == 0 {
                 self.digests
                     .extend_from_slice(&self.current.finalize_reset());
+                self.shas
+                    .extend_from_slice(&self.current_sha.finalize_reset());
                 self.count += 1;
                 self.left = part;
             }
         }
     }
 
-    fn etag(mut self) -> Option<String> {
-        let part = self.part?;
+    /// The multipart ETag and composite SHA-256 (both `-N`); None unless
+    /// the file goes in parts.
+    fn finish(mut self) -> (Option<String>, Option<String>) {
+        let Some(part) = self.part else {
+            return (None, None);
+        };
         if self.left != part {
             self.digests.extend_from_slice(&self.current.finalize());
+            self.shas.extend_from_slice(&self.current_sha.finalize());
             self.count += 1;
         }
-        Some(format!(
-            "{}-{}",
-            hex::encode(Md5::digest(&self.digests)),
-            self.count
-        ))
+        let n = self.count;
+        (
+            Some(format!("{}-{n}", hex::encode(Md5::digest(&self.digests)))),
+            Some(format!("{}-{n}", hex::encode(Sha256::digest(&self.shas)))),
+        )
     }
 }
 
@@ -354,6 +375,14 @@ mod tests {
         assert_eq!(
             md5s.multipart_etag.unwrap(),
             format!("{}-3", hex::encode(Md5::digest(&parts)))
+        );
+        let shas: Vec<u8> = data
+            .chunks(5 * mib)
+            .flat_map(|c| Sha256::digest(c).to_vec())
+            .collect();
+        assert_eq!(
+            md5s.composite_sha256.unwrap(),
+            format!("{}-3", hex::encode(Sha256::digest(&shas)))
         );
     }
 

@@ -163,8 +163,22 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
             .position(|c| c.status != Status::Pass)
             .unwrap_or(0);
         checks.push(eviction.swap_remove(worst));
-        let live = reg.live().await?;
-        if live.split() {
+        // A key of the wrong type (e.g. `current` as a list) is a finding
+        // with its fix, not the end of the checks.
+        let live = match reg.live().await {
+            Ok(live) => Some(live),
+            Err(e) => {
+                checks.push(problem(
+                    "keys",
+                    Status::Fail,
+                    one_line(&e),
+                    "check what else writes that key, then delete it (redis-cli DEL KEY); \
+                     `cutover activate <id>` writes it again",
+                ));
+                None
+            }
+        };
+        if let Some(live) = live.as_ref().filter(|l| l.split()) {
             checks.push(problem(
                 "targets",
                 Status::Fail,
@@ -193,7 +207,7 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
                 "grant the minimal ACL in docs/redis.md",
             ),
         });
-        if let (Some(s), Some(id)) = (&store, live.current) {
+        if let (Some(s), Some(id)) = (&store, live.and_then(|l| l.current)) {
             if let Ok(Some(r)) = records::read(s, &config.meta_prefix()?, &id).await {
                 live_record = Some(r);
             }

@@ -174,8 +174,22 @@ pub async fn resolve_release(
     }
     let id = pick_one(config, wanted, matches)?;
     // The S3 copy has the file list needed to verify the objects.
-    let record = full_record(store, &meta, &id).await?;
+    let record = full_record(config, store, &meta, &id).await?;
+    // Redis's copy is input too: one that is not this release's (another
+    // id, a URL off the CDN) is refused like the S3 record would be. Records
+    // are never overwritten, so the fix is to delete it.
     let in_redis = redis.record(&id).await?;
+    if let Stored::Valid(r) = &in_redis {
+        let problems = r.problems(&record_expect(config, &id, &record));
+        if !problems.is_empty() {
+            let key = redis.keys().release(&id);
+            return Err(Failure::verification(format!(
+                "the record of release {id} in Redis ({key}) cannot be used: {}; nothing was changed. \
+                 Delete it (DEL {key}): `cutover activate {id}` writes it again from the S3 record",
+                problems.join("; ")
+            )));
+        }
+    }
     Ok(Resolved { record, in_redis })
 }
 
@@ -190,7 +204,7 @@ pub async fn resolve_in_s3(
     let meta = config.meta_prefix()?;
     let matches = records::ids(store, &meta, wanted).await?;
     let id = pick_one(config, wanted, matches)?;
-    full_record(store, &meta, &id).await
+    full_record(config, store, &meta, &id).await
 }
 
 /// A release id or prefix as typed, checked.
@@ -219,13 +233,44 @@ fn pick_one(config: &Config, wanted: &str, mut matches: Vec<String>) -> anyhow::
     }
 }
 
-/// A release's record with its file list, from S3.
-async fn full_record(store: &S3Store, meta: &str, id: &str) -> anyhow::Result<ReleaseRecord> {
-    records::read(store, meta, id).await?.ok_or_else(|| {
+/// A release's record with its file list, from S3, checked like any input
+/// ([`ReleaseRecord::problems`]): exit 4 naming the record and what is wrong.
+async fn full_record(
+    config: &Config,
+    store: &S3Store,
+    meta: &str,
+    id: &str,
+) -> anyhow::Result<ReleaseRecord> {
+    let key = crate::contract::record_key(meta, id);
+    let record = records::read(store, meta, id).await?.ok_or_else(|| {
         Failure::verification(format!(
-            "release {id} has no record in s3://{}/{}; it never finished uploading. Deploy its build again",
+            "release {id} has no record in s3://{}/{key}; it never finished uploading. Deploy its build again",
             store.bucket(),
-            crate::contract::record_key(meta, id)
         ))
-    })
+    })?;
+    let problems = record.problems(&record_expect(config, id, &record));
+    if problems.is_empty() {
+        return Ok(record);
+    }
+    Err(Failure::verification(format!(
+        "the record s3://{}/{key} cannot be used: {}; nothing was changed. \
+         Someone wrote it by hand or with another tool: delete it and deploy the build of release {id} again",
+        store.bucket(),
+        problems.join("; ")
+    )))
+}
+
+/// What a record read as release `id` must agree with: the configured
+/// prefix and CDN URL (without a configured CDN URL, the record's own, so
+/// its manifest at least stays on one origin).
+fn record_expect<'a>(
+    config: &'a Config,
+    id: &'a str,
+    record: &'a ReleaseRecord,
+) -> crate::release::RecordExpect<'a> {
+    crate::release::RecordExpect {
+        id,
+        prefix: &config.prefix,
+        cdn_url: config.cdn_url.as_deref().unwrap_or(&record.cdn_url),
+    }
 }

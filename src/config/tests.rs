@@ -490,3 +490,16 @@ fn cdn_url_with_credentials_is_refused() {
     assert!(msg.contains("without credentials"), "{msg}");
     assert!(!msg.contains("secret"), "{msg}");
 }
+
+#[test]
+fn cdn_url_with_dot_segments_is_refused() {
+    for url in [
+        "https://cdn.example.com/../_cutover",
+        "https://cdn.example.com/a/./b",
+        "https://cdn.example.com/a/%2E%2E/b",
+        "https://cdn.example.com/a/..",
+    ] {
+        let msg = error(&FlagValues::new(), &[("CUTOVER_CDN_URL", url)], None);
+        assert!(msg.contains("without `.` or `..` segments"), "{url}: {msg}");
+    }
+}

@@ -57,6 +57,21 @@ pub(super) fn cdn_url(v: &str, c: &mut Config) -> Result<(), String> {
                 && u.query().is_none()
                 && u.fragment().is_none() =>
         {
+            // The path as written (the parser would resolve `..` away):
+            // URLs built on it must name the objects they seem to.
+            let path = v
+                .split_once("://")
+                .map(|(_, rest)| rest.split_once('/').map_or("", |(_, p)| p))
+                .unwrap_or("");
+            if path.split('/').any(|seg| {
+                let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+                seg == "." || seg == ".."
+            }) {
+                return Err(
+                    "a URL without `.` or `..` segments in its path, like https://cdn.example.com/assets"
+                        .into(),
+                );
+            }
             if !u.username().is_empty() || u.password().is_some() {
                 return Err(
                     "a URL without credentials: it is published to every browser in the manifest"

@@ -428,13 +428,18 @@ fn planned(config: &Config, facts: &DeployFacts, s: Seen) -> PlannedFile {
         Decision::Inspect => closer_look(&s, facts.inspected.get(&s.key), remote),
         d => (d, remote),
     };
-    let (md5, etag) = match (&s.file.digests.md5, s.known) {
-        (Some(m), _) => (Some(hex::encode(m.md5)), m.expected_etag()),
+    let (md5, etag, composite_sha256) = match (&s.file.digests.md5, s.known) {
+        (Some(m), _) => (
+            Some(hex::encode(m.md5)),
+            m.expected_etag(),
+            m.composite_sha256.clone(),
+        ),
         (None, Some(k)) if s.settled() => (
             k.md5().map(str::to_ascii_lowercase),
             k.etag.trim_matches('"').to_ascii_lowercase(),
+            k.composite_sha256.clone(),
         ),
-        (None, _) => (None, String::new()),
+        (None, _) => (None, String::new(), None),
     };
     let headers = headers(config, facts.manifest, &s);
     PlannedFile {
@@ -449,6 +454,7 @@ fn planned(config: &Config, facts: &DeployFacts, s: Seen) -> PlannedFile {
             sha256: s.sha256,
             md5,
             etag,
+            composite_sha256,
             headers: Some(headers),
             mutable: s.mutable,
         }),

@@ -329,6 +329,7 @@ mod tests {
                         sha256: String::new(),
                         md5: None,
                         etag: String::new(),
+                        composite_sha256: None,
                         headers: None,
                         mutable: false,
                     })

@@ -17,12 +17,24 @@ pub async fn read(
     let key = record_key(meta_prefix, id);
     match store.get_bytes(&key).await? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Failure::verification(format!(
-                "release record s3://{}/{key} is not valid JSON ({e})",
-                store.bucket()
-            ))
-        }),
+        Some(bytes) => {
+            let record: ReleaseRecord = serde_json::from_slice(&bytes).map_err(|e| {
+                Failure::verification(format!(
+                    "release record s3://{}/{key} is not valid JSON ({e})",
+                    store.bucket()
+                ))
+            })?;
+            // Input like any other: the record at a release's key is that release's.
+            if record.id != id {
+                return Err(Failure::verification(format!(
+                    "release record s3://{}/{key} says it is release {:?}, not {id}; \
+                     someone wrote it by hand or with another tool: delete it and deploy the build again",
+                    store.bucket(),
+                    record.id
+                )));
+            }
+            Ok(Some(record))
+        }
     }
 }
 

@@ -73,6 +73,8 @@ impl S3Store {
                 (key, &**f)
             })
             .collect();
+        let files_by_key: HashMap<String, &ReleaseFile> =
+            keyed.iter().map(|(k, f)| (k.clone(), *f)).collect();
         let keys = keyed.iter().map(|(k, _)| k.clone()).collect();
         let found = if read {
             let read = |k: String| async move {
@@ -82,14 +84,21 @@ impl S3Store {
             };
             each_key(keys, concurrency, observer, read).await?
         } else {
-            self.inspect_all(keys, concurrency, observer).await?
+            let files_by_key = &files_by_key;
+            let look = |k: String| async move {
+                match files_by_key.get(&k) {
+                    Some(f) => self.inspect_as(&k, f).await,
+                    None => self.inspect(&k).await,
+                }
+            };
+            each_key(keys, concurrency, observer, look).await?
         };
         Ok(keyed
             .into_iter()
             .map(|(key, f)| {
                 let state = match found.get(&key) {
                     None => Found::Missing,
-                    Some(i) if !i.matches(&f.sha256, f.md5()) => Found::Other(i.to_string()),
+                    Some(i) if i.verdict(f) != Some(true) => Found::Other(i.to_string()),
                     Some(_) => Found::Intact,
                 };
                 (key, f, state)

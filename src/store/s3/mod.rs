@@ -203,11 +203,66 @@ impl S3Store {
         }
     }
 
-    /// The best evidence of an object's bytes: S3's own SHA-256 checksum,
-    /// else its ETag when that is a plain MD5 (not SSE-KMS or SSE-C, not
-    /// multipart), else the SHA-256 cutover stored in its metadata, else the
-    /// hash of its bytes, read back. None when it does not exist.
+    /// The best evidence of an object's bytes, without a record to compare
+    /// it with: S3's own SHA-256 checksum of the bytes, else its ETag when
+    /// that is a plain MD5 (not SSE-KMS or SSE-C, not multipart), else the
+    /// SHA-256 cutover stored in its metadata, else the hash of its bytes,
+    /// read back. A checksum of the parts (composite) proves nothing about
+    /// the SHA-256 of the bytes and is passed over. None when it does not
+    /// exist.
     pub async fn inspect(&self, key: &str) -> anyhow::Result<Option<Inspected>> {
+        let Some(e) = self.head_evidence(key).await? else {
+            return Ok(None);
+        };
+        let checksum = match e.checksum {
+            Some(Inspected::Checksum(h)) if !matches!(e.etag, Some(Inspected::PartsEtag(_))) => {
+                Some(Inspected::Sha256(h))
+            }
+            Some(c @ Inspected::Sha256(_)) => Some(c),
+            _ => None,
+        };
+        let etag = e.etag.filter(|t| matches!(t, Inspected::Md5(_)));
+        if let Some(found) = checksum.or(etag).or(e.claimed) {
+            return Ok(Some(found));
+        }
+        Ok(self.read_sha256(key).await?.map(Inspected::Sha256))
+    }
+
+    /// What an object holds, compared with its record `file`: the first of
+    /// S3's own evidence (its checksum, of the bytes or composite; its ETag,
+    /// plain or multipart) that proves the same bytes or other bytes; when
+    /// S3 gives none, the SHA-256 cutover stored in its metadata; when S3's
+    /// evidence cannot tell (a record without the value, another part
+    /// layout), the hash of its bytes, read back. So neither "intact" nor
+    /// "other bytes" rests on a value that proves nothing. None when it
+    /// does not exist.
+    pub async fn inspect_as(
+        &self,
+        key: &str,
+        file: &crate::release::ReleaseFile,
+    ) -> anyhow::Result<Option<Inspected>> {
+        let Some(e) = self.head_evidence(key).await? else {
+            return Ok(None);
+        };
+        let own = [e.checksum, e.etag].into_iter().flatten();
+        let mut any = false;
+        for found in own {
+            any = true;
+            if found.verdict(file).is_some() {
+                return Ok(Some(found));
+            }
+        }
+        if !any {
+            if let Some(claimed) = e.claimed {
+                return Ok(Some(claimed));
+            }
+        }
+        Ok(self.read_sha256(key).await?.map(Inspected::Sha256))
+    }
+
+    /// What one HEAD says of an object's bytes; None when it does not exist.
+    async fn head_evidence(&self, key: &str) -> anyhow::Result<Option<Evidence>> {
+        use aws_sdk_s3::types::ChecksumType;
         let head = match self
             .client
             .head_object()
@@ -221,24 +276,48 @@ impl S3Store {
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(self.error("inspect", key, e)),
         };
-        // A full-object checksum; a composite one ("...-N") is of the parts.
-        if let Some(b64) = head.checksum_sha256().filter(|c| !c.contains('-')) {
-            if let Ok(raw) = B64.decode(b64) {
-                return Ok(Some(Inspected::Sha256(hex::encode(raw))));
-            }
-        }
         let etag = head.e_tag().unwrap_or_default().trim_matches('"');
         let encrypted_by_key = head.sse_customer_algorithm().is_some()
             || head
                 .server_side_encryption()
                 .is_some_and(|s| s.as_str().starts_with("aws:kms"));
-        if is_md5(etag) && !encrypted_by_key {
-            return Ok(Some(Inspected::Md5(etag.to_ascii_lowercase())));
-        }
-        if let Some(hex) = head.metadata().and_then(|m| m.get(META_SHA256)) {
-            return Ok(Some(Inspected::Claimed(hex.to_ascii_lowercase())));
-        }
-        Ok(self.read_sha256(key).await?.map(Inspected::Sha256))
+        // S3 says which kind a checksum is (`x-amz-checksum-type`) and marks
+        // a composite one `-N`; other servers may say neither.
+        let checksum = head.checksum_sha256().and_then(|c| {
+            let (b64, parts) = match c.rsplit_once('-') {
+                Some((b64, n)) => (b64, Some(n.parse::<u32>().ok()?)),
+                None => (c, None),
+            };
+            let raw = B64.decode(b64).ok().filter(|r| r.len() == 32)?;
+            let sha256 = hex::encode(raw);
+            Some(match head.checksum_type() {
+                _ if parts.is_some() => Inspected::Composite { sha256, parts },
+                Some(ChecksumType::Composite) => Inspected::Composite {
+                    sha256,
+                    parts: None,
+                },
+                Some(ChecksumType::FullObject) => Inspected::Sha256(sha256),
+                _ => Inspected::Checksum(sha256),
+            })
+        });
+        let etag = if encrypted_by_key {
+            None
+        } else if is_md5(etag) {
+            Some(Inspected::Md5(etag.to_ascii_lowercase()))
+        } else if is_multipart_etag(etag) {
+            Some(Inspected::PartsEtag(etag.to_ascii_lowercase()))
+        } else {
+            None
+        };
+        let claimed = head
+            .metadata()
+            .and_then(|m| m.get(META_SHA256))
+            .map(|hex| Inspected::Claimed(hex.to_ascii_lowercase()));
+        Ok(Some(Evidence {
+            checksum,
+            etag,
+            claimed,
+        }))
     }
 
     /// The headers an object is served with, and its ETag; None if it does
@@ -517,6 +596,24 @@ fn quoted(etag: &str) -> String {
 /// An ETag that is an MD5: 32 hex digits.
 fn is_md5(etag: &str) -> bool {
     etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A multipart upload's ETag: an MD5 (of the parts' MD5s), `-N`.
+fn is_multipart_etag(etag: &str) -> bool {
+    etag.split_once('-').is_some_and(|(md5, n)| {
+        is_md5(md5) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// What one HEAD says of an object's bytes, each piece as S3 gave it.
+struct Evidence {
+    /// S3's SHA-256 checksum: of the bytes, composite, or of either kind.
+    checksum: Option<Inspected>,
+    /// Its ETag, when it is an MD5 or a multipart MD5-of-MD5s and the
+    /// object is not encrypted by key.
+    etag: Option<Inspected>,
+    /// The `x-amz-meta-sha256` the uploader set.
+    claimed: Option<Inspected>,
 }
 
 fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {

@@ -22,6 +22,12 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Ctx {
     pub fn new(name: &str) -> Ctx {
+        Ctx::on(name, &servers().s3_endpoint)
+    }
+
+    /// A world on another S3-compatible server (e.g.
+    /// [`super::servers::s3s_fs_endpoint`]); Redis as usual.
+    pub fn on(name: &str, s3_endpoint: &str) -> Ctx {
         let s = servers();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let unique = format!("{}-{}-{n}", name.replace('_', "-"), std::process::id());
@@ -36,7 +42,7 @@ impl Ctx {
             bucket,
             work: tempfile::tempdir().unwrap(),
             redis_url: s.redis_url(),
-            s3_endpoint: s.s3_endpoint.clone(),
+            s3_endpoint: s3_endpoint.to_string(),
         };
         rt().block_on(async {
             ctx.s3()

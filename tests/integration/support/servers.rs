@@ -133,3 +133,50 @@ pub fn servers() -> &'static Servers {
         Servers { s3_endpoint, redis_port: start_redis(&[]) }
     })
 }
+
+/// The s3s-fs binary: `CUTOVER_TEST_S3S_FS`, else the one scripts/setup.sh
+/// installs (`.bench-tools/s3s-fs/bin/s3s-fs`, shared with the benchmarks),
+/// else `s3s-fs` on PATH.
+fn s3s_fs_binary() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("CUTOVER_TEST_S3S_FS") {
+        if !p.is_empty() {
+            return p.into();
+        }
+    }
+    let installed = repo_root().join(".bench-tools/s3s-fs/bin/s3s-fs");
+    if installed.exists() {
+        return installed;
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("s3s-fs"))
+        .find(|p| p.exists());
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "s3s-fs not found at {} nor on PATH: run scripts/setup.sh (it installs s3s-fs 0.14.1), \
+             or set CUTOVER_TEST_S3S_FS",
+            installed.display()
+        )
+    })
+}
+
+/// A second S3-compatible server, s3s-fs (files on disk, its own answers to
+/// checksums and ETags), started once per run on a free loopback port with
+/// a private data directory; for the tests that must hold on every server.
+pub fn s3s_fs_endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("cutover-test-s3s-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(s3s_fs_binary());
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "test", "--secret-key", "test"])
+            .arg(&dir);
+        spawn_server(cmd);
+        wait_for_port(port, "s3s-fs");
+        format!("http://127.0.0.1:{port}")
+    })
+}
