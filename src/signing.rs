@@ -186,13 +186,17 @@ impl Signature {
     /// Does this signature fit release `release` with these manifest bytes?
     /// (Not whether a key made it: see [`Signature::verify`].)
     pub fn fits(&self, release: &str, manifest: &[u8]) -> Result<(), String> {
+        self.fits_sha256(release, &sha256_hex(manifest))
+    }
+
+    /// [`Signature::fits`], given the SHA-256 (hex) of the manifest bytes.
+    pub fn fits_sha256(&self, release: &str, manifest_sha256: &str) -> Result<(), String> {
         if self.release != release {
             return Err(format!("it signs release {}, not {release}", self.release));
         }
-        let actual = sha256_hex(manifest);
-        if self.manifest_sha256 != actual {
+        if self.manifest_sha256 != manifest_sha256 {
             return Err(format!(
-                "it signs a manifest with sha256 {}, the manifest has {actual}",
+                "it signs a manifest with sha256 {}, the manifest has {manifest_sha256}",
                 self.manifest_sha256
             ));
         }
@@ -208,7 +212,17 @@ impl Signature {
         manifest: &[u8],
         keys: &[VerifyKey],
     ) -> Result<String, String> {
-        self.fits(release, manifest)?;
+        self.verify_sha256(release, &sha256_hex(manifest), keys)
+    }
+
+    /// [`Signature::verify`], given the SHA-256 (hex) of the manifest bytes.
+    pub fn verify_sha256(
+        &self,
+        release: &str,
+        manifest_sha256: &str,
+        keys: &[VerifyKey],
+    ) -> Result<String, String> {
+        self.fits_sha256(release, manifest_sha256)?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&self.sig)
             .map_err(|_| "its sig is not base64".to_string())?;
@@ -246,12 +260,12 @@ pub struct SignatureState {
 
 impl SignatureState {
     /// The state of `signature` (the raw value, None: absent) for release
-    /// `release` whose manifest bytes hash to `manifest_sha256`, checked
-    /// with `known` where its fingerprint matches.
+    /// `release` whose manifest bytes hash to `manifest_sha256` (None: no
+    /// manifest), checked with `known` where its fingerprint matches.
     pub fn of(
         signature: Option<&str>,
         release: &str,
-        manifest: Option<&[u8]>,
+        manifest_sha256: Option<&str>,
         known: Option<&VerifyKey>,
     ) -> SignatureState {
         let Some(text) = signature else {
@@ -273,14 +287,15 @@ impl SignatureState {
                 }
             }
         };
-        let fit = match manifest {
-            Some(m) => sig.fits(release, m).err(),
+        let fit = match manifest_sha256 {
+            Some(m) => sig.fits_sha256(release, m).err(),
             None => Some("the live manifest is missing".into()),
         };
-        let verified = match (known, manifest) {
-            (Some(k), Some(m)) if k.fingerprint == sig.key => {
-                Some(sig.verify(release, m, std::slice::from_ref(k)).is_ok())
-            }
+        let verified = match (known, manifest_sha256) {
+            (Some(k), Some(m)) if k.fingerprint == sig.key => Some(
+                sig.verify_sha256(release, m, std::slice::from_ref(k))
+                    .is_ok(),
+            ),
             _ => None,
         };
         let problem = fit
@@ -420,16 +435,16 @@ mod tests {
         let k = SigningKey::generate().unwrap();
         let sig = k.sign("r1", b"{}").to_json();
         let vk = k.verify_key();
-        let ok = SignatureState::of(Some(&sig), "r1", Some(b"{}"), Some(&vk));
+        let ok = SignatureState::of(Some(&sig), "r1", Some(&sha256_hex(b"{}")), Some(&vk));
         assert_eq!(
             (ok.signed, ok.verified, ok.problem.clone()),
             (true, Some(true), None)
         );
-        let unknown = SignatureState::of(Some(&sig), "r1", Some(b"{}"), None);
+        let unknown = SignatureState::of(Some(&sig), "r1", Some(&sha256_hex(b"{}")), None);
         assert_eq!(unknown.verified, None);
         assert!(unknown.problem.is_none());
-        let other = SignatureState::of(Some(&sig), "r2", Some(b"{}"), Some(&vk));
+        let other = SignatureState::of(Some(&sig), "r2", Some(&sha256_hex(b"{}")), Some(&vk));
         assert!(other.problem.unwrap().contains("not r2"));
-        assert!(!SignatureState::of(None, "r1", Some(b"{}"), None).signed);
+        assert!(!SignatureState::of(None, "r1", Some(&sha256_hex(b"{}")), None).signed);
     }
 }

@@ -210,6 +210,7 @@ fn diff_and_already_live_and_public_path_warning() {
         damage: None,
         pin: None,
         targets: Vec::new(),
+        ..LiveState::default()
     };
     // Several Redis targets, one of them behind: not live until all are.
     let split = LiveState {
@@ -218,11 +219,13 @@ fn diff_and_already_live_and_public_path_warning() {
                 name: "redis://a".into(),
                 current: live.current.clone(),
                 manifest: live.manifest.clone(),
+                signature: None,
             },
             crate::state::TargetLive {
                 name: "redis://b".into(),
                 current: Some("0ld".into()),
                 manifest: None,
+                signature: None,
             },
         ],
         ..live.clone()
