@@ -26,6 +26,7 @@ mod pods;
 mod promote;
 mod quickstart;
 mod redis_drops;
+mod signatures;
 mod topology;
 mod upload;
 mod urls;
