@@ -60,7 +60,7 @@ redis.call('PUBLISH', ARGV[6], text)|atomic_switch::"
   "dry-run-unlock-writes|src/commands/unlock.rs|    if req.dry_run {
         out.outcome = Ending::Planned;|    if false {
         out.outcome = Ending::Planned;|dry_runs::"
-  "dry-run-switch-writes|src/commands/switch.rs|    if dry_run || plan.already_live {|    if plan.already_live {|dry_runs::"
+  "dry-run-switch-writes|src/commands/switch.rs|    let lock = !req.dry_run && !plan::is_live(&live, &record, &in_redis);|    let lock = !plan::is_live(&live, &record, &in_redis);|dry_runs::"
   "put-without-checksum|src/store/s3/upload.rs|            .checksum_sha256(B64.encode(sha))
             .metadata(META_SHA256, file.sha256_hex);|            .metadata(META_SHA256, file.sha256_hex);|faults::flaky"
 )

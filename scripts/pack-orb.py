@@ -12,9 +12,12 @@ validate the orb CircleCI would get, without the CircleCI CLI:
     name are an error; a subdirectory without YAML (scripts/) adds no key;
   - dotfiles and non-YAML files are skipped;
   - unquoted yes/no/on/off values are booleans (YAML 1.1, as CircleCI reads);
-  - in jobs, commands and executors, every `<< include(path) >>` is replaced
-    with that file's contents (path relative to the root), with `<<` in the
-    file escaped as `\\<<`;
+  - in jobs, commands and executors, a value that is `<< include(path) >>`
+    is replaced with that file's contents (path relative to the root), with
+    `<<` in the file escaped as `\\<<`; the include must be the whole value
+    and there can be only one per value (the CLI refuses `echo
+    <<include(a.sh)>>` and two includes in one value), so an orb step's
+    script cannot be assembled from a shared file plus its own;
   - output keys are sorted, indented by four spaces.
 Needs ruamel.yaml (scripts/setup.sh installs it into .venv-ci).
 """
@@ -91,14 +94,19 @@ def include(value, root):
     if isinstance(value, list):
         return [include(v, root) for v in value]
     if isinstance(value, str):
-        def read(match):
-            path = os.path.join(root, match.group(1))
-            try:
-                with open(path, encoding="utf-8") as f:
-                    return f.read().replace("<<", "\\<<")
-            except OSError as e:
-                sys.exit(f"could not read included file {path}: {e}")
-        return INCLUDE.sub(read, value)
+        matches = list(INCLUDE.finditer(value))
+        if len(matches) > 1:
+            sys.exit(f"multiple include statements: {value!r}")
+        if not matches:
+            return value
+        if matches[0].group(0) != value:
+            sys.exit(f"entire string must be include statement: {value!r}")
+        path = os.path.join(root, matches[0].group(1))
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().replace("<<", "\\<<")
+        except OSError as e:
+            sys.exit(f"could not read included file {path}: {e}")
     return value
 
 

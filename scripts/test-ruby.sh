@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The Ruby reader's tests (ruby/): minitest against a private redis-server,
 # moto and the real cutover binary. Installs what is missing first: Debian's
-# Ruby, rake, redis gem and Rails 6.1 packages, and (scripts/setup.sh) redis-server
+# Ruby, rake, redis gem, Rails 6.1, Puma 5 and Unicorn 6 packages, and (scripts/setup.sh) redis-server
 # and moto in .venv-s3. The binary is $CUTOVER_BIN, default target/debug/cutover
 # (built with cargo if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(ruby rake ruby-redis ruby-railties ruby-actionpack ruby-actionview ruby-rack-test ruby-minitest)
+packages=(ruby rake ruby-redis ruby-railties ruby-actionpack ruby-actionview ruby-rack-test ruby-minitest puma unicorn)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,6 +16,9 @@ pub struct Keys {
     pub lock: String,
     pub pin: String,
     pub rolled_back: String,
+    /// Set by every prune before it deletes: a deploy planned against an
+    /// older value lists the bucket again under the lock.
+    pub pruned: String,
     pub channel: String,
     /// The live release's signature (docs/redis.md, "Signed releases").
     pub signature: String,
@@ -33,6 +36,7 @@ impl Keys {
             lock: format!("{prefix}lock"),
             pin: format!("{prefix}pin"),
             rolled_back: format!("{prefix}rolled_back"),
+            pruned: format!("{prefix}pruned"),
             channel: format!("{prefix}events"),
             signature: format!("{prefix}signature"),
             prefix,
@@ -154,6 +158,19 @@ pub fn url_path(key: &str) -> String {
         .map(|seg| utf8_percent_encode(seg, SEGMENT).to_string())
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// The S3 key a public URL under `cdn_url` resolves to (the inverse of
+/// [`url_path`]); None for a URL elsewhere.
+pub fn key_of_url(cdn_url: &str, url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix(cdn_url.trim_end_matches('/'))?
+        .strip_prefix('/')?;
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()
+        .map(|k| k.into_owned())
 }
 
 /// The listing prefix of a public prefix: "" or "prefix/".

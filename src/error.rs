@@ -29,6 +29,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         "partially applied: some Redis targets switched and some did not",
     ),
     (
+        6,
+        "switched, but a step after the switch did not complete (CloudFront invalidation, its wait): the switch stands; the message says which step",
+    ),
+    (
         130,
         "interrupted: nothing was switched; the next run resumes",
     ),
@@ -61,7 +65,11 @@ pub enum Failure {
     /// Some Redis targets switched and some did not: exit 5.
     #[error("{0}")]
     Partial(String),
-    /// SIGINT or SIGTERM: exit 130.
+    /// Switched, but a step after the switch failed, hung past its bound or
+    /// was interrupted: exit 6. The switch stands.
+    #[error("{0}")]
+    AfterSwitch(String),
+    /// SIGINT or SIGTERM before the switch: exit 130.
     #[error("{0}")]
     Interrupted(String),
 }
@@ -82,6 +90,9 @@ impl Failure {
     pub fn partial(msg: impl Into<String>) -> anyhow::Error {
         Failure::Partial(msg.into()).into()
     }
+    pub fn after_switch(msg: impl Into<String>) -> anyhow::Error {
+        Failure::AfterSwitch(msg.into()).into()
+    }
     pub fn interrupted(msg: impl Into<String>) -> anyhow::Error {
         Failure::Interrupted(msg.into()).into()
     }
@@ -93,6 +104,7 @@ impl Failure {
             Failure::Refused(_) => 3,
             Failure::Verification(_) => 4,
             Failure::Partial(_) => 5,
+            Failure::AfterSwitch(_) => 6,
             Failure::Interrupted(_) => 130,
         }
     }
@@ -150,6 +162,7 @@ mod tests {
             Failure::Refused(String::new()),
             Failure::Verification(String::new()),
             Failure::Partial(String::new()),
+            Failure::AfterSwitch(String::new()),
             Failure::Interrupted(String::new()),
         ] {
             assert!(EXIT_CODES.iter().any(|(c, _)| *c == f.code()), "{f:?}");

@@ -189,6 +189,9 @@ pub struct LiveState {
     pub damage: Option<String>,
     /// Set while the app is pinned.
     pub pin: Option<crate::contract::Pin>,
+    /// What the last prune marked (`cutover:{APP}:pruned`): when it differs
+    /// from what a deploy listed against, objects may have gone since.
+    pub pruned: Option<String>,
     /// The live signature, as stored (None: absent).
     pub signature: Option<String>,
     /// The SHA-256 of the live manifest's bytes as read (None: absent).

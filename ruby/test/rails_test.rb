@@ -193,6 +193,72 @@ class RailsTest < Minitest::Test
     end
   end
 
+  # A manifest written to Redis by hand, with one bad URL in the stylesheets
+  # (which Rails 6.1 also sends in the Link preload header) and the scripts.
+  def publish_forged(w, id, good, url)
+    assets = good.dig("entrypoints", "application", "assets")
+    forged = good.merge("entrypoints" => { "application" => { "assets" => {
+                          "js" => assets["js"] + [{ "src" => url }], "css" => assets["css"] + [{ "src" => url }]
+                        } } })
+    admin = TestServers.redis.admin
+    admin.multi do |t|
+      t.set(w.key("current"), id)
+      t.set(w.key("manifest"), JSON.generate(forged))
+    end
+    admin.publish(w.key("events"), "{}")
+  end
+
+  def test_link_header_and_page_never_carry_a_refused_url
+    w = World.new("link")
+    a = w.deploy(:a)
+    good_bytes = TestServers.redis.admin.get(w.key("manifest"))
+    good = JSON.parse(good_bytes)
+    bad = [%("><script>alert(1)</script>), "https://evil.example/x.js", "//evil.example/x.js",
+           "data:text/javascript,alert(1)", "https://cdn.example.com/packs/x.css\r\nX-Injected: 1"]
+    r = reader(w, asset_origins: [World::CDN])
+    with_reader(r) do
+      response = page
+      links = response.headers["Link"].to_s
+      css = tags(response.body).select { |t| t["rel"] == "stylesheet" }.map { |t| t["href"] }
+      assert_equal 2, css.size
+      css.each { |href| assert_includes links, "<#{href}>; rel=preload; as=style" }
+      wait_for_subscription(r)
+
+      bad.each_with_index do |url, i|
+        id = format("%016x", 0xe0 + i)
+        publish_forged(w, id, good, url)
+        wait_until("the reader refused #{id}") { r.status[:rejected] == id }
+        response = page
+        assert_equal 200, response.status
+        assert_equal expected_tags(:a), tags(response.body), url
+        header = response.headers.to_a.flatten.join("\n")
+        ["evil.example", "<script>", "data:", "X-Injected", "\r"].each do |needle|
+          refute_includes header, needle, "#{url.inspect} reached the response headers"
+          refute_includes response.body.sub(/\A<!DOCTYPE html>/, ""), needle.sub("<script>", "<script>alert"), url
+        end
+        assert_equal links, response.headers["Link"].to_s
+      end
+    end
+    assert_equal bad.size, log_lines.grep(/refused release/).size, log_lines.join
+
+    # Without an allowlist (warned at boot), an https URL on another origin
+    # is taken and reaches the header: what asset_origins prevents. The
+    # other four are refused whatever the configuration.
+    TestServers.redis.admin.mset(w.key("current"), a, w.key("manifest"), good_bytes) # A live again
+    open_reader = reader(w)
+    assert_equal 1, log_lines.grep(/no asset_origins configured/).size
+    with_reader(open_reader) do
+      publish_forged(w, "00000000000000ff", good, "https://evil.example/x.js")
+      wait_until("the open reader took it") { open_reader.release_id == "00000000000000ff" }
+      assert_includes page.headers["Link"], "<https://evil.example/x.js>"
+      (bad - ["https://evil.example/x.js"]).each_with_index do |url, i|
+        id = format("%016x", 0xd0 + i)
+        publish_forged(w, id, good, url)
+        wait_until("the open reader refused #{id}") { open_reader.status[:rejected] == id }
+      end
+    end
+  end
+
   # Booting an app (a fresh process, as a server would) with Redis down.
   def boot_subprocess(env)
     script = <<~RUBY

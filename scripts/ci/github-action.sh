@@ -1,39 +1,48 @@
 #!/usr/bin/env bash
 # The GitHub Action (action.yml at the repository root): runs
-# `cutover deploy DIR --json` (or, with the promote-to input,
-# scripts/ci/github-promote.sh) and turns its document into
-#   - step outputs in $GITHUB_OUTPUT: release-id, live-release, uploaded
-#     (files uploaded), outcome, activated;
-#   - a Markdown summary of the plan in $GITHUB_STEP_SUMMARY: files uploaded
-#     and skipped, manifest diff counts, the switch, warnings;
+# `cutover deploy DIR --json`, or with the promote-to input
+# `cutover promote RELEASE --from FROM --to TO --json`, and turns its
+# document into
+#   - step outputs in $GITHUB_OUTPUT: release-id, live-release, outcome,
+#     activated, and uploaded (deploy: files uploaded) or copied (promote:
+#     objects copied);
+#   - a Markdown summary in $GITHUB_STEP_SUMMARY: deploy's plan (files
+#     uploaded and skipped, manifest diff counts, the switch, warnings) or
+#     promote's copies and switch, and the writes;
 #   - an ::error:: annotation when cutover fails (its warnings are already
 #     ::warning:: annotations: cutover writes them so under GITHUB_ACTIONS=true).
 # Inputs come as INPUT_* variables (action.yml sets them). Exits with
 # cutover's exit code. The test suite runs this file as it is
-# (tests/integration/ci_pipeline.rs).
+# (tests/integration/ci_pipeline.rs, promote.rs).
 set -euo pipefail
 
 command -v cutover >/dev/null || { echo "::error::cutover is not on PATH: set the action's base-url input to install it, or install it before this step"; exit 2; }
 command -v jq >/dev/null || { echo "::error::jq is needed and not installed"; exit 2; }
 
-if [ -n "${INPUT_PROMOTE_TO:-}" ]; then
-  # Promote mode: the other half of the action, in promote.sh's image.
-  exec bash "$(dirname "$0")/github-promote.sh"
-fi
+# Inputs that are settings become cutover's own variables; left empty, they
+# keep the job's value (the step's env: CUTOVER_APP, say).
+export CUTOVER_APP="${INPUT_APP:-${CUTOVER_APP:-}}"
 
-build_dir="${INPUT_BUILD_DIR:-public/packs}"
-args=(deploy "$build_dir" --json)
-if [ -n "${INPUT_APP:-}" ]; then args+=(--app "$INPUT_APP"); fi
-if [ -n "${INPUT_MESSAGE:-}" ]; then args+=(--message "$INPUT_MESSAGE"); fi
-if [ "${INPUT_NO_ACTIVATE:-false}" = true ]; then args+=(--no-activate); fi
-if [ "${INPUT_DRY_RUN:-false}" = true ]; then args+=(--dry-run); fi
-if [ -n "${INPUT_EXTRA_ARGS:-}" ]; then
-  set -f # split on spaces, no globbing
-  # shellcheck disable=SC2206
-  extra=($INPUT_EXTRA_ARGS)
-  set +f
-  args+=("${extra[@]}")
+if [ -n "${INPUT_PROMOTE_TO:-}" ]; then
+  mode=promote
+  if [ -z "${INPUT_PROMOTE_FROM:-}" ] || [ -z "${INPUT_RELEASE:-}" ]; then
+    echo "::error::promote-to needs promote-from and release (environments of cutover.toml, and the release id to promote)"
+    exit 2
+  fi
+  title="promote \`$INPUT_RELEASE\`: $INPUT_PROMOTE_FROM → $INPUT_PROMOTE_TO"
+  args=(promote "$INPUT_RELEASE" --from "$INPUT_PROMOTE_FROM" --to "$INPUT_PROMOTE_TO" --json)
+else
+  mode=deploy
+  build_dir="${INPUT_BUILD_DIR:-public/packs}"
+  title="deploy $build_dir"
+  args=(deploy "$build_dir" --json)
+  [ "${INPUT_NO_ACTIVATE:-false}" != true ] || args+=(--no-activate)
 fi
+[ -z "${INPUT_MESSAGE:-}" ] || args+=(--message "$INPUT_MESSAGE")
+[ "${INPUT_DRY_RUN:-false}" != true ] || args+=(--dry-run)
+# extra-args: split on spaces, no globbing.
+# shellcheck disable=SC2206
+set -f && args+=(${INPUT_EXTRA_ARGS:-}) && set +f
 
 summary() {
   if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then cat >>"$GITHUB_STEP_SUMMARY"; else cat >/dev/null; fi
@@ -55,54 +64,68 @@ cutover "${args[@]}" >"$out" || code=$?
 if [ "$code" -ne 0 ]; then
   message="$(jq -r '.error // empty' "$out" 2>/dev/null || true)"
   [ -n "$message" ] || message="cutover exited with $code (see the log)"
-  echo "::error title=cutover deploy failed (exit $code)::$(escape "$message")"
-  printf '### cutover deploy %s: failed (exit %s)\n\n%s\n' "$build_dir" "$code" "$message" | summary
+  echo "::error title=cutover $mode failed (exit $code)::$(escape "$message")"
+  printf '### cutover %s: failed (exit %s)\n\n%s\n' "$title" "$code" "$message" | summary
   exit "$code"
 fi
 
-if [ -n "${GITHUB_OUTPUT:-}" ]; then
-  jq -r '
+# Each mode: its outputs, its summary, its log line, from cutover's document.
+# (The writes close both summaries.)
+writes='"", "<details><summary>Writes (\(.steps | length))</summary>", "", (.steps[] | "- `\(.)`"), "", "</details>", ""'
+if [ "$mode" = promote ]; then
+  outputs='
+    "release-id=\(.release)",
+    "live-release=\(if .outcome == "activated" or .outcome == "already_live" or .outcome == "repaired" then .release else (.live_before // "") end)",
+    "outcome=\(.outcome)",
+    "activated=\(.outcome == "activated" or .outcome == "repaired")",
+    "copied=\(.copied.files)"'
+  report='
+    "### cutover promote `\(.release)`: \(.from_environment) → \(.to_environment)",
+    "",
+    ({planned: "Dry run: nothing changed.", activated: "Live in \(.to_environment) (was \(.live_before // "none")).",
+      already_live: "Already live in \(.to_environment).", repaired: "Live in \(.to_environment) (its keys were written again).",
+      recorded: "Recorded in \(.to_environment) but NOT activated: it is pinned."}[.outcome] // .outcome),
+    "",
+    "Objects copied: \(.copied.files) (\(.copied.bytes) bytes); already there: \(.already_there).",
+    '"$writes"
+  line='"cutover: \(.outcome), release \(.release), \(.from_environment) -> \(.to_environment), \(.copied.files) objects copied"'
+else
+  outputs='
     "release-id=\(.release.id)",
     "live-release=\(.live_after // "")",
     "uploaded=\(.uploaded.files // 0)",
     "outcome=\(.outcome)",
-    "activated=\(.activated)"
-  ' "$out" >>"$GITHUB_OUTPUT"
+    "activated=\(.activated)"'
+  report='
+    def size: if . < 1024 then "\(.) B" elif . < 1048576 then "\(. / 1024 * 10 | floor / 10) KiB"
+              else "\(. / 1048576 * 10 | floor / 10) MiB" end;
+    def id: if . == null then "none" else "`\(.)`" end;
+    .release.id as $id
+    | "### cutover deploy \($dir): " + ({
+        planned: "dry run, nothing changed",
+        activated: "release `\($id)` is live",
+        recorded: "release `\($id)` recorded, not activated",
+        already_live: "release `\($id)` was already live",
+        repaired: "release `\($id)` is live (its keys were written again)"
+      }[.outcome] // .outcome),
+      "",
+      "| files | count | size |",
+      "|---|---:|---:|",
+      "| \(if .dry_run then "to upload" else "uploaded" end) | \(.upload.files) | \(.upload.bytes | size) |",
+      "| already in S3 (skipped) | \(.skip.files) | \(.skip.bytes | size) |",
+      "",
+      "Manifest against the live release: \(.manifest_diff.added | length) added, \(.manifest_diff.changed | length) changed, \(.manifest_diff.removed | length) removed, \(.manifest_diff.unchanged) unchanged.",
+      "",
+      (if .dry_run then "Switch: none (dry run); live release: \(.live_before | id)."
+       elif .activated then "Switch: \(.live_before | id) → \(.live_after | id)."
+       elif .outcome == "recorded" and $asked == "true" then "Switch: none; the live release stays \(.live_after | id). Activate it with `cutover activate \($id)`."
+       elif .outcome == "recorded" then "Switch: none; the app is pinned (a rollback pins it) and the live release stays \(.live_after | id). `cutover activate \($id) --unpin` makes this one live."
+       else "Switch: none; live release: \(.live_after | id)." end),
+      (if (.warnings | length) > 0 then "", "**Warnings**", "", (.warnings[] | "- \(.)") else empty end),
+      '"$writes"
+  line='"cutover: \(.outcome), release \(.release.id), live \(.live_before // "none") -> \(.live_after // "none"), \(.uploaded.files // 0) files uploaded"'
 fi
 
-jq -r --arg dir "$build_dir" --arg asked "${INPUT_NO_ACTIVATE:-false}" '
-  def size: if . < 1024 then "\(.) B" elif . < 1048576 then "\(. / 1024 * 10 | floor / 10) KiB"
-            else "\(. / 1048576 * 10 | floor / 10) MiB" end;
-  def id: if . == null then "none" else "`\(.)`" end;
-  .release.id as $id
-  | "### cutover deploy \($dir): " + ({
-      planned: "dry run, nothing changed",
-      activated: "release `\($id)` is live",
-      recorded: "release `\($id)` recorded, not activated",
-      already_live: "release `\($id)` was already live",
-      repaired: "release `\($id)` is live (its keys were written again)"
-    }[.outcome] // .outcome),
-    "",
-    "| files | count | size |",
-    "|---|---:|---:|",
-    "| \(if .dry_run then "to upload" else "uploaded" end) | \(.upload.files) | \(.upload.bytes | size) |",
-    "| already in S3 (skipped) | \(.skip.files) | \(.skip.bytes | size) |",
-    "",
-    "Manifest against the live release: \(.manifest_diff.added | length) added, \(.manifest_diff.changed | length) changed, \(.manifest_diff.removed | length) removed, \(.manifest_diff.unchanged) unchanged.",
-    "",
-    (if .dry_run then "Switch: none (dry run); live release: \(.live_before | id)."
-     elif .activated then "Switch: \(.live_before | id) → \(.live_after | id)."
-     elif .outcome == "recorded" and $asked == "true" then "Switch: none; the live release stays \(.live_after | id). Activate it with `cutover activate \($id)`."
-     elif .outcome == "recorded" then "Switch: none; the app is pinned (a rollback pins it) and the live release stays \(.live_after | id). `cutover activate \($id) --unpin` makes this one live."
-     else "Switch: none; live release: \(.live_after | id)." end),
-    (if (.warnings | length) > 0 then "", "**Warnings**", "", (.warnings[] | "- \(.)") else empty end),
-    "",
-    "<details><summary>Writes (\(.steps | length))</summary>",
-    "",
-    (.steps[] | "- `\(.)`"),
-    "",
-    "</details>",
-    ""
-' "$out" | summary
-
-jq -r '"cutover: \(.outcome), release \(.release.id), live \(.live_before // "none") -> \(.live_after // "none"), \(.uploaded.files // 0) files uploaded"' "$out"
+[ -z "${GITHUB_OUTPUT:-}" ] || jq -r "$outputs" "$out" >>"$GITHUB_OUTPUT"
+jq -r --arg dir "${build_dir:-}" --arg asked "${INPUT_NO_ACTIVATE:-false}" "$report" "$out" | summary
+jq -r "$line" "$out"

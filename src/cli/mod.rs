@@ -263,7 +263,12 @@ fn fail(json: bool, err: &anyhow::Error) -> ExitCode {
     let line = one_line(err);
     eprintln!("error: {line}");
     if json {
-        println!("{}", json!({"error": line, "exit_code": code}));
+        let mut doc = json!({"error": line, "exit_code": code});
+        if code == 6 {
+            // The switch stands: a step after it did not complete.
+            doc["switched"] = true.into();
+        }
+        println!("{doc}");
     }
     ExitCode::from(code)
 }

@@ -18,7 +18,7 @@ use super::{resolve_in_s3, Ctx, Head};
 use crate::contract::Action;
 use crate::error::Failure;
 use crate::plan::promote as plan;
-use crate::plan::switch::{problems, SwitchFacts};
+use crate::plan::switch::{is_live, problems, SwitchFacts};
 use crate::plan::ObjectCopy;
 use crate::release::ReleaseRecord;
 use crate::render::{bytes, count, Render};
@@ -84,7 +84,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
     let promoted = plan::for_target(&record, from, to, &req.from)?;
 
     // The target: what its storage holds, its live state and its record.
-    let same_storage = plan::same_storage(from, to);
+    let same_storage = plan::same_storage(&record, from, to);
     let dst_meta = to.meta_prefix()?;
     let mut redis = Registries::connect(to).await?;
     if !req.switch.dry_run {
@@ -92,50 +92,58 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
     }
     let live = redis.live().await?;
     let in_redis = redis.record(&promoted.id).await?;
-    // The same storage holds the objects just checked: only the target's
-    // mutable files are looked at there.
-    let objects = if same_storage {
-        let mutable = dst_store
-            .mutable_objects(&promoted, to.concurrency, dest.observer.as_ref())
-            .await?;
-        ReleaseObjects {
-            found: in_source.clone(),
-            mutable,
-        }
-    } else {
-        ReleaseObjects::gather(dest, &dst_store, &promoted, &live, &in_redis, &dst_meta).await?
-    };
-    let copies = if same_storage {
-        Vec::new()
-    } else {
-        plan::copies(&objects.found, &record, from, dst_store.bucket())?
-    };
-    let copied = Counted {
-        files: copies.len(),
-        bytes: copies_bytes(&copies, &record),
-    };
+    let (opts, record_at) = (
+        req.switch.options(dest),
+        plan::record_key_in_target(from, to, &promoted.id)?,
+    );
+    // As a deploy: the target's lock before any write there; what the
+    // target holds is read under it, so no prune there deletes it meanwhile.
+    let lock = !req.switch.dry_run && !is_live(&live, &promoted, &in_redis);
+    let (plan, executed, copied) = super::with_lock(dest, &mut redis, lock, async |redis, lock| {
+        // The same storage holds the objects just checked: only the
+        // target's mutable files are looked at there.
+        let objects = if same_storage {
+            let mutable = dst_store
+                .mutable_objects(&promoted, to.concurrency, dest.observer.as_ref())
+                .await?;
+            ReleaseObjects {
+                found: in_source.clone(),
+                mutable,
+            }
+        } else {
+            ReleaseObjects::gather(dest, &dst_store, &promoted, &live, &in_redis, &dst_meta).await?
+        };
+        let copies = if same_storage {
+            Vec::new()
+        } else {
+            plan::copies(&objects.found, &record, from, to)?
+        };
+        let copied = Counted {
+            files: copies.len(),
+            bytes: copies_bytes(&copies, &record),
+        };
+        let facts = SwitchFacts {
+            action: Action::Promote,
+            record: &promoted,
+            in_redis: &in_redis,
+            live: &live,
+            several: redis.several(),
+            objects: &objects.found,
+            mutable: &objects.mutable,
+            meta_prefix: &dst_meta,
+            bucket: dst_store.bucket(),
+        };
+        let plan = plan::promote(copies, record_at, &facts, &opts)?;
+        let executed = switch::run_steps(dest, &dst_store, redis, lock, &plan).await?;
+        Ok((plan, executed, copied))
+    })
+    .await?;
     let already_there = record
         .files
         .as_ref()
         .map_or(0, Vec::len)
-        .saturating_sub(copies.len());
-
-    let facts = SwitchFacts {
-        action: Action::Promote,
-        record: &promoted,
-        in_redis: &in_redis,
-        live: &live,
-        several: redis.several(),
-        objects: &objects.found,
-        mutable: &objects.mutable,
-        meta_prefix: &dst_meta,
-        bucket: dst_store.bucket(),
-    };
-    let record_at = plan::record_key_in_target(from, to, &promoted.id)?;
-    let plan = plan::promote(copies, record_at, &facts, &req.switch.options(dest))?;
+        .saturating_sub(copied.files);
     let steps = dest.describe(dst_store.bucket(), redis.keys(), &plan.steps);
-    // As a deploy: the target's lock before any write there.
-    let executed = switch::execute(dest, &dst_store, &mut redis, &plan, req.switch.dry_run).await?;
     let head = dest.head("promote", Some(req.switch.dry_run))?;
     let out = switch::Outcome::of(head, &promoted.id, &live, plan, steps, executed.as_ref())?;
     Ok(Outcome {

@@ -1,14 +1,17 @@
 //! `cutover prune`: delete what no kept release references. Keeps the live
-//! release, the pinned one, the newest N, those live within D days and those
-//! recorded (never activated) younger than D days; never touches objects
-//! younger than the grace period; computes all of it from the S3 records
-//! (the complete list), under the deploy lock.
+//! release, the pinned one, the one `rollback` goes to, the newest N, those
+//! live within D days and those recorded (never activated) younger than D
+//! days, and any whose record cannot be read; never deletes what a live
+//! manifest names or an object younger than the grace period; computes all
+//! of it from the S3 records (the complete list), under the deploy lock, and
+//! marks the prune first so that a deploy that listed before lists again.
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use super::{Ctx, Head};
 use crate::error::Failure;
+use crate::events::Event;
 use crate::plan::prune::{prune, PruneInput, PruneOptions, Verdict};
 use crate::release::{now, ReleaseRecord};
 use crate::render::{bytes, count, some, Render};
@@ -35,6 +38,8 @@ pub struct Outcome {
     pub unreferenced: Vec<String>,
     /// Objects that could go but are younger than the grace period.
     pub too_young: usize,
+    /// Dropped releases whose records stay until their young objects can go.
+    pub records_kept: Vec<String>,
     pub steps: Vec<String>,
     #[serde(skip)]
     over_limit: Option<usize>,
@@ -49,26 +54,53 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     }
     let head = ctx.head("prune", Some(req.dry_run))?;
     super::with_lock(ctx, &mut redis, !req.dry_run, async |redis, lock| {
-        // Gather: every record (the complete list), the listing, Redis's view.
+        // Gather: every record (the complete list; one that cannot be read
+        // is kept, with a warning), the listing, Redis's view.
         let ids = records::ids(&store, &meta, "").await?;
-        let recs: Vec<ReleaseRecord> = stream::iter(ids)
+        let read: Vec<(String, anyhow::Result<Option<ReleaseRecord>>)> = stream::iter(ids)
             .map(|id| {
                 let (store, meta) = (&store, &meta);
-                async move { records::read(store, meta, &id).await }
+                async move {
+                    let record = records::read(store, meta, &id).await;
+                    (id, record)
+                }
             })
             .buffer_unordered(config.concurrency)
-            .try_filter_map(|r| async move { Ok(r) })
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
+        let (mut recs, mut unreadable) = (Vec::new(), Vec::new());
+        for (id, record) in read {
+            match record {
+                Ok(Some(r)) => recs.push(r),
+                Ok(None) => {}
+                // S3 unreachable is a failure; a record that does not parse is kept.
+                Err(e) if crate::error::exit_code(&e) == 4 => {
+                    ctx.observer.event(Event::Warning(format!(
+                        "{}; release {id} is kept, with every object it may reference",
+                        crate::error::one_line(&e)
+                    )));
+                    unreadable.push(id);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreadable.sort();
         let listing = store
             .list(&config.list_prefix(), ctx.observer.as_ref())
             .await?;
         let history = redis.history(0).await?;
         let live = redis.live().await?;
         let pinned = live.pin.as_ref().and_then(|p| p.release.clone());
+        let rolled_back = redis.rolled_back().await?;
+        let rollback_target =
+            crate::plan::switch::rollback_target(config.app()?, &live, &history, &rolled_back).ok();
         // Plan.
         let input = PruneInput {
             records: &recs,
+            unreadable: &unreadable,
+            live_manifests: live.each().filter_map(|(_, _, m)| m).collect(),
+            cdn_url: config.cdn_url()?,
+            rollback_target: rollback_target.as_deref(),
             listing: &listing,
             history: &history,
             live: live.each().filter_map(|(_, current, _)| current).collect(),
@@ -78,8 +110,12 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             meta_prefix: &meta,
             now_ms: now().1,
         };
-        let plan = prune(&input, &req.options);
-        let steps = plan.steps(&meta);
+        let plan = prune(&input, &req.options)?;
+        for w in &plan.warnings {
+            ctx.observer.event(Event::Warning(w.clone()));
+        }
+        let mark = format!("{} at {}", config.actor(), now().0);
+        let steps = plan.steps(&meta, &mark);
         let described = ctx.describe(store.bucket(), redis.keys(), &steps);
         let over_limit = (plan.delete.len() > req.max_delete).then_some(req.max_delete);
         // Execute, unless a dry run or over the limit.
@@ -105,6 +141,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             deleted_releases: plan.dropped().map(|v| v.id.clone()).collect(),
             unreferenced: plan.unreferenced.clone(),
             too_young: plan.too_young.len(),
+            records_kept: plan.records_kept.clone(),
             releases: plan.releases,
             steps: described,
             over_limit,
@@ -146,6 +183,23 @@ impl Render for Outcome {
             t.push_str(&format!(
                 "kept {} younger than the grace period\n",
                 count(self.too_young, "object")
+            ));
+        }
+        if !self.records_kept.is_empty() {
+            t.push_str(&format!(
+                "kept the {} of {} until {} objects are older than the grace period ({})\n",
+                if self.records_kept.len() == 1 {
+                    "record"
+                } else {
+                    "records"
+                },
+                count(self.records_kept.len(), "dropped release"),
+                if self.records_kept.len() == 1 {
+                    "its"
+                } else {
+                    "their"
+                },
+                some(&self.records_kept, 5)
             ));
         }
         if !self.unreferenced.is_empty() {

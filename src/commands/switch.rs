@@ -16,6 +16,7 @@ use crate::plan::switch::{self as plan, SwitchFacts, SwitchOptions, SwitchPlan};
 use crate::release::{now, ReleaseFile};
 use crate::render::{count, Render};
 use crate::state::{Found, Inspected, LiveState};
+use crate::store::lock::LockGuard;
 use crate::store::redis::Needs;
 use crate::store::registries::Registries;
 use crate::store::s3::S3Store;
@@ -114,22 +115,30 @@ async fn run(
     };
     let Resolved { record, in_redis } =
         resolve_release(config, &mut redis, &store, &wanted).await?;
-    let meta = config.meta_prefix()?;
-    let objects = ReleaseObjects::gather(ctx, &store, &record, &live, &in_redis, &meta).await?;
-    let facts = SwitchFacts {
-        action,
-        record: &record,
-        in_redis: &in_redis,
-        live: &live,
-        several: redis.several(),
-        objects: &objects.found,
-        mutable: &objects.mutable,
-        meta_prefix: &meta,
-        bucket: store.bucket(),
-    };
-    let plan = plan::switch(&facts, &req.options(ctx))?;
+    let (meta, opts) = (config.meta_prefix()?, req.options(ctx));
+    // The objects are checked under the lock, so that no prune deletes them
+    // between the check and the switch; a release live already needs
+    // neither (nothing to check or write).
+    let lock = !req.dry_run && !plan::is_live(&live, &record, &in_redis);
+    let (plan, executed) = super::with_lock(ctx, &mut redis, lock, async |redis, lock| {
+        let objects = ReleaseObjects::gather(ctx, &store, &record, &live, &in_redis, &meta).await?;
+        let facts = SwitchFacts {
+            action,
+            record: &record,
+            in_redis: &in_redis,
+            live: &live,
+            several: redis.several(),
+            objects: &objects.found,
+            mutable: &objects.mutable,
+            meta_prefix: &meta,
+            bucket: store.bucket(),
+        };
+        let plan = plan::switch(&facts, &opts)?;
+        let executed = run_steps(ctx, &store, redis, lock, &plan).await?;
+        Ok((plan, executed))
+    })
+    .await?;
     let steps = ctx.describe(store.bucket(), redis.keys(), &plan.steps);
-    let executed = execute(ctx, &store, &mut redis, &plan, req.dry_run).await?;
     Outcome::of(
         ctx.head(action.as_str(), Some(req.dry_run))?,
         &record.id,
@@ -140,24 +149,22 @@ async fn run(
     )
 }
 
-/// Run a switch's steps under the lock: not in a dry run, nor when the
-/// release is live already (there is nothing to write).
-pub(crate) async fn execute(
+/// Run a switch's steps under `lock`; without it (a dry run, or a release
+/// live already) nothing runs.
+pub(crate) async fn run_steps(
     ctx: &Ctx,
     store: &S3Store,
     redis: &mut Registries,
+    lock: Option<&LockGuard>,
     plan: &SwitchPlan,
-    dry_run: bool,
 ) -> anyhow::Result<Option<Executed>> {
-    if dry_run || plan.already_live {
+    let Some(lock) = lock else {
         return Ok(None);
-    }
-    let executed = super::with_lock(ctx, redis, true, async |redis, lock| {
-        ctx.executor(Some(store), Some(redis), None, lock)
-            .run(&plan.steps)
-            .await
-    })
-    .await?;
+    };
+    let executed = ctx
+        .executor(Some(store), Some(redis), None, Some(lock))
+        .run(&plan.steps)
+        .await?;
     Ok(Some(executed))
 }
 

@@ -21,7 +21,11 @@ pub fn describe(step: &Step, t: &Destinations) -> String {
     let line = describe_one(step, t);
     let fanned_out = matches!(
         step,
-        Step::Register { .. } | Step::Pin(_) | Step::Unlock { .. } | Step::DeleteRecords { .. }
+        Step::Register { .. }
+            | Step::Pin(_)
+            | Step::Unlock { .. }
+            | Step::DeleteRecords { .. }
+            | Step::MarkPruned(_)
     );
     if fanned_out && t.redis_targets > 1 {
         format!("{line} (on each of the {} Redis targets)", t.redis_targets)
@@ -92,6 +96,10 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
             "CloudFront CreateInvalidation on {distribution}: {}{}",
             some(&collapse(paths), 5),
             if *wait { " (and wait for it)" } else { "" }
+        ),
+        Step::MarkPruned(_) => format!(
+            "Redis SET {} (a deploy that listed the bucket before this prune lists it again)",
+            t.keys.pruned
         ),
         Step::Delete(keys) => format!(
             "S3 DeleteObjects: {} under s3://{}/ ({} requests)",

@@ -79,13 +79,21 @@ impl<'a> Executor<'a> {
     /// cut off halfway (a signal during it is handled after it).
     pub async fn run(&mut self, steps: &[Step]) -> anyhow::Result<Executed> {
         let mut done = Executed::default();
+        // Set once the switch applied: what follows cannot undo it.
+        let mut switched_to: Option<&str> = None;
         for step in steps {
             let started = Instant::now();
-            if let Step::Switch(switch) = step {
+            if let Some(release) = switched_to {
+                self.after_switch(release, step, &mut done).await?;
+            } else if let Step::Switch(switch) = step {
                 if let Some(lock) = self.lock {
                     lock.check()?;
                 }
-                done.switched = Some(self.switch(switch).await?);
+                let switched = self.switch(switch).await?;
+                if matches!(switched, Switched::Applied { .. }) {
+                    switched_to = Some(&switch.release);
+                }
+                done.switched = Some(switched);
             } else {
                 let store = self.store;
                 tokio::select! {
@@ -106,6 +114,32 @@ impl<'a> Executor<'a> {
         Ok(done)
     }
 
+    /// A step after the switch (the CloudFront invalidation): bounded; when
+    /// it fails, hangs past its bound or is interrupted, the switch stands
+    /// and the command says so (exit 6), never "nothing was switched".
+    async fn after_switch(
+        &mut self,
+        release: &str,
+        step: &Step,
+        done: &mut Executed,
+    ) -> anyhow::Result<()> {
+        let bound = step_bound(step, self.config);
+        let what = match step {
+            Step::Invalidate { .. } => "the CloudFront invalidation",
+            _ => "a step after the switch",
+        };
+        let failed = tokio::select! {
+            r = tokio::time::timeout(bound, self.write(step, done)) => match r {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => format!("failed: {}", crate::error::one_line(&e)),
+                Err(_) => format!("did not answer within {}s", bound.as_secs()),
+            },
+            _ = shutdown_signal() => "was interrupted".to_string(),
+        };
+        Err(Failure::after_switch(format!(
+            "switched to {release}; {what} {failed}. The switch stands: `cutover status` shows it"
+        )))
+    }
     fn registries(&mut self) -> anyhow::Result<&mut Registries> {
         self.redis.as_deref_mut().ok_or_else(|| {
             Failure::operation("internal error: a Redis step without a Redis connection")
@@ -142,6 +176,7 @@ impl<'a> Executor<'a> {
             Step::Pin(pin) => {
                 self.registries()?.set_pin(pin.as_ref()).await?;
             }
+            Step::MarkPruned(mark) => self.registries()?.mark_pruned(mark).await?,
             Step::Delete(keys) => self.s3()?.delete_objects(keys).await?,
             Step::Copy(copies) => {
                 let s3 = self.s3()?;
@@ -314,6 +349,20 @@ impl<'a> Executor<'a> {
         });
         let results = futures::future::join_all(runs).await;
         settle(s, &targets.names(), results)
+    }
+}
+
+/// How long a step after the switch may take before the command ends
+/// (exit 6): an invalidation's retries while CloudFront has too many in
+/// progress, and with `--wait` its 15 minutes, plus one request's time.
+fn step_bound(step: &Step, config: &crate::config::Config) -> std::time::Duration {
+    let request = std::time::Duration::from_secs(config.s3_timeout_secs * 4);
+    match step {
+        Step::Invalidate { wait: true, .. } => {
+            request + std::time::Duration::from_secs(120 + 15 * 60)
+        }
+        Step::Invalidate { wait: false, .. } => request + std::time::Duration::from_secs(120),
+        _ => request,
     }
 }
 

@@ -15,9 +15,21 @@ use crate::state::Found;
 use super::switch::{switch, SwitchFacts, SwitchOptions, SwitchPlan};
 use super::{ObjectCopy, Step};
 
-/// The same bucket and prefix (and endpoint): the objects are there.
-pub fn same_storage(from: &Config, to: &Config) -> bool {
-    from.bucket == to.bucket && from.prefix == to.prefix && from.s3_endpoint == to.s3_endpoint
+/// The target stores files where the release's are (the bucket and prefix
+/// its record names, behind the same endpoint): the objects are there.
+pub fn same_storage(record: &ReleaseRecord, from: &Config, to: &Config) -> bool {
+    to.bucket.as_deref() == Some(record.bucket.as_str())
+        && to.prefix == record.prefix
+        && from.s3_endpoint == to.s3_endpoint
+}
+
+/// The base URL of the files of a release stored under `prefix` and
+/// served from `cdn_url` (`Config::public_url("")` for those settings).
+fn public_base(cdn_url: &str, prefix: &str) -> String {
+    format!(
+        "{cdn_url}/{}",
+        crate::contract::url_path(&crate::contract::object_key(prefix, ""))
+    )
 }
 
 /// The record as the target keeps it: the same id and files, the target's
@@ -30,7 +42,12 @@ pub fn for_target(
     to: &Config,
     from_env: &str,
 ) -> anyhow::Result<ReleaseRecord> {
-    let (src_base, dst_base) = (from.public_url("")?, to.public_url("")?);
+    // The manifest points where the release was recorded for, whatever the
+    // source's settings say now.
+    let (src_base, dst_base) = (
+        public_base(&record.cdn_url, &record.prefix),
+        to.public_url("")?,
+    );
     if src_base != dst_base {
         match &record.public_path {
             None => {
@@ -61,6 +78,13 @@ pub fn for_target(
         s.strip_prefix(&src_base)
             .map(|rest| format!("{dst_base}{rest}"))
     });
+    if let Some(foreign) = foreign_url(&manifest, &dst_base) {
+        return Err(Failure::input(format!(
+            "promoting release {} would make {} serve {foreign}, which is not under its cdn_url and prefix              ({dst_base}); nothing was promoted. Check cdn_url and prefix of both environments, or deploy the build there",
+            record.id,
+            to.environment.as_deref().unwrap_or("the target")
+        )));
+    }
     let signature = promoted_signature(record, &manifest, to, from_env, &dst_base)?;
     Ok(ReleaseRecord {
         signature,
@@ -123,6 +147,19 @@ fn promoted_signature(
     Ok(signature)
 }
 
+/// The first absolute URL in `manifest` that is not under `base`.
+fn foreign_url(manifest: &serde_json::Value, base: &str) -> Option<String> {
+    match manifest {
+        serde_json::Value::String(s) => {
+            let absolute = s.contains("://") || s.starts_with("//");
+            (absolute && !s.starts_with(base)).then(|| s.clone())
+        }
+        serde_json::Value::Array(items) => items.iter().find_map(|i| foreign_url(i, base)),
+        serde_json::Value::Object(map) => map.values().find_map(|i| foreign_url(i, base)),
+        _ => None,
+    }
+}
+
 /// Server-side copies of the objects the target's storage lacks (`found`:
 /// what the target holds at each object of the promoted release; mutable
 /// files at their content-addressed copies, which activation restores).
@@ -132,9 +169,9 @@ pub fn copies(
     found: &[(String, &ReleaseFile, Found)],
     record: &ReleaseRecord,
     from: &Config,
-    bucket: &str,
+    to: &Config,
 ) -> anyhow::Result<Vec<ObjectCopy>> {
-    let src_meta = from.meta_prefix()?;
+    let (src_meta, bucket) = (from.meta_prefix()?, to.bucket()?);
     let mut copies = Vec::new();
     let mut conflicts = Vec::new();
     for (key, file, state) in found {
@@ -155,6 +192,18 @@ pub fn copies(
             "{} in s3://{bucket} would be overwritten with other bytes: {}; nothing was promoted",
             count(conflicts.len(), "object"),
             some(&conflicts, 10)
+        )));
+    }
+    if !copies.is_empty() && from.s3_endpoint != to.s3_endpoint {
+        return Err(Failure::input(format!(
+            "s3://{bucket} lacks {} of release {}, and a server-side copy cannot reach s3://{} from there: \
+             the two environments use different S3 endpoints ({} and {}); nothing was promoted. \
+             Deploy the build to the target environment instead",
+            count(copies.len(), "object"),
+            record.id,
+            record.bucket,
+            from.s3_endpoint.as_deref().unwrap_or("AWS"),
+            to.s3_endpoint.as_deref().unwrap_or("AWS"),
         )));
     }
     Ok(copies)

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::Step;
-use crate::contract::{object_key, record_key, ActivationEvent};
+use crate::contract::{key_of_url, object_key, record_key, ActivationEvent};
+use crate::error::Failure;
 use crate::release::ReleaseRecord;
 use crate::state::Listing;
 
@@ -26,8 +27,18 @@ pub struct PruneOptions {
 
 /// The facts a prune is planned from.
 pub struct PruneInput<'a> {
-    /// Every release recorded in S3, with its file list.
+    /// Every release recorded in S3 that could be read, with its file list.
     pub records: &'a [ReleaseRecord],
+    /// The ids of records that could not be read: kept, with every object
+    /// they may reference (they could reference any).
+    pub unreadable: &'a [String],
+    /// The manifest each Redis target serves: every URL in it under the CDN
+    /// is a reference, whatever the records say.
+    pub live_manifests: Vec<&'a serde_json::Value>,
+    /// The CDN base URL the live manifests point at.
+    pub cdn_url: &'a str,
+    /// The release `cutover rollback` would go to now.
+    pub rollback_target: Option<&'a str>,
     /// One listing of the public prefix.
     pub listing: &'a Listing,
     pub history: &'a [ActivationEvent],
@@ -58,22 +69,35 @@ pub struct PrunePlan {
     pub unreferenced: Vec<String>,
     /// Objects that could go but are younger than the grace period.
     pub too_young: Vec<String>,
+    /// Dropped releases whose records stay until their objects that are
+    /// younger than the grace period can go too (a later prune deletes
+    /// them; without the record they would look unreferenced).
+    pub records_kept: Vec<String>,
     pub bytes: u64,
+    /// Why `--include-unreferenced` deletes nothing this time, if so.
+    pub warnings: Vec<String>,
 }
 
 impl PrunePlan {
+    /// The releases whose records go.
     pub fn dropped(&self) -> impl Iterator<Item = &Verdict> {
-        self.releases.iter().filter(|v| v.kept_because.is_empty())
+        self.releases
+            .iter()
+            .filter(|v| v.kept_because.is_empty() && !self.records_kept.contains(&v.id))
     }
 
-    /// The writes: delete the objects, then the dropped releases' records
-    /// (S3 and Redis).
-    pub fn steps(&self, meta_prefix: &str) -> Vec<Step> {
+    /// The writes: mark the prune (a deploy that listed before lists
+    /// again), delete the objects, then the dropped releases' records (S3
+    /// and Redis).
+    pub fn steps(&self, meta_prefix: &str, mark: &str) -> Vec<Step> {
         let mut steps = Vec::new();
+        let ids: Vec<String> = self.dropped().map(|v| v.id.clone()).collect();
+        if !self.delete.is_empty() || !ids.is_empty() {
+            steps.push(Step::MarkPruned(mark.to_string()));
+        }
         if !self.delete.is_empty() {
             steps.push(Step::Delete(self.delete.clone()));
         }
-        let ids: Vec<String> = self.dropped().map(|v| v.id.clone()).collect();
         if !ids.is_empty() {
             steps.push(Step::DeleteRecords {
                 keys: ids.iter().map(|id| record_key(meta_prefix, id)).collect(),
@@ -86,8 +110,24 @@ impl PrunePlan {
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// Decide what a prune keeps and deletes.
-pub fn prune(input: &PruneInput, opts: &PruneOptions) -> PrunePlan {
+/// Decide what a prune keeps and deletes. Refused (exit 3) when the
+/// records cannot account for a live release's files: its record missing
+/// or without its file list, an object it uses could look unreferenced.
+pub fn prune(input: &PruneInput, opts: &PruneOptions) -> anyhow::Result<PrunePlan> {
+    for live in &input.live {
+        let accounted = input
+            .records
+            .iter()
+            .any(|r| r.id == *live && r.files.is_some());
+        if !accounted {
+            return Err(Failure::refused(format!(
+                "the live release {live} has no readable record with its file list in the records prefix \
+                 ({}), so prune cannot tell which objects it uses; nothing was deleted. \
+                 `cutover deploy` of its build writes the record again",
+                input.meta_prefix
+            )));
+        }
+    }
     let window_start = input.now_ms - opts.keep_days as i64 * DAY_MS;
     let live_recently = live_since(input.history, window_start);
     let mut by_age: Vec<&ReleaseRecord> = input.records.iter().collect();
@@ -106,6 +146,9 @@ pub fn prune(input: &PruneInput, opts: &PruneOptions) -> PrunePlan {
         }
         if input.pinned == Some(r.id.as_str()) {
             why.push("pinned".to_string());
+        }
+        if input.rollback_target == Some(r.id.as_str()) {
+            why.push("`cutover rollback` goes to it".to_string());
         }
         if rank < opts.keep {
             why.push(format!("among the newest {}", opts.keep));
@@ -128,21 +171,41 @@ pub fn prune(input: &PruneInput, opts: &PruneOptions) -> PrunePlan {
             kept_because: why,
         });
     }
+    for id in input.unreadable {
+        releases.push(Verdict {
+            id: id.clone(),
+            created_at: String::new(),
+            kept_because: vec!["its record cannot be read".to_string()],
+        });
+    }
     let kept: BTreeSet<&str> = releases
         .iter()
         .filter(|v| !v.kept_because.is_empty())
         .map(|v| v.id.as_str())
         .collect();
 
-    // key -> referenced by a kept release?
+    // key -> referenced by a kept release? And which releases reference it.
     let mut referenced: BTreeMap<String, bool> = BTreeMap::new();
+    let mut users: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for r in input.records {
         let keep = kept.contains(r.id.as_str());
         for f in r.files.iter().flatten() {
-            let e = referenced
-                .entry(object_key(&r.prefix, &f.path))
-                .or_insert(false);
-            *e |= keep;
+            let key = object_key(&r.prefix, &f.path);
+            users.entry(key.clone()).or_default().push(r.id.as_str());
+            *referenced.entry(key).or_insert(false) |= keep;
+        }
+        // A kept release's manifest references what it names, whatever its
+        // file list says.
+        if keep {
+            for key in manifest_keys(&r.manifest, &r.cdn_url) {
+                referenced.insert(key, true);
+            }
+        }
+    }
+    // What Redis serves is referenced, whatever the records say.
+    for manifest in &input.live_manifests {
+        for key in manifest_keys(manifest, input.cdn_url) {
+            referenced.insert(key, true);
         }
     }
     let mut plan = PrunePlan {
@@ -150,8 +213,20 @@ pub fn prune(input: &PruneInput, opts: &PruneOptions) -> PrunePlan {
         delete: Vec::new(),
         unreferenced: Vec::new(),
         too_young: Vec::new(),
+        records_kept: Vec::new(),
         bytes: 0,
+        warnings: Vec::new(),
     };
+    // An unreadable record may reference any object no readable one does.
+    let unreferenced_may_go = opts.include_unreferenced && input.unreadable.is_empty();
+    if opts.include_unreferenced && !unreferenced_may_go {
+        plan.warnings.push(format!(
+            "--include-unreferenced deletes nothing this time: {} cannot be read ({}), and may reference any object",
+            crate::render::count(input.unreadable.len(), "release record"),
+            crate::render::some(input.unreadable, 5)
+        ));
+    }
+    let mut young_users: BTreeSet<&str> = BTreeSet::new();
     for (key, obj) in input.listing {
         if key.starts_with(input.meta_prefix) {
             continue;
@@ -159,22 +234,47 @@ pub fn prune(input: &PruneInput, opts: &PruneOptions) -> PrunePlan {
         let old_enough = obj.modified_ms < input.now_ms - opts.grace_ms;
         match referenced.get(key) {
             Some(true) => {}
-            Some(false) | None if !old_enough => plan.too_young.push(key.clone()),
+            Some(false) | None if !old_enough => {
+                plan.too_young.push(key.clone());
+                young_users.extend(users.get(key).into_iter().flatten());
+            }
             Some(false) => {
                 plan.bytes += obj.size;
                 plan.delete.push(key.clone());
             }
-            None if opts.include_unreferenced => {
+            None if unreferenced_may_go => {
                 plan.bytes += obj.size;
                 plan.delete.push(key.clone());
             }
             None => plan.unreferenced.push(key.clone()),
         }
     }
+    plan.records_kept = plan
+        .releases
+        .iter()
+        .filter(|v| v.kept_because.is_empty() && young_users.contains(v.id.as_str()))
+        .map(|v| v.id.clone())
+        .collect();
     plan.delete.sort();
     plan.unreferenced.sort();
     plan.too_young.sort();
-    plan
+    Ok(plan)
+}
+
+/// The keys of the objects a manifest names: every string in it that is a
+/// URL under `cdn_url`, whatever the format.
+fn manifest_keys(manifest: &serde_json::Value, cdn_url: &str) -> Vec<String> {
+    fn walk(v: &serde_json::Value, cdn_url: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.extend(key_of_url(cdn_url, s)),
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, cdn_url, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|i| walk(i, cdn_url, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(manifest, cdn_url, &mut out);
+    out
 }
 
 /// Releases that were live at some time since `since_ms`, from the history.
@@ -284,6 +384,10 @@ mod tests {
         ];
         let input = PruneInput {
             records: &records,
+            unreadable: &[],
+            live_manifests: Vec::new(),
+            cdn_url: "https://cdn",
+            rollback_target: None,
             listing: &listing,
             history: &history,
             live: vec!["b"],
@@ -299,9 +403,12 @@ mod tests {
             grace_ms: 3_600_000,
             include_unreferenced: false,
         };
-        let plan = prune(&input, &opts);
+        let plan = prune(&input, &opts).unwrap();
+        // c goes too, but its record stays until its young c.js can go:
+        // without it, c.js would look unreferenced to every later prune.
         let dropped: Vec<&str> = plan.dropped().map(|v| v.id.as_str()).collect();
-        assert_eq!(dropped, ["c", "a"]);
+        assert_eq!(dropped, ["a"]);
+        assert_eq!(plan.records_kept, ["c"]);
         // a.js is old and only a used it; c.js is too young; shared.js is b's too.
         assert_eq!(plan.delete, ["packs/a.js"]);
         assert_eq!(plan.too_young, ["packs/c.js"]);
@@ -316,10 +423,11 @@ mod tests {
         };
         assert_eq!(why("b"), "live");
         assert!(why("d").contains("among the newest 1") && why("d").contains("never activated"));
-        let steps = plan.steps("_cutover/shop/");
-        assert!(matches!(&steps[0], Step::Delete(k) if k == &["packs/a.js"]));
+        let steps = plan.steps("_cutover/shop/", "mark");
+        assert!(matches!(&steps[0], Step::MarkPruned(m) if m == "mark"));
+        assert!(matches!(&steps[1], Step::Delete(k) if k == &["packs/a.js"]));
         assert!(
-            matches!(&steps[1], Step::DeleteRecords { ids, keys } if ids == &["c", "a"] && keys[0] == "_cutover/shop/releases/c.json")
+            matches!(&steps[2], Step::DeleteRecords { ids, keys } if ids == &["a"] && keys[0] == "_cutover/shop/releases/a.json")
         );
 
         // Within the window, c stays; unreferenced objects go when asked.
@@ -328,8 +436,58 @@ mod tests {
             include_unreferenced: true,
             ..opts
         };
-        let plan = prune(&input, &wide);
+        let plan = prune(&input, &wide).unwrap();
         assert!(plan.dropped().all(|v| v.id == "a"));
         assert!(plan.delete.contains(&"packs/robots.txt".to_string()));
+
+        // What Redis serves is never deleted, whatever the records say:
+        // robots.txt is in the live manifest (percent-encoded as published).
+        let live_manifest = serde_json::json!({"robots.txt": "https://cdn/packs/robots%2Etxt"});
+        let serving = PruneInput {
+            live_manifests: vec![&live_manifest],
+            ..input
+        };
+        let plan = prune(&serving, &wide).unwrap();
+        assert!(
+            !plan.delete.contains(&"packs/robots.txt".to_string()),
+            "{:?}",
+            plan.delete
+        );
+
+        // The release `rollback` would go to is kept, and says why.
+        let rollback = PruneInput {
+            rollback_target: Some("a"),
+            ..serving
+        };
+        let plan = prune(&rollback, &opts).unwrap();
+        assert!(plan.dropped().all(|v| v.id != "a"));
+        assert!(plan.delete.is_empty(), "{:?}", plan.delete);
+
+        // An unreadable record is kept, and may reference any object no
+        // readable one does: nothing unreferenced goes.
+        let unreadable = ["zz".to_string()];
+        let blind = PruneInput {
+            unreadable: &unreadable,
+            rollback_target: None,
+            ..rollback
+        };
+        let plan = prune(&blind, &wide).unwrap();
+        assert!(plan
+            .releases
+            .iter()
+            .any(|v| v.id == "zz" && !v.kept_because.is_empty()));
+        assert!(!plan.delete.contains(&"packs/robots.txt".to_string()));
+        assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+
+        // A live release whose record lost its file list: refused (exit 3).
+        let mut listless = records.clone();
+        listless.iter_mut().find(|r| r.id == "b").unwrap().files = None;
+        let unaccounted = PruneInput {
+            records: &listless,
+            ..blind
+        };
+        let e = prune(&unaccounted, &opts).unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 3);
+        assert!(e.to_string().contains("live release b"), "{e}");
     }
 }

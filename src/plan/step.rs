@@ -49,6 +49,9 @@ pub enum Step {
         paths: Vec<String>,
         wait: bool,
     },
+    /// Before a prune deletes: mark it, so that a deploy that listed the
+    /// bucket before lists it again under the lock.
+    MarkPruned(String),
     /// Delete objects (`prune`), 1,000 a request.
     Delete(Vec<String>),
     /// Delete release records: the S3 copies at `keys`, and `ids` from
@@ -71,6 +74,7 @@ impl Step {
             Step::Unlock { .. } => "unlock",
             Step::Pin(_) => "pin",
             Step::VerifyCdn(_) => "verify_cdn",
+            Step::MarkPruned(_) => "mark_pruned",
             Step::Delete(_) => "delete",
             Step::Copy(_) => "copy",
             Step::Invalidate { .. } => "invalidate",

@@ -42,8 +42,20 @@ pub fn collapse(paths: &[String]) -> Vec<String> {
 }
 
 impl CloudFront {
+    /// A client whose every request is bounded by `s3_timeout_secs` (an
+    /// endpoint that never answers ends the call, not the command's life).
     pub async fn connect(config: &crate::config::Config) -> anyhow::Result<CloudFront> {
-        let sdk = super::aws::load(config, |loader| loader).await?;
+        let wait = Duration::from_secs(config.s3_timeout_secs);
+        let sdk = super::aws::load(config, |loader| {
+            loader.timeout_config(
+                aws_smithy_types::timeout::TimeoutConfig::builder()
+                    .connect_timeout(wait.min(Duration::from_secs(5)))
+                    .read_timeout(wait)
+                    .operation_attempt_timeout(wait)
+                    .build(),
+            )
+        })
+        .await?;
         Ok(CloudFront {
             client: Client::new(&sdk),
         })

@@ -141,6 +141,14 @@ impl Registries {
         Ok(had)
     }
 
+    /// Mark a prune on every target (see [`Registry::mark_pruned`]).
+    pub async fn mark_pruned(&mut self, mark: &str) -> anyhow::Result<()> {
+        for r in &mut self.regs {
+            r.mark_pruned(mark).await?;
+        }
+        Ok(())
+    }
+
     /// Forget releases on every target.
     pub async fn unregister(&mut self, ids: &[String]) -> anyhow::Result<()> {
         for r in &mut self.regs {

@@ -263,12 +263,25 @@ fn circleci_pipeline_runs_the_test_suite_and_builds_release_files() {
     );
     let ci_run = std::fs::read_to_string(repo_root().join(".ci/run")).unwrap();
     assert!(ci_run.contains("scripts/test.sh"));
-    // The release job builds with the lock file and packages with the script
-    // the install test runs, into the artifacts it stores.
+    // The release job builds the dist profile (stripped: Cargo.toml) with the
+    // lock file and packages that binary with the script the install test
+    // runs, into the artifacts it stores.
     let release = commands("release");
-    assert!(release.contains(&"cargo build --release --locked".to_string()));
-    assert!(release
-        .contains(&"bash scripts/ci/package-release.sh target/release/cutover dist".to_string()));
+    assert!(
+        release.contains(&"cargo build --profile dist --locked".to_string()),
+        "{release:?}"
+    );
+    assert!(
+        release
+            .contains(&"bash scripts/ci/package-release.sh target/dist/cutover dist".to_string()),
+        "{release:?}"
+    );
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap()).unwrap();
+    let dist = &manifest["profile"]["dist"];
+    assert_eq!(dist["inherits"].as_str(), Some("release"));
+    assert_eq!(dist["strip"].as_bool(), Some(true));
+    assert_eq!(dist["debug"].as_bool(), Some(false));
     let stored: Vec<&Value> = jobs[&Value::from("release")]["steps"]
         .as_sequence()
         .unwrap()
@@ -451,6 +464,25 @@ examples:
         "steps:\n  - run:\n      command: <<include(scripts/missing.sh)>>\n",
     );
     assert!(pack(root).unwrap_err().contains("missing.sh"));
+    // As in the CLI, an include is a whole value, one per value: a step's
+    // script cannot be a shared file plus its own.
+    for (command, error) in [
+        (
+            "\"echo <<include(scripts/greet.sh)>>\"",
+            "entire string must be include statement",
+        ),
+        (
+            "|\n        <<include(scripts/greet.sh)>>\n        <<include(scripts/greet.sh)>>",
+            "multiple include statements",
+        ),
+    ] {
+        write(
+            "jobs/j.yml",
+            &format!("steps:\n  - run:\n      command: {command}\n"),
+        );
+        let err = pack(root).unwrap_err();
+        assert!(err.contains(error), "{command}: {err}");
+    }
 }
 
 /// Every parameter reaches its script as the PARAM_* variable it reads, and
@@ -693,7 +725,7 @@ fn action_mirrors_the_orb_and_its_script() {
             .filter(|(k, _)| !["release_id_dir", "role_arn", "install_dir"].contains(&s(k)))
             .map(move |(k, v)| (s(k).replace('_', "-"), (cmd, v["default"].clone())))
     })
-    // Promote mode: the action's own inputs, read by github-promote.sh.
+    // Promote mode: the action's own inputs, read by the same script.
     .chain(
         ["promote-to", "promote-from", "release"]
             .map(|k| (k.to_string(), ("deploy", Value::from("")))),
@@ -723,12 +755,7 @@ fn action_mirrors_the_orb_and_its_script() {
             .strip_prefix("bash \"$GITHUB_ACTION_PATH/")
             .and_then(|r| r.strip_suffix('"'))
             .unwrap_or_else(|| panic!("a step runs one script of the repository: {run}"));
-        let mut script = std::fs::read_to_string(repo_root().join(file)).unwrap();
-        if file == "scripts/ci/github-action.sh" {
-            // It hands promote mode to github-promote.sh.
-            script +=
-                &std::fs::read_to_string(repo_root().join("scripts/ci/github-promote.sh")).unwrap();
-        }
+        let script = std::fs::read_to_string(repo_root().join(file)).unwrap();
         let env = &step["env"];
         let set = keys(env);
         let (prefix, cmd) = if file == "orb/src/scripts/install.sh" {
@@ -823,4 +850,181 @@ fn pinned_versions_are_the_crates() {
     assert!(doc.contains(&format!(
         "release/v{VERSION}/cutover-{VERSION}-x86_64-unknown-linux-gnu.tar.gz"
     )));
+}
+
+/// `cutover CMD --help` of the binary under test: the flags it takes and the
+/// variables its settings read (a setting without a flag is not listed
+/// there, so a script cannot map a parameter to one unnoticed).
+fn cutover_help(command: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([command, "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cutover {command} --help");
+    let help = String::from_utf8(out.stdout).unwrap();
+    // clap wraps long help: `[env: A, B]` may span lines.
+    let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flags = help
+        .lines()
+        .flat_map(|l| l.split_whitespace().take_while(|t| t.starts_with('-')))
+        .map(|t| t.trim_end_matches(',').to_string())
+        .filter(|t| t.starts_with("--"))
+        .collect();
+    let vars = words
+        .split("[env: ")
+        .skip(1)
+        .flat_map(|rest| rest[..rest.find(']').unwrap()].split(", "))
+        .map(str::to_string)
+        .collect();
+    (flags, vars)
+}
+
+/// Variables a script passes on as they are, not as a setting or a flag.
+const PASSED_AS_IS: &[(&str, &str)] = &[
+    ("BUILD_DIR", "deploy's DIR argument"),
+    ("RELEASE", "the RELEASE argument"),
+    ("RELEASE_ID_DIR", "where the orb keeps the saved release id"),
+    ("EXTRA_ARGS", "more flags, word for word"),
+];
+
+/// How `script` hands each of `given` (the variables of its parameters or
+/// inputs, `PREFIX_NAME`) to cutover: a flag of one of `commands`, or a
+/// `CUTOVER_*` variable cutover reads there that an empty value leaves as
+/// the job set it. The problems found.
+fn unreached(script: &str, given: &BTreeSet<String>, commands: &[&str]) -> Vec<String> {
+    let (mut flags, mut vars) = (BTreeSet::new(), BTreeSet::new());
+    for c in commands {
+        let (f, v) = cutover_help(c);
+        flags.extend(f);
+        vars.extend(v);
+    }
+    let mut problems = Vec::new();
+    for var in given {
+        let name = &var[var.find('_').unwrap() + 1..];
+        if PASSED_AS_IS.iter().any(|(p, _)| name == *p) {
+            if !script.contains(var.as_str()) {
+                problems.push(format!("{var} is not read"));
+            }
+            continue;
+        }
+        let mut ways = Vec::new();
+        let uses = |line: &str| {
+            line.match_indices(var.as_str()).any(|(i, _)| {
+                !line[i + var.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+        };
+        for line in script.lines().map(str::trim).filter(|l| uses(l)) {
+            // A setting: `export CUTOVER_X="${VAR:-${CUTOVER_X:-}}"`.
+            if let Some((name, value)) =
+                line.strip_prefix("export ").and_then(|r| r.split_once('='))
+            {
+                if value != format!("\"${{{var}:-${{{name}:-}}}}\"") {
+                    problems.push(format!(
+                        "{line}: an empty {var} must keep the job's own {name}"
+                    ));
+                } else if !vars.contains(name) {
+                    problems.push(format!("{line}: cutover {commands:?} reads no {name}"));
+                }
+                ways.push(name.to_string());
+                continue;
+            }
+            // A flag with the value (`--to "$VAR"`), or a switch the value
+            // turns on (`[ "${VAR:-false}" != true ] || args+=(--dry-run)`).
+            let mut found: Vec<&str> = [format!(" \"${var}"), format!(" \"${{{var}")]
+                .iter()
+                .flat_map(|value| line.match_indices(value.as_str()).map(|(i, _)| &line[..i]))
+                .filter_map(|before| before.rsplit([' ', '(']).next())
+                .filter(|w| w.starts_with("--"))
+                .collect();
+            if let Some(rest) = line
+                .split("|| args+=(")
+                .nth(1)
+                .filter(|r| r.starts_with("--") && !r.contains(' '))
+            {
+                found.push(rest.trim_end_matches(')'));
+            }
+            for flag in found {
+                if !flags.contains(flag) {
+                    problems.push(format!("{line}: cutover {commands:?} has no {flag}"));
+                }
+                ways.push(flag.to_string());
+            }
+        }
+        if ways.is_empty() {
+            problems.push(format!(
+                "{var} reaches cutover neither as a flag nor as a setting"
+            ));
+        }
+    }
+    problems
+}
+
+/// Each orb parameter and Action input that configures cutover reaches it:
+/// as that command's flag, or as the `CUTOVER_*` variable of the setting,
+/// keeping the job's own value (a context's, the step's `env:`) when the
+/// parameter is left empty. A parameter that maps to nothing fails here.
+#[test]
+fn every_parameter_reaches_cutover_as_a_flag_or_its_setting() {
+    let commands = orb_source("commands");
+    let params = |name: &str| -> BTreeSet<String> {
+        keys(&commands[name]["parameters"])
+            .iter()
+            .map(|p| env_name("PARAM_", p))
+            .collect()
+    };
+    for name in ["activate", "deploy", "promote", "rollback"] {
+        let script = format!("orb/src/scripts/{name}.sh");
+        let text = std::fs::read_to_string(repo_root().join(&script)).unwrap();
+        let problems = unreached(&text, &params(name), &[name]);
+        assert!(problems.is_empty(), "{script}: {problems:#?}");
+    }
+    let action = load_repo("action.yml");
+    let inputs: BTreeSet<String> = action["runs"]["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|step| step["id"] == "deploy")
+        .flat_map(|step| keys(&step["env"]))
+        .collect();
+    assert!(inputs.contains("INPUT_APP"), "{inputs:?}");
+    let text = std::fs::read_to_string(repo_root().join("scripts/ci/github-action.sh")).unwrap();
+    let problems = unreached(&text, &inputs, &["deploy", "promote"]);
+    assert!(problems.is_empty(), "github-action.sh: {problems:#?}");
+
+    // The check finds a parameter that no longer reaches cutover, a flag
+    // cutover lacks, and a setting that an empty parameter would clobber.
+    let deploy = std::fs::read_to_string(repo_root().join("orb/src/scripts/deploy.sh")).unwrap();
+    let export = "export CUTOVER_APP=\"${PARAM_APP:-${CUTOVER_APP:-}}\"";
+    assert!(deploy.contains(export));
+    for (broken, problem) in [
+        (
+            deploy.replace(export, ""),
+            "PARAM_APP reaches cutover neither",
+        ),
+        (
+            deploy.replace(export, "export CUTOVER_APP=\"$PARAM_APP\""),
+            "an empty PARAM_APP must keep the job's own CUTOVER_APP",
+        ),
+        (
+            deploy.replace(
+                export,
+                "export CUTOVER_APPNAME=\"${PARAM_APP:-${CUTOVER_APPNAME:-}}\"",
+            ),
+            "reads no CUTOVER_APPNAME",
+        ),
+        (
+            deploy.replace("(--no-activate)", "(--no-activation)"),
+            "has no --no-activation",
+        ),
+        (
+            deploy.replace("(--message \"$PARAM_MESSAGE\")", "(\"$PARAM_MESSAGE\")"),
+            "PARAM_MESSAGE reaches cutover neither",
+        ),
+    ] {
+        let problems = unreached(&broken, &params("deploy"), &["deploy"]);
+        assert!(
+            problems.iter().any(|p| p.contains(problem)),
+            "{problem:?} not in {problems:#?}"
+        );
+    }
 }

@@ -212,6 +212,21 @@ fn orb_dry_runs_change_nothing_and_save_no_id() {
     orb.run("activate", &[("PARAM_DRY_RUN", "true")])
         .expect(0)
         .stdout_has(&["dry run: nothing changed"]);
+    // The app parameter left empty: the job's CUTOVER_APP (a context's);
+    // given, it wins over the job's.
+    let dry = ("PARAM_DRY_RUN", "true");
+    orb.run(
+        "activate",
+        &[dry, ("PARAM_APP", ""), ("CUTOVER_APP", &ctx.app)],
+    )
+    .expect(0);
+    orb.run("activate", &[dry, ("CUTOVER_APP", "another-app")])
+        .expect(0);
+    orb.run(
+        "activate",
+        &[dry, ("PARAM_APP", ""), ("CUTOVER_APP", "another-app")],
+    )
+    .expect(2);
     ctx.assert_unchanged(&before, "the orb's activate with dry_run");
 }
 
@@ -343,15 +358,90 @@ fn stand_in(dir: &Path, version: &str, note: &str) -> PathBuf {
 }
 
 /// The release packaging of the project's CircleCI release job.
-fn package(binary: &Path, out: &Path) {
-    let status = Command::new("bash")
+fn package_run(binary: &Path, out: &Path) -> Run {
+    run(Command::new("bash")
         .arg(repo_root().join("scripts/ci/package-release.sh"))
         .arg(binary)
-        .arg(out)
-        .stdout(Stdio::null())
+        .arg(out))
+}
+
+fn package(binary: &Path, out: &Path) {
+    package_run(binary, out).expect(0);
+}
+
+/// The shipped binary is stripped and small: package-release.sh refuses the
+/// test build as it is (debug info), takes it stripped (as the dist profile
+/// builds it; the suite never builds that profile, too slow for CI), and
+/// refuses a stripped binary over its ceiling. Each refusal writes nothing.
+#[test]
+fn packaging_refuses_debug_info_and_oversized_binaries() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let debug = Path::new(env!("CARGO_BIN_EXE_cutover"));
+    let name = format!("cutover-{VERSION}-x86_64-unknown-linux-gnu");
+
+    let out = w.join("debug-out");
+    package_run(debug, &out).expect(1).stderr_has(&[
+        "carries debug info (.debug_info, .debug_line sections)",
+        "--profile dist",
+    ]);
+    assert!(!out.exists(), "a refused binary was packaged");
+
+    // `strip` from binutils, as `strip = true` does for the dist profile.
+    let stripped = w.join("stripped/cutover");
+    std::fs::create_dir_all(stripped.parent().unwrap()).unwrap();
+    let strip = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(debug)
+        .output()
+        .expect("strip (binutils) is installed");
+    assert!(strip.status.success(), "{strip:?}");
+    let size = std::fs::metadata(&stripped).unwrap().len();
+    let script = read(&repo_root().join("scripts/ci/package-release.sh"));
+    let mib: u64 = script
+        .lines()
+        .find_map(|l| l.strip_prefix("MAX_MIB="))
+        .and_then(|v| v.parse().ok())
+        .expect("package-release.sh sets MAX_MIB");
+    let ceiling = mib * 1024 * 1024;
+    assert!(
+        size < ceiling,
+        "the stripped test binary is {size} bytes, over the {mib} MiB ceiling this test needs it under"
+    );
+    let out = w.join("stripped-out");
+    package_run(&stripped, &out).expect(0);
+    let unpacked = w.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let tar = Command::new("tar")
+        .arg("-xzf")
+        .arg(out.join(format!("v{VERSION}/{name}.tar.gz")))
+        .arg("-C")
+        .arg(&unpacked)
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(tar.success());
+    assert!(
+        std::fs::read(unpacked.join(&name).join("cutover")).unwrap()
+            == std::fs::read(&stripped).unwrap(),
+        "the tarball holds the stripped binary"
+    );
+
+    // Over the ceiling by one byte (zeros after the ELF: it still runs).
+    let big = w.join("big/cutover");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    std::fs::copy(&stripped, &big).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(ceiling + 1)
+        .unwrap();
+    let out = w.join("big-out");
+    package_run(&big, &out)
+        .expect(1)
+        .stderr_has(&[&format!("over the {mib} MiB ceiling")]);
+    assert!(!out.exists(), "a refused binary was packaged");
 }
 
 #[test]

@@ -88,7 +88,7 @@ fn a_lock_held_by_another_owner_is_waited_for_refused_and_left_alone() {
 
 /// A deploy of `flat` through both proxies, with a 5 s lock renewed every
 /// 5/3 s, started and left holding the lock while uploading: its first PUT
-/// waits at the S3 proxy until `release_puts`.
+/// waits at the S3 proxy until `release`.
 fn deploy_held_mid_upload(ctx: &Ctx) -> (FaultyProxy, RedisProxy, Child) {
     let s3 = FaultyProxy::transparent(&ctx.s3_endpoint);
     let redis = redis_proxy::start(ctx.redis_port(), Drop::Nothing);
@@ -131,7 +131,7 @@ fn a_deploy_whose_lock_was_taken_over_neither_renews_nor_releases_it() {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    s3.release_puts();
+    s3.release();
     let run = crate::support::run::finish(child.wait_with_output().unwrap());
     run.expect(3).error_has(&[
         "the deploy lock expired while this deploy ran",
@@ -172,7 +172,7 @@ fn a_deploy_that_outlives_its_lock_ttl_keeps_the_lock_by_renewing_it() {
     assert_eq!(owner.as_deref(), Some(ours.as_str()));
     assert!(ttl > 0 && ttl <= 5_000, "{ttl}");
     assert_eq!(redis.refused.load(Ordering::SeqCst), 0);
-    s3.release_puts();
+    s3.release();
     let run = crate::support::run::finish(child.wait_with_output().unwrap());
     run.expect(0);
     assert_eq!(run.json()["outcome"], "activated", "{run:?}");

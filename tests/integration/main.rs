@@ -4,6 +4,7 @@
 mod support;
 
 mod activation;
+mod after_the_switch;
 mod atomic_switch;
 mod bad_input;
 mod bytes_truth;
@@ -24,6 +25,7 @@ mod mutable_files;
 mod never_wedged;
 mod pods;
 mod promote;
+mod prune_safety;
 mod quickstart;
 mod redis_drops;
 mod signatures;

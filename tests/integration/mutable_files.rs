@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::support::{rt, Ctx};
 
 /// A build with a service worker (mutable) and a fingerprinted script.
-fn build(ctx: &Ctx, name: &str, sw: &str) -> std::path::PathBuf {
+pub(crate) fn build(ctx: &Ctx, name: &str, sw: &str) -> std::path::PathBuf {
     let root = ctx.work.path().join(name);
     std::fs::create_dir_all(root.join("js")).unwrap();
     std::fs::write(root.join("sw.js"), sw).unwrap();
@@ -36,7 +36,7 @@ async fn cloudfront(ctx: &Ctx) -> aws_sdk_cloudfront::Client {
 }
 
 /// A distribution on moto's CloudFront API; returns its id.
-async fn distribution(ctx: &Ctx) -> String {
+pub(crate) async fn distribution(ctx: &Ctx) -> String {
     let origin = Origin::builder()
         .id("s3")
         .domain_name(format!("{}.s3.amazonaws.com", ctx.bucket))

@@ -396,7 +396,9 @@ fn the_orb_deploys_to_staging_then_promotes_that_release_to_production() {
     // The GitHub Action in promote mode: outputs and a summary.
     let second = relative_build(e.ctx.work.path(), "app(action)");
     let id2 = e.deploy_staging(&second);
-    let (outputs, summary) = (e.ctx.work.path().join("out"), e.ctx.work.path().join("sum"));
+    let (outputs_path, summary_path) =
+        (e.ctx.work.path().join("out"), e.ctx.work.path().join("sum"));
+    let (outputs, summary) = (outputs_path.clone(), summary_path.clone());
     let mut cmd = crate::ci_pipeline::script(&e.ctx, "scripts/ci/github-action.sh");
     cmd.env("CUTOVER_BUCKET", "")
         .env("CUTOVER_CDN_URL", "")
@@ -429,4 +431,55 @@ fn the_orb_deploys_to_staging_then_promotes_that_release_to_production() {
         e.redis_get(e.prod_redis, "current").as_deref(),
         Some(id2.as_str())
     );
+
+    // A failed promote: cutover's exit code, an ::error:: annotation and a
+    // summary, as for deploy; no outputs.
+    let before = std::fs::read_to_string(&outputs_path).unwrap();
+    let mut cmd = crate::ci_pipeline::script(&e.ctx, "scripts/ci/github-action.sh");
+    cmd.env("CUTOVER_BUCKET", "")
+        .env("CUTOVER_CDN_URL", "")
+        .env("REDIS_URL", "")
+        .env("INPUT_PROMOTE_TO", "production")
+        .env("INPUT_PROMOTE_FROM", "staging")
+        .env("INPUT_RELEASE", "0123456789abcdef")
+        .env("GITHUB_OUTPUT", &outputs_path)
+        .env("GITHUB_STEP_SUMMARY", &summary_path);
+    crate::support::run::finish(cmd.output().unwrap())
+        .expect(2)
+        .stdout_has(&["::error title=cutover promote failed (exit 2)::"]);
+    assert_eq!(std::fs::read_to_string(&outputs_path).unwrap(), before);
+    assert!(std::fs::read_to_string(&summary_path)
+        .unwrap()
+        .contains("### cutover promote `0123456789abcdef`: staging → production: failed (exit 2)"));
+}
+
+#[test]
+fn promote_rewrites_from_where_the_release_was_recorded_not_from_todays_settings() {
+    let e = Envs::new("promote-moved-cdn");
+    let build = relative_build(e.ctx.work.path(), "app(moved)");
+    let id = e.deploy_staging(&build);
+    // Staging moves to another CDN after the release was recorded.
+    let toml = e.ctx.work.path().join("cutover.toml");
+    let moved = std::fs::read_to_string(&toml).unwrap().replace(
+        "https://cdn.staging.example",
+        "https://cdn2.staging.example",
+    );
+    std::fs::write(&toml, moved).unwrap();
+    e.run(&["promote", &id, "--from", "staging", "--to", "production"])
+        .expect(0);
+    let manifest = e.redis_get(e.prod_redis, "manifest").unwrap();
+    assert!(
+        !manifest.contains("staging.example"),
+        "production serves only its own CDN: {manifest}"
+    );
+    let manifest: Value = serde_json::from_str(&manifest).unwrap();
+    for entry in ["application.js", "vendor.js"] {
+        assert!(
+            manifest[entry]
+                .as_str()
+                .unwrap()
+                .starts_with("https://cdn.prod.example/packs/js/"),
+            "{manifest}"
+        );
+    }
 }

@@ -141,7 +141,11 @@ fn deploy_signs_rollback_without_the_key_keeps_it_and_unsigned_deletes_it() {
     assert_eq!(sig.as_deref(), Some(sig_a.as_str()));
     Signature::parse(&sig_a)
         .unwrap()
-        .verify(&a, manifest.unwrap().as_bytes(), &[public.clone()])
+        .verify(
+            &a,
+            manifest.unwrap().as_bytes(),
+            std::slice::from_ref(&public),
+        )
         .unwrap();
     let status = ctx.run(&["status", "--json"]);
     status.expect(0);

@@ -253,7 +253,7 @@ fn conflict_appearing_between_plan_and_upload_is_caught() {
     };
     // Another writer puts other bytes at that key meanwhile.
     rt().block_on(ctx.put(&victim, b"someone else's bytes"));
-    proxy.release_puts();
+    proxy.release();
     let run = crate::support::run::finish(child.wait_with_output().unwrap());
     run.expect(3).error_has(&[&victim]);
     rt().block_on(async {

@@ -3,33 +3,31 @@
 # `cutover activate RELEASE --json` for PARAM_RELEASE, or else for the id
 # that deploy.sh saved in PARAM_RELEASE_ID_DIR/cutover-release-id. Exits with
 # cutover's exit code. The test suite runs this file as it is.
+# (CircleCI inlines one file per step: this one cannot share a file with the
+# other commands' scripts, so the few lines they have in common are repeated.)
 set -euo pipefail
 
 command -v cutover >/dev/null || { echo "cutover is not on PATH: run cutover/install first" >&2; exit 2; }
 command -v jq >/dev/null || { echo "jq is needed and not installed" >&2; exit 2; }
 
+# Parameters that are settings become cutover's own variables; left empty,
+# they keep the job's value (a context's CUTOVER_APP, say).
+export CUTOVER_APP="${PARAM_APP:-${CUTOVER_APP:-}}"
+export CUTOVER_ROLE_ARN="${PARAM_ROLE_ARN:-${CUTOVER_ROLE_ARN:-}}"
+
 release="${PARAM_RELEASE:-}"
 if [ -z "$release" ]; then
   file="${PARAM_RELEASE_ID_DIR:-/tmp/cutover}/cutover-release-id"
-  if [ ! -s "$file" ]; then
-    echo "no release to activate: $file does not exist; set the release parameter, or attach the workspace a cutover/deploy job persisted to" >&2
-    exit 2
-  fi
+  [ -s "$file" ] || { echo "no release to activate: $file does not exist; set the release parameter, or attach the workspace a cutover/deploy job persisted to" >&2; exit 2; }
   release="$(tr -d '[:space:]' <"$file")"
 fi
 
 args=(activate "$release" --json)
-if [ -n "${PARAM_APP:-}" ]; then args+=(--app "$PARAM_APP"); fi
-if [ -n "${PARAM_MESSAGE:-}" ]; then args+=(--message "$PARAM_MESSAGE"); fi
-if [ "${PARAM_DRY_RUN:-false}" = true ]; then args+=(--dry-run); fi
-if [ -n "${PARAM_EXTRA_ARGS:-}" ]; then
-  set -f # split on spaces, no globbing
-  # shellcheck disable=SC2206
-  extra=($PARAM_EXTRA_ARGS)
-  set +f
-  args+=("${extra[@]}")
-fi
-if [ -n "${PARAM_ROLE_ARN:-}" ]; then export AWS_ROLE_ARN="$PARAM_ROLE_ARN"; fi
+[ -z "${PARAM_MESSAGE:-}" ] || args+=(--message "$PARAM_MESSAGE")
+[ "${PARAM_DRY_RUN:-false}" != true ] || args+=(--dry-run)
+# extra_args: split on spaces, no globbing.
+# shellcheck disable=SC2206
+set -f && args+=(${PARAM_EXTRA_ARGS:-}) && set +f
 
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT

@@ -4,25 +4,26 @@
 # for a later activate: PARAM_RELEASE_ID_DIR/cutover-release-id, and
 # CUTOVER_RELEASE_ID in $BASH_ENV for the job's following steps. Exits with
 # cutover's exit code. Parameters come as PARAM_* variables. The test suite
-# runs this file as it is (tests/integration/ci_pipeline.rs).
+# runs this file as it is (tests/integration/ci_pipeline.rs). CircleCI
+# inlines one file per step, so the lines the orb's scripts have in common
+# are repeated in each.
 set -euo pipefail
 
 command -v cutover >/dev/null || { echo "cutover is not on PATH: run cutover/install first" >&2; exit 2; }
 command -v jq >/dev/null || { echo "jq is needed and not installed" >&2; exit 2; }
 
+# Parameters that are settings become cutover's own variables; left empty,
+# they keep the job's value (a context's CUTOVER_APP, say).
+export CUTOVER_APP="${PARAM_APP:-${CUTOVER_APP:-}}"
+export CUTOVER_ROLE_ARN="${PARAM_ROLE_ARN:-${CUTOVER_ROLE_ARN:-}}"
+
 args=(deploy "${PARAM_BUILD_DIR:-public/packs}" --json)
-if [ -n "${PARAM_APP:-}" ]; then args+=(--app "$PARAM_APP"); fi
-if [ -n "${PARAM_MESSAGE:-}" ]; then args+=(--message "$PARAM_MESSAGE"); fi
-if [ "${PARAM_NO_ACTIVATE:-false}" = true ]; then args+=(--no-activate); fi
-if [ "${PARAM_DRY_RUN:-false}" = true ]; then args+=(--dry-run); fi
-if [ -n "${PARAM_EXTRA_ARGS:-}" ]; then
-  set -f # split on spaces, no globbing
-  # shellcheck disable=SC2206
-  extra=($PARAM_EXTRA_ARGS)
-  set +f
-  args+=("${extra[@]}")
-fi
-if [ -n "${PARAM_ROLE_ARN:-}" ]; then export AWS_ROLE_ARN="$PARAM_ROLE_ARN"; fi
+[ -z "${PARAM_MESSAGE:-}" ] || args+=(--message "$PARAM_MESSAGE")
+[ "${PARAM_NO_ACTIVATE:-false}" != true ] || args+=(--no-activate)
+[ "${PARAM_DRY_RUN:-false}" != true ] || args+=(--dry-run)
+# extra_args: split on spaces, no globbing.
+# shellcheck disable=SC2206
+set -f && args+=(${PARAM_EXTRA_ARGS:-}) && set +f
 
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
@@ -33,8 +34,10 @@ if [ "$code" -ne 0 ]; then
     2) why="bad usage, configuration, input or permissions" ;;
     3) why="refused for safety: conflict, lock held, live release changed, pinned, or a limit" ;;
     4) why="verification failed: objects missing or corrupt" ;;
-    130) why="interrupted; nothing was switched" ;;
-    *) why="failed; nothing was switched" ;;
+    5) why="partially applied: some Redis targets switched, some did not" ;;
+    6) why="switched, but a step after the switch did not complete; the switch stands" ;;
+    1 | 130) why="failed or interrupted; nothing was switched" ;;
+    *) why="failed" ;;
   esac
   echo "cutover deploy exited with $code ($why): see the error above" >&2
   exit "$code"

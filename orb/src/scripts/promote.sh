@@ -9,6 +9,11 @@ set -euo pipefail
 command -v cutover >/dev/null || { echo "cutover is not on PATH: run cutover/install first" >&2; exit 2; }
 command -v jq >/dev/null || { echo "jq is needed and not installed" >&2; exit 2; }
 
+# Parameters that are settings become cutover's own variables; left empty,
+# they keep the job's value (a context's CUTOVER_APP, say).
+export CUTOVER_APP="${PARAM_APP:-${CUTOVER_APP:-}}"
+export CUTOVER_ROLE_ARN="${PARAM_ROLE_ARN:-${CUTOVER_ROLE_ARN:-}}"
+
 if [ -z "${PARAM_FROM:-}" ] || [ -z "${PARAM_TO:-}" ]; then
   echo "promote needs the from and to parameters: environments of cutover.toml ([environments.NAME])" >&2
   exit 2
@@ -16,25 +21,16 @@ fi
 release="${PARAM_RELEASE:-}"
 if [ -z "$release" ]; then
   file="${PARAM_RELEASE_ID_DIR:-/tmp/cutover}/cutover-release-id"
-  if [ ! -s "$file" ]; then
-    echo "no release to promote: $file does not exist; set the release parameter, or attach the workspace a cutover/deploy job persisted to" >&2
-    exit 2
-  fi
+  [ -s "$file" ] || { echo "no release to promote: $file does not exist; set the release parameter, or attach the workspace a cutover/deploy job persisted to" >&2; exit 2; }
   release="$(tr -d '[:space:]' <"$file")"
 fi
 
 args=(promote "$release" --from "$PARAM_FROM" --to "$PARAM_TO" --json)
-if [ -n "${PARAM_APP:-}" ]; then args+=(--app "$PARAM_APP"); fi
-if [ -n "${PARAM_MESSAGE:-}" ]; then args+=(--message "$PARAM_MESSAGE"); fi
-if [ "${PARAM_DRY_RUN:-false}" = true ]; then args+=(--dry-run); fi
-if [ -n "${PARAM_EXTRA_ARGS:-}" ]; then
-  set -f # split on spaces, no globbing
-  # shellcheck disable=SC2206
-  extra=($PARAM_EXTRA_ARGS)
-  set +f
-  args+=("${extra[@]}")
-fi
-if [ -n "${PARAM_ROLE_ARN:-}" ]; then export AWS_ROLE_ARN="$PARAM_ROLE_ARN"; fi
+[ -z "${PARAM_MESSAGE:-}" ] || args+=(--message "$PARAM_MESSAGE")
+[ "${PARAM_DRY_RUN:-false}" != true ] || args+=(--dry-run)
+# extra_args: split on spaces, no globbing.
+# shellcheck disable=SC2206
+set -f && args+=(${PARAM_EXTRA_ARGS:-}) && set +f
 
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT

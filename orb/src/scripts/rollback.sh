@@ -7,19 +7,18 @@ set -euo pipefail
 command -v cutover >/dev/null || { echo "cutover is not on PATH: run cutover/install first" >&2; exit 2; }
 command -v jq >/dev/null || { echo "jq is needed and not installed" >&2; exit 2; }
 
+# Parameters that are settings become cutover's own variables; left empty,
+# they keep the job's value (a context's CUTOVER_APP, say).
+export CUTOVER_APP="${PARAM_APP:-${CUTOVER_APP:-}}"
+export CUTOVER_ROLE_ARN="${PARAM_ROLE_ARN:-${CUTOVER_ROLE_ARN:-}}"
+
 args=(rollback --json)
-if [ -n "${PARAM_TO:-}" ]; then args+=(--to "$PARAM_TO"); fi
-if [ -n "${PARAM_APP:-}" ]; then args+=(--app "$PARAM_APP"); fi
-if [ -n "${PARAM_MESSAGE:-}" ]; then args+=(--message "$PARAM_MESSAGE"); fi
-if [ "${PARAM_DRY_RUN:-false}" = true ]; then args+=(--dry-run); fi
-if [ -n "${PARAM_EXTRA_ARGS:-}" ]; then
-  set -f # split on spaces, no globbing
-  # shellcheck disable=SC2206
-  extra=($PARAM_EXTRA_ARGS)
-  set +f
-  args+=("${extra[@]}")
-fi
-if [ -n "${PARAM_ROLE_ARN:-}" ]; then export AWS_ROLE_ARN="$PARAM_ROLE_ARN"; fi
+[ -z "${PARAM_TO:-}" ] || args+=(--to "$PARAM_TO")
+[ -z "${PARAM_MESSAGE:-}" ] || args+=(--message "$PARAM_MESSAGE")
+[ "${PARAM_DRY_RUN:-false}" != true ] || args+=(--dry-run)
+# extra_args: split on spaces, no globbing.
+# shellcheck disable=SC2206
+set -f && args+=(${PARAM_EXTRA_ARGS:-}) && set +f
 
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT

@@ -8,7 +8,7 @@ module Cutover
   # What Cutover.reader is built from. Under Rails the Railtie fills it from
   # config.cutover.*; elsewhere set it with Cutover.configure.
   Configuration = Struct.new(:app, :redis_url, :redis, :poll_interval, :fallback_manifest, :preview, :logger,
-                             keyword_init: true)
+                             :asset_origins, :verify_keys, keyword_init: true)
 
   @lock = Mutex.new
   @reader = nil
@@ -51,7 +51,8 @@ module Cutover
 
       Reader.new(app: c.app, redis_url: c.redis ? nil : c.redis_url, redis: c.redis,
                  poll_interval: c.poll_interval || Reader::DEFAULT_POLL_INTERVAL,
-                 fallback_manifest: c.fallback_manifest, logger: c.logger)
+                 fallback_manifest: c.fallback_manifest, logger: c.logger,
+                 asset_origins: c.asset_origins, verify_keys: c.verify_keys)
     end
   end
 end

@@ -35,6 +35,12 @@ module Cutover
       end
     end
 
+    # Every URL a format object can answer (lookups and entrypoint chunks):
+    # what the origin allowlist checks.
+    def urls(assets, entrypoints)
+      (assets + entrypoints.values.flat_map { |e| (e["js"] + e["css"] + e["preload"]).compact.map { |c| c["src"] } }).uniq
+    end
+
     def entrypoint(js, css, preload = EMPTY)
       { "js" => js.freeze, "css" => css.freeze, "preload" => preload.freeze }.freeze
     end

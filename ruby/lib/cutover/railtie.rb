@@ -16,6 +16,8 @@ module Cutover
     config.cutover.preview = nil           # a proc given the request; nil: no previews
     config.cutover.eager = true            # false: create the reader on first use
     config.cutover.logger = nil            # nil: Rails.logger
+    config.cutover.asset_origins = nil     # ["https://cdn.example.com"]: the only origins rendered
+    config.cutover.verify_keys = nil       # [public key PEM, ...]: only signed releases are used
 
     class << self
       attr_accessor :rake
@@ -51,6 +53,8 @@ module Cutover
         c.fallback_manifest = options.fallback_manifest&.to_s
         c.preview = options.preview
         c.logger = options.logger || Rails.logger
+        c.asset_origins = options.asset_origins
+        c.verify_keys = options.verify_keys
       end
       Cutover.reader if options.eager && Cutover.configured? && !Railtie.rake
     end

@@ -10,6 +10,9 @@ require "cutover/source"
 require "cutover/health"
 require "cutover/instrumentation"
 require "cutover/refresher"
+require "cutover/origins"
+require "cutover/signature"
+require "cutover/fork"
 
 module Cutover
   # Serves one app's live manifest from memory and keeps it current.
@@ -23,6 +26,11 @@ module Cutover
   class Reader
     DEFAULT_POLL_INTERVAL = 1.0
     PREVIEW_CACHE_SIZE = 16
+    PREFIX_CACHE_SIZE = 256
+    # How long the first lookup in a forked worker waits for the worker's
+    # own first read of Redis, when the copy it inherited is older than the
+    # poll interval. Past it, the lookup answers from the copy (logged once).
+    FIRST_LOOKUP_TIMEOUT = 0.2
     RELEASE_REF = /\A[0-9a-f]{1,64}\z/.freeze
 
     # What one process runs: its own connections and threads.
@@ -30,8 +38,12 @@ module Cutover
 
     attr_reader :app, :poll_interval
 
+    # asset_origins: the origins every URL of a manifest read from Redis must
+    # be on ("https://cdn.example.com"); nil: any (warned once at boot).
+    # verify_keys: Ed25519 public keys (PEM strings or files); with them, a
+    # manifest is used only when one of them verifies its signature.
     def initialize(app:, redis_url: nil, redis: nil, poll_interval: DEFAULT_POLL_INTERVAL,
-                   fallback_manifest: nil, logger: nil)
+                   fallback_manifest: nil, logger: nil, asset_origins: nil, verify_keys: nil)
       @app = app.to_s.dup.freeze
       raise ArgumentError, "app: is required" if @app.empty?
 
@@ -39,6 +51,8 @@ module Cutover
       raise ArgumentError, "poll_interval: must be positive" unless @poll_interval.positive?
 
       @keys = Keys.new(@app)
+      @origins = Origins.new(asset_origins)
+      @verifier = verify_keys.nil? || Array(verify_keys).empty? ? nil : Verifier.new(verify_keys)
       @connector = Connector.new(redis_url: redis_url, redis: redis)
       @fallback_manifest = fallback_manifest&.to_s
       @logger = logger || Cutover.default_logger
@@ -48,8 +62,20 @@ module Cutover
       @previews = {}
       @preview_lock = Mutex.new
       @rejected_id = nil
+      @rejected_logged = nil
+      @resolved = {}
+      @empty_logged = false
       @last_switch = nil
       @closed = false
+      # When this process last read Redis successfully, and how many reads
+      # it made (monotonic; a forked child inherits both).
+      @checked_at = nil
+      @checks = 0
+      @check_lock = Mutex.new
+      @checked = ConditionVariable.new
+      @first_lookup = nil
+      @stale_logged = false
+      warn_without_origins
 
       source = @connector.source(@keys)
       begin
@@ -59,12 +85,14 @@ module Cutover
         raise
       end
       @local = start(source)
+      ForkHook.register(self)
     end
 
     # The snapshot this process serves now. Take it once to read several
     # answers that belong to the same release.
     def snapshot
       local
+      await_first_check if @first_lookup
       @snapshot
     end
 
@@ -113,11 +141,15 @@ module Cutover
         raise UnknownRelease, "#{ref.inspect} is not a release id of app #{@app}"
       end
 
-      cached = @preview_lock.synchronize { @previews[ref] }
+      cached = @preview_lock.synchronize { @previews[@resolved[ref] || ref] }
       return cached if cached
 
       source = local.source
-      id = resolve(ref, source)
+      id = @preview_lock.synchronize { @resolved[ref] } || resolve(ref, source)
+      @preview_lock.synchronize do
+        @resolved.shift while @resolved.size >= PREFIX_CACHE_SIZE
+        @resolved[ref] = id
+      end
       snap = @preview_lock.synchronize { @previews[id] } || load_preview(id, source)
       @preview_lock.synchronize do
         @previews.shift while @previews.size >= PREVIEW_CACHE_SIZE
@@ -141,7 +173,11 @@ module Cutover
         redis: @health.failing?(:redis) ? :unreachable : :ok,
         subscribed: mine.refresher.subscribed?,
         polls: mine.refresher.polls,
-        pid: mine.pid
+        pid: mine.pid,
+        local_ports: mine.pid == Process.pid ? mine.source.local_ports : [],
+        asset_origins: @origins.origins,
+        verify_keys: @verifier&.fingerprints || [],
+        rejected: @rejected_logged&.first
       }.freeze
     end
 
@@ -161,56 +197,188 @@ module Cutover
     private
 
     # The process's connections and threads. A forked child inherits the
-    # parent's snapshot but not its threads: the first call in the child
-    # starts them (no hook needed), and the child serves the inherited
-    # snapshot until its first refresh.
+    # parent's snapshot but not its threads: the fork hook (ForkHook)
+    # restarts them right after fork; without a hook, the first call in the
+    # child does.
     def local
       mine = @local
       return mine if mine.pid == Process.pid || @closed
 
       @local_lock.synchronize do
-        @local = start(@connector.source(@keys)) unless @local.pid == Process.pid
+        restart_in_child unless @local.pid == Process.pid
         @local
       end
     end
 
-    def start(source)
+    # Called by ForkHook in a forked child.
+    def after_fork
+      return if @closed || @local.pid == Process.pid
+
+      # Locks held by a parent thread at the fork are released in the child,
+      # but what they protected may be half done: fresh ones.
+      @local_lock = Mutex.new
+      @local_lock.synchronize { restart_in_child }
+    end
+
+    def restart_in_child
+      @refresh_lock = Mutex.new
+      @preview_lock = Mutex.new
+      @check_lock = Mutex.new
+      @checked = ConditionVariable.new
+      @local.source.abandon # the parent's sockets: closed here, still open there
+      # The first lookup waits (briefly) for this process's own first read
+      # when the inherited copy may be stale.
+      @first_lookup = @checks
+      @local = start(@connector.source(@keys), immediate: true)
+    end
+
+    def start(source, immediate: false)
       refresher = Refresher.new(
         refresh: method(:refresh), describe: -> { @snapshot.description }, source: source,
-        interval: @poll_interval, health: @health, logger: @logger, masked_url: @connector.masked_url
+        interval: @poll_interval, health: @health, logger: @logger, masked_url: @connector.masked_url,
+        immediate: immediate
       )
       Local.new(Process.pid, source, refresher.start).freeze
     end
 
+    # The first lookup in a forked process: when the copy was last confirmed
+    # longer ago than the poll interval, wait up to FIRST_LOOKUP_TIMEOUT for
+    # this process's first read of Redis (the refresher started at fork makes
+    # it at once). Later lookups never wait.
+    def await_first_check
+      checks_at_fork = @first_lookup
+      return unless checks_at_fork
+
+      if @checked_at && monotonic - @checked_at <= @poll_interval
+        @first_lookup = nil
+        return
+      end
+      deadline = monotonic + FIRST_LOOKUP_TIMEOUT
+      @check_lock.synchronize do
+        while @checks == checks_at_fork
+          left = deadline - monotonic
+          break if left <= 0
+
+          @checked.wait(@check_lock, left)
+        end
+      end
+      fresh = @checks != checks_at_fork
+      @first_lookup = nil
+      return if fresh || @stale_logged
+
+      @stale_logged = true
+      age = @checked_at ? format("%.1fs", monotonic - @checked_at) : "never"
+      @logger.warn("cutover: process #{Process.pid} answered its first lookup from the copy it inherited " \
+                   "(#{@snapshot.description}, last confirmed #{age} ago): Redis did not answer within " \
+                   "#{FIRST_LOOKUP_TIMEOUT}s; it switches as soon as it does")
+    end
+
+    def checked!
+      @check_lock.synchronize do
+        @checked_at = monotonic
+        @checks += 1
+        @checked.broadcast
+      end
+    end
+
+    def monotonic
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+
     # One refresh, serialised so that a slower read can never install an
     # older release after a newer one. Without full:, GET current first and
-    # read the manifest only when the id differs.
+    # read the manifest (MGET current manifest signature) only when the id
+    # differs.
     def refresh(source_label, source, full: false)
       @refresh_lock.synchronize do
         serving = @snapshot.release_id
         unless full
           id = source.current
-          return false if id.nil? || id == serving || id == @rejected_id
+          note_current(id, serving)
+          if id.nil? || id == serving || id == @rejected_id
+            checked!
+            return false
+          end
         end
-        id, json = source.live
+        id, json, signature = source.live
+        note_current(id, serving)
+        checked!
         return false if id.nil? || json.nil? || id == serving
 
-        install(parse_live(id, json), source_label)
+        snap = accept_live(id, json, signature, source_label)
+        return false unless snap
+
+        install(snap, source_label)
         true
       end
     end
 
-    def parse_live(id, json)
-      Snapshot.parse(json, release_id: id, origin: :redis, app: @app)
-    rescue JSON::ParserError, UnknownFormat => e
-      @rejected_id = id # do not re-read it every poll; a new activation clears this
-      raise Error, "the live manifest of release #{id} cannot be read: #{e.message}"
+    # Says once that current is empty (Redis restarted without its data,
+    # or the key was deleted), and once more when it is set again.
+    def note_current(id, serving)
+      if id.nil?
+        return if @empty_logged || serving.nil? # at boot, the fallback warning said it
+
+        @empty_logged = true
+        @logger.warn("cutover: #{@keys.current} is empty at #{@connector.masked_url} (Redis restarted " \
+                     "without its data, or the key was deleted): no release is live; serving " \
+                     "#{@snapshot.description} until one is activated")
+      elsif @empty_logged
+        @empty_logged = false
+        @logger.info("cutover: #{@keys.current} is set again (#{id})") if id != serving
+      end
+    end
+
+    # The snapshot of a live release read from Redis, or nil when it is
+    # refused: unreadable, an URL off the allowlist, or (with verify_keys) not
+    # signed by a configured key. A refused release is logged and
+    # instrumented once, and not re-read every poll (a new activation, or an
+    # activation message, reads again).
+    def accept_live(id, json, signature, source_label)
+      reason = @verifier&.reject_reason(id, json, signature)
+      unless reason
+        snap = begin
+          Snapshot.parse(json, release_id: id, origin: :redis, app: @app)
+        rescue JSON::ParserError, UnknownFormat => e
+          reason = "the manifest cannot be read (#{e.message})"
+          nil
+        end
+        reason = origin_reason(snap) if snap
+      end
+      return snap unless reason
+
+      reject(id, reason, source_label)
+      nil
+    end
+
+    def origin_reason(snap)
+      why = @origins.reject_reason(snap.urls)
+      why && "#{why}#{" (asset_origins: #{@origins.origins.join(', ')})" if @origins.configured? && why.include?('asset_origins')}"
+    end
+
+    def reject(id, reason, source_label)
+      @rejected_id = id
+      return if @rejected_logged == [id, reason]
+
+      @rejected_logged = [id, reason]
+      @logger.error("cutover: refused release #{id} of #{@app} (via #{source_label}): #{reason}; " \
+                    "serving #{@snapshot ? @snapshot.description : 'nothing yet'}")
+      Instrumentation.rejected({ app: @app, release: id, reason: reason }, @logger)
+    end
+
+    def warn_without_origins
+      return if @origins.configured?
+
+      @logger.warn("cutover: no asset_origins configured for #{@app}: any https URL written to " \
+                   "#{@keys.manifest} will be rendered into pages (set asset_origins / " \
+                   "config.cutover.asset_origins to your CDN's origin)")
     end
 
     def install(snap, source_label)
       previous = @snapshot&.release_id
       @snapshot = snap
       @rejected_id = nil
+      @rejected_logged = nil
       @last_switch = { release: snap.release_id, previous: previous, source: source_label.to_s, at: Time.now }.freeze
       @logger.info("cutover: serving release #{snap.release_id} of #{@app} " \
                    "(previous #{previous || 'none'}, via #{source_label})")
@@ -220,10 +388,13 @@ module Cutover
     end
 
     def boot(source)
-      id, json = source.live
+      id, json, signature = source.live
+      checked!
       return boot_fallback("#{@keys.current} is not set: nothing is deployed yet (run `cutover deploy`)") if id.nil? || json.nil?
 
-      snap = Snapshot.parse(json, release_id: id, origin: :redis, app: @app)
+      snap = accept_live(id, json, signature, :boot)
+      return boot_fallback("release #{id} was refused: #{@rejected_logged&.last}") unless snap
+
       install(snap, :boot)
       snap
     rescue Redis::BaseConnectionError, SystemCallError, IOError => e
@@ -269,7 +440,13 @@ module Cutover
 
       manifest = JSON.parse(json)["manifest"]
       manifest = JSON.parse(manifest) if manifest.is_a?(String)
-      Snapshot.new(Formats.parse(manifest), release_id: id, origin: :preview, app: @app)
+      snap = Snapshot.new(Formats.parse(manifest), release_id: id, origin: :preview, app: @app)
+      reason = origin_reason(snap)
+      if reason
+        Instrumentation.rejected({ app: @app, release: id, reason: reason }, @logger)
+        raise UnknownRelease, "the manifest of release #{id} of app #{@app} was refused: #{reason}"
+      end
+      snap
     rescue JSON::ParserError, UnknownFormat => e
       raise UnknownRelease, "the record of release #{id} of app #{@app} has no readable manifest (#{e.message})"
     end

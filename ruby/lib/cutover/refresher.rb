@@ -17,7 +17,8 @@ module Cutover
 
     # refresh: called as refresh.call(source_label, source, full: bool).
     # describe: what the process serves, for log lines.
-    def initialize(refresh:, describe:, source:, interval:, health:, logger:, masked_url:)
+    # immediate: check at once (a forked child), then every interval.
+    def initialize(refresh:, describe:, source:, interval:, health:, logger:, masked_url:, immediate: false)
       @refresh = refresh
       @describe = describe
       @source = source
@@ -30,6 +31,7 @@ module Cutover
       @stopped = false
       @subscribed = false
       @polls = 0
+      @immediate = immediate
     end
 
     attr_reader :polls
@@ -75,6 +77,10 @@ module Cutover
     end
 
     def poll_loop
+      if @immediate
+        attempt(:refresh) { @refresh.call(:fork, @source, full: true) }
+        @polls += 1
+      end
       until stopped?
         pause(@interval)
         break if stopped?

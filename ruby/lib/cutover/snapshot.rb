@@ -53,6 +53,11 @@ module Cutover
       entrypoint(name) || raise(MissingEntry.new(name, release_id, description))
     end
 
+    # Every URL the manifest can answer (what the origin allowlist checks).
+    def urls
+      @manifest.urls
+    end
+
     def format
       @manifest.class.label
     end

@@ -10,6 +10,11 @@ module Cutover
     # Short, so a refresh never holds a background thread for long. Lookups
     # never wait on Redis at all.
     TIMEOUTS = { connect_timeout: 1.0, read_timeout: 1.0, write_timeout: 1.0 }.freeze
+    # A preview is read from a request thread: a paused Redis must cost it
+    # a fraction of a second, not the refresh timeouts (plus a reconnect).
+    PREVIEW_TIMEOUT = 0.25
+    PREVIEW_TIMEOUTS = { connect_timeout: PREVIEW_TIMEOUT, read_timeout: PREVIEW_TIMEOUT,
+                         write_timeout: PREVIEW_TIMEOUT, reconnect_attempts: 0 }.freeze
 
     attr_reader :masked_url
 
@@ -32,27 +37,42 @@ module Cutover
       @url ? Redis.new(url: @url, **TIMEOUTS) : Redis.new(**TIMEOUTS)
     end
 
+    # The connection previews use, with short timeouts of its own (a
+    # redis: template's other options are kept).
+    def connect_for_previews
+      if @template
+        options = @template.instance_variable_get(:@options)
+        return options.is_a?(Hash) ? Redis.new(options.merge(PREVIEW_TIMEOUTS)) : @template.dup
+      end
+
+      @url ? Redis.new(url: @url, **PREVIEW_TIMEOUTS) : Redis.new(**PREVIEW_TIMEOUTS)
+    end
+
     def source(keys)
-      Source.new(keys, connect, connect)
+      Source.new(keys, connect, connect, previews: -> { connect_for_previews })
     end
   end
 
   # Every command the reader sends (the minimal ACL in ruby/README.md lists
   # exactly these): GET and MGET on the live keys, GET of a release record and
   # ZRANGE of the release ids for previews, SUBSCRIBE to the events channel.
+  # Each process has its own Source: connections never cross a fork.
   class Source
     attr_reader :keys
 
-    def initialize(keys, commands, subscriber)
+    def initialize(keys, commands, subscriber, previews: nil)
       @keys = keys
       @commands = commands
       @subscriber = subscriber
+      @previews_factory = previews
+      @previews = nil
+      @previews_lock = Mutex.new
     end
 
-    # [release id, manifest JSON] in one round trip: activation writes both
-    # in one atomic script, so the pair always matches.
+    # [release id, manifest JSON, signature JSON] in one round trip:
+    # activation writes the three in one atomic script, so they always match.
     def live
-      @commands.mget(@keys.current, @keys.manifest)
+      @commands.mget(@keys.current, @keys.manifest, @keys.signature)
     end
 
     def current
@@ -60,11 +80,11 @@ module Cutover
     end
 
     def release_record(id)
-      @commands.get(@keys.release(id))
+      previews.get(@keys.release(id))
     end
 
     def release_ids
-      @commands.zrange(@keys.releases, 0, -1)
+      previews.zrange(@keys.releases, 0, -1)
     end
 
     # Blocks until the connection fails or stays silent for idle_timeout
@@ -74,11 +94,46 @@ module Cutover
     end
 
     def close
-      [@commands, @subscriber].each do |redis|
+      connections.each do |redis|
         redis.close
       rescue StandardError
         nil
       end
+    end
+
+    # In a forked child, on the copies of the parent's connections: close
+    # this process's file descriptors without a word to the server (no QUIT,
+    # which would end the parent's connection too; a plain close(2) of a
+    # forked descriptor leaves the parent's socket open), and without the
+    # client's lock, which a parent thread may have held at the fork.
+    def abandon
+      connections.each do |redis|
+        redis.close # Redis#close: Client#disconnect, a bare close of the socket
+      rescue StandardError
+        nil
+      end
+    end
+
+    # The local TCP ports of this Source's open connections (diagnostics:
+    # which Redis clients this process holds; CLIENT LIST shows them as addr).
+    def local_ports
+      connections.filter_map do |redis|
+        client = redis.instance_variable_get(:@original_client) || redis._client
+        sock = client.connection&.instance_variable_get(:@sock)
+        sock.local_address.ip_port if sock.respond_to?(:local_address) && !sock.closed?
+      rescue StandardError
+        nil
+      end
+    end
+
+    private
+
+    def connections
+      [@commands, @subscriber, @previews].compact
+    end
+
+    def previews
+      @previews || @previews_lock.synchronize { @previews ||= @previews_factory ? @previews_factory.call : @commands }
     end
   end
 end

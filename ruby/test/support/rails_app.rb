@@ -29,6 +29,11 @@ class CutoverRailsApp < Rails::Application
   config.cutover.app = ENV["CUTOVER_TEST_APP"]
   config.cutover.redis_url = ENV["CUTOVER_TEST_REDIS_URL"]
   config.cutover.fallback_manifest = ENV["CUTOVER_TEST_FALLBACK"]
+  config.cutover.poll_interval = Float(ENV.fetch("CUTOVER_TEST_POLL_INTERVAL", "1.0"))
+  config.cutover.asset_origins = ENV["CUTOVER_TEST_ASSET_ORIGINS"]&.split(",")
+  # Rails 6.1's Link preload header from javascript_include_tag and
+  # stylesheet_link_tag (on in apps made with load_defaults 6.1).
+  config.action_view.preload_links_header = true
   config.cutover.preview = ->(request) { request.get_header("HTTP_X_CUTOVER_PREVIEW") == PREVIEW_TOKEN }
 
   PAGE = <<~ERB
@@ -59,8 +64,24 @@ class CutoverRailsApp < Rails::Application
 end
 
 class PagesController < ActionController::Base
+  class << self
+    attr_accessor :served
+  end
+  self.served = 0
+
   def show
     render inline: CutoverRailsApp::PAGE
+  end
+
+  # The page, with which process rendered it and how many pages that
+  # process has rendered (1: its first); ?hold= keeps the worker busy after
+  # rendering, so that concurrent requests reach other workers.
+  def probe
+    PagesController.served += 1
+    response.headers["X-Pid"] = Process.pid.to_s
+    response.headers["X-Served"] = PagesController.served.to_s
+    render inline: CutoverRailsApp::PAGE
+    sleep params[:hold].to_f if params[:hold]
   end
 
   def tags

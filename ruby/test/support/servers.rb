@@ -123,3 +123,32 @@ class RedisServer
     Redis.new(url: url(password: password), timeout: 5)
   end
 end
+
+# The TCP sockets a process holds to a port (its open descriptors, matched
+# with the kernel's socket table): inode numbers, the same in a parent and a
+# child that inherited the descriptor.
+module RedisSockets
+  module_function
+
+  def of(pid, port)
+    inodes = Dir.glob("/proc/#{pid}/fd/*").filter_map do |fd|
+      File.readlink(fd)[/\Asocket:\[(\d+)\]\z/, 1]
+    rescue SystemCallError
+      nil
+    end
+    connected = File.readlines("/proc/net/tcp").drop(1).filter_map do |line|
+      fields = line.split
+      remote_port = fields[2].split(":").last.to_i(16)
+      fields[9] if remote_port == port && fields[3] == "01" # ESTABLISHED
+    end
+    (inodes & connected).sort
+  end
+
+  # The inodes of the loopback TCP sockets bound to these local ports.
+  def by_local_port(ports)
+    File.readlines("/proc/net/tcp").drop(1).filter_map do |line|
+      fields = line.split
+      fields[9] if ports.include?(fields[1].split(":").last.to_i(16)) && fields[3] == "01"
+    end.sort
+  end
+end

@@ -133,23 +133,39 @@ impl Gathered {
         })
     }
 
-    /// Under the lock: the live state again, and if another deploy held the
-    /// lock first (`waited`), the listing too; otherwise the listing stands
-    /// (conditional PUTs catch any late object).
+    /// Under the lock: the live state again, and the listing too if another
+    /// deploy held the lock first (`waited`) or a prune ran since it was
+    /// read (objects the plan would reuse may be gone); otherwise the listing
+    /// stands (conditional PUTs catch any late object).
     pub async fn refresh(
         &mut self,
         ctx: &Ctx,
         redis: &mut Registries,
         waited: bool,
     ) -> anyhow::Result<()> {
-        if waited {
-            (self.remote, self.live) = remote_state(ctx, &self.store, redis).await?;
+        let live = redis.live().await?;
+        let meta = ctx.config.meta_prefix()?;
+        let index = if live.pruned != self.live.pruned {
+            // A prune ran since: objects and records the plan would trust may
+            // be gone. Read both again.
+            let prefix = ctx.config.list_prefix();
+            let (remote, records) = tokio::join!(
+                self.store.list(&prefix, ctx.observer.as_ref()),
+                records::newest(&self.store, &meta, INDEX_RECORDS)
+            );
+            self.remote = remote?;
+            ContentIndex::new(self.store.bucket(), records)
         } else {
-            self.live = redis.live().await?;
-        }
-        let index = std::mem::take(&mut self.index);
-        self.index =
-            with_live_record(&self.store, &ctx.config.meta_prefix()?, index, &self.live).await;
+            if waited {
+                self.remote = self
+                    .store
+                    .list(&ctx.config.list_prefix(), ctx.observer.as_ref())
+                    .await?;
+            }
+            std::mem::take(&mut self.index)
+        };
+        self.live = live;
+        self.index = with_live_record(&self.store, &meta, index, &self.live).await;
         Ok(())
     }
 

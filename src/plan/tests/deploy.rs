@@ -207,9 +207,6 @@ fn diff_and_already_live_and_public_path_warning() {
     let live = LiveState {
         current: Some(first.release.id.clone()),
         manifest: Some(first.release.manifest.clone()),
-        damage: None,
-        pin: None,
-        targets: Vec::new(),
         ..LiveState::default()
     };
     // Several Redis targets, one of them behind: not live until all are.

@@ -2,6 +2,7 @@
 
 mod decisions;
 mod deploy;
+mod promote;
 mod switch;
 
 use crate::config::{load, Config, FlagValues};

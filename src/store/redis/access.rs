@@ -50,6 +50,7 @@ impl Registry {
                 format!("GET {}", k.lock),
                 format!("PEXPIRE {} 1", k.lock),
                 format!("DEL {}", k.lock),
+                format!("SET {} x", k.pruned),
                 format!("DEL {}", k.release("probe")),
                 format!("ZREM {} x", k.releases),
                 format!("SREM {} x", k.rolled_back),

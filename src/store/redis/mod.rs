@@ -170,6 +170,7 @@ impl Registry {
             self.keys.manifest.clone(),
             self.keys.pin.clone(),
             self.keys.signature.clone(),
+            self.keys.pruned.clone(),
         ];
         let (cur, man) = (keys[0].clone(), keys[1].clone());
         let values: Vec<Option<String>> = self
@@ -179,7 +180,8 @@ impl Registry {
             })
             .await?;
         let mut values = values.into_iter();
-        let (current, manifest, pin, signature) = (
+        let (current, manifest, pin, signature, pruned) = (
+            values.next().flatten(),
             values.next().flatten(),
             values.next().flatten(),
             values.next().flatten(),
@@ -203,6 +205,7 @@ impl Registry {
                     message: Some(format!("(unreadable pin: {text})")),
                 })
             }),
+            pruned,
             targets: Vec::new(),
             signature,
             manifest_sha256: manifest
@@ -333,6 +336,17 @@ impl Registry {
             .call("change the pin on", cmd.query_async(&mut conn))
             .await?;
         Ok(before.is_some())
+    }
+
+    /// Mark that a prune is about to delete (`cutover:{APP}:pruned`): a
+    /// deploy that listed the bucket before sees another mark under the
+    /// lock and lists it again.
+    pub async fn mark_pruned(&mut self, mark: &str) -> anyhow::Result<()> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&self.keys.pruned).arg(mark);
+        self.call("mark a prune on", cmd.query_async::<()>(&mut conn))
+            .await
     }
 
     /// Forget releases: their records, and their ids in the set of releases

@@ -56,7 +56,8 @@ pub struct ProxyLog {
     /// Every request forwarded without a fault (also those that follow on a
     /// kept-alive connection), in order, with what its body carried.
     pub requests: Vec<Request>,
-    /// PUTs that waited at the gate (see [`FaultyProxy::hold_puts`]).
+    /// Requests that waited at the gate (see [`FaultyProxy::hold_puts`],
+    /// [`FaultyProxy::hold_requests`]).
     pub held: usize,
     /// Connections open now (a request forwarded and not yet answered to its end).
     pub active: usize,
@@ -117,8 +118,28 @@ pub struct FaultyProxy {
     pub url: String,
     pub log: Arc<Mutex<ProxyLog>>,
     accept: tokio::task::JoinHandle<()>,
-    /// true: PUTs go through; false: they wait.
-    gate: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Which requests wait now.
+    gate: Arc<tokio::sync::watch::Sender<Gate>>,
+}
+
+/// Which requests the proxy holds until the test lets them go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    Open,
+    /// Every PUT.
+    Puts,
+    /// Every request whose request line contains this.
+    Matching(String),
+}
+
+impl Gate {
+    fn holds(&self, line: &str) -> bool {
+        match self {
+            Gate::Open => false,
+            Gate::Puts => put_key(line).is_some(),
+            Gate::Matching(s) => line.contains(s.as_str()),
+        }
+    }
 }
 
 impl FaultyProxy {
@@ -133,13 +154,19 @@ impl FaultyProxy {
         FaultyProxy::listen(upstream, false)
     }
 
-    /// From now on, PUT requests wait in the proxy until [`release_puts`](Self::release_puts).
+    /// From now on, PUT requests wait in the proxy until [`release`](Self::release).
     pub fn hold_puts(&self) {
-        self.gate.send_replace(false);
+        self.gate.send_replace(Gate::Puts);
     }
 
-    pub fn release_puts(&self) {
-        self.gate.send_replace(true);
+    pub fn release(&self) {
+        self.gate.send_replace(Gate::Open);
+    }
+
+    /// From now on, requests whose request line contains `part` (e.g. a key)
+    /// wait in the proxy until [`release`](Self::release).
+    pub fn hold_requests(&self, part: &str) {
+        self.gate.send_replace(Gate::Matching(part.to_string()));
     }
 
     /// Wait (a condition, with a deadline) until `cond` holds for the log.
@@ -178,7 +205,7 @@ impl FaultyProxy {
         let listener = rt().block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let log = Arc::new(Mutex::new(ProxyLog::default()));
-        let gate = Arc::new(tokio::sync::watch::channel(true).0);
+        let gate = Arc::new(tokio::sync::watch::channel(Gate::Open).0);
         let accept = {
             let (log, gate) = (log.clone(), gate.clone());
             rt().spawn(async move {
@@ -285,7 +312,7 @@ fn part_number(request: &str) -> Option<u32> {
 /// is forwarded; each body is hashed as it is forwarded.
 struct Requests {
     log: Arc<Mutex<ProxyLog>>,
-    open: tokio::sync::watch::Receiver<bool>,
+    open: tokio::sync::watch::Receiver<Gate>,
     head: Vec<u8>,
     /// The request whose body is streaming, and how much of it is left.
     current: Option<(Request, sha2::Sha256)>,
@@ -341,11 +368,11 @@ impl Requests {
                     .unwrap()
                     .put_checksums
                     .insert(key, checksum.clone());
-                if !*self.open.borrow() {
-                    self.log.lock().unwrap().held += 1;
-                    if self.open.wait_for(|o| *o).await.is_err() {
-                        return false; // the proxy is gone: never forwarded
-                    }
+            }
+            if self.open.borrow().holds(&line) {
+                self.log.lock().unwrap().held += 1;
+                if self.open.wait_for(|g| !g.holds(&line)).await.is_err() {
+                    return false; // the proxy is gone: never forwarded
                 }
             }
             if server.write_all(&self.head).await.is_err() {
@@ -388,7 +415,7 @@ async fn forward(
     initial: Vec<u8>,
     upstream: &str,
     log: Arc<Mutex<ProxyLog>>,
-    open: tokio::sync::watch::Receiver<bool>,
+    open: tokio::sync::watch::Receiver<Gate>,
 ) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
@@ -437,7 +464,7 @@ async fn serve(
     upstream: String,
     log: Arc<Mutex<ProxyLog>>,
     faults: bool,
-    open: tokio::sync::watch::Receiver<bool>,
+    open: tokio::sync::watch::Receiver<Gate>,
 ) {
     let Some((head_len, buf)) = read_head(&mut client).await else {
         return;

@@ -33,6 +33,10 @@ module Cutover
         freeze
       end
 
+      def urls
+        Formats.urls(@assets.values.compact.map { |a| a["src"] }, @entrypoints)
+      end
+
       def lookup(name)
         @assets[name]&.fetch("src")
       end

@@ -37,6 +37,10 @@ module Cutover
         freeze
       end
 
+      def urls
+        Formats.urls(@files.values.compact, @entrypoints.compact)
+      end
+
       def lookup(name)
         key = candidates(name, extensions: [""]).find { |k| @files.key?(k) }
         key && @files[key]
