@@ -20,6 +20,8 @@ pub struct Keys {
     /// older value lists the bucket again under the lock.
     pub pruned: String,
     pub channel: String,
+    /// The live release's signature (docs/redis.md, "Signed releases").
+    pub signature: String,
     prefix: String,
 }
 
@@ -36,6 +38,7 @@ impl Keys {
             rolled_back: format!("{prefix}rolled_back"),
             pruned: format!("{prefix}pruned"),
             channel: format!("{prefix}events"),
+            signature: format!("{prefix}signature"),
             prefix,
         }
     }
@@ -44,6 +47,14 @@ impl Keys {
     pub fn release(&self, id: &str) -> String {
         format!("{}release:{id}", self.prefix)
     }
+}
+
+/// The exact bytes of a manifest as the activation writes it to
+/// `cutover:{APP}:manifest` (compact JSON, keys in their order). The one
+/// serialization: the signer hashes these bytes and the activation writes
+/// them, so a signature always covers what readers read.
+pub fn manifest_text(manifest: &serde_json::Value) -> String {
+    serde_json::to_string(manifest).expect("JSON values serialize")
 }
 
 /// What changed the live release.
@@ -207,6 +218,7 @@ mod tests {
             &k.pin,
             &k.rolled_back,
             &k.channel,
+            &k.signature,
             &k.release("ab12"),
         ] {
             assert!(key.starts_with("cutover:{shop}:"), "{key}");

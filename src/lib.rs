@@ -22,5 +22,6 @@ pub mod exec;
 pub mod plan;
 pub mod release;
 pub mod render;
+pub mod signing;
 pub mod state;
 pub mod store;

@@ -69,6 +69,11 @@ pub struct ReleaseRecord {
     /// tested. Its files are byte for byte that release's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_from: Option<PromotedFrom>,
+    /// The release's signature (docs/redis.md, "Signed releases"): the value
+    /// every activation of it writes to `cutover:{APP}:signature`. Absent:
+    /// unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
     /// Every object of the release; kept in the S3 copy, left out of the Redis copy.
     /// Shared (not copied) with the deploy plan that made the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +116,7 @@ impl ReleaseRecord {
             manifest,
             public_path,
             promoted_from,
+            signature,
             files: _,
         } = self;
         ReleaseRecord {
@@ -131,6 +137,7 @@ impl ReleaseRecord {
             manifest: manifest.clone(),
             public_path: public_path.clone(),
             promoted_from: promoted_from.clone(),
+            signature: signature.clone(),
             files: None,
         }
     }

@@ -259,6 +259,10 @@ pub struct LiveState {
     /// What the last prune marked (`cutover:{APP}:pruned`): when it differs
     /// from what a deploy listed against, objects may have gone since.
     pub pruned: Option<String>,
+    /// The live signature, as stored (None: absent).
+    pub signature: Option<String>,
+    /// The SHA-256 of the live manifest's bytes as read (None: absent).
+    pub manifest_sha256: Option<String>,
     /// With several Redis targets (pods): what each holds, in their order.
     /// The fields above are the first target's. Empty: one Redis.
     pub targets: Vec<TargetLive>,
@@ -271,14 +275,44 @@ pub struct TargetLive {
     pub name: String,
     pub current: Option<String>,
     pub manifest: Option<serde_json::Value>,
+    pub signature: Option<String>,
 }
 
 impl LiveState {
-    /// Is this release live, with its own manifest (nothing to repair), on
-    /// every Redis target?
-    pub fn serves(&self, id: &str, manifest: &serde_json::Value) -> bool {
-        self.each()
-            .all(|(_, current, m)| current == Some(id) && m == Some(manifest))
+    /// Is this release live, with its own manifest and signature (nothing
+    /// to repair), on every Redis target?
+    pub fn serves(&self, id: &str, manifest: &serde_json::Value, signature: Option<&str>) -> bool {
+        self.expectations(id, manifest, signature)
+            .iter()
+            .all(|e| e.serves)
+    }
+
+    /// Whether the live release is signed, and by which key (None: no
+    /// release is live), checked with `known` (the configured signing
+    /// key's public half) when it is the key named. The first target's.
+    pub fn signature_state(
+        &self,
+        known: Option<&crate::signing::VerifyKey>,
+    ) -> Option<crate::signing::SignatureState> {
+        let current = self.current.as_deref()?;
+        Some(crate::signing::SignatureState::of(
+            self.signature.as_deref(),
+            current,
+            self.manifest_sha256.as_deref(),
+            known,
+        ))
+    }
+
+    /// Every target's signature, in target order.
+    fn signatures(&self) -> Vec<Option<&str>> {
+        if self.targets.is_empty() {
+            vec![self.signature.as_deref()]
+        } else {
+            self.targets
+                .iter()
+                .map(|t| t.signature.as_deref())
+                .collect()
+        }
     }
 
     /// Every target as (name, current, manifest); one Redis is one target.
@@ -309,12 +343,18 @@ impl LiveState {
 
     /// The switch's precondition on each target: the release it serves,
     /// and whether it already serves `id` with `manifest` (left alone).
-    pub fn expectations(&self, id: &str, manifest: &serde_json::Value) -> Vec<Expect> {
+    pub fn expectations(
+        &self,
+        id: &str,
+        manifest: &serde_json::Value,
+        signature: Option<&str>,
+    ) -> Vec<Expect> {
         self.each()
-            .map(|(name, current, m)| Expect {
+            .zip(self.signatures())
+            .map(|((name, current, m), sig)| Expect {
                 target: name.to_string(),
                 current: current.map(str::to_string),
-                serves: current == Some(id) && m == Some(manifest),
+                serves: current == Some(id) && m == Some(manifest) && sig == signature,
             })
             .collect()
     }

@@ -84,6 +84,8 @@ pub enum Command {
     Config,
     /// Make a release tested in one environment live in another, unchanged.
     Promote(PromoteArgs),
+    /// Write a new Ed25519 key pair for signed releases (PEM files).
+    Keygen(KeygenArgs),
 }
 
 impl Command {
@@ -105,6 +107,7 @@ impl Command {
             Command::Unpin(_) => "unpin",
             Command::Config => "config",
             Command::Promote(_) => "promote",
+            Command::Keygen(_) => "keygen",
         }
     }
 }
@@ -270,6 +273,14 @@ pub struct VerifyArgs {
 pub struct DoctorArgs {
     /// A build directory, to check its public path against CDN_URL/PREFIX.
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write PREFIX.pem (the private key, mode 0600) and PREFIX.pub.pem
+    /// (the public key, for the readers' verify_keys); never overwrites.
+    #[arg(long, value_name = "PREFIX", default_value = crate::commands::keygen::DEFAULT_PREFIX)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

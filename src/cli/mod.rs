@@ -65,6 +65,10 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
         };
         return emit(json, result.await);
     }
+    // A key pair needs no configuration.
+    if let Command::Keygen(a) = &cli.command {
+        return emit(json, crate::commands::keygen::run(Some(&a.out)));
+    }
     let ctx = match context(&cli, &flags) {
         Ok(ctx) => ctx,
         Err(e) => return fail(json, &e),
@@ -139,6 +143,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
         }
         Command::Config => emit(json, Ok(settings::run(&ctx))),
         Command::Promote(_) => unreachable!("promote runs with two contexts, above"),
+        Command::Keygen(_) => unreachable!("keygen runs without a context, above"),
         Command::Doctor(a) => emit(json, doctor::run(&ctx, a.dir.as_deref()).await),
         Command::Unlock(a) => {
             let req = unlock::Request {

@@ -36,6 +36,10 @@ pub struct Outcome {
     #[serde(flatten)]
     pub head: Head,
     pub checks: Vec<Check>,
+    /// Whether the live release is signed, and by which key (absent when
+    /// Redis was not reached or nothing is live).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signing::SignatureState>,
 }
 
 fn pass(name: &'static str, detail: impl Into<String>) -> Check {
@@ -132,6 +136,7 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
         }
     };
     let mut live_record = None;
+    let mut signature = None;
     if let Some(reg) = redis.as_mut() {
         let several = reg.several();
         let mut eviction = Vec::new();
@@ -207,6 +212,15 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
                 "grant the minimal ACL in docs/redis.md",
             ),
         });
+        let known = config.signing_key.as_ref().map(|k| k.verify_key());
+        signature = live
+            .as_ref()
+            .and_then(|l| l.signature_state(known.as_ref()));
+        if let (Some(id), Some(state)) =
+            (live.as_ref().and_then(|l| l.current.as_ref()), &signature)
+        {
+            checks.push(signature_check(config, id, state));
+        }
         if let (Some(s), Some(id)) = (&store, live.and_then(|l| l.current)) {
             if let Ok(Some(r)) = records::read(s, &config.meta_prefix()?, &id).await {
                 live_record = Some(r);
@@ -244,7 +258,40 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
             "deploy, then run doctor again",
         )),
     }
-    Ok(Outcome { head, checks })
+    Ok(Outcome {
+        head,
+        checks,
+        signature,
+    })
+}
+
+/// Is the live release signed (and must it be)? A signature readers would
+/// reject fails; an unsigned release fails only under `require_signature`.
+fn signature_check(
+    config: &crate::config::Config,
+    id: &str,
+    state: &crate::signing::SignatureState,
+) -> Check {
+    if let Some(p) = &state.problem {
+        return problem(
+            "signature",
+            Status::Fail,
+            format!("live release {id}: {p}"),
+            format!("run `cutover activate {id}` to write its record's signature again, or deploy its build again with signing_key"),
+        );
+    }
+    if !state.signed && config.require_signature {
+        return problem(
+            "signature",
+            Status::Fail,
+            format!("live release {id} is unsigned and require_signature is set: readers with verify_keys do not serve it"),
+            "deploy with signing_key (a key from `cutover keygen`), or activate a signed release",
+        );
+    }
+    pass(
+        "signature",
+        format!("live release {id} is {}", state.describe()),
+    )
 }
 
 /// The build's public path must be `CDN_URL/PREFIX/` (or relative).

@@ -6,6 +6,7 @@ use super::{Ctx, Head};
 use crate::contract::{ActivationEvent, Pin};
 use crate::release::ReleaseRecord;
 use crate::render::{bytes, count, table, Render};
+use crate::signing::SignatureState;
 use crate::state::Stored;
 use crate::store::registries::Registries;
 
@@ -18,6 +19,9 @@ pub struct Status {
     pub last_event: Option<ActivationEvent>,
     /// Set while the app is pinned: deploys record but do not activate.
     pub pin: Option<Pin>,
+    /// Whether the live release is signed, and by which key (null: no
+    /// release is live).
+    pub signature: Option<SignatureState>,
     /// What is wrong with the live state in Redis, and how to repair it.
     pub problems: Vec<String>,
     /// With several Redis targets: what each serves (absent with one).
@@ -106,15 +110,58 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
         }
     }
     let targets = target_rows(&live, &mut problems);
+    let known = ctx.config.signing_key.as_ref().map(|k| k.verify_key());
+    let signature = live.signature_state(known.as_ref());
+    problems.extend(signature_problems(
+        &ctx.config,
+        live.current.as_deref(),
+        signature.as_ref(),
+        record.as_ref(),
+        live.signature.as_deref(),
+    ));
     Ok(Status {
         head,
         current: live.current,
         record,
         last_event,
         pin: live.pin,
+        signature,
         problems,
         targets,
     })
+}
+
+/// What is wrong with the live signature, and how to repair it (status,
+/// doctor): it does not fit or verify, it is not the record's, or the
+/// release is unsigned under `require_signature`.
+pub fn signature_problems(
+    config: &crate::config::Config,
+    current: Option<&str>,
+    state: Option<&SignatureState>,
+    record: Option<&ReleaseRecord>,
+    live_signature: Option<&str>,
+) -> Vec<String> {
+    let (Some(id), Some(state)) = (current, state) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    if let Some(p) = &state.problem {
+        problems.push(format!(
+            "{p}: readers with verify_keys keep their last good release; `cutover activate {id}` writes the record's signature again"
+        ));
+    } else if let Some(r) = record.filter(|r| r.signature.as_deref() != live_signature) {
+        problems.push(format!(
+            "the live signature is not the one in the record of {id} ({}); `cutover activate {id}` writes the record's",
+            if r.signature.is_some() { "signed" } else { "unsigned" }
+        ));
+    }
+    if !state.signed && config.require_signature {
+        problems.push(format!(
+            "release {id} is unsigned and require_signature is set: readers with verify_keys do not serve it; \
+             deploy its build again with signing_key"
+        ));
+    }
+    problems
 }
 
 impl Render for Status {
@@ -149,6 +196,9 @@ impl Render for Status {
         }
         if let Some(r) = &self.record {
             t.push_str(&record_lines(r));
+        }
+        if let Some(s) = &self.signature {
+            t.push_str(&format!("  {}\n", s.describe()));
         }
         for p in &self.problems {
             t.push_str(&format!("  PROBLEM: {p}\n"));

@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod diff;
 pub mod doctor;
 pub mod inspect;
+pub mod keygen;
 pub mod pin;
 pub mod promote;
 pub mod prune;

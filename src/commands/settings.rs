@@ -33,7 +33,15 @@ pub fn run(ctx: &Ctx) -> Settings {
             |key| match (config.values.get(key.name), config.origins.get(key.name)) {
                 (Some(value), Some(origin)) => Setting {
                     key: key.name,
-                    value: crate::config::shown(key, value),
+                    value: match (key.name, &config.signing_key) {
+                        // Which key, never the key: its public fingerprint.
+                        ("signing_key", Some(k)) => format!(
+                            "{} (key {})",
+                            crate::config::shown(key, value),
+                            k.fingerprint()
+                        ),
+                        _ => crate::config::shown(key, value),
+                    },
                     origin: origin.to_string(),
                 },
                 _ => Setting {

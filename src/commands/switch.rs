@@ -50,6 +50,7 @@ impl Request {
                 .cloudfront_distribution_id
                 .clone()
                 .map(|d| (d, self.wait)),
+            require_signature: ctx.config.require_signature,
         }
     }
 }

@@ -8,6 +8,7 @@ use super::{resolve_release, Ctx, Head};
 use crate::error::Failure;
 use crate::plan::switch::problems;
 use crate::render::{count, Render};
+use crate::signing::{sha256_hex, SignatureState};
 use crate::store::cdn::Cdn;
 
 pub struct Request {
@@ -31,15 +32,22 @@ pub struct Outcome {
     pub cdn_checked: Vec<String>,
     /// One line per file the CDN does not serve as uploaded.
     pub cdn_problems: Vec<String>,
+    /// Whether the release is signed and by which key: the live signature
+    /// when the release is live, else its record's.
+    pub signature: SignatureState,
+    /// What is wrong with the signature (it does not fit or verify; the
+    /// release is unsigned under `require_signature`).
+    pub signature_problems: Vec<String>,
 }
 
 pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     let config = &ctx.config;
     let app = config.app()?.to_string();
     let (store, mut redis) = ctx.connect().await?;
+    let live = redis.live().await?;
     let wanted = match req.release {
         Some(r) => r,
-        None => redis.live().await?.current.ok_or_else(|| {
+        None => live.current.clone().ok_or_else(|| {
             Failure::input(format!(
                 "no release is live for {app}; name one: `cutover verify RELEASE`"
             ))
@@ -66,7 +74,28 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             .await;
         cdn_checked = checks.into_iter().map(|c| c.url).collect();
     }
+    let known = config.signing_key.as_ref().map(|k| k.verify_key());
+    let signature = match live.signature_state(known.as_ref()) {
+        Some(s) if live.current.as_deref() == Some(record.id.as_str()) => s,
+        _ => SignatureState::of(
+            record.signature.as_deref(),
+            &record.id,
+            Some(&sha256_hex(
+                crate::contract::manifest_text(&record.manifest).as_bytes(),
+            )),
+            known.as_ref(),
+        ),
+    };
+    let mut signature_problems: Vec<String> = signature.problem.iter().cloned().collect();
+    if !signature.signed && config.require_signature {
+        signature_problems.push(format!(
+            "release {} is unsigned and require_signature is set",
+            record.id
+        ));
+    }
     Ok(Outcome {
+        signature,
+        signature_problems,
         head: ctx.head("verify", None)?,
         release: record.id.clone(),
         objects: record.file_count,
@@ -95,6 +124,14 @@ impl Render for Outcome {
         for p in &self.s3_problems {
             t.push_str(&format!("    {p}\n"));
         }
+        t.push_str(&format!(
+            "{} signature: {}\n",
+            mark(self.signature_problems.is_empty()),
+            self.signature.describe()
+        ));
+        for p in &self.signature_problems {
+            t.push_str(&format!("    {p}\n"));
+        }
         if !self.cdn_checked.is_empty() {
             t.push_str(&format!(
                 "{} CDN: {} fetched{}\n",
@@ -114,7 +151,10 @@ impl Render for Outcome {
     }
 
     fn exit_code(&self) -> u8 {
-        if self.s3_problems.is_empty() && self.cdn_problems.is_empty() {
+        if self.s3_problems.is_empty()
+            && self.cdn_problems.is_empty()
+            && self.signature_problems.is_empty()
+        {
             0
         } else {
             4

@@ -216,6 +216,21 @@ pub const KEYS: &[Key] = &[
         ..key("cloudfront_distribution_id", cloudfront_distribution_id)
     },
     Key {
+        flag: Some("signing-key"),
+        env: &["CUTOVER_SIGNING_KEY"],
+        scope: Scope::Only(&["deploy", "promote"]),
+        value_name: "PATH",
+        help: "Ed25519 private key that signs releases (`cutover keygen` makes one): the path of its PEM file, or the PEM itself (a value that starts with -----BEGIN); never printed",
+        default: "none: releases are unsigned",
+        ..key("signing_key", signing_key)
+    },
+    Key {
+        env: &["CUTOVER_REQUIRE_SIGNATURE"],
+        help: "Every release made live must be signed: deploy and promote without signing_key exit 2; doctor fails on an unsigned live release",
+        default: "false",
+        ..key("require_signature", require_signature)
+    },
+    Key {
         env: &["CUTOVER_META_PREFIX"],
         help: "Where release records live in the bucket, outside the public prefix",
         default: "_cutover/APP",

@@ -123,6 +123,10 @@ pub struct Config {
     pub mutable: Vec<MutableRule>,
     /// CloudFront distribution to invalidate changed mutable files on.
     pub cloudfront_distribution_id: Option<String>,
+    /// The key that signs releases (`signing_key`); None: unsigned.
+    pub signing_key: Option<crate::signing::SigningKey>,
+    /// Refuse to make an unsigned release live (`require_signature`).
+    pub require_signature: bool,
     /// The `[environments.NAME]` in use (`--env`, `CUTOVER_ENV`).
     pub environment: Option<String>,
     /// Where each set key came from.
@@ -169,6 +173,8 @@ impl Default for Config {
             exclude: Default::default(),
             mutable: Vec::new(),
             cloudfront_distribution_id: None,
+            signing_key: None,
+            require_signature: false,
             environment: None,
             origins: BTreeMap::new(),
             values: BTreeMap::new(),
@@ -239,14 +245,39 @@ impl Config {
         std::time::Duration::from_secs(self.s3_timeout_secs * 3)
     }
 
+    /// `require_signature` without a key: exit 2 naming `signing_key`.
+    pub fn check_can_sign(&self) -> anyhow::Result<()> {
+        if self.require_signature && self.signing_key.is_none() {
+            let from = self
+                .origins
+                .get("require_signature")
+                .map(|o| format!(" (from {o})"))
+                .unwrap_or_default();
+            return Err(Failure::input(format!(
+                "require_signature is set{from} but no signing_key is configured: set CUTOVER_SIGNING_KEY \
+                 (the PEM, or the path of its file) or signing_key in cutover.toml; nothing was uploaded or switched"
+            )));
+        }
+        Ok(())
+    }
+
     /// Who is doing this, for records and history.
     pub fn actor(&self) -> String {
         self.deployed_by.clone().unwrap_or_else(|| "unknown".into())
     }
 }
 
-/// A value as it may be shown: passwords in URLs replaced by `***`.
+/// A value as it may be shown: passwords in URLs replaced by `***`, a
+/// PEM given as the value itself (a private key) never shown.
 pub fn shown(key: &keys::Key, value: &str) -> String {
+    if values::is_inline_pem(value) {
+        return "<PEM given inline, not shown>".into();
+    }
+    // A signing key that is not a file may be the key itself in another
+    // form (base64 without its PEM lines): never quoted.
+    if key.name == "signing_key" && !std::path::Path::new(value).is_file() {
+        return "<not a readable file; not shown>".into();
+    }
     let has_password = value
         .split_whitespace()
         .any(|v| url::Url::parse(v).is_ok_and(|u| u.password().is_some()));

@@ -170,7 +170,13 @@ fn resolve(
         match (key.apply)(value, &mut config) {
             Ok(()) => {
                 config.origins.insert(key.name, raw.origin.clone());
-                config.values.insert(key.name, value.to_string());
+                // A key given inline is kept as it may be shown, never as given.
+                let kept = if super::values::is_inline_pem(value) {
+                    shown(key, value)
+                } else {
+                    value.to_string()
+                };
+                config.values.insert(key.name, kept);
             }
             Err(expected) => {
                 problems.push(format!(

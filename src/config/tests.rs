@@ -47,6 +47,12 @@ fn every_key_is_reachable_from_flag_env_and_file() {
     let pem = dir.path().join("x.pem");
     std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\n").unwrap();
     let pem = pem.to_str().unwrap();
+    let signing = dir.path().join("signing.pem");
+    let key_pem = crate::signing::SigningKey::generate()
+        .unwrap()
+        .private_pem();
+    std::fs::write(&signing, key_pem.as_bytes()).unwrap();
+    let signing = signing.to_str().unwrap();
     for key in KEYS {
         // Settings some keys need beside them (cross_checks).
         let companions: Vec<(&str, &str)> = match key.name {
@@ -70,7 +76,10 @@ fn every_key_is_reachable_from_flag_env_and_file() {
             "cloudfront_distribution_id" => "E2ABCDEF",
             "role_arn" => "arn:aws:iam::123456789012:role/deploy",
             "redis_url" => "redis://h:1",
-            "redis_cluster" | "s3_path_style" | "redis_tls_insecure" => "true",
+            "redis_cluster" | "s3_path_style" | "redis_tls_insecure" | "require_signature" => {
+                "true"
+            }
+            "signing_key" => signing,
             "redis_ca_file" | "redis_tls_cert_file" | "redis_tls_key_file" => pem,
             "manifest" => "m.json",
             "manifest_format" => "vite",
@@ -502,4 +511,41 @@ fn cdn_url_with_dot_segments_is_refused() {
         let msg = error(&FlagValues::new(), &[("CUTOVER_CDN_URL", url)], None);
         assert!(msg.contains("without `.` or `..` segments"), "{url}: {msg}");
     }
+}
+
+#[test]
+fn a_signing_key_is_never_shown_nor_quoted() {
+    let key = crate::signing::SigningKey::generate().unwrap();
+    let pem = key.private_pem().to_string();
+    let body = pem.lines().nth(1).unwrap().to_string();
+    // Inline (CUTOVER_SIGNING_KEY holding the PEM): loaded, never kept as given.
+    let c = load(
+        &FlagValues::new(),
+        &env_of(&[("CUTOVER_APP", "shop"), ("CUTOVER_SIGNING_KEY", &pem)]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.signing_key.as_ref().unwrap().fingerprint(),
+        key.fingerprint()
+    );
+    assert!(!c.values["signing_key"].contains(&body));
+    // A bad inline key, or a value that is neither a file nor a PEM (a key
+    // pasted without its PEM lines): the error never quotes it.
+    let broken = pem.replace(&body[4..24], "BBBBBBBBBBBBBBBBBBBB");
+    for value in [broken.as_str(), body.as_str()] {
+        let e = error(&FlagValues::new(), &[("CUTOVER_SIGNING_KEY", value)], None);
+        assert!(e.contains("signing_key"), "{e}");
+        assert!(!e.contains(&body[24..44]), "{e}");
+    }
+    // require_signature without a key: refused before anything, naming signing_key.
+    let c = load(
+        &FlagValues::new(),
+        &env_of(&[("CUTOVER_REQUIRE_SIGNATURE", "true")]),
+        None,
+    )
+    .unwrap();
+    let e = c.check_can_sign().unwrap_err();
+    assert_eq!(exit_code(&e), 2);
+    assert!(e.to_string().contains("signing_key"));
 }

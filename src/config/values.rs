@@ -309,3 +309,27 @@ pub(super) fn build_url(v: &str, c: &mut Config) -> Result<(), String> {
     c.build_url = Some(v.to_string());
     Ok(())
 }
+
+/// Is this value a PEM itself (rather than the path of a PEM file)?
+pub(super) fn is_inline_pem(v: &str) -> bool {
+    v.trim_start().starts_with("-----BEGIN")
+}
+
+/// A PEM file's path, or (starting with `-----BEGIN`) the PEM itself.
+/// What is wrong is said without quoting the key.
+pub(super) fn signing_key(v: &str, c: &mut Config) -> Result<(), String> {
+    let pem = if is_inline_pem(v) {
+        v.to_string()
+    } else {
+        std::fs::read_to_string(v).map_err(|e| {
+            format!("the path of a PEM file of an Ed25519 private key, or the PEM itself ({e})")
+        })?
+    };
+    c.signing_key = Some(crate::signing::SigningKey::from_pem(&pem)?);
+    Ok(())
+}
+
+pub(super) fn require_signature(v: &str, c: &mut Config) -> Result<(), String> {
+    c.require_signature = boolean(v)?;
+    Ok(())
+}

@@ -42,9 +42,14 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
             bytes(files.iter().map(|f| f.file.size).sum()),
             t.bucket
         ),
-        Step::PutRecord { key, .. } => format!(
-            "S3 PUT s3://{}/{key} (release record, with the file list)",
-            t.bucket
+        Step::PutRecord { key, signs, .. } => format!(
+            "S3 PUT s3://{}/{key} (release record, with the file list{})",
+            t.bucket,
+            if *signs {
+                "; replaces the unsigned record: the release gains its signature"
+            } else {
+                ""
+            }
         ),
         Step::Register {
             record: r,
@@ -128,10 +133,10 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
                     (None, false) => format!("{} if it serves no release", e.target),
                 })
                 .collect();
-            let one = Step::Switch(Switch {
+            let one = Step::Switch(Box::new(Switch {
                 expect: Vec::new(),
-                ..s.clone()
-            });
+                ..(**s).clone()
+            }));
             format!(
                 "on {} Redis targets at once, each atomically ({}): {}",
                 s.expect.len(),
@@ -141,7 +146,15 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
         }
         Step::Switch(s) => format!(
             "Redis EVAL activate: check key types;{respect} if {current} is {expected}{force}: PUBLISH {channel} ({action} event); \
-             SET {current} {id}; SET {manifest} ({size} of JSON); LPUSH {history} (capped at {cap}){pin}{marked}",
+             SET {current} {id}; SET {manifest} ({size} of JSON); {signed}; LPUSH {history} (capped at {cap}){pin}{marked}",
+            signed = match s
+                .signature
+                .as_deref()
+                .and_then(|t| crate::signing::Signature::parse(t).ok())
+            {
+                Some(sig) => format!("SET {} (signed by key {})", t.keys.signature, sig.key),
+                None => format!("DEL {} (unsigned)", t.keys.signature),
+            },
             respect = if s.pin == PinChange::Respect {
                 format!(" unless {} is set,", t.keys.pin)
             } else {
@@ -166,7 +179,7 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
             force = if s.force { " (or --force)" } else { "" },
             id = s.release,
             manifest = t.keys.manifest,
-            size = bytes(serde_json::to_string(&s.manifest).map(|j| j.len()).unwrap_or(0) as u64),
+            size = bytes(crate::contract::manifest_text(&s.manifest).len() as u64),
             history = t.keys.history,
             action = s.action.as_str(),
             cap = t.history_limit,

@@ -156,9 +156,9 @@ impl<'a> Executor<'a> {
     async fn write(&mut self, step: &Step, done: &mut Executed) -> anyhow::Result<()> {
         match step {
             Step::Upload(files) => done.upload = Some(self.upload(files).await?),
-            Step::PutRecord { key, record } => {
+            Step::PutRecord { key, record, signs } => {
                 let body = serde_json::to_vec_pretty(&**record).expect("records serialize");
-                self.s3()?.put_record(key, body).await?
+                self.s3()?.put_record(key, body, *signs).await?
             }
             Step::Register {
                 record,
@@ -327,6 +327,7 @@ impl<'a> Executor<'a> {
                     .activate(
                         &event,
                         &s.manifest,
+                        s.signature.as_deref(),
                         s.force,
                         &s.pin,
                         s.rolled_back_from.as_deref(),

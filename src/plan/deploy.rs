@@ -116,6 +116,9 @@ pub struct DeployPlan {
     /// The release's record is in S3 already (a release recorded before):
     /// records are immutable, so it is not written again.
     pub recorded: bool,
+    /// It is recorded unsigned, and this deploy signs it: the record gains
+    /// its signature (in S3 and in Redis).
+    pub signs_record: bool,
     pub not_fingerprinted: Vec<String>,
     /// Files `exclude` left out: (count, bytes).
     pub excluded: (usize, u64),
@@ -193,10 +196,11 @@ impl DeployPlan {
             invalidate(&mut steps);
             return steps;
         }
-        if !self.recorded {
+        if !self.recorded || self.signs_record {
             steps.push(Step::PutRecord {
                 key: record_key(meta_prefix, &self.release.id),
                 record: Arc::clone(&self.release),
+                signs: self.signs_record,
             });
         }
         if opts.s3_only {
@@ -210,7 +214,7 @@ impl DeployPlan {
             if opts.verify_cdn {
                 steps.push(Step::VerifyCdn(self.release.cdn_checks(0)));
             }
-            steps.push(Step::Switch(Switch {
+            steps.push(Step::Switch(Box::new(Switch {
                 expect: self.expect.clone(),
                 release: self.release.id.clone(),
                 manifest: self.release.manifest.clone(),
@@ -220,7 +224,8 @@ impl DeployPlan {
                 force: opts.force,
                 pin: PinChange::Respect,
                 rolled_back_from: None,
-            }));
+                signature: self.release.signature.clone(),
+            })));
             invalidate(&mut steps);
         }
         steps
@@ -397,17 +402,29 @@ pub fn deploy(config: &Config, facts: &DeployFacts, who: Provenance) -> anyhow::
         .filter(|f| !manifest.is_fingerprinted(&f.file.path) && !f.file.mutable)
         .map(|f| f.file.path.clone())
         .collect();
-    let release = record(config, &files, manifest, who)?;
+    let mut release = record(config, &files, manifest, who)?;
+    // A release recorded signed keeps its signature (as activate does),
+    // with or without a key here: the record and the live key agree.
+    let recorded = facts.index.record(&release.id);
+    if let Some(s) = recorded
+        .and_then(|r| r.signature.clone())
+        .filter(|s| fits(s, &release))
+    {
+        release.signature = Some(s);
+    }
+    let signs_record =
+        recorded.is_some_and(|r| r.signature.is_none()) && release.signature.is_some();
     let warnings = warnings(config, manifest, &not_fingerprinted);
     let header_updates = header_updates(&files, facts.heads);
     Ok(DeployPlan {
         manifest_diff: diff(live.manifest.as_ref(), &manifest.live),
         // Live means `current` and the live manifest are this release's;
         // a release that is current with a missing or other manifest is repaired.
-        already_live: live.serves(&release.id, &manifest.live),
+        already_live: live.serves(&release.id, &manifest.live, release.signature.as_deref()),
         live_release: live.current.clone(),
-        expect: live.expectations(&release.id, &manifest.live),
-        recorded: facts.index.record(&release.id).is_some(),
+        expect: live.expectations(&release.id, &manifest.live, release.signature.as_deref()),
+        recorded: recorded.is_some(),
+        signs_record,
         release: Arc::new(release),
         files,
         copies,
@@ -559,6 +576,14 @@ fn record(
         files: &id_files,
         manifest: &manifest.live,
     });
+    // Signed over the exact bytes the activation writes (manifest_text).
+    let signature = config.signing_key.as_ref().map(|k| {
+        k.sign(
+            &id,
+            crate::contract::manifest_text(&manifest.live).as_bytes(),
+        )
+        .to_json()
+    });
     Ok(ReleaseRecord {
         id,
         app: config.app()?.to_string(),
@@ -577,6 +602,7 @@ fn record(
         manifest: manifest.live.clone(),
         public_path: Some(manifest.public_path.clone()),
         promoted_from: None,
+        signature,
         files: Some(files.iter().map(|f| Arc::clone(&f.file)).collect()),
     })
 }
@@ -631,4 +657,15 @@ fn classify(
             Some(format!("etag {}", obj.etag.trim_matches('"'))),
         ),
     }
+}
+
+/// Does a stored signature fit this release (its id, its manifest's bytes)?
+pub fn fits(signature: &str, record: &ReleaseRecord) -> bool {
+    crate::signing::Signature::parse(signature).is_ok_and(|s| {
+        s.fits(
+            &record.id,
+            crate::contract::manifest_text(&record.manifest).as_bytes(),
+        )
+        .is_ok()
+    })
 }

@@ -85,7 +85,9 @@ pub fn for_target(
             to.environment.as_deref().unwrap_or("the target")
         )));
     }
+    let signature = promoted_signature(record, &manifest, to, from_env, &dst_base)?;
     Ok(ReleaseRecord {
+        signature,
         app: to.app()?.to_string(),
         bucket: to.bucket()?.to_string(),
         prefix: to.prefix.clone(),
@@ -101,6 +103,48 @@ pub fn for_target(
         }),
         ..record.clone()
     })
+}
+
+/// The promoted release's signature. The same manifest keeps the source's
+/// signature; an unsigned one is signed by the target's `signing_key` if
+/// there is one. A manifest whose URLs were rewritten needs a new signature:
+/// by the target's key, and without one a signed release is refused (exit
+/// 2) rather than made live unsigned. `require_signature` refuses any
+/// unsigned outcome (exit 2).
+fn promoted_signature(
+    record: &ReleaseRecord,
+    manifest: &serde_json::Value,
+    to: &Config,
+    from_env: &str,
+    dst_base: &str,
+) -> anyhow::Result<Option<String>> {
+    let changed = *manifest != record.manifest;
+    let signature = match (&to.signing_key, &record.signature) {
+        (Some(key), old) if changed || old.is_none() => Some(
+            key.sign(
+                &record.id,
+                crate::contract::manifest_text(manifest).as_bytes(),
+            )
+            .to_json(),
+        ),
+        (None, Some(_)) if changed => {
+            return Err(Failure::input(format!(
+                "release {} is signed, and promoting it from {from_env} rewrites its manifest's URLs to {dst_base}, \
+                 which needs a new signature: configure signing_key for the target (CUTOVER_SIGNING_KEY, \
+                 --signing-key or signing_key in its [environments] section); nothing was promoted",
+                record.id
+            )))
+        }
+        (_, old) => old.clone(),
+    };
+    if signature.is_none() && to.require_signature {
+        return Err(Failure::input(format!(
+            "release {} is unsigned and the target sets require_signature: configure signing_key \
+             (CUTOVER_SIGNING_KEY, --signing-key or signing_key in cutover.toml) to sign it; nothing was promoted",
+            record.id
+        )));
+    }
+    Ok(signature)
 }
 
 /// The first absolute URL in `manifest` that is not under `base`.
@@ -205,6 +249,7 @@ pub fn promote(
         steps.push(Step::PutRecord {
             key,
             record: Arc::new(facts.record.clone()),
+            signs: false,
         });
     }
     steps.append(&mut plan.steps);

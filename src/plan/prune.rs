@@ -320,6 +320,7 @@ mod tests {
             manifest: serde_json::json!({}),
             public_path: None,
             promoted_from: None,
+            signature: None,
             files: Some(
                 paths
                     .iter()

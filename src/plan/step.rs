@@ -22,15 +22,20 @@ pub enum Step {
     PutRecord {
         key: String,
         record: Arc<ReleaseRecord>,
+        /// The one change a record may take: an unsigned record replaced by
+        /// the same record with its signature. Otherwise an existing record
+        /// is kept (records are immutable).
+        signs: bool,
     },
     /// Record the release in Redis. An existing record is kept (records are
-    /// immutable), unless `replace_broken` and it is not a readable record.
+    /// immutable), unless `replace_broken` and it is not a readable record,
+    /// or it is unsigned and this one is signed (it gains its signature).
     Register {
         record: Box<ReleaseRecord>,
         replace_broken: bool,
     },
     /// Make a release live in one atomic compare-and-set step.
-    Switch(Switch),
+    Switch(Box<Switch>),
     /// Delete the deploy lock if it still holds `owner` (`cutover unlock`).
     Unlock { owner: String },
     /// Set the pin (`pin`), or clear it (`unpin`).
@@ -109,6 +114,9 @@ pub struct Switch {
     pub force: bool,
     pub pin: PinChange,
     pub rolled_back_from: Option<String>,
+    /// Written to the signature key in the same step; None deletes it
+    /// (the release is unsigned).
+    pub signature: Option<String>,
 }
 
 impl Switch {

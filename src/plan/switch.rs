@@ -51,6 +51,8 @@ pub struct SwitchOptions {
     /// CloudFront distribution to invalidate restored mutable files on,
     /// and whether to wait for it.
     pub invalidate: Option<(String, bool)>,
+    /// `require_signature`: refuse to make an unsigned release live.
+    pub require_signature: bool,
 }
 
 /// What a switch will do.
@@ -71,7 +73,35 @@ pub struct SwitchPlan {
 /// Is the release live with its own manifest and an intact record in
 /// Redis, on every target? Then there is nothing to check or write.
 pub fn is_live(live: &LiveState, record: &ReleaseRecord, in_redis: &Stored<ReleaseRecord>) -> bool {
-    matches!(in_redis, Stored::Valid(_)) && live.serves(&record.id, &record.manifest)
+    matches!(in_redis, Stored::Valid(_))
+        && live.serves(&record.id, &record.manifest, record.signature.as_deref())
+}
+
+/// The signature a switch writes: the record's own, which must fit the
+/// release (exit 4 otherwise: readers would reject it). An unsigned
+/// release under `require_signature` is refused (exit 3).
+pub fn signature_of(record: &ReleaseRecord, require: bool) -> anyhow::Result<Option<String>> {
+    match &record.signature {
+        Some(s) => {
+            let manifest = crate::contract::manifest_text(&record.manifest);
+            crate::signing::Signature::parse(s)
+                .and_then(|sig| sig.fits(&record.id, manifest.as_bytes()))
+                .map_err(|why| {
+                    Failure::verification(format!(
+                        "the signature in the record of release {} does not fit it ({why}); nothing was switched. \
+                         Deploy its build again with signing_key to sign it anew",
+                        record.id
+                    ))
+                })?;
+            Ok(Some(s.clone()))
+        }
+        None if require => Err(Failure::refused(format!(
+            "release {} is unsigned and require_signature is set: readers with verify_keys would not serve it; \
+             nothing was switched. Deploy its build again with signing_key to sign it",
+            record.id
+        ))),
+        None => Ok(None),
+    }
 }
 
 /// The plan of a switch: refused while pinned (activate without
@@ -91,6 +121,7 @@ pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<Switc
             pin_after: live.pin.clone(),
         });
     }
+    let signature = signature_of(record, opts.require_signature)?;
     let problems = problems(facts.objects);
     if !problems.is_empty() {
         return Err(Failure::verification(format!(
@@ -133,8 +164,8 @@ pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<Switc
         PinChange::Clear => None,
         PinChange::Respect => live.pin.clone(),
     };
-    steps.push(Step::Switch(Switch {
-        expect: live.expectations(&record.id, &record.manifest),
+    steps.push(Step::Switch(Box::new(Switch {
+        expect: live.expectations(&record.id, &record.manifest, signature.as_deref()),
         release: record.id.clone(),
         manifest: record.manifest.clone(),
         action,
@@ -146,7 +177,8 @@ pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<Switc
             .current
             .clone()
             .filter(|c| action == Action::Rollback && c != &record.id),
-    }));
+        signature,
+    })));
     if let (Some((distribution, wait)), false) = (&opts.invalidate, restores.is_empty()) {
         steps.push(Step::Invalidate {
             distribution: distribution.clone(),

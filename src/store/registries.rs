@@ -72,6 +72,7 @@ impl Registries {
                     name: r.name().to_string(),
                     current: l.current,
                     manifest: l.manifest,
+                    signature: l.signature,
                 })
                 .collect();
         }

@@ -4,9 +4,10 @@
 //! it either happens completely or not at all.
 
 /// The switch. KEYS: current, manifest, history, release record, pin,
-/// rolled_back. ARGV: expected current ('' = none), new id, manifest JSON,
-/// event JSON, history cap, channel, force ('1'), pin mode ('respect' |
-/// 'set' | 'clear'), pin JSON (for 'set'), the release rolled back from ('').
+/// rolled_back, signature. ARGV: expected current ('' = none), new id,
+/// manifest JSON, event JSON, history cap, channel, force ('1'), pin mode
+/// ('respect' | 'set' | 'clear'), pin JSON (for 'set'), the release rolled
+/// back from (''), the release's signature ('' = unsigned: deleted).
 /// Returns {'ok', previous} | {'lost', current} | {'unregistered', ''} |
 /// {'pinned', pin JSON}.
 pub const ACTIVATE: &str = r#"
@@ -19,6 +20,7 @@ end
 local bad = wrongtype(KEYS[1], 'string') or wrongtype(KEYS[2], 'string')
   or wrongtype(KEYS[3], 'list') or wrongtype(KEYS[4], 'string')
   or wrongtype(KEYS[5], 'string') or wrongtype(KEYS[6], 'set')
+  or wrongtype(KEYS[7], 'string')
 if bad then return redis.error_reply(bad) end
 local cur = redis.call('GET', KEYS[1])
 if ARGV[8] == 'respect' then
@@ -39,6 +41,12 @@ local text = cjson.encode(event)
 redis.call('PUBLISH', ARGV[6], text)
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3])
+-- The signature goes with the manifest it covers: never one without the other.
+if ARGV[11] ~= '' then
+  redis.call('SET', KEYS[7], ARGV[11])
+else
+  redis.call('DEL', KEYS[7])
+end
 redis.call('LPUSH', KEYS[3], text)
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
 if ARGV[8] == 'set' then
@@ -58,7 +66,9 @@ return {'ok', cur or ''}
 
 /// Record a release. KEYS: release record, releases set.
 /// ARGV: record JSON, score (ms), id, replace ('1': overwrite a record that
-/// is not valid JSON). An existing valid record is kept: records are immutable.
+/// is not valid JSON), signed ('1': this record is signed, and replaces an
+/// unsigned one: the one change a record takes). An existing valid record
+/// is otherwise kept: records are immutable.
 pub const REGISTER: &str = r#"
 for i, want in ipairs({'string', 'zset'}) do
   local t = redis.call('TYPE', KEYS[i])['ok']
@@ -67,7 +77,10 @@ for i, want in ipairs({'string', 'zset'}) do
   end
 end
 local old = redis.call('GET', KEYS[1])
-if not old or (ARGV[4] == '1' and not pcall(cjson.decode, old)) then
+local readable, parsed = false, nil
+if old then readable, parsed = pcall(cjson.decode, old) end
+if not old or (ARGV[4] == '1' and not readable)
+  or (ARGV[5] == '1' and readable and type(parsed) == 'table' and parsed['signature'] == nil) then
   redis.call('SET', KEYS[1], ARGV[1])
 end
 redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[3])

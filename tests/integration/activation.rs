@@ -197,6 +197,7 @@ fn readers_never_see_a_mismatched_pair_during_500_switches() {
                 .activate(
                     &event,
                     &target.manifest,
+                    target.signature.as_deref(),
                     false,
                     &cutover::contract::PinChange::Respect,
                     None,

@@ -68,6 +68,7 @@ fn the_switch_script_writes_nothing_when_it_cannot_publish() {
         reg.activate(
             &event,
             &record.manifest,
+            record.signature.as_deref(),
             false,
             &cutover::contract::PinChange::Respect,
             None,

@@ -30,6 +30,7 @@ mod promote;
 mod prune_safety;
 mod quickstart;
 mod redis_drops;
+mod signatures;
 mod topology;
 mod upload;
 mod urls;

@@ -53,6 +53,9 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
     config.app()?;
     config.bucket()?;
     config.cdn_url()?;
+    // Before anything is read or written: a release that must be signed
+    // cannot be made without the key.
+    config.check_can_sign()?;
     let started = Instant::now();
     let mut timings = Timings::default();
 

@@ -216,11 +216,13 @@ fn diff_and_already_live_and_public_path_warning() {
                 name: "redis://a".into(),
                 current: live.current.clone(),
                 manifest: live.manifest.clone(),
+                signature: None,
             },
             crate::state::TargetLive {
                 name: "redis://b".into(),
                 current: Some("0ld".into()),
                 manifest: None,
+                signature: None,
             },
         ],
         ..live.clone()

@@ -169,6 +169,7 @@ impl Registry {
             self.keys.current.clone(),
             self.keys.manifest.clone(),
             self.keys.pin.clone(),
+            self.keys.signature.clone(),
             self.keys.pruned.clone(),
         ];
         let (cur, man) = (keys[0].clone(), keys[1].clone());
@@ -179,7 +180,8 @@ impl Registry {
             })
             .await?;
         let mut values = values.into_iter();
-        let (current, manifest, pin, pruned) = (
+        let (current, manifest, pin, signature, pruned) = (
+            values.next().flatten(),
             values.next().flatten(),
             values.next().flatten(),
             values.next().flatten(),
@@ -205,6 +207,10 @@ impl Registry {
             }),
             pruned,
             targets: Vec::new(),
+            signature,
+            manifest_sha256: manifest
+                .as_deref()
+                .map(|m| crate::signing::sha256_hex(m.as_bytes())),
         };
         match manifest.map(|text| serde_json::from_str(&text)) {
             Some(Ok(v)) => live.manifest = Some(v),
@@ -378,7 +384,9 @@ impl Registry {
             .arg(json)
             .arg(record.created_at_ms)
             .arg(&record.id)
-            .arg(if replace_broken { "1" } else { "0" });
+            .arg(if replace_broken { "1" } else { "0" })
+            // An unsigned record gains the signature of a signed one.
+            .arg(if record.signature.is_some() { "1" } else { "0" });
         let mut conn = self.conn.clone();
         let _: i64 = self
             .call("record a release on", inv.invoke_async(&mut conn))
@@ -386,20 +394,23 @@ impl Registry {
         Ok(())
     }
 
-    /// Switch the live release to `event.release` with `manifest` in one
-    /// atomic step, if `current` is still `event.previous` (or `force`),
-    /// doing `pin` with the pin and marking `rolled_back` as a release that
-    /// was rolled back from.
+    /// Switch the live release to `event.release` with `manifest` and its
+    /// `signature` (None: deleted) in one atomic step, if `current` is
+    /// still `event.previous` (or `force`), doing `pin` with the pin and
+    /// marking `rolled_back` as a release that was rolled back from.
+    #[allow(clippy::too_many_arguments)]
     pub async fn activate(
         &mut self,
         event: &ActivationEvent,
         manifest: &serde_json::Value,
+        signature: Option<&str>,
         force: bool,
         pin: &PinChange,
         rolled_back: Option<&str>,
     ) -> anyhow::Result<Activation> {
         let (expected, id) = (event.previous.as_deref(), event.release.as_str());
-        let manifest = serde_json::to_string(manifest).expect("manifests serialize");
+        // The bytes a signature covers: the one serialization.
+        let manifest = crate::contract::manifest_text(manifest);
         let event_json = serde_json::to_string(event).expect("events serialize");
         let script = Script::new(scripts::ACTIVATE);
         let mut inv = script.prepare_invoke();
@@ -409,6 +420,7 @@ impl Registry {
             .key(self.keys.release(id))
             .key(&self.keys.pin)
             .key(&self.keys.rolled_back)
+            .key(&self.keys.signature)
             .arg(expected.unwrap_or(""))
             .arg(id)
             .arg(&manifest)
@@ -424,6 +436,7 @@ impl Registry {
             PinChange::Clear => inv.arg("clear").arg(""),
         };
         inv.arg(rolled_back.unwrap_or(""));
+        inv.arg(signature.unwrap_or(""));
         let mut conn = self.conn.clone();
         let result: RedisResult<(String, String)> =
             tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))

@@ -439,19 +439,20 @@ impl S3Store {
     }
 
     /// Write a small immutable object (a release record) unless it exists with the same bytes.
-    pub async fn put_record(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+    /// `replace`: overwrite an existing record (an unsigned one gaining its signature).
+    pub async fn put_record(&self, key: &str, bytes: Vec<u8>, replace: bool) -> anyhow::Result<()> {
         let sha = Sha256::digest(&bytes);
         let hex_sha = hex::encode(sha);
         let res = self
             .client
             .put_object()
+            .set_if_none_match((!replace).then(|| "*".to_string()))
             .bucket(&self.bucket)
             .key(key)
             .content_type("application/json")
             .cache_control("no-store")
             .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(sha))
             .metadata(META_SHA256, &hex_sha)
-            .if_none_match("*")
             .body(ByteStream::from(bytes))
             .send()
             .await;
