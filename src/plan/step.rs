@@ -24,7 +24,8 @@ pub enum Step {
         record: Arc<ReleaseRecord>,
     },
     /// Record the release in Redis. An existing record is kept (records are
-    /// immutable), unless `replace_broken` and it is not a readable record.
+    /// immutable), unless `replace_broken`: the record read there was
+    /// damaged (not this release's own, readable record).
     Register {
         record: Box<ReleaseRecord>,
         replace_broken: bool,
@@ -32,7 +33,12 @@ pub enum Step {
     /// Make a release live in one atomic compare-and-set step.
     Switch(Switch),
     /// Delete the deploy lock if it still holds `owner` (`cutover unlock`).
-    Unlock { owner: String },
+    /// With `wrong_type`: delete it if it still holds a value of that type
+    /// (a key something else wrote), whatever the value.
+    Unlock {
+        owner: String,
+        wrong_type: Option<String>,
+    },
     /// Set the pin (`pin`), or clear it (`unpin`).
     Pin(Option<crate::contract::Pin>),
     /// Server-side copies (CopyObject): a mutable file restored from its
