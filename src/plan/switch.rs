@@ -261,10 +261,18 @@ pub fn rollback_target(
         .iter()
         .flat_map(|e| std::iter::once(Some(&e.release)).chain(std::iter::once(e.previous.as_ref())))
         .flatten();
-    for id in was_live {
-        if id != &current && !rolled_back.contains(id) {
+    let mut earlier = false;
+    for id in was_live.filter(|id| *id != &current) {
+        if !rolled_back.contains(id) {
             return Ok(id.clone());
         }
+        earlier = true;
+    }
+    if !earlier {
+        return Err(Failure::input(format!(
+            "no release of {app} was live before {current}: there is nothing earlier to roll back to; \
+             `cutover rollback --to RELEASE` goes to a release that was never live (see `cutover releases`)"
+        )));
     }
     Err(Failure::input(format!(
         "no release before {current} of {app} is left to roll back to (the ones before it were rolled back from); \

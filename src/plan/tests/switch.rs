@@ -136,6 +136,17 @@ fn rollback_goes_to_the_newest_release_not_rolled_back_from() {
     assert_eq!(exit_code(&e), 2);
     assert!(e.to_string().contains("rollback --to"), "{e}");
     assert_eq!(exit_code(&target(None, &none).unwrap_err()), 2);
+    // Only one release was ever live: nothing earlier, and no mention of
+    // releases "rolled back from".
+    let first = [event("a", None)];
+    let e = rollback_target("shop", &live(Some("a"), None), &first, &none).unwrap_err();
+    assert_eq!(exit_code(&e), 2);
+    let text = e.to_string();
+    assert!(
+        text.contains("no release of shop was live before a"),
+        "{text}"
+    );
+    assert!(!text.contains("rolled back from"), "{text}");
     // The history does not know the live release.
     assert!(target(Some("x"), &none)
         .unwrap_err()
