@@ -77,11 +77,20 @@ pub struct Exclude {
 }
 
 impl Exclude {
-    /// Compile globs; `Err` names the bad one.
+    /// Compile globs; `Err` names the bad one. Globs match paths relative
+    /// to the build (`js/app.js`): a leading `/` or `./` is dropped, so
+    /// `/js/*.map` and `./js/*.map` mean `js/*.map` rather than nothing.
     pub fn new(globs: Vec<String>) -> Result<Exclude, String> {
         let mut set = globset::GlobSetBuilder::new();
         for g in &globs {
-            set.add(globset::Glob::new(g).map_err(|e| format!("bad glob {g:?}: {e}"))?);
+            let mut relative = g.as_str();
+            while let Some(rest) = relative
+                .strip_prefix("./")
+                .or_else(|| relative.strip_prefix('/'))
+            {
+                relative = rest;
+            }
+            set.add(globset::Glob::new(relative).map_err(|e| format!("bad glob {g:?}: {e}"))?);
         }
         let set = set.build().map_err(|e| e.to_string())?;
         Ok(Exclude { globs, set })

@@ -255,15 +255,24 @@ fn check_symlink(path: &Path, canonical_root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A path inside the build as a `/`-separated UTF-8 string (S3 keys are UTF-8).
+/// A path inside the build as a `/`-separated UTF-8 string (S3 keys are
+/// UTF-8), without control characters (a newline breaks the upload, the
+/// listing and the URL): refused up front, before anything is written.
 fn utf8_path(rel: &Path) -> anyhow::Result<String> {
     let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
-    parts.map(|p| p.join("/")).ok_or_else(|| {
+    let path = parts.map(|p| p.join("/")).ok_or_else(|| {
         Failure::input(format!(
             "file name {} is not valid UTF-8; S3 keys must be UTF-8, rename the file",
             rel.display()
         ))
-    })
+    })?;
+    if path.chars().any(char::is_control) {
+        return Err(Failure::input(format!(
+            "file name {path:?} in the build has a control character (a newline, tab or the like); \
+             it cannot be an S3 key and a URL: rename the file, or leave it out with exclude"
+        )));
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -352,6 +361,32 @@ mod tests {
             .to_string();
         assert!(err.contains("broken symlink"), "{err}");
         assert!(!err.contains("permissions"), "{err}");
+    }
+
+    #[test]
+    fn exclude_globs_with_a_leading_slash_or_dot_slash_match_from_the_build_root() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "js/app.js", b"app");
+        write(dir.path(), "js/app.js.map", b"map");
+        for glob in ["/js/*.map", "./js/*.map", ".//js/*.map"] {
+            let exclude = Exclude::new(vec![glob.into()]).unwrap();
+            let b = scan(dir.path(), &exclude, &Quiet).unwrap();
+            assert_eq!(b.excluded, [("js/app.js.map".to_string(), 3)], "{glob}");
+            assert_eq!(exclude.globs, [glob], "shown as given");
+        }
+    }
+
+    #[test]
+    fn a_file_name_with_a_control_character_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.js", b"a");
+        write(dir.path(), "bad\nname.js", b"b");
+        let err = scan(dir.path(), &Exclude::default(), &Quiet).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert!(err.to_string().contains("\"bad\\nname.js\""), "{err}");
+        // Left out by exclude, it does not matter.
+        let exclude = Exclude::new(vec!["bad*".into()]).unwrap();
+        assert!(scan(dir.path(), &exclude, &Quiet).is_ok());
     }
 
     #[test]

@@ -332,7 +332,9 @@ pub fn command() -> clap::Command {
             }
         }
     }
-    cmd
+    // `--keep -1` is a bad value of `--keep`, not an unknown flag `-1`:
+    // the error names the option.
+    cmd.mut_subcommands(|sub| sub.allow_negative_numbers(true))
 }
 
 /// Parse arguments into the command and the settings given as flags.

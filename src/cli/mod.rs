@@ -24,9 +24,24 @@ pub fn main() -> ExitCode {
     let (cli, flags) = match args::parse(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(e) => {
-            // --help and --version print and exit 0; usage errors exit 2.
+            // --help and --version print and exit 0; usage errors exit 2,
+            // with the error document on stdout under `--json`.
             let _ = e.print();
-            return ExitCode::from(e.exit_code() as u8);
+            let code = e.exit_code();
+            if code != 0 && asks_for_json(std::env::args_os()) {
+                // The error's first paragraph, on one line ("... were not
+                // provided: <DIR>"), without the usage and tips after it.
+                let rendered = e.render().to_string();
+                let line = rendered
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let line = line.strip_prefix("error: ").unwrap_or(&line);
+                println!("{}", json!({"error": line, "exit_code": code}));
+            }
+            return ExitCode::from(code as u8);
         }
     };
     let json = cli.global.json;
@@ -255,6 +270,14 @@ fn emit<T: Render>(json: bool, result: anyhow::Result<T>) -> ExitCode {
         }
         _ => ExitCode::from(code),
     }
+}
+
+/// Does the command line ask for `--json` (before any `--`)? Read from the
+/// raw arguments, for the usage errors that stop parsing.
+fn asks_for_json(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 /// Report a failure: one line on stderr; with `--json`, a JSON document too.

@@ -57,10 +57,10 @@ pub async fn run(ctx: &Ctx, a: Option<&str>, b: Option<&str>) -> anyhow::Result<
             .next()
             .ok_or_else(|| Failure::input(format!("no releases recorded for {app}")))?,
     };
-    let a = resolve_release(config, &mut redis, &store, &a)
+    let a = resolve_release(config, &mut redis, &store, &a, false)
         .await?
         .record;
-    let b = resolve_release(config, &mut redis, &store, &b)
+    let b = resolve_release(config, &mut redis, &store, &b, false)
         .await?
         .record;
     let files = |r: &crate::release::ReleaseRecord| -> BTreeMap<String, (u64, String)> {

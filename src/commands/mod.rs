@@ -155,11 +155,14 @@ pub struct Resolved {
 }
 
 /// Resolve a release id or unique prefix against Redis, then the S3 records.
+/// `publishes`: the command makes its manifest live, so the record must be
+/// on the configured CDN (see [`record_expect`]).
 pub async fn resolve_release(
     config: &Config,
     redis: &mut Registries,
     store: &S3Store,
     wanted: &str,
+    publishes: bool,
 ) -> anyhow::Result<Resolved> {
     let wanted = checked_id(wanted)?;
     let meta = config.meta_prefix()?;
@@ -175,13 +178,13 @@ pub async fn resolve_release(
     }
     let id = pick_one(config, wanted, matches)?;
     // The S3 copy has the file list needed to verify the objects.
-    let record = full_record(config, store, &meta, &id).await?;
+    let record = full_record(config, store, &meta, &id, publishes).await?;
     // Redis's copy is input too: one that is not this release's (another
     // id, a URL off the CDN) is refused like the S3 record would be. Records
     // are never overwritten, so the fix is to delete it.
     let in_redis = redis.record(&id).await?;
     if let Stored::Valid(r) = &in_redis {
-        let problems = r.problems(&record_expect(config, &id, &record));
+        let problems = r.problems(&record_expect(config, &id, &record, publishes));
         if !problems.is_empty() {
             let key = redis.keys().release(&id);
             return Err(Failure::verification(format!(
@@ -195,7 +198,8 @@ pub async fn resolve_release(
 }
 
 /// Resolve a release id or unique prefix against the S3 records alone (no
-/// Redis): the full record.
+/// Redis): the full record (promote's source: its manifest is rebased onto
+/// the target's CDN, which checks what it publishes).
 pub async fn resolve_in_s3(
     config: &Config,
     store: &S3Store,
@@ -205,7 +209,7 @@ pub async fn resolve_in_s3(
     let meta = config.meta_prefix()?;
     let matches = records::ids(store, &meta, wanted).await?;
     let id = pick_one(config, wanted, matches)?;
-    full_record(config, store, &meta, &id).await
+    full_record(config, store, &meta, &id, false).await
 }
 
 /// A release id or prefix as typed, checked.
@@ -241,6 +245,7 @@ async fn full_record(
     store: &S3Store,
     meta: &str,
     id: &str,
+    publishes: bool,
 ) -> anyhow::Result<ReleaseRecord> {
     let key = crate::contract::record_key(meta, id);
     let record = records::read(store, meta, id).await?.ok_or_else(|| {
@@ -249,29 +254,47 @@ async fn full_record(
             store.bucket(),
         ))
     })?;
-    let problems = record.problems(&record_expect(config, id, &record));
+    let problems = record.problems(&record_expect(config, id, &record, publishes));
     if problems.is_empty() {
         return Ok(record);
     }
+    let hint = if publishes && !problems.iter().all(|p| !p.contains("cdn_url")) {
+        format!(
+            "If cdn_url changed since release {id} was recorded, deploy its build again for the new CDN \
+             (or run with --cdn-url {} to use it as recorded); otherwise it was written by hand or by another tool: \
+             delete it and deploy the build of release {id} again",
+            record.cdn_url
+        )
+    } else {
+        format!(
+            "It was written by hand or by another tool: delete it and deploy the build of release {id} again"
+        )
+    };
     Err(Failure::verification(format!(
-        "the record s3://{}/{key} cannot be used: {}; nothing was changed. \
-         Someone wrote it by hand or with another tool: delete it and deploy the build of release {id} again",
+        "the record s3://{}/{key} cannot be used: {}; nothing was changed. {hint}",
         store.bucket(),
         problems.join("; ")
     )))
 }
 
 /// What a record read as release `id` must agree with: the configured
-/// prefix and CDN URL (without a configured CDN URL, the record's own, so
-/// its manifest at least stays on one origin).
+/// prefix, and one CDN origin for its `cdn_url` and every URL of its
+/// manifest: the configured one when the command publishes the manifest
+/// (activate, rollback), else the record's own (verify, diff, promote's
+/// source), so a CDN that moved since does not make old records unreadable.
 fn record_expect<'a>(
     config: &'a Config,
     id: &'a str,
     record: &'a ReleaseRecord,
+    publishes: bool,
 ) -> crate::release::RecordExpect<'a> {
+    let cdn_url = match (publishes, config.cdn_url.as_deref()) {
+        (true, Some(configured)) => configured,
+        _ => &record.cdn_url,
+    };
     crate::release::RecordExpect {
         id,
         prefix: &config.prefix,
-        cdn_url: config.cdn_url.as_deref().unwrap_or(&record.cdn_url),
+        cdn_url,
     }
 }

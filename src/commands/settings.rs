@@ -44,6 +44,22 @@ pub fn run(ctx: &Ctx) -> Settings {
                     },
                     origin: origin.to_string(),
                 },
+                // Unset, the S3 client takes the AWS variables: show that
+                // endpoint, not the AWS default, while one is in effect.
+                _ if key.name == "s3_endpoint" => {
+                    match crate::config::aws_endpoint(&|k| std::env::var(k).ok()) {
+                        Some((var, value)) => Setting {
+                            key: key.name,
+                            value: crate::config::shown(key, &value),
+                            origin: format!("environment variable {var}"),
+                        },
+                        None => Setting {
+                            key: key.name,
+                            value: key.default.to_string(),
+                            origin: "default".into(),
+                        },
+                    }
+                }
                 _ => Setting {
                     key: key.name,
                     value: key.default.to_string(),

@@ -114,7 +114,7 @@ async fn run(
         }
     };
     let Resolved { record, in_redis } =
-        resolve_release(config, &mut redis, &store, &wanted).await?;
+        resolve_release(config, &mut redis, &store, &wanted, true).await?;
     let (meta, opts) = (config.meta_prefix()?, req.options(ctx));
     // The objects are checked under the lock, so that no prune deletes them
     // between the check and the switch; a release live already needs

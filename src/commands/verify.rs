@@ -53,7 +53,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             ))
         })?,
     };
-    let record = resolve_release(config, &mut redis, &store, &wanted)
+    let record = resolve_release(config, &mut redis, &store, &wanted, false)
         .await?
         .record;
     let found = store

@@ -314,3 +314,12 @@ pub fn mask_url(raw: &str) -> String {
         Err(_) => "<unparseable URL>".to_string(),
     }
 }
+
+/// The S3 endpoint the AWS variables set when `s3_endpoint` is not:
+/// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (empty counts as unset),
+/// with the variable that set it.
+pub fn aws_endpoint(env: &dyn Fn(&str) -> Option<String>) -> Option<(&'static str, String)> {
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .into_iter()
+        .find_map(|var| env(var).filter(|v| !v.trim().is_empty()).map(|v| (var, v)))
+}

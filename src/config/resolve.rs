@@ -125,12 +125,18 @@ fn resolve(
     let mut problems = layer.problems.clone();
     let mut raws = layer.raws.clone();
     match environment(layer, file, selected) {
-        Ok(Some(section)) => raws.extend(section.iter().map(|(k, v)| (*k, v.clone()))),
+        Ok(Some(section)) => raws.extend(
+            section
+                .iter()
+                .filter(|(_, v)| !v.value.trim().is_empty())
+                .map(|(k, v)| (*k, v.clone())),
+        ),
         Ok(None) => {}
         Err(p) => problems.push(p),
     }
     for key in KEYS {
-        if let Some(value) = flags.get(key.name) {
+        // An empty value counts as not set: the lower layers apply.
+        if let Some(value) = flags.get(key.name).filter(|v| !v.trim().is_empty()) {
             let origin = Origin::Flag(key.flag.unwrap_or(key.name));
             raws.insert(
                 key.name,

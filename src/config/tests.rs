@@ -549,3 +549,49 @@ fn a_signing_key_is_never_shown_nor_quoted() {
     assert_eq!(exit_code(&e), 2);
     assert!(e.to_string().contains("signing_key"));
 }
+
+#[test]
+fn an_empty_flag_or_environment_value_counts_as_not_set() {
+    let f = file("bucket = \"file-bucket\"\nprefix = \"top\"\n");
+    let mut flags = FlagValues::new();
+    flags.insert("prefix", "".into());
+    flags.insert("bucket", " ".into());
+    let c = load(&flags, &env_of(&[]), Some(&f)).unwrap();
+    assert_eq!(
+        (c.prefix.as_str(), c.bucket.as_deref()),
+        ("top", Some("file-bucket"))
+    );
+    assert!(matches!(c.origins["prefix"], Origin::File { .. }));
+    let env = env_of(&[("CUTOVER_PREFIX", "env"), ("CUTOVER_BUCKET", "env-bucket")]);
+    let c = load(&flags, &env, Some(&f)).unwrap();
+    assert_eq!(
+        (c.prefix.as_str(), c.bucket.as_deref()),
+        ("env", Some("env-bucket"))
+    );
+    // An empty value in [environments.NAME] leaves the top level's.
+    let f = file("prefix = \"top\"\n[environments.staging]\nprefix = \"\"\n");
+    let mut flags = FlagValues::new();
+    flags.insert(ENV_FLAG, "staging".into());
+    assert_eq!(load(&flags, &env_of(&[]), Some(&f)).unwrap().prefix, "top");
+}
+
+#[test]
+fn the_aws_endpoint_variables_are_read_like_the_s3_client_reads_them() {
+    assert_eq!(aws_endpoint(&env_of(&[])), None);
+    let both = env_of(&[
+        ("AWS_ENDPOINT_URL", "http://b"),
+        ("AWS_ENDPOINT_URL_S3", "http://a"),
+    ]);
+    assert_eq!(
+        aws_endpoint(&both),
+        Some(("AWS_ENDPOINT_URL_S3", "http://a".into()))
+    );
+    let empty_s3 = env_of(&[
+        ("AWS_ENDPOINT_URL", "http://b"),
+        ("AWS_ENDPOINT_URL_S3", ""),
+    ]);
+    assert_eq!(
+        aws_endpoint(&empty_s3),
+        Some(("AWS_ENDPOINT_URL", "http://b".into()))
+    );
+}

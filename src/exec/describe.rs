@@ -58,7 +58,7 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
             "Redis EVAL register: SET {} ({}); ZADD {} NX {} {}",
             t.keys.release(&r.id),
             if *replace_broken {
-                "replacing the unreadable record there"
+                "replacing the damaged record there"
             } else {
                 "release record, unless one is there"
             },
@@ -119,7 +119,14 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
             count(checks.len(), "file"),
             checks.first().map(|c| c.url.as_str()).unwrap_or("")
         ),
-        Step::Unlock { owner } => format!(
+        Step::Unlock {
+            wrong_type: Some(kind),
+            ..
+        } => format!(
+            "Redis EVAL unlock: DEL {} if it still holds a {kind}",
+            t.keys.lock
+        ),
+        Step::Unlock { owner, .. } => format!(
             "Redis EVAL unlock: DEL {} if it still holds {owner:?}",
             t.keys.lock
         ),

@@ -164,9 +164,9 @@ impl<'a> Executor<'a> {
                 record,
                 replace_broken,
             } => self.registries()?.register(record, *replace_broken).await?,
-            Step::Unlock { owner } => {
+            Step::Unlock { owner, wrong_type } => {
                 let redis = self.registries()?;
-                if !redis.unlock(owner).await? {
+                if !redis.unlock(owner, wrong_type.as_deref()).await? {
                     return Err(Failure::refused(format!(
                         "the deploy lock {} changed since it was read (no longer {owner:?}); nothing was deleted. Look again with `cutover unlock`",
                         redis.keys().lock

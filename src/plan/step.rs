@@ -28,8 +28,9 @@ pub enum Step {
         signs: bool,
     },
     /// Record the release in Redis. An existing record is kept (records are
-    /// immutable), unless `replace_broken` and it is not a readable record,
-    /// or it is unsigned and this one is signed (it gains its signature).
+    /// immutable), unless `replace_broken`: the record read there was
+    /// damaged (not this release's own, readable record); or it is unsigned
+    /// and this one is signed (it gains its signature).
     Register {
         record: Box<ReleaseRecord>,
         replace_broken: bool,
@@ -37,7 +38,12 @@ pub enum Step {
     /// Make a release live in one atomic compare-and-set step.
     Switch(Box<Switch>),
     /// Delete the deploy lock if it still holds `owner` (`cutover unlock`).
-    Unlock { owner: String },
+    /// With `wrong_type`: delete it if it still holds a value of that type
+    /// (a key something else wrote), whatever the value.
+    Unlock {
+        owner: String,
+        wrong_type: Option<String>,
+    },
     /// Set the pin (`pin`), or clear it (`unpin`).
     Pin(Option<crate::contract::Pin>),
     /// Server-side copies (CopyObject): a mutable file restored from its

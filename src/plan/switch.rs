@@ -70,10 +70,11 @@ pub struct SwitchPlan {
     pub pin_after: Option<Pin>,
 }
 
-/// Is the release live with its own manifest and an intact record in
-/// Redis, on every target? Then there is nothing to check or write.
+/// Is the release live with its own manifest and its own, intact record in
+/// Redis, on every target? Then there is nothing to check or write. A
+/// record of another release under its key is damage like unreadable JSON.
 pub fn is_live(live: &LiveState, record: &ReleaseRecord, in_redis: &Stored<ReleaseRecord>) -> bool {
-    matches!(in_redis, Stored::Valid(_))
+    matches!(in_redis, Stored::Valid(r) if r.id == record.id)
         && live.serves(&record.id, &record.manifest, record.signature.as_deref())
 }
 
@@ -133,13 +134,14 @@ pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<Switc
     }
     let restores = restores(record, facts.meta_prefix, facts.mutable);
     let mut steps = Vec::new();
-    if !matches!(facts.in_redis, Stored::Valid(_)) || facts.several {
+    let own = matches!(facts.in_redis, Stored::Valid(r) if r.id == record.id);
+    if !own || facts.several {
         // Redis lost the record (or holds a damaged one): restore it from the
         // S3 copy first. With several targets, any may have lost it (a
         // restarted Redis): registering keeps a record that is there.
         steps.push(Step::Register {
             record: Box::new(record.summary()),
-            replace_broken: matches!(facts.in_redis, Stored::Broken(_)),
+            replace_broken: !own && !matches!(facts.in_redis, Stored::Missing),
         });
     }
     if !restores.is_empty() {
@@ -290,10 +292,18 @@ pub fn rollback_target(
         .iter()
         .flat_map(|e| std::iter::once(Some(&e.release)).chain(std::iter::once(e.previous.as_ref())))
         .flatten();
-    for id in was_live {
-        if id != &current && !rolled_back.contains(id) {
+    let mut earlier = false;
+    for id in was_live.filter(|id| *id != &current) {
+        if !rolled_back.contains(id) {
             return Ok(id.clone());
         }
+        earlier = true;
+    }
+    if !earlier {
+        return Err(Failure::input(format!(
+            "no release of {app} was live before {current}: there is nothing earlier to roll back to; \
+             `cutover rollback --to RELEASE` goes to a release that was never live (see `cutover releases`)"
+        )));
     }
     Err(Failure::input(format!(
         "no release before {current} of {app} is left to roll back to (the ones before it were rolled back from); \
@@ -325,9 +335,11 @@ pub fn pin(
     Ok((new_pin.clone(), vec![Step::Pin(new_pin)]))
 }
 
-/// What `unlock --force` does: delete the lock if `owner` still holds it.
-pub fn unlock(owner: &str) -> Vec<Step> {
+/// What `unlock --force` does: delete the lock if `owner` still holds it,
+/// or, when the key holds a `wrong_type` of value, if it still does.
+pub fn unlock(owner: &str, wrong_type: Option<&str>) -> Vec<Step> {
     vec![Step::Unlock {
         owner: owner.to_string(),
+        wrong_type: wrong_type.map(str::to_string),
     }]
 }

@@ -158,10 +158,10 @@ impl Registries {
     }
 
     /// Delete the lock wherever it still holds `owner`; whether any did.
-    pub async fn unlock(&mut self, owner: &str) -> anyhow::Result<bool> {
+    pub async fn unlock(&mut self, owner: &str, wrong_type: Option<&str>) -> anyhow::Result<bool> {
         let mut any = false;
         for r in &mut self.regs {
-            any |= r.unlock(owner).await?;
+            any |= r.unlock_held(owner, wrong_type).await?;
         }
         Ok(any)
     }

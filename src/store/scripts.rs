@@ -19,9 +19,11 @@ local function wrongtype(key, want)
 end
 local bad = wrongtype(KEYS[1], 'string') or wrongtype(KEYS[2], 'string')
   or wrongtype(KEYS[3], 'list') or wrongtype(KEYS[4], 'string')
-  or wrongtype(KEYS[5], 'string') or wrongtype(KEYS[6], 'set')
-  or wrongtype(KEYS[7], 'string')
+  or wrongtype(KEYS[5], 'string') or wrongtype(KEYS[7], 'string')
 if bad then return redis.error_reply(bad) end
+-- The rolled-back set only tells a plain rollback which releases to skip:
+-- one of another type (something else wrote it) is replaced, not fatal.
+local stray = wrongtype(KEYS[6], 'set')
 local cur = redis.call('GET', KEYS[1])
 if ARGV[8] == 'respect' then
   local pin = redis.call('GET', KEYS[5])
@@ -39,6 +41,7 @@ local text = cjson.encode(event)
 -- PUBLISH before any write: a missing channel permission fails here, with
 -- nothing written. Subscribers see the message only after the script ends.
 redis.call('PUBLISH', ARGV[6], text)
+if stray then redis.call('DEL', KEYS[6]) end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3])
 -- The signature goes with the manifest it covers: never one without the other.
@@ -65,10 +68,11 @@ return {'ok', cur or ''}
 "#;
 
 /// Record a release. KEYS: release record, releases set.
-/// ARGV: record JSON, score (ms), id, replace ('1': overwrite a record that
-/// is not valid JSON), signed ('1': this record is signed, and replaces an
-/// unsigned one: the one change a record takes). An existing valid record
-/// is otherwise kept: records are immutable.
+/// ARGV: record JSON, score (ms), id, replace ('1': overwrite what is there,
+/// which the caller read as damaged: not JSON, JSON of another shape, or
+/// another release's record), signed ('1': this record is signed, and
+/// replaces an unsigned one: the one change a record takes). Otherwise an
+/// existing record is kept: records are immutable.
 pub const REGISTER: &str = r#"
 for i, want in ipairs({'string', 'zset'}) do
   local t = redis.call('TYPE', KEYS[i])['ok']
@@ -79,7 +83,7 @@ end
 local old = redis.call('GET', KEYS[1])
 local readable, parsed = false, nil
 if old then readable, parsed = pcall(cjson.decode, old) end
-if not old or (ARGV[4] == '1' and not readable)
+if not old or ARGV[4] == '1'
   or (ARGV[5] == '1' and readable and type(parsed) == 'table' and parsed['signature'] == nil) then
   redis.call('SET', KEYS[1], ARGV[1])
 end
@@ -87,9 +91,18 @@ redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[3])
 return 1
 "#;
 
-/// Release the lock if it is still `ARGV[1]`'s. KEYS: lock.
+/// Release the lock if it is still `ARGV[1]`'s, or, when `ARGV[2]` is a
+/// type other than 'string', if it still holds a value of that type (a key
+/// something else wrote). KEYS: lock.
 pub const UNLOCK: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t ~= 'string' then
+  if t ~= 'none' and t == ARGV[2] then return redis.call('DEL', KEYS[1]) end
+  return 0
+end
+if ARGV[2] == 'string' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
 return 0
 "#;
 

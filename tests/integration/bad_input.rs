@@ -423,3 +423,68 @@ fn a_result_that_cannot_be_written_still_says_what_happened() {
         .stderr_has(&["cannot write the result to stdout", "is live for"]);
     assert!(rt().block_on(ctx.get("current")).is_some());
 }
+
+#[test]
+fn a_file_name_with_a_newline_is_refused_before_anything_is_written() {
+    let ctx = live_ctx("newline-name");
+    let build = copy_build(&ctx);
+    std::fs::write(build.join("js/evil\nname.js"), b"x").unwrap();
+    expect_error(
+        &ctx,
+        &["deploy", s(&build)],
+        &[],
+        2,
+        &["\"js/evil\\nname.js\"", "control character", "rename"],
+    );
+}
+
+#[test]
+fn empty_values_leave_the_lower_layers_and_config_shows_the_aws_endpoint() {
+    let ctx = Ctx::new("empty-values");
+    std::fs::write(ctx.work.path().join("cutover.toml"), "prefix = \"top\"\n").unwrap();
+    let build = copy_build(&ctx);
+    // `--prefix ''` and `--bucket ''` count as not set: the file's prefix
+    // and CUTOVER_BUCKET apply.
+    let run = ctx.run(&[
+        "deploy",
+        s(&build),
+        "--prefix",
+        "",
+        "--bucket",
+        "",
+        "--json",
+    ]);
+    run.expect(0);
+    let objects = rt().block_on(ctx.objects());
+    assert!(objects.keys().any(|k| k.starts_with("top/")), "{objects:?}");
+    assert!(
+        !objects.keys().any(|k| k.starts_with("packs/")),
+        "{objects:?}"
+    );
+    let run = ctx
+        .cutover(&["config", "--json", "--prefix", ""])
+        .env("CUTOVER_PREFIX", "env")
+        .run();
+    run.expect(0);
+    let setting = |doc: &serde_json::Value, key: &str| {
+        doc["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(setting(&run.json(), "prefix")["value"], "env");
+
+    // With s3_endpoint unset, `config` shows the AWS variable in effect.
+    let run = ctx
+        .cutover(&["config", "--json"])
+        .env("CUTOVER_S3_ENDPOINT", "")
+        .env("AWS_ENDPOINT_URL", &ctx.s3_endpoint)
+        .run();
+    run.expect(0);
+    let endpoint = setting(&run.json(), "s3_endpoint");
+    assert_eq!(endpoint["value"], ctx.s3_endpoint.as_str());
+    assert_eq!(endpoint["origin"], "environment variable AWS_ENDPOINT_URL");
+}

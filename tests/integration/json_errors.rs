@@ -117,3 +117,34 @@ fn json_documents_never_show_a_redis_password() {
         "{run:?}"
     );
 }
+
+#[test]
+fn usage_errors_under_json_are_one_document_too_and_name_the_option() {
+    let ctx = Ctx::new("json-usage");
+    for (args, needle) in [
+        (vec!["releases", "--limit", "-1", "--json"], "--limit"),
+        (vec!["prune", "--keep", "-1", "--json"], "--keep"),
+        (vec!["status", "--frobnicate", "--json"], "--frobnicate"),
+    ] {
+        let line = error_document(&ctx.run(&args), 2);
+        assert!(line.contains(needle), "{args:?}: {line}");
+        assert!(
+            !line.contains("unexpected argument '-1'"),
+            "{args:?}: {line}"
+        );
+    }
+    // A missing argument: clap names it on the next line; the document has
+    // both on one.
+    let run = ctx.run(&["deploy", "--json"]);
+    run.expect(2);
+    let doc = run.json();
+    assert_eq!(doc["exit_code"], 2);
+    assert_eq!(
+        doc["error"], "the following required arguments were not provided: <DIR>",
+        "{run:?}"
+    );
+    // Without --json, stdout stays empty.
+    let run = ctx.run(&["prune", "--keep", "-1"]);
+    run.expect(2);
+    assert!(run.stdout.is_empty(), "{run:?}");
+}

@@ -139,9 +139,14 @@ fn a_lock_without_expiry_is_named_and_cleared_by_unlock() {
     ]);
     ctx.assert_unchanged(&before, "a deploy refused by the lock");
 
+    // Showing the owner is unlock's job: exit 0, with how to clear it.
     let run = ctx.run(&["unlock"]);
-    run.expect(3)
-        .error_has(&["held by \"ghost\"", "no expiry", "cutover unlock --force"]);
+    run.expect(0)
+        .stdout_has(&["held by \"ghost\"", "no expiry", "cutover unlock --force"]);
+    let run = ctx.run(&["unlock", "--json"]);
+    run.expect(0);
+    assert_eq!(run.json()["outcome"], "held");
+    assert_eq!(run.json()["owner"], "ghost");
     let run = ctx.run(&["unlock", "--dry-run", "--json"]);
     run.expect(0);
     assert_eq!(run.json()["outcome"], "planned");
@@ -170,8 +175,8 @@ fn unlock_never_deletes_a_lock_taken_by_someone_else_meanwhile() {
     let ctx = Ctx::new("unlock-cas");
     ctx.redis_cmd(&["SET", &ctx.key("lock"), "first", "PX", "60000"]);
     let run = ctx.run(&["unlock"]);
-    run.expect(3)
-        .error_has(&["held by \"first\"", "expires in"]);
+    run.expect(0)
+        .stdout_has(&["held by \"first\"", "expires in"]);
     ctx.redis_cmd(&["SET", &ctx.key("lock"), "second", "PX", "60000"]);
     let deleted = rt().block_on(async {
         let env: std::collections::HashMap<&str, String> = [
@@ -189,4 +194,92 @@ fn unlock_never_deletes_a_lock_taken_by_someone_else_meanwhile() {
     });
     assert!(!deleted);
     assert_eq!(rt().block_on(ctx.get("lock")).as_deref(), Some("second"));
+}
+
+#[test]
+fn a_live_record_of_the_wrong_shape_or_release_is_repaired_by_activate() {
+    let ctx = Ctx::new("wrong-record");
+    let a = deploy(&ctx, fixture("shakapacker").to_str().unwrap(), &[]);
+    let b = deploy(&ctx, fixture("flat").to_str().unwrap(), &[]);
+    let key = ctx.key(&format!("release:{b}"));
+    let own = rt().block_on(ctx.get(&format!("release:{b}"))).unwrap();
+    let other = rt().block_on(ctx.get(&format!("release:{a}"))).unwrap();
+    for damage in [r#"{"id":"nope"}"#, "[1,2,3]", other.as_str()] {
+        ctx.redis_cmd(&["SET", &key, damage]);
+        ctx.run(&["status"]).expect(0).stdout_has(&[
+            "PROBLEM",
+            &format!("the record of {b} in Redis is"),
+            &format!("`cutover activate {b}`"),
+        ]);
+        let run = ctx.run(&["activate", &b]);
+        run.expect(0).stdout_lacks(&["already live"]);
+        let stored: Value =
+            serde_json::from_str(&rt().block_on(ctx.get(&format!("release:{b}"))).unwrap())
+                .unwrap();
+        assert_eq!(
+            stored,
+            serde_json::from_str::<Value>(&own).unwrap(),
+            "activate wrote {b}'s own record again over {damage}"
+        );
+        ctx.run(&["status"]).expect(0).stdout_lacks(&["PROBLEM"]);
+        ctx.run(&["activate", &b])
+            .expect(0)
+            .stdout_has(&["already live"]);
+    }
+}
+
+#[test]
+fn keys_of_the_wrong_type_are_named_and_cleared_by_the_commands_they_name() {
+    let ctx = Ctx::new("wrong-types");
+    let a = deploy(&ctx, fixture("shakapacker").to_str().unwrap(), &[]);
+    let b = deploy(&ctx, fixture("flat").to_str().unwrap(), &[]);
+    let build = fixture("shakapacker");
+    let build = build.to_str().unwrap();
+    let (lock, pin, rolled_back) = (ctx.key("lock"), ctx.key("pin"), ctx.key("rolled_back"));
+
+    // The lock: every deploy is refused naming it, until `unlock --force`.
+    ctx.redis_cmd(&["HSET", &lock, "f", "v"]);
+    let run = ctx
+        .cutover(&["deploy", build])
+        .env("CUTOVER_LOCK_WAIT", "0")
+        .run();
+    run.expect(3)
+        .error_has(&[&lock, "holds a hash", "cutover unlock --force"]);
+    let run = ctx.run(&["unlock"]);
+    run.expect(0)
+        .stdout_has(&[&lock, "holds a hash", "cutover unlock --force"]);
+    assert_eq!(ctx.run(&["unlock", "--json"]).json()["wrong_type"], "hash");
+    ctx.run(&["unlock", "--force"])
+        .expect(0)
+        .stdout_has(&["cleared the deploy lock", "hash"]);
+    assert_eq!(ctx.redis_cmd(&["EXISTS", &lock]), redis::Value::Int(0));
+
+    // The pin: deploys do not activate, the errors name it, `unpin` clears it.
+    ctx.redis_cmd(&["SADD", &pin, "x"]);
+    ctx.run(&["status"])
+        .expect(0)
+        .stdout_has(&[&pin, "holds a set"]);
+    ctx.run(&["rollback", "--to", &a])
+        .expect(1)
+        .error_has(&[&pin, "holds a set", "cutover unpin"]);
+    ctx.run(&["activate", &a])
+        .expect(3)
+        .error_has(&[&pin, "holds a set", "cutover unpin"]);
+    ctx.run(&["unpin"]).expect(0).stdout_has(&["unpinned"]);
+    assert_eq!(ctx.redis_cmd(&["EXISTS", &pin]), redis::Value::Int(0));
+    ctx.run(&["activate", &a]).expect(0);
+
+    // The rolled-back set: a plain rollback says what is wrong; any switch
+    // replaces it.
+    ctx.redis_cmd(&["SET", &rolled_back, "junk"]);
+    ctx.run(&["rollback"])
+        .expect(1)
+        .error_has(&[&rolled_back, "holds a string", "rollback --to"]);
+    ctx.run(&["activate", &b]).expect(0);
+    assert_eq!(
+        ctx.redis_cmd(&["TYPE", &rolled_back]),
+        redis::Value::SimpleString("none".into())
+    );
+    ctx.run(&["rollback"]).expect(0);
+    assert_eq!(rt().block_on(ctx.get("current")), Some(a));
 }

@@ -100,10 +100,17 @@ fn verify_cdn_keeps_a_switch_from_happening_when_the_cdn_is_wrong() {
     run.expect(0);
     let b = run.json()["release"]["id"].as_str().unwrap().to_string();
     // Without entrypoints (a flat manifest): every script and stylesheet it names.
-    ctx.run(&["activate", &b, "--verify-cdn", "--dry-run"])
+    // Activated with the CDN it was recorded for: activation publishes its
+    // manifest, which must be on the configured CDN.
+    let activate = |extra: &[&str]| {
+        let mut args = vec!["activate", b.as_str(), "--verify-cdn"];
+        args.extend_from_slice(extra);
+        ctx.cutover(&args).env("CUTOVER_CDN_URL", &good.url).run()
+    };
+    activate(&["--dry-run"])
         .expect(0)
         .stdout_has(&["check (no write): GET 9 files through the CDN"]);
-    ctx.run(&["activate", &b, "--verify-cdn"]).expect(0);
+    activate(&[]).expect(0);
     assert_eq!(rt().block_on(ctx.get("current")), Some(b));
 }
 

@@ -136,6 +136,17 @@ fn rollback_goes_to_the_newest_release_not_rolled_back_from() {
     assert_eq!(exit_code(&e), 2);
     assert!(e.to_string().contains("rollback --to"), "{e}");
     assert_eq!(exit_code(&target(None, &none).unwrap_err()), 2);
+    // Only one release was ever live: nothing earlier, and no mention of
+    // releases "rolled back from".
+    let first = [event("a", None)];
+    let e = rollback_target("shop", &live(Some("a"), None), &first, &none).unwrap_err();
+    assert_eq!(exit_code(&e), 2);
+    let text = e.to_string();
+    assert!(
+        text.contains("no release of shop was live before a"),
+        "{text}"
+    );
+    assert!(!text.contains("rolled back from"), "{text}");
     // The history does not know the live release.
     assert!(target(Some("x"), &none)
         .unwrap_err()
@@ -216,6 +227,26 @@ fn already_live_writes_nothing_and_a_lost_manifest_is_repaired() {
     let plan = switch(&f, &SwitchOptions::default()).unwrap();
     assert!(plan.repair && !plan.already_live);
     assert_eq!(names(&plan.steps), ["switch"]);
+
+    // Redis holds another release's record, or a damaged one, under its
+    // key: not "already live"; the record is written again, replacing it.
+    for wrong in [
+        Stored::Valid(release("2e3").summary()),
+        Stored::Broken("not a valid release record".into()),
+    ] {
+        assert!(!is_live(&serving, &r, &wrong));
+        let f = facts(Action::Activate, &r, &serving, &wrong, &objects, &mutable);
+        let plan = switch(&f, &SwitchOptions::default()).unwrap();
+        assert!(plan.repair && !plan.already_live);
+        assert_eq!(names(&plan.steps), ["register", "switch"]);
+        assert!(matches!(
+            plan.steps[0],
+            Step::Register {
+                replace_broken: true,
+                ..
+            }
+        ));
+    }
 }
 
 #[test]
@@ -352,5 +383,10 @@ fn pin_and_unlock_plans() {
     let (none, steps) = pin("shop", &pinned, None).unwrap();
     assert!(none.is_none());
     assert!(matches!(steps.as_slice(), [Step::Pin(None)]));
-    assert!(matches!(unlock("me/1/ab").as_slice(), [Step::Unlock { owner }] if owner == "me/1/ab"));
+    assert!(
+        matches!(unlock("me/1/ab", None).as_slice(), [Step::Unlock { owner, wrong_type: None }] if owner == "me/1/ab")
+    );
+    assert!(
+        matches!(unlock("", Some("hash")).as_slice(), [Step::Unlock { wrong_type: Some(t), .. }] if t == "hash")
+    );
 }

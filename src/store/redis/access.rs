@@ -18,6 +18,7 @@ impl Registry {
             Needs::Unlock => vec![
                 "SCRIPT LOAD x".to_string(),
                 format!("GET {}", k.lock),
+                format!("TYPE {}", k.lock),
                 format!("PTTL {}", k.lock),
                 format!("DEL {}", k.lock),
             ],
@@ -103,15 +104,36 @@ impl Registry {
             return Ok(None);
         }
         // It may have expired in between: then nobody holds it, try again.
-        Ok(Some(self.lock_holder().await?.unwrap_or(LockHolder {
-            owner: String::new(),
-            ttl_ms: Some(0),
-        })))
+        match self.lock_holder().await? {
+            Some(LockHolder {
+                wrong_type: Some(kind),
+                ..
+            }) => Err(self.wrong_type(&self.keys.lock, &kind)),
+            holder => Ok(Some(holder.unwrap_or(LockHolder {
+                owner: String::new(),
+                ttl_ms: Some(0),
+                wrong_type: None,
+            }))),
+        }
     }
 
     /// Who holds the deploy lock, and for how long; None when nobody does.
     pub async fn lock_holder(&mut self) -> anyhow::Result<Option<LockHolder>> {
         let key = self.keys.lock.clone();
+        let kind = self.key_type(&key).await?;
+        if kind != "string" && kind != "none" {
+            let ttl: i64 = self
+                .read(|mut c| {
+                    let key = key.clone();
+                    async move { redis::cmd("PTTL").arg(&key).query_async(&mut c).await }
+                })
+                .await?;
+            return Ok(Some(LockHolder {
+                owner: String::new(),
+                ttl_ms: (ttl >= 0).then_some(ttl),
+                wrong_type: Some(kind),
+            }));
+        }
         let (owner, ttl): (Option<String>, i64) = self
             .read(|mut c| {
                 let key = key.clone();
@@ -129,6 +151,7 @@ impl Registry {
         Ok(owner.map(|owner| LockHolder {
             owner,
             ttl_ms: (ttl >= 0).then_some(ttl),
+            wrong_type: None,
         }))
     }
 
@@ -148,9 +171,21 @@ impl Registry {
 
     /// Delete the lock if it still holds `owner`. True if it did.
     pub async fn unlock(&mut self, owner: &str) -> anyhow::Result<bool> {
+        self.unlock_held(owner, None).await
+    }
+
+    /// Delete the lock if it still holds `owner`, or, with `wrong_type`,
+    /// a value of that type (a key something else wrote). True if it did.
+    pub async fn unlock_held(
+        &mut self,
+        owner: &str,
+        wrong_type: Option<&str>,
+    ) -> anyhow::Result<bool> {
         let script = Script::new(scripts::UNLOCK);
         let mut inv = script.prepare_invoke();
-        inv.key(&self.keys.lock).arg(owner);
+        inv.key(&self.keys.lock)
+            .arg(owner)
+            .arg(wrong_type.unwrap_or("string"));
         let mut conn = self.conn.clone();
         let n: i64 = self
             .call("release the deploy lock on", inv.invoke_async(&mut conn))

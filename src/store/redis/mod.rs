@@ -50,6 +50,9 @@ pub struct LockHolder {
     pub owner: String,
     /// Milliseconds left; None when the key has no expiry.
     pub ttl_ms: Option<i64>,
+    /// The lock key holds this type of value, not a string (something else
+    /// wrote it); `owner` is then empty.
+    pub wrong_type: Option<String>,
 }
 
 /// The permissions a command needs, as Redis commands with their keys and
@@ -141,24 +144,78 @@ impl Registry {
         }
     }
 
+    /// The type of the value at `key` ("none" when absent).
+    async fn key_type(&mut self, key: &str) -> anyhow::Result<String> {
+        let owned = key.to_string();
+        self.read(|mut c| {
+            let key = owned.clone();
+            async move { redis::cmd("TYPE").arg(&key).query_async(&mut c).await }
+        })
+        .await
+    }
+
     /// A key that MGET reported absent may hold another type: say so,
     /// naming the key, rather than treat it as absent.
     async fn absent_or_wrong_type(&mut self, key: &str) -> anyhow::Result<()> {
-        let owned = key.to_string();
-        let kind: String = self
-            .read(|mut c| {
-                let key = owned.clone();
-                async move { redis::cmd("TYPE").arg(&key).query_async(&mut c).await }
-            })
-            .await?;
+        let kind = self.key_type(key).await?;
         if kind == "none" {
             return Ok(());
         }
-        Err(Failure::operation(format!(
-            "{key} in Redis at {} holds a {kind}, not a string: something else wrote it. \
-             Check what uses this key, then delete it (a deploy or `cutover activate` writes it again)",
+        Err(self.wrong_type(key, &kind))
+    }
+
+    /// One of the app's keys holds a value of the wrong type (something
+    /// else wrote it): the error names the key, its type, and the command
+    /// that clears it. The lock's is a refusal (exit 3), like a held lock.
+    pub(crate) fn wrong_type(&self, key: &str, kind: &str) -> anyhow::Error {
+        let k = &self.keys;
+        let (what, fix) = if key == k.lock {
+            (
+                "the deploy lock (a string)",
+                "no deploy can take the lock until it goes. If nothing of yours uses this key, `cutover unlock --force` deletes it",
+            )
+        } else if key == k.pin {
+            (
+                "a pin (a string)",
+                "If nothing of yours uses this key, `cutover unpin` deletes it",
+            )
+        } else if key == k.rolled_back {
+            (
+                "the set of releases rolled back from",
+                "a plain `cutover rollback` cannot tell where to go. `cutover rollback --to RELEASE` or `cutover activate RELEASE` replaces it",
+            )
+        } else {
+            (
+                "a string",
+                "Check what uses this key, then delete it (a deploy or `cutover activate` writes it again)",
+            )
+        };
+        let message = format!(
+            "{key} in Redis at {} holds a {kind}, not {what}: something else wrote it; {fix}",
             self.url
-        )))
+        );
+        if key == k.lock {
+            Failure::refused(message)
+        } else {
+            Failure::operation(message)
+        }
+    }
+
+    /// A WRONGTYPE error a script gave on one of the app's keys, told as
+    /// [`Registry::wrong_type`] tells it; None for any other error.
+    fn explain_wrong_type(&self, e: &redis::RedisError) -> Option<anyhow::Error> {
+        if e.code() != Some("WRONGTYPE") {
+            return None;
+        }
+        // The scripts say "WRONGTYPE <key> holds a <type>, not a <want>".
+        let mut words = e.detail()?.split_whitespace();
+        let key = words.next()?;
+        let kind = words.nth(2)?.trim_end_matches(',');
+        let k = &self.keys;
+        [&k.lock, &k.pin, &k.rolled_back]
+            .iter()
+            .any(|ours| ours.as_str() == key)
+            .then(|| self.wrong_type(key, kind))
     }
 
     /// Live release id and manifest, in one round trip (MGET). A manifest
@@ -193,6 +250,19 @@ impl Registry {
         if manifest.is_none() {
             self.absent_or_wrong_type(&man).await?;
         }
+        // A pin key of another type pins nothing cutover wrote, but the
+        // switch cannot write it: shown as an unreadable pin, which `unpin`
+        // deletes.
+        let pin = match pin {
+            None => match self.key_type(&self.keys.pin.clone()).await? {
+                kind if kind == "none" => None,
+                kind => Some(format!(
+                    "{} holds a {kind}, not a pin: something else wrote it; `cutover unpin` deletes it",
+                    self.keys.pin
+                )),
+            },
+            text => text,
+        };
         let mut live = LiveState {
             current,
             manifest: None,
@@ -244,9 +314,17 @@ impl Registry {
             .await?;
         Ok(texts
             .into_iter()
-            .map(|text| match text {
+            .zip(ids)
+            .map(|(text, id)| match text {
                 None => Stored::Missing,
-                Some(t) => match serde_json::from_str(&t) {
+                Some(t) => match serde_json::from_str::<ReleaseRecord>(&t) {
+                    // A record under another release's key (copied, or
+                    // written by hand) is as damaged as one that is not
+                    // JSON: activating must write the release's own again.
+                    Ok(r) if r.id != *id => Stored::Broken(format!(
+                        "the record of another release ({}), not {id}'s",
+                        r.id
+                    )),
                     Ok(r) => Stored::Valid(r),
                     Err(e) => Stored::Broken(format!("not a valid release record ({e})")),
                 },
@@ -307,6 +385,10 @@ impl Registry {
     /// Releases that were rolled back from.
     pub async fn rolled_back(&mut self) -> anyhow::Result<std::collections::BTreeSet<String>> {
         let key = self.keys.rolled_back.clone();
+        let kind = self.key_type(&key).await?;
+        if kind != "none" && kind != "set" {
+            return Err(self.wrong_type(&key, &kind));
+        }
         self.read(|mut c| {
             let key = key.clone();
             async move { redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await }
@@ -327,15 +409,26 @@ impl Registry {
                 c
             }
             None => {
-                let mut c = redis::cmd("GETDEL");
+                // DEL, not GETDEL: it also clears a pin key of another type.
+                let mut c = redis::cmd("DEL");
                 c.arg(&self.keys.pin);
-                c
+                let n: i64 = self
+                    .call("change the pin on", c.query_async(&mut conn))
+                    .await?;
+                return Ok(n > 0);
             }
         };
-        let before: Option<String> = self
+        let before: anyhow::Result<Option<String>> = self
             .call("change the pin on", cmd.query_async(&mut conn))
-            .await?;
-        Ok(before.is_some())
+            .await;
+        if before.is_err() {
+            let key = self.keys.pin.clone();
+            let kind = self.key_type(&key).await?;
+            if kind != "string" && kind != "none" {
+                return Err(self.wrong_type(&key, &kind));
+            }
+        }
+        Ok(before?.is_some())
     }
 
     /// Mark that a prune is about to delete (`cutover:{APP}:pruned`): a
@@ -473,7 +566,9 @@ impl Registry {
             Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
                 self.read_back(id, event, expected, e).await
             }
-            Err(e) => Err(redis_error(&self.endpoint, "activate on", e)
+            Err(e) => Err(self
+                .explain_wrong_type(&e)
+                .unwrap_or_else(|| redis_error(&self.endpoint, "activate on", e))
                 .context("nothing was switched")
                 .context(format!("the switch to {id} was refused"))),
         }

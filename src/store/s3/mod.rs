@@ -90,10 +90,7 @@ impl S3Store {
                 )
         })
         .await?;
-        let env_endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-            .ok()
-            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
-            .filter(|v| !v.is_empty());
+        let env_endpoint = crate::config::aws_endpoint(&|k| std::env::var(k).ok()).map(|(_, v)| v);
         let endpoint = config
             .s3_endpoint
             .clone()
