@@ -179,19 +179,18 @@ pub async fn resolve_release(
     let id = pick_one(config, wanted, matches)?;
     // The S3 copy has the file list needed to verify the objects.
     let record = full_record(config, store, &meta, &id, publishes).await?;
-    // Redis's copy is input too: one that is not this release's (another
-    // id, a URL off the CDN) is refused like the S3 record would be. Records
-    // are never overwritten, so the fix is to delete it.
-    let in_redis = redis.record(&id).await?;
+    // Redis's copy is input too: one that is not this release's sound
+    // record (another id, a URL off the CDN) is damage, like unreadable
+    // JSON: a switch writes the S3 record (checked above) over it.
+    let mut in_redis = redis.record(&id).await?;
     if let Stored::Valid(r) = &in_redis {
         let problems = r.problems(&record_expect(config, &id, &record, publishes));
         if !problems.is_empty() {
-            let key = redis.keys().release(&id);
-            return Err(Failure::verification(format!(
-                "the record of release {id} in Redis ({key}) cannot be used: {}; nothing was changed. \
-                 Delete it (DEL {key}): `cutover activate {id}` writes it again from the S3 record",
+            in_redis = Stored::Broken(format!(
+                "the record of release {id} in Redis ({}) is not its own: {}",
+                redis.keys().release(&id),
                 problems.join("; ")
-            )));
+            ));
         }
     }
     Ok(Resolved { record, in_redis })
