@@ -10,12 +10,14 @@ import { makeLogger } from "./log.js";
 import { Refresher, within } from "./refresher.js";
 import { Snapshot } from "./snapshot.js";
 import { Source, keysOf } from "./source.js";
+import { parseOrigins, parseVerifyKeys } from "./trust.js";
 import { maskUrl, secretOf } from "./url.js";
 
 /**
  * @typedef {import("../index.js").ReaderOptions} ReaderOptions
  * @typedef {import("../index.js").SwitchEvent} SwitchEvent
  * @typedef {import("../index.js").SwitchSource} SwitchSource
+ * @typedef {import("../index.js").RejectedEvent} RejectedEvent
  */
 
 const DEFAULTS = { pollInterval: 1000, connectTimeout: 2000, commandTimeout: 1000 };
@@ -33,6 +35,8 @@ class Reader extends EventEmitter {
   #log;
   /** @type {typeof DEFAULTS & ReaderOptions & {url: string, cluster: boolean}} */
   #options;
+  /** @type {import("./source.js").Trust} */
+  #trust;
   /** @type {Snapshot | undefined} */
   #fallback;
   /** @type {Source | undefined} */
@@ -70,6 +74,7 @@ class Reader extends EventEmitter {
     this.#url = maskUrl(rootNodes?.[0] ?? url);
     this.#secret = secretOf(rootNodes?.[0] ?? url);
     this.#log = makeLogger(options.logger, `cutover-reader[${app}]:`, (text) => this.#scrub(text));
+    this.#trust = { origins: parseOrigins(options.assetOrigins), keys: parseVerifyKeys(options.verifyKeys) };
     this.#fallback = options.fallbackManifest === undefined ? undefined : this.#loadFallback(options.fallbackManifest);
   }
 
@@ -115,7 +120,13 @@ class Reader extends EventEmitter {
 
   async #start() {
     const o = this.#options;
-    const source = new Source(this.#app, o);
+    if (!this.#trust.origins) {
+      this.#log.warn(
+        "no assetOrigins configured: any URL written to Redis will be served, so anyone who can write " +
+          `${this.#keys.manifest} can put their script on your pages; pass assetOrigins: ["https://your.cdn.example"]`,
+      );
+    }
+    const source = new Source(this.#app, o, this.#trust);
     this.#source = source;
     const refresher = new Refresher({
       source,
@@ -125,6 +136,7 @@ class Reader extends EventEmitter {
       scrub: (text) => this.#scrub(text),
       serving: () => this.#snapshot,
       install: (next, via) => this.#install(next, via),
+      reject: (event) => this.#announce("rejected", event),
     });
     this.#refresher = refresher;
 
@@ -144,6 +156,12 @@ class Reader extends EventEmitter {
         `no live release from ${this.#keys.manifest} at ${this.#url} (${this.#scrub(cause.message)}); ` +
           `serving the fallback manifest until there is one`,
       );
+      // Refused at start: said once the caller holds the reader (a listener added right after
+      // `await createReader(...)` hears it).
+      if (cause.release) {
+        const event = { release: cause.release, reason: cause.reason ?? cause.message };
+        setImmediate(() => this.#closed || this.#announce("rejected", event));
+      }
     }
     this.#snapshot = snapshot;
     refresher.start();
@@ -158,16 +176,20 @@ class Reader extends EventEmitter {
     const previous = this.#snapshot.releaseId;
     this.#snapshot = next;
     this.#log.info(`serving release ${next.releaseId} (was ${previous ?? "the fallback manifest"}; via ${source})`);
-    this.#announce({ release: /** @type {string} */ (next.releaseId), previous, source });
+    this.#announce("switch", { release: /** @type {string} */ (next.releaseId), previous, source });
   }
 
-  /** @param {SwitchEvent} event */
-  #announce(event) {
-    for (const listener of this.rawListeners("switch")) {
+  /**
+   * Call the listeners; one that throws is logged, never propagated.
+   * @param {"switch" | "rejected"} name
+   * @param {SwitchEvent | RejectedEvent} event
+   */
+  #announce(name, event) {
+    for (const listener of this.rawListeners(name)) {
       try {
         listener.call(this, event);
       } catch (err) {
-        this.#log.error(`a "switch" listener threw: ${err?.stack ?? err}`);
+        this.#log.error(`a "${name}" listener threw: ${err?.stack ?? err}`);
       }
     }
   }
@@ -207,7 +229,7 @@ class Reader extends EventEmitter {
       manifest = structuredClone(value);
     }
     try {
-      return new Snapshot(this.#app, null, manifest);
+      return new Snapshot(this.#app, null, manifest, this.#trust.origins);
     } catch (err) {
       throw new TypeError(`cutover-reader: fallbackManifest: ${err.message}`);
     }

@@ -17,6 +17,8 @@ import { Source } from "./source.js";
  * @property {(text: string) => string} scrub removes the Redis secret from a message
  * @property {() => Snapshot} serving the snapshot the reader serves now
  * @property {(next: Snapshot, source: SwitchSource) => void} install serve another release
+ * @property {(event: {release: string, reason: string}) => void} reject a live release was
+ *   refused (called once per distinct release in a row, as it is logged)
  */
 
 export class Refresher {
@@ -27,6 +29,7 @@ export class Refresher {
   #scrub;
   #serving;
   #install;
+  #reject;
   /** @type {ReturnType<typeof setInterval> | undefined} */
   #timer;
   #started = false;
@@ -49,7 +52,7 @@ export class Refresher {
   #subscribeRefused = false;
 
   /** @param {RefresherOptions} o */
-  constructor({ source, options, log, url, scrub, serving, install }) {
+  constructor({ source, options, log, url, scrub, serving, install, reject }) {
     this.#source = source;
     this.#options = options;
     this.#log = log;
@@ -57,6 +60,7 @@ export class Refresher {
     this.#scrub = scrub;
     this.#serving = serving;
     this.#install = install;
+    this.#reject = reject;
     // node-redis emits "error" on every failed (re)connect; an "error" without a
     // listener would crash the process.
     const { cluster, commands, subscriber } = source;
@@ -198,8 +202,11 @@ export class Refresher {
         this.#emptyLogged = true;
       } else if (err.release) {
         this.#answered();
-        if (this.#rejected !== err.release) this.#log.error(`${err.message}; keeping ${this.#describe()}`);
-        this.#rejected = err.release;
+        if (this.#rejected !== err.release) {
+          this.#rejected = err.release;
+          this.#log.error(`${err.message}; keeping ${this.#describe()}`);
+          this.#reject({ release: err.release, reason: err.reason ?? err.message });
+        }
       } else {
         this.#needsFullRead = true;
         this.#lost(err, "read");

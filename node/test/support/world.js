@@ -182,7 +182,8 @@ export class World {
   /** A reader of this world's app, closed when the test ends. */
   async reader(options = {}) {
     const url = options.url ?? (await this.readerUrl());
-    const reader = await createReader({ app: this.app, url, logger: false, ...options });
+    // The CDN the tests deploy to is the only allowed asset origin, unless a test says otherwise.
+    const reader = await createReader({ app: this.app, url, logger: false, assetOrigins: [CDN], ...options });
     this.closers.push(() => reader.close());
     return reader;
   }
