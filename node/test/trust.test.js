@@ -7,7 +7,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { createReader } from "cutover-reader";
 import { repoRoot } from "./support/servers.js";
-import { CDN, captureLog, world } from "./support/world.js";
+import { CDN, captureLog, signRelease, world } from "./support/world.js";
 import { fingerprintOf, parseOrigins, parseVerifyKeys, urlProblem } from "../src/trust.js";
 import { createPrivateKey, createPublicKey } from "node:crypto";
 
@@ -17,6 +17,12 @@ test("signatures: the fingerprints of the vector keys", () => {
   for (const [name, pem] of Object.entries(vectors.private_keys)) {
     assert.equal(fingerprintOf(createPublicKey(createPrivateKey(pem))), vectors.fingerprints[name], name);
   }
+});
+
+test("signatures: the tests' signer makes the vectors' signature (Ed25519 is deterministic)", () => {
+  const [first, rotated] = vectors.cases;
+  assert.equal(signRelease("k1", first.current, first.manifest), first.signature);
+  assert.equal(signRelease("k2", rotated.current, rotated.manifest), rotated.signature);
 });
 
 test("signatures: every case of tests/contract/signatures.json, through Redis and a reader", async (t) => {

@@ -27,6 +27,9 @@ function spawnServer(command, args) {
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
   child.stderrText = () => stderr;
+  // Not what keeps a test process alive: its "exit" handler kills them (a file run alone).
+  child.unref();
+  child.stderr.unref();
   children.add(child);
   child.once("exit", () => children.delete(child));
   return child;
