@@ -52,8 +52,13 @@ export interface Logger {
 export interface ReaderOptions {
   /** The cutover app name (`CUTOVER_APP`); the keys are `cutover:{APP}:*`. */
   app: string;
-  /** `redis://` or `rediss://` (TLS) URL. Default: `REDIS_URL`, else `redis://127.0.0.1:6379`. */
+  /**
+   * `redis://`, `rediss://` (TLS) or `redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/db]`
+   * URL. Default: `REDIS_URL`, else `redis://127.0.0.1:6379`.
+   */
   url?: string;
+  /** The Sentinels' own password, when they require one (the URL's credentials are the master's). */
+  sentinelPassword?: string;
   /** Check `cutover:{APP}:current` this often, in ms. Default 1000. */
   pollInterval?: number;
   /** Used when Redis cannot give a live release at start: a path to a JSON file, or the parsed manifest. */

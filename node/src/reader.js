@@ -11,7 +11,7 @@ import { Refresher, within } from "./refresher.js";
 import { Snapshot } from "./snapshot.js";
 import { Source, keysOf } from "./source.js";
 import { parseOrigins, parseVerifyKeys } from "./trust.js";
-import { maskUrl, secretOf } from "./url.js";
+import { isSentinelUrl, maskUrl, parseSentinelUrl, secretOf } from "./url.js";
 
 /**
  * @typedef {import("../index.js").ReaderOptions} ReaderOptions
@@ -33,7 +33,7 @@ class Reader extends EventEmitter {
   #url;
   #secret;
   #log;
-  /** @type {typeof DEFAULTS & ReaderOptions & {url: string, cluster: boolean}} */
+  /** @type {typeof DEFAULTS & ReaderOptions & {url: string, cluster: boolean, sentinel: boolean}} */
   #options;
   /** @type {import("./source.js").Trust} */
   #trust;
@@ -52,7 +52,12 @@ class Reader extends EventEmitter {
     super();
     const { app, url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379", rootNodes } = options;
     if (typeof app !== "string" || app === "") throw new TypeError("cutover-reader: `app` is required");
-    for (const u of rootNodes ?? [url]) {
+    const sentinel = isSentinelUrl(url) && !rootNodes?.length;
+    if (sentinel) {
+      parseSentinelUrl(url); // throws a TypeError saying what is expected
+      if (options.cluster) throw new TypeError("cutover-reader: `cluster` and a redis+sentinel:// URL exclude each other");
+    }
+    for (const u of sentinel ? [] : (rootNodes ?? [url])) {
       let protocol;
       try {
         protocol = new URL(u).protocol;
@@ -60,10 +65,10 @@ class Reader extends EventEmitter {
         throw new TypeError(`cutover-reader: invalid Redis URL ${maskUrl(u)}`);
       }
       if (protocol !== "redis:" && protocol !== "rediss:") {
-        throw new TypeError(`cutover-reader: invalid Redis URL ${maskUrl(u)}: expected redis:// or rediss://`);
+        throw new TypeError(`cutover-reader: invalid Redis URL ${maskUrl(u)}: expected redis://, rediss:// or redis+sentinel://`);
       }
     }
-    const o = { ...DEFAULTS, ...options, url, cluster: false };
+    const o = { ...DEFAULTS, ...options, url, cluster: false, sentinel };
     for (const k of /** @type {const} */ (["pollInterval", "connectTimeout", "commandTimeout"])) {
       if (!(Number.isFinite(o[k]) && o[k] > 0)) throw new TypeError(`cutover-reader: \`${k}\` must be a positive number of ms`);
     }

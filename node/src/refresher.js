@@ -63,9 +63,9 @@ export class Refresher {
     this.#reject = reject;
     // node-redis emits "error" on every failed (re)connect; an "error" without a
     // listener would crash the process.
-    const { cluster, commands, subscriber } = source;
+    const { cluster, shared, commands, subscriber } = source;
     for (const client of new Set([commands, subscriber])) {
-      const label = cluster ? "cluster" : client === commands ? "connection" : "subscriber connection";
+      const label = cluster ? "cluster" : shared ? "sentinel" : client === commands ? "connection" : "subscriber connection";
       client.on("error", (err) => this.#lost(err, label));
     }
     if (cluster) commands.on("node-error", (err) => this.#lost(err, "cluster node"));
@@ -78,7 +78,7 @@ export class Refresher {
 
   /** Connect and subscribe (resolves once subscribed). */
   connect() {
-    return this.#source.cluster ? this.#connectCluster() : this.#connectSingle();
+    return this.#source.shared ? this.#connectShared() : this.#connectSingle();
   }
 
   /**
@@ -143,12 +143,13 @@ export class Refresher {
     return Promise.all([connected, subscribed]);
   }
 
-  async #connectCluster() {
-    const cluster = this.#source.commands;
-    if (!cluster.isOpen) await cluster.connect();
+  /** A cluster or sentinel client: one client, which keeps its own pub/sub connection. */
+  async #connectShared() {
+    const client = this.#source.commands;
+    if (!client.isOpen) await client.connect();
     if (!this.#subscribedOnce) {
       try {
-        await cluster.subscribe(this.#source.keys.events, () => this.#refresh("pubsub"));
+        await client.subscribe(this.#source.keys.events, () => this.#refresh("pubsub"));
         this.#subscribedOnce = true;
       } catch (err) {
         this.#cannotSubscribe(err);
@@ -225,8 +226,8 @@ export class Refresher {
     if (this.#closed || this.#checking || this.#busy) return;
     this.#checking = true;
     try {
-      if (this.#source.cluster && (!this.#source.commands.isOpen || !this.#subscribedOnce)) {
-        await within(this.#connectCluster(), this.#options.connectTimeout);
+      if (this.#source.shared && (!this.#source.commands.isOpen || !this.#subscribedOnce)) {
+        await within(this.#connectShared(), this.#options.connectTimeout);
       }
       const id = await this.#source.current();
       this.#log.debug(`poll: ${this.#source.keys.current} = ${id}`);

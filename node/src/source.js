@@ -10,7 +10,7 @@ import { signatureProblem } from "./trust.js";
 
 /**
  * @typedef {{current: string, manifest: string, signature: string, events: string}} Keys
- * @typedef {{url: string, cluster: boolean, rootNodes?: string[], connectTimeout: number, commandTimeout: number}} SourceOptions
+ * @typedef {{url: string, cluster: boolean, sentinel?: boolean, sentinelPassword?: string, rootNodes?: string[], connectTimeout: number, commandTimeout: number}} SourceOptions
  * @typedef {{origins: Set<string> | null, keys: {key: import("node:crypto").KeyObject, fingerprint: string}[] | null}} Trust
  */
 
@@ -33,7 +33,7 @@ export class Source {
   #trust;
   /** @type {Keys} */
   keys;
-  /** @type {{cluster: boolean, commands: any, subscriber: any}} */
+  /** @type {{cluster: boolean, sentinel: boolean, commands: any, subscriber: any}} */
   #conn;
 
   /**
@@ -49,9 +49,17 @@ export class Source {
     this.#conn = openConnections(options);
   }
 
-  /** One cluster client, or a command client and a subscriber client. */
+  /** A Redis Cluster client. */
   get cluster() {
     return this.#conn.cluster;
+  }
+
+  /**
+   * One client that finds its own nodes and keeps its own pub/sub connection (a cluster or
+   * sentinel client), rather than a command client and a subscriber client.
+   */
+  get shared() {
+    return this.#conn.cluster || this.#conn.sentinel;
   }
 
   get commands() {
@@ -62,10 +70,10 @@ export class Source {
     return this.#conn.subscriber;
   }
 
-  /** Can both connections take a command now? (Always true for a cluster: it routes per node.) */
+  /** Can both connections take a command now? (Always true for a shared client: it routes per node.) */
   get ready() {
-    const { cluster, commands, subscriber } = this.#conn;
-    return cluster || (commands.isReady && subscriber.isReady);
+    const { commands, subscriber } = this.#conn;
+    return this.shared || (commands.isReady && subscriber.isReady);
   }
 
   /**
