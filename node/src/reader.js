@@ -212,7 +212,8 @@ class Reader extends EventEmitter {
    */
   #unavailable(cause, ms) {
     const key = this.#keys.manifest;
-    const why = cause?.empty ? cause.message : `${this.#scrub(cause?.message ?? cause)} (gave up after ${ms} ms)`;
+    // Redis answered (nothing live, or a release refused): no "gave up".
+    const why = cause?.empty || cause?.release ? cause.message : `${this.#scrub(cause?.message ?? cause)} (gave up after ${ms} ms)`;
     return new UnavailableError(
       `cutover-reader: cannot read ${key} from ${this.#url}: ${why}; ` +
         `check that Redis is reachable at that URL, or pass fallbackManifest`,
