@@ -29,6 +29,18 @@ export interface SwitchEvent {
   source: SwitchSource;
 }
 
+/**
+ * A live release the reader refused to serve (it keeps the release it served): a URL off
+ * `assetOrigins`, a signature no key of `verifyKeys` verifies, or a manifest it cannot read.
+ * Emitted once per refused release in a row.
+ */
+export interface RejectedEvent {
+  /** The refused release's id (`cutover:{APP}:current`). */
+  release: string;
+  /** Why, for people: the first URL that is not allowed, or what is wrong with the signature. */
+  reason: string;
+}
+
 /** Anything with these methods (console, pino, winston, ...); missing methods are skipped. */
 export interface Logger {
   debug?(message: string): void;
@@ -40,8 +52,13 @@ export interface Logger {
 export interface ReaderOptions {
   /** The cutover app name (`CUTOVER_APP`); the keys are `cutover:{APP}:*`. */
   app: string;
-  /** `redis://` or `rediss://` (TLS) URL. Default: `REDIS_URL`, else `redis://127.0.0.1:6379`. */
+  /**
+   * `redis://`, `rediss://` (TLS) or `redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/db]`
+   * URL. Default: `REDIS_URL`, else `redis://127.0.0.1:6379`.
+   */
   url?: string;
+  /** The Sentinels' own password, when they require one (the URL's credentials are the master's). */
+  sentinelPassword?: string;
   /** Check `cutover:{APP}:current` this often, in ms. Default 1000. */
   pollInterval?: number;
   /** Used when Redis cannot give a live release at start: a path to a JSON file, or the parsed manifest. */
@@ -56,6 +73,17 @@ export interface ReaderOptions {
   cluster?: boolean;
   /** Redis Cluster seed nodes (URLs); implies `cluster: true`. */
   rootNodes?: string[];
+  /**
+   * The only origins asset URLs may name (`"https://cdn.example.com"`; an `http://` origin
+   * allows `http://` on it). A manifest with any other URL is rejected whole. Default: none
+   * (any URL is served; warned about at start).
+   */
+  assetOrigins?: string[];
+  /**
+   * Ed25519 public keys (PEM, as `cutover keygen` writes them): serve only a release signed by
+   * one of them. Several keys for a rotation. Default: none (signatures are ignored).
+   */
+  verifyKeys?: string[];
 }
 
 /** One release's manifest, frozen. `reader.snapshot()` returns one. */
@@ -85,6 +113,9 @@ export interface Reader extends EventEmitter {
   on(event: "switch", listener: (event: SwitchEvent) => void): this;
   once(event: "switch", listener: (event: SwitchEvent) => void): this;
   off(event: "switch", listener: (event: SwitchEvent) => void): this;
+  on(event: "rejected", listener: (event: RejectedEvent) => void): this;
+  once(event: "rejected", listener: (event: RejectedEvent) => void): this;
+  off(event: "rejected", listener: (event: RejectedEvent) => void): this;
   /** Stops the poll and closes both Redis connections. */
   close(): Promise<void>;
 }

@@ -1,7 +1,8 @@
 // A server-side rendering service on plain node:http that references exactly
 // the bundles of the live release (the ones Rails serves), with SRI.
 //
-//   CUTOVER_APP=shop REDIS_URL=redis://127.0.0.1:6379 PORT=3000 node examples/ssr.mjs
+//   CUTOVER_APP=shop REDIS_URL=redis://127.0.0.1:6379 CUTOVER_ASSET_ORIGINS=https://cdn.shop.example \
+//     PORT=3000 node examples/ssr.mjs
 //
 // Each request takes one snapshot, so the whole page comes from one release
 // even when a deploy switches releases in the middle of rendering.
@@ -12,6 +13,8 @@ const reader = await createReader({
   app: process.env.CUTOVER_APP ?? "shop",
   url: process.env.REDIS_URL,
   fallbackManifest: process.env.CUTOVER_FALLBACK_MANIFEST, // optional: a saved copy of the live manifest
+  // Only URLs on your CDN are rendered (comma-separated origins); a manifest naming any other is refused.
+  assetOrigins: process.env.CUTOVER_ASSET_ORIGINS?.split(","),
 });
 
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

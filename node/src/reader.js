@@ -10,12 +10,14 @@ import { makeLogger } from "./log.js";
 import { Refresher, within } from "./refresher.js";
 import { Snapshot } from "./snapshot.js";
 import { Source, keysOf } from "./source.js";
-import { maskUrl, secretOf } from "./url.js";
+import { parseOrigins, parseVerifyKeys } from "./trust.js";
+import { isSentinelUrl, maskUrl, parseSentinelUrl, secretOf } from "./url.js";
 
 /**
  * @typedef {import("../index.js").ReaderOptions} ReaderOptions
  * @typedef {import("../index.js").SwitchEvent} SwitchEvent
  * @typedef {import("../index.js").SwitchSource} SwitchSource
+ * @typedef {import("../index.js").RejectedEvent} RejectedEvent
  */
 
 const DEFAULTS = { pollInterval: 1000, connectTimeout: 2000, commandTimeout: 1000 };
@@ -31,8 +33,10 @@ class Reader extends EventEmitter {
   #url;
   #secret;
   #log;
-  /** @type {typeof DEFAULTS & ReaderOptions & {url: string, cluster: boolean}} */
+  /** @type {typeof DEFAULTS & ReaderOptions & {url: string, cluster: boolean, sentinel: boolean}} */
   #options;
+  /** @type {import("./source.js").Trust} */
+  #trust;
   /** @type {Snapshot | undefined} */
   #fallback;
   /** @type {Source | undefined} */
@@ -48,7 +52,12 @@ class Reader extends EventEmitter {
     super();
     const { app, url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379", rootNodes } = options;
     if (typeof app !== "string" || app === "") throw new TypeError("cutover-reader: `app` is required");
-    for (const u of rootNodes ?? [url]) {
+    const sentinel = isSentinelUrl(url) && !rootNodes?.length;
+    if (sentinel) {
+      parseSentinelUrl(url); // throws a TypeError saying what is expected
+      if (options.cluster) throw new TypeError("cutover-reader: `cluster` and a redis+sentinel:// URL exclude each other");
+    }
+    for (const u of sentinel ? [] : (rootNodes ?? [url])) {
       let protocol;
       try {
         protocol = new URL(u).protocol;
@@ -56,10 +65,10 @@ class Reader extends EventEmitter {
         throw new TypeError(`cutover-reader: invalid Redis URL ${maskUrl(u)}`);
       }
       if (protocol !== "redis:" && protocol !== "rediss:") {
-        throw new TypeError(`cutover-reader: invalid Redis URL ${maskUrl(u)}: expected redis:// or rediss://`);
+        throw new TypeError(`cutover-reader: invalid Redis URL ${maskUrl(u)}: expected redis://, rediss:// or redis+sentinel://`);
       }
     }
-    const o = { ...DEFAULTS, ...options, url, cluster: false };
+    const o = { ...DEFAULTS, ...options, url, cluster: false, sentinel };
     for (const k of /** @type {const} */ (["pollInterval", "connectTimeout", "commandTimeout"])) {
       if (!(Number.isFinite(o[k]) && o[k] > 0)) throw new TypeError(`cutover-reader: \`${k}\` must be a positive number of ms`);
     }
@@ -70,6 +79,7 @@ class Reader extends EventEmitter {
     this.#url = maskUrl(rootNodes?.[0] ?? url);
     this.#secret = secretOf(rootNodes?.[0] ?? url);
     this.#log = makeLogger(options.logger, `cutover-reader[${app}]:`, (text) => this.#scrub(text));
+    this.#trust = { origins: parseOrigins(options.assetOrigins), keys: parseVerifyKeys(options.verifyKeys) };
     this.#fallback = options.fallbackManifest === undefined ? undefined : this.#loadFallback(options.fallbackManifest);
   }
 
@@ -115,7 +125,13 @@ class Reader extends EventEmitter {
 
   async #start() {
     const o = this.#options;
-    const source = new Source(this.#app, o);
+    if (!this.#trust.origins) {
+      this.#log.warn(
+        "no assetOrigins configured: any URL written to Redis will be served, so anyone who can write " +
+          `${this.#keys.manifest} can put their script on your pages; pass assetOrigins: ["https://your.cdn.example"]`,
+      );
+    }
+    const source = new Source(this.#app, o, this.#trust);
     this.#source = source;
     const refresher = new Refresher({
       source,
@@ -125,6 +141,7 @@ class Reader extends EventEmitter {
       scrub: (text) => this.#scrub(text),
       serving: () => this.#snapshot,
       install: (next, via) => this.#install(next, via),
+      reject: (event) => this.#announce("rejected", event),
     });
     this.#refresher = refresher;
 
@@ -144,6 +161,12 @@ class Reader extends EventEmitter {
         `no live release from ${this.#keys.manifest} at ${this.#url} (${this.#scrub(cause.message)}); ` +
           `serving the fallback manifest until there is one`,
       );
+      // Refused at start: said once the caller holds the reader (a listener added right after
+      // `await createReader(...)` hears it).
+      if (cause.release) {
+        const event = { release: cause.release, reason: cause.reason ?? cause.message };
+        setImmediate(() => this.#closed || this.#announce("rejected", event));
+      }
     }
     this.#snapshot = snapshot;
     refresher.start();
@@ -158,16 +181,20 @@ class Reader extends EventEmitter {
     const previous = this.#snapshot.releaseId;
     this.#snapshot = next;
     this.#log.info(`serving release ${next.releaseId} (was ${previous ?? "the fallback manifest"}; via ${source})`);
-    this.#announce({ release: /** @type {string} */ (next.releaseId), previous, source });
+    this.#announce("switch", { release: /** @type {string} */ (next.releaseId), previous, source });
   }
 
-  /** @param {SwitchEvent} event */
-  #announce(event) {
-    for (const listener of this.rawListeners("switch")) {
+  /**
+   * Call the listeners; one that throws is logged, never propagated.
+   * @param {"switch" | "rejected"} name
+   * @param {SwitchEvent | RejectedEvent} event
+   */
+  #announce(name, event) {
+    for (const listener of this.rawListeners(name)) {
       try {
         listener.call(this, event);
       } catch (err) {
-        this.#log.error(`a "switch" listener threw: ${err?.stack ?? err}`);
+        this.#log.error(`a "${name}" listener threw: ${err?.stack ?? err}`);
       }
     }
   }
@@ -185,7 +212,8 @@ class Reader extends EventEmitter {
    */
   #unavailable(cause, ms) {
     const key = this.#keys.manifest;
-    const why = cause?.empty ? cause.message : `${this.#scrub(cause?.message ?? cause)} (gave up after ${ms} ms)`;
+    // Redis answered (nothing live, or a release refused): no "gave up".
+    const why = cause?.empty || cause?.release ? cause.message : `${this.#scrub(cause?.message ?? cause)} (gave up after ${ms} ms)`;
     return new UnavailableError(
       `cutover-reader: cannot read ${key} from ${this.#url}: ${why}; ` +
         `check that Redis is reachable at that URL, or pass fallbackManifest`,
@@ -207,7 +235,7 @@ class Reader extends EventEmitter {
       manifest = structuredClone(value);
     }
     try {
-      return new Snapshot(this.#app, null, manifest);
+      return new Snapshot(this.#app, null, manifest, this.#trust.origins);
     } catch (err) {
       throw new TypeError(`cutover-reader: fallbackManifest: ${err.message}`);
     }

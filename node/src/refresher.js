@@ -17,6 +17,8 @@ import { Source } from "./source.js";
  * @property {(text: string) => string} scrub removes the Redis secret from a message
  * @property {() => Snapshot} serving the snapshot the reader serves now
  * @property {(next: Snapshot, source: SwitchSource) => void} install serve another release
+ * @property {(event: {release: string, reason: string}) => void} reject a live release was
+ *   refused (called once per distinct release in a row, as it is logged)
  */
 
 export class Refresher {
@@ -27,6 +29,7 @@ export class Refresher {
   #scrub;
   #serving;
   #install;
+  #reject;
   /** @type {ReturnType<typeof setInterval> | undefined} */
   #timer;
   #started = false;
@@ -49,7 +52,7 @@ export class Refresher {
   #subscribeRefused = false;
 
   /** @param {RefresherOptions} o */
-  constructor({ source, options, log, url, scrub, serving, install }) {
+  constructor({ source, options, log, url, scrub, serving, install, reject }) {
     this.#source = source;
     this.#options = options;
     this.#log = log;
@@ -57,11 +60,12 @@ export class Refresher {
     this.#scrub = scrub;
     this.#serving = serving;
     this.#install = install;
+    this.#reject = reject;
     // node-redis emits "error" on every failed (re)connect; an "error" without a
     // listener would crash the process.
-    const { cluster, commands, subscriber } = source;
+    const { cluster, shared, commands, subscriber } = source;
     for (const client of new Set([commands, subscriber])) {
-      const label = cluster ? "cluster" : client === commands ? "connection" : "subscriber connection";
+      const label = cluster ? "cluster" : shared ? "sentinel" : client === commands ? "connection" : "subscriber connection";
       client.on("error", (err) => this.#lost(err, label));
     }
     if (cluster) commands.on("node-error", (err) => this.#lost(err, "cluster node"));
@@ -74,7 +78,7 @@ export class Refresher {
 
   /** Connect and subscribe (resolves once subscribed). */
   connect() {
-    return this.#source.cluster ? this.#connectCluster() : this.#connectSingle();
+    return this.#source.shared ? this.#connectShared() : this.#connectSingle();
   }
 
   /**
@@ -139,12 +143,13 @@ export class Refresher {
     return Promise.all([connected, subscribed]);
   }
 
-  async #connectCluster() {
-    const cluster = this.#source.commands;
-    if (!cluster.isOpen) await cluster.connect();
+  /** A cluster or sentinel client: one client, which keeps its own pub/sub connection. */
+  async #connectShared() {
+    const client = this.#source.commands;
+    if (!client.isOpen) await client.connect();
     if (!this.#subscribedOnce) {
       try {
-        await cluster.subscribe(this.#source.keys.events, () => this.#refresh("pubsub"));
+        await client.subscribe(this.#source.keys.events, () => this.#refresh("pubsub"));
         this.#subscribedOnce = true;
       } catch (err) {
         this.#cannotSubscribe(err);
@@ -198,8 +203,11 @@ export class Refresher {
         this.#emptyLogged = true;
       } else if (err.release) {
         this.#answered();
-        if (this.#rejected !== err.release) this.#log.error(`${err.message}; keeping ${this.#describe()}`);
-        this.#rejected = err.release;
+        if (this.#rejected !== err.release) {
+          this.#rejected = err.release;
+          this.#log.error(`${err.message}; keeping ${this.#describe()}`);
+          this.#reject({ release: err.release, reason: err.reason ?? err.message });
+        }
       } else {
         this.#needsFullRead = true;
         this.#lost(err, "read");
@@ -218,8 +226,8 @@ export class Refresher {
     if (this.#closed || this.#checking || this.#busy) return;
     this.#checking = true;
     try {
-      if (this.#source.cluster && (!this.#source.commands.isOpen || !this.#subscribedOnce)) {
-        await within(this.#connectCluster(), this.#options.connectTimeout);
+      if (this.#source.shared && (!this.#source.commands.isOpen || !this.#subscribedOnce)) {
+        await within(this.#connectShared(), this.#options.connectTimeout);
       }
       const id = await this.#source.current();
       this.#log.debug(`poll: ${this.#source.keys.current} = ${id}`);

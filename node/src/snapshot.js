@@ -2,6 +2,7 @@
 // manifest deeply frozen, answers computed from it.
 import { MissingEntryError } from "./errors.js";
 import { formatOf } from "./formats/index.js";
+import { originProblem } from "./trust.js";
 
 function deepFreeze(value) {
   if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
@@ -27,9 +28,15 @@ export class Snapshot {
    * @param {string} app
    * @param {string|null} releaseId null for the fallback manifest
    * @param {any} manifest parsed live manifest (taken over and frozen)
+   * @param {Set<string> | null} [origins] the allowed asset origins (null: any); a manifest
+   *   naming a URL off them throws an error with `reason`
    */
-  constructor(app, releaseId, manifest) {
+  constructor(app, releaseId, manifest, origins = null) {
     this.#format = formatOf(manifest);
+    if (origins) {
+      const reason = originProblem(this.#format.urls(manifest), origins);
+      if (reason) throw Object.assign(new Error(reason), { reason });
+    }
     this.#app = app;
     /** @readonly */
     this.releaseId = releaseId;

@@ -1,42 +1,65 @@
 // Where a reader's releases come from: one app's keys in one Redis (or Redis
-// Cluster), through the two connections of ./connection.js. Every command the
-// reader sends is here: MGET of the live pair, GET of `current`, SUBSCRIBE to
-// the events channel. The keys and JSON are the "Redis contract" in docs/redis.md.
+// Cluster, or the master behind Sentinel), through the connections of
+// ./connection.js. Every command the reader sends is here: MGET of the live
+// release (current, manifest, signature), GET of `current`, SUBSCRIBE to the
+// events channel. The keys and JSON are the "Redis contract" in docs/redis.md.
+import { RESP_TYPES } from "redis";
 import { openConnections } from "./connection.js";
 import { Snapshot } from "./snapshot.js";
+import { signatureProblem } from "./trust.js";
 
 /**
- * @typedef {{current: string, manifest: string, events: string}} Keys
- * @typedef {{url: string, cluster: boolean, rootNodes?: string[], connectTimeout: number, commandTimeout: number}} SourceOptions
+ * @typedef {{current: string, manifest: string, signature: string, events: string}} Keys
+ * @typedef {{url: string, cluster: boolean, sentinel?: boolean, sentinelPassword?: string, rootNodes?: string[], connectTimeout: number, commandTimeout: number}} SourceOptions
+ * @typedef {{origins: Set<string> | null, keys: {key: import("node:crypto").KeyObject, fingerprint: string}[] | null}} Trust
  */
 
 /** The keys of one app: `cutover:{APP}:*`, all in the slot of `{APP}`. */
 export function keysOf(app) {
   const prefix = `cutover:{${app}}:`;
-  return { current: `${prefix}current`, manifest: `${prefix}manifest`, events: `${prefix}events` };
+  return {
+    current: `${prefix}current`,
+    manifest: `${prefix}manifest`,
+    signature: `${prefix}signature`,
+    events: `${prefix}events`,
+  };
 }
+
+// Replies as bytes: a signature covers the manifest's exact bytes, so they are hashed unparsed.
+const AS_BYTES = { [RESP_TYPES.BLOB_STRING]: Buffer };
 
 export class Source {
   #app;
+  #trust;
   /** @type {Keys} */
   keys;
-  /** @type {{cluster: boolean, commands: any, subscriber: any}} */
+  /** @type {{cluster: boolean, sentinel: boolean, commands: any, subscriber: any}} */
   #conn;
 
   /**
    * Makes the clients; nothing connects until the refresher says so.
    * @param {string} app
    * @param {SourceOptions} options
+   * @param {Trust} [trust] what a manifest must pass to be served
    */
-  constructor(app, options) {
+  constructor(app, options, trust = { origins: null, keys: null }) {
     this.#app = app;
+    this.#trust = trust;
     this.keys = keysOf(app);
     this.#conn = openConnections(options);
   }
 
-  /** One cluster client, or a command client and a subscriber client. */
+  /** A Redis Cluster client. */
   get cluster() {
     return this.#conn.cluster;
+  }
+
+  /**
+   * One client that finds its own nodes and keeps its own pub/sub connection (a cluster or
+   * sentinel client), rather than a command client and a subscriber client.
+   */
+  get shared() {
+    return this.#conn.cluster || this.#conn.sentinel;
   }
 
   get commands() {
@@ -47,31 +70,46 @@ export class Source {
     return this.#conn.subscriber;
   }
 
-  /** Can both connections take a command now? (Always true for a cluster: it routes per node.) */
+  /** Can both connections take a command now? (Always true for a shared client: it routes per node.) */
   get ready() {
-    const { cluster, commands, subscriber } = this.#conn;
-    return cluster || (commands.isReady && subscriber.isReady);
+    const { commands, subscriber } = this.#conn;
+    return this.shared || (commands.isReady && subscriber.isReady);
   }
 
   /**
-   * The live release as one consistent pair (MGET current manifest): activation writes both in
-   * one script, so the pair always matches. Throws an error with `empty` when no release is
-   * live, with `release` (its id) when the live manifest cannot be read, and Redis's own error
-   * when Redis does not answer.
+   * The live release, read in one MGET of current, manifest and signature: activation writes
+   * all three in one script, so they always belong together. Throws an error with `empty` when
+   * no release is live; with `release` (its id) and `reason` when the live manifest cannot be
+   * read or is rejected (a URL off the allowed origins, a signature no configured key
+   * verifies); and Redis's own error when Redis does not answer.
    * @returns {Promise<Snapshot>}
    */
   async readLive() {
-    const [id, json] = await this.#conn.commands.mGet([this.keys.current, this.keys.manifest]);
-    if (id === null || json === null) {
-      const err = new Error(`${this.keys.current} is empty: no release is live (run \`cutover deploy\`)`);
+    const { current, manifest, signature } = this.keys;
+    /** @type {(Buffer | null)[]} */
+    const [idBytes, bytes, sigBytes] = await this.#conn.commands.withTypeMapping(AS_BYTES).mGet([current, manifest, signature]);
+    if (idBytes === null || bytes === null) {
+      const err = new Error(`${current} is empty: no release is live (run \`cutover deploy\`)`);
       throw Object.assign(err, { empty: true });
     }
+    const id = idBytes.toString("utf8");
+    const rejected = (/** @type {string} */ reason) =>
+      Object.assign(new Error(`release ${id} rejected: ${reason}`), { release: id, reason });
+    const { keys, origins } = this.#trust;
+    if (keys) {
+      const reason = signatureProblem({ current: id, manifest: bytes, signature: sigBytes, keys });
+      if (reason) throw rejected(reason);
+    }
+    let parsed;
     try {
-      return new Snapshot(this.#app, id, JSON.parse(json));
+      parsed = JSON.parse(bytes.toString("utf8"));
     } catch (err) {
-      err.message = `the manifest of release ${id} cannot be read: ${err.message}`;
-      err.release = id;
-      throw err;
+      throw rejected(`the manifest is not JSON (${err.message})`);
+    }
+    try {
+      return new Snapshot(this.#app, id, parsed, origins);
+    } catch (err) {
+      throw rejected(err.reason ?? `the manifest cannot be read: ${err.message}`);
     }
   }
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
 import { MissingEntryError, UnavailableError, createReader } from "cutover-reader";
 import { freePort, startRedis } from "./support/servers.js";
-import { aclFor, captureLog, waitFor, world } from "./support/world.js";
+import { CDN, aclFor, captureLog, signRelease, testKeys, waitFor, world } from "./support/world.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const tags = (list) => list.map(({ src, integrity }) => ({ src, integrity }));
@@ -332,4 +332,202 @@ test("contract: boot-without-redis", async (t) => {
   assert.equal(events.length, 1);
   assert.equal(events[0].previous, null);
   assert.equal(reader.lookup("application.js"), A.manifest["application.js"].src);
+});
+
+test("contract: idle-worker-first-request", async (t) => {
+  const w = await world(t);
+  const A = await w.deploy("A");
+  const B = await w.deploy("B");
+  await w.activate(A.id);
+  const manifests = { [A.id]: A.manifest, [B.id]: B.manifest };
+  const primary = fork(path.join(here, "fixtures/idle-workers.mjs"), [], {
+    env: { ...process.env, CUTOVER_APP: w.app, REDIS_URL: await w.readerUrl(), WORKERS: "2", CDN },
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+  });
+  w.onCleanup(() => primary.kill("SIGKILL"));
+  const answers = []; // first answers, in order
+  let booted;
+  primary.on("message", (m) => (m.type === "primary" ? (booted = m.release) : answers.push(m)));
+  await waitFor(() => booted, { timeout: 10_000, what: "the primary read the boot release" });
+  assert.equal(booted, A.id);
+
+  // 20 switches with no traffic at all; after each, new workers come up and take one request.
+  const switches = 20;
+  for (let round = 1; round <= switches; round++) {
+    const live = round % 2 === 1 ? B : A;
+    await w.activate(live.id);
+    primary.send("fork");
+    const mine = () => answers.filter((a) => a.round === round);
+    await waitFor(() => mine().length === 2, { timeout: 15_000, what: `round ${round}: both new workers answer` });
+    for (const a of mine()) {
+      assert.equal(a.primary, A.id, "the primary's copy is stale: the workers cannot have it from there");
+      assert.equal(a.release, live.id, `round ${round}: worker ${a.worker}'s first answer is the live release`);
+      const entry = manifests[live.id]["application.js"];
+      assert.equal(a.application, typeof entry === "string" ? entry : entry.src);
+    }
+    assert.equal(new Set(mine().map((a) => a.pid)).size, 2, "two worker processes");
+  }
+  assert.equal(answers.length, 2 * switches);
+});
+
+/** A's and B's live manifests as the CLI wrote them (exact strings), for publishing by hand. */
+async function liveManifests(w) {
+  const A = await w.deploy("A");
+  const a = await w.liveManifest();
+  const B = await w.deploy("B");
+  const b = await w.liveManifest();
+  await w.activate(A.id);
+  return { A: { ...A, json: a }, B: { ...B, json: b } };
+}
+
+/** Events of one kind from a reader, and a wait for the next one about a release. */
+function listen(reader, name) {
+  const events = [];
+  reader.on(name, (e) => events.push(e));
+  events.next = (release, what) => waitFor(() => events.find((e) => e.release === release), { timeout: 2000, what });
+  return events;
+}
+
+test("contract: foreign-origin-rejected", async (t) => {
+  const w = await world(t);
+  const { A, B } = await liveManifests(w);
+  const log = captureLog();
+  const reader = await w.reader({ assetOrigins: [CDN], logger: log.logger });
+  assert.equal(reader.releaseId, A.id);
+  const rejected = listen(reader, "rejected");
+  const switches = listen(reader, "switch");
+  const good = reader.lookup("application.js");
+
+  const forgeries = {
+    "f000000000000001": "https://evil.example/x.js",
+    "f000000000000002": "//evil.example/x.js",
+    "f000000000000003": "data:text/javascript,alert(1)",
+    "f000000000000004": "javascript:alert(1)",
+    "f000000000000005": `${CDN}/x.js"><script>alert(1)</script>`,
+    "f000000000000006": `${CDN}/x.js\r\nLink: <https://evil.example/x.js>`,
+    "f000000000000007": "http://cdn.example.com/packs/js/x.js",
+  };
+  for (const [id, url] of Object.entries(forgeries)) {
+    // One URL deep inside the entrypoint list is enough to refuse the whole manifest.
+    const forged = JSON.parse(A.json);
+    forged.entrypoints.application.assets.js[1].src = url;
+    await w.publish({ id, manifest: JSON.stringify(forged) });
+    const event = await rejected.next(id, `release ${id} (${url}) rejected`);
+    assert.match(event.reason, /not an absolute|not on an allowed origin|contains/, event.reason);
+    assert.equal(reader.releaseId, A.id, "keeps the last good release");
+    assert.equal(reader.lookup("application.js"), good);
+    const served = JSON.stringify(reader.snapshot().manifest);
+    assert.ok(!served.includes("evil") && !served.includes("<script>"), "nothing foreign is served");
+  }
+  assert.equal(switches.length, 0, JSON.stringify(switches));
+  // Logged once per refused release, even when it is announced again.
+  const last = "f000000000000007";
+  await w.publish({ id: last, manifest: JSON.stringify({ "application.js": "https://evil.example/x.js" }) });
+  await w.deploy("B");
+  await switches.next(B.id, "the next good release is served");
+  assert.equal(rejected.filter((e) => e.release === last).length, 1);
+  assert.equal(log.lines.error.filter((l) => l.includes(`release ${last} rejected`)).length, 1);
+  assert.equal(rejected.length, Object.keys(forgeries).length);
+
+  // At start: a forged live release is never served; fallback, else UnavailableError.
+  const id = "f000000000000008";
+  await w.publish({ id, manifest: JSON.stringify({ "application.js": "//evil.example/x.js" }) });
+  const fallback = { "application.js": `${CDN}/packs/js/fallback.js` };
+  const booting = await w.reader({ fallbackManifest: fallback });
+  const atBoot = listen(booting, "rejected");
+  assert.equal(booting.releaseId, null);
+  await atBoot.next(id, "rejected at start, announced once the reader is returned");
+  await assert.rejects(w.reader({ connectTimeout: 500 }), (err) => err instanceof UnavailableError && err.message.includes("rejected"));
+});
+
+test("contract: unsigned-rejected", async (t) => {
+  const w = await world(t);
+  const { A, B } = await liveManifests(w);
+  await w.publish({ id: A.id, manifest: A.json, signature: signRelease("k1", A.id, A.json) });
+  const reader = await w.reader({ verifyKeys: [testKeys.k1.publicPem] });
+  assert.equal(reader.releaseId, A.id);
+  const rejected = listen(reader, "rejected");
+  const switches = listen(reader, "switch");
+
+  // Published without a signature: refused, A stays.
+  await w.publish({ id: B.id, manifest: B.json, signature: null });
+  assert.match((await rejected.next(B.id, "unsigned B rejected")).reason, /unsigned/);
+  assert.equal(reader.releaseId, A.id);
+  // The same through the CLI's own activation (the release has no signature of its own).
+  await w.activate(A.id);
+  await w.activate(B.id);
+  await waitFor(() => rejected.filter((e) => e.release === B.id).length === 2, { timeout: 2000, what: "B rejected again" });
+  assert.equal(reader.releaseId, A.id);
+  assert.ok(switches.every((e) => e.release === A.id));
+
+  // A reader without verifyKeys ignores signatures: it serves B.
+  const ignoring = await w.reader();
+  assert.equal(ignoring.releaseId, B.id);
+  // At start with verifyKeys: never the unsigned release.
+  await assert.rejects(w.reader({ verifyKeys: [testKeys.k1.publicPem], connectTimeout: 500 }), UnavailableError);
+  const booting = await w.reader({ verifyKeys: [testKeys.k1.publicPem], fallbackManifest: { "application.js": `${CDN}/f.js` } });
+  assert.equal(booting.releaseId, null);
+});
+
+test("contract: wrongly-signed-rejected", async (t) => {
+  const w = await world(t);
+  const { A, B } = await liveManifests(w);
+  await w.publish({ id: A.id, manifest: A.json, signature: signRelease("k1", A.id, A.json) });
+  const reader = await w.reader({ verifyKeys: [testKeys.k1.publicPem] });
+  assert.equal(reader.releaseId, A.id);
+  const rejected = listen(reader, "rejected");
+  const switches = listen(reader, "switch");
+
+  const swapped = B.json.replace(/application-[0-9a-f]+\.js/, "application-0000.js");
+  assert.notEqual(swapped, B.json);
+  const wrong = [
+    ["signed by a key it does not trust", B.json, signRelease("other", B.id, B.json), /not in verifyKeys/],
+    ["manifest changed after signing", swapped, signRelease("k1", B.id, B.json), /other manifest bytes/],
+    ["A's signature replayed on B", B.json, signRelease("k1", A.id, A.json), /for release/],
+    ["signature bytes altered", B.json, signRelease("k1", B.id, B.json).replace(/"sig":"./, '"sig":"A'), /does not verify/],
+  ];
+  for (const [what, manifest, signature, reason] of wrong) {
+    await w.publish({ id: B.id, manifest, signature });
+    await waitFor(() => rejected.length === 1, { timeout: 2000, what });
+    assert.match(rejected[0].reason, reason, what);
+    assert.equal(reader.releaseId, A.id, what);
+    // Seen again after A, so the same release id is refused (and announced) again.
+    rejected.length = 0;
+    await w.publish({ id: A.id, manifest: A.json, signature: signRelease("k1", A.id, A.json) });
+    await w.publish({ id: "aaaaaaaaaaaaaaaa", manifest: A.json, signature: null });
+    await rejected.next("aaaaaaaaaaaaaaaa", "a marker release rejected");
+    rejected.length = 0;
+  }
+  assert.equal(switches.length, 0, JSON.stringify(switches));
+
+  // Signed with the right key: served.
+  await w.publish({ id: B.id, manifest: B.json, signature: signRelease("k1", B.id, B.json) });
+  await switches.next(B.id, "the correctly signed B is served");
+  assert.equal(reader.lookup("admin.js"), B.manifest["admin.js"]);
+});
+
+test("contract: key-rotation", async (t) => {
+  const w = await world(t);
+  const { A, B } = await liveManifests(w);
+  const signedA = { id: A.id, manifest: A.json, signature: signRelease("k1", A.id, A.json) }; // the old key
+  const signedB = { id: B.id, manifest: B.json, signature: signRelease("k2", B.id, B.json) }; // the new key
+  await w.publish(signedA);
+  const both = await w.reader({ verifyKeys: [testKeys.k1.publicPem, testKeys.k2.publicPem] });
+  const newOnly = await w.reader({ verifyKeys: [testKeys.k2.publicPem], fallbackManifest: { "application.js": `${CDN}/f.js` } });
+  assert.equal(both.releaseId, A.id);
+  assert.equal(newOnly.releaseId, null, "A is signed by a key this reader no longer trusts");
+  const switches = listen(both, "switch");
+  const newOnlySwitches = listen(newOnly, "switch");
+  const newOnlyRejected = listen(newOnly, "rejected");
+
+  await w.publish(signedB);
+  await switches.next(B.id, "B, signed by the new key, is served");
+  await newOnlySwitches.next(B.id, "the new-key-only reader serves B");
+
+  // Rolling back to a release signed by the old key: it keeps its own signature.
+  await w.publish(signedA);
+  await waitFor(() => switches.filter((e) => e.release === A.id).length === 1, { timeout: 2000, what: "rollback to A" });
+  assert.equal(both.releaseId, A.id);
+  await newOnlyRejected.next(A.id, "the retired key is refused");
+  assert.equal(newOnly.releaseId, B.id);
 });

@@ -44,7 +44,7 @@ test("ssr example: the page's tags are the live release's files in S3, with thei
   const w = await world(t);
   const A = await w.deploy("A");
   const server = spawn(process.execPath, [example], {
-    env: { ...process.env, CUTOVER_APP: w.app, REDIS_URL: await w.readerUrl(), PORT: "0", HOST: "127.0.0.1" },
+    env: { ...process.env, CUTOVER_APP: w.app, REDIS_URL: await w.readerUrl(), CUTOVER_ASSET_ORIGINS: CDN, PORT: "0", HOST: "127.0.0.1" },
     stdio: ["ignore", "pipe", "inherit"],
   });
   w.onCleanup(() => server.kill("SIGKILL"));

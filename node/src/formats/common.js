@@ -1,6 +1,8 @@
 // Helpers the format modules share. A format module is
 //   { name, detect(manifest) -> boolean, lookup(manifest, name) -> string | undefined,
-//     entrypoint(manifest, name) -> { js, css, preload } | undefined }
+//     entrypoint(manifest, name) -> { js, css, preload } | undefined,
+//     urls(manifest) -> every string lookup or entrypoint can hand out (as a URL) (checked
+//     against the reader's assetOrigins before the manifest is served) }
 // and is listed once in ./index.js.
 
 /**
@@ -12,6 +14,7 @@
  * @property {(manifest: Manifest) => boolean} detect
  * @property {(manifest: Manifest, name: string) => string | undefined} lookup
  * @property {(manifest: Manifest, name: string) => Entrypoint | undefined} entrypoint
+ * @property {(manifest: Manifest) => Iterable<unknown>} urls
  */
 
 /**

@@ -31,4 +31,8 @@ export default /** @satisfies {Format} */ ({
     if (!js && !css) return undefined;
     return { js: js ? [js] : [], css: css ? [css] : [], preload: [] };
   },
+
+  urls(manifest) {
+    return Object.values(manifest).flatMap((v) => tag(v)?.src ?? []);
+  },
 });

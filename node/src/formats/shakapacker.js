@@ -29,4 +29,20 @@ export default /** @satisfies {Format} */ ({
     const list = (v) => (Array.isArray(v) ? v.map(tag).filter((t) => t !== undefined) : []);
     return { js: list(assets.js), css: list(assets.css), preload: [] };
   },
+
+  *urls(manifest) {
+    for (const [name, v] of Object.entries(manifest)) {
+      const src = name === "entrypoints" ? undefined : tag(v)?.src;
+      if (src !== undefined) yield src;
+    }
+    if (!isObject(manifest.entrypoints)) return;
+    for (const entry of Object.values(manifest.entrypoints)) {
+      if (!isObject(entry)) continue;
+      const assets = isObject(entry.assets) ? entry.assets : entry;
+      for (const kind of ["js", "css"]) {
+        const list = Array.isArray(assets[kind]) ? assets[kind] : [];
+        for (const t of list.map(tag)) if (t) yield t.src;
+      }
+    }
+  },
 });

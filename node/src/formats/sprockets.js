@@ -29,4 +29,8 @@ export default /** @satisfies {Format} */ ({
     if (!js && !css) return undefined;
     return { js: js ? [js] : [], css: css ? [css] : [], preload: [] };
   },
+
+  urls(manifest) {
+    return Object.values(manifest.assets).filter((v) => typeof v === "string");
+  },
 });

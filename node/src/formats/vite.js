@@ -68,4 +68,11 @@ export default /** @satisfies {Format} */ ({
       preload: tags(imports.map((c) => c.file)),
     };
   },
+
+  *urls(manifest) {
+    for (const c of Object.values(manifest)) {
+      yield c.file;
+      yield* cssOf(c);
+    }
+  },
 });

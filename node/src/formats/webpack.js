@@ -19,4 +19,8 @@ export default /** @satisfies {Format} */ ({
   entrypoint(manifest, name) {
     return entrypointFromEntries(manifest, name);
   },
+
+  urls(manifest) {
+    return Object.values(manifest);
+  },
 });

@@ -5,7 +5,7 @@
 // CUTOVER_TEST_REDIS_URL / CUTOVER_TEST_S3_ENDPOINT; a test file run alone
 // starts its own. Every server dies with the process that started it.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -27,6 +27,9 @@ function spawnServer(command, args) {
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
   child.stderrText = () => stderr;
+  // Not what keeps a test process alive: its "exit" handler kills them (a file run alone).
+  child.unref();
+  child.stderr.unref();
   children.add(child);
   child.once("exit", () => children.delete(child));
   return child;
@@ -88,12 +91,38 @@ export async function startRedis({ port, args = [], tls } = {}) {
       const child = this.child;
       if (!child || child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once("exit", r));
+      child.ref(); // this wait holds the process open until the server is gone
       child.kill("SIGKILL");
       await exited;
     },
   };
   await server.start();
   return server;
+}
+
+/**
+ * A Sentinel (`redis-server sentinel.conf --sentinel`) watching the master on masterPort under
+ * `name`, quorum 1, failing over after 1 s down. Returns {port, url-less host:port, child}.
+ */
+export async function startSentinel({ masterPort, name = "mymaster" }) {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), "cutover-node-sentinel-"));
+  const conf = path.join(dir, "sentinel.conf");
+  writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      "bind 127.0.0.1",
+      `dir ${dir}`,
+      `sentinel monitor ${name} 127.0.0.1 ${masterPort} 1`,
+      `sentinel down-after-milliseconds ${name} 1000`,
+      `sentinel failover-timeout ${name} 10000`,
+      "",
+    ].join("\n"),
+  );
+  const child = spawnServer("redis-server", [conf, "--sentinel"]);
+  await waitForPort(port, child, "redis-sentinel");
+  return { port, child, address: `127.0.0.1:${port}` };
 }
 
 export async function startMoto() {

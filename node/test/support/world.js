@@ -3,6 +3,7 @@
 // the test ends (pass or fail), so no test leaves the process hanging.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHash, createPrivateKey, createPublicKey, sign } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -157,6 +158,25 @@ export class World {
     return this.admins.get(url);
   }
 
+  /**
+   * Make a release live by hand, as an attacker with write access to Redis (or a CLI that
+   * signs) would: current, manifest (the exact string) and signature (deleted when null) in
+   * one MULTI, then a message on the events channel. Resolves when Redis has it.
+   */
+  async publish({ id, manifest, signature = null }) {
+    const admin = await this.admin();
+    const tx = admin.multi().set(this.key("current"), id).set(this.key("manifest"), manifest);
+    if (signature === null) tx.del(this.key("signature"));
+    else tx.set(this.key("signature"), signature);
+    const event = { release: id, previous: null, action: "activate", at: new Date().toISOString(), by: "test" };
+    await tx.publish(this.key("events"), JSON.stringify(event)).exec();
+  }
+
+  /** The live manifest's exact bytes, as a string (what a signature covers). */
+  async liveManifest() {
+    return (await this.admin()).get(this.key("manifest"));
+  }
+
   /** The newest activation event: {release, previous, action, at (ms)}. */
   async lastActivation() {
     const admin = await this.admin();
@@ -182,7 +202,8 @@ export class World {
   /** A reader of this world's app, closed when the test ends. */
   async reader(options = {}) {
     const url = options.url ?? (await this.readerUrl());
-    const reader = await createReader({ app: this.app, url, logger: false, ...options });
+    // The CDN the tests deploy to is the only allowed asset origin, unless a test says otherwise.
+    const reader = await createReader({ app: this.app, url, logger: false, assetOrigins: [CDN], ...options });
     this.closers.push(() => reader.close());
     return reader;
   }
@@ -201,6 +222,29 @@ export class World {
       }
     }
   }
+}
+
+/** The test-only key pairs of tests/contract/signatures.json: {k1, k2, other} -> {privateKey, publicPem}. */
+export const testKeys = Object.fromEntries(
+  Object.entries(JSON.parse(readFileSync(path.join(repoRoot, "tests/contract/signatures.json"), "utf8")).private_keys).map(
+    ([name, pem]) => {
+      const privateKey = createPrivateKey(pem);
+      return [name, { privateKey, publicPem: createPublicKey(privateKey).export({ type: "spki", format: "pem" }).toString() }];
+    },
+  ),
+);
+
+/**
+ * The signature value the contract defines (docs/redis.md, "Signed releases") for a release id
+ * and the exact manifest string, signed with one of testKeys.
+ */
+export function signRelease(keyName, id, manifest) {
+  const { privateKey } = testKeys[keyName];
+  const digest = createHash("sha256").update(manifest, "utf8").digest("hex");
+  const sig = sign(null, Buffer.from(`cutover-release-v1\n${id}\n${digest}\n`, "utf8"), privateKey).toString("base64");
+  const der = createPublicKey(privateKey).export({ type: "spki", format: "der" });
+  const key = createHash("sha256").update(der).digest("hex").slice(0, 16);
+  return JSON.stringify({ v: 1, alg: "ed25519", key, release: id, manifest_sha256: digest, sig });
 }
 
 /** The README's `ACL SETUSER` line for one app, as arguments. */
