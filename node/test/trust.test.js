@@ -145,3 +145,28 @@ test("origins: warned once at start when no allowlist is given, not when one is"
   await w.reader({ logger: withList.logger });
   assert.deepEqual(withList.lines.warn, []);
 });
+
+test("signatures: a release the CLI signed is served with its public key, refused with another, and stays signed across a rollback made without the key", async (t) => {
+  const w = await world(t);
+  const publicOf = (name) => createPublicKey(createPrivateKey(vectors.private_keys[name])).export({ type: "spki", format: "pem" });
+  const signed = { CUTOVER_SIGNING_KEY: vectors.private_keys.k1 };
+  const deploy = async (build, env) => {
+    const r = await w.run(["deploy", path.join(repoRoot, "tests/fixtures/builds", build), "--json"], { CUTOVER_PREFIX: "packs", ...env });
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout).release.id;
+  };
+  const a = await deploy("shakapacker", signed);
+  const reader = await w.reader({ verifyKeys: [publicOf("k1")] });
+  assert.equal(reader.releaseId, a, "the CLI's signature verifies");
+  await reader.close();
+  // A reader that trusts only another key does not serve it.
+  await assert.rejects(w.reader({ verifyKeys: [publicOf("k2")] }), /not in verifyKeys|rejected|Unavailable/i);
+  // B signed too, then a rollback to A by someone without the key: A's own
+  // signature goes live with it.
+  const b = await deploy("flat", signed);
+  assert.notEqual(a, b);
+  const back = await w.run(["rollback", "--json"]);
+  assert.equal(back.code, 0, back.stderr);
+  const after = await w.reader({ verifyKeys: [publicOf("k1")] });
+  assert.equal(after.releaseId, a);
+});

@@ -309,6 +309,22 @@ class ContractTest < Minitest::Test
                   "release" => release, "manifest_sha256" => sha, "sig" => Base64.strict_encode64(sig))
   end
 
+  # End to end: what `cutover deploy` signs with signing_key, a reader with
+  # the public key serves; a reader trusting only another key refuses; a
+  # rollback made without the key puts the release's own signature back.
+  def test_a_release_the_cli_signed_is_verified_end_to_end
+    w = World.new("clisigned")
+    signed = { "CUTOVER_SIGNING_KEY" => K["private_keys"]["k1"], "CUTOVER_PREFIX" => "packs" }
+    deploy = ->(build) { w.cutover!("deploy", File.join(World::FIXTURES, World::BUILDS.fetch(build)), env: signed)["release"].fetch("id") }
+    a = deploy.(:a)
+    assert_equal a, reader(w, verify_keys: [PUBLIC["k1"]]).release_id
+    assert_raises(Cutover::Unavailable) { reader(w, verify_keys: [PUBLIC["k2"]]) }
+    b = deploy.(:b)
+    refute_equal a, b
+    w.rollback
+    assert_equal a, reader(w, verify_keys: [PUBLIC["k1"]]).release_id
+  end
+
   # Writes current, manifest and signature by hand, as one transaction (as
   # the activation script does), then the activation message.
   def publish(w, id, manifest, signature)
