@@ -122,7 +122,7 @@ export class Refresher {
           return;
         }
         this.#subscribedOnce = true;
-        subscriber.subscribe(keys.events, () => this.#refresh("pubsub")).then(
+        subscriber.subscribe(keys.events, () => this.#started && this.#refresh("pubsub")).then(
           () => {
             resolve();
             if (this.#started) this.#refresh("reconnect");
@@ -149,7 +149,7 @@ export class Refresher {
     if (!client.isOpen) await client.connect();
     if (!this.#subscribedOnce) {
       try {
-        await client.subscribe(this.#source.keys.events, () => this.#refresh("pubsub"));
+        await client.subscribe(this.#source.keys.events, () => this.#started && this.#refresh("pubsub"));
         this.#subscribedOnce = true;
       } catch (err) {
         this.#cannotSubscribe(err);
@@ -182,11 +182,20 @@ export class Refresher {
       return this.#busy;
     }
     this.#busy = (async () => {
-      for (let next = /** @type {SwitchSource | null} */ (source); next && !this.#closed; next = this.#again) {
+      try {
+        for (let next = /** @type {SwitchSource | null} */ (source); next && !this.#closed; next = this.#again) {
+          this.#again = null;
+          await this.#switchToLive(next);
+        }
+      } catch (err) {
+        this.#needsFullRead = true;
+        this.#lost(err, "read");
+      } finally {
+        // Whatever happened, the next read may run: a read that threw must
+        // not leave every later poll waiting on it.
         this.#again = null;
-        await this.#switchToLive(next);
+        this.#busy = null;
       }
-      this.#busy = null;
     })();
     return this.#busy;
   }
