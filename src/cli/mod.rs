@@ -228,6 +228,11 @@ fn with_config(cli: &Cli, config: config::Config) -> Ctx {
         mode,
         std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
     );
+    if cli.global.verbose {
+        for note in &config.notes {
+            eprintln!("note: {note}");
+        }
+    }
     if config.redis_tls_insecure || config.redis_urls.iter().any(|u| u.ends_with("#insecure")) {
         observer.event(crate::events::Event::Warning(
             "Redis TLS certificate verification is OFF (redis_tls_insecure or #insecure): whoever sits between cutover and Redis can read and change what it sends; prefer redis_ca_file with your provider's CA certificate".into(),
