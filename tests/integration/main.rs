@@ -30,6 +30,7 @@ mod promote;
 mod prune_safety;
 mod quickstart;
 mod redis_drops;
+mod right_redis;
 mod signatures;
 mod topology;
 mod upload;
