@@ -216,6 +216,18 @@ fn resolve(
             }
         }
     }
+    // AWS's own variables keep the SDK's chain; the one that can send
+    // cutover's requests elsewhere than meant is an endpoint another tool
+    // set (a CI image's local S3): say so beside the hidden variables.
+    if config.s3_endpoint.is_none() {
+        if let Some((var, value)) = super::aws_endpoint(env) {
+            config.notes.push(format!(
+                "S3 requests go to {} from {var}, which other tools also read, since s3_endpoint is not set; \
+                 set s3_endpoint (or CUTOVER_S3_ENDPOINT) to pin it",
+                super::mask_url(value.trim())
+            ));
+        }
+    }
     problems.extend(cross_checks(&config));
     match problems.len() {
         0 => Ok(config),

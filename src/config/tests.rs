@@ -703,3 +703,19 @@ fn redis_targets_are_named_host_port_db_without_credentials() {
     );
     assert_eq!(redis_target("not a url"), "<unparseable URL>");
 }
+
+#[test]
+fn an_aws_endpoint_variable_in_effect_is_noted_unless_s3_endpoint_pins_it() {
+    let env = [("AWS_ENDPOINT_URL", "http://localstack:4566")];
+    let c = load(&FlagValues::new(), &env_of(&env), None).unwrap();
+    assert!(
+        c.notes.len() == 1
+            && c.notes[0].contains("AWS_ENDPOINT_URL")
+            && c.notes[0].contains("localstack:4566"),
+        "{:?}",
+        c.notes
+    );
+    let f = file("s3_endpoint = \"http://minio:9000\"\n");
+    let c = load(&FlagValues::new(), &env_of(&env), Some(&f)).unwrap();
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
+}
