@@ -268,6 +268,44 @@ impl Config {
         Ok(())
     }
 
+    /// The values of this configuration that must never be printed: each
+    /// Redis URL's password (or lone user-info, which redis-rs reads as
+    /// one), raw and decoded, and the Sentinels' password (see
+    /// [`crate::error::register_secrets`]).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for u in &self.redis_urls {
+            if sentinel::SentinelUrl::is_sentinel(u) {
+                if let Ok(s) = sentinel::SentinelUrl::parse(u) {
+                    out.extend(s.password);
+                }
+                // Raw user-info too, before any decoding.
+                if let Some(info) = u
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split('/').next())
+                    .and_then(|auth| auth.rsplit_once('@'))
+                    .map(|(info, _)| info)
+                {
+                    out.push(info.rsplit(':').next().unwrap_or(info).to_string());
+                }
+                continue;
+            }
+            if let Ok(parsed) = url::Url::parse(u) {
+                let secret = parsed.password().map(str::to_string).or_else(|| {
+                    (!parsed.username().is_empty()).then(|| parsed.username().to_string())
+                });
+                if let Some(raw) = secret {
+                    if let Ok(decoded) = percent_encoding::percent_decode_str(&raw).decode_utf8() {
+                        out.push(decoded.into_owned());
+                    }
+                    out.push(raw);
+                }
+            }
+        }
+        out.extend(self.redis_sentinel_password.clone());
+        out
+    }
+
     /// Who is doing this, for records and history.
     pub fn actor(&self) -> String {
         self.deployed_by.clone().unwrap_or_else(|| "unknown".into())

@@ -25,6 +25,7 @@ mod lock_ownership;
 mod lost_race;
 mod mutable_files;
 mod never_wedged;
+mod nothing_leaked;
 mod pods;
 mod promote;
 mod prune_safety;
