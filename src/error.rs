@@ -119,9 +119,69 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         .unwrap_or(1)
 }
 
+/// The secrets of this run (Redis passwords, the Sentinels' password, AWS's
+/// secret key and session token, an inline signing key), registered once
+/// the configuration is loaded: whatever else goes wrong (an SDK error that
+/// echoes a URL, a panic), [`redact`] keeps them out of what is printed.
+static SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Shorter values are not secrets worth the risk of mangling output.
+const MIN_SECRET: usize = 8;
+
+/// Remember values that must never be printed.
+pub fn register_secrets(values: impl IntoIterator<Item = String>) {
+    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    for v in values {
+        let v = v.trim().to_string();
+        if v.chars().count() >= MIN_SECRET && !secrets.contains(&v) {
+            secrets.push(v);
+        }
+    }
+    // Longest first, so a secret containing another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+}
+
+/// `text` with every registered secret replaced by `***`.
+pub fn redact(text: &str) -> String {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_string();
+    for s in secrets.iter() {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    out
+}
+
+/// A panic prints where it happened and its message, secrets redacted,
+/// and asks for a report; never a value it does not know to be safe.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: cutover crashed (a bug){at}: {}; nothing after this point ran. Please report it with this line",
+            redact(&message).replace(['\n', '\r'], " ")
+        );
+    }));
+}
+
 /// One line for the user: the whole context chain, `outer: inner: root`,
-/// with duplicate adjacent messages folded and newlines flattened.
+/// with duplicate adjacent messages folded, newlines flattened and the
+/// run's secrets redacted (SDK errors may echo URLs).
 pub fn one_line(err: &anyhow::Error) -> String {
+    redact(&one_line_raw(err))
+}
+
+fn one_line_raw(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
         let text = cause.to_string().replace(['\n', '\r'], " ");
@@ -152,6 +212,13 @@ mod tests {
         let err = anyhow::anyhow!("socket closed\nby peer");
         assert_eq!(exit_code(&err), 1);
         assert_eq!(one_line(&err), "socket closed by peer");
+    }
+
+    #[test]
+    fn registered_secrets_never_reach_a_message() {
+        register_secrets(["s3cr3t-Pa55word".to_string(), "short".to_string()]);
+        let err = anyhow::anyhow!("dispatch failure: redis://:s3cr3t-Pa55word@h:1 short");
+        assert_eq!(one_line(&err), "dispatch failure: redis://:***@h:1 short");
     }
 
     #[test]

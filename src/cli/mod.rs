@@ -21,6 +21,25 @@ use args::{Cli, Command};
 pub fn main() -> ExitCode {
     // One TLS crypto provider for every client (S3, Redis, the CDN check).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    crate::error::register_secrets(
+        [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "CUTOVER_REDIS_SENTINEL_PASSWORD",
+        ]
+        .into_iter()
+        .filter_map(|v| std::env::var(v).ok()),
+    );
+    // A signing key given inline: its base64 lines.
+    crate::error::register_secrets(
+        std::env::var("CUTOVER_SIGNING_KEY")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("-----"))
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+    );
+    crate::error::install_panic_hook();
     let (cli, flags) = match args::parse(std::env::args_os()) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -185,6 +204,7 @@ fn context(cli: &Cli, flags: &config::FlagValues) -> anyhow::Result<Ctx> {
     let file = config_file(cli)?;
     let env = |k: &str| std::env::var(k).ok();
     let config = config::load(flags, &env, file.as_ref())?;
+    crate::error::register_secrets(config.secrets());
     Ok(with_config(cli, config))
 }
 
@@ -215,6 +235,7 @@ fn promote_contexts(
     let file = config_file(cli)?;
     let env = |k: &str| std::env::var(k).ok();
     let (source, target) = config::load_pair(flags, &env, file.as_ref(), from, to)?;
+    crate::error::register_secrets(source.secrets().into_iter().chain(target.secrets()));
     Ok((with_config(cli, source), with_config(cli, target)))
 }
 
@@ -228,6 +249,11 @@ fn with_config(cli: &Cli, config: config::Config) -> Ctx {
         mode,
         std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
     );
+    if cli.global.verbose {
+        for note in &config.notes {
+            eprintln!("note: {note}");
+        }
+    }
     if config.redis_tls_insecure || config.redis_urls.iter().any(|u| u.ends_with("#insecure")) {
         observer.event(crate::events::Event::Warning(
             "Redis TLS certificate verification is OFF (redis_tls_insecure or #insecure): whoever sits between cutover and Redis can read and change what it sends; prefer redis_ca_file with your provider's CA certificate".into(),
@@ -252,6 +278,7 @@ fn emit<T: Render>(json: bool, result: anyhow::Result<T>) -> ExitCode {
     } else {
         outcome.text()
     };
+    let text = crate::error::redact(&text);
     let code = outcome.exit_code();
     let mut stdout = std::io::stdout().lock();
     match stdout

@@ -58,6 +58,16 @@ impl Ctx {
         })
     }
 
+    /// Where this command reads and switches: each Redis target as
+    /// `host:port/db`, never its credentials (outcomes' `targets`).
+    pub fn redis_targets(&self) -> Vec<String> {
+        self.config
+            .redis_urls
+            .iter()
+            .map(|u| crate::config::redis_target(u))
+            .collect()
+    }
+
     /// An executor for steps that write to `redis` (and `store`, for
     /// uploads and records from `root`), under `lock` when one is held.
     pub fn executor<'a>(
@@ -104,6 +114,16 @@ pub struct Head {
     /// Commands that change something say whether this was a dry run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+}
+
+/// The line naming where a command switched (or would): "switched on
+/// Redis 127.0.0.1:6380/0, 127.0.0.1:6381/0", so that a wrong target shows
+/// in the CI log. Empty without targets.
+pub fn on_redis(what: &str, targets: &[String]) -> String {
+    if targets.is_empty() {
+        return String::new();
+    }
+    format!("{what} on Redis {}\n", targets.join(", "))
 }
 
 impl Head {

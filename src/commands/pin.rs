@@ -36,6 +36,9 @@ pub struct Outcome {
     /// The pin before.
     pub previous: Option<Pin>,
     pub steps: Vec<String>,
+    /// The Redis targets written (or, in a dry run, to write), each as
+    /// `host:port/db`.
+    pub targets: Vec<String>,
 }
 
 /// Pin the live release (`pin = true`) or clear the pin.
@@ -52,6 +55,7 @@ pub async fn run(ctx: &Ctx, pin: bool, req: Request) -> anyhow::Result<Outcome> 
         pin: new_pin,
         previous: live.pin.clone(),
         steps: ctx.describe(&bucket, redis.keys(), &steps),
+        targets: ctx.redis_targets(),
     };
     if steps.is_empty() {
         out.outcome = Ending::NotPinned;
@@ -74,6 +78,20 @@ pub async fn run(ctx: &Ctx, pin: bool, req: Request) -> anyhow::Result<Outcome> 
 
 impl Render for Outcome {
     fn text(&self) -> String {
+        let on = match self.outcome {
+            Ending::NotPinned => String::new(),
+            Ending::Planned => {
+                super::on_redis(&format!("would {}", self.head.command), &self.targets)
+            }
+            Ending::Pinned => super::on_redis("pinned", &self.targets),
+            Ending::Unpinned => super::on_redis("unpinned", &self.targets),
+        };
+        self.result_text() + &on
+    }
+}
+
+impl Outcome {
+    fn result_text(&self) -> String {
         let app = &self.head.app;
         match (self.outcome, &self.pin) {
             (Ending::NotPinned, _) => format!("{app} is not pinned; nothing to do\n"),

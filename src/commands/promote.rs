@@ -51,6 +51,9 @@ pub struct Outcome {
     /// The writes, in order.
     pub steps: Vec<String>,
     pub pinned: Option<crate::contract::Pin>,
+    /// The target's Redis targets switched (or, in a dry run, to switch),
+    /// each as `host:port/db`.
+    pub targets: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -145,7 +148,15 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
         .saturating_sub(copied.files);
     let steps = dest.describe(dst_store.bucket(), redis.keys(), &plan.steps);
     let head = dest.head("promote", Some(req.switch.dry_run))?;
-    let out = switch::Outcome::of(head, &promoted.id, &live, plan, steps, executed.as_ref())?;
+    let out = switch::Outcome::of(
+        head,
+        dest.redis_targets(),
+        &promoted.id,
+        &live,
+        plan,
+        steps,
+        executed.as_ref(),
+    )?;
     Ok(Outcome {
         head: out.head,
         outcome: out.outcome,
@@ -157,6 +168,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
         live_before: out.from,
         steps: out.steps,
         pinned: out.pinned,
+        targets: out.targets,
     })
 }
 
@@ -175,6 +187,22 @@ fn copies_bytes(copies: &[ObjectCopy], record: &ReleaseRecord) -> u64 {
 
 impl Render for Outcome {
     fn text(&self) -> String {
+        let on = super::on_redis(
+            match self.outcome {
+                Ending::Planned => "would switch",
+                Ending::Activated => "switched",
+                Ending::Repaired => "repaired",
+                Ending::Recorded => "recorded",
+                Ending::AlreadyLive => "live",
+            },
+            &self.targets,
+        );
+        self.result_text() + &on
+    }
+}
+
+impl Outcome {
+    fn result_text(&self) -> String {
         let (id, app) = (&self.release, &self.head.app);
         let (from, to) = (&self.from_environment, &self.to_environment);
         let copied = format!(

@@ -13,6 +13,9 @@ pub struct Settings {
     /// The `[environments.NAME]` in use, if any.
     pub environment: Option<String>,
     pub settings: Vec<Setting>,
+    /// Where the file hides a variable other tools also set (`REDIS_URL`
+    /// under `redis_targets`), one sentence each, values masked.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -72,6 +75,7 @@ pub fn run(ctx: &Ctx) -> Settings {
         command: "config",
         environment: config.environment.clone(),
         settings,
+        notes: config.notes.clone(),
     }
 }
 
@@ -86,6 +90,10 @@ impl Render for Settings {
             Some(e) => format!("environment {e}\n"),
             None => String::new(),
         };
-        head + &table(&["KEY", "VALUE", "FROM"], &rows)
+        let mut t = head + &table(&["KEY", "VALUE", "FROM"], &rows);
+        for note in &self.notes {
+            t.push_str(&format!("note: {note}\n"));
+        }
+        t
     }
 }

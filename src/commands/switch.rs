@@ -82,6 +82,9 @@ pub struct Outcome {
     pub steps: Vec<String>,
     /// The pin after this command (rollback pins; activate --unpin clears).
     pub pinned: Option<Pin>,
+    /// The Redis targets switched (or, in a dry run, to switch), each as
+    /// `host:port/db`.
+    pub targets: Vec<String>,
 }
 
 pub async fn activate(ctx: &Ctx, release: &str, req: Request) -> anyhow::Result<Outcome> {
@@ -141,6 +144,7 @@ async fn run(
     let steps = ctx.describe(store.bucket(), redis.keys(), &plan.steps);
     Outcome::of(
         ctx.head(action.as_str(), Some(req.dry_run))?,
+        ctx.redis_targets(),
         &record.id,
         &live,
         plan,
@@ -206,6 +210,7 @@ impl Outcome {
     /// refused (exit 3), except for promote, which then records only.
     pub(crate) fn of(
         head: Head,
+        targets: Vec<String>,
         id: &str,
         live: &LiveState,
         plan: SwitchPlan,
@@ -219,6 +224,7 @@ impl Outcome {
             manifest_diff: plan.manifest_diff,
             steps,
             pinned: live.pin.clone(),
+            targets,
             head,
         };
         if plan.already_live {
@@ -256,6 +262,22 @@ impl Outcome {
 
 impl Render for Outcome {
     fn text(&self) -> String {
+        let on = super::on_redis(
+            match self.outcome {
+                Ending::Planned => "would switch",
+                Ending::Activated => "switched",
+                Ending::Repaired => "repaired",
+                Ending::Recorded => "recorded",
+                Ending::AlreadyLive => "live",
+            },
+            &self.targets,
+        );
+        self.result_text() + &on
+    }
+}
+
+impl Outcome {
+    fn result_text(&self) -> String {
         let (id, app) = (&self.release, &self.head.app);
         match self.outcome {
             Ending::AlreadyLive => {

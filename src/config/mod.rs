@@ -1,4 +1,6 @@
-//! Layered configuration: flags > environment > `cutover.toml` > defaults.
+//! Layered configuration: flags > `CUTOVER_*` variables > `cutover.toml`
+//! (its `[environments.NAME]`, then its top level) > variables other tools
+//! also set (`REDIS_URL`) > defaults.
 //!
 //! Every value remembers where it came from ([`Origin`]), so a bad value is
 //! reported as "`concurrency = "abc"` (from CUTOVER_CONCURRENCY): expected
@@ -19,7 +21,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use file::FileSource;
-pub use resolve::{load, load_pair, ENV_FLAG};
+pub use resolve::{is_generic, load, load_pair, ENV_FLAG};
 
 use crate::build::headers::{HeaderRule, MutableRule};
 use crate::contract;
@@ -129,6 +131,10 @@ pub struct Config {
     pub require_signature: bool,
     /// The `[environments.NAME]` in use (`--env`, `CUTOVER_ENV`).
     pub environment: Option<String>,
+    /// Settings the file hides from a variable other tools also set
+    /// (`REDIS_URL`), one line each, values masked: `config` shows them, and
+    /// every command at `-v`.
+    pub notes: Vec<String>,
     /// Where each set key came from.
     pub origins: BTreeMap<&'static str, Origin>,
     /// The raw value of each set key, as given (for `cutover config`).
@@ -176,6 +182,7 @@ impl Default for Config {
             signing_key: None,
             require_signature: false,
             environment: None,
+            notes: Vec::new(),
             origins: BTreeMap::new(),
             values: BTreeMap::new(),
         }
@@ -261,6 +268,44 @@ impl Config {
         Ok(())
     }
 
+    /// The values of this configuration that must never be printed: each
+    /// Redis URL's password (or lone user-info, which redis-rs reads as
+    /// one), raw and decoded, and the Sentinels' password (see
+    /// [`crate::error::register_secrets`]).
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for u in &self.redis_urls {
+            if sentinel::SentinelUrl::is_sentinel(u) {
+                if let Ok(s) = sentinel::SentinelUrl::parse(u) {
+                    out.extend(s.password);
+                }
+                // Raw user-info too, before any decoding.
+                if let Some(info) = u
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split('/').next())
+                    .and_then(|auth| auth.rsplit_once('@'))
+                    .map(|(info, _)| info)
+                {
+                    out.push(info.rsplit(':').next().unwrap_or(info).to_string());
+                }
+                continue;
+            }
+            if let Ok(parsed) = url::Url::parse(u) {
+                let secret = parsed.password().map(str::to_string).or_else(|| {
+                    (!parsed.username().is_empty()).then(|| parsed.username().to_string())
+                });
+                if let Some(raw) = secret {
+                    if let Ok(decoded) = percent_encoding::percent_decode_str(&raw).decode_utf8() {
+                        out.push(decoded.into_owned());
+                    }
+                    out.push(raw);
+                }
+            }
+        }
+        out.extend(self.redis_sentinel_password.clone());
+        out
+    }
+
     /// Who is doing this, for records and history.
     pub fn actor(&self) -> String {
         self.deployed_by.clone().unwrap_or_else(|| "unknown".into())
@@ -322,4 +367,51 @@ pub fn aws_endpoint(env: &dyn Fn(&str) -> Option<String>) -> Option<(&'static st
     ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
         .into_iter()
         .find_map(|var| env(var).filter(|v| !v.trim().is_empty()).map(|v| (var, v)))
+}
+
+/// Where a Redis URL points, as a switching command names it: `host:port/db`
+/// (`rediss://` adds ` (TLS)`; a Sentinel URL: `MASTER via host:port,.../db`).
+/// Never the credentials.
+pub fn redis_target(raw: &str) -> String {
+    let host_port = |h: &str, p: u16| {
+        if h.contains(':') && !h.starts_with('[') {
+            format!("[{h}]:{p}")
+        } else {
+            format!("{h}:{p}")
+        }
+    };
+    if sentinel::SentinelUrl::is_sentinel(raw) {
+        return match sentinel::SentinelUrl::parse(raw) {
+            Ok(u) => {
+                let hosts: Vec<String> =
+                    u.sentinels.iter().map(|(h, p)| host_port(h, *p)).collect();
+                format!("{} via {}/{}", u.master, hosts.join(","), u.db)
+            }
+            Err(_) => "<unparseable URL>".into(),
+        };
+    }
+    match url::Url::parse(raw) {
+        Ok(u) if u.scheme().starts_with("redis+unix") || u.scheme() == "unix" => {
+            u.path().to_string()
+        }
+        Ok(u) => {
+            let db = u
+                .path()
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .filter(|d| !d.is_empty())
+                .unwrap_or("0");
+            let tls = if u.scheme().eq_ignore_ascii_case("rediss") {
+                " (TLS)"
+            } else {
+                ""
+            };
+            format!(
+                "{}/{db}{tls}",
+                host_port(u.host_str().unwrap_or(""), u.port().unwrap_or(6379))
+            )
+        }
+        Err(_) => "<unparseable URL>".into(),
+    }
 }

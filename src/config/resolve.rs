@@ -1,6 +1,7 @@
-//! The layers resolved into one [`Config`]: flags > environment variables >
-//! the selected `[environments.NAME]` > the file's top level > defaults (CI
-//! metadata fills in who and what), then the checks that span several keys.
+//! The layers resolved into one [`Config`]: flags > `CUTOVER_*` variables >
+//! the selected `[environments.NAME]` > the file's top level > variables
+//! other tools also set (`REDIS_URL`, CI metadata) > defaults, then the
+//! checks that span several keys.
 
 use std::collections::BTreeMap;
 
@@ -60,8 +61,11 @@ pub fn load_pair(
             .get(key.name)
             .map(|_| format!("--{}", key.flag.unwrap_or(key.name)))
             .or_else(|| {
+                // Generic variables (`REDIS_URL`) rank below the
+                // environment sections: they cannot override either side.
                 key.env
                     .iter()
+                    .filter(|v| !is_generic(v))
                     .find(|v| env(v).is_some_and(|x| !x.trim().is_empty()))
                     .map(|v| v.to_string())
             });
@@ -113,8 +117,8 @@ fn environment<'a>(
     })
 }
 
-/// Flags > environment variables > the selected `[environments.NAME]` >
-/// the file's top level > defaults.
+/// Flags > `CUTOVER_*` variables > the selected `[environments.NAME]` >
+/// the file's top level > generic variables ([`is_generic`]) > defaults.
 fn resolve(
     flags: &FlagValues,
     env: &dyn Fn(&str) -> Option<String>,
@@ -123,6 +127,7 @@ fn resolve(
     selected: Option<(&str, &Origin)>,
 ) -> anyhow::Result<Config> {
     let mut problems = layer.problems.clone();
+    let mut notes = Vec::new();
     let mut raws = layer.raws.clone();
     match environment(layer, file, selected) {
         Ok(Some(section)) => raws.extend(
@@ -147,14 +152,30 @@ fn resolve(
             );
             continue;
         }
-        let from_env = key.env.iter().find_map(|var| {
-            env(var).filter(|v| !v.trim().is_empty()).map(|value| Raw {
-                value,
-                origin: Origin::Env(var.to_string()),
-            })
-        });
-        if let Some(raw) = from_env {
+        let from_env = |generic: bool| {
+            key.env
+                .iter()
+                .filter(|var| is_generic(var) == generic)
+                .find_map(|var| {
+                    env(var).filter(|v| !v.trim().is_empty()).map(|value| Raw {
+                        value,
+                        origin: Origin::Env(var.to_string()),
+                    })
+                })
+        };
+        if let Some(raw) = from_env(false) {
             raws.insert(key.name, raw);
+            continue;
+        }
+        // Variables other tools also set (`REDIS_URL`) rank below the file.
+        match (raws.get(key.name), from_env(true)) {
+            (Some(file), Some(generic)) if file.value.trim() != generic.value.trim() => {
+                notes.push(hidden_note(key, file, &generic));
+            }
+            (None, Some(generic)) => {
+                raws.insert(key.name, generic);
+            }
+            _ => {}
         }
     }
     ci_defaults(&mut raws, env);
@@ -163,6 +184,7 @@ fn resolve(
         header_rules: layer.header_rules.clone(),
         mutable: layer.mutable.clone(),
         environment: selected.map(|(n, _)| n.to_string()),
+        notes,
         ..Config::default()
     };
     for key in KEYS {
@@ -194,6 +216,18 @@ fn resolve(
             }
         }
     }
+    // AWS's own variables keep the SDK's chain; the one that can send
+    // cutover's requests elsewhere than meant is an endpoint another tool
+    // set (a CI image's local S3): say so beside the hidden variables.
+    if config.s3_endpoint.is_none() {
+        if let Some((var, value)) = super::aws_endpoint(env) {
+            config.notes.push(format!(
+                "S3 requests go to {} from {var}, which other tools also read, since s3_endpoint is not set; \
+                 set s3_endpoint (or CUTOVER_S3_ENDPOINT) to pin it",
+                super::mask_url(value.trim())
+            ));
+        }
+    }
     problems.extend(cross_checks(&config));
     match problems.len() {
         0 => Ok(config),
@@ -203,6 +237,43 @@ fn resolve(
             problems.join("; ")
         ))),
     }
+}
+
+/// A variable other tools also set (`REDIS_URL`, `AWS_ROLE_ARN`, CI
+/// metadata), as opposed to cutover's own `CUTOVER_*`: it ranks below the
+/// file, so a CI image's `REDIS_URL` never overrides `cutover.toml`.
+pub fn is_generic(var: &str) -> bool {
+    !var.starts_with("CUTOVER_")
+}
+
+/// The note that a file value hides a generic variable (values as they may
+/// be shown: passwords masked).
+fn hidden_note(key: &super::keys::Key, file: &Raw, generic: &Raw) -> String {
+    let own = key
+        .env
+        .iter()
+        .find(|v| !is_generic(v))
+        .map(|v| v.to_string())
+        .into_iter()
+        .chain(key.flag.map(|f| format!("--{f}")))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let over = if own.is_empty() {
+        String::new()
+    } else {
+        format!("; {own} overrides the file")
+    };
+    format!(
+        "{} = {} from {} hides {} = {}: variables other tools also set rank below cutover.toml{over}",
+        key.name,
+        shown(key, file.value.trim()),
+        file.origin,
+        match &generic.origin {
+            Origin::Env(v) => v.as_str(),
+            _ => "a variable",
+        },
+        shown(key, generic.value.trim()),
+    )
 }
 
 /// Values CI systems provide without one variable for them, and the OS user.

@@ -246,8 +246,16 @@ fn several_redis_targets_from_every_layer() {
     assert_eq!(c.for_redis("redis://b:2").redis_urls, ["redis://b:2"]);
     let c = load(
         &FlagValues::new(),
-        &env_of(&[("REDIS_URL", "redis://x:1 redis://y:1")]),
+        &env_of(&[("CUTOVER_REDIS_URL", "redis://x:1 redis://y:1")]),
         Some(&f),
+    )
+    .unwrap();
+    assert_eq!(c.redis_urls, ["redis://x:1", "redis://y:1"]);
+    // Without a file, the generic REDIS_URL applies.
+    let c = load(
+        &FlagValues::new(),
+        &env_of(&[("REDIS_URL", "redis://x:1 redis://y:1")]),
+        None,
     )
     .unwrap();
     assert_eq!(c.redis_urls, ["redis://x:1", "redis://y:1"]);
@@ -594,4 +602,120 @@ fn the_aws_endpoint_variables_are_read_like_the_s3_client_reads_them() {
         aws_endpoint(&empty_s3),
         Some(("AWS_ENDPOINT_URL", "http://b".into()))
     );
+}
+
+#[test]
+fn generic_variables_rank_below_the_file_and_say_so() {
+    // A CI image's REDIS_URL must not switch another Redis than the file's.
+    let f = file("redis_targets = [\"redis://:filepw@pod1:6379\", \"redis://pod2:6379/2\"]\nrole_arn = \"arn:aws:iam::1:role/file\"\n");
+    let env = [
+        ("REDIS_URL", "redis://:genericpw@ci-redis:6379"),
+        ("AWS_ROLE_ARN", "arn:aws:iam::1:role/other"),
+    ];
+    let c = load(&FlagValues::new(), &env_of(&env), Some(&f)).unwrap();
+    assert_eq!(
+        c.redis_urls,
+        ["redis://:filepw@pod1:6379", "redis://pod2:6379/2"]
+    );
+    assert_eq!(c.role_arn.as_deref(), Some("arn:aws:iam::1:role/file"));
+    assert!(matches!(
+        c.origins["redis_url"],
+        Origin::File { line: 1, .. }
+    ));
+    assert_eq!(c.notes.len(), 2, "{:?}", c.notes);
+    let note = c.notes.iter().find(|n| n.starts_with("redis_url")).unwrap();
+    assert!(
+        note.contains("hides REDIS_URL")
+            && note.contains("ci-redis")
+            && note.contains("cutover.toml:1")
+            && note.contains("CUTOVER_REDIS_URL or --redis-url"),
+        "{note}"
+    );
+    assert!(
+        !note.contains("filepw") && !note.contains("genericpw"),
+        "{note}"
+    );
+    // The environment section ranks above generic variables too.
+    let f = file("[environments.prod]\nredis_url = \"redis://pod1:1\"\n");
+    let flags = FlagValues::from([(ENV_FLAG, "prod".to_string())]);
+    let c = load(&flags, &env_of(&env), Some(&f)).unwrap();
+    assert_eq!(c.redis_urls, ["redis://pod1:1"]);
+    assert_eq!(c.notes.len(), 1, "{:?}", c.notes);
+    // cutover's own variable and the flag still win over the file, silently.
+    let own = [("CUTOVER_REDIS_URL", "redis://own:1"), env[0]];
+    let c = load(&flags, &env_of(&own), Some(&f)).unwrap();
+    assert_eq!(c.redis_urls, ["redis://own:1"]);
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
+    let flag = FlagValues::from([
+        (ENV_FLAG, "prod".to_string()),
+        ("redis_url", "redis://flag:1".to_string()),
+    ]);
+    let c = load(&flag, &env_of(&env), Some(&f)).unwrap();
+    assert_eq!(c.redis_urls, ["redis://flag:1"]);
+    // The same value in both: nothing hidden, nothing to say.
+    let f = file("redis_url = \"redis://:genericpw@ci-redis:6379\"\n");
+    let c = load(&FlagValues::new(), &env_of(&env[..1]), Some(&f)).unwrap();
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
+}
+
+#[test]
+fn promote_does_not_refuse_a_generic_variable_the_environments_hide() {
+    let f = file("[environments.a]\nredis_url = \"redis://a:1\"\n[environments.b]\nredis_url = \"redis://b:1\"\n");
+    let (a, b) = load_pair(
+        &FlagValues::new(),
+        &env_of(&[("REDIS_URL", "redis://ci:1")]),
+        Some(&f),
+        "a",
+        "b",
+    )
+    .unwrap();
+    assert_eq!(
+        (a.redis_url.as_str(), b.redis_url.as_str()),
+        ("redis://a:1", "redis://b:1")
+    );
+    let err = load_pair(
+        &FlagValues::new(),
+        &env_of(&[("CUTOVER_REDIS_URL", "redis://ci:1")]),
+        Some(&f),
+        "a",
+        "b",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("CUTOVER_REDIS_URL sets redis_url"),
+        "{err}"
+    );
+}
+
+#[test]
+fn redis_targets_are_named_host_port_db_without_credentials() {
+    assert_eq!(redis_target("redis://:pw@h:6380/3"), "h:6380/3");
+    assert_eq!(redis_target("redis://user:pw@h"), "h:6379/0");
+    assert_eq!(redis_target("redis://secret@h:1/"), "h:1/0");
+    assert_eq!(
+        redis_target("rediss://u:pw@h:6390/1#insecure"),
+        "h:6390/1 (TLS)"
+    );
+    assert_eq!(redis_target("redis://[::1]:7000"), "[::1]:7000/0");
+    assert_eq!(
+        redis_target("redis+sentinel://:pw@s1:26379,s2:26380/mymaster/2"),
+        "mymaster via s1:26379,s2:26380/2"
+    );
+    assert_eq!(redis_target("not a url"), "<unparseable URL>");
+}
+
+#[test]
+fn an_aws_endpoint_variable_in_effect_is_noted_unless_s3_endpoint_pins_it() {
+    let env = [("AWS_ENDPOINT_URL", "http://localstack:4566")];
+    let c = load(&FlagValues::new(), &env_of(&env), None).unwrap();
+    assert!(
+        c.notes.len() == 1
+            && c.notes[0].contains("AWS_ENDPOINT_URL")
+            && c.notes[0].contains("localstack:4566"),
+        "{:?}",
+        c.notes
+    );
+    let f = file("s3_endpoint = \"http://minio:9000\"\n");
+    let c = load(&FlagValues::new(), &env_of(&env), Some(&f)).unwrap();
+    assert!(c.notes.is_empty(), "{:?}", c.notes);
 }

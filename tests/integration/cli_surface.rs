@@ -18,7 +18,12 @@ fn stable(ctx: &Ctx, text: &str, ids: &[(&str, &str)]) -> Value {
     let mut text = text
         .replace(&ctx.bucket, "BUCKET")
         .replace(&ctx.app, "APP")
-        .replace(&ctx.redis_url, "REDIS_URL");
+        .replace(&ctx.redis_url, "REDIS_URL")
+        // Where a switch happened: `host:port/db`.
+        .replace(
+            &format!("{}/0", ctx.redis_url.trim_start_matches("redis://")),
+            "REDIS_HOST_PORT/0",
+        );
     for (id, name) in ids {
         text = text.replace(id, name);
     }

@@ -265,15 +265,21 @@ fn promote_refuses_what_it_cannot_do_and_changes_nothing() {
         "production",
     ];
 
-    // A per-environment setting given for both sides is refused.
+    // A per-environment setting given for both sides is refused (a
+    // generic REDIS_URL, which the harness sets, ranks below the
+    // environments: it could not override either side).
     let before = e.world();
     e.ctx
         .cutover(&promote)
         .env("CUTOVER_BUCKET", "")
         .env("CUTOVER_CDN_URL", "")
+        .env("CUTOVER_REDIS_URL", "redis://127.0.0.1:1")
         .run()
         .expect(2)
-        .error_has(&["REDIS_URL sets redis_url", "unset REDIS_URL"]);
+        .error_has(&[
+            "CUTOVER_REDIS_URL sets redis_url",
+            "unset CUTOVER_REDIS_URL",
+        ]);
     e.run(&["promote", &id, "--from", "staging", "--to", "staging"])
         .expect(2);
     e.run(&["promote", &id, "--from", "staging", "--to", "prod"])

@@ -84,6 +84,9 @@ pub struct Outcome {
     /// Whether the release is registered in Redis (false: recorded in S3
     /// only; `cutover activate ID` registers it).
     pub registered: bool,
+    /// The Redis targets switched (or, in a dry run, to switch; registered,
+    /// when not activated), each as `host:port/db`; empty with `--no-redis`.
+    pub targets: Vec<String>,
     pub timings: Timings,
     #[serde(skip)]
     verbose: bool,
@@ -171,6 +174,11 @@ impl Outcome {
             warnings: plan.warnings.clone(),
             pinned,
             registered,
+            targets: if req.no_redis {
+                Vec::new()
+            } else {
+                ctx.redis_targets()
+            },
             timings,
             verbose: ctx.verbose,
             show_timings: req.timings,
@@ -315,6 +323,18 @@ impl Outcome {
 impl Render for Outcome {
     fn text(&self) -> String {
         let mut t = self.result_text();
+        let what = match self.outcome {
+            Ending::Conflict => "",
+            _ if self.head.dry_run() => "would write",
+            Ending::Activated => "switched",
+            Ending::Repaired => "repaired",
+            Ending::Recorded if self.registered => "registered",
+            Ending::AlreadyLive => "live",
+            _ => "",
+        };
+        if !what.is_empty() {
+            t.push_str(&crate::commands::on_redis(what, &self.targets));
+        }
         if self.show_timings {
             t.push_str(&self.timings.line());
             t.push('\n');

@@ -1,0 +1,181 @@
+//! Nothing leaked (issue 24 §4): known secrets planted in every setting that
+//! can hold one; every command, with and without `--json`, at `-v`, and
+//! with bad inputs that make it fail; no secret (nor any 8-character piece
+//! of one) appears on stdout or stderr.
+
+use crate::support::fixtures::tiny_build;
+use crate::support::{start_redis, Ctx, Run};
+
+const REDIS_PW: &str = "RedisPw-live-QkWmZrTx";
+const AWS_SECRET: &str = "AwsSecret-QwErTyUiOpLkJhGzXcVbNm";
+const AWS_TOKEN: &str = "AwsSessionToken-ZXhhbXBsZS10b2tlbg";
+const SENTINEL_PW: &str = "SentinelPw-PoIuYtReWq";
+const TARGETS_PW: &str = "TargetsPw-MnBvCxZlKj";
+const USERINFO_PW: &str = "LoneUserinfo-HgFdSaPoIu";
+const TLS_PW: &str = "TlsUrlPw-YtReWqLkJh";
+
+/// Every 8-character piece of `secret` (a secret printed in part leaks too).
+fn pieces(secret: &str) -> Vec<&str> {
+    (0..=secret.len().saturating_sub(8))
+        .map(|i| &secret[i..i + 8])
+        .collect()
+}
+
+#[track_caller]
+fn assert_clean(what: &str, run: &Run, secrets: &[&str]) {
+    for secret in secrets {
+        for piece in pieces(secret) {
+            assert!(
+                !run.stdout.contains(piece) && !run.stderr.contains(piece),
+                "{what} printed part of a secret ({piece:?} of {secret:?}): {run:#?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_secret_appears_in_any_output_of_any_command() {
+    let ctx = Ctx::new("nothing-leaked");
+    let port = start_redis(&["--requirepass", REDIS_PW]);
+    // The signing key, inline, and the private PEM's body as secrets.
+    let run = ctx.run(&["keygen", "--out", "k", "--json"]);
+    run.expect(0);
+    let pem = std::fs::read_to_string(ctx.work.path().join("k.pem")).unwrap();
+    let pem_body: Vec<&str> = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 8)
+        .collect();
+    let mut secrets = vec![
+        REDIS_PW,
+        AWS_SECRET,
+        AWS_TOKEN,
+        SENTINEL_PW,
+        TARGETS_PW,
+        USERINFO_PW,
+        TLS_PW,
+    ];
+    secrets.extend(pem_body.iter().copied());
+
+    let good = format!("redis://:{REDIS_PW}@127.0.0.1:{port}");
+    let base: Vec<(&str, String)> = vec![
+        ("REDIS_URL", good.clone()),
+        ("AWS_SECRET_ACCESS_KEY", AWS_SECRET.into()),
+        ("AWS_SESSION_TOKEN", AWS_TOKEN.into()),
+        ("CUTOVER_SIGNING_KEY", pem.clone()),
+    ];
+    let run_in = |args: &[&str], extra: &[(&str, String)]| -> Run {
+        let mut c = ctx.cutover(args);
+        for (k, v) in base.iter().chain(extra) {
+            c = c.env(k, v);
+        }
+        c.run()
+    };
+
+    // A world to run them in: two releases, one live.
+    let a = tiny_build(&ctx.work.path().join("a"), "console.log('a')");
+    let b = tiny_build(&ctx.work.path().join("b"), "console.log('b')");
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let first = run_in(&["deploy", a, "--json"], &[]);
+    first.expect(0);
+    assert_clean("deploy", &first, &secrets);
+    let id = first.json()["release"]["id"].as_str().unwrap().to_string();
+    run_in(&["deploy", b], &[]).expect(0);
+
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["deploy", b],
+        vec!["deploy", a, "--dry-run"],
+        vec!["activate", &id],
+        vec!["rollback", "--dry-run"],
+        vec!["rollback"],
+        vec!["status"],
+        vec!["releases"],
+        vec!["history"],
+        vec!["diff"],
+        vec!["pin", "--dry-run"],
+        vec!["unpin"],
+        vec!["pin"],
+        vec!["unpin"],
+        vec!["prune", "--dry-run"],
+        vec!["verify"],
+        vec!["config"],
+        vec!["doctor"],
+        vec!["unlock", "--dry-run"],
+        vec!["activate", "zz-not-an-id"],
+        vec!["activate", "0123456789abcdef"],
+    ];
+    // Bad inputs that make them fail: unreachable Redis in each URL form,
+    // Sentinel with its own password, several targets, unreachable S3, a
+    // bucket that does not exist.
+    let failing: Vec<Vec<(&str, String)>> = vec![
+        vec![],
+        vec![("REDIS_URL", format!("redis://user:{REDIS_PW}@127.0.0.1:1"))],
+        vec![(
+            "CUTOVER_REDIS_URL",
+            format!("redis://{USERINFO_PW}@127.0.0.1:1/2"),
+        )],
+        vec![(
+            "CUTOVER_REDIS_URL",
+            format!("rediss://:{TLS_PW}@127.0.0.1:1"),
+        )],
+        vec![
+            (
+                "CUTOVER_REDIS_URL",
+                format!("redis+sentinel://:{REDIS_PW}@127.0.0.1:1/mymaster"),
+            ),
+            ("CUTOVER_REDIS_SENTINEL_PASSWORD", SENTINEL_PW.into()),
+        ],
+        vec![(
+            "CUTOVER_REDIS_URL",
+            format!("{good} redis://:{TARGETS_PW}@127.0.0.1:1"),
+        )],
+        vec![
+            ("CUTOVER_S3_ENDPOINT", "http://127.0.0.1:1".into()),
+            ("CUTOVER_S3_TIMEOUT", "1".into()),
+        ],
+        vec![("CUTOVER_BUCKET", "no-such-bucket-for-this-test".into())],
+        // A value that cannot be used: reported with where it came from.
+        vec![(
+            "CUTOVER_REDIS_URL",
+            format!("http://:{REDIS_PW}@127.0.0.1:1"),
+        )],
+    ];
+    for world in &failing {
+        for cmd in &commands {
+            for extra in [&[][..], &["--json"][..], &["-v"][..]] {
+                let args: Vec<&str> = cmd.iter().chain(extra).copied().collect();
+                let run = run_in(&args, world);
+                let what = format!(
+                    "{args:?} with {:?}",
+                    world.iter().map(|(k, _)| k).collect::<Vec<_>>()
+                );
+                assert!(run.code >= 0, "{what} was killed: {run:#?}");
+                assert_clean(&what, &run, &secrets);
+            }
+        }
+    }
+    // Promote between two environments, each with its own password-bearing Redis.
+    std::fs::write(
+        ctx.work.path().join("cutover.toml"),
+        format!(
+            "[environments.staging]\nredis_url = \"{good}\"\n\n[environments.production]\nredis_url = \"redis://:{TARGETS_PW}@127.0.0.1:1\"\n"
+        ),
+    )
+    .unwrap();
+    for extra in [&[][..], &["--json"][..], &["-v"][..]] {
+        let args: Vec<&str> = [
+            "promote",
+            id.as_str(),
+            "--from",
+            "staging",
+            "--to",
+            "production",
+        ]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+        let run = run_in(&args, &[]);
+        assert_ne!(run.code, 0, "{run:#?}");
+        assert_clean("promote", &run, &secrets);
+    }
+}
