@@ -24,6 +24,22 @@ impl Cdn {
         Ok(Cdn { client })
     }
 
+    /// GET one URL: its status and body.
+    pub async fn get(&self, url: &str) -> anyhow::Result<(u16, bytes::Bytes)> {
+        let response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| Failure::operation(format!("cannot fetch {url} ({e})")))?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::operation(format!("{url}: the body broke off ({e})")))?;
+        Ok((status, body))
+    }
+
     /// Fetch every file; one line per file that is not served as it must be.
     pub async fn check(&self, checks: &[CdnCheck], concurrency: usize) -> Vec<String> {
         let problems: Vec<Vec<String>> = stream::iter(checks)

@@ -16,6 +16,7 @@ mod cli_surface;
 mod consumers;
 mod content_index;
 mod crafted_records;
+mod doctor_exposure;
 mod dry_runs;
 mod faults;
 mod formats;

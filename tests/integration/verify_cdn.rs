@@ -131,7 +131,8 @@ fn relative_build(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn doctor_passes_a_good_setup_and_names_each_fix_of_a_bad_one() {
     let ctx = Ctx::new("doctor");
-    let cdn = nginx::start(&ctx.s3_endpoint, &ctx.bucket);
+    // A good CDN does not serve the release records.
+    let cdn = nginx::start_without_records(&ctx.s3_endpoint, &ctx.bucket);
     let build = relative_build(ctx.work.path());
     ctx.cutover(&["deploy", build.to_str().unwrap()])
         .env("CUTOVER_CDN_URL", &cdn.url)
@@ -173,6 +174,9 @@ fn doctor_passes_a_good_setup_and_names_each_fix_of_a_bad_one() {
         "public path",
         "cors",
         "cdn",
+        "redis exposure",
+        "bucket exposure",
+        "cdn records",
     ] {
         assert!(
             run.stdout.contains(&format!("✓ {name}: ")),

@@ -200,6 +200,67 @@ impl S3Store {
         }
     }
 
+    /// The bucket policy, as its JSON text; None when the bucket has none.
+    pub async fn bucket_policy(&self) -> anyhow::Result<Option<String>> {
+        match self
+            .client
+            .get_bucket_policy()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.policy().map(str::to_string)),
+            Err(e) if e.code() == Some("NoSuchBucketPolicy") => Ok(None),
+            Err(e) => Err(self.refused("read the policy of", e)),
+        }
+    }
+
+    /// The bucket ACL's grants to groups (AllUsers, AuthenticatedUsers):
+    /// (group URI, permission) each.
+    pub async fn bucket_acl_groups(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let out = self
+            .client
+            .get_bucket_acl()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| self.refused("read the ACL of", e))?;
+        Ok(out
+            .grants()
+            .iter()
+            .filter_map(|g| {
+                let uri = g.grantee()?.uri()?;
+                Some((uri.to_string(), g.permission()?.as_str().to_string()))
+            })
+            .collect())
+    }
+
+    /// A read of the bucket's settings that S3 answered with an error: its
+    /// code and message, without a deploy's advice (a network failure is
+    /// worded as [`Self::error`] words it).
+    fn refused<E>(&self, op: &str, err: SdkError<E, HttpResponse>) -> anyhow::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let what = format!("s3://{}", self.bucket);
+        match &err {
+            SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
+                let code = err
+                    .code()
+                    .map(str::to_string)
+                    .or_else(|| status(&err).map(|s| format!("HTTP {s}")))
+                    .unwrap_or_else(|| "unknown".into());
+                let detail = err
+                    .message()
+                    .filter(|m| !m.is_empty())
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default();
+                Failure::operation(format!("S3 refused to {op} {what} ({code}{detail})"))
+            }
+            _ => self.error(op, &what, err),
+        }
+    }
+
     /// The best evidence of an object's bytes, without a record to compare
     /// it with: S3's own SHA-256 checksum of the bytes, else its ETag when
     /// that is a plain MD5 (not SSE-KMS or SSE-C, not multipart), else the

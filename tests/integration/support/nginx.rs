@@ -15,6 +15,22 @@ pub struct Cdn {
 
 /// Start nginx in front of `bucket` on the S3 server at `s3_endpoint`.
 pub fn start(s3_endpoint: &str, bucket: &str) -> Cdn {
+    start_with(s3_endpoint, bucket, "")
+}
+
+/// Nginx that does not serve the release records (`/_cutover/`), as a CDN
+/// whose origin is restricted to the public files answers: 403.
+pub fn start_without_records(s3_endpoint: &str, bucket: &str) -> Cdn {
+    start_with(
+        s3_endpoint,
+        bucket,
+        "location ^~ /_cutover/ { return 403; }",
+    )
+}
+
+/// The same, with `locations` (nginx `location` blocks) ahead of the one
+/// that proxies everything.
+pub fn start_with(s3_endpoint: &str, bucket: &str, locations: &str) -> Cdn {
     let nginx = which("nginx").expect("nginx is installed (scripts/setup.sh installs nginx-light)");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -39,6 +55,7 @@ http {{
   proxy_cache_path {prefix}/cache keys_zone=cdn:1m;
   server {{
     listen 127.0.0.1:{port};
+    {locations}
     location / {{
       # $request_uri is the URI as received, not decoded and re-encoded.
       proxy_pass {upstream}/{bucket}$request_uri;
