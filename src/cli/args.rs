@@ -13,7 +13,8 @@ use crate::config::keys::{Key, Scope, KEYS};
 use crate::config::FlagValues;
 
 const GLOBAL_HEADING: &str = "Global options";
-const SETTINGS_HEADING: &str = "Settings (flag > environment > cutover.toml > default)";
+const SETTINGS_HEADING: &str =
+    "Settings (flag > CUTOVER_* variable > cutover.toml > REDIS_URL and other shared variables > default)";
 
 #[derive(Debug, Parser)]
 #[command(
