@@ -87,6 +87,8 @@ pub enum Command {
     Promote(PromoteArgs),
     /// Write a new Ed25519 key pair for signed releases (PEM files).
     Keygen(KeygenArgs),
+    /// Print the least privilege a role needs: the IAM policy or the Redis ACL lines.
+    Policy(PolicyArgs),
 }
 
 impl Command {
@@ -109,6 +111,7 @@ impl Command {
             Command::Config => "config",
             Command::Promote(_) => "promote",
             Command::Keygen(_) => "keygen",
+            Command::Policy(_) => "policy",
         }
     }
 }
@@ -274,6 +277,19 @@ pub struct VerifyArgs {
 pub struct DoctorArgs {
     /// A build directory, to check its public path against CDN_URL/PREFIX.
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Whose permissions: a command, or `read` (status, releases, history, diff, verify, doctor).
+    #[arg(value_enum, default_value = "deploy")]
+    pub role: crate::commands::policy::Role,
+    /// The IAM policy document, or the Redis ACL lines (the CLI's and each reader's).
+    #[arg(long, value_enum, default_value = "iam")]
+    pub format: crate::commands::policy::Format,
+    /// Include what `--wait` needs (cloudfront:GetInvalidation).
+    #[arg(long)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Args)]

@@ -176,6 +176,10 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             emit(json, verify::run(&ctx, req).await)
         }
         Command::Config => emit(json, Ok(settings::run(&ctx))),
+        Command::Policy(a) => emit(
+            json,
+            crate::commands::policy::run(&ctx.config, a.role, a.format, a.wait),
+        ),
         Command::Promote(_) => unreachable!("promote runs with two contexts, above"),
         Command::Keygen(_) => unreachable!("keygen runs without a context, above"),
         Command::Doctor(a) => emit(json, doctor::run(&ctx, a.dir.as_deref()).await),

@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod inspect;
 pub mod keygen;
 pub mod pin;
+pub mod policy;
 pub mod promote;
 pub mod prune;
 pub mod settings;
