@@ -106,6 +106,9 @@ pub const CALLS: &[Call] = &[
     call("HeadBucket", "s3:ListBucket", &[On::Bucket], &[Read], When::Always),
     call("GetBucketLocation", "s3:GetBucketLocation", &[On::Bucket], &[Read], When::Always),
     call("GetBucketCors", "s3:GetBucketCORS", &[On::Bucket], &[Read], When::Always),
+    // doctor: who else may write or list the bucket
+    call("GetBucketPolicy", "s3:GetBucketPolicy", &[On::Bucket], &[Read], When::Always),
+    call("GetBucketAcl", "s3:GetBucketAcl", &[On::Bucket], &[Read], When::Always),
     // listings: what the bucket holds under the prefix; the records
     call("ListObjectsV2", "s3:ListBucket", &[On::ListPublic], &[Deploy, Prune, Read], When::Always),
     call("ListObjectsV2", "s3:ListBucket", &[On::ListRecords], ALL, When::Always),
@@ -423,8 +426,10 @@ mod tests {
         assert_eq!(
             actions_of(Read, false),
             [
+                "s3:GetBucketAcl",
                 "s3:GetBucketCORS",
                 "s3:GetBucketLocation",
+                "s3:GetBucketPolicy",
                 "s3:GetObject",
                 "s3:ListBucket"
             ]
