@@ -295,7 +295,7 @@ fn emit<T: Render>(json: bool, result: anyhow::Result<T>) -> ExitCode {
             let summary = outcome.text();
             eprintln!(
                 "warning: cannot write the result to stdout ({e}); the command completed: {}",
-                summary.lines().last().unwrap_or_default()
+                summary.lines().collect::<Vec<_>>().join("; ")
             );
             ExitCode::from(code)
         }

@@ -187,17 +187,7 @@ fn copies_bytes(copies: &[ObjectCopy], record: &ReleaseRecord) -> u64 {
 
 impl Render for Outcome {
     fn text(&self) -> String {
-        let on = super::on_redis(
-            match self.outcome {
-                Ending::Planned => "would switch",
-                Ending::Activated => "switched",
-                Ending::Repaired => "repaired",
-                Ending::Recorded => "recorded",
-                Ending::AlreadyLive => "live",
-            },
-            &self.targets,
-        );
-        self.result_text() + &on
+        self.result_text() + &super::on_redis(self.outcome.verb(), &self.targets)
     }
 }
 

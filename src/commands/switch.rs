@@ -260,19 +260,22 @@ impl Outcome {
     }
 }
 
+impl Ending {
+    /// What was done on the Redis targets, for the line that names them.
+    pub(crate) fn verb(self) -> &'static str {
+        match self {
+            Ending::Planned => "would switch",
+            Ending::Activated => "switched",
+            Ending::Repaired => "repaired",
+            Ending::Recorded => "recorded",
+            Ending::AlreadyLive => "live",
+        }
+    }
+}
+
 impl Render for Outcome {
     fn text(&self) -> String {
-        let on = super::on_redis(
-            match self.outcome {
-                Ending::Planned => "would switch",
-                Ending::Activated => "switched",
-                Ending::Repaired => "repaired",
-                Ending::Recorded => "recorded",
-                Ending::AlreadyLive => "live",
-            },
-            &self.targets,
-        );
-        self.result_text() + &on
+        self.result_text() + &super::on_redis(self.outcome.verb(), &self.targets)
     }
 }
 

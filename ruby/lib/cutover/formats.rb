@@ -56,6 +56,22 @@ module Cutover
         [name.freeze, entrypoint(js, css)]
       end.freeze
     end
+
+    # The answers of a format whose constructor fills @assets (name =>
+    # {"src", "integrity"}) and @entrypoints (name => entrypoint).
+    module Assets
+      def urls
+        Formats.urls(@assets.values.compact.map { |a| a["src"] }, @entrypoints)
+      end
+
+      def lookup(name)
+        @assets[name]&.fetch("src")
+      end
+
+      def entrypoint(name)
+        @entrypoints[name]
+      end
+    end
   end
 end
 

@@ -7,6 +7,8 @@ module Cutover
     # entrypoint("application") is the application.js / application.css
     # entries, as javascript_include_tag "application" reads them.
     class Propshaft
+      include Assets
+
       def self.label
         "Propshaft"
       end
@@ -27,18 +29,6 @@ module Cutover
         end.freeze
         @entrypoints = Formats.entrypoints_from_entries(@assets)
         freeze
-      end
-
-      def urls
-        Formats.urls(@assets.values.compact.map { |a| a["src"] }, @entrypoints)
-      end
-
-      def lookup(name)
-        @assets[name]&.fetch("src")
-      end
-
-      def entrypoint(name)
-        @entrypoints[name]
       end
     end
   end

@@ -8,6 +8,8 @@ module Cutover
     # Entrypoint assets are {src, integrity} objects or urls; Webpacker 5's
     # shape without the "assets" level is read too.
     class Shakapacker
+      include Assets
+
       def self.label
         "Shakapacker/webpack-assets-manifest"
       end
@@ -34,18 +36,6 @@ module Cutover
             Formats.entrypoints_from_entries(@assets)
           end
         freeze
-      end
-
-      def urls
-        Formats.urls(@assets.values.compact.map { |a| a["src"] }, @entrypoints)
-      end
-
-      def lookup(name)
-        @assets[name]&.fetch("src")
-      end
-
-      def entrypoint(name)
-        @entrypoints[name]
       end
 
       private

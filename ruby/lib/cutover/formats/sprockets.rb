@@ -8,6 +8,8 @@ module Cutover
     # entrypoint("application") is the application.js / application.css
     # entries, with their integrity.
     class Sprockets
+      include Assets
+
       def self.label
         "Sprockets"
       end
@@ -31,18 +33,6 @@ module Cutover
         end.freeze
         @entrypoints = Formats.entrypoints_from_entries(@assets)
         freeze
-      end
-
-      def urls
-        Formats.urls(@assets.values.compact.map { |a| a["src"] }, @entrypoints)
-      end
-
-      def lookup(name)
-        @assets[name]&.fetch("src")
-      end
-
-      def entrypoint(name)
-        @entrypoints[name]
       end
     end
   end

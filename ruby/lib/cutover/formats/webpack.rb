@@ -6,6 +6,8 @@ module Cutover
     # entrypoints and no integrity: entrypoint("application") is the
     # application.js / application.css entries.
     class Webpack
+      include Assets
+
       def self.label
         "webpack-manifest-plugin"
       end
@@ -22,18 +24,6 @@ module Cutover
         @assets = data.to_h { |name, url| [name.freeze, Formats.asset(url)] }.freeze
         @entrypoints = Formats.entrypoints_from_entries(@assets)
         freeze
-      end
-
-      def urls
-        Formats.urls(@assets.values.compact.map { |a| a["src"] }, @entrypoints)
-      end
-
-      def lookup(name)
-        @assets[name]&.fetch("src")
-      end
-
-      def entrypoint(name)
-        @entrypoints[name]
       end
     end
   end
