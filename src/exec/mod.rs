@@ -79,12 +79,14 @@ impl<'a> Executor<'a> {
     /// cut off halfway (a signal during it is handled after it).
     pub async fn run(&mut self, steps: &[Step]) -> anyhow::Result<Executed> {
         let mut done = Executed::default();
+        let mut shutdown = Shutdown::listen();
         // Set once the switch applied: what follows cannot undo it.
         let mut switched_to: Option<&str> = None;
         for step in steps {
             let started = Instant::now();
             if let Some(release) = switched_to {
-                self.after_switch(release, step, &mut done).await?;
+                self.after_switch(release, step, &mut done, &mut shutdown)
+                    .await?;
             } else if let Step::Switch(switch) = step {
                 if let Some(lock) = self.lock {
                     lock.check()?;
@@ -98,7 +100,7 @@ impl<'a> Executor<'a> {
                 let store = self.store;
                 tokio::select! {
                     r = self.write(step, &mut done) => r?,
-                    _ = shutdown_signal() => {
+                    _ = shutdown.signalled() => {
                         if let Some(store) = store {
                             store.abort_in_flight().await;
                         }
@@ -122,6 +124,7 @@ impl<'a> Executor<'a> {
         release: &str,
         step: &Step,
         done: &mut Executed,
+        shutdown: &mut Shutdown,
     ) -> anyhow::Result<()> {
         let bound = step_bound(step, self.config);
         let what = match step {
@@ -134,7 +137,7 @@ impl<'a> Executor<'a> {
                 Ok(Err(e)) => format!("failed: {}", crate::error::one_line(&e)),
                 Err(_) => format!("did not answer within {}s", bound.as_secs()),
             },
-            _ = shutdown_signal() => "was interrupted".to_string(),
+            _ = shutdown.signalled() => "was interrupted".to_string(),
         };
         Err(Failure::after_switch(format!(
             "switched to {release}; {what} {failed}. The switch stands: `cutover status` shows it"
@@ -461,18 +464,36 @@ fn settle(s: &Switch, names: &[String], results: Vec<TargetSwitch>) -> anyhow::R
     )))
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (a cancelled CI job).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// SIGINT (Ctrl-C) and SIGTERM (a cancelled CI job), listened to from the
+/// start of a run: a signal that arrives between two steps is kept until
+/// the next step asks, not lost.
+struct Shutdown {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    fn listen() -> Shutdown {
+        use tokio::signal::unix::{signal, SignalKind};
+        Shutdown {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Resolves once either signal came (since `listen`).
+    async fn signalled(&mut self) {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = one(&mut self.int) => {}
+            _ = one(&mut self.term) => {}
         }
     }
 }
