@@ -11,16 +11,7 @@ use crate::support::{deploy, fixture, rt, Ctx};
 /// The record of `id` as JSON.
 async fn record(ctx: &Ctx, id: &str) -> serde_json::Value {
     let key = format!("_cutover/{}/releases/{id}.json", ctx.app);
-    let out = ctx
-        .s3()
-        .await
-        .get_object()
-        .bucket(&ctx.bucket)
-        .key(&key)
-        .send()
-        .await
-        .unwrap();
-    serde_json::from_slice(&out.body.collect().await.unwrap().into_bytes()).unwrap()
+    serde_json::from_slice(&ctx.object(&key).await).unwrap()
 }
 
 /// Write `record` at the key of release `id`.

@@ -53,18 +53,7 @@ fn recorded_signatures(ctx: &Ctx, id: &str) -> (Option<String>, Option<String>) 
         .into_keys()
         .find(|k| k.ends_with(&format!("{id}.json")))
         .expect("the S3 record");
-    let body = rt().block_on(async {
-        let o = ctx
-            .s3()
-            .await
-            .get_object()
-            .bucket(&ctx.bucket)
-            .key(&key)
-            .send()
-            .await
-            .unwrap();
-        o.body.collect().await.unwrap().into_bytes()
-    });
+    let body = rt().block_on(ctx.object(&key));
     (in_redis, field(std::str::from_utf8(&body).unwrap()))
 }
 

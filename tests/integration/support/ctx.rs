@@ -265,6 +265,20 @@ impl Ctx {
         );
     }
 
+    /// The bytes of an object of this test's bucket (it must exist).
+    pub async fn object(&self, key: &str) -> Vec<u8> {
+        let out = self
+            .s3()
+            .await
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        out.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
     pub async fn put(&self, key: &str, body: &[u8]) {
         self.s3()
             .await
