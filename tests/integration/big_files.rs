@@ -116,18 +116,7 @@ async fn replace_in_parts(ctx: &Ctx, key: &str, bytes: &[u8], claimed: &[u8]) {
 async fn as_old_record(ctx: &Ctx, id: &str) {
     let key = format!("_cutover/{}/releases/{id}.json", ctx.app);
     let s3 = ctx.s3().await;
-    let body = s3
-        .get_object()
-        .bucket(&ctx.bucket)
-        .key(&key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let body = ctx.object(&key).await;
     let mut record: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let mut had = false;
     for f in record["files"].as_array_mut().unwrap() {

@@ -72,21 +72,9 @@ fn state(ctx: &Ctx, ports: &[u16]) -> State {
 /// SHA-256 of every object's bytes.
 fn bytes(ctx: &Ctx) -> BTreeMap<String, String> {
     rt().block_on(async {
-        let s3 = ctx.s3().await;
         let mut out = BTreeMap::new();
         for key in ctx.objects().await.into_keys() {
-            let body = s3
-                .get_object()
-                .bucket(&ctx.bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes();
+            let body = ctx.object(&key).await;
             out.insert(key, hex::encode(Sha256::digest(&body)));
         }
         out

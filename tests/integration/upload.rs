@@ -204,19 +204,8 @@ fn large_file_goes_multipart_and_is_recognised_on_redeploy() {
             head.metadata().unwrap().get("sha256").unwrap(),
             &hex::encode(Sha256::digest(&big))
         );
-        let body = s3
-            .get_object()
-            .bucket(&ctx.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
-        assert!(body.as_ref() == big.as_slice(), "multipart bytes differ");
+        let body = ctx.object(key).await;
+        assert!(body.as_slice() == big.as_slice(), "multipart bytes differ");
         ctx.assert_no_open_multipart().await;
     });
     // The listing's multipart ETag proves the bytes: nothing to upload, nothing to inspect.
