@@ -22,6 +22,9 @@ pub struct Keys {
     pub channel: String,
     /// The live release's signature (docs/redis.md, "Signed releases").
     pub signature: String,
+    /// The readers' reports: a sorted set of `HOST:PID` scored by the last
+    /// report (docs/redis.md, "The fleet").
+    pub fleet: String,
     prefix: String,
 }
 
@@ -39,8 +42,14 @@ impl Keys {
             pruned: format!("{prefix}pruned"),
             channel: format!("{prefix}events"),
             signature: format!("{prefix}signature"),
+            fleet: format!("{prefix}fleet"),
             prefix,
         }
+    }
+
+    /// The key of one process's last report (`HOST:PID`).
+    pub fn process(&self, id: &str) -> String {
+        format!("{}:{id}", self.fleet)
     }
 
     /// The key of one release record.

@@ -180,13 +180,13 @@ pub const READERS: &[Reader] = &[
         name: "ruby",
         user: "shop-web",
         none: "-@all",
-        commands: &["get", "mget", "zrange", "subscribe"],
+        commands: &["get", "mget", "zrange", "subscribe", "zadd", "zremrangebyscore", "set"],
     },
     Reader {
         name: "node",
         user: "cutover-reader",
         none: "nocommands",
-        commands: &["get", "mget", "subscribe"],
+        commands: &["get", "mget", "subscribe", "zadd", "zremrangebyscore", "set"],
     },
 ];
 
@@ -310,7 +310,8 @@ pub fn cli_acl(role: Role, app: &str) -> String {
     )
 }
 
-/// The `ACL SETUSER` line of a reader's Redis user.
+/// The `ACL SETUSER` line of a reader's Redis user: reads on the app's keys,
+/// writes only on its fleet keys (docs/redis.md, "The fleet").
 pub fn reader_acl(reader: &Reader, app: &str) -> String {
     let commands = reader
         .commands
@@ -320,7 +321,7 @@ pub fn reader_acl(reader: &Reader, app: &str) -> String {
         .join(" ");
     let user = reader.user.replace("shop", app);
     format!(
-        "ACL SETUSER {user} on >PASSWORD resetkeys ~cutover:{{{app}}}:* resetchannels &cutover:{{{app}}}:events {} {commands}",
+        "ACL SETUSER {user} on >PASSWORD resetkeys %R~cutover:{{{app}}}:* ~cutover:{{{app}}}:fleet* resetchannels &cutover:{{{app}}}:events {} {commands}",
         reader.none
     )
 }
