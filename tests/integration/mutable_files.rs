@@ -196,6 +196,67 @@ fn mutable_files_change_in_place_and_every_release_keeps_its_own() {
     .error_has(&["packs/sw.js", "would be overwritten"]);
 }
 
+/// A deploy that records without switching (`--no-activate`, `--no-redis`,
+/// or pinned after a rollback) leaves the live release's mutable files as
+/// they are; activating its release later writes them and invalidates.
+#[test]
+fn a_deploy_that_does_not_switch_leaves_the_live_mutable_files_alone() {
+    let ctx = Ctx::new("mutable-held");
+    let dist = rt().block_on(distribution(&ctx));
+    std::fs::write(
+        ctx.work.path().join("cutover.toml"),
+        format!("cloudfront_distribution_id = \"{dist}\"\n\n[[mutable]]\nglob = \"sw.js\"\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        ctx.cutover(args)
+            .env("AWS_ENDPOINT_URL_CLOUDFRONT", &ctx.s3_endpoint)
+            .run()
+    };
+    let live_sw = || rt().block_on(body(&ctx, "packs/sw.js")).0;
+    let id = |r: &crate::support::Run| r.json()["release"]["id"].as_str().unwrap().to_string();
+    let a_dir = build(&ctx, "a", "self.version = 1");
+    let a = run(&["deploy", a_dir.to_str().unwrap(), "--json"]);
+    a.expect(0);
+    let a = id(&a);
+
+    for (name, extra) in [("b", "--no-activate"), ("c", "--no-redis")] {
+        let dir = build(&ctx, name, &format!("self.version = '{name}'"));
+        let mut args = vec!["deploy", dir.to_str().unwrap(), "--json", extra];
+        if extra == "--no-redis" {
+            args.push("--no-activate");
+        }
+        run(&args).expect(0);
+        assert_eq!(
+            live_sw(),
+            b"self.version = 1",
+            "deploy {extra} replaced the live sw.js"
+        );
+    }
+    assert!(rt().block_on(invalidated(&ctx, &dist)).is_empty());
+
+    // Pinned (by a rollback, or `cutover pin`): the next deploy records only.
+    run(&["pin", "--message", "incident"]).expect(0);
+    let d_dir = build(&ctx, "d", "self.version = 'd'");
+    let d = run(&["deploy", d_dir.to_str().unwrap(), "--json"]);
+    d.expect(0);
+    assert_eq!(d.json()["activated"], false, "{}", d.stdout);
+    assert_eq!(
+        live_sw(),
+        b"self.version = 1",
+        "a pinned deploy replaced the live sw.js"
+    );
+    ctx.run(&["verify", &a]).expect(0);
+
+    // Activating d restores its own version and invalidates it.
+    run(&["activate", &id(&d), "--unpin"]).expect(0);
+    assert_eq!(live_sw(), b"self.version = 'd'");
+    assert_eq!(
+        rt().block_on(invalidated(&ctx, &dist)),
+        vec![vec!["/packs/sw.js".to_string()]]
+    );
+}
+
 #[test]
 fn changed_header_rules_reach_objects_already_in_s3() {
     let ctx = Ctx::new("header-rules");

@@ -117,6 +117,9 @@ pub struct DeployPlan {
     /// Each Redis target's state, for the switch's compare-and-set.
     pub expect: Vec<crate::state::Expect>,
     pub already_live: bool,
+    /// The app was pinned when the plan was made: the deploy records and
+    /// does not switch.
+    pub pinned: bool,
     /// The release's record is in S3 already (a release recorded before):
     /// records are immutable, so it is not written again.
     pub recorded: bool,
@@ -166,11 +169,18 @@ impl DeployPlan {
         if self.count(Decision::Conflict).0 > 0 {
             return Vec::new();
         }
+        // A deploy that does not switch leaves the live release's mutable
+        // files alone (a pinned rollback's service worker stays its own):
+        // its versions go to their content-addressed copies only, and the
+        // activation restores them.
+        let switches = self.already_live || (opts.activate && !opts.s3_only && !self.pinned);
+        let in_place = |f: &PlannedFile| switches || !f.file.mutable;
         let uploads: Vec<Arc<PlannedFile>> = self
             .files
             .iter()
             .chain(&self.copies)
             .filter(|f| matches!(f.decision, Decision::Upload | Decision::Replace))
+            .filter(|f| in_place(f))
             .map(Arc::clone)
             .collect();
         let mut steps = Vec::new();
@@ -183,6 +193,7 @@ impl DeployPlan {
         // Replaced mutable files and rewritten headers linger in the CDN's cache.
         let stale: Vec<String> = self
             .with(Decision::Replace)
+            .filter(|f| in_place(f))
             .map(|f| f.key.as_str())
             .chain(self.header_updates.iter().map(|c| c.to.as_str()))
             .map(|key| invalidation_path(&self.release.cdn_url, key))
@@ -277,6 +288,7 @@ pub fn deploy(config: &Config, facts: &DeployFacts, who: Provenance) -> anyhow::
         // Live means `current` and the live manifest are this release's;
         // a release that is current with a missing or other manifest is repaired.
         already_live: live.serves(&release.id, &manifest.live, release.signature.as_deref()),
+        pinned: live.pin.is_some(),
         live_release: live.current.clone(),
         expect: live.expectations(&release.id, &manifest.live, release.signature.as_deref()),
         recorded: recorded.is_some(),
