@@ -290,6 +290,13 @@ pub struct PolicyArgs {
     /// Include what `--wait` needs (cloudfront:GetInvalidation).
     #[arg(long)]
     pub wait: bool,
+    /// For `promote`: the environment it reads from ([environments.NAME]);
+    /// its bucket is read, the target's (`--to`) written.
+    #[arg(long, value_name = "ENV", requires = "to")]
+    pub from: Option<String>,
+    /// For `promote`: the environment it makes the release live in.
+    #[arg(long, value_name = "ENV", requires = "from")]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -99,6 +99,21 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
         };
         return emit(json, result.await);
     }
+    // The policy of promote between two environments reads both.
+    if let Command::Policy(a) = &cli.command {
+        if let (Some(from), Some(to)) = (&a.from, &a.to) {
+            let result = promote_contexts(&cli, &flags, from, to).and_then(|(source, target)| {
+                crate::commands::policy::run_promote(
+                    &source.config,
+                    &target.config,
+                    a.role,
+                    a.format,
+                    a.wait,
+                )
+            });
+            return emit(json, result);
+        }
+    }
     // A key pair needs no configuration.
     if let Command::Keygen(a) = &cli.command {
         return emit(json, crate::commands::keygen::run(Some(&a.out)));

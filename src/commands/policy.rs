@@ -14,20 +14,6 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::render::Render;
 
-/// Who runs cutover with the credentials: a command, or the read-only
-/// commands together (`status`, `releases`, `history`, `diff`, `verify`,
-/// `doctor`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    Deploy,
-    Activate,
-    Rollback,
-    Prune,
-    Promote,
-    Read,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
@@ -35,133 +21,8 @@ pub enum Format {
     RedisAcl,
 }
 
-/// What a call acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum On {
-    /// The bucket itself (`arn:aws:s3:::BUCKET`).
-    Bucket,
-    /// Listing the public prefix: the bucket, with an `s3:prefix` condition.
-    ListPublic,
-    /// Listing the records prefix: likewise.
-    ListRecords,
-    /// Objects under the public prefix.
-    Public,
-    /// Objects under the records prefix (`meta_prefix`: release records,
-    /// content-addressed copies of mutable files).
-    Records,
-    /// The CloudFront distribution (`cloudfront_distribution_id`).
-    Distribution,
-}
-
-/// When a role makes a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum When {
-    Always,
-    /// Only with `cloudfront_distribution_id` set.
-    Distribution,
-    /// Only with a distribution and `--wait`.
-    Wait,
-}
-
-/// One call cutover makes, the IAM action it needs, and who makes it.
-#[derive(Debug, Clone, Copy)]
-pub struct Call {
-    /// The API operation.
-    pub call: &'static str,
-    pub action: &'static str,
-    pub on: &'static [On],
-    pub roles: &'static [Role],
-    pub when: When,
-}
-
-use Role::{Activate, Deploy, Promote, Prune, Read, Rollback};
-
-const ALL: &[Role] = &[Deploy, Activate, Rollback, Prune, Promote, Read];
-/// The commands that switch (and restore mutable files, and invalidate).
-const SWITCHING: &[Role] = &[Deploy, Activate, Rollback, Promote];
-const OBJECTS: &[On] = &[On::Public, On::Records];
-
-const fn call(
-    call: &'static str,
-    action: &'static str,
-    on: &'static [On],
-    roles: &'static [Role],
-    when: When,
-) -> Call {
-    Call {
-        call,
-        action,
-        on,
-        roles,
-        when,
-    }
-}
-
-/// Every S3 and CloudFront call cutover makes (src/store/s3/*.rs,
-/// src/store/cloudfront.rs), the IAM action it needs, on what, and which
-/// roles make it.
-#[rustfmt::skip]
-pub const CALLS: &[Call] = &[
-    // doctor
-    call("HeadBucket", "s3:ListBucket", &[On::Bucket], &[Read], When::Always),
-    call("GetBucketLocation", "s3:GetBucketLocation", &[On::Bucket], &[Read], When::Always),
-    call("GetBucketCors", "s3:GetBucketCORS", &[On::Bucket], &[Read], When::Always),
-    // doctor: who else may write or list the bucket
-    call("GetBucketPolicy", "s3:GetBucketPolicy", &[On::Bucket], &[Read], When::Always),
-    call("GetBucketAcl", "s3:GetBucketAcl", &[On::Bucket], &[Read], When::Always),
-    // listings: what the bucket holds under the prefix; the records
-    call("ListObjectsV2", "s3:ListBucket", &[On::ListPublic], &[Deploy, Prune, Read], When::Always),
-    call("ListObjectsV2", "s3:ListBucket", &[On::ListRecords], ALL, When::Always),
-    // what an object holds: HEAD, or its bytes read back; records read
-    call("HeadObject", "s3:GetObject", OBJECTS, ALL, When::Always),
-    call("GetObject", "s3:GetObject", OBJECTS, ALL, When::Always),
-    // uploads (conditional: never over another object) and records
-    call("PutObject", "s3:PutObject", OBJECTS, &[Deploy, Promote], When::Always),
-    call("CreateMultipartUpload", "s3:PutObject", OBJECTS, &[Deploy], When::Always),
-    call("UploadPart", "s3:PutObject", OBJECTS, &[Deploy], When::Always),
-    call("CompleteMultipartUpload", "s3:PutObject", OBJECTS, &[Deploy], When::Always),
-    call("AbortMultipartUpload", "s3:AbortMultipartUpload", OBJECTS, &[Deploy], When::Always),
-    call("ListMultipartUploads", "s3:ListBucketMultipartUploads", &[On::Bucket], &[Deploy], When::Always),
-    // server-side copies: new headers, restored mutable files, promotion
-    call("CopyObject (source)", "s3:GetObject", OBJECTS, SWITCHING, When::Always),
-    call("CopyObject (target)", "s3:PutObject", &[On::Public], SWITCHING, When::Always),
-    // prune only
-    call("DeleteObjects", "s3:DeleteObject", OBJECTS, &[Prune], When::Always),
-    // CloudFront
-    call("CreateInvalidation", "cloudfront:CreateInvalidation", &[On::Distribution], SWITCHING, When::Distribution),
-    call("GetInvalidation", "cloudfront:GetInvalidation", &[On::Distribution], SWITCHING, When::Wait),
-];
-
-/// One Redis command the CLI sends, and whether the read-only commands
-/// send it. The commands that write send all of them (docs/redis.md,
-/// "Minimal ACL", is this table for app `shop`: a unit test holds them equal).
-pub const REDIS: &[(&str, bool)] = &[
-    ("ping", true),
-    ("get", true),
-    ("mget", true),
-    ("set", false),
-    ("del", false),
-    ("type", true),
-    ("exists", true),
-    ("pttl", true),
-    ("pexpire", false),
-    ("zadd", false),
-    ("zrevrange", true),
-    ("lrange", true),
-    ("lpush", false),
-    ("ltrim", false),
-    ("publish", false),
-    ("sadd", false),
-    ("srem", false),
-    ("smembers", true),
-    ("getdel", false),
-    ("zrem", false),
-    ("multi", false),
-    ("exec", false),
-    ("eval", false),
-    ("evalsha", false),
-    ("script|load", false),
-];
+pub use crate::store::permissions::{Call, On, Role, When, CALLS, REDIS};
+use Role::Read;
 
 /// A reader library: its user name in its README and the commands it sends.
 #[derive(Debug, Clone, Copy)]
@@ -180,13 +41,28 @@ pub const READERS: &[Reader] = &[
         name: "ruby",
         user: "shop-web",
         none: "-@all",
-        commands: &["get", "mget", "zrange", "subscribe", "zadd", "zremrangebyscore", "set"],
+        commands: &[
+            "get",
+            "mget",
+            "zrange",
+            "subscribe",
+            "zadd",
+            "zremrangebyscore",
+            "set",
+        ],
     },
     Reader {
         name: "node",
         user: "cutover-reader",
         none: "nocommands",
-        commands: &["get", "mget", "subscribe", "zadd", "zremrangebyscore", "set"],
+        commands: &[
+            "get",
+            "mget",
+            "subscribe",
+            "zadd",
+            "zremrangebyscore",
+            "set",
+        ],
     },
 ];
 
@@ -226,38 +102,19 @@ pub fn actions(role: Role, scope: &Scope, wait: bool) -> BTreeMap<&'static str, 
                 .extend(c.on.iter().copied());
         }
     }
-    // Listing the bucket unconditioned (HeadBucket) covers the prefixes.
-    if let Some(on) = out.get_mut("s3:ListBucket") {
-        if on.contains(&On::Bucket) {
-            on.retain(|o| *o == On::Bucket);
-        }
-    }
     out
 }
 
-/// The minimal IAM policy document of `role`: listing under a prefix
-/// condition, then one statement per set of resources; actions and
-/// resources sorted, so it reads the same each time.
+/// The minimal IAM policy document of `role`: one statement per set of
+/// resources; actions and resources sorted, so it reads the same each time.
 pub fn iam_policy(role: Role, scope: &Scope, wait: bool) -> Value {
     let bucket_arn = format!("arn:aws:s3:::{}", scope.bucket);
     let mut groups: BTreeMap<BTreeSet<On>, BTreeSet<&str>> = BTreeMap::new();
-    let mut list_prefixes: BTreeSet<String> = BTreeSet::new();
     for (action, on) in actions(role, scope, wait) {
-        let (listing, rest): (BTreeSet<On>, BTreeSet<On>) = on
-            .into_iter()
-            .partition(|o| matches!(o, On::ListPublic | On::ListRecords));
-        for l in listing {
-            list_prefixes.insert(match l {
-                On::ListPublic => format!("{}*", scope.list_prefix),
-                _ => format!("{}*", scope.meta_prefix),
-            });
-        }
-        if !rest.is_empty() {
-            groups.entry(rest).or_default().insert(action);
-        }
+        groups.entry(on).or_default().insert(action);
     }
     let resource = |o: &On| match o {
-        On::Bucket | On::ListPublic | On::ListRecords => bucket_arn.clone(),
+        On::Bucket => bucket_arn.clone(),
         On::Public => format!("{bucket_arn}/{}*", scope.list_prefix),
         On::Records => format!("{bucket_arn}/{}*", scope.meta_prefix),
         On::Distribution => format!(
@@ -265,30 +122,23 @@ pub fn iam_policy(role: Role, scope: &Scope, wait: bool) -> Value {
             scope.distribution.as_deref().unwrap_or_default()
         ),
     };
-    let mut statements = Vec::new();
-    if !list_prefixes.is_empty() {
-        statements.push(json!({
-            "Sid": "ListThePrefixes",
-            "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": list_prefixes}},
-        }));
-    }
-    for (on, actions) in groups {
-        let sid = on
-            .iter()
-            .map(|o| format!("{o:?}"))
-            .collect::<Vec<_>>()
-            .join("And");
-        let resources: BTreeSet<String> = on.iter().map(resource).collect();
-        statements.push(json!({
-            "Sid": sid,
-            "Effect": "Allow",
-            "Action": actions,
-            "Resource": resources,
-        }));
-    }
+    let statements: Vec<Value> = groups
+        .into_iter()
+        .map(|(on, actions)| {
+            let sid = on
+                .iter()
+                .map(|o| format!("{o:?}"))
+                .collect::<Vec<_>>()
+                .join("And");
+            let resources: BTreeSet<String> = on.iter().map(resource).collect();
+            json!({
+                "Sid": sid,
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": resources,
+            })
+        })
+        .collect();
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
@@ -363,6 +213,53 @@ pub fn run(config: &Config, role: Role, format: Format, wait: bool) -> anyhow::R
     })
 }
 
+/// `cutover policy promote --from ENV --to ENV`: what promote needs on the
+/// target, and reads of the source's objects and records where the source
+/// is another bucket or prefix.
+pub fn run_promote(
+    source: &Config,
+    target: &Config,
+    role: Role,
+    format: Format,
+    wait: bool,
+) -> anyhow::Result<Outcome> {
+    if role != Role::Promote {
+        return Err(crate::error::Failure::input(format!(
+            "--from and --to are for `cutover policy promote`, not {}; drop them",
+            serde_json::to_value(role)?.as_str().unwrap_or_default()
+        )));
+    }
+    let mut outcome = run(target, role, format, wait)?;
+    if let Some(policy) = &mut outcome.policy {
+        let statements = policy["Statement"]
+            .as_array_mut()
+            .expect("a statement list");
+        statements.extend(source_reads(&Scope::of(source)?, &Scope::of(target)?));
+    }
+    Ok(outcome)
+}
+
+/// The source side of a promotion: list its bucket, read its objects and
+/// records; nothing when it is the target's own bucket and prefixes.
+pub fn source_reads(source: &Scope, target: &Scope) -> Vec<Value> {
+    if source.bucket == target.bucket
+        && source.list_prefix == target.list_prefix
+        && source.meta_prefix == target.meta_prefix
+    {
+        return Vec::new();
+    }
+    let arn = format!("arn:aws:s3:::{}", source.bucket);
+    let objects: BTreeSet<String> = [
+        format!("{arn}/{}*", source.list_prefix),
+        format!("{arn}/{}*", source.meta_prefix),
+    ]
+    .into();
+    vec![
+        json!({"Sid": "SourceBucket", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]}),
+        json!({"Sid": "SourceObjects", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": objects}),
+    ]
+}
+
 impl Render for Outcome {
     fn text(&self) -> String {
         if let Some(p) = &self.policy {
@@ -387,6 +284,8 @@ impl Render for Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::permissions::{ALL, SWITCHING};
+    use Role::{Activate, Deploy, Promote, Prune, Rollback};
 
     fn scope(distribution: Option<&str>) -> Scope {
         Scope {
@@ -457,16 +356,19 @@ mod tests {
     }
 
     #[test]
-    fn the_deploy_policy_lists_under_a_prefix_condition_and_writes_only_under_its_prefixes() {
+    fn the_deploy_policy_lists_the_bucket_and_writes_only_under_its_prefixes() {
         let doc = iam_policy(Deploy, &scope(None), false);
         let statements = doc["Statement"].as_array().unwrap();
-        let list = &statements[0];
-        assert_eq!(list["Action"], "s3:ListBucket");
-        assert_eq!(list["Resource"], "arn:aws:s3:::b");
-        assert_eq!(
-            list["Condition"]["StringLike"]["s3:prefix"],
-            json!(["_cutover/shop/*", "packs/*"])
-        );
+        let bucket = statements
+            .iter()
+            .find(|s| s["Resource"] == json!(["arn:aws:s3:::b"]))
+            .unwrap();
+        // Unconditioned: a missing object must be a 404, not a 403.
+        assert!(bucket.get("Condition").is_none(), "{bucket}");
+        assert!(bucket["Action"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("s3:ListBucket")));
         let objects = statements
             .iter()
             .find(|s| {
@@ -480,9 +382,40 @@ mod tests {
             json!(["arn:aws:s3:::b/_cutover/shop/*", "arn:aws:s3:::b/packs/*"])
         );
         assert!(!doc.to_string().contains("s3:DeleteObject"));
-        // Listing the bucket unconditioned is only for doctor's HeadBucket.
-        let read = iam_policy(Read, &scope(None), false);
-        assert!(!read.to_string().contains("s3:prefix"), "{read}");
+    }
+
+    #[test]
+    fn a_refused_call_names_the_actions_of_its_row() {
+        assert_eq!(
+            crate::store::permissions::actions_of_call("HeadObject"),
+            ["s3:GetObject"]
+        );
+        assert_eq!(
+            crate::store::permissions::actions_of_call("CopyObject"),
+            ["s3:GetObject", "s3:PutObject"]
+        );
+        assert_eq!(
+            crate::store::permissions::actions_of_call("ListObjectsV2"),
+            ["s3:ListBucket"]
+        );
+        // Every call the store names when S3 refuses it has a row.
+        for source in [
+            include_str!("../store/s3/mod.rs"),
+            include_str!("../store/s3/list.rs"),
+            include_str!("../store/s3/upload.rs"),
+        ] {
+            for (i, _) in source
+                .match_indices("self.error(\"")
+                .chain(source.match_indices("self.refused(\""))
+            {
+                let rest = &source[i..];
+                let call = rest.split('"').nth(1).unwrap();
+                assert!(
+                    !crate::store::permissions::actions_of_call(call).is_empty(),
+                    "{call} has no row in CALLS"
+                );
+            }
+        }
     }
 
     /// Every SDK call in the store has its row: a new call without one fails here.

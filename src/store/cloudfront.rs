@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_cloudfront::error::ProvideErrorMetadata;
+use aws_sdk_cloudfront::config::http::HttpResponse;
+use aws_sdk_cloudfront::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
 use aws_sdk_cloudfront::Client;
 
@@ -114,11 +115,11 @@ impl CloudFront {
                 }
                 Err(e) => {
                     return Err(Failure::operation(format!(
-                        "CloudFront refused to invalidate {} on distribution {distribution} ({}: {}); the switch is done, \
+                        "CloudFront refused to invalidate {} on distribution {distribution} ({}){}; the switch is done, \
                          invalidate by hand or wait for the cache to expire",
                         crate::render::some(paths, 3),
-                        e.code().unwrap_or("unknown"),
-                        e.message().unwrap_or_default()
+                        code_of(&e),
+                        needs(&e, "CreateInvalidation", distribution),
                     )))
                 }
             }
@@ -142,8 +143,9 @@ impl CloudFront {
                 .await
                 .map_err(|e| {
                     Failure::operation(format!(
-                        "cannot read invalidation {id} on {distribution}: {}",
-                        e.message().unwrap_or_default()
+                        "cannot read invalidation {id} on {distribution}: {}{}",
+                        e.message().unwrap_or_default(),
+                        needs(&e, "GetInvalidation", distribution),
                     ))
                 })?;
             let status = out.invalidation().map(|i| i.status()).unwrap_or_default();
@@ -158,6 +160,36 @@ impl CloudFront {
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }
+}
+
+/// CloudFront's error code and message, or the HTTP status when it gave none.
+fn code_of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> String {
+    let code = err.code().map(str::to_string).unwrap_or_else(|| {
+        err.raw_response()
+            .map(|r| format!("HTTP {}", r.status().as_u16()))
+            .unwrap_or_else(|| "no answer".into())
+    });
+    match err.message().filter(|m| !m.is_empty()) {
+        Some(m) => format!("{code}: {m}"),
+        None => code,
+    }
+}
+
+/// For a call CloudFront refused for want of permission: which IAM action
+/// it needs, on which distribution (from [`crate::store::permissions::CALLS`]).
+fn needs<E: ProvideErrorMetadata>(
+    err: &SdkError<E, HttpResponse>,
+    call: &str,
+    distribution: &str,
+) -> String {
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    if err.code() != Some("AccessDenied") && status != Some(403) {
+        return String::new();
+    }
+    format!(
+        ": {call} needs {} on arn:aws:cloudfront::*:distribution/{distribution}",
+        crate::store::permissions::actions_of_call(call).join(" and ")
+    )
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod body;
 pub mod cdn;
 pub mod cloudfront;
 pub mod lock;
+pub mod permissions;
 pub mod records;
 pub mod redis;
 pub mod registries;

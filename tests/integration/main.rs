@@ -21,6 +21,7 @@ mod dry_runs;
 mod faults;
 mod formats;
 mod json_errors;
+mod least_privilege;
 mod lifecycle;
 mod lock_ownership;
 mod lost_race;

@@ -103,7 +103,12 @@ impl S3Store {
                     continue;
                 }
                 Err(e) => {
-                    return Err(self.error("list", &format!("s3://{}/{prefix}", self.bucket), e))
+                    return Err(self.error(
+                        "ListObjectsV2",
+                        "list",
+                        &format!("s3://{}/{prefix}", self.bucket),
+                        e,
+                    ))
                 }
             };
             let mut n = 0;

@@ -154,7 +154,7 @@ impl S3Store {
                         self.bucket, self.endpoint
                     ));
                 }
-                self.error("reach", &format!("s3://{}", self.bucket), e)
+                self.error("HeadBucket", "reach", &format!("s3://{}", self.bucket), e)
             })
     }
 
@@ -166,7 +166,14 @@ impl S3Store {
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(|e| self.error("read the region of", &format!("s3://{}", self.bucket), e))?;
+            .map_err(|e| {
+                self.error(
+                    "GetBucketLocation",
+                    "read the region of",
+                    &format!("s3://{}", self.bucket),
+                    e,
+                )
+            })?;
         Ok(out
             .location_constraint()
             .map(|c| c.as_str().to_string())
@@ -193,6 +200,7 @@ impl S3Store {
                 Ok(Vec::new())
             }
             Err(e) => Err(self.error(
+                "GetBucketCors",
                 "read the CORS rules of",
                 &format!("s3://{}", self.bucket),
                 e,
@@ -211,7 +219,7 @@ impl S3Store {
         {
             Ok(out) => Ok(out.policy().map(str::to_string)),
             Err(e) if e.code() == Some("NoSuchBucketPolicy") => Ok(None),
-            Err(e) => Err(self.refused("read the policy of", e)),
+            Err(e) => Err(self.refused("GetBucketPolicy", "read the policy of", e)),
         }
     }
 
@@ -224,7 +232,7 @@ impl S3Store {
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(|e| self.refused("read the ACL of", e))?;
+            .map_err(|e| self.refused("GetBucketAcl", "read the ACL of", e))?;
         Ok(out
             .grants()
             .iter()
@@ -238,12 +246,18 @@ impl S3Store {
     /// A read of the bucket's settings that S3 answered with an error: its
     /// code and message, without a deploy's advice (a network failure is
     /// worded as [`Self::error`] words it).
-    fn refused<E>(&self, op: &str, err: SdkError<E, HttpResponse>) -> anyhow::Error
+    fn refused<E>(
+        &self,
+        call: &'static str,
+        op: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> anyhow::Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let what = format!("s3://{}", self.bucket);
         match &err {
+            _ if is_access_denied(&err) => self.denied(call, op, &what, &err),
             SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
                 let code = err
                     .code()
@@ -257,7 +271,7 @@ impl S3Store {
                     .unwrap_or_default();
                 Failure::operation(format!("S3 refused to {op} {what} ({code}{detail})"))
             }
-            _ => self.error(op, &what, err),
+            _ => self.error(call, op, &what, err),
         }
     }
 
@@ -332,7 +346,7 @@ impl S3Store {
         {
             Ok(h) => h,
             Err(e) if is_not_found(&e) => return Ok(None),
-            Err(e) => return Err(self.error("inspect", key, e)),
+            Err(e) => return Err(self.error("HeadObject", "inspect", key, e)),
         };
         let etag = head.e_tag().unwrap_or_default().trim_matches('"');
         let encrypted_by_key = head.sse_customer_algorithm().is_some()
@@ -398,7 +412,7 @@ impl S3Store {
                 h.e_tag().unwrap_or_default().trim_matches('"').to_string(),
             ))),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(self.error("inspect", key, e)),
+            Err(e) => Err(self.error("HeadObject", "inspect", key, e)),
         }
     }
 
@@ -449,7 +463,7 @@ impl S3Store {
         match req.send().await {
             Ok(_) => Ok(()),
             Err(e) if is_precondition_failed(&e) => Err(self.changed_since_planned(from)),
-            Err(e) => Err(self.error("copy to", to, e)),
+            Err(e) => Err(self.error("CopyObject", "copy to", to, e)),
         }
     }
 
@@ -477,12 +491,24 @@ impl S3Store {
                 .await
                 .map_err(|e| {
                     self.error(
+                        "DeleteObjects",
                         "delete objects under",
                         &format!("s3://{}/{}", self.bucket, batch[0]),
                         e,
                     )
                 })?;
             if let Some(err) = out.errors().first() {
+                if err.code() == Some("AccessDenied") {
+                    return Err(Failure::input(format!(
+                        "S3 denied the credentials to delete s3://{}/{} (AccessDenied), and {} more; nothing after it was deleted: \
+                         DeleteObjects needs s3:DeleteObject on arn:aws:s3:::{}/{}; grant it (`cutover policy prune` prints all prune needs)",
+                        self.bucket,
+                        err.key().unwrap_or_default(),
+                        out.errors().len() - 1,
+                        self.bucket,
+                        err.key().unwrap_or_default(),
+                    )));
+                }
                 return Err(Failure::operation(format!(
                     "S3 refused to delete s3://{}/{} ({}: {}) and {} more; nothing after it was deleted. Run prune again",
                     self.bucket,
@@ -518,7 +544,7 @@ impl S3Store {
             Ok(_) => Ok(()),
             // A record with this id exists: the release is already recorded.
             Err(e) if is_precondition_failed(&e) => Ok(()),
-            Err(e) => Err(self.error("write release record", key, e)),
+            Err(e) => Err(self.error("PutObject", "write release record", key, e)),
         }
     }
 
@@ -534,7 +560,7 @@ impl S3Store {
         {
             Ok(o) => Ok(Some(o)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(self.error("read", key, e)),
+            Err(e) => Err(self.error("GetObject", "read", key, e)),
         }
     }
 
@@ -559,8 +585,44 @@ impl S3Store {
         ))
     }
 
+    /// A call S3 refused for want of permission: exit 2, naming the IAM
+    /// actions the call needs (from the policy table, [`policy::CALLS`])
+    /// and the bucket or object it was for.
+    fn denied<E>(
+        &self,
+        call: &'static str,
+        op: &str,
+        what: &str,
+        err: &SdkError<E, HttpResponse>,
+    ) -> anyhow::Error
+    where
+        E: ProvideErrorMetadata,
+    {
+        let code = err
+            .code()
+            .map(str::to_string)
+            .or_else(|| status(err).map(|s| format!("HTTP {s}")))
+            .unwrap_or_else(|| "AccessDenied".into());
+        let arn = if crate::store::permissions::on_bucket(call) {
+            format!("arn:aws:s3:::{}", self.bucket)
+        } else {
+            format!("arn:aws:s3:::{}", what.trim_start_matches("s3://"))
+        };
+        Failure::input(format!(
+            "S3 denied the credentials to {op} {what} ({code}): {call} needs {} on {arn}; \
+             grant it (`cutover policy COMMAND` prints all a command needs)",
+            crate::store::permissions::actions_of_call(call).join(" and ")
+        ))
+    }
+
     /// One line naming the operation, the object, the S3 error code and what to do.
-    fn error<E>(&self, op: &str, key: &str, err: SdkError<E, HttpResponse>) -> anyhow::Error
+    fn error<E>(
+        &self,
+        call: &'static str,
+        op: &str,
+        key: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> anyhow::Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -569,6 +631,9 @@ impl S3Store {
         } else {
             format!("s3://{}/{key}", self.bucket)
         };
+        if is_access_denied(&err) {
+            return self.denied(call, op, &what, &err);
+        }
         match &err {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
                 let cause = error_chain(&err);
@@ -602,7 +667,6 @@ impl S3Store {
                             "S3 rejected the credentials ({code}) to {op} {what}; check AWS_PROFILE / AWS_ACCESS_KEY_ID"
                         ))
                     }
-                    "AccessDenied" => "the credentials lack permission; grant s3:ListBucket, s3:GetObject and s3:PutObject on the bucket",
                     "BadDigest" | "XAmzContentSHA256Mismatch" | "InvalidDigest" => {
                         "S3 received other bytes than were hashed; the file may have changed, rebuild and deploy again"
                     }
@@ -640,6 +704,16 @@ fn status<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
             err.raw_response().map(|r| r.status().as_u16())
         }
         _ => None,
+    }
+}
+
+/// S3 refused the call for want of permission: AccessDenied, or a 403
+/// without a body (a HEAD), unless the code says the credentials are wrong.
+fn is_access_denied<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err.code() {
+        Some("AccessDenied" | "Forbidden" | "AllAccessDisabled") => true,
+        Some(_) => false,
+        None => status(err) == Some(403),
     }
 }
 

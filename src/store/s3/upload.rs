@@ -129,7 +129,12 @@ impl S3Store {
                 Err(PutError::Other(self.changed_since_planned(file.key)))
             }
             Err(e) if is_precondition_failed(&e) => Err(PutError::Exists),
-            Err(e) => Err(PutError::Other(self.error("upload", file.key, e))),
+            Err(e) => Err(PutError::Other(self.error(
+                "PutObject",
+                "upload",
+                file.key,
+                e,
+            ))),
         }
     }
 
@@ -154,7 +159,12 @@ impl S3Store {
             .insert(file.key.to_string(), None);
         let created = req.send().await.map_err(|e| {
             self.in_flight.lock().unwrap().remove(file.key);
-            PutError::Other(self.error("start multipart upload of", file.key, e))
+            PutError::Other(self.error(
+                "CreateMultipartUpload",
+                "start multipart upload of",
+                file.key,
+                e,
+            ))
         })?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
         self.in_flight
@@ -220,7 +230,7 @@ impl S3Store {
                     if watch.problem().is_some() {
                         local_change(&watch)
                     } else {
-                        PutError::Other(self.error("upload a part of", file.key, e))
+                        PutError::Other(self.error("UploadPart", "upload a part of", file.key, e))
                     }
                 })?;
             parts.push(
@@ -261,6 +271,7 @@ impl S3Store {
             }
             Err(e) if is_precondition_failed(&e) => Err(PutError::Exists),
             Err(e) => Err(PutError::Other(self.error(
+                "CompleteMultipartUpload",
                 "complete multipart upload of",
                 file.key,
                 e,
