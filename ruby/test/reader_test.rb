@@ -2,6 +2,7 @@
 
 require "test_helper"
 require "rbconfig"
+require "socket"
 
 # The reader beyond the contract scenarios: the README's ACL, a redis:
 # template, and a process without Rails.
@@ -30,6 +31,9 @@ class ReaderTest < Minitest::Test
     wait_until("the reader serves A") { r.release_id == a }
     assert_equal "pubsub", r.status[:last_switch][:source]
     refute r.refresh!
+    # The fleet report, written as that user (its first lookup started it).
+    report = w.key("fleet:#{Socket.gethostname}:#{Process.pid}")
+    wait_until("the reader reports A") { (json = admin.get(report)) && JSON.parse(json)["release"] == a }
     assert_empty log_lines.grep(/NOPERM|cannot|failed/), log_lines.join
   ensure
     admin&.call("ACL", "DELUSER", user)

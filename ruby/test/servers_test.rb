@@ -2,15 +2,18 @@
 
 require "test_helper"
 require "net/http"
+require "socket"
 
 # The Rails app (support/rails_app.rb) under real servers, Debian's Puma 5.6
 # (3 workers, preload_app!) and Unicorn 6 (2 workers, preload_app), booted
 # on release A: after each switch, made while every worker is new and idle,
-# the first page of every worker shows the live release.
+# the first page of every worker shows the live release; and the fleet
+# holds one live report per worker, none for the master.
 class ServersTest < Minitest::Test
   include CutoverTestHelpers
 
   POLL_INTERVAL = 0.5 # the app's config.cutover.poll_interval
+  REPORT_INTERVAL = 0.2 # its config.cutover.report_interval, in the fleet tests
   SWITCHES = 20
   LIB = File.expand_path("../lib", __dir__)
 
@@ -24,7 +27,7 @@ class ServersTest < Minitest::Test
 
   Server = Struct.new(:name, :pid, :port, :workers, :log)
 
-  def start_server(name, world, workers)
+  def start_server(name, world, workers, env: {})
     dir = Dir.mktmpdir("#{name}-", TestServers.tmpdir)
     port = TestServers.free_port
     File.write(File.join(dir, "config.ru"), CONFIG_RU)
@@ -48,7 +51,7 @@ class ServersTest < Minitest::Test
         ["unicorn", "-c", File.join(dir, "unicorn.rb"), "-E", "production", File.join(dir, "config.ru")]
       end
     env = { "CUTOVER_TEST_APP" => world.app, "CUTOVER_TEST_REDIS_URL" => world.redis_url,
-            "CUTOVER_TEST_POLL_INTERVAL" => POLL_INTERVAL.to_s, "RAILS_ENV" => "production" }
+            "CUTOVER_TEST_POLL_INTERVAL" => POLL_INTERVAL.to_s, "RAILS_ENV" => "production" }.merge(env)
     log = File.join(dir, "server.log")
     prefix = system("setpriv --help >/dev/null 2>&1") ? %w[setpriv --pdeathsig KILL --] : []
     pid = Process.spawn(env, *prefix, *command, chdir: dir, in: File::NULL, out: log, err: log)
@@ -166,5 +169,68 @@ class ServersTest < Minitest::Test
 
   def test_unicorn_idle_workers_serve_the_live_release_from_their_first_page
     run_switches("unicorn", 2)
+  end
+
+  # ---------------------------------------------------------------- the fleet
+
+  # Every report in the fleet: {member => report}, all members, live or not.
+  def fleet(world)
+    admin = TestServers.redis.admin
+    admin.zrange(world.key("fleet"), 0, -1).to_h do |member|
+      json = admin.get(world.key("fleet:#{member}"))
+      [member, json && JSON.parse(json)]
+    end
+  end
+
+  # The live entries, by pid: reports less than 3 heartbeats old, as
+  # `cutover status` counts them.
+  def live_fleet(world)
+    admin = TestServers.redis.admin
+    live = admin.zrangebyscore(world.key("fleet"), now_ms - (3 * REPORT_INTERVAL * 1000), "+inf")
+    fleet(world).slice(*live).values.compact.to_h { |doc| [doc["pid"], doc] }
+  end
+
+  # The server booted on A, its workers idle (no request at all): each
+  # reports after its fork, the master never; then every worker reports B
+  # after `cutover activate`.
+  def run_fleet(name, workers)
+    w = World.new("#{name}-fleet")
+    b = w.deploy(:b)
+    a = w.deploy(:a)
+    server = start_server(name, w, workers, env: { "CUTOVER_TEST_REPORT_INTERVAL" => REPORT_INTERVAL.to_s })
+    pids = children(server)
+    host = Socket.gethostname
+    live = wait_until("#{name}: one live entry per worker", timeout: 10) do
+      (f = live_fleet(w)).keys.sort == pids && f.values.all? { |doc| doc["release"] == a } && f
+    end
+    live.each do |pid, doc|
+      assert_equal ["#{host}:#{pid}", host, "rails", "start", REPORT_INTERVAL],
+                   doc.values_at("id", "host", "kind", "source", "heartbeat")
+    end
+
+    w.activate(b)
+    live = wait_until("#{name}: every worker reports B", timeout: 10) do
+      (f = live_fleet(w)).keys.sort == pids && f.values.all? { |doc| doc["release"] == b } && f
+    end
+    live.each_value { |doc| assert_includes %w[pubsub poll], doc["source"] }
+    assert_equal pids, children(server), "the same workers throughout"
+    # Five heartbeats more, the master has still never reported.
+    later = now_ms + (5 * REPORT_INTERVAL * 1000)
+    wait_until("#{name}: five more heartbeats", timeout: 10) do
+      (f = live_fleet(w)).keys.sort == pids && f.values.all? { |doc| doc["at"] > later }
+    end
+    assert_equal pids.map { |pid| "#{host}:#{pid}" }.sort, fleet(w).keys.sort, "#{name}: none for the master #{server.pid}"
+    assert_nil TestServers.redis.admin.get(w.key("fleet:#{host}:#{server.pid}"))
+  ensure
+    stop_server(server) if server
+    puts "\n#{name} log:\n#{File.read(server.log)[-3000..]}" if server && !passed?
+  end
+
+  def test_puma_fleet_has_one_live_entry_per_worker_and_none_for_the_master
+    run_fleet("puma", 3)
+  end
+
+  def test_unicorn_fleet_has_one_live_entry_per_worker_and_none_for_the_master
+    run_fleet("unicorn", 2)
   end
 end

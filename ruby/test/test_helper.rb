@@ -38,6 +38,11 @@ module CutoverTestHelpers
     Process.clock_gettime(Process::CLOCK_MONOTONIC)
   end
 
+  # The wall clock in ms since the epoch, as the fleet reports use it.
+  def now_ms
+    Process.clock_gettime(Process::CLOCK_REALTIME, :millisecond)
+  end
+
   # Waits for a condition (checked every few ms) and fails at the deadline.
   # The short sleep paces the check; it never stands in for the condition.
   def wait_until(what, timeout: 2.0)

@@ -7,8 +7,9 @@ require "cutover/reader"
 module Cutover
   # What Cutover.reader is built from. Under Rails the Railtie fills it from
   # config.cutover.*; elsewhere set it with Cutover.configure.
+  # report_interval: seconds between fleet reports; false or nil: none.
   Configuration = Struct.new(:app, :redis_url, :redis, :poll_interval, :fallback_manifest, :preview, :logger,
-                             :asset_origins, :verify_keys, keyword_init: true)
+                             :asset_origins, :verify_keys, :report_interval, keyword_init: true)
 
   @lock = Mutex.new
   @reader = nil
@@ -16,7 +17,8 @@ module Cutover
 
   class << self
     def config
-      @config ||= Configuration.new(poll_interval: Reader::DEFAULT_POLL_INTERVAL)
+      @config ||= Configuration.new(poll_interval: Reader::DEFAULT_POLL_INTERVAL,
+                                    report_interval: Reader::DEFAULT_REPORT_INTERVAL)
     end
 
     def configure
@@ -52,7 +54,8 @@ module Cutover
       Reader.new(app: c.app, redis_url: c.redis ? nil : c.redis_url, redis: c.redis,
                  poll_interval: c.poll_interval || Reader::DEFAULT_POLL_INTERVAL,
                  fallback_manifest: c.fallback_manifest, logger: c.logger,
-                 asset_origins: c.asset_origins, verify_keys: c.verify_keys)
+                 asset_origins: c.asset_origins, verify_keys: c.verify_keys,
+                 report_interval: c.report_interval)
     end
   end
 end

@@ -6,7 +6,7 @@ module Cutover
   class Keys
     SIGNATURE_SUFFIX = "signature"
 
-    attr_reader :app, :current, :manifest, :signature, :releases, :channel
+    attr_reader :app, :current, :manifest, :signature, :releases, :channel, :fleet
 
     def initialize(app)
       @app = app
@@ -17,11 +17,17 @@ module Cutover
       @releases = "#{base}releases"
       @channel = "#{base}events"
       @release_prefix = "#{base}release:"
+      @fleet = "#{base}fleet"
       freeze
     end
 
     def release(id)
       "#{@release_prefix}#{id}"
+    end
+
+    # The key of one process's last report (id: HOST:PID).
+    def process(id)
+      "#{@fleet}:#{id}"
     end
   end
 end

@@ -18,6 +18,7 @@ module Cutover
     config.cutover.logger = nil            # nil: Rails.logger
     config.cutover.asset_origins = nil     # ["https://cdn.example.com"]: the only origins rendered
     config.cutover.verify_keys = nil       # [public key PEM, ...]: only signed releases are used
+    config.cutover.report_interval = Reader::DEFAULT_REPORT_INTERVAL # seconds between fleet reports; false: none
 
     class << self
       attr_accessor :rake
@@ -55,6 +56,7 @@ module Cutover
         c.logger = options.logger || Rails.logger
         c.asset_origins = options.asset_origins
         c.verify_keys = options.verify_keys
+        c.report_interval = options.report_interval
       end
       Cutover.reader if options.eager && Cutover.configured? && !Railtie.rake
     end

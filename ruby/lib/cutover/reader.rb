@@ -13,6 +13,7 @@ require "cutover/refresher"
 require "cutover/origins"
 require "cutover/signature"
 require "cutover/fork"
+require "cutover/fleet"
 
 module Cutover
   # Serves one app's live manifest from memory and keeps it current.
@@ -25,6 +26,7 @@ module Cutover
   # whole; they never talk to Redis. See ruby/README.md for the guarantees.
   class Reader
     DEFAULT_POLL_INTERVAL = 1.0
+    DEFAULT_REPORT_INTERVAL = Fleet::DEFAULT_INTERVAL
     PREVIEW_CACHE_SIZE = 16
     PREFIX_CACHE_SIZE = 256
     # How long the first lookup in a forked worker waits for the worker's
@@ -36,19 +38,27 @@ module Cutover
     # What one process runs: its own connections and threads.
     Local = Struct.new(:pid, :source, :refresher)
 
-    attr_reader :app, :poll_interval
+    attr_reader :app, :poll_interval, :report_interval
 
     # asset_origins: the origins every URL of a manifest read from Redis must
     # be on ("https://cdn.example.com"); nil: any (warned once at boot).
     # verify_keys: Ed25519 public keys (PEM strings or files); with them, a
     # manifest is used only when one of them verifies its signature.
+    # report_interval: seconds between this process's fleet reports
+    # (docs/redis.md, "The fleet"); false, nil or 0: no reports.
     def initialize(app:, redis_url: nil, redis: nil, poll_interval: DEFAULT_POLL_INTERVAL,
-                   fallback_manifest: nil, logger: nil, asset_origins: nil, verify_keys: nil)
+                   fallback_manifest: nil, logger: nil, asset_origins: nil, verify_keys: nil,
+                   report_interval: DEFAULT_REPORT_INTERVAL)
       @app = app.to_s.dup.freeze
       raise ArgumentError, "app: is required" if @app.empty?
 
       @poll_interval = Float(poll_interval)
       raise ArgumentError, "poll_interval: must be positive" unless @poll_interval.positive?
+
+      @report_interval = report_interval ? Float(report_interval) : 0.0
+      raise ArgumentError, "report_interval: must be seconds, or false for no reports" if @report_interval.negative?
+
+      @report_interval = nil if @report_interval.zero?
 
       @keys = Keys.new(@app)
       @origins = Origins.new(asset_origins)
@@ -57,6 +67,10 @@ module Cutover
       @fallback_manifest = fallback_manifest&.to_s
       @logger = logger || Cutover.default_logger
       @health = Health.new(@logger)
+      @fleet = @report_interval && Fleet.new(keys: @keys, interval: @report_interval, health: @health,
+                                             logger: @logger, masked_url: @connector.masked_url)
+      # Reports start at the first lookup, or right after a fork (Fleet).
+      @reporting = @fleet.nil?
       @refresh_lock = Mutex.new
       @local_lock = Mutex.new
       @previews = {}
@@ -93,6 +107,7 @@ module Cutover
     def snapshot
       local
       await_first_check if @first_lookup
+      start_reports unless @reporting
       @snapshot
     end
 
@@ -145,6 +160,7 @@ module Cutover
       return cached if cached
 
       source = local.source
+      start_reports unless @reporting
       id = @preview_lock.synchronize { @resolved[ref] } || resolve(ref, source)
       @preview_lock.synchronize do
         @resolved.shift while @resolved.size >= PREFIX_CACHE_SIZE
@@ -161,8 +177,11 @@ module Cutover
     end
 
     # What this process serves and how its refreshing is doing.
+    # (Not a lookup: asking does not start a process's fleet reports.)
     def status
-      snap = snapshot
+      local
+      await_first_check if @first_lookup
+      snap = @snapshot
       mine = @local
       {
         app: @app,
@@ -171,6 +190,7 @@ module Cutover
         format: snap.format,
         last_switch: @last_switch,
         redis: @health.failing?(:redis) ? :unreachable : :ok,
+        fleet: fleet_status,
         subscribed: mine.refresher.subscribed?,
         polls: mine.refresher.polls,
         pid: mine.pid,
@@ -195,6 +215,23 @@ module Cutover
     end
 
     private
+
+    # :off (report_interval false), :waiting (no lookup yet in the process
+    # that created the reader), :reporting, or :failing (the last report
+    # failed for another reason than an unreachable Redis, e.g. NOPERM).
+    def fleet_status
+      return :off unless @fleet
+      return :waiting unless @fleet.started?
+
+      @fleet.failing? ? :failing : :reporting
+    end
+
+    # The first lookup in the process that created the reader: it serves,
+    # so it reports (see Fleet for why not before).
+    def start_reports
+      @reporting = true
+      @fleet.start
+    end
 
     # The process's connections and threads. A forked child inherits the
     # parent's snapshot but not its threads: the fork hook (ForkHook)
@@ -229,6 +266,9 @@ module Cutover
       # The first lookup waits (briefly) for this process's own first read
       # when the inherited copy may be stale.
       @first_lookup = @checks
+      # A forked child reports from its refresher's first read, lookup or not.
+      @fleet = @fleet&.forked
+      @reporting = true
       @local = start(@connector.source(@keys), immediate: true)
     end
 
@@ -236,7 +276,7 @@ module Cutover
       refresher = Refresher.new(
         refresh: method(:refresh), describe: -> { @snapshot.description }, source: source,
         interval: @poll_interval, health: @health, logger: @logger, masked_url: @connector.masked_url,
-        immediate: immediate
+        immediate: immediate, fleet: @fleet
       )
       Local.new(Process.pid, source, refresher.start).freeze
     end
@@ -361,6 +401,7 @@ module Cutover
       return if @rejected_logged == [id, reason]
 
       @rejected_logged = [id, reason]
+      @fleet&.refused(id, reason)
       @logger.error("cutover: refused release #{id} of #{@app} (via #{source_label}): #{reason}; " \
                     "serving #{@snapshot ? @snapshot.description : 'nothing yet'}")
       Instrumentation.rejected({ app: @app, release: id, reason: reason }, @logger)
@@ -380,6 +421,7 @@ module Cutover
       @rejected_id = nil
       @rejected_logged = nil
       @last_switch = { release: snap.release_id, previous: previous, source: source_label.to_s, at: Time.now }.freeze
+      @fleet&.served(snap.release_id, source_label)
       @logger.info("cutover: serving release #{snap.release_id} of #{@app} " \
                    "(previous #{previous || 'none'}, via #{source_label})")
       Instrumentation.refresh(
@@ -419,6 +461,7 @@ module Cutover
       @logger.warn("cutover: cannot read #{where} (#{reason}); serving the fallback manifest " \
                    "#{@fallback_manifest} until it can")
       @snapshot = snap
+      @fleet&.served(nil, :fallback)
       snap
     end
 

@@ -8,6 +8,8 @@ module Cutover
   # (re)subscribe) and a poll thread (GET current every interval; the
   # manifest only when it changed). Either one alone converges; together a
   # switch lands in milliseconds, or within one interval when pub/sub is lost.
+  # The poll thread also sends the process's fleet reports (Fleet), between
+  # polls: off the request path, on the connection it polls with.
   class Refresher
     # A subscription silent this long is renewed, so a half-open connection
     # (peer gone without a FIN) cannot keep the subscriber deaf for ever.
@@ -18,7 +20,9 @@ module Cutover
     # refresh: called as refresh.call(source_label, source, full: bool).
     # describe: what the process serves, for log lines.
     # immediate: check at once (a forked child), then every interval.
-    def initialize(refresh:, describe:, source:, interval:, health:, logger:, masked_url:, immediate: false)
+    # fleet: this process's Fleet, or nil when reporting is off.
+    def initialize(refresh:, describe:, source:, interval:, health:, logger:, masked_url:, immediate: false,
+                   fleet: nil)
       @refresh = refresh
       @describe = describe
       @source = source
@@ -28,10 +32,16 @@ module Cutover
       @masked_url = masked_url
       @lock = Mutex.new
       @wakeup = ConditionVariable.new
+      # The poll thread's own wakeup, and whether it was woken while it was
+      # not waiting (a report due now is then not missed).
+      @poll_wakeup = ConditionVariable.new
+      @woken = false
       @stopped = false
       @subscribed = false
       @polls = 0
       @immediate = immediate
+      @fleet = fleet
+      @fleet&.on_due { wake }
     end
 
     attr_reader :polls
@@ -50,6 +60,7 @@ module Cutover
       @lock.synchronize do
         @stopped = true
         @wakeup.broadcast
+        @poll_wakeup.broadcast
       end
       # The subscriber blocks in a socket read: only kill interrupts it.
       @subscriber&.kill
@@ -76,18 +87,49 @@ module Cutover
       @lock.synchronize { @wakeup.wait(@lock, seconds) unless @stopped }
     end
 
+    # Wakes the poll thread now: a fleet report is due.
+    def wake
+      @lock.synchronize do
+        @woken = true
+        @poll_wakeup.signal
+      end
+    end
+
+    # Polls every interval and, in between, sends the fleet report whenever
+    # it is due (every heartbeat, and at once after a switch or refusal).
     def poll_loop
       if @immediate
         attempt(:refresh) { @refresh.call(:fork, @source, full: true) }
         @polls += 1
       end
+      next_poll = monotonic + @interval
       until stopped?
-        pause(@interval)
+        report if @fleet&.due_in&.zero?
+        wait = [next_poll - monotonic, @fleet&.due_in].compact.min
+        @lock.synchronize do
+          @poll_wakeup.wait(@lock, wait) unless @stopped || @woken || wait <= 0
+          @woken = false
+        end
         break if stopped?
+        next if monotonic < next_poll
 
         attempt(:refresh) { @refresh.call(:poll, @source) }
         @polls += 1
+        next_poll = monotonic + @interval
       end
+    end
+
+    # One fleet report. A failure never reaches the app: an unreachable
+    # Redis is the outage the refreshes log (once); anything else (NOPERM
+    # from a read-only user) is logged once by the Fleet, and the next
+    # heartbeat tries again.
+    def report
+      @fleet.report(@source)
+      @health.recovered(:redis) { @logger.info("cutover: Redis reachable again at #{@masked_url}") }
+    rescue *CONNECTION_ERRORS => e
+      connection_failed(e)
+    rescue StandardError => e
+      @fleet.failed(e)
     end
 
     def subscribe_loop

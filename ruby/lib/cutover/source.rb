@@ -55,7 +55,8 @@ module Cutover
 
   # Every command the reader sends (the minimal ACL in ruby/README.md lists
   # exactly these): GET and MGET on the live keys, GET of a release record and
-  # ZRANGE of the release ids for previews, SUBSCRIBE to the events channel.
+  # ZRANGE of the release ids for previews, SUBSCRIBE to the events channel,
+  # and the fleet report's ZADD, SET and ZREMRANGEBYSCORE.
   # Each process has its own Source: connections never cross a fork.
   class Source
     attr_reader :keys
@@ -77,6 +78,18 @@ module Cutover
 
     def current
       @commands.get(@keys.current)
+    end
+
+    # This process's fleet report (docs/redis.md, "The fleet"), in one
+    # pipelined round trip on the refresh connection: its member scored
+    # `at` (ms), its report expiring after keep_ms, and the members older
+    # than that dropped. Every key shares {APP}: one Cluster slot, one node.
+    def report(id, json, at, keep_ms)
+      @commands.pipelined do |pipeline|
+        pipeline.zadd(@keys.fleet, at, id)
+        pipeline.set(@keys.process(id), json, px: keep_ms)
+        pipeline.zremrangebyscore(@keys.fleet, "-inf", "(#{at - keep_ms}")
+      end
     end
 
     def release_record(id)

@@ -31,6 +31,7 @@ class CutoverRailsApp < Rails::Application
   config.cutover.fallback_manifest = ENV["CUTOVER_TEST_FALLBACK"]
   config.cutover.poll_interval = Float(ENV.fetch("CUTOVER_TEST_POLL_INTERVAL", "1.0"))
   config.cutover.asset_origins = ENV["CUTOVER_TEST_ASSET_ORIGINS"]&.split(",")
+  config.cutover.report_interval = Float(ENV["CUTOVER_TEST_REPORT_INTERVAL"]) if ENV["CUTOVER_TEST_REPORT_INTERVAL"]
   # Rails 6.1's Link preload header from javascript_include_tag and
   # stylesheet_link_tag (on in apps made with load_defaults 6.1).
   config.action_view.preload_links_header = true
