@@ -118,6 +118,8 @@ export class Fleet {
           this.#again = false;
           await this.#send();
         } while (this.#again && !this.#stopped);
+      } catch {
+        // #send handles its own errors; nothing of a report may reach the app
       } finally {
         this.#sending = false;
       }

@@ -130,10 +130,7 @@ test("fleet: reportInterval 0 writes nothing", async (t) => {
   const from = seen.length;
   const polls = () => seen.slice(from).filter((l) => l.includes(`"GET" "${w.key("current")}"`)).length;
   await waitFor(() => polls() >= 3, { timeout: 2000, what: "three polls after the switch" });
-  assert.deepEqual(
-    seen.filter((l) => l.includes(w.key("fleet"))),
-    [],
-  );
+  assert.deepEqual(seen.filter((l) => l.includes(w.key("fleet"))), []);
   assert.equal(await (await w.admin()).exists([w.key("fleet"), w.key(`fleet:${ME}`)]), 0);
 });
 
