@@ -61,6 +61,11 @@ export interface ReaderOptions {
   sentinelPassword?: string;
   /** Check `cutover:{APP}:current` this often, in ms. Default 1000. */
   pollInterval?: number;
+  /**
+   * Report what this process serves to `cutover:{APP}:fleet` this often (and on every switch or
+   * refusal), in ms, for `cutover status`. Default 5000; 0: no reports.
+   */
+  reportInterval?: number;
   /** Used when Redis cannot give a live release at start: a path to a JSON file, or the parsed manifest. */
   fallbackManifest?: string | Record<string, unknown>;
   /** Default: console (debug off). `false` or `null`: silent. */

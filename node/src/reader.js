@@ -1,11 +1,13 @@
 // The reader: the public API (lookup, lookupOrThrow, entrypoint, releaseId,
 // snapshot, on("switch"), close) over the Snapshot it serves. Where releases
 // come from is ./source.js (Redis); how it stays on the live one is
-// ./refresher.js (pub/sub, poll, reconnect); a Snapshot (./snapshot.js) is one
-// release's manifest, immutable, swapped whole on a switch.
+// ./refresher.js (pub/sub, poll, reconnect), which also has ./fleet.js report
+// what this process serves; a Snapshot (./snapshot.js) is one release's
+// manifest, immutable, swapped whole on a switch.
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { UnavailableError } from "./errors.js";
+import { Fleet } from "./fleet.js";
 import { makeLogger } from "./log.js";
 import { Refresher, within } from "./refresher.js";
 import { Snapshot } from "./snapshot.js";
@@ -20,7 +22,8 @@ import { isSentinelUrl, maskUrl, parseSentinelUrl, secretOf } from "./url.js";
  * @typedef {import("../index.js").RejectedEvent} RejectedEvent
  */
 
-const DEFAULTS = { pollInterval: 1000, connectTimeout: 2000, commandTimeout: 1000 };
+/** @satisfies {Partial<ReaderOptions>} (each default is of a declared option, with its declared type) */
+const DEFAULTS = { pollInterval: 1000, connectTimeout: 2000, commandTimeout: 1000, reportInterval: 5000 };
 
 /** @param {ReaderOptions} options */
 export function createReader(options) {
@@ -71,6 +74,9 @@ class Reader extends EventEmitter {
     const o = { ...DEFAULTS, ...options, url, cluster: false, sentinel };
     for (const k of /** @type {const} */ (["pollInterval", "connectTimeout", "commandTimeout"])) {
       if (!(Number.isFinite(o[k]) && o[k] > 0)) throw new TypeError(`cutover-reader: \`${k}\` must be a positive number of ms`);
+    }
+    if (!(Number.isFinite(o.reportInterval) && o.reportInterval >= 0)) {
+      throw new TypeError("cutover-reader: `reportInterval` must be a positive number of ms, or 0 for no reports");
     }
     o.cluster = Boolean(options.cluster || rootNodes?.length);
     this.#options = o;
@@ -133,19 +139,27 @@ class Reader extends EventEmitter {
     }
     const source = new Source(this.#app, o, this.#trust);
     this.#source = source;
+    const scrub = (/** @type {string} */ text) => this.#scrub(text);
+    const fleet =
+      o.reportInterval > 0
+        ? new Fleet({ source, interval: o.reportInterval, commandTimeout: o.commandTimeout, log: this.#log, url: this.#url, scrub })
+        : null;
     const refresher = new Refresher({
       source,
       options: o,
       log: this.#log,
       url: this.#url,
-      scrub: (text) => this.#scrub(text),
+      scrub,
       serving: () => this.#snapshot,
       install: (next, via) => this.#install(next, via),
       reject: (event) => this.#announce("rejected", event),
+      fleet,
     });
     this.#refresher = refresher;
 
     let snapshot;
+    /** @type {{release: string, reason: string} | null} */
+    let refused = null;
     try {
       snapshot = await within(refresher.connect().then(() => source.readLive()), o.connectTimeout);
     } catch (err) {
@@ -165,10 +179,12 @@ class Reader extends EventEmitter {
       // `await createReader(...)` hears it).
       if (cause.release) {
         const event = { release: cause.release, reason: cause.reason ?? cause.message };
+        refused = { ...event };
         setImmediate(() => this.#closed || this.#announce("rejected", event));
       }
     }
     this.#snapshot = snapshot;
+    fleet?.begin(snapshot.releaseId, refused);
     refresher.start();
   }
 

@@ -1,8 +1,10 @@
 // The background half of a reader: keeps it on the live release through pub/sub
 // (a message on the events channel), a poll of `current` every pollInterval,
 // and a full re-read after every reconnect. Reads run one at a time, in order;
-// an outage is logged once and its end once. A step that must run before a
-// process serves (a re-read right after a fork, say) belongs to `start`.
+// an outage is logged once and its end once. It also has the process report
+// what it serves (./fleet.js): once it serves, on every switch or refusal, and
+// every reportInterval. A step that must run before a process serves (a
+// re-read right after a fork, say) belongs to `start`.
 import { Snapshot } from "./snapshot.js";
 import { Source } from "./source.js";
 
@@ -19,6 +21,8 @@ import { Source } from "./source.js";
  * @property {(next: Snapshot, source: SwitchSource) => void} install serve another release
  * @property {(event: {release: string, reason: string}) => void} reject a live release was
  *   refused (called once per distinct release in a row, as it is logged)
+ * @property {import("./fleet.js").Fleet | null} fleet where this process reports what it
+ *   serves; null when reportInterval is 0
  */
 
 export class Refresher {
@@ -30,8 +34,11 @@ export class Refresher {
   #serving;
   #install;
   #reject;
+  #fleet;
   /** @type {ReturnType<typeof setInterval> | undefined} */
   #timer;
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  #heartbeat;
   #started = false;
   #closed = false;
   /** @type {unknown} */
@@ -52,7 +59,7 @@ export class Refresher {
   #subscribeRefused = false;
 
   /** @param {RefresherOptions} o */
-  constructor({ source, options, log, url, scrub, serving, install, reject }) {
+  constructor({ source, options, log, url, scrub, serving, install, reject, fleet }) {
     this.#source = source;
     this.#options = options;
     this.#log = log;
@@ -61,6 +68,7 @@ export class Refresher {
     this.#serving = serving;
     this.#install = install;
     this.#reject = reject;
+    this.#fleet = fleet;
     // node-redis emits "error" on every failed (re)connect; an "error" without a
     // listener would crash the process.
     const { cluster, shared, commands, subscriber } = source;
@@ -95,17 +103,25 @@ export class Refresher {
     }
   }
 
-  /** The reader serves from now on: reconnects re-read, and the poll starts. */
+  /** The reader serves from now on: reconnects re-read, the poll starts, and the reports. */
   start() {
     this.#started = true;
     this.#timer = setInterval(() => this.#tick(), this.#options.pollInterval);
     this.#timer.unref();
+    const fleet = this.#fleet;
+    if (fleet) {
+      fleet.report();
+      this.#heartbeat = setInterval(() => fleet.report(), fleet.interval);
+      this.#heartbeat.unref();
+    }
   }
 
-  /** Stop the poll; nothing is read or logged afterwards. */
+  /** Stop the poll and the reports; nothing is read, written or logged afterwards. */
   stop() {
     this.#closed = true;
     clearInterval(this.#timer);
+    clearInterval(this.#heartbeat);
+    this.#fleet?.stop();
   }
 
   // --- connecting -----------------------------------------------------------
@@ -215,7 +231,9 @@ export class Refresher {
         if (this.#rejected !== err.release) {
           this.#rejected = err.release;
           this.#log.error(`${err.message}; keeping ${this.#describe()}`);
-          this.#reject({ release: err.release, reason: err.reason ?? err.message });
+          const refusal = { release: err.release, reason: err.reason ?? err.message };
+          this.#fleet?.refused(refusal);
+          this.#reject(refusal);
         }
       } else {
         this.#needsFullRead = true;
@@ -228,6 +246,7 @@ export class Refresher {
     this.#rejected = null;
     if (this.#closed || next.releaseId === this.#serving().releaseId) return;
     this.#install(next, source);
+    this.#fleet?.served(/** @type {string} */ (next.releaseId), source);
   }
 
   /** Every pollInterval: GET current; only when it changed, read the pair. */

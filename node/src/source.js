@@ -2,14 +2,16 @@
 // Cluster, or the master behind Sentinel), through the connections of
 // ./connection.js. Every command the reader sends is here: MGET of the live
 // release (current, manifest, signature), GET of `current`, SUBSCRIBE to the
-// events channel. The keys and JSON are the "Redis contract" in docs/redis.md.
-import { RESP_TYPES } from "redis";
+// events channel, and the report of what this process serves (ZADD, SET,
+// ZREMRANGEBYSCORE on the fleet keys). The keys and JSON are the "Redis
+// contract" in docs/redis.md.
+import { ClientOfflineError, RESP_TYPES } from "redis";
 import { openConnections } from "./connection.js";
 import { Snapshot } from "./snapshot.js";
 import { signatureProblem } from "./trust.js";
 
 /**
- * @typedef {{current: string, manifest: string, signature: string, events: string}} Keys
+ * @typedef {{current: string, manifest: string, signature: string, events: string, fleet: string}} Keys
  * @typedef {{url: string, cluster: boolean, sentinel?: boolean, sentinelPassword?: string, rootNodes?: string[], connectTimeout: number, commandTimeout: number}} SourceOptions
  * @typedef {{origins: Set<string> | null, keys: {key: import("node:crypto").KeyObject, fingerprint: string}[] | null}} Trust
  */
@@ -22,8 +24,12 @@ export function keysOf(app) {
     manifest: `${prefix}manifest`,
     signature: `${prefix}signature`,
     events: `${prefix}events`,
+    fleet: `${prefix}fleet`,
   };
 }
+
+/** How long a process's report lasts, and how old a member of the fleet may get: 10 minutes, in ms. */
+const FLEET_TTL = 600_000;
 
 // Replies as bytes: a signature covers the manifest's exact bytes, so they are hashed unparsed.
 const AS_BYTES = { [RESP_TYPES.BLOB_STRING]: Buffer };
@@ -116,6 +122,29 @@ export class Source {
   /** GET current: the live release id, or null. */
   async current() {
     return this.#conn.commands.get(this.keys.current);
+  }
+
+  /**
+   * Report this process (docs/redis.md, "The fleet"): in one pipelined round trip (no MULTI),
+   * `ZADD fleet AT ID`, `SET fleet:ID REPORT PX 600000`, and `ZREMRANGEBYSCORE fleet -inf
+   * (AT-600000` to drop the processes not heard from in 10 minutes. All three keys are in the
+   * slot of `{APP}`, so a cluster sends them to one node. Rejects with Redis's error (NOPERM for
+   * a read-only user) or at once while the connection is down; it is not bounded here.
+   * @param {string} id `HOST:PID`
+   * @param {string} report compact JSON
+   * @param {number} at the report's time, ms since the epoch
+   */
+  async report(id, report, at) {
+    const { commands } = this.#conn;
+    // A pipeline skips node-redis' offline check: without this it would wait for the reconnect.
+    if (!this.shared && !commands.isReady) throw new ClientOfflineError();
+    const { fleet } = this.keys;
+    await commands
+      .multi()
+      .zAdd(fleet, { score: at, value: id })
+      .set(`${fleet}:${id}`, report, { PX: FLEET_TTL })
+      .zRemRangeByScore(fleet, "-inf", `(${at - FLEET_TTL}`)
+      .execAsPipeline();
   }
 
   /** Close both connections; afterwards nothing keeps the process alive. */

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { fork, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -318,8 +319,11 @@ test("contract: boot-without-redis", async (t) => {
   assert.equal(reader.releaseId, null);
   assert.equal(reader.lookup("application.js"), fallback["application.js"]);
   assert.throws(() => reader.lookupOrThrow("admin.js"), /fallback manifest/);
-  assert.equal(log.lines.warn.length, 1);
-  assert.ok(log.lines.warn[0].includes(`cutover:{${w.app}}:manifest`), log.lines.warn[0]);
+  // One warning about the fallback (and, with no Redis either, one about the fleet report).
+  const fleet = `cutover:{${w.app}}:fleet`;
+  const warned = log.lines.warn.filter((l) => !l.includes(fleet));
+  assert.equal(warned.length, 1, warned.join("\n"));
+  assert.ok(warned[0].includes(`cutover:{${w.app}}:manifest`), warned[0]);
 
   const events = [];
   reader.on("switch", (e) => events.push(e));
@@ -332,6 +336,15 @@ test("contract: boot-without-redis", async (t) => {
   assert.equal(events.length, 1);
   assert.equal(events[0].previous, null);
   assert.equal(reader.lookup("application.js"), A.manifest["application.js"].src);
+  // The fleet hears of it too (a re-read after a reconnect counts as the poll), said once.
+  const admin = await w.admin();
+  const report = await waitFor(async () => JSON.parse((await admin.get(`${fleet}:${os.hostname()}:${process.pid}`)) ?? "null"), {
+    timeout: 2000,
+    what: "the switch reported",
+  });
+  const source = events[0].source === "pubsub" ? "pubsub" : "poll";
+  assert.deepEqual({ release: report.release, source: report.source }, { release: A.id, source });
+  assert.equal(log.lines.warn.filter((l) => l.includes(fleet)).length, 1, log.lines.warn.join("\n"));
 });
 
 test("contract: idle-worker-first-request", async (t) => {

@@ -2,6 +2,7 @@
 // (redis-server --sentinel), the CLI deploying to whichever is master, and a
 // reader that finds the master through the Sentinel and follows a failover.
 import assert from "node:assert/strict";
+import os from "node:os";
 import { test } from "node:test";
 import { createClient } from "redis";
 import { UnavailableError, createReader } from "cutover-reader";
@@ -43,6 +44,12 @@ test("sentinel: a redis+sentinel:// reader finds the master, follows activations
   const log = captureLog();
   const reader = await w.reader({ url, logger: log.logger });
   assert.equal(reader.releaseId, A.id);
+  // The fleet report goes to the master, through the same client.
+  const reported = async (redisUrl, id) => {
+    const raw = await (await w.admin(redisUrl)).get(w.key(`fleet:${os.hostname()}:${process.pid}`));
+    return raw !== null && JSON.parse(raw).release === id;
+  };
+  await waitFor(() => reported(master.url, A.id), { timeout: 2000, what: "A reported to the master" });
   const switches = [];
   reader.on("switch", (e) => switches.push(e));
 
@@ -65,6 +72,7 @@ test("sentinel: a redis+sentinel:// reader finds the master, follows activations
   assert.equal(back.release, A.id);
   // Within the Sentinel's own discovery (its +switch-master message, else its 5 s scan) plus a poll.
   await waitFor(() => reader.releaseId === A.id, { until: back.at + 7000, what: "reader serves A from the new master" });
+  await waitFor(() => reported(replica.url, A.id), { timeout: 2000, what: "A reported to the new master" });
   t.diagnostic(`after the failover: A served ${Date.now() - back.at} ms after the rollback; log: ${JSON.stringify(log.lines)}`);
 });
 
