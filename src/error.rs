@@ -30,7 +30,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     ),
     (
         6,
-        "switched, but a step after the switch did not complete (CloudFront invalidation, its wait): the switch stands; the message says which step",
+        "switched, but a step after the switch did not complete (the CloudFront invalidation or its wait, or the fleet did not converge within --wait-converged): the switch stands; the message says which step",
     ),
     (
         130,

@@ -42,6 +42,13 @@ pub enum Event {
     Finished {
         phase: Phase,
     },
+    /// Waiting for the fleet: `on` of the `of` live reader processes serve
+    /// `release` (`--wait-converged`).
+    Converging {
+        on: u64,
+        of: u64,
+        release: String,
+    },
     /// A line for the log (stderr), e.g. a retry or a warning.
     Warning(String),
     Info(String),

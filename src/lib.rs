@@ -19,6 +19,7 @@ pub mod contract;
 pub mod error;
 pub mod events;
 pub mod exec;
+pub mod fleet;
 pub mod plan;
 pub mod release;
 pub mod render;

@@ -63,6 +63,8 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Show the live release and its record.
     Status,
+    /// List every reader process that reports what it serves, live and gone.
+    Fleet,
     /// List uploaded releases, newest first, marking the live one.
     Releases(ReleasesArgs),
     /// Delete what no kept release references (rollback-safe retention).
@@ -99,6 +101,7 @@ impl Command {
             Command::Activate(_) => "activate",
             Command::Rollback(_) => "rollback",
             Command::Status => "status",
+            Command::Fleet => "fleet",
             Command::Releases(_) => "releases",
             Command::Prune(_) => "prune",
             Command::Verify(_) => "verify",
@@ -334,6 +337,12 @@ fn setting(order: usize, key: &Key, flag: &'static str) -> Arg {
         .display_order(order);
     if key.switch {
         arg.action(ArgAction::SetTrue)
+    } else if let Some(bare) = key.bare {
+        arg.value_name(key.value_name)
+            .action(ArgAction::Set)
+            .num_args(0..=1)
+            .require_equals(true)
+            .default_missing_value(bare)
     } else if key.list {
         arg.value_name(key.value_name).action(ArgAction::Append)
     } else {

@@ -148,6 +148,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             switch::rollback(&ctx, a.to.as_deref(), switch_request(a.switch)).await,
         ),
         Command::Status => emit(json, inspect::status(&ctx).await),
+        Command::Fleet => emit(json, inspect::fleet(&ctx).await),
         Command::Releases(a) => emit(json, inspect::releases(&ctx, a.limit).await),
         Command::History(a) => emit(json, inspect::history(&ctx, a.limit).await),
         Command::Diff(a) => emit(

@@ -82,6 +82,8 @@ impl Observer for LogOnly {
 struct Bars {
     multi: MultiProgress,
     running: Mutex<Vec<(PhaseState, ProgressBar)>>,
+    /// The fleet's bar while `--wait-converged` waits.
+    fleet: Mutex<Option<ProgressBar>>,
     log: Log,
 }
 
@@ -90,6 +92,7 @@ impl Bars {
         Bars {
             multi: MultiProgress::with_draw_target(target),
             running: Mutex::default(),
+            fleet: Mutex::default(),
             log,
         }
     }
@@ -165,6 +168,28 @@ impl Observer for Bars {
                     self.say(line(&state, true));
                 }
             }
+            Event::Converging { on, of, release } => {
+                let mut fleet = self.fleet.lock().unwrap();
+                let bar = fleet.get_or_insert_with(|| {
+                    let b = ProgressBar::new(of.max(1));
+                    b.set_style(
+                        ProgressStyle::with_template("{prefix:>9} [{bar:30}] {msg}")
+                            .expect("a valid template")
+                            .progress_chars("=> "),
+                    );
+                    b.set_prefix("fleet");
+                    self.multi.add(b)
+                });
+                bar.set_length(of.max(1));
+                bar.set_position(on);
+                bar.set_message(converging(on, of, &release));
+                if of > 0 && on == of {
+                    bar.finish_and_clear();
+                    self.multi.remove(bar);
+                    *fleet = None;
+                    self.say(format!("fleet: {}", converging(on, of, &release)));
+                }
+            }
             other => {
                 if let Some(line) = self.log.line(&other) {
                     self.say(line);
@@ -174,8 +199,16 @@ impl Observer for Bars {
     }
 }
 
+/// `31/42 processes on B`
+fn converging(on: u64, of: u64, release: &str) -> String {
+    format!("{on}/{of} processes on {release}")
+}
+
 impl Drop for Bars {
     fn drop(&mut self) {
+        if let Some(bar) = self.fleet.lock().unwrap().take() {
+            bar.finish_and_clear();
+        }
         for (_, bar) in self.running.lock().unwrap().drain(..) {
             bar.finish_and_clear();
         }
@@ -197,6 +230,8 @@ struct PhaseState {
 pub struct Lines {
     every: Duration,
     state: Mutex<Vec<PhaseState>>,
+    /// The fleet's last count printed (`--wait-converged`): a line when it changes.
+    fleet: Mutex<Option<(u64, u64)>>,
     log: Log,
 }
 
@@ -220,6 +255,7 @@ impl Lines {
         Lines {
             every,
             state: Mutex::new(Vec::new()),
+            fleet: Mutex::default(),
             log,
         }
     }
@@ -289,6 +325,13 @@ impl Observer for Lines {
             Event::Finished { phase } => {
                 if let Some(s) = state.iter().find(|s| s.phase == phase) {
                     eprintln!("{}", line(s, true));
+                }
+            }
+            Event::Converging { on, of, release } => {
+                let mut last = self.fleet.lock().unwrap();
+                if *last != Some((on, of)) {
+                    *last = Some((on, of));
+                    eprintln!("fleet: {}", converging(on, of, &release));
                 }
             }
             other => self.log.print(&other),

@@ -127,6 +127,18 @@ pub fn on_redis(what: &str, targets: &[String]) -> String {
     format!("{what} on Redis {}\n", targets.join(", "))
 }
 
+/// `--wait-converged`'s line: `every reader process serves B (5 processes)`.
+pub fn fleet_line(fleet: Option<&crate::fleet::Convergence>) -> String {
+    match fleet {
+        Some(c) => format!(
+            "every reader process serves {} ({})\n",
+            c.release,
+            crate::fleet::processes(c.processes)
+        ),
+        None => String::new(),
+    }
+}
+
 impl Head {
     pub fn dry_run(&self) -> bool {
         self.dry_run == Some(true)

@@ -54,6 +54,9 @@ pub struct Outcome {
     /// The target's Redis targets switched (or, in a dry run, to switch),
     /// each as `host:port/db`.
     pub targets: Vec<String>,
+    /// `--wait-converged`: every live reader process serves the release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::Convergence>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -169,6 +172,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
         steps: out.steps,
         pinned: out.pinned,
         targets: out.targets,
+        fleet: out.fleet,
     })
 }
 
@@ -187,7 +191,9 @@ fn copies_bytes(copies: &[ObjectCopy], record: &ReleaseRecord) -> u64 {
 
 impl Render for Outcome {
     fn text(&self) -> String {
-        self.result_text() + &super::on_redis(self.outcome.verb(), &self.targets)
+        self.result_text()
+            + &super::on_redis(self.outcome.verb(), &self.targets)
+            + &super::fleet_line(self.fleet.as_ref())
     }
 }
 

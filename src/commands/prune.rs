@@ -94,6 +94,14 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         let rolled_back = redis.rolled_back().await?;
         let rollback_target =
             crate::plan::switch::rollback_target(config.app()?, &live, &history, &rolled_back).ok();
+        // What reader processes serve, live or gone (a stopped one may come back).
+        let fleets = redis.fleets().await?;
+        let fleet = crate::fleet::Fleet::merge(fleets.into_iter().map(|(_, f)| f));
+        let served = fleet
+            .serving()
+            .into_iter()
+            .map(|(release, r)| (release.to_string(), r.describe()))
+            .collect();
         // Plan.
         let input = PruneInput {
             records: &recs,
@@ -105,6 +113,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
             history: &history,
             live: live.each().filter_map(|(_, current, _)| current).collect(),
             pinned: pinned.as_deref(),
+            served,
             bucket: config.bucket()?,
             prefix: &config.prefix,
             meta_prefix: &meta,

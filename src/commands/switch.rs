@@ -51,6 +51,7 @@ impl Request {
                 .clone()
                 .map(|d| (d, self.wait)),
             require_signature: ctx.config.require_signature,
+            wait_converged: ctx.config.wait_converged_secs,
         }
     }
 }
@@ -85,6 +86,9 @@ pub struct Outcome {
     /// The Redis targets switched (or, in a dry run, to switch), each as
     /// `host:port/db`.
     pub targets: Vec<String>,
+    /// `--wait-converged`: every live reader process serves the release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::Convergence>,
 }
 
 pub async fn activate(ctx: &Ctx, release: &str, req: Request) -> anyhow::Result<Outcome> {
@@ -225,6 +229,7 @@ impl Outcome {
             steps,
             pinned: live.pin.clone(),
             targets,
+            fleet: executed.and_then(|e| e.fleet.clone()),
             head,
         };
         if plan.already_live {
@@ -275,7 +280,9 @@ impl Ending {
 
 impl Render for Outcome {
     fn text(&self) -> String {
-        self.result_text() + &super::on_redis(self.outcome.verb(), &self.targets)
+        self.result_text()
+            + &super::on_redis(self.outcome.verb(), &self.targets)
+            + &super::fleet_line(self.fleet.as_ref())
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Key {
     pub scope: Scope,
     /// A flag without a value (`--redis-cluster`).
     pub switch: bool,
+    /// A flag whose value is optional: given only as `--flag=VALUE`, and
+    /// `--flag` alone means this value (`--wait-converged`).
+    pub bare: Option<&'static str>,
     /// Several values: a repeatable flag, space-separated in the
     /// environment, an array in `cutover.toml`. The value is space-joined.
     pub list: bool,
@@ -65,6 +68,7 @@ const fn key(name: &'static str, apply: fn(&str, &mut Config) -> Result<(), Stri
         env: &[],
         scope: Scope::Global,
         switch: false,
+        bare: None,
         list: false,
         secret: false,
         value_name: "VALUE",
@@ -284,6 +288,16 @@ pub const KEYS: &[Key] = &[
         help: "Files this size (MiB) and up are uploaded in parts (min 5)",
         default: "64",
         ..key("multipart_threshold_mib", multipart_threshold_mib)
+    },
+    Key {
+        flag: Some("wait-converged"),
+        env: &["CUTOVER_WAIT_CONVERGED"],
+        scope: Scope::Only(&["deploy", "activate", "rollback", "promote"]),
+        bare: Some("60"),
+        value_name: "SECS",
+        help: "After the switch, wait up to SECS (`--wait-converged` alone: 60) until every live reader process reports the new release; exit 6 if they do not (docs/redis.md, \"The fleet\"). 0: do not wait",
+        default: "0",
+        ..key("wait_converged_secs", wait_converged_secs)
     },
     Key {
         flag: Some("lock-wait"),

@@ -112,6 +112,9 @@ pub struct Config {
     pub concurrency: usize,
     pub multipart_threshold: u64,
     pub lock_wait_secs: u64,
+    /// `--wait-converged`: seconds to wait after a switch for every live
+    /// reader process to report the release (0: not at all).
+    pub wait_converged_secs: u64,
     pub lock_ttl_secs: u64,
     pub history_limit: usize,
     pub deployed_by: Option<String>,
@@ -169,6 +172,7 @@ impl Default for Config {
             concurrency: 32,
             multipart_threshold: 64 * 1024 * 1024,
             lock_wait_secs: 120,
+            wait_converged_secs: 0,
             lock_ttl_secs: 30,
             history_limit: 100,
             deployed_by: None,

@@ -280,6 +280,11 @@ pub(super) fn lock_wait_secs(v: &str, c: &mut Config) -> Result<(), String> {
     Ok(())
 }
 
+pub(super) fn wait_converged_secs(v: &str, c: &mut Config) -> Result<(), String> {
+    c.wait_converged_secs = number(v, 0, 3600)?;
+    Ok(())
+}
+
 pub(super) fn lock_ttl_secs(v: &str, c: &mut Config) -> Result<(), String> {
     c.lock_ttl_secs = number(v, 5, 3600)?;
     Ok(())

@@ -97,6 +97,10 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
             some(&collapse(paths), 5),
             if *wait { " (and wait for it)" } else { "" }
         ),
+        Step::AwaitFleet { release, within } => format!(
+            "wait up to {within}s until every live reader process reports {release} ({} on each Redis target)",
+            t.keys.fleet
+        ),
         Step::MarkPruned(_) => format!(
             "Redis SET {} (a deploy that listed the bucket before this prune lists it again)",
             t.keys.pruned

@@ -70,6 +70,8 @@ pub struct Executed {
     pub switched: Option<Switched>,
     /// Seconds per step kind, in order.
     pub timings: Vec<(&'static str, f64)>,
+    /// `--wait-converged`: the fleet once every live process reported the release.
+    pub fleet: Option<crate::fleet::Convergence>,
 }
 
 impl<'a> Executor<'a> {
@@ -129,11 +131,14 @@ impl<'a> Executor<'a> {
         let bound = step_bound(step, self.config);
         let what = match step {
             Step::Invalidate { .. } => "the CloudFront invalidation",
+            Step::AwaitFleet { .. } => "the fleet",
             _ => "a step after the switch",
         };
         let failed = tokio::select! {
             r = tokio::time::timeout(bound, self.write(step, done)) => match r {
                 Ok(Ok(())) => return Ok(()),
+                // The wait says itself how it ended ("did not converge ...").
+                Ok(Err(e)) if matches!(step, Step::AwaitFleet { .. }) => crate::error::one_line(&e),
                 Ok(Err(e)) => format!("failed: {}", crate::error::one_line(&e)),
                 Err(_) => format!("did not answer within {}s", bound.as_secs()),
             },
@@ -229,9 +234,55 @@ impl<'a> Executor<'a> {
                     )));
                 }
             }
+            // After a switch that did not apply (pinned), there is nothing to wait for.
+            Step::AwaitFleet { release, within } => {
+                if matches!(done.switched, Some(Switched::Applied { .. })) {
+                    done.fleet = Some(self.await_fleet(release, *within).await?)
+                }
+            }
             Step::Switch(_) => unreachable!("the switch runs on its own"),
         }
         Ok(())
+    }
+
+    /// Wait until every live reader process reports `release`, reading the
+    /// fleet every 250 ms, up to `within` seconds. Processes that start
+    /// reporting meanwhile count; one that goes silent for 3 heartbeats no
+    /// longer does. Nobody reporting is not converged.
+    async fn await_fleet(
+        &mut self,
+        release: &str,
+        within: u64,
+    ) -> anyhow::Result<crate::fleet::Convergence> {
+        let deadline = Instant::now() + std::time::Duration::from_secs(within);
+        loop {
+            let fleets = self.registries()?.fleets().await?;
+            let fleet = crate::fleet::Fleet::merge(fleets.into_iter().map(|(_, f)| f));
+            let c = fleet.convergence(release);
+            self.observer.event(Event::Converging {
+                on: c.on_release as u64,
+                of: c.processes as u64,
+                release: release.to_string(),
+            });
+            if c.converged() {
+                return Ok(c);
+            }
+            if Instant::now() >= deadline {
+                return Err(Failure::operation(if c.processes == 0 {
+                    format!(
+                        "is unknown: no reader process reported what it serves within {within}s \
+                         (the readers report unless reporting is off or their Redis user may not write the fleet keys: docs/redis.md, \"The fleet\")"
+                    )
+                } else {
+                    format!(
+                        "did not converge within {within}s: {}; behind: {}",
+                        c.progress(),
+                        some(&c.behind, 10)
+                    )
+                }));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
 
     /// Upload files, `concurrency` at a time. Stops at the first failure;
@@ -365,6 +416,11 @@ fn step_bound(step: &Step, config: &crate::config::Config) -> std::time::Duratio
             request + std::time::Duration::from_secs(120 + 15 * 60)
         }
         Step::Invalidate { wait: false, .. } => request + std::time::Duration::from_secs(120),
+        // The wait's own deadline ends it first; the bound is for a Redis
+        // that stops answering meanwhile.
+        Step::AwaitFleet { within, .. } => {
+            std::time::Duration::from_secs(*within + config.redis_timeout_secs * 4 + 1)
+        }
         _ => request,
     }
 }

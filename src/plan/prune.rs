@@ -46,6 +46,10 @@ pub struct PruneInput<'a> {
     pub live: Vec<&'a str>,
     /// The release live under the pin, if pinned.
     pub pinned: Option<&'a str>,
+    /// Releases reader processes report serving (docs/redis.md, "The
+    /// fleet"), live or gone, with one such process described each: a
+    /// process may still serve a release Redis no longer names.
+    pub served: BTreeMap<String, String>,
     pub bucket: &'a str,
     pub prefix: &'a str,
     pub meta_prefix: &'a str,
@@ -149,6 +153,9 @@ pub fn prune(input: &PruneInput, opts: &PruneOptions) -> anyhow::Result<PrunePla
         }
         if input.rollback_target == Some(r.id.as_str()) {
             why.push("`cutover rollback` goes to it".to_string());
+        }
+        if let Some(process) = input.served.get(&r.id) {
+            why.push(format!("a reader process serves it: {process}"));
         }
         if rank < opts.keep {
             why.push(format!("among the newest {}", opts.keep));
@@ -393,6 +400,7 @@ mod tests {
             history: &history,
             live: vec!["b"],
             pinned: None,
+            served: BTreeMap::new(),
             bucket: "b",
             prefix: "packs",
             meta_prefix: "_cutover/shop/",
@@ -463,6 +471,26 @@ mod tests {
         let plan = prune(&rollback, &opts).unwrap();
         assert!(plan.dropped().all(|v| v.id != "a"));
         assert!(plan.delete.is_empty(), "{:?}", plan.delete);
+
+        // A release a reader process still serves is kept, naming it.
+        let served = PruneInput {
+            served: BTreeMap::from([("a".to_string(), "web-3:1234 (on a)".to_string())]),
+            rollback_target: None,
+            ..rollback
+        };
+        let plan = prune(&served, &opts).unwrap();
+        assert!(plan.dropped().all(|v| v.id != "a"));
+        assert!(plan.delete.is_empty(), "{:?}", plan.delete);
+        let a = plan.releases.iter().find(|v| v.id == "a").unwrap();
+        assert_eq!(
+            a.kept_because,
+            ["a reader process serves it: web-3:1234 (on a)"]
+        );
+        let rollback = PruneInput {
+            served: BTreeMap::new(),
+            rollback_target: Some("a"),
+            ..served
+        };
 
         // An unreadable record is kept, and may reference any object no
         // readable one does: nothing unreferenced goes.

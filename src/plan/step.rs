@@ -63,6 +63,10 @@ pub enum Step {
     /// Delete release records: the S3 copies at `keys`, and `ids` from
     /// Redis (record, set of releases, set of rolled-back releases).
     DeleteRecords { ids: Vec<String>, keys: Vec<String> },
+    /// Not a write: after the switch, wait up to `within` seconds until
+    /// every live reader process reports `release` (`--wait-converged`);
+    /// exit 6 naming the processes behind when they do not.
+    AwaitFleet { release: String, within: u64 },
     /// Not a write: fetch these files through the CDN and stop (exit 4)
     /// unless each is served with its bytes and headers. Comes right before
     /// the switch (`--verify-cdn`).
@@ -85,6 +89,7 @@ impl Step {
             Step::Copy(_) => "copy",
             Step::Invalidate { .. } => "invalidate",
             Step::DeleteRecords { .. } => "delete_records",
+            Step::AwaitFleet { .. } => "await_fleet",
         }
     }
 }

@@ -53,6 +53,9 @@ pub struct SwitchOptions {
     pub invalidate: Option<(String, bool)>,
     /// `require_signature`: refuse to make an unsigned release live.
     pub require_signature: bool,
+    /// `--wait-converged`: seconds to wait after the switch for the fleet
+    /// (0: no wait).
+    pub wait_converged: u64,
 }
 
 /// What a switch will do.
@@ -189,6 +192,12 @@ pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<Switc
                 .map(|c| invalidation_path(&record.cdn_url, &c.to))
                 .collect(),
             wait: *wait,
+        });
+    }
+    if opts.wait_converged > 0 {
+        steps.push(Step::AwaitFleet {
+            release: record.id.clone(),
+            within: opts.wait_converged,
         });
     }
     Ok(SwitchPlan {

@@ -132,6 +132,7 @@ pub const REDIS: &[(&str, bool)] = &[
     ("pexpire", false),
     ("zadd", false),
     ("zrevrange", true),
+    ("zrange", true),
     ("lrange", true),
     ("lpush", false),
     ("ltrim", false),

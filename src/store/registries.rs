@@ -49,6 +49,17 @@ impl Registries {
         self.regs.iter().map(|r| r.name().to_string()).collect()
     }
 
+    /// The fleet reporting to each target, in order, with the target's name.
+    pub async fn fleets(&mut self) -> anyhow::Result<Vec<(String, crate::fleet::Fleet)>> {
+        let now = crate::release::now().1;
+        let mut out = Vec::new();
+        for r in &mut self.regs {
+            let members = r.fleet().await?;
+            out.push((r.name().to_string(), crate::fleet::Fleet::of(members, now)));
+        }
+        Ok(out)
+    }
+
     /// Every target, for reads that show each (status, history).
     pub fn each(&mut self) -> impl Iterator<Item = &mut Registry> {
         self.regs.iter_mut()

@@ -19,6 +19,7 @@ mod crafted_records;
 mod doctor_exposure;
 mod dry_runs;
 mod faults;
+mod fleet;
 mod formats;
 mod json_errors;
 mod least_privilege;

@@ -162,6 +162,7 @@ async fn make_plan(
             .clone()
             .map(|d| (d, req.wait)),
         s3_only: gathered.redis_skipped,
+        wait_converged: ctx.config.wait_converged_secs,
     };
     let steps = plan.steps(&ctx.config.meta_prefix()?, &opts);
     Ok((plan, steps))

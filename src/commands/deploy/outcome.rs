@@ -78,6 +78,9 @@ pub struct Outcome {
     /// What the upload did (absent when nothing was uploaded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uploaded: Option<UploadStats>,
+    /// `--wait-converged`: every live reader process serves the release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::Convergence>,
     pub warnings: Vec<String>,
     /// The pin that kept this deploy from activating (null when not pinned).
     pub pinned: Option<Pin>,
@@ -170,6 +173,7 @@ impl Outcome {
                 &Keys::new(ctx.config.app()?),
                 &steps,
             ),
+            fleet: executed.as_ref().and_then(|e| e.fleet.clone()),
             uploaded: executed.and_then(|e| e.upload),
             warnings: plan.warnings.clone(),
             pinned,
@@ -335,6 +339,7 @@ impl Render for Outcome {
         if !what.is_empty() {
             t.push_str(&crate::commands::on_redis(what, &self.targets));
         }
+        t.push_str(&crate::commands::fleet_line(self.fleet.as_ref()));
         if self.show_timings {
             t.push_str(&self.timings.line());
             t.push('\n');

@@ -147,6 +147,9 @@ pub struct DeployOptions {
     /// No Redis: record the release in S3 only (`--no-redis`, or Redis
     /// unreachable with `--no-activate`).
     pub s3_only: bool,
+    /// `--wait-converged`: seconds to wait after the switch for the fleet
+    /// (0: no wait).
+    pub wait_converged: u64,
 }
 
 impl DeployPlan {
@@ -242,6 +245,12 @@ impl DeployPlan {
                 signature: self.release.signature.clone(),
             })));
             invalidate(&mut steps);
+            if opts.wait_converged > 0 {
+                steps.push(Step::AwaitFleet {
+                    release: self.release.id.clone(),
+                    within: opts.wait_converged,
+                });
+            }
         }
         steps
     }

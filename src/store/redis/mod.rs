@@ -397,6 +397,47 @@ impl Registry {
         .await
     }
 
+    /// The readers' reports (docs/redis.md, "The fleet"): each member of
+    /// the fleet set with its report (None when it expired before the
+    /// member was trimmed). An absent set is an empty fleet; a key of
+    /// another type is an error naming it.
+    pub async fn fleet(&mut self) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        let key = self.keys.fleet.clone();
+        let kind = self.key_type(&key).await?;
+        if kind == "none" {
+            return Ok(Vec::new());
+        }
+        if kind != "zset" {
+            return Err(self.wrong_type(&key, &kind));
+        }
+        let ids: Vec<String> = self
+            .read(|mut c| {
+                let key = key.clone();
+                async move {
+                    redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        // The reports share the app's slot: one MGET per 500.
+        for chunk in ids.chunks(500) {
+            let keys: Vec<String> = chunk.iter().map(|id| self.keys.process(id)).collect();
+            let reports: Vec<Option<String>> = self
+                .read(|mut c| {
+                    let keys = keys.clone();
+                    async move { redis::cmd("MGET").arg(&keys).query_async(&mut c).await }
+                })
+                .await?;
+            out.extend(chunk.iter().cloned().zip(reports));
+        }
+        Ok(out)
+    }
+
     /// The endpoint's URL, password masked.
     pub fn name(&self) -> &str {
         &self.url
