@@ -95,6 +95,9 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
     let mut redis = Registries::connect(to).await?;
     if !req.switch.dry_run {
         redis.check_permissions(Needs::Switch).await?;
+        if dest.config.wait_converged_secs > 0 {
+            redis.check_permissions(Needs::Fleet).await?;
+        }
     }
     let live = redis.live().await?;
     let in_redis = redis.record(&promoted.id).await?;

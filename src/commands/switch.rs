@@ -111,6 +111,9 @@ async fn run(
     let (store, mut redis) = ctx.connect().await?;
     if !req.dry_run {
         redis.check_permissions(Needs::Switch).await?;
+        if ctx.config.wait_converged_secs > 0 {
+            redis.check_permissions(Needs::Fleet).await?;
+        }
     }
     let live = redis.live().await?;
     let wanted = match wanted {

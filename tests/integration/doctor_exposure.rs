@@ -121,3 +121,84 @@ fn doctor_says_when_the_server_will_not_show_the_bucket_policy() {
     assert!(detail.contains("could not check"), "{detail}");
     assert!(fix.contains("s3:GetBucketPolicy"), "{fix}");
 }
+
+/// Redis users broader than a reader's printed line are named: on a real
+/// redis-server with a reader that may write everything of the app, one
+/// made from the Ruby reader's printed line, and cutover's own user with
+/// the rights to list users and dry-run their commands. Without those
+/// rights, doctor says it could not check. (On a loopback Redis a broad
+/// user is a pass that names it; elsewhere a warning: unit-tested.)
+#[test]
+fn doctor_names_redis_users_broader_than_a_reader() {
+    use crate::support::ctx::redis_at;
+    let ctx = Ctx::new("doctor-users");
+    let port = crate::support::start_redis(&[]);
+    let url = |user: &str| format!("redis://{user}:pw@127.0.0.1:{port}");
+    let build = crate::support::fixtures::tiny_build(ctx.work.path(), "app(1)");
+    ctx.cutover(&["deploy", build.to_str().unwrap()])
+        .env("REDIS_URL", &format!("redis://127.0.0.1:{port}"))
+        .run()
+        .expect(0);
+    let printed = ctx.run(&["policy", "--format", "redis-acl", "--json"]);
+    printed.expect(0);
+    let lines = printed.json()["redis_acl"].clone();
+    let setuser = |line: &str, user: &str, extra: &[&str]| {
+        let mut words: Vec<String> = line
+            .split_whitespace()
+            .map(|w| w.replace(">PASSWORD", ">pw"))
+            .collect();
+        words[2] = user.to_string();
+        words.extend(extra.iter().map(|e| e.to_string()));
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        redis_at(port, &words);
+    };
+    setuser(
+        lines["cli"].as_str().unwrap(),
+        "cutover-doc",
+        &["+acl|whoami", "+acl|list", "+acl|dryrun"],
+    );
+    setuser(lines["cli"].as_str().unwrap(), "cutover-plain", &[]);
+    setuser(lines["ruby"].as_str().unwrap(), "reader-narrow", &[]);
+    let wide = format!("~cutover:{{{}}}:*", ctx.app);
+    redis_at(
+        port,
+        &["ACL", "SETUSER", "reader-wide", "on", ">pw", &wide, "+@all"],
+    );
+
+    let users = |user: &str| {
+        let run = ctx
+            .cutover(&["doctor", "--json"])
+            .env("REDIS_URL", &url(user))
+            .run();
+        let checks = run.json()["checks"].as_array().unwrap().clone();
+        let c = checks
+            .iter()
+            .find(|c| c["name"] == "redis users")
+            .unwrap()
+            .clone();
+        (
+            c["status"].as_str().unwrap().to_string(),
+            c["detail"].as_str().unwrap().to_string(),
+        )
+    };
+    let (status, detail) = users("cutover-doc");
+    assert_eq!(status, "pass", "{detail}");
+    assert!(
+        detail.contains(&format!(
+            "reader-wide may write cutover:{{{}}}:current, write cutover:{{{0}}}:manifest, write cutover:{{{0}}}:signature, run FLUSHALL, run CONFIG SET",
+            ctx.app
+        )),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("reader-narrow") && !detail.contains("cutover-plain"),
+        "{detail}"
+    );
+    assert!(detail.contains("loopback"), "{detail}");
+    let (status, detail) = users("cutover-plain");
+    assert_eq!(status, "warn", "{detail}");
+    assert!(
+        detail.contains("cannot list the other Redis users"),
+        "{detail}"
+    );
+}

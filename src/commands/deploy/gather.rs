@@ -72,6 +72,9 @@ impl Gathered {
             if let (true, Some(r)) = (writes, redis.as_mut()) {
                 // Before anything is uploaded: a user who may not switch finds out now.
                 r.check_permissions(Needs::Switch).await?;
+                if ctx.config.wait_converged_secs > 0 {
+                    r.check_permissions(Needs::Fleet).await?;
+                }
             }
             let meta = ctx.config.meta_prefix()?;
             let state = async {

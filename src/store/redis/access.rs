@@ -10,6 +10,17 @@ use crate::error::Failure;
 
 use super::{scripts, LockHolder, Needs, Registry};
 
+/// The probe that tells a deployer (it runs scripts on the app's keys).
+const SCRIPTS: &str = "run scripts";
+
+/// A Redis user that may do more than a reader: what, of the live keys'
+/// writes, FLUSHALL and CONFIG SET.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BroadUser {
+    pub user: String,
+    pub may: Vec<String>,
+}
+
 impl Registry {
     /// The commands a command kind sends, with this app's keys and channel.
     fn needed(&self, needs: Needs) -> Vec<String> {
@@ -45,6 +56,11 @@ impl Registry {
                 format!("SREM {} x", k.rolled_back),
                 format!("SMEMBERS {}", k.rolled_back),
             ],
+            Needs::Fleet => vec![
+                format!("TYPE {}", k.fleet),
+                format!("ZRANGE {} 0 -1", k.fleet),
+                format!("MGET {}", k.process("probe")),
+            ],
             Needs::Prune => vec![
                 "SCRIPT LOAD x".to_string(),
                 format!("SET {} x NX PX 1", k.lock),
@@ -59,6 +75,100 @@ impl Registry {
                 "EXEC".to_string(),
             ],
         }
+    }
+
+    /// The other Redis users (enabled, and not this connection's) that may
+    /// do more than a reader or a deployer: write the app's live keys
+    /// without being a deployer (one that runs scripts on them, as cutover
+    /// switches), or wipe or reconfigure the server; each with what it
+    /// may do, as `ACL DRYRUN` says. None when this user may
+    /// not list users or dry-run commands (the minimal ACL, most managed
+    /// services).
+    pub async fn broad_users(&mut self) -> anyhow::Result<Option<Vec<BroadUser>>> {
+        let k = &self.keys;
+        let probes: Vec<(String, Vec<String>)> = [&k.current, &k.manifest, &k.signature]
+            .into_iter()
+            .map(|key| {
+                (
+                    format!("write {key}"),
+                    vec!["SET".into(), key.clone(), "x".into()],
+                )
+            })
+            .chain([
+                (
+                    SCRIPTS.to_string(),
+                    ["EVAL", "return 1", "1", &k.current]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+                ("run FLUSHALL".to_string(), vec!["FLUSHALL".to_string()]),
+                (
+                    "run CONFIG SET".to_string(),
+                    ["CONFIG", "SET", "maxmemory", "0"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+            ])
+            .collect();
+        let mut conn = self.conn.clone();
+        let t = self.timeout;
+        let me: Option<String> =
+            tokio::time::timeout(t, redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        let list: Option<Vec<String>> =
+            tokio::time::timeout(t, redis::cmd("ACL").arg("LIST").query_async(&mut conn))
+                .await
+                .ok()
+                .and_then(Result::ok);
+        let (Some(me), Some(list)) = (me, list) else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        for line in list {
+            let mut words = line.split_whitespace().skip(1);
+            let (Some(user), Some(state)) = (words.next(), words.next()) else {
+                continue;
+            };
+            if user == me || state != "on" {
+                continue;
+            }
+            let mut may = Vec::new();
+            let mut scripts = false;
+            for (what, args) in &probes {
+                let reply: Option<String> = tokio::time::timeout(
+                    t,
+                    redis::cmd("ACL")
+                        .arg("DRYRUN")
+                        .arg(user)
+                        .arg(args)
+                        .query_async(&mut conn),
+                )
+                .await
+                .ok()
+                .and_then(Result::ok);
+                match reply.as_deref() {
+                    Some("OK") if what == SCRIPTS => scripts = true,
+                    Some("OK") => may.push(what.clone()),
+                    Some(_) => {}
+                    None => return Ok(None),
+                }
+            }
+            // A user that runs scripts on the keys and may write them is a
+            // deployer like cutover's own (it switches by script): broad
+            // only with what no printed line grants (FLUSHALL, CONFIG SET).
+            if scripts && may.iter().all(|w| w.starts_with("write ")) {
+                may.clear();
+            }
+            if !may.is_empty() {
+                out.push(BroadUser {
+                    user: user.to_string(),
+                    may,
+                });
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Fail (exit 2) before any work when the Redis user may not run what

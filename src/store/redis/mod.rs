@@ -4,6 +4,7 @@
 //! the permission check in [`access`].
 
 mod access;
+pub use access::BroadUser;
 mod connection;
 mod writes;
 
@@ -66,6 +67,9 @@ pub enum Needs {
     Unlock,
     /// Take the lock and forget releases (prune).
     Prune,
+    /// Read the readers' reports (`--wait-converged`, after the switch:
+    /// checked before it).
+    Fleet,
 }
 
 impl Registry {
