@@ -522,4 +522,30 @@ fn the_printed_redis_lines_are_enough_and_the_read_line_cannot_write() {
         .expect(2)
         .error_has(&["eval"]);
     ctx.assert_unchanged(&before, "a deploy as the read user");
+    // --wait-converged reads the fleet after the switch: a user that may
+    // not (an ACL line from before the fleet, without +zrange) is told
+    // before anything is uploaded or switched.
+    let run = ctx.run(&["policy", "deploy", "--format", "redis-acl", "--json"]);
+    let line = run.json()["redis_acl"]["cli"]
+        .as_str()
+        .unwrap()
+        .replace(" +zrange", "");
+    let words: Vec<String> = line
+        .split_whitespace()
+        .skip(3)
+        .map(|w| w.replace(">PASSWORD", ">pw"))
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let older = ctx.acl_user("older", &words);
+    let c = crate::support::fixtures::tiny_build(&ctx.work.path().join("c"), "app(3)");
+    as_user(&older, &["deploy", c.to_str().unwrap()]).expect(0);
+    let before = ctx.world();
+    let d = crate::support::fixtures::tiny_build(&ctx.work.path().join("d"), "app(4)");
+    as_user(
+        &older,
+        &["deploy", d.to_str().unwrap(), "--wait-converged=5"],
+    )
+    .expect(2)
+    .error_has(&["ZRANGE"]);
+    ctx.assert_unchanged(&before, "a deploy that could not read the fleet");
 }
