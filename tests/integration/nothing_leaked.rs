@@ -179,3 +179,132 @@ fn no_secret_appears_in_any_output_of_any_command() {
         assert_clean("promote", &run, &secrets);
     }
 }
+
+/// The orb's steps and the GitHub Action, as CI runs them, with the same
+/// secrets planted (Redis password, AWS secret and session token, the
+/// signing key inline): nothing of them in their logs, in `$BASH_ENV`, in
+/// the Action's outputs or its job summary; on success and on failure.
+#[test]
+fn no_secret_appears_in_the_orbs_or_the_actions_logs_and_files() {
+    use crate::ci_pipeline::script;
+    let ctx = Ctx::new("nothing-leaked-ci");
+    let port = start_redis(&["--requirepass", REDIS_PW]);
+    let run = ctx.run(&["keygen", "--out", "k", "--json"]);
+    run.expect(0);
+    let pem = std::fs::read_to_string(ctx.work.path().join("k.pem")).unwrap();
+    let mut secrets = vec![REDIS_PW, AWS_SECRET, AWS_TOKEN];
+    secrets.extend(
+        pem.lines()
+            .filter(|l| !l.starts_with("-----") && l.len() >= 8),
+    );
+    let files = tempfile::tempdir().unwrap();
+    let (bash_env, output, summary) = (
+        files.path().join("bash_env"),
+        files.path().join("output"),
+        files.path().join("summary"),
+    );
+    for f in [&bash_env, &output, &summary] {
+        std::fs::write(f, "").unwrap();
+    }
+    let good = format!("redis://:{REDIS_PW}@127.0.0.1:{port}");
+    let down = format!("redis://:{REDIS_PW}@127.0.0.1:1");
+    let step = |path: &str, redis: &str, vars: &[(&str, &str)]| -> Run {
+        let mut cmd = script(&ctx, path);
+        cmd.env("REDIS_URL", redis)
+            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+            .env("AWS_SESSION_TOKEN", AWS_TOKEN)
+            .env("CUTOVER_SIGNING_KEY", &pem)
+            .env("BASH_ENV", &bash_env)
+            .env("PARAM_RELEASE_ID_DIR", files.path().join("ids"))
+            .env("GITHUB_OUTPUT", &output)
+            .env("GITHUB_STEP_SUMMARY", &summary);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        crate::support::run::finish(cmd.output().unwrap())
+    };
+    let a = tiny_build(&ctx.work.path().join("a"), "console.log('a')");
+    let b = tiny_build(&ctx.work.path().join("b"), "console.log('b')");
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let orb = "orb/src/scripts";
+    let action = "scripts/ci/github-action.sh";
+    let runs: Vec<(String, Run, i32)> = vec![
+        (
+            format!("{orb}/deploy.sh"),
+            step(
+                &format!("{orb}/deploy.sh"),
+                &good,
+                &[("PARAM_BUILD_DIR", a)],
+            ),
+            0,
+        ),
+        (
+            format!("{orb}/deploy.sh --no-activate"),
+            step(
+                &format!("{orb}/deploy.sh"),
+                &good,
+                &[("PARAM_BUILD_DIR", b), ("PARAM_NO_ACTIVATE", "true")],
+            ),
+            0,
+        ),
+        (
+            format!("{orb}/activate.sh"),
+            step(&format!("{orb}/activate.sh"), &good, &[]),
+            0,
+        ),
+        (
+            format!("{orb}/rollback.sh"),
+            step(&format!("{orb}/rollback.sh"), &good, &[]),
+            0,
+        ),
+        (
+            format!("{orb}/deploy.sh, Redis down"),
+            step(
+                &format!("{orb}/deploy.sh"),
+                &down,
+                &[("PARAM_BUILD_DIR", a)],
+            ),
+            1,
+        ),
+        (
+            format!("{orb}/activate.sh, Redis down"),
+            step(&format!("{orb}/activate.sh"), &down, &[]),
+            1,
+        ),
+        (
+            action.to_string(),
+            step(
+                action,
+                &good,
+                &[("GITHUB_ACTIONS", "true"), ("INPUT_BUILD_DIR", b)],
+            ),
+            0,
+        ),
+        (
+            format!("{action}, Redis down"),
+            step(
+                action,
+                &down,
+                &[("GITHUB_ACTIONS", "true"), ("INPUT_BUILD_DIR", a)],
+            ),
+            1,
+        ),
+    ];
+    for (what, run, code) in &runs {
+        run.expect(*code);
+        assert_clean(what, run, &secrets);
+    }
+    for f in [&bash_env, &output, &summary] {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(!text.is_empty(), "{} was not written", f.display());
+        for secret in &secrets {
+            for piece in pieces(secret) {
+                assert!(
+                    !text.contains(piece),
+                    "{} holds part of a secret: {text}",
+                    f.display()
+                );
+            }
+        }
+    }
+}
