@@ -108,6 +108,7 @@ def load(work):
         probe_moto=read_json(p("probe-moto.json"), "[]"),
         busy=read(p("busy.txt")).split(),
         rollback=read_kv(p("rollback.tsv")),
+        fleet=read_kv(p("fleet.tsv")),
         timings=read_timings(work),
         redis={name: read_redis_cmds(p(f"redis-{name}.tsv")) for name in ("rollback", "activate")},
         scale_stats=scale_stats,
@@ -642,6 +643,26 @@ def render_compatibility(s, w):
         w("")
 
 
+def render_fleet(fleet, w):
+    """The fleet at scale (fleet.sh): the Redis server's cost of the reports, and status with them."""
+    w("## The fleet at scale")
+    w("")
+    w(f"{int(fleet['processes']):,} simulated reader processes, each reporting every {fleet['interval_s']} s as the "
+      "readers do (one pipelined ZADD, SET PX, ZREMRANGEBYSCORE; Ruby with the redis gem), to a private "
+      f"redis-server: {int(fleet['reports']):,} reports in {float(fleet['window_s']):.1f} s; "
+      f"{int(fleet['members']):,} members in the fleet set, {int(fleet['live']):,} counted live by `status`. "
+      "The server's CPU is its utime + stime over that window.")
+    w("")
+    w("| measure | value | goal |")
+    w("|---|---|---|")
+    cpu = float(fleet["redis_cpu_pct"])
+    w(f"| redis-server CPU, share of one core | {cpu:.2f} % | < 1 %: {verdict(cpu < 1)} |")
+    st = int(fleet["status_ms"])
+    w(f"| `cutover status --json` with them, median of 20 | {st} ms | < 200 ms: {verdict(st < 200)} |")
+    w(f"| `cutover fleet --json` with them, median of 20 | {int(fleet['fleet_ms'])} ms | |")
+    w("")
+
+
 def render(s):
     """BENCHMARKS.md's text."""
     sections = [render_title, render_machine, render_versions, render_method]
@@ -654,6 +675,8 @@ def render(s):
         sections.append(render_scale)
     if s.others_levels:
         sections.append(render_rollback)
+    if s.r.fleet:
+        sections.append(lambda s, w: render_fleet(s.r.fleet, w))
     if s.have_cutover:
         sections.append(render_analysis)
     sections.append(render_compatibility)
@@ -664,6 +687,10 @@ def render(s):
 
 
 def main():
+    if sys.argv[1] == "--fleet":
+        # The fleet's section alone (bash scripts/bench/fleet.sh).
+        render_fleet(read_kv(os.path.join(sys.argv[2], "fleet.tsv")), print)
+        return
     work, out = sys.argv[1], sys.argv[2]
     text = render(aggregate(load(work)))
     with open(out, "w") as f:

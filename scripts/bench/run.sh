@@ -21,7 +21,9 @@
 #   6. cutover's scale curve on s3s-fs (scale.sh), and rollback / activate of
 #      a release with BENCH_OTHERS other objects under the prefix, with the
 #      Redis commands one activation sends (rollback.sh);
-#   7. writes BENCH_OUTPUT (report.py).
+#   7. BENCH_FLEET simulated reader processes reporting to a private Redis:
+#      its CPU, and `status` with them (fleet.sh);
+#   8. writes BENCH_OUTPUT (report.py).
 # Every server it started is stopped on exit. Nothing leaves 127.0.0.1.
 set -euo pipefail
 
@@ -49,6 +51,8 @@ source "$HERE/workloads.sh"
 source "$HERE/scale.sh"
 # shellcheck source=scripts/bench/rollback.sh
 source "$HERE/rollback.sh"
+# shellcheck source=scripts/bench/fleet.sh
+source "$HERE/fleet.sh"
 
 # Where each tool is measured on s3s-fs: "" (everywhere), "cold-only" or
 # "all" (skipped there), from its precheck.
@@ -129,6 +133,7 @@ main() {
     phase_timings
     if [[ -n "$SCALE" ]]; then scale_curve; fi
     if [[ -n "$OTHERS" ]]; then rollback_at_scale; fi
+    if [[ -n "${BENCH_FLEET-2000}" ]]; then fleet_at_scale; fi
   fi
 
   write_versions >"$WORK/versions.tsv"

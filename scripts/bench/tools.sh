@@ -27,6 +27,8 @@ install_tools() {
   [[ -x /usr/bin/time ]] || apt_install time
   command -v rclone >/dev/null || apt_install rclone
   command -v redis-cli >/dev/null || apt_install redis-tools
+  # The fleet's simulated readers (fleet.sh): Ruby with the redis gem.
+  ruby -e 'require "redis"' 2>/dev/null || apt_install ruby ruby-redis
   command -v rclone >/dev/null || die "rclone is not installed"
 
   if ! "$VENV/bin/python" -c "import importlib.metadata as m
