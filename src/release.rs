@@ -53,6 +53,11 @@ pub struct ReleaseRecord {
     pub bytes: u64,
     pub git_sha: Option<String>,
     pub git_branch: Option<String>,
+    /// When `git_sha` was committed (RFC 3339, UTC): the stale-deploy guard
+    /// compares it with the live release's. Absent in records written
+    /// before it was kept, and when it is unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_committed_at: Option<String>,
     pub build_url: Option<String>,
     pub deployed_by: Option<String>,
     pub message: Option<String>,
@@ -107,6 +112,7 @@ impl ReleaseRecord {
             bytes,
             git_sha,
             git_branch,
+            git_committed_at,
             build_url,
             deployed_by,
             message,
@@ -128,6 +134,7 @@ impl ReleaseRecord {
             bytes: *bytes,
             git_sha: git_sha.clone(),
             git_branch: git_branch.clone(),
+            git_committed_at: git_committed_at.clone(),
             build_url: build_url.clone(),
             deployed_by: deployed_by.clone(),
             message: message.clone(),
@@ -357,6 +364,26 @@ pub fn release_id(input: &IdInput) -> String {
 }
 
 /// Now, as (RFC 3339 string, milliseconds since the epoch).
+/// A time as RFC 3339 in UTC, from RFC 3339 (any offset) or seconds
+/// since the epoch; None for anything else.
+pub fn utc_time(value: &str) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let v = value.trim();
+    let t = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        time::OffsetDateTime::from_unix_timestamp(v.parse().ok()?).ok()?
+    } else {
+        time::OffsetDateTime::parse(v, &Rfc3339).ok()?
+    };
+    t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).ok()
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time.
+pub fn epoch_ms(rfc3339: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
 pub fn now() -> (String, i64) {
     let t = time::OffsetDateTime::now_utc();
     let ms = (t.unix_timestamp_nanos() / 1_000_000) as i64;

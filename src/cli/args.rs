@@ -142,6 +142,9 @@ pub struct DeployArgs {
     /// Switch only if the CDN serves the entrypoint files with their bytes and headers.
     #[arg(long)]
     pub verify_cdn: bool,
+    /// Activate although the build is from an older commit than the live release's.
+    #[arg(long)]
+    pub allow_older: bool,
     /// Wait for the CloudFront invalidation of changed files to complete.
     #[arg(long)]
     pub wait: bool,
@@ -160,6 +163,9 @@ pub struct ActivateArgs {
     /// Switch only if the CDN serves the entrypoint files with their bytes and headers.
     #[arg(long)]
     pub verify_cdn: bool,
+    /// Switch although the release is built from an older commit than the live one's.
+    #[arg(long)]
+    pub allow_older: bool,
     #[command(flatten)]
     pub switch: SwitchFlags,
 }

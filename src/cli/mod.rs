@@ -131,6 +131,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
                 force: a.force,
                 message: a.message,
                 verify_cdn: a.verify_cdn,
+                allow_older: a.allow_older,
                 wait: a.wait,
                 no_redis: a.no_redis,
                 timings: a.timings,
@@ -141,6 +142,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             let mut req = switch_request(a.switch);
             req.unpin = a.unpin;
             req.verify_cdn = a.verify_cdn;
+            req.allow_older = a.allow_older;
             emit(json, switch::activate(&ctx, &a.release, req).await)
         }
         Command::Rollback(a) => emit(
@@ -217,6 +219,7 @@ fn switch_request(f: args::SwitchFlags) -> switch::Request {
         unpin: false,
         verify_cdn: false,
         wait: f.wait,
+        allow_older: false,
     }
 }
 

@@ -141,6 +141,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
             mutable: &objects.mutable,
             meta_prefix: &dst_meta,
             bucket: dst_store.bucket(),
+            live_record: None,
         };
         let plan = plan::promote(copies, record_at, &facts, &opts)?;
         let executed = switch::run_steps(dest, &dst_store, redis, lock, &plan).await?;

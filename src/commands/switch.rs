@@ -33,6 +33,8 @@ pub struct Request {
     pub verify_cdn: bool,
     /// Wait for CloudFront invalidations to complete.
     pub wait: bool,
+    /// Make live a release built from an older commit than the live one's.
+    pub allow_older: bool,
 }
 
 impl Request {
@@ -52,6 +54,7 @@ impl Request {
                 .map(|d| (d, self.wait)),
             require_signature: ctx.config.require_signature,
             wait_converged: ctx.config.wait_converged_secs,
+            allow_older: self.allow_older,
         }
     }
 }
@@ -125,6 +128,14 @@ async fn run(
     };
     let Resolved { record, in_redis } =
         resolve_release(config, &mut redis, &store, &wanted, true).await?;
+    // The live release's record, for the stale-deploy guard (activate).
+    let live_record = match (&live.current, action) {
+        (Some(id), Action::Activate) => match redis.record(id).await? {
+            crate::state::Stored::Valid(r) => Some(r),
+            _ => None,
+        },
+        _ => None,
+    };
     let (meta, opts) = (config.meta_prefix()?, req.options(ctx));
     // The objects are checked under the lock, so that no prune deletes them
     // between the check and the switch; a release live already needs
@@ -142,6 +153,7 @@ async fn run(
             mutable: &objects.mutable,
             meta_prefix: &meta,
             bucket: store.bucket(),
+            live_record: live_record.as_ref(),
         };
         let plan = plan::switch(&facts, &opts)?;
         let executed = run_steps(ctx, &store, redis, lock, &plan).await?;

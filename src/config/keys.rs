@@ -349,6 +349,15 @@ pub const KEYS: &[Key] = &[
         ..key("git_sha", git_sha)
     },
     Key {
+        flag: Some("git-commit-time"),
+        env: &["CUTOVER_GIT_COMMIT_TIME"],
+        scope: Scope::Only(&["deploy"]),
+        value_name: "TIME",
+        help: "When the build's commit was made (RFC 3339, or seconds since the epoch), for the stale-deploy guard",
+        default: "git log of git_sha in the working directory, else GitHub's event payload",
+        ..key("git_commit_time", git_commit_time)
+    },
+    Key {
         flag: Some("git-branch"),
         env: &[
             "CUTOVER_GIT_BRANCH",

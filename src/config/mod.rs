@@ -119,6 +119,8 @@ pub struct Config {
     pub history_limit: usize,
     pub deployed_by: Option<String>,
     pub git_sha: Option<String>,
+    /// When `git_sha` was committed (RFC 3339, UTC); else read from git at deploy.
+    pub git_commit_time: Option<String>,
     pub git_branch: Option<String>,
     pub build_url: Option<String>,
     pub header_rules: Vec<HeaderRule>,
@@ -177,6 +179,7 @@ impl Default for Config {
             history_limit: 100,
             deployed_by: None,
             git_sha: None,
+            git_commit_time: None,
             git_branch: None,
             build_url: None,
             header_rules: Vec::new(),

@@ -305,6 +305,13 @@ pub(super) fn git_sha(v: &str, c: &mut Config) -> Result<(), String> {
     Ok(())
 }
 
+pub(super) fn git_commit_time(v: &str, c: &mut Config) -> Result<(), String> {
+    c.git_commit_time = Some(crate::release::utc_time(v).ok_or_else(|| {
+        "an RFC 3339 time (2026-12-07T10:00:00Z) or seconds since the epoch".to_string()
+    })?);
+    Ok(())
+}
+
 pub(super) fn git_branch(v: &str, c: &mut Config) -> Result<(), String> {
     c.git_branch = Some(v.to_string());
     Ok(())

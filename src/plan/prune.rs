@@ -317,6 +317,7 @@ mod tests {
             file_count: paths.len(),
             bytes: 0,
             git_sha: None,
+            git_committed_at: None,
             git_branch: None,
             build_url: None,
             deployed_by: None,

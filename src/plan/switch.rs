@@ -33,6 +33,9 @@ pub struct SwitchFacts<'a> {
     pub mutable: &'a HashMap<String, Inspected>,
     pub meta_prefix: &'a str,
     pub bucket: &'a str,
+    /// The live release's record, for the stale-deploy guard (None: none
+    /// live, or it cannot be read).
+    pub live_record: Option<&'a ReleaseRecord>,
 }
 
 /// How the switch was asked for.
@@ -56,6 +59,53 @@ pub struct SwitchOptions {
     /// `--wait-converged`: seconds to wait after the switch for the fleet
     /// (0: no wait).
     pub wait_converged: u64,
+    /// `--allow-older`: make live a release built from a commit older than
+    /// the live one's.
+    pub allow_older: bool,
+}
+
+/// The stale-deploy guard: a deploy or an activation may not replace the
+/// live release with one built from an older commit (a CI run that ran
+/// late), exit 3 naming both, unless `allow_older`. A release (or a live
+/// one) without a commit time is never refused: Ok(Some(why)) says so.
+pub fn not_older(
+    release: &ReleaseRecord,
+    live: Option<&ReleaseRecord>,
+    allow_older: bool,
+) -> anyhow::Result<Option<String>> {
+    let Some(live) = live.filter(|l| l.id != release.id) else {
+        return Ok(None);
+    };
+    let time = |r: &ReleaseRecord| {
+        r.git_committed_at
+            .as_deref()
+            .and_then(|t| crate::release::epoch_ms(t).map(|ms| (t.to_string(), ms)))
+    };
+    let (Some((new_t, new_ms)), Some((live_t, live_ms))) = (time(release), time(live)) else {
+        return Ok(Some(format!(
+            "not checked whether {} is older than the live {}: {} no commit time",
+            release.id,
+            live.id,
+            if time(release).is_none() {
+                "it has"
+            } else {
+                "the live release has"
+            }
+        )));
+    };
+    if new_ms >= live_ms || allow_older {
+        return Ok(None);
+    }
+    let commit = |r: &ReleaseRecord| r.git_sha.clone().unwrap_or_else(|| "unknown".into());
+    Err(Failure::refused(format!(
+        "release {} is built from commit {} ({new_t}), older than commit {} ({live_t}) of the live release {}: \
+         a deploy that ran late would replace a newer one; nothing was switched. \
+         `--allow-older` makes it live anyway (rollback needs no flag)",
+        release.id,
+        commit(release),
+        commit(live),
+        live.id
+    )))
 }
 
 /// What a switch will do.
@@ -126,6 +176,9 @@ pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<Switc
         });
     }
     let signature = signature_of(record, opts.require_signature)?;
+    if action == Action::Activate {
+        not_older(record, facts.live_record, opts.allow_older)?;
+    }
     let problems = problems(facts.objects);
     if !problems.is_empty() {
         return Err(Failure::verification(format!(

@@ -36,6 +36,7 @@ mod quickstart;
 mod redis_drops;
 mod right_redis;
 mod signatures;
+mod stale_guard;
 mod topology;
 mod upload;
 mod urls;

@@ -208,9 +208,14 @@ impl Gathered {
     }
 
     /// Who and why, as of now.
-    pub fn provenance(&self, req: &Request) -> Provenance {
+    pub fn provenance(&self, ctx: &Ctx, req: &Request) -> Provenance {
+        let config = &ctx.config;
         Provenance {
             message: req.message.clone(),
+            committed_at: config
+                .git_commit_time
+                .clone()
+                .or_else(|| config.git_sha.as_deref().and_then(commit_time)),
             created: now(),
         }
     }
@@ -316,4 +321,26 @@ async fn add_md5s(ctx: &Ctx, build: &mut Build, paths: Vec<String>) -> anyhow::R
     .map_err(|e| Failure::operation(format!("hashing failed: {e}")))?;
     build.files = part.files;
     result
+}
+
+/// When `sha` was committed: from git in the working directory (CI checks
+/// the repository out there), else from GitHub's event payload
+/// (`GITHUB_EVENT_PATH`, a push's `head_commit`). None when neither knows.
+fn commit_time(sha: &str) -> Option<String> {
+    let from_git = std::process::Command::new("git")
+        .args(["log", "-1", "--format=%cI", sha, "--"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| crate::release::utc_time(&String::from_utf8_lossy(&o.stdout)));
+    from_git.or_else(|| {
+        let path = std::env::var_os("GITHUB_EVENT_PATH")?;
+        let event: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        let head = &event["head_commit"];
+        (head["id"].as_str()? == sha)
+            .then(|| crate::release::utc_time(head["timestamp"].as_str()?))
+            .flatten()
+    })
 }

@@ -30,6 +30,8 @@ pub struct Request {
     pub message: Option<String>,
     /// Switch only if the CDN serves the entrypoints correctly.
     pub verify_cdn: bool,
+    /// Activate although the build is from an older commit than the live release's.
+    pub allow_older: bool,
     /// Wait for CloudFront invalidations to complete.
     pub wait: bool,
     /// Do not try Redis: record the release in S3 only (needs `no_activate`).
@@ -139,7 +141,11 @@ async fn make_plan(
 ) -> anyhow::Result<(DeployPlan, Vec<Step>)> {
     let planning = Instant::now();
     gathered.answer_questions(ctx).await?;
-    let plan = plan::deploy(&ctx.config, &gathered.facts(), gathered.provenance(req))?;
+    let plan = plan::deploy(
+        &ctx.config,
+        &gathered.facts(),
+        gathered.provenance(ctx, req),
+    )?;
     timings.plan = planning.elapsed().as_secs_f64();
     for w in &plan.warnings {
         ctx.observer.event(Event::Warning(w.clone()));
@@ -164,6 +170,19 @@ async fn make_plan(
         s3_only: gathered.redis_skipped,
         wait_converged: ctx.config.wait_converged_secs,
     };
+    // The stale-deploy guard, before anything is uploaded: only a deploy
+    // that would switch is refused.
+    if opts.activate && !opts.s3_only && !plan.already_live {
+        let live = plan
+            .live_release
+            .as_deref()
+            .and_then(|id| gathered.index.record(id));
+        if let Some(why) = crate::plan::switch::not_older(&plan.release, live, req.allow_older)? {
+            if ctx.verbose {
+                ctx.observer.event(Event::Info(why));
+            }
+        }
+    }
     let steps = plan.steps(&ctx.config.meta_prefix()?, &opts);
     Ok((plan, steps))
 }

@@ -259,6 +259,8 @@ impl DeployPlan {
 /// Who and why, for the release record.
 pub struct Provenance {
     pub message: Option<String>,
+    /// When the build's commit was made (RFC 3339), when known.
+    pub committed_at: Option<String>,
     /// (RFC 3339, milliseconds since the epoch)
     pub created: (String, i64),
 }
@@ -470,6 +472,7 @@ fn record(
         bytes: files.iter().map(|f| f.file.size).sum(),
         git_sha: config.git_sha.clone(),
         git_branch: config.git_branch.clone(),
+        git_committed_at: who.committed_at.clone(),
         build_url: config.build_url.clone(),
         deployed_by: config.deployed_by.clone(),
         message: who.message,

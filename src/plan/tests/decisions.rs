@@ -93,6 +93,7 @@ fn an_inspected_object_is_skipped_only_with_the_same_bytes() {
     expected.sort();
     assert_eq!(asked, expected, "every listed file is looked at closer");
     let who = Provenance {
+        committed_at: None,
         message: None,
         created: crate::release::now(),
     };

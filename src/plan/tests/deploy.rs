@@ -41,6 +41,7 @@ fn fixture(files: &[(&str, &[u8])], manifest: serde_json::Value) -> Fixture {
 
 fn who() -> Provenance {
     Provenance {
+        committed_at: None,
         message: None,
         created: ("2026-01-01T00:00:00Z".into(), 0),
     }

@@ -94,6 +94,7 @@ fn facts<'a>(
         mutable,
         meta_prefix: "_cutover/shop/",
         bucket: "assets",
+        live_record: None,
     }
 }
 
@@ -389,4 +390,30 @@ fn pin_and_unlock_plans() {
     assert!(
         matches!(unlock("", Some("hash")).as_slice(), [Step::Unlock { wrong_type: Some(t), .. }] if t == "hash")
     );
+}
+
+#[test]
+fn the_stale_guard_refuses_an_older_commit_unless_allowed_or_unknown() {
+    let timed = |id: &str, sha: &str, at: Option<&str>| {
+        let mut r = release(id);
+        r.git_sha = Some(sha.into());
+        r.git_committed_at = at.map(str::to_string);
+        r
+    };
+    let live = timed("b", "222", Some("2026-12-02T00:00:00Z"));
+    let older = timed("a", "111", Some("2026-12-01T23:59:59+00:00"));
+    let newer = timed("c", "333", Some("2026-12-02T00:00:01Z"));
+    let e = not_older(&older, Some(&live), false).unwrap_err();
+    assert_eq!(exit_code(&e), 3);
+    let text = e.to_string();
+    assert!(text.contains("commit 111") && text.contains("older than commit 222"), "{text}");
+    assert!(not_older(&older, Some(&live), true).unwrap().is_none());
+    assert!(not_older(&newer, Some(&live), false).unwrap().is_none());
+    // The same release, nothing live, or no commit time: never refused.
+    assert!(not_older(&live, Some(&live), false).unwrap().is_none());
+    assert!(not_older(&older, None, false).unwrap().is_none());
+    let untimed = timed("d", "444", None);
+    let why = not_older(&untimed, Some(&live), false).unwrap().unwrap();
+    assert!(why.contains("no commit time"), "{why}");
+    assert!(not_older(&older, Some(&untimed), false).unwrap().is_some());
 }
