@@ -17,6 +17,7 @@ use super::switch::{self, Ending, ReleaseObjects};
 use super::{resolve_in_s3, Ctx, Head};
 use crate::contract::Action;
 use crate::error::Failure;
+use crate::notify::{About, Happened, Kind, Notable};
 use crate::plan::promote as plan;
 use crate::plan::switch::{is_live, problems, SwitchFacts};
 use crate::plan::ObjectCopy;
@@ -54,6 +55,10 @@ pub struct Outcome {
     /// The target's Redis targets switched (or, in a dry run, to switch),
     /// each as `host:port/db`.
     pub targets: Vec<String>,
+    /// For a notification: the message, and the release's git sha and CI
+    /// build (from its record).
+    #[serde(skip)]
+    pub about: About,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -169,6 +174,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
         steps: out.steps,
         pinned: out.pinned,
         targets: out.targets,
+        about: About::of(&promoted, req.switch.message),
     })
 }
 
@@ -188,6 +194,18 @@ fn copies_bytes(copies: &[ObjectCopy], record: &ReleaseRecord) -> u64 {
 impl Render for Outcome {
     fn text(&self) -> String {
         self.result_text() + &super::on_redis(self.outcome.verb(), &self.targets)
+    }
+}
+
+/// A promote that switched the target tells `promoted`.
+impl Notable for Outcome {
+    fn happened(&self) -> Option<Happened> {
+        (self.outcome == Ending::Activated).then(|| Happened {
+            kind: Kind::Promoted,
+            release: Some(self.release.clone()),
+            previous: self.live_before.clone(),
+            about: self.about.clone(),
+        })
     }
 }
 

@@ -12,6 +12,7 @@ use crate::build::manifest::ManifestDiff;
 use crate::contract::{Action, Pin};
 use crate::error::Failure;
 use crate::exec::{Executed, Switched};
+use crate::notify::{About, Happened, Kind, Notable};
 use crate::plan::switch::{self as plan, SwitchFacts, SwitchOptions, SwitchPlan};
 use crate::release::{now, ReleaseFile};
 use crate::render::{count, Render};
@@ -85,6 +86,10 @@ pub struct Outcome {
     /// The Redis targets switched (or, in a dry run, to switch), each as
     /// `host:port/db`.
     pub targets: Vec<String>,
+    /// For a notification: the message, and the release's git sha and CI
+    /// build (from its record).
+    #[serde(skip)]
+    pub about: About,
 }
 
 pub async fn activate(ctx: &Ctx, release: &str, req: Request) -> anyhow::Result<Outcome> {
@@ -142,7 +147,7 @@ async fn run(
     })
     .await?;
     let steps = ctx.describe(store.bucket(), redis.keys(), &plan.steps);
-    Outcome::of(
+    let mut out = Outcome::of(
         ctx.head(action.as_str(), Some(req.dry_run))?,
         ctx.redis_targets(),
         &record.id,
@@ -150,7 +155,9 @@ async fn run(
         plan,
         steps,
         executed.as_ref(),
-    )
+    )?;
+    out.about = About::of(&record, req.message);
+    Ok(out)
 }
 
 /// Run a switch's steps under `lock`; without it (a dry run, or a release
@@ -226,6 +233,7 @@ impl Outcome {
             pinned: live.pin.clone(),
             targets,
             head,
+            about: About::default(),
         };
         if plan.already_live {
             return Ok(out);
@@ -276,6 +284,26 @@ impl Ending {
 impl Render for Outcome {
     fn text(&self) -> String {
         self.result_text() + &super::on_redis(self.outcome.verb(), &self.targets)
+    }
+}
+
+/// A switch tells `activated` (`rolled_back` for a rollback); the other
+/// endings changed nothing for the app's users.
+impl Notable for Outcome {
+    fn happened(&self) -> Option<Happened> {
+        if self.outcome != Ending::Activated {
+            return None;
+        }
+        Some(Happened {
+            kind: if self.head.command == Action::Rollback.as_str() {
+                Kind::RolledBack
+            } else {
+                Kind::Activated
+            },
+            release: Some(self.release.clone()),
+            previous: self.from.clone(),
+            about: self.about.clone(),
+        })
     }
 }
 

@@ -466,14 +466,15 @@ fn settle(s: &Switch, names: &[String], results: Vec<TargetSwitch>) -> anyhow::R
 
 /// SIGINT (Ctrl-C) and SIGTERM (a cancelled CI job), listened to from the
 /// start of a run: a signal that arrives between two steps is kept until
-/// the next step asks, not lost.
-struct Shutdown {
+/// the next step asks, not lost. (The notifications after a command listen
+/// too: a signal abandons them.)
+pub struct Shutdown {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
 }
 
 impl Shutdown {
-    fn listen() -> Shutdown {
+    pub fn listen() -> Shutdown {
         use tokio::signal::unix::{signal, SignalKind};
         Shutdown {
             int: signal(SignalKind::interrupt()).ok(),
@@ -482,7 +483,7 @@ impl Shutdown {
     }
 
     /// Resolves once either signal came (since `listen`).
-    async fn signalled(&mut self) {
+    pub async fn signalled(&mut self) {
         async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {
