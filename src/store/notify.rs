@@ -95,7 +95,7 @@ async fn post(client: &reqwest::Client, url: &str, body: String) -> Result<(), S
         };
         match BACKOFF.get(attempt - 1) {
             Some(pause) => tokio::time::sleep(*pause).await,
-            None => return Err(format!("{again} ({ATTEMPTS} attempts)")),
+            None => return Err(format!("{again} after {ATTEMPTS} attempts")),
         }
     }
     unreachable!("the last attempt returns")

@@ -369,7 +369,7 @@ fn a_webhook_answering_500_is_tried_three_times_then_warned_about() {
     assert_eq!(r.json()["activated"], true);
     let masked = format!("http://127.0.0.1:{}/***", hook.port);
     r.stderr_has(&[&format!(
-        "warning: notification to {masked} failed: HTTP 500 Internal Server Error (3 attempts)"
+        "warning: notification to {masked} failed: HTTP 500 Internal Server Error after 3 attempts (event activated); the command's result stands"
     )]);
     let n = &r.json()["notifications"];
     assert_eq!(n.as_array().unwrap().len(), 1, "{n}");
