@@ -163,19 +163,19 @@ fn is_loopback(url: &url::Url) -> bool {
     }
 }
 
-/// Check a webhook URL: `http(s)://host...`. The message never quotes it.
+/// Check a webhook URL: `http(s)://host...`. Err says what was expected,
+/// never quoting the URL.
 pub fn check_url(raw: &str) -> Result<(), String> {
     match url::Url::parse(raw.trim()) {
-        Ok(u) if !["http", "https"].contains(&u.scheme()) => Err(format!(
-            "a {}:// URL; a webhook URL is https:// (or http://)",
-            u.scheme()
-        )),
+        Ok(u) if !["http", "https"].contains(&u.scheme()) => {
+            Err(format!("an https:// (or http://) URL, not {}://", u.scheme()))
+        }
         Ok(u) if u.host_str().is_none_or(str::is_empty) => {
-            Err("a URL without a host; a webhook URL is https://HOST/...".into())
+            Err("an https:// (or http://) URL with a host".into())
         }
         Ok(_) => Ok(()),
         Err(e) => Err(format!(
-            "an http(s) URL, but it does not parse ({e}); the value is not shown, it may be a secret"
+            "an https:// (or http://) URL; this one does not parse ({e}) and is not shown, it may be a secret"
         )),
     }
 }
@@ -278,6 +278,12 @@ pub trait Notable {
     /// run, "already live", a release recorded but not activated, a repair
     /// of the live release's keys, `unpin` when nothing was pinned).
     fn happened(&self) -> Option<Happened>;
+
+    /// What a wait for the fleet after the switch saw, if the command
+    /// waited: it adds a `converged` or `not_converged` notice ([`decide`]).
+    fn convergence(&self) -> Option<Convergence> {
+        None
+    }
 }
 
 /// What the command line asked, for a notice about its failure.
@@ -326,11 +332,13 @@ pub fn decide(
         return Vec::new();
     }
     match result {
-        Ok(outcome) => outcome
-            .happened()
-            .map(|h| Notice::new(subject, h, at))
-            .into_iter()
-            .collect(),
+        Ok(outcome) => {
+            let Some(switched) = outcome.happened().map(|h| Notice::new(subject, h, at)) else {
+                return Vec::new();
+            };
+            let waited = outcome.convergence().map(|c| convergence(&switched, c));
+            std::iter::once(switched).chain(waited).collect()
+        }
         Err(e) => vec![Notice::failed(
             subject,
             attempt,
@@ -532,6 +540,17 @@ mod tests {
         }
     }
 
+    /// A switch followed by a wait for the fleet.
+    struct Waited(Convergence);
+    impl Notable for Waited {
+        fn happened(&self) -> Option<Happened> {
+            Some(activated())
+        }
+        fn convergence(&self) -> Option<Convergence> {
+            Some(self.0.clone())
+        }
+    }
+
     fn activated() -> Happened {
         Happened {
             kind: Kind::Activated,
@@ -619,6 +638,20 @@ mod tests {
         };
         assert!(decide(&s, &dry, Ok(&did), AT).is_empty());
         assert!(decide(&s, &dry, Err(&err), AT).is_empty());
+    }
+
+    #[test]
+    fn an_outcome_that_waited_for_the_fleet_tells_the_switch_then_the_wait() {
+        let waited = Waited(Convergence {
+            processes: 2,
+            on_release: 1,
+            behind: vec!["web-2:77".into()],
+        });
+        let sent = decide(&subject("deploy"), &Attempt::default(), Ok(&waited), AT);
+        let kinds: Vec<Kind> = sent.iter().map(|n| n.event).collect();
+        assert_eq!(kinds, [Kind::Activated, Kind::NotConverged]);
+        assert_eq!(sent[0].convergence, None);
+        assert_eq!(sent[1].convergence, Some(waited.0.clone()));
     }
 
     #[test]

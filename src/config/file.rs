@@ -85,12 +85,17 @@ struct EnvironmentTables {
 /// The fields of one `[[notify]]` entry, with the span of each.
 type NotifyEntry = BTreeMap<String, Spanned>;
 
-/// The `[[notify]]` entries, top level and per environment, each field
-/// with its span (a [`Spanned`] array holds its tables without spans).
+/// The top level's `[[notify]]` entries, each field with its span (a
+/// [`Spanned`] array holds its tables without spans).
 #[derive(serde::Deserialize, Default)]
-struct NotifyTables {
+struct TopNotify {
     #[serde(default)]
     notify: Vec<NotifyEntry>,
+}
+
+/// The `[[environments.NAME.notify]]` entries, the same way.
+#[derive(serde::Deserialize, Default)]
+struct EnvironmentsNotify {
     #[serde(default)]
     environments: BTreeMap<String, EnvironmentNotify>,
 }
@@ -123,8 +128,11 @@ pub fn parse(file: &FileSource) -> FileLayer {
         line: line_of(&file.text, spanned.span().start),
         section: section.map(|s| format!("environments.{s}")),
     };
-    // Parsed again only when there are entries to read, with their lines.
-    let notify_tables = || toml::from_str::<NotifyTables>(&file.text).unwrap_or_default();
+    // `[[notify]]` entries are parsed again, for the line of each field
+    // (the file, shaped otherwise, is reported elsewhere: then the lines
+    // are the list's).
+    let top_notify = || toml::from_str::<TopNotify>(&file.text).ok();
+    let environments_notify = || toml::from_str::<EnvironmentsNotify>(&file.text).ok();
     for (name, spanned) in &table {
         let origin = origin_of(spanned, None);
         match name.as_str() {
@@ -137,8 +145,8 @@ pub fn parse(file: &FileSource) -> FileLayer {
                 Err(p) => layer.problems.push(p),
             },
             "notify" => {
-                let entries = notify_tables().notify;
-                let sinks = notify_sinks(spanned.get_ref(), &entries, &origin, &origin_of, None);
+                let entries = top_notify().map(|t| t.notify);
+                let sinks = notify_sinks(spanned, entries, &origin_of, None);
                 layer.notify = Some(sinks.unwrap_or_else(|p| {
                     layer.problems.extend(p);
                     Vec::new()
@@ -153,19 +161,10 @@ pub fn parse(file: &FileSource) -> FileLayer {
                             for (name, spanned) in keys {
                                 let origin = origin_of(spanned, Some(env));
                                 if name == "notify" {
-                                    let tables = notify_tables();
-                                    let entries = tables
-                                        .environments
-                                        .get(env)
-                                        .map(|e| e.notify.as_slice())
-                                        .unwrap_or_default();
-                                    match notify_sinks(
-                                        spanned.get_ref(),
-                                        entries,
-                                        &origin,
-                                        &origin_of,
-                                        Some(env),
-                                    ) {
+                                    let entries = environments_notify()
+                                        .and_then(|mut t| t.environments.remove(env))
+                                        .map(|e| e.notify);
+                                    match notify_sinks(spanned, entries, &origin_of, Some(env)) {
                                         Ok(sinks) => {
                                             layer.environment_notify.insert(env.clone(), sinks);
                                         }
@@ -261,26 +260,41 @@ fn list(items: &[toml::Value]) -> Option<String> {
     values.map(|v| v.join(" "))
 }
 
-/// The `[[notify]]` entries of one list (`value`, at `origin`): each
-/// checked, every problem said. `entries` are the same tables with the
-/// span of each field.
+/// The `[[notify]]` entries of one list (`list`): each checked, every
+/// problem said. `entries`: the same tables with the span of each field
+/// (None: the file could not be read so; each field then has the list's).
 fn notify_sinks(
-    value: &toml::Value,
-    entries: &[NotifyEntry],
-    origin: &Origin,
+    list: &Spanned,
+    entries: Option<Vec<NotifyEntry>>,
     origin_of: &dyn Fn(&Spanned, Option<&str>) -> Origin,
     section: Option<&str>,
 ) -> Result<Vec<RawSink>, Vec<String>> {
-    let is_tables = matches!(value, toml::Value::Array(items)
-        if items.iter().all(toml::Value::is_table));
-    if !is_tables || value.as_array().map(Vec::len) != Some(entries.len()) {
+    let origin = origin_of(list, section);
+    let tables: Option<Vec<&toml::Table>> = list
+        .get_ref()
+        .as_array()
+        .and_then(|items| items.iter().map(toml::Value::as_table).collect());
+    let Some(tables) = tables else {
         return Err(vec![format!(
             "invalid notify (from {origin}): expected `[[notify]]` tables, each with `url_env = \"SLACK_WEBHOOK_URL\"` (or `url`), and optionally `events` and `format`"
         )]);
-    }
+    };
+    let entries = entries
+        .filter(|e| e.len() == tables.len())
+        .unwrap_or_else(|| {
+            let at = list.span();
+            tables
+                .iter()
+                .map(|t| {
+                    t.iter()
+                        .map(|(k, v)| (k.clone(), Spanned::new(at.clone(), v.clone())))
+                        .collect()
+                })
+                .collect()
+        });
     let mut sinks = Vec::new();
     let mut problems = Vec::new();
-    for entry in entries {
+    for entry in &entries {
         let first = entry
             .values()
             .min_by_key(|s| s.span().start)

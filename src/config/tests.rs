@@ -817,6 +817,17 @@ fn bad_notify_entries_are_exit_2_naming_the_key_and_the_fix_never_the_url() {
         &[("HOOK", "h.example/Secr3tPath")],
     );
     assert!(msg.contains("HOOK") && !msg.contains("Secr3tPath"), "{msg}");
+    // A list the file's other lists keep from being read with their
+    // lines: its problems name the list's line.
+    let msg = bad(
+        "[environments.staging]\nnotify = \"x\"\n\n[[environments.production.notify]]\nurl_env = \"H\"\nformat = \"bad\"\n",
+        &[],
+    );
+    assert!(
+        msg.contains("invalid notify (from cutover.toml:2 [environments.staging])")
+            && msg.contains("format = \"bad\" (from cutover.toml:4 [environments.production])"),
+        "{msg}"
+    );
     // Every problem at once.
     let msg = bad(
         "[[notify]]\nurl_env = \"H\"\nformat = \"x\"\n\n[[notify]]\nevents = [\"nope\"]\n",
