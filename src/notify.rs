@@ -480,7 +480,8 @@ impl Notice {
             line.push_str(&format!(": \"{}\"", esc(m)));
         }
         if let Some(sha) = &self.git_sha {
-            line.push_str(&format!(" (git {})", esc(&sha[..sha.len().min(12)])));
+            let short: String = sha.chars().take(12).collect();
+            line.push_str(&format!(" (git {})", esc(&short)));
         }
         if let Some(url) = self
             .ci_build_url

@@ -205,7 +205,7 @@ fn setting(raws: &mut Raws, name: &str, spanned: &Spanned, origin: Origin) -> Re
             }
         );
         let extra: &[&str] = if in_environment {
-            &[]
+            &["notify"]
         } else {
             &["headers", "mutable", "notify", "environments"]
         };
