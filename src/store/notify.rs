@@ -90,7 +90,7 @@ async fn post(client: &reqwest::Client, url: &str, body: String) -> Result<(), S
             Err(e) if e.is_timeout() => {
                 return Err(format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs()))
             }
-            Err(e) if e.is_connect() => format!("cannot connect: {}", causes(&e)),
+            Err(e) if e.is_connect() => format!("cannot connect: {}", root_cause(&e)),
             Err(e) => return Err(causes(&e)),
         };
         match BACKOFF.get(attempt - 1) {
@@ -99,6 +99,16 @@ async fn post(client: &reqwest::Client, url: &str, body: String) -> Result<(), S
         }
     }
     unreachable!("the last attempt returns")
+}
+
+/// The innermost cause of an error: "Connection refused (os error 111)",
+/// not reqwest's layers around it.
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 /// An error and its causes, one line, without the URL (reqwest's own
