@@ -69,6 +69,13 @@ pub enum Failure {
     /// was interrupted: exit 6. The switch stands.
     #[error("{0}")]
     AfterSwitch(String),
+    /// Switched, but the reader processes did not all follow within
+    /// `--wait-converged`: exit 6, with where they stood.
+    #[error("{message}")]
+    NotConverged {
+        message: String,
+        convergence: crate::fleet::Convergence,
+    },
     /// SIGINT or SIGTERM before the switch: exit 130.
     #[error("{0}")]
     Interrupted(String),
@@ -104,7 +111,7 @@ impl Failure {
             Failure::Refused(_) => 3,
             Failure::Verification(_) => 4,
             Failure::Partial(_) => 5,
-            Failure::AfterSwitch(_) => 6,
+            Failure::AfterSwitch(_) | Failure::NotConverged { .. } => 6,
             Failure::Interrupted(_) => 130,
         }
     }

@@ -9,7 +9,7 @@
 //! typed outcome that [`render`]s as text or JSON. [`config`] holds the one
 //! table of settings, [`contract`] the names other programs read,
 //! [`release`] the release's identity and record, [`error`] the one table
-//! of exit codes.
+//! of exit codes, [`notify`] what a switching command tells its webhooks.
 
 pub mod build;
 pub mod cli;
@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod fleet;
+pub mod notify;
 pub mod plan;
 pub mod release;
 pub mod render;

@@ -14,6 +14,8 @@ use crate::commands::{
 };
 use crate::config::{self, FileSource};
 use crate::error::{exit_code, one_line, Failure};
+use crate::events::Event;
+use crate::notify;
 use crate::render::Render;
 use args::{Cli, Command};
 
@@ -73,6 +75,7 @@ pub fn main() -> ExitCode {
             return fail(
                 json,
                 &anyhow::anyhow!("cannot start the async runtime: {e}"),
+                &[],
             )
         }
     };
@@ -85,19 +88,27 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
     let json = cli.global.json;
     if let Command::Promote(a) = &cli.command {
-        let result = async {
-            let (source, target) = promote_contexts(&cli, &flags, &a.from, &a.to)?;
-            let mut switch = switch_request(a.switch.clone());
-            switch.verify_cdn = a.verify_cdn;
-            let req = promote::Request {
-                release: a.release.clone(),
-                from: a.from.clone(),
-                to: a.to.clone(),
-                switch,
-            };
-            promote::run(&source, &target, req).await
+        let (source, target) = match promote_contexts(&cli, &flags, &a.from, &a.to) {
+            Ok(contexts) => contexts,
+            Err(e) => return fail(json, &e, &[]),
         };
-        return emit(json, result.await);
+        let mut switch = switch_request(a.switch.clone());
+        switch.verify_cdn = a.verify_cdn;
+        let req = promote::Request {
+            release: a.release.clone(),
+            from: a.from.clone(),
+            to: a.to.clone(),
+            switch,
+        };
+        // The target's webhooks: it is where something changes.
+        let attempt = attempt(
+            &target,
+            a.switch.dry_run,
+            Some(a.release.clone()),
+            a.switch.message.clone(),
+        );
+        let result = promote::run(&source, &target, req).await;
+        return finish(&target, json, "promote", attempt, result).await;
     }
     // The policy of promote between two environments reads both.
     if let Command::Policy(a) = &cli.command {
@@ -120,10 +131,11 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
     }
     let ctx = match context(&cli, &flags) {
         Ok(ctx) => ctx,
-        Err(e) => return fail(json, &e),
+        Err(e) => return fail(json, &e, &[]),
     };
     match cli.command {
         Command::Deploy(a) => {
+            let attempt = attempt(&ctx, a.dry_run, None, a.message.clone());
             let req = deploy::Request {
                 dir: a.dir,
                 dry_run: a.dry_run,
@@ -136,19 +148,33 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
                 no_redis: a.no_redis,
                 timings: a.timings,
             };
-            emit(json, deploy::run(&ctx, req).await)
+            let result = deploy::run(&ctx, req).await;
+            finish(&ctx, json, "deploy", attempt, result).await
         }
         Command::Activate(a) => {
+            let attempt = attempt(
+                &ctx,
+                a.switch.dry_run,
+                Some(a.release.clone()),
+                a.switch.message.clone(),
+            );
             let mut req = switch_request(a.switch);
             req.unpin = a.unpin;
             req.verify_cdn = a.verify_cdn;
             req.allow_older = a.allow_older;
-            emit(json, switch::activate(&ctx, &a.release, req).await)
+            let result = switch::activate(&ctx, &a.release, req).await;
+            finish(&ctx, json, "activate", attempt, result).await
         }
-        Command::Rollback(a) => emit(
-            json,
-            switch::rollback(&ctx, a.to.as_deref(), switch_request(a.switch)).await,
-        ),
+        Command::Rollback(a) => {
+            let attempt = attempt(
+                &ctx,
+                a.switch.dry_run,
+                a.to.clone(),
+                a.switch.message.clone(),
+            );
+            let result = switch::rollback(&ctx, a.to.as_deref(), switch_request(a.switch)).await;
+            finish(&ctx, json, "rollback", attempt, result).await
+        }
         Command::Status => emit(json, inspect::status(&ctx).await),
         Command::Fleet => emit(json, inspect::fleet(&ctx).await),
         Command::Releases(a) => emit(json, inspect::releases(&ctx, a.limit).await),
@@ -158,18 +184,22 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             diff::run(&ctx, a.from.as_deref(), a.to.as_deref()).await,
         ),
         Command::Pin(a) => {
+            let attempt = attempt(&ctx, a.dry_run, None, a.message.clone());
             let req = pin::Request {
                 dry_run: a.dry_run,
                 message: a.message,
             };
-            emit(json, pin::run(&ctx, true, req).await)
+            let result = pin::run(&ctx, true, req).await;
+            finish(&ctx, json, "pin", attempt, result).await
         }
         Command::Unpin(a) => {
+            let attempt = attempt(&ctx, a.dry_run, None, None);
             let req = pin::Request {
                 dry_run: a.dry_run,
                 message: None,
             };
-            emit(json, pin::run(&ctx, false, req).await)
+            let result = pin::run(&ctx, false, req).await;
+            finish(&ctx, json, "unpin", attempt, result).await
         }
         Command::Prune(a) => {
             let req = prune::Request {
@@ -289,15 +319,126 @@ fn with_config(cli: &Cli, config: config::Config) -> Ctx {
     }
 }
 
+/// What a switching command's failure notice says besides the error:
+/// the release asked for, `--message`, and this run's git sha and CI build.
+fn attempt(
+    ctx: &Ctx,
+    dry_run: bool,
+    release: Option<String>,
+    message: Option<String>,
+) -> notify::Attempt {
+    notify::Attempt {
+        dry_run,
+        release,
+        about: notify::About {
+            message,
+            git_sha: ctx.config.git_sha.clone(),
+            build_url: ctx.config.build_url.clone(),
+        },
+    }
+}
+
+/// Print a switching command's outcome (or error), and tell the webhooks
+/// (`[[notify]]`) what it did: with `--json` first, since the document
+/// says how each notification went; in text after the result. A
+/// notification never changes the exit code.
+async fn finish<T: Render + notify::Notable>(
+    ctx: &Ctx,
+    json: bool,
+    command: &'static str,
+    attempt: notify::Attempt,
+    result: anyhow::Result<T>,
+) -> ExitCode {
+    let config = &ctx.config;
+    let subject = notify::Subject {
+        command,
+        app: config.app.clone(),
+        environment: config.environment.clone(),
+        who: config.deployed_by.clone(),
+        targets: ctx.redis_targets(),
+    };
+    let outcome = result.as_ref().map(|o| o as &dyn notify::Notable);
+    let notices = notify::decide(&subject, &attempt, outcome, &crate::release::now().0);
+    if notices.is_empty() || config.notify.is_empty() {
+        return emit(json, result);
+    }
+    if json {
+        let deliveries = tell(ctx, &notices).await;
+        return emit_with(json, result, &deliveries);
+    }
+    let code = emit(json, result);
+    tell(ctx, &notices).await;
+    code
+}
+
+/// Send the notices to the webhooks that want them (bounded: see
+/// [`crate::store::notify::BOUND`]); a signal abandons them. Each failure
+/// is a warning; at `-v` each success a note.
+async fn tell(ctx: &Ctx, notices: &[notify::Notice]) -> Vec<notify::Delivery> {
+    let sinks = &ctx.config.notify;
+    let pairs = notify::pairs(sinks, notices);
+    for sink in sinks
+        .iter()
+        .filter(|s| pairs.iter().any(|(p, _)| std::ptr::eq(*p, *s)))
+    {
+        if let Some(w) = sink.cleartext_warning() {
+            ctx.observer.event(Event::Warning(w));
+        }
+    }
+    let mut shutdown = crate::exec::Shutdown::listen();
+    let deliveries = tokio::select! {
+        d = crate::store::notify::send(sinks, notices) => d,
+        _ = shutdown.signalled() => pairs
+            .iter()
+            .map(|(sink, notice)| notify::Delivery {
+                url: sink.shown(),
+                event: notice.event,
+                ok: false,
+                error: Some("abandoned: interrupted".into()),
+            })
+            .collect(),
+    };
+    for d in &deliveries {
+        match &d.error {
+            Some(e) => ctx.observer.event(Event::Warning(format!(
+                "notification to {} failed: {e} (event {}); the command's result stands",
+                d.url,
+                d.event.as_str()
+            ))),
+            None if ctx.verbose => ctx.observer.event(Event::Info(format!(
+                "note: notified {} of {}",
+                d.url,
+                d.event.as_str()
+            ))),
+            None => {}
+        }
+    }
+    deliveries
+}
+
 /// Print an outcome on stdout, or the error on stderr (and as JSON on stdout
 /// with `--json`); the exit code follows.
 fn emit<T: Render>(json: bool, result: anyhow::Result<T>) -> ExitCode {
+    emit_with(json, result, &[])
+}
+
+/// [`emit`], with how the notifications went (`notifications` in `--json`,
+/// when any was sent).
+fn emit_with<T: Render>(
+    json: bool,
+    result: anyhow::Result<T>,
+    deliveries: &[notify::Delivery],
+) -> ExitCode {
     let outcome = match result {
         Ok(o) => o,
-        Err(e) => return fail(json, &e),
+        Err(e) => return fail(json, &e, deliveries),
     };
-    let text = if json {
+    let text = if json && deliveries.is_empty() {
         serde_json::to_string_pretty(&outcome).expect("outcomes serialize") + "\n"
+    } else if json {
+        let mut doc = serde_json::to_value(&outcome).expect("outcomes serialize");
+        doc["notifications"] = serde_json::to_value(deliveries).expect("deliveries serialize");
+        serde_json::to_string_pretty(&doc).expect("outcomes serialize") + "\n"
     } else {
         outcome.text()
     };
@@ -330,8 +471,9 @@ fn asks_for_json(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
         .any(|a| a == "--json")
 }
 
-/// Report a failure: one line on stderr; with `--json`, a JSON document too.
-fn fail(json: bool, err: &anyhow::Error) -> ExitCode {
+/// Report a failure: one line on stderr; with `--json`, a JSON document too
+/// (with how the notifications of it went, when any was sent).
+fn fail(json: bool, err: &anyhow::Error, deliveries: &[notify::Delivery]) -> ExitCode {
     let code = exit_code(err);
     let line = one_line(err);
     eprintln!("error: {line}");
@@ -340,6 +482,9 @@ fn fail(json: bool, err: &anyhow::Error) -> ExitCode {
         if code == 6 {
             // The switch stands: a step after it did not complete.
             doc["switched"] = true.into();
+        }
+        if !deliveries.is_empty() {
+            doc["notifications"] = serde_json::to_value(deliveries).expect("deliveries serialize");
         }
         println!("{doc}");
     }

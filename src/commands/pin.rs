@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::{Ctx, Head};
 use crate::contract::Pin;
+use crate::notify::{About, Happened, Kind, Notable};
 use crate::plan::switch as plan;
 use crate::release::now;
 use crate::render::Render;
@@ -87,6 +88,30 @@ impl Render for Outcome {
             Ending::Unpinned => super::on_redis("unpinned", &self.targets),
         };
         self.result_text() + &on
+    }
+}
+
+/// `pinned` (the release held) or `unpinned` (the release that was).
+impl Notable for Outcome {
+    fn happened(&self) -> Option<Happened> {
+        let (kind, pin) = match self.outcome {
+            Ending::Pinned => (Kind::Pinned, self.pin.as_ref()),
+            Ending::Unpinned => (Kind::Unpinned, self.previous.as_ref()),
+            Ending::Planned | Ending::NotPinned => return None,
+        };
+        Some(Happened {
+            kind,
+            release: pin.and_then(|p| p.release.clone()),
+            previous: None,
+            about: About {
+                message: if kind == Kind::Pinned {
+                    pin.and_then(|p| p.message.clone())
+                } else {
+                    None
+                },
+                ..About::default()
+            },
+        })
     }
 }
 

@@ -17,6 +17,7 @@ use super::switch::{self, Ending, ReleaseObjects};
 use super::{resolve_in_s3, Ctx, Head};
 use crate::contract::Action;
 use crate::error::Failure;
+use crate::notify::{About, Happened, Kind, Notable};
 use crate::plan::promote as plan;
 use crate::plan::switch::{is_live, problems, SwitchFacts};
 use crate::plan::ObjectCopy;
@@ -57,6 +58,10 @@ pub struct Outcome {
     /// `--wait-converged`: every live reader process serves the release.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<crate::fleet::Convergence>,
+    /// For a notification: the message, and the release's git sha and CI
+    /// build (from its record).
+    #[serde(skip)]
+    pub about: About,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -177,6 +182,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
         pinned: out.pinned,
         targets: out.targets,
         fleet: out.fleet,
+        about: About::of(&promoted, req.switch.message),
     })
 }
 
@@ -198,6 +204,23 @@ impl Render for Outcome {
         self.result_text()
             + &super::on_redis(self.outcome.verb(), &self.targets)
             + &super::fleet_line(self.fleet.as_ref())
+    }
+}
+
+/// A promote that switched the target tells `promoted`.
+impl Notable for Outcome {
+    fn happened(&self) -> Option<Happened> {
+        (self.outcome == Ending::Activated).then(|| Happened {
+            kind: Kind::Promoted,
+            release: Some(self.release.clone()),
+            previous: self.live_before.clone(),
+            about: self.about.clone(),
+        })
+    }
+
+    /// `--wait-converged`: where the fleet stood when every process served it.
+    fn convergence(&self) -> Option<crate::notify::Convergence> {
+        self.fleet.as_ref().map(Into::into)
     }
 }
 

@@ -1,5 +1,6 @@
 //! `cutover config`: the resolved configuration, each value with where it
-//! came from (passwords masked). Reads nothing but the configuration.
+//! came from (passwords masked), then each `[[notify]]` webhook (its URL
+//! masked). Reads nothing but the configuration.
 
 use serde::Serialize;
 
@@ -70,6 +71,15 @@ pub fn run(ctx: &Ctx) -> Settings {
                 },
             },
         )
+        .collect::<Vec<_>>();
+    // Each webhook: where it sends (masked), what and which events.
+    let settings = settings
+        .into_iter()
+        .chain(config.notify.iter().map(|sink| Setting {
+            key: "notify",
+            value: sink.describe(),
+            origin: sink.origin.clone(),
+        }))
         .collect();
     Settings {
         command: "config",

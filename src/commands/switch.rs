@@ -12,6 +12,7 @@ use crate::build::manifest::ManifestDiff;
 use crate::contract::{Action, Pin};
 use crate::error::Failure;
 use crate::exec::{Executed, Switched};
+use crate::notify::{About, Happened, Kind, Notable};
 use crate::plan::switch::{self as plan, SwitchFacts, SwitchOptions, SwitchPlan};
 use crate::release::{now, ReleaseFile};
 use crate::render::{count, Render};
@@ -92,6 +93,10 @@ pub struct Outcome {
     /// `--wait-converged`: every live reader process serves the release.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<crate::fleet::Convergence>,
+    /// For a notification: the message, and the release's git sha and CI
+    /// build (from its record).
+    #[serde(skip)]
+    pub about: About,
 }
 
 pub async fn activate(ctx: &Ctx, release: &str, req: Request) -> anyhow::Result<Outcome> {
@@ -161,7 +166,7 @@ async fn run(
     })
     .await?;
     let steps = ctx.describe(store.bucket(), redis.keys(), &plan.steps);
-    Outcome::of(
+    let mut out = Outcome::of(
         ctx.head(action.as_str(), Some(req.dry_run))?,
         ctx.redis_targets(),
         &record.id,
@@ -169,7 +174,9 @@ async fn run(
         plan,
         steps,
         executed.as_ref(),
-    )
+    )?;
+    out.about = About::of(&record, req.message);
+    Ok(out)
 }
 
 /// Run a switch's steps under `lock`; without it (a dry run, or a release
@@ -246,6 +253,7 @@ impl Outcome {
             targets,
             fleet: executed.and_then(|e| e.fleet.clone()),
             head,
+            about: About::default(),
         };
         if plan.already_live {
             return Ok(out);
@@ -298,6 +306,31 @@ impl Render for Outcome {
         self.result_text()
             + &super::on_redis(self.outcome.verb(), &self.targets)
             + &super::fleet_line(self.fleet.as_ref())
+    }
+}
+
+/// A switch tells `activated` (`rolled_back` for a rollback); the other
+/// endings changed nothing for the app's users.
+impl Notable for Outcome {
+    fn happened(&self) -> Option<Happened> {
+        if self.outcome != Ending::Activated {
+            return None;
+        }
+        Some(Happened {
+            kind: if self.head.command == Action::Rollback.as_str() {
+                Kind::RolledBack
+            } else {
+                Kind::Activated
+            },
+            release: Some(self.release.clone()),
+            previous: self.from.clone(),
+            about: self.about.clone(),
+        })
+    }
+
+    /// `--wait-converged`: where the fleet stood when every process served it.
+    fn convergence(&self) -> Option<crate::notify::Convergence> {
+        self.fleet.as_ref().map(Into::into)
     }
 }
 

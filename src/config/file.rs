@@ -10,6 +10,7 @@ use super::keys::find;
 use super::{Origin, Raw};
 use crate::build::headers::{HeaderRule, MutableRule};
 use crate::error::Failure;
+use crate::notify::{Format, Kind};
 
 /// The contents of a configuration file.
 pub struct FileSource {
@@ -44,7 +45,25 @@ pub struct FileLayer {
     pub environments: BTreeMap<String, Raws>,
     pub header_rules: Vec<HeaderRule>,
     pub mutable: Vec<MutableRule>,
+    /// `[[notify]]` at the top level (None: none given), and the lists of
+    /// `[[environments.NAME.notify]]`, which replace it there.
+    pub notify: Option<Vec<RawSink>>,
+    pub environment_notify: BTreeMap<String, Vec<RawSink>>,
     pub problems: Vec<String>,
+}
+
+/// A `[[notify]]` entry as the file gives it, checked but for `url_env`,
+/// which the environment resolves.
+#[derive(Debug, Clone)]
+pub struct RawSink {
+    pub url: Option<Raw>,
+    /// The name of the variable holding the URL.
+    pub url_env: Option<Raw>,
+    /// None: every event.
+    pub events: Option<Vec<Kind>>,
+    pub format: Format,
+    /// The entry's first line.
+    pub origin: Origin,
 }
 
 /// Raw values by key.
@@ -61,6 +80,30 @@ type Spanned = toml::Spanned<toml::Value>;
 struct EnvironmentTables {
     #[serde(default)]
     environments: BTreeMap<String, BTreeMap<String, Spanned>>,
+}
+
+/// The fields of one `[[notify]]` entry, with the span of each.
+type NotifyEntry = BTreeMap<String, Spanned>;
+
+/// The top level's `[[notify]]` entries, each field with its span (a
+/// [`Spanned`] array holds its tables without spans).
+#[derive(serde::Deserialize, Default)]
+struct TopNotify {
+    #[serde(default)]
+    notify: Vec<NotifyEntry>,
+}
+
+/// The `[[environments.NAME.notify]]` entries, the same way.
+#[derive(serde::Deserialize, Default)]
+struct EnvironmentsNotify {
+    #[serde(default)]
+    environments: BTreeMap<String, EnvironmentNotify>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct EnvironmentNotify {
+    #[serde(default)]
+    notify: Vec<NotifyEntry>,
 }
 
 /// Parse the file: scalar keys with their lines, `[[headers]]` and
@@ -85,6 +128,11 @@ pub fn parse(file: &FileSource) -> FileLayer {
         line: line_of(&file.text, spanned.span().start),
         section: section.map(|s| format!("environments.{s}")),
     };
+    // `[[notify]]` entries are parsed again, for the line of each field
+    // (the file, shaped otherwise, is reported elsewhere: then the lines
+    // are the list's).
+    let top_notify = || toml::from_str::<TopNotify>(&file.text).ok();
+    let environments_notify = || toml::from_str::<EnvironmentsNotify>(&file.text).ok();
     for (name, spanned) in &table {
         let origin = origin_of(spanned, None);
         match name.as_str() {
@@ -96,6 +144,14 @@ pub fn parse(file: &FileSource) -> FileLayer {
                 Ok(rules) => layer.mutable = rules,
                 Err(p) => layer.problems.push(p),
             },
+            "notify" => {
+                let entries = top_notify().map(|t| t.notify);
+                let sinks = notify_sinks(spanned, entries, &origin_of, None);
+                layer.notify = Some(sinks.unwrap_or_else(|p| {
+                    layer.problems.extend(p);
+                    Vec::new()
+                }));
+            }
             "environments" => {
                 let tables: Result<EnvironmentTables, _> = toml::from_str(&file.text);
                 match tables {
@@ -104,6 +160,18 @@ pub fn parse(file: &FileSource) -> FileLayer {
                             let raws = layer.environments.entry(env.clone()).or_default();
                             for (name, spanned) in keys {
                                 let origin = origin_of(spanned, Some(env));
+                                if name == "notify" {
+                                    let entries = environments_notify()
+                                        .and_then(|mut t| t.environments.remove(env))
+                                        .map(|e| e.notify);
+                                    match notify_sinks(spanned, entries, &origin_of, Some(env)) {
+                                        Ok(sinks) => {
+                                            layer.environment_notify.insert(env.clone(), sinks);
+                                        }
+                                        Err(p) => layer.problems.extend(p),
+                                    }
+                                    continue;
+                                }
                                 if let Err(p) = setting(raws, name, spanned, origin) {
                                     layer.problems.push(p);
                                 }
@@ -137,9 +205,9 @@ fn setting(raws: &mut Raws, name: &str, spanned: &Spanned, origin: Origin) -> Re
             }
         );
         let extra: &[&str] = if in_environment {
-            &[]
+            &["notify"]
         } else {
-            &["headers", "mutable", "environments"]
+            &["headers", "mutable", "notify", "environments"]
         };
         let known: Vec<&str> = super::keys::KEYS
             .iter()
@@ -190,6 +258,190 @@ fn list(items: &[toml::Value]) -> Option<String> {
         })
         .collect();
     values.map(|v| v.join(" "))
+}
+
+/// The `[[notify]]` entries of one list (`list`): each checked, every
+/// problem said. `entries`: the same tables with the span of each field
+/// (None: the file could not be read so; each field then has the list's).
+fn notify_sinks(
+    list: &Spanned,
+    entries: Option<Vec<NotifyEntry>>,
+    origin_of: &dyn Fn(&Spanned, Option<&str>) -> Origin,
+    section: Option<&str>,
+) -> Result<Vec<RawSink>, Vec<String>> {
+    let origin = origin_of(list, section);
+    let tables: Option<Vec<&toml::Table>> = list
+        .get_ref()
+        .as_array()
+        .and_then(|items| items.iter().map(toml::Value::as_table).collect());
+    let Some(tables) = tables else {
+        return Err(vec![format!(
+            "invalid notify (from {origin}): expected `[[notify]]` tables, each with `url_env = \"SLACK_WEBHOOK_URL\"` (or `url`), and optionally `events` and `format`"
+        )]);
+    };
+    let entries = entries
+        .filter(|e| e.len() == tables.len())
+        .unwrap_or_else(|| {
+            let at = list.span();
+            tables
+                .iter()
+                .map(|t| {
+                    t.iter()
+                        .map(|(k, v)| (k.clone(), Spanned::new(at.clone(), v.clone())))
+                        .collect()
+                })
+                .collect()
+        });
+    let mut sinks = Vec::new();
+    let mut problems = Vec::new();
+    for entry in &entries {
+        let first = entry
+            .values()
+            .min_by_key(|s| s.span().start)
+            .map(|s| origin_of(s, section))
+            .unwrap_or_else(|| origin.clone());
+        match notify_sink(entry, first, &|s| origin_of(s, section)) {
+            Ok(sink) => sinks.push(sink),
+            Err(p) => problems.extend(p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(sinks)
+    } else {
+        Err(problems)
+    }
+}
+
+/// One `[[notify]]` entry, checked. A URL is never quoted in a message.
+fn notify_sink(
+    entry: &NotifyEntry,
+    origin: Origin,
+    origin_of: &dyn Fn(&Spanned) -> Origin,
+) -> Result<RawSink, Vec<String>> {
+    use super::keys::NOTIFY_FIELDS;
+    let fields: Vec<&str> = NOTIFY_FIELDS.iter().map(|f| f.name).collect();
+    let mut problems = Vec::new();
+    for name in entry.keys() {
+        if !fields.contains(&name.as_str()) {
+            problems.push(format!(
+                "unknown key `{name}` in [[notify]] (from {}); its keys are {}",
+                origin_of(&entry[name]),
+                fields.join(", ")
+            ));
+        }
+    }
+    let string = |name: &str, problems: &mut Vec<String>| -> Option<Raw> {
+        let spanned = entry.get(name)?;
+        let at = origin_of(spanned);
+        match spanned.get_ref() {
+            toml::Value::String(s) if !s.trim().is_empty() => Some(Raw {
+                value: s.trim().to_string(),
+                origin: at,
+            }),
+            other => {
+                problems.push(format!(
+                    "invalid [[notify]] {name} (from {at}): expected a non-empty string, found {}",
+                    other.type_str()
+                ));
+                None
+            }
+        }
+    };
+    let url = string("url", &mut problems);
+    let url_env = string("url_env", &mut problems);
+    if let Some(u) = &url {
+        if let Err(expected) = crate::notify::check_url(&u.value) {
+            problems.push(format!(
+                "invalid [[notify]] url (from {}): expected {expected}",
+                u.origin
+            ));
+        }
+    }
+    if let Some(v) = &url_env {
+        let is_name = v
+            .value
+            .starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && v.value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            // Never quoted: it may be the URL itself, put in the wrong key.
+            problems.push(format!(
+                "invalid [[notify]] url_env (from {}): expected the name of the environment variable that holds the URL, such as SLACK_WEBHOOK_URL (the value is not shown: if it is the URL, move it into that variable)",
+                v.origin
+            ));
+        }
+    }
+    match (&url, &url_env) {
+        (Some(_), Some(_)) => problems.push(format!(
+            "[[notify]] (from {origin}) sets both url and url_env; keep one (url_env keeps the secret URL out of the file)"
+        )),
+        (None, None) if !entry.contains_key("url") && !entry.contains_key("url_env") => {
+            problems.push(format!(
+                "[[notify]] (from {origin}) has no URL: add `url_env = \"SLACK_WEBHOOK_URL\"` (the variable holding it) or `url = \"https://...\"`"
+            ))
+        }
+        _ => {}
+    }
+    let events = match entry.get("events") {
+        None => None,
+        Some(spanned) => {
+            let at = origin_of(spanned);
+            let names: Option<Vec<&str>> = spanned
+                .get_ref()
+                .as_array()
+                .and_then(|items| items.iter().map(toml::Value::as_str).collect());
+            match names {
+                None => {
+                    problems.push(format!(
+                        "invalid [[notify]] events (from {at}): expected an array of event names ({}); leave it out for all",
+                        Kind::names()
+                    ));
+                    None
+                }
+                Some(names) if names.is_empty() => {
+                    problems.push(format!(
+                        "invalid [[notify]] events (from {at}): an empty list sends nothing; name events ({}), leave it out for all of them, or remove the entry",
+                        Kind::names()
+                    ));
+                    None
+                }
+                Some(names) => {
+                    let mut kinds = Vec::new();
+                    for n in names {
+                        match Kind::parse(n) {
+                            Some(k) => kinds.push(k),
+                            None => problems.push(format!(
+                                "invalid [[notify]] events (from {at}): unknown event {n:?}; the events are {}",
+                                Kind::names()
+                            )),
+                        }
+                    }
+                    Some(kinds)
+                }
+            }
+        }
+    };
+    let format = match string("format", &mut problems) {
+        None => Format::default(),
+        Some(f) => Format::parse(&f.value).unwrap_or_else(|| {
+            problems.push(format!(
+                "invalid [[notify]] format = {:?} (from {}): expected json (the documented payload) or slack ({{\"text\": ...}})",
+                f.value, f.origin
+            ));
+            Format::default()
+        }),
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(RawSink {
+        url,
+        url_env,
+        events,
+        format,
+        origin,
+    })
 }
 
 /// `[[mutable]]` with `glob = "..."`: files that may change under the same

@@ -382,8 +382,41 @@ pub const KEYS: &[Key] = &[
     },
 ];
 
-/// The configuration table of docs/configuration.md, made from [`KEYS`] (a
-/// test checks that doc holds exactly this).
+/// A field of a `[[notify]]` entry (a webhook; docs/output.md,
+/// "Notifications"): an array of tables, so no flag or variable of its own.
+pub struct Field {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// The default, as documented.
+    pub default: &'static str,
+}
+
+/// The fields of `[[notify]]`, in the table's order.
+pub const NOTIFY_FIELDS: &[Field] = &[
+    Field {
+        name: "url",
+        help: "A webhook notified after each switching command (docs/output.md, \"Notifications\"); a secret: shown as https://HOST/***, never whole. `[[notify]]` may repeat, and an `[[environments.NAME.notify]]` list replaces the top level's",
+        default: "required, or url_env",
+    },
+    Field {
+        name: "url_env",
+        help: "The environment variable holding the webhook URL instead (e.g. SLACK_WEBHOOK_URL, a CI secret); while it is unset that webhook is skipped with a warning",
+        default: "none",
+    },
+    Field {
+        name: "events",
+        help: "Which events it is sent: activated, rolled_back, pinned, unpinned, promoted, failed, converged, not_converged",
+        default: "all",
+    },
+    Field {
+        name: "format",
+        help: "json (the documented payload) or slack (`{\"text\": \"...\"}`, one readable line)",
+        default: "json",
+    },
+];
+
+/// The configuration table of docs/configuration.md, made from [`KEYS`]
+/// and [`NOTIFY_FIELDS`] (a test checks that doc holds exactly this).
 pub fn markdown() -> String {
     let mut t = String::from(
         "| key (`cutover.toml`) | flag | environment | default | what |\n|---|---|---|---|---|\n",
@@ -401,6 +434,12 @@ pub fn markdown() -> String {
             env.join(", "),
             k.default,
             k.help
+        ));
+    }
+    for f in NOTIFY_FIELDS {
+        t.push_str(&format!(
+            "| `[[notify]]` `{}` |  |  | {} | {} |\n",
+            f.name, f.default, f.help
         ));
     }
     t
@@ -437,5 +476,20 @@ mod tests {
                 k.name
             );
         }
+    }
+
+    #[test]
+    fn the_notify_fields_name_every_event_and_format() {
+        let events = NOTIFY_FIELDS.iter().find(|f| f.name == "events").unwrap();
+        for k in crate::notify::Kind::ALL {
+            assert!(events.help.contains(k.as_str()), "{}", k.as_str());
+        }
+        let format = NOTIFY_FIELDS.iter().find(|f| f.name == "format").unwrap();
+        for f in [crate::notify::Format::Json, crate::notify::Format::Slack] {
+            assert!(format.help.contains(f.as_str()));
+        }
+        assert_eq!(format.default, crate::notify::Format::default().as_str());
+        // A pipe would break the generated Markdown table.
+        assert!(NOTIFY_FIELDS.iter().all(|f| !f.help.contains('|')));
     }
 }

@@ -134,6 +134,8 @@ pub struct Config {
     pub signing_key: Option<crate::signing::SigningKey>,
     /// Refuse to make an unsigned release live (`require_signature`).
     pub require_signature: bool,
+    /// `[[notify]]`: the webhooks told about switches and failures.
+    pub notify: Vec<crate::notify::Sink>,
     /// The `[environments.NAME]` in use (`--env`, `CUTOVER_ENV`).
     pub environment: Option<String>,
     /// Settings the file hides from a variable other tools also set
@@ -188,6 +190,7 @@ impl Default for Config {
             cloudfront_distribution_id: None,
             signing_key: None,
             require_signature: false,
+            notify: Vec::new(),
             environment: None,
             notes: Vec::new(),
             origins: BTreeMap::new(),
@@ -277,7 +280,8 @@ impl Config {
 
     /// The values of this configuration that must never be printed: each
     /// Redis URL's password (or lone user-info, which redis-rs reads as
-    /// one), raw and decoded, and the Sentinels' password (see
+    /// one), raw and decoded, the Sentinels' password, and every webhook
+    /// URL but its scheme and host (see
     /// [`crate::error::register_secrets`]).
     pub fn secrets(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -310,6 +314,14 @@ impl Config {
             }
         }
         out.extend(self.redis_sentinel_password.clone());
+        for sink in &self.notify {
+            out.extend(
+                sink.url
+                    .as_deref()
+                    .map(crate::notify::secrets)
+                    .unwrap_or_default(),
+            );
+        }
         out
     }
 

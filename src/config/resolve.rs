@@ -216,6 +216,16 @@ fn resolve(
             }
         }
     }
+    // The environment's webhooks replace the top level's.
+    let sinks = selected
+        .and_then(|(name, _)| layer.environment_notify.get(name))
+        .or(layer.notify.as_ref());
+    for raw in sinks.into_iter().flatten() {
+        match sink(raw, env) {
+            Ok(sink) => config.notify.push(sink),
+            Err(p) => problems.push(p),
+        }
+    }
     // AWS's own variables keep the SDK's chain; the one that can send
     // cutover's requests elsewhere than meant is an endpoint another tool
     // set (a CI image's local S3): say so beside the hidden variables.
@@ -237,6 +247,38 @@ fn resolve(
             problems.join("; ")
         ))),
     }
+}
+
+/// A `[[notify]]` entry with its URL: given, or read from the variable
+/// `url_env` names (unset: kept, without a URL, to be warned about when a
+/// notification would go to it). A bad URL is never quoted.
+fn sink(
+    raw: &file::RawSink,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::notify::Sink, String> {
+    let url = match (&raw.url, &raw.url_env) {
+        (Some(url), _) => Some(url.value.clone()),
+        (None, Some(var)) => match env(&var.value).filter(|v| !v.trim().is_empty()) {
+            Some(url) => {
+                crate::notify::check_url(&url).map_err(|expected| {
+                    format!(
+                        "invalid [[notify]] url_env = {:?} (from {}): the variable {} should hold {expected}",
+                        var.value, var.origin, var.value
+                    )
+                })?;
+                Some(url.trim().to_string())
+            }
+            None => None,
+        },
+        (None, None) => None,
+    };
+    Ok(crate::notify::Sink {
+        url,
+        url_env: raw.url_env.as_ref().map(|v| v.value.clone()),
+        events: raw.events.clone(),
+        format: raw.format,
+        origin: raw.origin.to_string(),
+    })
 }
 
 /// A variable other tools also set (`REDIS_URL`, `AWS_ROLE_ARN`, CI

@@ -719,3 +719,149 @@ fn an_aws_endpoint_variable_in_effect_is_noted_unless_s3_endpoint_pins_it() {
     let c = load(&FlagValues::new(), &env_of(&env), Some(&f)).unwrap();
     assert!(c.notes.is_empty(), "{:?}", c.notes);
 }
+
+#[test]
+fn notify_entries_resolve_their_url_and_keep_their_line() {
+    use crate::notify::{Format, Kind};
+    let f = file(
+        "app = \"shop\"\n\n\
+         [[notify]]\nurl_env = \"SLACK_WEBHOOK_URL\"\nformat = \"slack\"\nevents = [\"failed\", \"rolled_back\"]\n\n\
+         [[notify]]\nurl = \"https://hooks.example.com/h/T0k3n-in-the-file\"\n",
+    );
+    let env = env_of(&[(
+        "SLACK_WEBHOOK_URL",
+        "https://hooks.slack.com/services/T0/B0/Pl4nted",
+    )]);
+    let c = load(&FlagValues::new(), &env, Some(&f)).unwrap();
+    assert_eq!(c.notify.len(), 2);
+    let (slack, plain) = (&c.notify[0], &c.notify[1]);
+    assert_eq!(
+        slack.url.as_deref(),
+        Some("https://hooks.slack.com/services/T0/B0/Pl4nted")
+    );
+    assert_eq!(slack.url_env.as_deref(), Some("SLACK_WEBHOOK_URL"));
+    assert_eq!(slack.format, Format::Slack);
+    assert_eq!(slack.events, Some(vec![Kind::Failed, Kind::RolledBack]));
+    assert_eq!(slack.origin, "cutover.toml:4");
+    assert_eq!(plain.format, Format::Json);
+    assert_eq!(plain.events, None);
+    assert_eq!(plain.origin, "cutover.toml:9");
+    // Every URL is a secret but its scheme and host.
+    let secrets = c.secrets();
+    assert!(secrets.iter().any(|s| s == "services/T0/B0/Pl4nted"));
+    assert!(secrets.iter().any(|s| s == "h/T0k3n-in-the-file"));
+    // The variable unset: kept without a URL (warned about when used),
+    // so that read-only commands work where the secret is not given.
+    let c = load(&FlagValues::new(), &env_of(&[]), Some(&f)).unwrap();
+    assert_eq!(c.notify[0].url, None);
+    assert_eq!(c.notify[0].shown(), "$SLACK_WEBHOOK_URL");
+}
+
+#[test]
+fn bad_notify_entries_are_exit_2_naming_the_key_and_the_fix_never_the_url() {
+    let bad = |text: &str, env: &[(&str, &str)]| error(&FlagValues::new(), env, Some(text));
+    let msg = bad(
+        "[[notify]]\nurl_env = \"H\"\nevents = [\"deployed\"]\n",
+        &[],
+    );
+    assert!(
+        msg.contains("unknown event \"deployed\"")
+            && msg.contains("rolled_back")
+            && msg.contains("cutover.toml:3"),
+        "{msg}"
+    );
+    let msg = bad("[[notify]]\nurl_env = \"H\"\nformat = \"teams\"\n", &[]);
+    assert!(
+        msg.contains("format") && msg.contains("json") && msg.contains("slack"),
+        "{msg}"
+    );
+    let msg = bad("[[notify]]\nurl_env = \"H\"\nchannel = \"#ops\"\n", &[]);
+    assert!(
+        msg.contains("unknown key `channel` in [[notify]]") && msg.contains("url_env"),
+        "{msg}"
+    );
+    let msg = bad("[[notify]]\nurl_env = \"H\"\nevents = []\n", &[]);
+    assert!(msg.contains("empty list sends nothing"), "{msg}");
+    let msg = bad("[[notify]]\nformat = \"json\"\n", &[]);
+    assert!(
+        msg.contains("has no URL") && msg.contains("url_env"),
+        "{msg}"
+    );
+    let msg = bad(
+        "[[notify]]\nurl = \"https://h.example/x\"\nurl_env = \"H\"\n",
+        &[],
+    );
+    assert!(msg.contains("both url and url_env"), "{msg}");
+    let msg = bad("notify = \"https://h.example/Secr3tPath\"\n", &[]);
+    assert!(
+        msg.contains("[[notify]]") && !msg.contains("Secr3tPath"),
+        "{msg}"
+    );
+    // A URL is never quoted: a bad one, a URL put in url_env, a variable
+    // holding something else.
+    let msg = bad("[[notify]]\nurl = \"ftp://h.example/Secr3tPath\"\n", &[]);
+    assert!(
+        msg.contains("[[notify]] url") && !msg.contains("Secr3tPath"),
+        "{msg}"
+    );
+    let msg = bad(
+        "[[notify]]\nurl_env = \"https://h.example/Secr3tPath\"\n",
+        &[],
+    );
+    assert!(
+        msg.contains("url_env") && !msg.contains("Secr3tPath"),
+        "{msg}"
+    );
+    let msg = bad(
+        "[[notify]]\nurl_env = \"HOOK\"\n",
+        &[("HOOK", "h.example/Secr3tPath")],
+    );
+    assert!(msg.contains("HOOK") && !msg.contains("Secr3tPath"), "{msg}");
+    // A list the file's other lists keep from being read with their
+    // lines: its problems name the list's line.
+    let msg = bad(
+        "[environments.staging]\nnotify = \"x\"\n\n[[environments.production.notify]]\nurl_env = \"H\"\nformat = \"bad\"\n",
+        &[],
+    );
+    assert!(
+        msg.contains("invalid notify (from cutover.toml:2 [environments.staging])")
+            && msg.contains("format = \"bad\" (from cutover.toml:4 [environments.production])"),
+        "{msg}"
+    );
+    // Every problem at once.
+    let msg = bad(
+        "[[notify]]\nurl_env = \"H\"\nformat = \"x\"\n\n[[notify]]\nevents = [\"nope\"]\n",
+        &[],
+    );
+    assert!(msg.starts_with("3 configuration problems"), "{msg}");
+}
+
+#[test]
+fn an_environments_notify_list_replaces_the_top_level() {
+    let f = file(
+        "[[notify]]\nurl = \"https://top.example/h/aaaaaaaa\"\n\n\
+         [environments.staging]\nbucket = \"b-staging\"\n\n\
+         [environments.production]\nbucket = \"b-production\"\n\n\
+         [[environments.production.notify]]\nurl = \"https://prod.example/h/bbbbbbbb\"\nevents = [\"failed\"]\n",
+    );
+    let for_env = |name: &str| {
+        let flags = FlagValues::from([(ENV_FLAG, name.to_string())]);
+        load(&flags, &env_of(&[]), Some(&f)).unwrap().notify
+    };
+    let staging = for_env("staging");
+    assert_eq!(staging.len(), 1);
+    assert_eq!(staging[0].shown(), "https://top.example/***");
+    let production = for_env("production");
+    assert_eq!(production.len(), 1);
+    assert_eq!(production[0].shown(), "https://prod.example/***");
+    assert!(production[0].origin.contains("[environments.production]"));
+    let (_, target) = load_pair(
+        &FlagValues::new(),
+        &env_of(&[]),
+        Some(&f),
+        "staging",
+        "production",
+    )
+    .unwrap();
+    assert_eq!(target.notify, production);
+}

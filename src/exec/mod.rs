@@ -137,6 +137,10 @@ impl<'a> Executor<'a> {
         let failed = tokio::select! {
             r = tokio::time::timeout(bound, self.write(step, done)) => match r {
                 Ok(Ok(())) => return Ok(()),
+                // The fleet's wait says itself how it ended, with the counts.
+                Ok(Err(e)) if matches!(e.downcast_ref::<Failure>(), Some(Failure::NotConverged { .. })) => {
+                    return Err(e)
+                }
                 // The wait says itself how it ended ("did not converge ...").
                 Ok(Err(e)) if matches!(step, Step::AwaitFleet { .. }) => crate::error::one_line(&e),
                 Ok(Err(e)) => format!("failed: {}", crate::error::one_line(&e)),
@@ -268,7 +272,7 @@ impl<'a> Executor<'a> {
                 return Ok(c);
             }
             if Instant::now() >= deadline {
-                return Err(Failure::operation(if c.processes == 0 {
+                let how = if c.processes == 0 {
                     format!(
                         "is unknown: no reader process reported what it serves within {within}s \
                          (the readers report unless reporting is off or their Redis user may not write the fleet keys: docs/redis.md, \"The fleet\")"
@@ -279,7 +283,14 @@ impl<'a> Executor<'a> {
                         c.progress(),
                         some(&c.behind, 10)
                     )
-                }));
+                };
+                return Err(Failure::NotConverged {
+                    message: format!(
+                        "switched to {release}; the fleet {how}. The switch stands: `cutover status` shows it"
+                    ),
+                    convergence: c,
+                }
+                .into());
             }
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
@@ -522,14 +533,15 @@ fn settle(s: &Switch, names: &[String], results: Vec<TargetSwitch>) -> anyhow::R
 
 /// SIGINT (Ctrl-C) and SIGTERM (a cancelled CI job), listened to from the
 /// start of a run: a signal that arrives between two steps is kept until
-/// the next step asks, not lost.
-struct Shutdown {
+/// the next step asks, not lost. (The notifications after a command listen
+/// too: a signal abandons them.)
+pub struct Shutdown {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
 }
 
 impl Shutdown {
-    fn listen() -> Shutdown {
+    pub fn listen() -> Shutdown {
         use tokio::signal::unix::{signal, SignalKind};
         Shutdown {
             int: signal(SignalKind::interrupt()).ok(),
@@ -538,7 +550,7 @@ impl Shutdown {
     }
 
     /// Resolves once either signal came (since `listen`).
-    async fn signalled(&mut self) {
+    pub async fn signalled(&mut self) {
         async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::support::fixtures::tiny_build;
 use crate::support::readers::node_modules;
+use crate::support::webhook::{Answer, Webhook};
 use crate::support::{free_port, repo_root, Ctx};
 
 /// The Rails app of the Ruby suite (ruby/test/support/rails_app.rb).
@@ -185,6 +186,16 @@ fn the_fleet_is_counted_waited_for_kept_and_aged_out() {
     );
     // Rails reports every 5 s (gone after 15 s: longer than the waits
     // below), Node every second (a killed worker is gone after 3 s).
+    // A webhook told of the fleet waits.
+    let hook = Webhook::start(Answer::Status(200));
+    std::fs::write(
+        ctx.work.path().join("cutover.toml"),
+        format!(
+            "[[notify]]\nurl = \"{}\"\nevents = [\"converged\", \"not_converged\"]\n",
+            hook.url("fleet")
+        ),
+    )
+    .unwrap();
     let rails = puma(&ctx, 5);
     let node = node_cluster(&ctx, 1000);
     let logs = || {
@@ -230,6 +241,10 @@ fn the_fleet_is_counted_waited_for_kept_and_aged_out() {
     assert_eq!(out["fleet"]["processes"], 5, "{}", deployed.stdout);
     assert_eq!(out["fleet"]["on_release"], 5);
     assert_eq!(pids_on(&fleet(&ctx), &b), all);
+    let told = hook.wait_for(1)[0].json();
+    assert_eq!(told["event"], "converged", "{told}");
+    assert_eq!(told["release"], b.as_str());
+    assert_eq!(told["convergence"]["processes"], 5);
 
     // A stopped worker keeps the fleet from converging: exit 6 names it,
     // and the switch stands.
@@ -243,6 +258,17 @@ fn the_fleet_is_counted_waited_for_kept_and_aged_out() {
     ]);
     let status = ctx.run(&["status", "--json"]);
     assert_eq!(status.json()["current"], a.as_str());
+    let told = hook.wait_for(2)[1].json();
+    assert_eq!(told["event"], "not_converged", "{told}");
+    assert_eq!(told["exit_code"], 6);
+    assert_eq!(told["convergence"]["on_release"], 4);
+    assert!(
+        told["convergence"]["behind"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}:{stopped} ", host())),
+        "{told}"
+    );
 
     // Prune keeps B, which only the stopped worker serves now.
     let c_dir = tiny_build(&ctx.work.path().join("c"), "app(3)");

@@ -29,6 +29,7 @@ mod lost_race;
 mod mutable_files;
 mod never_wedged;
 mod nothing_leaked;
+mod notifications;
 mod pods;
 mod promote;
 mod prune_safety;

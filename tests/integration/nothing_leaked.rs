@@ -1,9 +1,10 @@
 //! Nothing leaked (issue 24 §4): known secrets planted in every setting that
-//! can hold one; every command, with and without `--json`, at `-v`, and
+//! can hold one (webhook URLs included); every command, with and without `--json`, at `-v`, and
 //! with bad inputs that make it fail; no secret (nor any 8-character piece
 //! of one) appears on stdout or stderr.
 
 use crate::support::fixtures::tiny_build;
+use crate::support::webhook::{Answer, Webhook};
 use crate::support::{start_redis, Ctx, Run};
 
 const REDIS_PW: &str = "RedisPw-live-QkWmZrTx";
@@ -13,6 +14,10 @@ const SENTINEL_PW: &str = "SentinelPw-PoIuYtReWq";
 const TARGETS_PW: &str = "TargetsPw-MnBvCxZlKj";
 const USERINFO_PW: &str = "LoneUserinfo-HgFdSaPoIu";
 const TLS_PW: &str = "TlsUrlPw-YtReWqLkJh";
+/// Webhook tokens (in the path, as Slack's): one in cutover.toml, one in
+/// the variable `url_env` names.
+const HOOK_TOKEN: &str = "HookToken-AsDfGhJkLq";
+const HOOK_ENV_TOKEN: &str = "HookEnvToken-ZxCvBnMqWe";
 
 /// Every 8-character piece of `secret` (a secret printed in part leaks too).
 fn pieces(secret: &str) -> Vec<&str> {
@@ -53,11 +58,21 @@ fn no_secret_appears_in_any_output_of_any_command() {
         TARGETS_PW,
         USERINFO_PW,
         TLS_PW,
+        HOOK_TOKEN,
+        HOOK_ENV_TOKEN,
     ];
     secrets.extend(pem_body.iter().copied());
 
     let good = format!("redis://:{REDIS_PW}@127.0.0.1:{port}");
+    // Webhooks told about every switch and failure below.
+    let hook = Webhook::start(Answer::Status(200));
+    let notify = format!(
+        "[[notify]]\nurl = \"{}\"\n\n[[notify]]\nurl_env = \"LEAK_TEST_HOOK\"\nformat = \"slack\"\n\n",
+        hook.url(&format!("services/{HOOK_TOKEN}"))
+    );
+    std::fs::write(ctx.work.path().join("cutover.toml"), &notify).unwrap();
     let base: Vec<(&str, String)> = vec![
+        ("LEAK_TEST_HOOK", hook.url(&format!("t/{HOOK_ENV_TOKEN}"))),
         ("REDIS_URL", good.clone()),
         ("AWS_SECRET_ACCESS_KEY", AWS_SECRET.into()),
         ("AWS_SESSION_TOKEN", AWS_TOKEN.into()),
@@ -157,7 +172,7 @@ fn no_secret_appears_in_any_output_of_any_command() {
     std::fs::write(
         ctx.work.path().join("cutover.toml"),
         format!(
-            "[environments.staging]\nredis_url = \"{good}\"\n\n[environments.production]\nredis_url = \"redis://:{TARGETS_PW}@127.0.0.1:1\"\n"
+            "{notify}[environments.staging]\nredis_url = \"{good}\"\n\n[environments.production]\nredis_url = \"redis://:{TARGETS_PW}@127.0.0.1:1\"\n"
         ),
     )
     .unwrap();
@@ -178,6 +193,8 @@ fn no_secret_appears_in_any_output_of_any_command() {
         assert_ne!(run.code, 0, "{run:#?}");
         assert_clean("promote", &run, &secrets);
     }
+    // The webhooks were told (so their URLs were in play).
+    assert!(hook.requests().len() > 10, "{}", hook.requests().len());
 }
 
 /// The orb's steps and the GitHub Action, as CI runs them, with the same

@@ -8,6 +8,7 @@ use crate::build::manifest::{Format, ManifestDiff};
 use crate::commands::{Ctx, Head};
 use crate::contract::{Keys, Pin};
 use crate::exec::{Switched, UploadStats};
+use crate::notify::{About, Happened, Kind, Notable};
 use crate::plan::{Decision, PlannedFile};
 use crate::release::ReleaseRecord;
 use crate::render::{bytes, count, Render};
@@ -353,6 +354,24 @@ impl Render for Outcome {
         } else {
             0
         }
+    }
+}
+
+/// A deploy that switched tells `activated`; recorded, already live or
+/// repaired, nothing.
+impl Notable for Outcome {
+    fn happened(&self) -> Option<Happened> {
+        (self.outcome == Ending::Activated).then(|| Happened {
+            kind: Kind::Activated,
+            release: Some(self.release.id.clone()),
+            previous: self.live_before.clone(),
+            about: About::of(&self.release, self.release.message.clone()),
+        })
+    }
+
+    /// `--wait-converged`: where the fleet stood when every process served it.
+    fn convergence(&self) -> Option<crate::notify::Convergence> {
+        self.fleet.as_ref().map(Into::into)
     }
 }
 

@@ -406,7 +406,10 @@ fn the_stale_guard_refuses_an_older_commit_unless_allowed_or_unknown() {
     let e = not_older(&older, Some(&live), false).unwrap_err();
     assert_eq!(exit_code(&e), 3);
     let text = e.to_string();
-    assert!(text.contains("commit 111") && text.contains("older than commit 222"), "{text}");
+    assert!(
+        text.contains("commit 111") && text.contains("older than commit 222"),
+        "{text}"
+    );
     assert!(not_older(&older, Some(&live), true).unwrap().is_none());
     assert!(not_older(&newer, Some(&live), false).unwrap().is_none());
     // The same release, nothing live, or no commit time: never refused.

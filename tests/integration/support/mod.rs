@@ -1,6 +1,7 @@
 //! Test support: real servers ([`servers`]), a per-test world ([`ctx`]),
 //! runs of the real binary with assertions ([`run`]), fixture builds
-//! ([`fixtures`]) and fault-injecting proxies for S3 and Redis.
+//! ([`fixtures`]), fault-injecting proxies for S3 and Redis, and a webhook
+//! receiver ([`webhook`]).
 
 pub mod ctx;
 pub mod fixtures;
@@ -12,6 +13,7 @@ pub mod redis_topology;
 pub mod run;
 pub mod s3_proxy;
 pub mod servers;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
