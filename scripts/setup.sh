@@ -15,6 +15,14 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 # A real Ruby Redis client reads what cutover publishes, as the Rails app does.
 command -v ruby >/dev/null || need_apt+=(ruby)
 ruby -e 'require "redis"' 2>/dev/null || need_apt+=(ruby-redis)
+# The Rails app under Puma that the fleet test (tests/integration/fleet.rs)
+# and the Ruby suite run: Debian's Rails 6.1 and Puma (scripts/test-ruby.sh
+# checks its whole list again).
+for p in ruby-railties ruby-actionpack ruby-actionview puma; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$p")
+done
+# The stale-deploy guard's test makes commits in a git repository.
+command -v git >/dev/null || need_apt+=(git)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # nginx stands in for the CDN in the URL and CDN tests.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)

@@ -169,9 +169,13 @@ fn pids_on(processes: &[Value], release: &str) -> BTreeSet<u32> {
         .collect()
 }
 
+/// The host name the readers report (the kernel's, as Ruby's
+/// Socket.gethostname and Node's os.hostname() read it).
 fn host() -> String {
-    let out = Command::new("hostname").output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 #[test]
