@@ -13,6 +13,26 @@
 #
 # The simulator is Ruby with Debian's redis gem, as the Rails reader uses.
 
+# The floor: the same rate of round trips, each a lone PING.
+PING_SIM='
+require "redis"
+port, n, interval, secs = ARGV[0].to_i, ARGV[1].to_i, ARGV[2].to_f, ARGV[3].to_f
+r = Redis.new(host: "127.0.0.1", port: port)
+start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+sent = 0
+loop do
+  elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - start
+  break if elapsed >= secs
+  due = (sent.to_f / n) * interval
+  if due > elapsed
+    sleep(due - elapsed)
+    next
+  end
+  r.ping
+  sent += 1
+end
+'
+
 FLEET_SIM='
 require "redis"
 require "json"
@@ -76,9 +96,17 @@ fleet_at_scale() {
   pid=$!
   SERVER_PIDS+=("$pid")
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  # What bounds it: the same rate of round trips with nothing in them.
+  local ping0 ping_pct t0 t1
+  ping0=$(cpu_ticks "$pid")
+  t0=$(date +%s%N)
+  ruby -e "$PING_SIM" "$port" "$n" "$interval" "$secs"
+  t1=$(date +%s%N)
+  ping_pct=$(awk -v t="$(($(cpu_ticks "$pid") - ping0))" -v c="$(getconf CLK_TCK)" -v w="$(((t1 - t0) / 1000000))" \
+    'BEGIN {printf "%.2f", 100 * t / c / (w / 1000)}')
   # A first round fills the fleet; then the measured window.
   ruby -e "$FLEET_SIM" "$port" "$app" "$n" "$interval" "$interval" >/dev/null
-  local ticks0 ticks1 sent clk t0 t1
+  local ticks0 ticks1 sent clk
   clk=$(getconf CLK_TCK)
   ticks0=$(cpu_ticks "$pid")
   t0=$(date +%s%N)
@@ -95,10 +123,10 @@ fleet_at_scale() {
   local sim=$!
   status_ms=$(median_ms "${env[@]}" "$bin" status --json)
   fleet_ms=$(median_ms "${env[@]}" "$bin" fleet --json)
-  kill "$sim" 2>/dev/null || true
-  wait "$sim" 2>/dev/null || true
   local live
   live=$("${env[@]}" "$bin" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["fleet"]["processes"])')
+  kill "$sim" 2>/dev/null || true
+  wait "$sim" 2>/dev/null || true
   {
     kv processes "$n"
     kv interval_s "$interval"
@@ -107,6 +135,7 @@ fleet_at_scale() {
     kv members "$members"
     kv live "$live"
     kv redis_cpu_pct "$cpu_pct"
+    kv ping_cpu_pct "$ping_pct"
     kv status_ms "$status_ms"
     kv fleet_ms "$fleet_ms"
   } >"$WORK/fleet.tsv"

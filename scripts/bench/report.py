@@ -657,10 +657,19 @@ def render_fleet(fleet, w):
     w("|---|---|---|")
     cpu = float(fleet["redis_cpu_pct"])
     w(f"| redis-server CPU, share of one core | {cpu:.2f} % | < 1 %: {verdict(cpu < 1)} |")
+    if "ping_cpu_pct" in fleet:
+        w(f"| the same rate of lone PINGs (one round trip each, nothing in it) | {float(fleet['ping_cpu_pct']):.2f} % | |")
     st = int(fleet["status_ms"])
     w(f"| `cutover status --json` with them, median of 20 | {st} ms | < 200 ms: {verdict(st < 200)} |")
     w(f"| `cutover fleet --json` with them, median of 20 | {int(fleet['fleet_ms'])} ms | |")
     w("")
+    if "ping_cpu_pct" in fleet and cpu >= 1:
+        w(f"What bounds it: each report is one round trip, and {int(fleet['processes']):,} processes every "
+          f"{fleet['interval_s']} s are {int(fleet['processes']) // int(float(fleet['interval_s'])):,} round trips a second; "
+          f"the same rate of lone PINGs costs the server {float(fleet['ping_cpu_pct']):.2f} % here, so no content of "
+          "the report brings it under the goal. A longer heartbeat (`report_interval`, `reportInterval`) divides "
+          "the cost; the three commands cost the rest.")
+        w("")
 
 
 def render(s):
