@@ -125,7 +125,7 @@ install_cargo_mutants() {
 # name ; cargo-mutants scope options ; test targets ; test name filters
 GROUPS_=(
   "lock;--file src/store/lock.rs;--test=integration;lock_ownership:: never_wedged::a_lock"
-  "plan;--file src/plan/deploy.rs --re (classify|closer_look|first_look|steps|mutable_copies);--lib --test=integration;plan:: mutable_files::"
+  "plan;--file src/plan/deploy/mod.rs --file src/plan/deploy/facts.rs --re (classify|closer_look|first_look|steps|mutable_copies);--lib --test=integration;plan:: mutable_files::"
   "remote-compare;--file src/state.rs --re (compare|matches);--lib --test=integration;state:: plan::"
 )
 EXTRA_GROUPS=(
