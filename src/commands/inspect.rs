@@ -112,6 +112,23 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
         }
     }
     let targets = target_rows(&live, &mut problems);
+    // With several targets, each one's signature: a target serving the
+    // release with another signature than its record's is refused by
+    // readers with verify_keys there (the first target's is checked below).
+    if let (Some(id), Some(r)) = (&live.current, &record) {
+        for t in live.targets.iter().skip(1) {
+            if t.current.as_deref() == Some(id.as_str())
+                && t.signature.as_deref() != r.signature.as_deref()
+            {
+                problems.push(format!(
+                    "{}'s signature of {id} is not its record's ({}): readers with verify_keys there refuse it; \
+                     `cutover activate {id}` writes the record's",
+                    t.name,
+                    if t.signature.is_some() { "a different one" } else { "missing" }
+                ));
+            }
+        }
+    }
     let fleet = crate::fleet::View::of(redis.fleets().await?, live.current.as_deref());
     let known = ctx.config.signing_key.as_ref().map(|k| k.verify_key());
     let signature = live.signature_state(known.as_ref());

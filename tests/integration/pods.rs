@@ -231,3 +231,37 @@ fn a_pod_that_is_down_stops_the_deploy_and_a_restarted_empty_one_is_converged() 
         assert_eq!(served(&ctx, p).as_deref(), Some(a.as_str()), "pod {p}");
     }
 }
+
+/// With several targets, `status` checks each one's signature, not only
+/// the first's: a target whose signature is not the record's is named,
+/// and `activate` writes the record's there.
+#[test]
+fn status_names_a_target_whose_signature_is_not_the_records() {
+    let ctx = Ctx::new("pods-signature");
+    let ports = [start_redis(&[]), start_redis(&[])];
+    let build = fixture("flat");
+    let run = ctx.run_with(
+        &["deploy", build.to_str().unwrap(), "--json"],
+        &[("REDIS_URL", &urls(&ports))],
+    );
+    run.expect(0);
+    let id = deploy_id(&run);
+    let status = |ctx: &Ctx| {
+        let run = ctx.run_with(&["status", "--json"], &[("REDIS_URL", &urls(&ports))]);
+        run.expect(0);
+        run.json()["problems"].clone()
+    };
+    assert_eq!(status(&ctx), serde_json::json!([]));
+    redis_at(ports[1], &["SET", &ctx.key("signature"), "{\"v\":1}"]);
+    let problems = status(&ctx).to_string();
+    assert!(
+        problems.contains(&format!(
+            "redis://127.0.0.1:{}'s signature of {id} is not its record's (a different one)",
+            ports[1]
+        )),
+        "{problems}"
+    );
+    ctx.run_with(&["activate", &id], &[("REDIS_URL", &urls(&ports))])
+        .expect(0);
+    assert_eq!(status(&ctx), serde_json::json!([]));
+}
