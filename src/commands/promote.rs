@@ -78,7 +78,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
 
     // The source: the record, and every object of it intact.
     let record = resolve_in_s3(from, &src_store, &req.release).await?;
-    let (n, observer) = (from.concurrency, source.observer.as_ref());
+    let (n, observer) = (from.check_concurrency, source.observer.as_ref());
     let in_source = src_store
         .release_objects(&record, &from.meta_prefix()?, n, false, observer)
         .await?;
@@ -118,7 +118,7 @@ pub async fn run(source: &Ctx, dest: &Ctx, req: Request) -> anyhow::Result<Outco
         // target's mutable files are looked at there.
         let objects = if same_storage {
             let mutable = dst_store
-                .mutable_objects(&promoted, to.concurrency, dest.observer.as_ref())
+                .mutable_objects(&promoted, to.check_concurrency, dest.observer.as_ref())
                 .await?;
             ReleaseObjects {
                 found: in_source.clone(),

@@ -221,7 +221,7 @@ impl<'r> ReleaseObjects<'r> {
                 mutable: HashMap::new(),
             });
         }
-        let (n, observer) = (ctx.config.concurrency, ctx.observer.as_ref());
+        let (n, observer) = (ctx.config.check_concurrency, ctx.observer.as_ref());
         let found = store
             .release_objects(record, meta, n, false, observer)
             .await?;

@@ -60,7 +60,13 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         .release_objects(
             &record,
             &config.meta_prefix()?,
-            config.concurrency,
+            // Reading the bytes back moves data: as many as uploads; HEADs
+            // are cheap.
+            if req.read {
+                config.concurrency
+            } else {
+                config.check_concurrency
+            },
             req.read,
             ctx.observer.as_ref(),
         )

@@ -284,6 +284,15 @@ pub const KEYS: &[Key] = &[
         ..key("concurrency", concurrency)
     },
     Key {
+        flag: Some("check-concurrency"),
+        env: &["CUTOVER_CHECK_CONCURRENCY"],
+        scope: Scope::Only(&["deploy", "activate", "rollback", "promote", "verify"]),
+        value_name: "N",
+        help: "HEAD requests in flight at once when checking a release's objects (activate, rollback, promote, verify, deploy's closer looks): cheap requests, so many at once when S3 is far away",
+        default: "256",
+        ..key("check_concurrency", check_concurrency)
+    },
+    Key {
         env: &["CUTOVER_MULTIPART_THRESHOLD_MIB"],
         help: "Files this size (MiB) and up are uploaded in parts (min 5)",
         default: "64",

@@ -110,6 +110,8 @@ pub struct Config {
     pub manifest_format: Option<crate::build::manifest::Format>,
     pub cache_control: String,
     pub concurrency: usize,
+    /// HEADs in flight at once when checking objects (`check_concurrency`).
+    pub check_concurrency: usize,
     pub multipart_threshold: u64,
     pub lock_wait_secs: u64,
     /// `--wait-converged`: seconds to wait after a switch for every live
@@ -174,6 +176,7 @@ impl Default for Config {
             manifest_format: None,
             cache_control: "public, max-age=60".into(),
             concurrency: 32,
+            check_concurrency: 256,
             multipart_threshold: 64 * 1024 * 1024,
             lock_wait_secs: 120,
             wait_converged_secs: 0,

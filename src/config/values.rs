@@ -270,6 +270,11 @@ pub(super) fn concurrency(v: &str, c: &mut Config) -> Result<(), String> {
     Ok(())
 }
 
+pub(super) fn check_concurrency(v: &str, c: &mut Config) -> Result<(), String> {
+    c.check_concurrency = number(v, 1, 1024)? as usize;
+    Ok(())
+}
+
 pub(super) fn multipart_threshold_mib(v: &str, c: &mut Config) -> Result<(), String> {
     c.multipart_threshold = number(v, 5, 5 * 1024)? * 1024 * 1024;
     Ok(())

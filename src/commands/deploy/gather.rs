@@ -185,7 +185,7 @@ impl Gathered {
             plan::to_inspect(config, &facts)?,
             plan::header_checks(config, &facts),
         );
-        let (n, observer) = (config.concurrency, ctx.observer.as_ref());
+        let (n, observer) = (config.check_concurrency, ctx.observer.as_ref());
         let (inspected, heads) = tokio::join!(
             self.store.inspect_all(inspect, n, observer),
             self.store.headers_all(heads, n, observer)
