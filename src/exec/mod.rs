@@ -141,8 +141,6 @@ impl<'a> Executor<'a> {
                 Ok(Err(e)) if matches!(e.downcast_ref::<Failure>(), Some(Failure::NotConverged { .. })) => {
                     return Err(e)
                 }
-                // The wait says itself how it ended ("did not converge ...").
-                Ok(Err(e)) if matches!(step, Step::AwaitFleet { .. }) => crate::error::one_line(&e),
                 Ok(Err(e)) => format!("failed: {}", crate::error::one_line(&e)),
                 Err(_) => format!("did not answer within {}s", bound.as_secs()),
             },
