@@ -112,22 +112,8 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
         }
     }
     let targets = target_rows(&live, &mut problems);
-    // With several targets, each one's signature: a target serving the
-    // release with another signature than its record's is refused by
-    // readers with verify_keys there (the first target's is checked below).
-    if let (Some(id), Some(r)) = (&live.current, &record) {
-        for t in live.targets.iter().skip(1) {
-            if t.current.as_deref() == Some(id.as_str())
-                && t.signature.as_deref() != r.signature.as_deref()
-            {
-                problems.push(format!(
-                    "{}'s signature of {id} is not its record's ({}): readers with verify_keys there refuse it; \
-                     `cutover activate {id}` writes the record's",
-                    t.name,
-                    if t.signature.is_some() { "a different one" } else { "missing" }
-                ));
-            }
-        }
+    if let Some(r) = &record {
+        problems.extend(target_signature_problems(&live, r));
     }
     let fleet = crate::fleet::View::of(redis.fleets().await?, live.current.as_deref());
     let known = ctx.config.signing_key.as_ref().map(|k| k.verify_key());
@@ -150,6 +136,34 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
         targets,
         fleet,
     })
+}
+
+/// With several Redis targets, each one's signature beyond the first's (the
+/// first is checked with the live state): a target serving `record`'s
+/// release with a signature that is not its record's is refused by readers
+/// with verify_keys there; `activate` writes the record's (status, verify,
+/// doctor).
+pub fn target_signature_problems(
+    live: &crate::state::LiveState,
+    record: &ReleaseRecord,
+) -> Vec<String> {
+    let id = &record.id;
+    live.targets
+        .iter()
+        .skip(1)
+        .filter(|t| {
+            t.current.as_deref() == Some(id.as_str())
+                && t.signature.as_deref() != record.signature.as_deref()
+        })
+        .map(|t| {
+            format!(
+                "{}'s signature of {id} is not its record's ({}): readers with verify_keys there refuse it; \
+                 `cutover activate {id}` writes the record's",
+                t.name,
+                if t.signature.is_some() { "a different one" } else { "missing" }
+            )
+        })
+        .collect()
 }
 
 /// What is wrong with the live signature, and how to repair it (status,

@@ -93,6 +93,7 @@ pub async fn run(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
         ),
     };
     let mut signature_problems: Vec<String> = signature.problem.iter().cloned().collect();
+    signature_problems.extend(super::inspect::target_signature_problems(&live, &record));
     if !signature.signed && config.require_signature {
         signature_problems.push(format!(
             "release {} is unsigned and require_signature is set",

@@ -232,11 +232,11 @@ fn a_pod_that_is_down_stops_the_deploy_and_a_restarted_empty_one_is_converged() 
     }
 }
 
-/// With several targets, `status` checks each one's signature, not only
-/// the first's: a target whose signature is not the record's is named,
-/// and `activate` writes the record's there.
+/// With several targets, `status`, `verify` and `doctor` check each one's
+/// signature, not only the first's: a target whose signature is not the
+/// record's is named, and `activate` writes the record's there.
 #[test]
-fn status_names_a_target_whose_signature_is_not_the_records() {
+fn status_verify_and_doctor_name_a_target_whose_signature_is_not_the_records() {
     let ctx = Ctx::new("pods-signature");
     let ports = [start_redis(&[]), start_redis(&[])];
     let build = fixture("flat");
@@ -261,7 +261,34 @@ fn status_names_a_target_whose_signature_is_not_the_records() {
         )),
         "{problems}"
     );
+    // verify and doctor see it too.
+    let verify = ctx.run_with(&["verify", "--json"], &[("REDIS_URL", &urls(&ports))]);
+    verify.expect(4);
+    assert!(
+        verify.json()["signature_problems"]
+            .to_string()
+            .contains("is not its record's"),
+        "{}",
+        verify.stdout
+    );
+    let doctor = ctx.run_with(&["doctor", "--json"], &[("REDIS_URL", &urls(&ports))]);
+    assert!(
+        doctor.json()["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "signature"
+                && c["status"] == "fail"
+                && c["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("is not its record's")),
+        "{}",
+        doctor.stdout
+    );
     ctx.run_with(&["activate", &id], &[("REDIS_URL", &urls(&ports))])
         .expect(0);
     assert_eq!(status(&ctx), serde_json::json!([]));
+    ctx.run_with(&["verify"], &[("REDIS_URL", &urls(&ports))])
+        .expect(0);
 }

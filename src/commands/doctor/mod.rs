@@ -232,9 +232,21 @@ pub async fn run(ctx: &Ctx, dir: Option<&std::path::Path>) -> anyhow::Result<Out
         {
             checks.push(signature_check(config, id, state));
         }
-        if let (Some(s), Some(id)) = (&store, live.and_then(|l| l.current)) {
-            if let Ok(Some(r)) = records::read(s, &config.meta_prefix()?, &id).await {
-                live_record = Some(r);
+        if let (Some(s), Some(l)) = (&store, live.as_ref()) {
+            if let Some(id) = &l.current {
+                if let Ok(Some(r)) = records::read(s, &config.meta_prefix()?, id).await {
+                    // Every Redis target's signature, beyond the first's.
+                    let others = super::inspect::target_signature_problems(l, &r);
+                    if !others.is_empty() {
+                        checks.push(problem(
+                            "signature",
+                            Status::Fail,
+                            others.join("; "),
+                            format!("run `cutover activate {id}`"),
+                        ));
+                    }
+                    live_record = Some(r);
+                }
             }
         }
     }
