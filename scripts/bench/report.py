@@ -450,7 +450,7 @@ def render_rollback(s, w):
     w(f"A bucket with two releases (the {nfiles:,}-file build, then its 1% rebuild), then N other objects "
       "written under `packs/js/`. `rollback --to A` then `activate B --unpin`, each timed, "
       f"{rollback.get('runs', runs)} times per N; each checks every object of its release (one HEAD per object, "
-      "32 at a time) before the switch.")
+      "`check_concurrency`, 256, at a time) before the switch.")
     w("")
     w("| other objects | rollback s (runs) | activate s (runs) | peak RSS MB |")
     w("|---:|---|---|---:|")
