@@ -18,7 +18,9 @@
 # BENCH_FIXTURE=tests/fixtures/builds/shakapacker (skipped with a note if absent),
 # BENCH_SERVERS="s3s moto", BENCH_SCALE="1000 5000 20000 50000" (empty: skip),
 # BENCH_OTHERS="0 20000 100000" (empty: skip the rollback), BENCH_ROLLBACK_RUNS=5,
-# BENCH_FLEET=2000 (simulated reader processes; empty: skip), BENCH_FLEET_SECS=30
+# BENCH_FLEET=2000 (simulated reader processes; empty: skip), BENCH_FLEET_SECS=30,
+# BENCH_LATENCY="20" (round trips in ms for the rollback through
+# scripts/bench/latency_proxy.py; empty: skip)
 # (rollbacks take a second each: more runs steady their medians),
 # BENCH_OUTPUT=BENCHMARKS.md. Logs and raw results: .bench-tools/run/.
 #

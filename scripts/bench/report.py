@@ -461,6 +461,20 @@ def render_rollback(s, w):
               f"({', '.join(fmt_s(x['wall_s']) for x in rb)}) | **{fmt_s(statistics.median(x['wall_s'] for x in ac))}** "
               f"({', '.join(fmt_s(x['wall_s']) for x in ac)}) | {mb(max(x['max_rss_kb'] for x in rb + ac)):.0f} |")
     w("")
+    lats = sorted({int(k[1][len("rollback-lat"):]) for k in groups if re.match(r"^rollback-lat\d+$", k[1])})
+    if lats:
+        w("The same, with no other objects, through `scripts/bench/latency_proxy.py` in front of s3s-fs "
+          "(each chunk delivered half the round trip late in each direction, as over a link that far):")
+        w("")
+        w("| round trip | rollback s (runs) | activate s (runs) |")
+        w("|---:|---|---|")
+        for lat in lats:
+            rb, ac = groups.get(("s3s", f"rollback-lat{lat}", "cutover"), []), groups.get(("s3s", f"activate-lat{lat}", "cutover"), [])
+            if rb and ac:
+                w(f"| {lat} ms | **{fmt_s(statistics.median(x['wall_s'] for x in rb))}** "
+                  f"({', '.join(fmt_s(x['wall_s']) for x in rb)}) | **{fmt_s(statistics.median(x['wall_s'] for x in ac))}** "
+                  f"({', '.join(fmt_s(x['wall_s']) for x in ac)}) |")
+        w("")
     if rollback.get("missing_exit"):
         w(f"With `{rollback.get('missing')}` (an object of release A only) deleted, `rollback --to A` exited "
           f"{rollback['missing_exit']}: \"{rollback.get('missing_message', '')}\".")

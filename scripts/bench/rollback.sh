@@ -36,7 +36,7 @@ RB_BUCKET=rollback
 # rb_cmd ARGS...: sets CMD to a cutover command on the rollback bucket.
 rb_cmd() {
   CMD=("$CUTOVER" "$@" --app "$RB_APP" --bucket "$RB_BUCKET" --prefix packs --cdn-url https://cdn.example.com
-    --s3-endpoint "${EP[s3s]}" --redis-url "$REDIS_URL" --quiet)
+    --s3-endpoint "${RB_EP:-${EP[s3s]}}" --redis-url "$REDIS_URL" --quiet)
 }
 
 # rb_release DIR: deploys DIR (activating it) and prints the release id.
@@ -59,6 +59,31 @@ for i in range(lo, hi):
 PY
 }
 
+# rollback_at_latency A B: the same rollback and activate through
+# latency_proxy.py at each BENCH_LATENCY round trip (ms), with no other
+# objects under the prefix: what a switch costs where S3 is far away.
+rollback_at_latency() {
+  local a=$1 b=$2 lat port proxy run
+  for lat in ${BENCH_LATENCY-20}; do
+    port=$(free_port)
+    python3 "$ROOT/scripts/bench/latency_proxy.py" "$port" "127.0.0.1:${EP[s3s]##*:}" "$lat" \
+      >"$LOGS/latency-proxy-$lat.log" 2>&1 &
+    proxy=$!
+    SERVER_PIDS+=("$proxy")
+    wait_port "$port" "$proxy" "latency_proxy.py"
+    log "rollback and activate through a ${lat} ms round trip"
+    RB_EP="http://127.0.0.1:$port"
+    for run in $(seq "$ROLLBACK_RUNS"); do
+      rb_cmd rollback --to "$a"
+      timed s3s "rollback-lat$lat" "$run"
+      rb_cmd activate "$b" --unpin
+      timed s3s "activate-lat$lat" "$run"
+    done
+    RB_EP=""
+    stop_pid "$proxy"
+  done
+}
+
 rollback_at_scale() {
   local have=0 want run a b victim
   log "rollback at scale"
@@ -69,6 +94,7 @@ rollback_at_scale() {
     kv release_files "$(expected_count cutover "$WORK/base.list")"
     kv runs "$ROLLBACK_RUNS"
   } >"$WORK/rollback.tsv"
+  rollback_at_latency "$a" "$b"
   for want in $OTHERS; do
     if [[ $want -gt $have ]]; then
       other_objects "$have" "$want"
