@@ -13,57 +13,42 @@
 #
 # The simulator is Ruby with Debian's redis gem, as the Rails reader uses.
 
-# The floor: the same rate of round trips, each a lone PING.
-PING_SIM='
-require "redis"
-port, n, interval, secs = ARGV[0].to_i, ARGV[1].to_i, ARGV[2].to_f, ARGV[3].to_f
-r = Redis.new(host: "127.0.0.1", port: port)
-start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-sent = 0
-loop do
-  elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - start
-  break if elapsed >= secs
-  due = (sent.to_f / n) * interval
-  if due > elapsed
-    sleep(due - elapsed)
-    next
-  end
-  r.ping
-  sent += 1
-end
-'
-
+# FLEET_SIM MODE PORT APP N INTERVAL SECS: N processes, each sending every
+# INTERVAL s for SECS s, paced evenly; MODE "report" sends the readers'
+# report, "ping" a lone PING (the floor: the same rate of round trips with
+# nothing in them). Prints how many it sent.
 FLEET_SIM='
 require "redis"
 require "json"
-require "socket"
-port, app, n, interval, secs = ARGV[0].to_i, ARGV[1], ARGV[2].to_i, ARGV[3].to_f, ARGV[4].to_f
+mode, port, app, n, interval, secs = ARGV[0], ARGV[1].to_i, ARGV[2], ARGV[3].to_i, ARGV[4].to_f, ARGV[5].to_f
 r = Redis.new(host: "127.0.0.1", port: port)
 fleet = "cutover:{#{app}}:fleet"
-host = Socket.gethostname
 now = -> { Process.clock_gettime(Process::CLOCK_REALTIME, :millisecond) }
 start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 sent = 0
-i = 0
 loop do
   elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - start
   break if elapsed >= secs
-  # Report i is due at (i / n) * interval into each interval.
+  # Send number `sent` is due at (sent / n) * interval.
   due = (sent.to_f / n) * interval
   if due > elapsed
     sleep(due - elapsed)
     next
   end
-  pid = 10_000 + (sent % n)
-  at = now.()
-  id = "web-#{pid / 100}:#{pid}"
-  report = JSON.generate("v" => 1, "id" => id, "host" => "web-#{pid / 100}", "pid" => pid, "kind" => "rails",
-                         "reader" => "ruby/0.1.0", "release" => "0f1e2d3c4b5a6978", "since" => at - 60_000,
-                         "source" => "pubsub", "heartbeat" => interval.to_i, "at" => at, "started" => at - 3_600_000)
-  r.pipelined do |p|
-    p.zadd(fleet, at, id)
-    p.set("#{fleet}:#{id}", report, px: 600_000)
-    p.zremrangebyscore(fleet, "-inf", "(#{at - 600_000}")
+  if mode == "ping"
+    r.ping
+  else
+    pid = 10_000 + (sent % n)
+    at = now.()
+    id = "web-#{pid / 100}:#{pid}"
+    report = JSON.generate("v" => 1, "id" => id, "host" => "web-#{pid / 100}", "pid" => pid, "kind" => "rails",
+                           "reader" => "ruby/0.1.0", "release" => "0f1e2d3c4b5a6978", "since" => at - 60_000,
+                           "source" => "pubsub", "heartbeat" => interval.to_i, "at" => at, "started" => at - 3_600_000)
+    r.pipelined do |p|
+      p.zadd(fleet, at, id)
+      p.set("#{fleet}:#{id}", report, px: 600_000)
+      p.zremrangebyscore(fleet, "-inf", "(#{at - 600_000}")
+    end
   end
   sent += 1
 end
@@ -100,17 +85,17 @@ fleet_at_scale() {
   local ping0 ping_pct t0 t1
   ping0=$(cpu_ticks "$pid")
   t0=$(date +%s%N)
-  ruby -e "$PING_SIM" "$port" "$n" "$interval" "$secs"
+  ruby -e "$FLEET_SIM" ping "$port" "$app" "$n" "$interval" "$secs" >/dev/null
   t1=$(date +%s%N)
   ping_pct=$(awk -v t="$(($(cpu_ticks "$pid") - ping0))" -v c="$(getconf CLK_TCK)" -v w="$(((t1 - t0) / 1000000))" \
     'BEGIN {printf "%.2f", 100 * t / c / (w / 1000)}')
   # A first round fills the fleet; then the measured window.
-  ruby -e "$FLEET_SIM" "$port" "$app" "$n" "$interval" "$interval" >/dev/null
+  ruby -e "$FLEET_SIM" report "$port" "$app" "$n" "$interval" "$interval" >/dev/null
   local ticks0 ticks1 sent clk
   clk=$(getconf CLK_TCK)
   ticks0=$(cpu_ticks "$pid")
   t0=$(date +%s%N)
-  sent=$(ruby -e "$FLEET_SIM" "$port" "$app" "$n" "$interval" "$secs")
+  sent=$(ruby -e "$FLEET_SIM" report "$port" "$app" "$n" "$interval" "$secs")
   t1=$(date +%s%N)
   ticks1=$(cpu_ticks "$pid")
   local wall_s cpu_pct members status_ms fleet_ms
@@ -119,7 +104,7 @@ fleet_at_scale() {
   members=$(redis-cli -p "$port" zcard "cutover:{$app}:fleet")
   local env=(env -i PATH="$PATH" HOME="$HOME" CUTOVER_APP="$app" REDIS_URL="redis://127.0.0.1:$port")
   # Keep the fleet live while status is timed: the simulator runs on.
-  ruby -e "$FLEET_SIM" "$port" "$app" "$n" "$interval" 600 >/dev/null &
+  ruby -e "$FLEET_SIM" report "$port" "$app" "$n" "$interval" 600 >/dev/null &
   local sim=$!
   status_ms=$(median_ms "${env[@]}" "$bin" status --json)
   fleet_ms=$(median_ms "${env[@]}" "$bin" fleet --json)

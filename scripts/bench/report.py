@@ -443,6 +443,12 @@ def render_scale(s, w):
     w("")
 
 
+def timed_cells(rows):
+    """`**median** (each run)`: one cell of timed runs."""
+    return (f"**{fmt_s(statistics.median(x['wall_s'] for x in rows))}** "
+            f"({', '.join(fmt_s(x['wall_s']) for x in rows)})")
+
+
 def render_rollback(s, w):
     groups, nfiles, rollback, runs, others_levels = s.groups, s.nfiles, s.r.rollback, s.runs, s.others_levels
     w("## Rollback and activate with a large prefix (s3s-fs)")
@@ -457,9 +463,7 @@ def render_rollback(s, w):
     for n in others_levels:
         rb, ac = groups.get(("s3s", f"rollback-{n}", "cutover"), []), groups.get(("s3s", f"activate-{n}", "cutover"), [])
         if rb and ac:
-            w(f"| {n:,} | **{fmt_s(statistics.median(x['wall_s'] for x in rb))}** "
-              f"({', '.join(fmt_s(x['wall_s']) for x in rb)}) | **{fmt_s(statistics.median(x['wall_s'] for x in ac))}** "
-              f"({', '.join(fmt_s(x['wall_s']) for x in ac)}) | {mb(max(x['max_rss_kb'] for x in rb + ac)):.0f} |")
+            w(f"| {n:,} | {timed_cells(rb)} | {timed_cells(ac)} | {mb(max(x['max_rss_kb'] for x in rb + ac)):.0f} |")
     w("")
     lats = sorted({int(k[1][len("rollback-lat"):]) for k in groups if re.match(r"^rollback-lat\d+$", k[1])})
     if lats:
@@ -471,9 +475,7 @@ def render_rollback(s, w):
         for lat in lats:
             rb, ac = groups.get(("s3s", f"rollback-lat{lat}", "cutover"), []), groups.get(("s3s", f"activate-lat{lat}", "cutover"), [])
             if rb and ac:
-                w(f"| {lat} ms | **{fmt_s(statistics.median(x['wall_s'] for x in rb))}** "
-                  f"({', '.join(fmt_s(x['wall_s']) for x in rb)}) | **{fmt_s(statistics.median(x['wall_s'] for x in ac))}** "
-                  f"({', '.join(fmt_s(x['wall_s']) for x in ac)}) |")
+                w(f"| {lat} ms | {timed_cells(rb)} | {timed_cells(ac)} |")
         w("")
     if rollback.get("missing_exit"):
         w(f"With `{rollback.get('missing')}` (an object of release A only) deleted, `rollback --to A` exited "
