@@ -176,7 +176,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             finish(&ctx, json, "rollback", attempt, result).await
         }
         Command::Status => emit(json, inspect::status(&ctx).await),
-        Command::Fleet => emit(json, inspect::fleet(&ctx).await),
+        Command::Fleet => emit(json, crate::commands::fleet::run(&ctx).await),
         Command::Releases(a) => emit(json, inspect::releases(&ctx, a.limit).await),
         Command::History(a) => emit(json, inspect::history(&ctx, a.limit).await),
         Command::Diff(a) => emit(

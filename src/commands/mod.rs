@@ -7,6 +7,7 @@
 pub mod deploy;
 pub mod diff;
 pub mod doctor;
+pub mod fleet;
 pub mod inspect;
 pub mod keygen;
 pub mod pin;
