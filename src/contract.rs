@@ -25,6 +25,13 @@ pub struct Keys {
     /// The readers' reports: a sorted set of `HOST:PID` scored by the last
     /// report (docs/redis.md, "The fleet").
     pub fleet: String,
+    /// The canary of a rollout, its manifest and its signature
+    /// (docs/redis.md, "Rollouts and skew protection").
+    pub canary: String,
+    pub canary_manifest: String,
+    pub canary_signature: String,
+    /// Releases that stopped being served, scored by when (ms).
+    pub retired: String,
     prefix: String,
 }
 
@@ -43,6 +50,10 @@ impl Keys {
             channel: format!("{prefix}events"),
             signature: format!("{prefix}signature"),
             fleet: format!("{prefix}fleet"),
+            canary: format!("{prefix}canary"),
+            canary_manifest: format!("{prefix}canary_manifest"),
+            canary_signature: format!("{prefix}canary_signature"),
+            retired: format!("{prefix}retired"),
             prefix,
         }
     }
@@ -74,15 +85,31 @@ pub enum Action {
     Activate,
     Rollback,
     Promote,
+    /// A rollout started, or its percent changed: the canary, not the live release.
+    Rollout,
+    /// The canary taken off.
+    RolloutAbort,
+    /// The canary made live for everyone.
+    RolloutComplete,
 }
 
 impl Action {
+    /// Did an event of this action change the live release? (Not a
+    /// rollout's start, change or abort: those change the canary.) Events
+    /// with an action this version does not know count as switches.
+    pub fn switches(action: &str) -> bool {
+        !matches!(action, "rollout" | "rollout_abort")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Deploy => "deploy",
             Action::Activate => "activate",
             Action::Rollback => "rollback",
             Action::Promote => "promote",
+            Action::Rollout => "rollout",
+            Action::RolloutAbort => "rollout_abort",
+            Action::RolloutComplete => "rollout_complete",
         }
     }
 }
@@ -132,6 +159,38 @@ pub enum PinChange {
     Clear,
 }
 
+/// What a switch does when a canary is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CanaryMode {
+    /// Switch only while no rollout runs (deploy, activate, promote).
+    Refuse,
+    /// Take the canary off in the same step (rollback).
+    Clear,
+    /// The release is the canary: make it live, clear the canary
+    /// (`rollout complete`); refused if the canary changed.
+    Complete,
+}
+
+impl CanaryMode {
+    /// The mode of a switch made by `action`.
+    pub fn of(action: Action) -> CanaryMode {
+        match action {
+            Action::Rollback => CanaryMode::Clear,
+            Action::RolloutComplete => CanaryMode::Complete,
+            _ => CanaryMode::Refuse,
+        }
+    }
+
+    /// The mode as the activation script takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CanaryMode::Refuse => "refuse",
+            CanaryMode::Clear => "clear",
+            CanaryMode::Complete => "complete",
+        }
+    }
+}
+
 /// One activation, as pushed to `history` and published on the channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivationEvent {
@@ -141,6 +200,9 @@ pub struct ActivationEvent {
     pub at: String,
     pub by: Option<String>,
     pub message: Option<String>,
+    /// A rollout's event: the canary's percent after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<crate::canary::Percent>,
 }
 
 /// The S3 key of `path` (inside the build) under a public prefix ("" = bucket root).
@@ -228,6 +290,11 @@ mod tests {
             &k.rolled_back,
             &k.channel,
             &k.signature,
+            &k.fleet,
+            &k.canary,
+            &k.canary_manifest,
+            &k.canary_signature,
+            &k.retired,
             &k.release("ab12"),
         ] {
             assert!(key.starts_with("cutover:{shop}:"), "{key}");

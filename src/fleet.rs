@@ -28,6 +28,10 @@ pub struct Report {
     pub source: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refused>,
+    /// The canary of a rollout it also serves, to the keys assigned to it
+    /// (absent or null: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
     /// Seconds between its reports.
     pub heartbeat: f64,
     /// When it reported (ms since the epoch).
@@ -38,7 +42,8 @@ pub struct Report {
 /// The last release a process refused to serve, and why.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Refused {
-    pub release: String,
+    /// None: what it refused named no release (a canary key that is not JSON).
+    pub release: Option<String>,
     pub reason: String,
 }
 
@@ -56,7 +61,12 @@ impl Report {
             None => "on no release".to_string(),
         };
         match &self.refused {
-            Some(f) => format!("{} ({on}, refused {}: {})", self.id, f.release, f.reason),
+            Some(f) => format!(
+                "{} ({on}, refused {}: {})",
+                self.id,
+                f.release.as_deref().unwrap_or("a canary"),
+                f.reason
+            ),
             None => format!("{} ({on})", self.id),
         }
     }
@@ -159,10 +169,27 @@ impl Fleet {
     pub fn serving(&self) -> BTreeMap<&str, &Report> {
         let mut out = BTreeMap::new();
         for r in self.live.iter().chain(&self.gone) {
-            if let Some(release) = r.release.as_deref() {
-                out.entry(release).or_insert(r);
+            for release in r.release.iter().chain(&r.canary) {
+                out.entry(release.as_str()).or_insert(r);
             }
         }
+        out
+    }
+
+    /// The live processes by the canary they also serve (those serving
+    /// none left out), most first.
+    pub fn by_canary(&self) -> Vec<(String, Vec<&Report>)> {
+        let mut groups: BTreeMap<&str, Vec<&Report>> = BTreeMap::new();
+        for r in &self.live {
+            if let Some(c) = r.canary.as_deref() {
+                groups.entry(c).or_default().push(r);
+            }
+        }
+        let mut out: Vec<(String, Vec<&Report>)> = groups
+            .into_iter()
+            .map(|(c, rs)| (c.to_string(), rs))
+            .collect();
+        out.sort_by_key(|(_, rs)| std::cmp::Reverse(rs.len()));
         out
     }
 
@@ -189,7 +216,21 @@ impl Fleet {
                 }
             })
             .collect();
-        format!("{}: {}", processes(self.live.len()), parts.join(", "))
+        let canaries: Vec<String> = self
+            .by_canary()
+            .iter()
+            .map(|(c, rs)| format!("{} also serve canary {c}", rs.len()))
+            .collect();
+        let canaries = if canaries.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", canaries.join(", "))
+        };
+        format!(
+            "{}: {}{canaries}",
+            processes(self.live.len()),
+            parts.join(", ")
+        )
     }
 }
 
@@ -200,6 +241,8 @@ pub struct View {
     /// Live processes.
     pub processes: usize,
     pub releases: Vec<Group>,
+    /// Live processes by the canary of a rollout they also serve.
+    pub canaries: Vec<Group>,
     /// Silent for more than 3 heartbeats (kept 10 minutes after their
     /// last report).
     pub gone: Vec<Gone>,
@@ -257,6 +300,15 @@ impl View {
         View {
             processes: all.live.len(),
             releases: groups(&all),
+            canaries: all
+                .by_canary()
+                .into_iter()
+                .map(|(c, rs)| Group {
+                    release: Some(c),
+                    processes: rs.len(),
+                    ids: rs.iter().map(|r| r.id.clone()).collect(),
+                })
+                .collect(),
             gone: all
                 .gone
                 .iter()
@@ -272,7 +324,7 @@ impl View {
                 .filter(|r| {
                     r.refused
                         .as_ref()
-                        .is_some_and(|f| Some(f.release.as_str()) == live)
+                        .is_some_and(|f| f.release.as_deref() == live)
                 })
                 .map(Report::describe)
                 .collect(),
@@ -401,10 +453,38 @@ mod tests {
     }
 
     #[test]
+    fn processes_serving_a_canary_are_counted_beside_their_live_release() {
+        let now = 100_000;
+        let with_canary = |id: &str, canary: Option<&str>| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&report(id, Some("A"), now - 1_000)).unwrap();
+            v["canary"] = canary.map_or(serde_json::Value::Null, Into::into);
+            (id.to_string(), Some(v.to_string()))
+        };
+        let fleet = Fleet::of(
+            vec![
+                with_canary("a:1", Some("C")),
+                with_canary("a:2", Some("C")),
+                with_canary("a:3", None),
+            ],
+            now,
+        );
+        assert_eq!(
+            fleet.summary(),
+            "3 processes: 3 on A; 2 also serve canary C"
+        );
+        let view = View::of(vec![(String::new(), fleet.clone())], Some("A"));
+        assert_eq!(view.canaries.len(), 1);
+        assert_eq!(view.canaries[0].processes, 2);
+        // Prune keeps what a process serves as the canary too.
+        assert!(fleet.serving().contains_key("C"));
+    }
+
+    #[test]
     fn a_refusal_is_part_of_the_description() {
         let mut r: Report = serde_json::from_str(&report("w:1", Some("A"), 0)).unwrap();
         r.refused = Some(Refused {
-            release: "B".into(),
+            release: Some("B".into()),
             reason: "unsigned".into(),
         });
         assert_eq!(r.describe(), "w:1 (on A, refused B: unsigned)");

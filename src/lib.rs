@@ -12,6 +12,7 @@
 //! of exit codes, [`notify`] what a switching command tells its webhooks.
 
 pub mod build;
+pub mod canary;
 pub mod cli;
 pub mod commands;
 pub mod config;

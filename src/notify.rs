@@ -27,10 +27,16 @@ pub enum Kind {
     Converged,
     /// The fleet wait ended with processes still behind.
     NotConverged,
+    /// A rollout started: a canary serves a share of the requests.
+    RolloutStarted,
+    /// The running rollout's percent changed.
+    RolloutChanged,
+    /// The canary was taken off.
+    RolloutAborted,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Activated,
         Kind::RolledBack,
         Kind::Pinned,
@@ -39,6 +45,9 @@ impl Kind {
         Kind::Failed,
         Kind::Converged,
         Kind::NotConverged,
+        Kind::RolloutStarted,
+        Kind::RolloutChanged,
+        Kind::RolloutAborted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +60,9 @@ impl Kind {
             Kind::Failed => "failed",
             Kind::Converged => "converged",
             Kind::NotConverged => "not_converged",
+            Kind::RolloutStarted => "rollout_started",
+            Kind::RolloutChanged => "rollout_changed",
+            Kind::RolloutAborted => "rollout_aborted",
         }
     }
 
@@ -479,6 +491,15 @@ impl Notice {
             ),
             Kind::Pinned => format!("pinned to {release}: deploys record but do not activate"),
             Kind::Unpinned => "unpinned: the next deploy activates".to_string(),
+            Kind::RolloutStarted => format!(
+                "rolling out {release} to a share of the requests; the others get {}",
+                opt(&self.previous)
+            ),
+            Kind::RolloutChanged => format!("the rollout of {release} changed its share"),
+            Kind::RolloutAborted => format!(
+                "aborted the rollout of {release}: every request gets {}",
+                opt(&self.previous)
+            ),
             Kind::Failed => format!(
                 "{} FAILED (exit {}): {}",
                 self.command,

@@ -29,6 +29,11 @@ pub fn bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
 }
 
+/// A length of time for people: "3 hours".
+pub fn duration_ms(ms: i64) -> String {
+    indicatif::HumanDuration(std::time::Duration::from_millis(ms.max(0) as u64)).to_string()
+}
+
 /// The first `max` items, then "and N more".
 pub fn some<S: AsRef<str>>(items: &[S], max: usize) -> String {
     let shown: Vec<&str> = items.iter().take(max).map(AsRef::as_ref).collect();

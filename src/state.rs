@@ -263,6 +263,10 @@ pub struct LiveState {
     pub signature: Option<String>,
     /// The SHA-256 of the live manifest's bytes as read (None: absent).
     pub manifest_sha256: Option<String>,
+    /// The canary of a running rollout (None: none, or unreadable).
+    pub canary: Option<crate::canary::Canary>,
+    /// Why the canary key cannot be used, when it is there but unreadable.
+    pub canary_damage: Option<String>,
     /// With several Redis targets (pods): what each holds, in their order.
     /// The fields above are the first target's. Empty: one Redis.
     pub targets: Vec<TargetLive>,
@@ -276,9 +280,40 @@ pub struct TargetLive {
     pub current: Option<String>,
     pub manifest: Option<serde_json::Value>,
     pub signature: Option<String>,
+    /// Its canary's release ([`LiveState::canary_release`]).
+    pub canary: Option<String>,
 }
 
 impl LiveState {
+    /// The canary's release as a rollout compares-and-sets it: its id,
+    /// `?` for an unreadable canary, None when there is none.
+    pub fn canary_release(&self) -> Option<String> {
+        match (&self.canary, &self.canary_damage) {
+            (Some(c), _) => Some(c.release.clone()),
+            (None, Some(_)) => Some("?".into()),
+            (None, None) => None,
+        }
+    }
+
+    /// A rollout's precondition on each target: what it serves and its canary.
+    pub fn rollout_expectations(&self) -> Vec<RolloutExpect> {
+        if self.targets.is_empty() {
+            return vec![RolloutExpect {
+                target: String::new(),
+                current: self.current.clone(),
+                canary: self.canary_release(),
+            }];
+        }
+        self.targets
+            .iter()
+            .map(|t| RolloutExpect {
+                target: t.name.clone(),
+                current: t.current.clone(),
+                canary: t.canary.clone(),
+            })
+            .collect()
+    }
+
     /// Is this release live, with its own manifest and signature (nothing
     /// to repair), on every Redis target?
     pub fn serves(&self, id: &str, manifest: &serde_json::Value, signature: Option<&str>) -> bool {
@@ -358,6 +393,16 @@ impl LiveState {
             })
             .collect()
     }
+}
+
+/// What one Redis target served when a rollout was planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolloutExpect {
+    /// The target's name (masked URL); empty with one Redis.
+    pub target: String,
+    pub current: Option<String>,
+    /// Its canary's release (`?`: unreadable).
+    pub canary: Option<String>,
 }
 
 /// What one Redis target served when a switch was planned.

@@ -61,6 +61,8 @@ pub enum Command {
     Activate(ActivateArgs),
     /// Go back to the release that was live before the current one.
     Rollback(RollbackArgs),
+    /// Serve a release to a share of the requests first; change the share, complete or abort.
+    Rollout(RolloutArgs),
     /// Show the live release and its record.
     Status,
     /// List every reader process that reports what it serves, live and gone.
@@ -100,6 +102,7 @@ impl Command {
             Command::Deploy(_) => "deploy",
             Command::Activate(_) => "activate",
             Command::Rollback(_) => "rollback",
+            Command::Rollout(_) => "rollout",
             Command::Status => "status",
             Command::Fleet => "fleet",
             Command::Releases(_) => "releases",
@@ -145,6 +148,9 @@ pub struct DeployArgs {
     /// Activate although the build is from an older commit than the live release's.
     #[arg(long)]
     pub allow_older: bool,
+    /// Do not make it live: roll it out to N % of the requests (`cutover rollout` goes on from there).
+    #[arg(long, value_name = "N", value_parser = crate::canary::Percent::parse, conflicts_with = "no_activate")]
+    pub rollout: Option<crate::canary::Percent>,
     /// Wait for the CloudFront invalidation of changed files to complete.
     #[arg(long)]
     pub wait: bool,
@@ -224,6 +230,31 @@ pub struct RollbackArgs {
     /// Roll back to this release instead of the previous one.
     #[arg(long, value_name = "RELEASE")]
     pub to: Option<String>,
+    #[command(flatten)]
+    pub switch: SwitchFlags,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  cutover rollout 3f2a9c --percent 5    start: 5% of the keys get 3f2a9c, the others the live release\n  \
+                        cutover rollout --percent 25          raise it (every key on it stays on it)\n  \
+                        cutover rollout complete              make the canary live for everyone\n  \
+                        cutover rollout abort                 take the canary off\n\
+                        Readers pick the release per request by a key (docs/redis.md, \"Rollouts and skew protection\")."
+)]
+pub struct RolloutArgs {
+    /// A release to roll out (id or unique prefix); `complete` makes the canary live for everyone; `abort` takes it off. Omitted: change the running rollout's --percent.
+    #[arg(value_name = "RELEASE|complete|abort")]
+    pub what: Option<String>,
+    /// The share of the requests (chosen by key) served the canary: above 0, below 100, at most two decimals.
+    #[arg(long, value_name = "N", value_parser = crate::canary::Percent::parse)]
+    pub percent: Option<crate::canary::Percent>,
+    /// Roll out although the release is built from an older commit than the live one's.
+    #[arg(long)]
+    pub allow_older: bool,
+    /// `complete`: switch only if the CDN serves the entrypoint files with their bytes and headers.
+    #[arg(long)]
+    pub verify_cdn: bool,
     #[command(flatten)]
     pub switch: SwitchFlags,
 }

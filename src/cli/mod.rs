@@ -144,6 +144,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
                 message: a.message,
                 verify_cdn: a.verify_cdn,
                 allow_older: a.allow_older,
+                rollout: a.rollout,
                 wait: a.wait,
                 no_redis: a.no_redis,
                 timings: a.timings,
@@ -175,6 +176,7 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             let result = switch::rollback(&ctx, a.to.as_deref(), switch_request(a.switch)).await;
             finish(&ctx, json, "rollback", attempt, result).await
         }
+        Command::Rollout(a) => rollout(&ctx, json, a).await,
         Command::Status => emit(json, inspect::status(&ctx).await),
         Command::Fleet => emit(json, crate::commands::fleet::run(&ctx).await),
         Command::Releases(a) => emit(json, inspect::releases(&ctx, a.limit).await),
@@ -239,6 +241,52 @@ async fn run(cli: Cli, flags: config::FlagValues) -> ExitCode {
             emit(json, unlock::run(&ctx, req).await)
         }
     }
+}
+
+/// `cutover rollout`: `complete` is a switch; a release starts a rollout;
+/// nothing (or `abort`) changes the running one. Flags that do not fit
+/// what was asked are usage errors (exit 2).
+async fn rollout(ctx: &Ctx, json: bool, a: args::RolloutArgs) -> ExitCode {
+    use crate::commands::rollout as cmd;
+    use crate::plan::rollout::Ask;
+    let usage = |msg: &str| emit::<cmd::Outcome>(json, Err(crate::error::Failure::input(msg)));
+    let what = a.what.as_deref();
+    let release = what.filter(|w| !matches!(*w, "complete" | "abort"));
+    let attempt = attempt(
+        ctx,
+        a.switch.dry_run,
+        release.map(str::to_string),
+        a.switch.message.clone(),
+    );
+    let only_complete = a.verify_cdn || a.switch.force || a.switch.wait;
+    if only_complete && what != Some("complete") {
+        return usage("--verify-cdn, --force and --wait apply to `cutover rollout complete` only");
+    }
+    let req = cmd::Request {
+        dry_run: a.switch.dry_run,
+        message: a.switch.message.clone(),
+        allow_older: a.allow_older,
+    };
+    let result = match (what, a.percent) {
+        (Some("complete"), None) => {
+            let mut sw = switch_request(a.switch);
+            sw.verify_cdn = a.verify_cdn;
+            let result = switch::complete(ctx, sw).await;
+            return finish(ctx, json, "rollout", attempt, result).await;
+        }
+        (Some("abort"), None) => cmd::change(ctx, Ask::Abort, req).await,
+        (Some("complete" | "abort"), Some(_)) => {
+            return usage("`cutover rollout complete` and `abort` take no --percent")
+        }
+        (Some(id), Some(p)) => cmd::start(ctx, id, p, req).await,
+        (None, Some(p)) => cmd::change(ctx, Ask::Set(p), req).await,
+        (_, None) => {
+            return usage(
+                "give --percent N: `cutover rollout RELEASE --percent 5` starts a rollout, `cutover rollout --percent 25` changes the running one",
+            )
+        }
+    };
+    finish(ctx, json, "rollout", attempt, result).await
 }
 
 fn switch_request(f: args::SwitchFlags) -> switch::Request {

@@ -75,7 +75,13 @@ impl Render for FleetList {
                     r.reader.clone(),
                     r.refused
                         .as_ref()
-                        .map(|f| format!("{}: {}", f.release, f.reason))
+                        .map(|f| {
+                            format!(
+                                "{}: {}",
+                                f.release.as_deref().unwrap_or("a canary"),
+                                f.reason
+                            )
+                        })
                         .unwrap_or_else(|| "-".into()),
                 ];
                 if several {

@@ -19,6 +19,8 @@ pub struct Status {
     pub last_event: Option<ActivationEvent>,
     /// Set while the app is pinned: deploys record but do not activate.
     pub pin: Option<Pin>,
+    /// The running rollout's canary (null when none).
+    pub canary: Option<crate::canary::Canary>,
     /// Whether the live release is signed, and by which key (null: no
     /// release is live).
     pub signature: Option<SignatureState>,
@@ -111,6 +113,9 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
             ));
         }
     }
+    if let Some(damage) = &live.canary_damage {
+        problems.push(damage.clone());
+    }
     let targets = target_rows(&live, &mut problems);
     if let Some(r) = &record {
         problems.extend(target_signature_problems(&live, r));
@@ -131,6 +136,7 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<Status> {
         record,
         last_event,
         pin: live.pin,
+        canary: live.canary,
         signature,
         problems,
         targets,
@@ -235,6 +241,15 @@ impl Render for Status {
         if let Some(r) = &self.record {
             t.push_str(&record_lines(r));
         }
+        if let Some(c) = &self.canary {
+            t.push_str(&format!(
+                "  canary:   {} at {} since {} by {}: that share of the keys gets it (`cutover rollout --percent N`, `complete`, `abort`)\n",
+                c.release,
+                c.percent,
+                c.since,
+                c.by.as_deref().unwrap_or("unknown")
+            ));
+        }
         if let Some(s) = &self.signature {
             t.push_str(&format!("  {}\n", s.describe()));
         }
@@ -301,6 +316,9 @@ pub struct Row {
     pub pinned: bool,
     /// It was rolled back from: `rollback` skips it.
     pub rolled_back: bool,
+    /// The canary of the running rollout: its percent (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<crate::canary::Percent>,
     /// With several Redis targets: those serving it (absent with one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub live_on: Vec<String>,
@@ -349,6 +367,11 @@ pub async fn releases(ctx: &Ctx, limit: usize) -> anyhow::Result<Releases> {
                 live: current.as_deref() == Some(id.as_str()),
                 pinned: pinned.as_deref() == Some(id.as_str()),
                 rolled_back: rolled_back.contains(&id),
+                canary: live
+                    .canary
+                    .as_ref()
+                    .filter(|c| c.release == id)
+                    .map(|c| c.percent),
                 id,
                 record: stored.valid(),
                 problem,
@@ -373,6 +396,7 @@ impl Render for Releases {
             .iter()
             .map(|row| {
                 let partly = !row.live && !row.live_on.is_empty();
+                let canary = row.canary.map(|p| format!("canary at {p}"));
                 let live = [
                     (row.live, "live"),
                     (partly, "live on some targets"),
@@ -382,6 +406,7 @@ impl Render for Releases {
                 .iter()
                 .filter(|(on, _)| *on)
                 .map(|(_, word)| *word)
+                .chain(canary.as_deref())
                 .collect::<Vec<_>>()
                 .join(", ");
                 match &row.record {
@@ -493,7 +518,10 @@ fn history_table(app: &str, events: &[ActivationEvent]) -> String {
         .map(|e| {
             vec![
                 e.at.clone(),
-                e.action.clone(),
+                match e.percent {
+                    Some(p) => format!("{} {p}", e.action),
+                    None => e.action.clone(),
+                },
                 e.previous.clone().unwrap_or_else(dash),
                 e.release.clone(),
                 e.by.clone().unwrap_or_else(dash),

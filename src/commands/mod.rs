@@ -14,6 +14,7 @@ pub mod pin;
 pub mod policy;
 pub mod promote;
 pub mod prune;
+pub mod rollout;
 pub mod settings;
 pub mod switch;
 pub mod unlock;

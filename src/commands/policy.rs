@@ -44,6 +44,7 @@ pub const READERS: &[Reader] = &[
         commands: &[
             "get",
             "mget",
+            "zscore",
             "zrange",
             "subscribe",
             "zadd",
@@ -58,6 +59,7 @@ pub const READERS: &[Reader] = &[
         commands: &[
             "get",
             "mget",
+            "zscore",
             "subscribe",
             "zadd",
             "zremrangebyscore",

@@ -103,6 +103,12 @@ pub async fn activate(ctx: &Ctx, release: &str, req: Request) -> anyhow::Result<
     run(ctx, Action::Activate, Some(release), req).await
 }
 
+/// `rollout complete`: make the running canary live for everyone and end
+/// the rollout, in one atomic step.
+pub async fn complete(ctx: &Ctx, req: Request) -> anyhow::Result<Outcome> {
+    run(ctx, Action::RolloutComplete, None, req).await
+}
+
 /// Roll back to `to`, or to the release live before the current one.
 pub async fn rollback(ctx: &Ctx, to: Option<&str>, req: Request) -> anyhow::Result<Outcome> {
     run(ctx, Action::Rollback, to, req).await
@@ -126,6 +132,15 @@ async fn run(
     let live = redis.live().await?;
     let wanted = match wanted {
         Some(id) => id.to_string(),
+        None if action == Action::RolloutComplete => match (&live.canary, &live.canary_damage) {
+            (Some(c), _) => c.release.clone(),
+            (None, Some(why)) => return Err(Failure::refused(format!("{why}; nothing to complete"))),
+            (None, None) => {
+                return Err(Failure::input(format!(
+                    "no rollout is running for {app}; nothing to complete (`cutover rollout RELEASE --percent N` starts one)"
+                )))
+            }
+        },
         None => {
             let history = redis.history(config.history_limit).await?;
             plan::rollback_target(&app, &live, &history, &redis.rolled_back().await?)?
@@ -167,7 +182,14 @@ async fn run(
     .await?;
     let steps = ctx.describe(store.bucket(), redis.keys(), &plan.steps);
     let mut out = Outcome::of(
-        ctx.head(action.as_str(), Some(req.dry_run))?,
+        ctx.head(
+            if action == Action::RolloutComplete {
+                "rollout"
+            } else {
+                action.as_str()
+            },
+            Some(req.dry_run),
+        )?,
         ctx.redis_targets(),
         &record.id,
         &live,
@@ -268,6 +290,11 @@ impl Outcome {
                 out.outcome = Ending::Recorded;
                 out.pinned = Some(p.clone());
                 return Ok(out);
+            }
+            Some(Switched::RolloutRunning(_)) => {
+                return Err(Failure::operation(
+                    "internal error: a switch held by a rollout outside a deploy; nothing was switched",
+                ))
             }
             Some(Switched::Pinned(p)) => {
                 return Err(Failure::refused(format!(

@@ -19,9 +19,13 @@ pub enum Scope {
 }
 
 /// Commands that take the lock.
-const SWITCHING: &[&str] = &["deploy", "activate", "rollback", "promote", "prune"];
+const SWITCHING: &[&str] = &[
+    "deploy", "activate", "rollback", "promote", "prune", "rollout",
+];
 /// Commands that say who did what.
-const ACTING: &[&str] = &["deploy", "activate", "rollback", "promote", "pin"];
+const ACTING: &[&str] = &[
+    "deploy", "activate", "rollback", "promote", "pin", "rollout",
+];
 
 pub struct Key {
     /// Name in `cutover.toml`, and the key's id everywhere.
@@ -213,7 +217,7 @@ pub const KEYS: &[Key] = &[
     Key {
         flag: Some("cloudfront-distribution-id"),
         env: &["CUTOVER_CLOUDFRONT_DISTRIBUTION_ID"],
-        scope: Scope::Only(&["deploy", "activate", "rollback", "promote"]),
+        scope: Scope::Only(&["deploy", "activate", "rollback", "promote", "rollout"]),
         value_name: "ID",
         help: "CloudFront distribution whose cache of changed mutable files is invalidated",
         default: "none",
@@ -286,7 +290,7 @@ pub const KEYS: &[Key] = &[
     Key {
         flag: Some("check-concurrency"),
         env: &["CUTOVER_CHECK_CONCURRENCY"],
-        scope: Scope::Only(&["deploy", "activate", "rollback", "promote", "verify"]),
+        scope: Scope::Only(&["deploy", "activate", "rollback", "promote", "verify", "rollout"]),
         value_name: "N",
         help: "HEAD requests in flight at once when checking a release's objects (activate, rollback, promote, verify, deploy's closer looks): cheap requests, so many at once when S3 is far away",
         default: "256",
@@ -301,12 +305,21 @@ pub const KEYS: &[Key] = &[
     Key {
         flag: Some("wait-converged"),
         env: &["CUTOVER_WAIT_CONVERGED"],
-        scope: Scope::Only(&["deploy", "activate", "rollback", "promote"]),
+        scope: Scope::Only(&["deploy", "activate", "rollback", "promote", "rollout"]),
         bare: Some("60"),
         value_name: "SECS",
         help: "After the switch, wait up to SECS (`--wait-converged` alone: 60) until every live reader process reports the new release; exit 6 if they do not (docs/redis.md, \"The fleet\"). 0: do not wait",
         default: "0",
         ..key("wait_converged_secs", wait_converged_secs)
+    },
+    Key {
+        flag: Some("skew-max-age"),
+        env: &["CUTOVER_SKEW_MAX_AGE"],
+        scope: Scope::Only(&["prune"]),
+        value_name: "SECS",
+        help: "Keep every release retired less than SECS ago: pages rendered with it may still ask for its assets (the readers' skew_max_age; docs/redis.md, \"Rollouts and skew protection\")",
+        default: "86400",
+        ..key("skew_max_age_secs", skew_max_age_secs)
     },
     Key {
         flag: Some("lock-wait"),
@@ -414,7 +427,7 @@ pub const NOTIFY_FIELDS: &[Field] = &[
     },
     Field {
         name: "events",
-        help: "Which events it is sent: activated, rolled_back, pinned, unpinned, promoted, failed, converged, not_converged",
+        help: "Which events it is sent: activated, rolled_back, pinned, unpinned, promoted, failed, converged, not_converged, rollout_started, rollout_changed, rollout_aborted",
         default: "all",
     },
     Field {

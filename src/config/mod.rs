@@ -117,6 +117,8 @@ pub struct Config {
     /// `--wait-converged`: seconds to wait after a switch for every live
     /// reader process to report the release (0: not at all).
     pub wait_converged_secs: u64,
+    /// Prune keeps releases retired less than this long ago (skew protection).
+    pub skew_max_age_secs: u64,
     pub lock_ttl_secs: u64,
     pub history_limit: usize,
     pub deployed_by: Option<String>,
@@ -180,6 +182,7 @@ impl Default for Config {
             multipart_threshold: 64 * 1024 * 1024,
             lock_wait_secs: 120,
             wait_converged_secs: 0,
+            skew_max_age_secs: 86_400,
             lock_ttl_secs: 30,
             history_limit: 100,
             deployed_by: None,

@@ -285,6 +285,11 @@ pub(super) fn lock_wait_secs(v: &str, c: &mut Config) -> Result<(), String> {
     Ok(())
 }
 
+pub(super) fn skew_max_age_secs(v: &str, c: &mut Config) -> Result<(), String> {
+    c.skew_max_age_secs = number(v, 0, 30 * 86_400)?;
+    Ok(())
+}
+
 pub(super) fn wait_converged_secs(v: &str, c: &mut Config) -> Result<(), String> {
     c.wait_converged_secs = number(v, 0, 3600)?;
     Ok(())

@@ -1,8 +1,8 @@
 //! One line for each write a step makes: what `--dry-run` prints, made
 //! from the same [`Step`]s the executor runs.
 
-use crate::contract::{Keys, PinChange};
-use crate::plan::{Step, Switch};
+use crate::contract::{CanaryMode, Keys, PinChange};
+use crate::plan::{CanaryWrite, Step, Switch};
 use crate::render::{bytes, count, some};
 use crate::store::cloudfront::collapse;
 
@@ -134,6 +134,57 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
             "Redis EVAL unlock: DEL {} if it still holds {owner:?}",
             t.keys.lock
         ),
+        Step::Rollout(r) => {
+            let on = match r.expect.as_slice() {
+                [one] => format!(
+                    "if {} is {} and {} is {}",
+                    t.keys.current,
+                    one.current.as_deref().unwrap_or("unset"),
+                    t.keys.canary,
+                    one.canary.as_deref().unwrap_or("unset")
+                ),
+                many => format!(
+                    "on {} Redis targets at once, each atomically if it still serves what it served when planned",
+                    many.len()
+                ),
+            };
+            let write = match &r.write {
+                CanaryWrite::Set {
+                    canary, manifest, ..
+                } => format!(
+                    "SET {} ({} at {}, a new salt); SET {} ({} of JSON); SET or DEL {}",
+                    t.keys.canary,
+                    canary.release,
+                    canary.percent,
+                    t.keys.canary_manifest,
+                    bytes(crate::contract::manifest_text(manifest).len() as u64),
+                    t.keys.canary_signature
+                ),
+                CanaryWrite::Raise(canary) => format!(
+                    "SET {} ({} at {}, the same salt: every key on the canary stays on it when the percent rises)",
+                    t.keys.canary, canary.release, canary.percent
+                ),
+                CanaryWrite::Abort { release } => format!(
+                    "DEL {} {} {}; ZADD {} {}",
+                    t.keys.canary,
+                    t.keys.canary_manifest,
+                    t.keys.canary_signature,
+                    t.keys.retired,
+                    release.as_deref().unwrap_or("(the unreadable canary: nothing)")
+                ),
+            };
+            format!(
+                "Redis EVAL rollout: check key types;{} {on}: PUBLISH {} ({} event); {write}; LPUSH {} (capped at {})",
+                match r.write {
+                    CanaryWrite::Abort { .. } => String::new(),
+                    _ => format!(" unless {} is set,", t.keys.pin),
+                },
+                t.keys.channel,
+                r.action.as_str(),
+                t.keys.history,
+                t.history_limit
+            )
+        }
         Step::Switch(s) if s.expect.len() > 1 => {
             let each: Vec<String> = s
                 .expect
@@ -157,7 +208,7 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
         }
         Step::Switch(s) => format!(
             "Redis EVAL activate: check key types;{respect} if {current} is {expected}{force}: PUBLISH {channel} ({action} event); \
-             SET {current} {id}; SET {manifest} ({size} of JSON); {signed}; LPUSH {history} (capped at {cap}){pin}{marked}",
+             SET {current} {id}; SET {manifest} ({size} of JSON); {signed}{canary}; ZADD {retired} (the release no longer live); LPUSH {history} (capped at {cap}){pin}{marked}",
             signed = match s
                 .signature
                 .as_deref()
@@ -187,7 +238,28 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
             } else {
                 s.expected().unwrap_or("unset")
             },
-            force = if s.force { " (or --force)" } else { "" },
+            force = match s.canary {
+                CanaryMode::Refuse => format!(
+                    "{} and no rollout runs ({} unset)",
+                    if s.force { " (or --force)" } else { "" },
+                    t.keys.canary
+                ),
+                CanaryMode::Clear => if s.force { " (or --force)" } else { "" }.to_string(),
+                CanaryMode::Complete => format!(
+                    "{} and {} is still {}",
+                    if s.force { " (or --force)" } else { "" },
+                    t.keys.canary,
+                    s.release
+                ),
+            },
+            canary = match s.canary {
+                CanaryMode::Refuse => String::new(),
+                _ => format!(
+                    "; DEL {} {} {} (the rollout ends)",
+                    t.keys.canary, t.keys.canary_manifest, t.keys.canary_signature
+                ),
+            },
+            retired = t.keys.retired,
             id = s.release,
             manifest = t.keys.manifest,
             size = bytes(crate::contract::manifest_text(&s.manifest).len() as u64),

@@ -12,16 +12,16 @@ use std::time::Instant;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::contract::{ActivationEvent, Pin};
+use crate::contract::{ActivationEvent, CanaryMode, Pin};
 use crate::error::Failure;
 use crate::events::{Event, Observer, Phase};
-use crate::plan::{Decision, PlannedFile, Step, Switch};
+use crate::plan::{CanaryWrite, Decision, PlannedFile, Rollout, Step, Switch};
 use crate::release::now;
 use crate::render::some;
 use crate::store::cdn::Cdn;
 use crate::store::cloudfront::{collapse, CloudFront};
 use crate::store::lock::LockGuard;
-use crate::store::redis::Activation;
+use crate::store::redis::{Activation, RolloutApplied};
 use crate::store::registries::Registries;
 use crate::store::s3::{CopySpec, PutOutcome, PutSpec, S3Store};
 
@@ -60,6 +60,9 @@ pub enum Switched {
     Applied { previous: Option<String> },
     /// The app is pinned and the switch respects pins: nothing changed.
     Pinned(Pin),
+    /// A rollout runs (its canary, as stored) and the switch does not
+    /// replace it (deploy, activate, promote): nothing changed.
+    RolloutRunning(String),
 }
 
 /// What running the steps did.
@@ -72,6 +75,8 @@ pub struct Executed {
     pub timings: Vec<(&'static str, f64)>,
     /// `--wait-converged`: the fleet once every live process reported the release.
     pub fleet: Option<crate::fleet::Convergence>,
+    /// Set when a rollout step ran: the canary's release before ('' none).
+    pub rolled_out: Option<String>,
 }
 
 impl<'a> Executor<'a> {
@@ -98,6 +103,11 @@ impl<'a> Executor<'a> {
                     switched_to = Some(&switch.release);
                 }
                 done.switched = Some(switched);
+            } else if let Step::Rollout(rollout) = step {
+                if let Some(lock) = self.lock {
+                    lock.check()?;
+                }
+                done.rolled_out = Some(self.rollout(rollout).await?);
             } else {
                 let store = self.store;
                 tokio::select! {
@@ -242,7 +252,7 @@ impl<'a> Executor<'a> {
                     done.fleet = Some(self.await_fleet(release, *within).await?)
                 }
             }
-            Step::Switch(_) => unreachable!("the switch runs on its own"),
+            Step::Switch(_) | Step::Rollout(_) => unreachable!("the switch runs on its own"),
         }
         Ok(())
     }
@@ -381,9 +391,10 @@ impl<'a> Executor<'a> {
                 at: at.clone(),
                 by: s.by.clone(),
                 message: s.message.clone(),
+                percent: None,
             };
             async move {
-                if expect.serves && !s.force {
+                if expect.serves && !s.force && s.canary != CanaryMode::Complete {
                     return TargetSwitch::AlreadyLive;
                 }
                 let result = reg
@@ -394,11 +405,26 @@ impl<'a> Executor<'a> {
                         s.force,
                         &s.pin,
                         s.rolled_back_from.as_deref(),
+                        s.canary,
                     )
                     .await;
                 match result {
                     Ok(Activation::Applied { previous }) => TargetSwitch::Applied { previous },
                     Ok(Activation::Pinned(pin)) => TargetSwitch::Pinned(pin),
+                    Ok(Activation::RolloutRunning(canary)) if s.action == crate::contract::Action::Deploy => {
+                        TargetSwitch::Held(canary)
+                    }
+                    Ok(Activation::RolloutRunning(canary)) => TargetSwitch::Failed(Failure::refused(format!(
+                        "a rollout started while this {} ran ({}); nothing was switched. \
+                         `cutover rollout complete` or `cutover rollout abort` first",
+                        s.action.as_str(),
+                        describe_canary(&canary)
+                    ))),
+                    Ok(Activation::CanaryChanged(now)) => TargetSwitch::Failed(Failure::refused(format!(
+                        "the rollout changed while this ran: the canary is {}, not {}; nothing was switched. See `cutover status`",
+                        match now.as_str() { "" => "gone", "?" => "unreadable", other => other },
+                        s.release
+                    ))),
                     Ok(Activation::LostRace { current }) => TargetSwitch::Failed(Failure::refused(format!(
                         "the live release changed to {} while this {} ran (it planned against {}); nothing was switched. \
                          Run it again, or pass --force to switch anyway",
@@ -412,6 +438,130 @@ impl<'a> Executor<'a> {
         });
         let results = futures::future::join_all(runs).await;
         settle(s, &targets.names(), results)
+    }
+}
+
+impl Executor<'_> {
+    /// The rollout step, on every Redis target at once, each atomically
+    /// with its own compare-and-set. A lost race is refused (exit 3); some
+    /// targets written and others not is exit 5, naming each. Returns the
+    /// canary's release before on the first target ('' none).
+    async fn rollout(&mut self, r: &Rollout) -> anyhow::Result<String> {
+        let at = now().0;
+        let targets = self.registries()?;
+        let names = targets.names();
+        if r.expect.len() != names.len() {
+            return Err(Failure::operation(format!(
+                "internal error: the rollout was planned for {} Redis targets, {} are connected; nothing was changed",
+                r.expect.len(),
+                names.len()
+            )));
+        }
+        let (canary, manifest, signature) = match &r.write {
+            CanaryWrite::Set {
+                canary,
+                manifest,
+                signature,
+            } => (Some(canary), Some(manifest), signature.as_deref()),
+            CanaryWrite::Raise(canary) => (Some(canary), None, None),
+            CanaryWrite::Abort { .. } => (None, None, None),
+        };
+        let runs = targets.each().zip(&r.expect).map(|(reg, expect)| {
+            let event = ActivationEvent {
+                release: r.write.release().unwrap_or("?").to_string(),
+                previous: expect.current.clone(),
+                action: r.action.as_str().to_string(),
+                at: at.clone(),
+                by: r.by.clone(),
+                message: r.message.clone(),
+                percent: r.write.percent(),
+            };
+            async move {
+                reg.rollout(
+                    &event,
+                    expect.current.as_deref().unwrap_or(""),
+                    expect.canary.as_deref().unwrap_or(""),
+                    canary,
+                    manifest,
+                    signature,
+                )
+                .await
+            }
+        });
+        let results = futures::future::join_all(runs).await;
+        let shown = |c: &str| match c {
+            "" => "none".to_string(),
+            "?" => "an unreadable one".to_string(),
+            c => c.to_string(),
+        };
+        let failure = |expect: &crate::state::RolloutExpect,
+                       result: &anyhow::Result<RolloutApplied>| {
+            match result {
+            Ok(RolloutApplied::Applied { .. }) => None,
+            Ok(RolloutApplied::LostRace { current, canary }) => Some(Failure::refused(format!(
+                "the live release or the rollout changed while this ran: live {}, canary {} (it planned against live {}, canary {}); nothing was changed. \
+                 Look with `cutover status` and run it again",
+                shown(current),
+                shown(canary),
+                expect.current.as_deref().unwrap_or("none"),
+                shown(expect.canary.as_deref().unwrap_or(""))
+            ))),
+            Ok(RolloutApplied::Pinned(pin)) => Some(Failure::refused(format!(
+                "the app was pinned while this ran ({}); nothing was changed. `cutover unpin` first",
+                pin.describe()
+            ))),
+            Err(e) => Some(Failure::operation(crate::error::one_line(e))),
+        }
+        };
+        if results.len() == 1 {
+            return match results.into_iter().next().expect("one") {
+                Ok(RolloutApplied::Applied { canary_before }) => Ok(canary_before),
+                Err(e) => Err(e),
+                other => Err(failure(&r.expect[0], &other).expect("not applied")),
+            };
+        }
+        let written = results
+            .iter()
+            .filter(|x| matches!(x, Ok(RolloutApplied::Applied { .. })))
+            .count();
+        if written == results.len() {
+            return match results.into_iter().next() {
+                Some(Ok(RolloutApplied::Applied { canary_before })) => Ok(canary_before),
+                _ => Ok(String::new()),
+            };
+        }
+        let report: Vec<String> = names
+            .iter()
+            .zip(&r.expect)
+            .zip(&results)
+            .map(|((name, expect), x)| match failure(expect, x) {
+                None => format!("{name} written"),
+                Some(e) => format!("{name} NOT written ({})", crate::error::one_line(&e)),
+            })
+            .collect();
+        if written == 0 {
+            let refused = results
+                .iter()
+                .zip(&r.expect)
+                .filter_map(|(x, e)| failure(e, x))
+                .all(|e| crate::error::exit_code(&e) == 3);
+            let msg = format!(
+                "the {} did not apply on any Redis target: {}; nothing was changed",
+                r.action.as_str(),
+                report.join("; ")
+            );
+            return Err(if refused {
+                Failure::refused(msg)
+            } else {
+                Failure::operation(msg)
+            });
+        }
+        Err(Failure::partial(format!(
+            "the Redis targets are split: {written} of {} took the {}: {}. Run this command again to bring every target to it",
+            names.len(),
+            r.action.as_str(),
+            report.join("; ")
+        )))
     }
 }
 
@@ -442,7 +592,16 @@ enum TargetSwitch {
     /// It served the release already: left alone.
     AlreadyLive,
     Pinned(Pin),
+    /// A deploy's switch while a rollout runs (the canary, as stored).
+    Held(String),
     Failed(anyhow::Error),
+}
+
+/// A canary as stored, for a message: "B at 5% since T".
+fn describe_canary(text: &str) -> String {
+    crate::canary::Canary::parse(text)
+        .map(|c| format!("canary {}", c.describe()))
+        .unwrap_or_else(|_| "an unreadable canary".into())
 }
 
 /// One outcome for the switch across targets. One target: its own outcome.
@@ -455,6 +614,7 @@ fn settle(s: &Switch, names: &[String], results: Vec<TargetSwitch>) -> anyhow::R
             TargetSwitch::Applied { previous } => Ok(Switched::Applied { previous }),
             TargetSwitch::AlreadyLive => Ok(Switched::Applied { previous }),
             TargetSwitch::Pinned(pin) => Ok(Switched::Pinned(pin)),
+            TargetSwitch::Held(canary) => Ok(Switched::RolloutRunning(canary)),
             TargetSwitch::Failed(e) => Err(e),
         };
     }
@@ -482,6 +642,11 @@ fn settle(s: &Switch, names: &[String], results: Vec<TargetSwitch>) -> anyhow::R
                 "{name} is pinned, still serves {}",
                 expect.current.as_deref().unwrap_or("no release")
             ),
+            TargetSwitch::Held(canary) => format!(
+                "{name} runs a rollout ({}), still serves {}",
+                describe_canary(canary),
+                expect.current.as_deref().unwrap_or("no release")
+            ),
             TargetSwitch::Failed(e) => format!(
                 "{name} NOT switched, was serving {} ({})",
                 expect.current.as_deref().unwrap_or("no release"),
@@ -490,15 +655,19 @@ fn settle(s: &Switch, names: &[String], results: Vec<TargetSwitch>) -> anyhow::R
         })
         .collect();
     if switched == 0 {
-        if results
-            .iter()
-            .all(|r| matches!(r, TargetSwitch::Pinned(_) | TargetSwitch::AlreadyLive))
-        {
-            if let Some(TargetSwitch::Pinned(pin)) = results
+        if results.iter().all(|r| {
+            matches!(
+                r,
+                TargetSwitch::Pinned(_) | TargetSwitch::Held(_) | TargetSwitch::AlreadyLive
+            )
+        }) {
+            match results
                 .into_iter()
-                .find(|r| matches!(r, TargetSwitch::Pinned(_)))
+                .find(|r| matches!(r, TargetSwitch::Pinned(_) | TargetSwitch::Held(_)))
             {
-                return Ok(Switched::Pinned(pin));
+                Some(TargetSwitch::Pinned(pin)) => return Ok(Switched::Pinned(pin)),
+                Some(TargetSwitch::Held(canary)) => return Ok(Switched::RolloutRunning(canary)),
+                _ => {}
             }
         } else {
             let code = results

@@ -9,10 +9,13 @@
 //! - [`switch`]: activate, rollback, promote (which adds its copies), pin,
 //!   unpin and unlock.
 //! - [`prune`]: what no kept release references.
+//! - [`rollout`]: start, change or abort a rollout (its completion is a
+//!   switch).
 
 pub mod deploy;
 pub mod promote;
 pub mod prune;
+pub mod rollout;
 mod step;
 pub mod switch;
 
@@ -20,7 +23,7 @@ pub use deploy::{
     deploy, header_checks, md5_needed, to_inspect, Decision, DeployFacts, DeployOptions,
     DeployPlan, PlannedFile, Provenance,
 };
-pub use step::{ObjectCopy, Step, Switch};
+pub use step::{CanaryWrite, ObjectCopy, Rollout, Step, Switch};
 
 /// The CloudFront path of a key: the CDN URL's own path, then the key,
 /// percent-encoded as its public URL is.

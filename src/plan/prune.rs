@@ -50,6 +50,13 @@ pub struct PruneInput<'a> {
     /// fleet"), live or gone, with one such process described each: a
     /// process may still serve a release Redis no longer names.
     pub served: BTreeMap<String, String>,
+    /// The canary of a running rollout.
+    pub canary: Option<&'a str>,
+    /// Releases that stopped being served, and when (ms): kept while
+    /// younger than `skew_max_age_ms` (pages rendered with one may still
+    /// ask for its assets).
+    pub retired: BTreeMap<String, i64>,
+    pub skew_max_age_ms: i64,
     pub bucket: &'a str,
     pub prefix: &'a str,
     pub meta_prefix: &'a str,
@@ -153,6 +160,18 @@ pub fn prune(input: &PruneInput, opts: &PruneOptions) -> anyhow::Result<PrunePla
         }
         if input.rollback_target == Some(r.id.as_str()) {
             why.push("`cutover rollback` goes to it".to_string());
+        }
+        if input.canary == Some(r.id.as_str()) {
+            why.push("the canary of the running rollout".to_string());
+        }
+        if let Some(at) = input.retired.get(&r.id) {
+            if input.now_ms - at < input.skew_max_age_ms {
+                why.push(format!(
+                    "retired {} ago, inside skew_max_age ({}s): pages rendered with it may still ask for its assets",
+                    crate::render::duration_ms(input.now_ms - at),
+                    input.skew_max_age_ms / 1000
+                ));
+            }
         }
         if let Some(process) = input.served.get(&r.id) {
             why.push(format!("a reader process serves it: {process}"));
@@ -356,6 +375,7 @@ mod tests {
             at: at.into(),
             by: None,
             message: None,
+            percent: None,
         }
     }
 
@@ -402,6 +422,9 @@ mod tests {
             live: vec!["b"],
             pinned: None,
             served: BTreeMap::new(),
+            canary: None,
+            retired: BTreeMap::new(),
+            skew_max_age_ms: 86_400_000,
             bucket: "b",
             prefix: "packs",
             meta_prefix: "_cutover/shop/",
@@ -489,6 +512,9 @@ mod tests {
         );
         let rollback = PruneInput {
             served: BTreeMap::new(),
+            canary: None,
+            retired: BTreeMap::new(),
+            skew_max_age_ms: 86_400_000,
             rollback_target: Some("a"),
             ..served
         };

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::PlannedFile;
 use crate::build::headers::Headers;
-use crate::contract::{Action, PinChange};
+use crate::contract::{Action, CanaryMode, PinChange};
 use crate::release::ReleaseRecord;
 
 /// One write. The executor carries out a plan's steps in order; the last
@@ -37,6 +37,9 @@ pub enum Step {
     },
     /// Make a release live in one atomic compare-and-set step.
     Switch(Box<Switch>),
+    /// Set, change or take off the canary in one atomic compare-and-set
+    /// step (`rollout`).
+    Rollout(Box<Rollout>),
     /// Delete the deploy lock if it still holds `owner` (`cutover unlock`).
     /// With `wrong_type`: delete it if it still holds a value of that type
     /// (a key something else wrote), whatever the value.
@@ -81,6 +84,7 @@ impl Step {
             Step::PutRecord { .. } => "record",
             Step::Register { .. } => "register",
             Step::Switch(_) => "switch",
+            Step::Rollout(_) => "rollout",
             Step::Unlock { .. } => "unlock",
             Step::Pin(_) => "pin",
             Step::VerifyCdn(_) => "verify_cdn",
@@ -128,6 +132,54 @@ pub struct Switch {
     /// Written to the signature key in the same step; None deletes it
     /// (the release is unsigned).
     pub signature: Option<String>,
+    /// What the switch does with a running rollout.
+    pub canary: CanaryMode,
+}
+
+/// The rollout step: on each Redis target, if it still serves what was
+/// planned against (`expect`), write the canary, log and publish the event.
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub expect: Vec<crate::state::RolloutExpect>,
+    /// `Rollout` (set or changed) or `RolloutAbort`.
+    pub action: Action,
+    pub write: CanaryWrite,
+    pub by: Option<String>,
+    pub message: Option<String>,
+}
+
+/// What a rollout writes.
+#[derive(Debug, Clone)]
+pub enum CanaryWrite {
+    /// A new canary: its JSON, its manifest (the exact bytes readers
+    /// check) and its signature.
+    Set {
+        canary: crate::canary::Canary,
+        manifest: serde_json::Value,
+        signature: Option<String>,
+    },
+    /// The running canary at another percent: its JSON only.
+    Raise(crate::canary::Canary),
+    /// Take the canary off (None: what is there is unreadable).
+    Abort { release: Option<String> },
+}
+
+impl CanaryWrite {
+    /// The canary's release (None: an unreadable one, aborted).
+    pub fn release(&self) -> Option<&str> {
+        match self {
+            CanaryWrite::Set { canary, .. } | CanaryWrite::Raise(canary) => Some(&canary.release),
+            CanaryWrite::Abort { release } => release.as_deref(),
+        }
+    }
+
+    /// The percent after (None: aborted).
+    pub fn percent(&self) -> Option<crate::canary::Percent> {
+        match self {
+            CanaryWrite::Set { canary, .. } | CanaryWrite::Raise(canary) => Some(canary.percent),
+            CanaryWrite::Abort { .. } => None,
+        }
+    }
 }
 
 impl Switch {

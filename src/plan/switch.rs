@@ -7,7 +7,9 @@ use std::collections::HashMap;
 
 use crate::build::headers::{content_type, Headers};
 use crate::build::manifest::{diff, ManifestDiff};
-use crate::contract::{mutable_key, object_key, Action, ActivationEvent, Pin, PinChange};
+use crate::contract::{
+    mutable_key, object_key, Action, ActivationEvent, CanaryMode, Pin, PinChange,
+};
 use crate::error::Failure;
 use crate::release::{ReleaseFile, ReleaseRecord};
 use crate::render::some;
@@ -165,6 +167,7 @@ pub fn signature_of(record: &ReleaseRecord, require: bool) -> anyhow::Result<Opt
 pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<SwitchPlan> {
     let (record, live, action) = (facts.record, facts.live, facts.action);
     check_pin(live, action, opts, &record.id)?;
+    check_rollout(live, action, &record.id)?;
     let repair = live.current.as_deref() == Some(record.id.as_str());
     if is_live(live, record, facts.in_redis) {
         return Ok(SwitchPlan {
@@ -236,6 +239,7 @@ pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<Switc
             .clone()
             .filter(|c| action == Action::Rollback && c != &record.id),
         signature,
+        canary: CanaryMode::of(action),
     })));
     if let (Some((distribution, wait)), false) = (&opts.invalidate, restores.is_empty()) {
         steps.push(Step::Invalidate {
@@ -262,15 +266,41 @@ pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<Switc
     })
 }
 
-/// Refuse to activate while pinned, unless `--unpin` (exit 3).
+/// What a running rollout allows: a rollback (which ends it), and
+/// `rollout complete` of the canary; not another activation or promotion
+/// (exit 3). No canary: complete has nothing to complete (exit 2).
+fn check_rollout(live: &LiveState, action: Action, id: &str) -> anyhow::Result<()> {
+    let running = live
+        .canary
+        .as_ref()
+        .map(|c| format!("canary {}", c.describe()));
+    let running = running.or_else(|| live.canary_damage.clone());
+    match (CanaryMode::of(action), running) {
+        (CanaryMode::Refuse, Some(what)) if action != Action::Deploy => Err(Failure::refused(format!(
+            "a rollout is running ({what}); nothing was switched. `cutover rollout complete` makes the canary live, \
+             `cutover rollout abort` takes it off; then {} {id}",
+            action.as_str()
+        ))),
+        (CanaryMode::Complete, _) if live.canary.as_ref().map(|c| c.release.as_str()) != Some(id) => {
+            Err(Failure::input(format!(
+                "no rollout of {id} is running; nothing to complete (see `cutover status`)"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuse to activate (or complete a rollout) while pinned, unless
+/// `--unpin` (exit 3).
 fn check_pin(
     live: &LiveState,
     action: Action,
     opts: &SwitchOptions,
     id: &str,
 ) -> anyhow::Result<()> {
+    let held = matches!(action, Action::Activate | Action::RolloutComplete);
     match &live.pin {
-        Some(pin) if action == Action::Activate && !opts.unpin => Err(Failure::refused(format!(
+        Some(pin) if held && !opts.unpin => Err(Failure::refused(format!(
             "{} is pinned {}; `cutover activate {id} --unpin` switches and clears the pin, `cutover unpin` clears it alone",
             pin.release.as_deref().unwrap_or("the live release"),
             pin.since()
@@ -332,7 +362,8 @@ pub fn restores(
 
 /// The release `rollback` goes to: the newest that was live before the
 /// current one and was not itself rolled back from, so repeated rollbacks
-/// walk further back. `history` is newest first.
+/// walk further back. `history` is newest first; rollout events that did
+/// not change the live release are looked past.
 pub fn rollback_target(
     app: &str,
     live: &LiveState,
@@ -344,6 +375,12 @@ pub fn rollback_target(
             "no release is live for {app}; nothing to roll back (see `cutover releases`)"
         ))
     })?;
+    // A rollout's start, change or abort changed the canary, not the live
+    // release: not a step to walk back.
+    let history: Vec<&ActivationEvent> = history
+        .iter()
+        .filter(|e| Action::switches(&e.action))
+        .collect();
     if !history.iter().any(|e| e.release == current) {
         return Err(Failure::input(format!(
             "the history of {app} does not say what was live before {current}; use `cutover rollback --to RELEASE`"

@@ -142,6 +142,7 @@ pub const REDIS: &[(&str, bool)] = &[
     ("smembers", true),
     ("getdel", false),
     ("zrem", false),
+    ("zremrangebyscore", false),
     ("multi", false),
     ("exec", false),
     ("eval", false),

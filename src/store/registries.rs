@@ -81,6 +81,7 @@ impl Registries {
                 .zip(lives)
                 .map(|(r, l)| TargetLive {
                     name: r.name().to_string(),
+                    canary: l.canary_release(),
                     current: l.current,
                     manifest: l.manifest,
                     signature: l.signature,
@@ -108,6 +109,19 @@ impl Registries {
 
     pub async fn rolled_back(&mut self) -> anyhow::Result<std::collections::BTreeSet<String>> {
         self.first().rolled_back().await
+    }
+
+    /// The retired releases of every target, each with the latest time a
+    /// target retired it.
+    pub async fn retired(&mut self) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
+        let mut all = std::collections::BTreeMap::new();
+        for r in &mut self.regs {
+            for (id, at) in r.retired().await? {
+                let e = all.entry(id).or_insert(at);
+                *e = (*e).max(at);
+            }
+        }
+        Ok(all)
     }
 
     /// Who holds the deploy lock on the first target that has one.

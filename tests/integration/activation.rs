@@ -192,6 +192,7 @@ fn readers_never_see_a_mismatched_pair_during_500_switches() {
                 at: format!("switch {i}"),
                 by: None,
                 message: None,
+                percent: None,
             };
             let outcome = reg
                 .activate(
@@ -201,6 +202,7 @@ fn readers_never_see_a_mismatched_pair_during_500_switches() {
                     false,
                     &cutover::contract::PinChange::Respect,
                     None,
+                    cutover::contract::CanaryMode::Refuse,
                 )
                 .await
                 .unwrap();

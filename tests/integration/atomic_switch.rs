@@ -64,6 +64,7 @@ fn the_switch_script_writes_nothing_when_it_cannot_publish() {
             at: "now".into(),
             by: None,
             message: None,
+            percent: None,
         };
         reg.activate(
             &event,
@@ -72,6 +73,7 @@ fn the_switch_script_writes_nothing_when_it_cannot_publish() {
             false,
             &cutover::contract::PinChange::Respect,
             None,
+            cutover::contract::CanaryMode::Refuse,
         )
         .await
         .unwrap_err()
@@ -157,7 +159,18 @@ fn the_documented_minimal_acl_is_enough() {
     as_user(&["history"]).expect(0);
     as_user(&["status"]).expect(0);
     as_user(&["releases"]).expect(0);
-    as_user(&["prune", "--keep", "1", "--keep-days", "0", "--grace", "0"]).expect(0);
+    as_user(&[
+        "prune",
+        "--keep",
+        "1",
+        "--keep-days",
+        "0",
+        "--grace",
+        "0",
+        "--skew-max-age",
+        "0",
+    ])
+    .expect(0);
     ctx.redis_cmd(&["SET", &ctx.key("lock"), "ghost"]);
     as_user(&["unlock", "--force"]).expect(0);
     assert_eq!(rt().block_on(ctx.history()).len(), 4);

@@ -286,6 +286,8 @@ fn the_fleet_is_counted_waited_for_kept_and_aged_out() {
         "0",
         "--grace",
         "0",
+        "--skew-max-age",
+        "0",
         "--json",
     ]);
     prune.expect(0);

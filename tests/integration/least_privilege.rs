@@ -168,6 +168,8 @@ fn world(role: &'static str, moto: &str) -> World {
                 "0",
                 "--grace",
                 "0",
+                "--skew-max-age",
+                "0",
             ])]
         }
         "read" => ["status", "releases", "history", "verify", "doctor"]
@@ -500,7 +502,17 @@ fn the_printed_redis_lines_are_enough_and_the_read_line_cannot_write() {
         vec!["unpin"],
         vec!["deploy", b.to_str().unwrap()],
         vec!["unlock", "--force"],
-        vec!["prune", "--keep", "1", "--keep-days", "0", "--grace", "0"],
+        vec![
+            "prune",
+            "--keep",
+            "1",
+            "--keep-days",
+            "0",
+            "--grace",
+            "0",
+            "--skew-max-age",
+            "0",
+        ],
     ] {
         as_user(&deployer, &args).expect(0);
     }

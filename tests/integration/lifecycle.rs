@@ -221,7 +221,17 @@ fn prune_keeps_every_object_of_kept_releases_and_deletes_the_rest() {
         ));
     }
     rt().block_on(ctx.put("packs/other-tool.txt", b"not ours"));
-    let args = ["prune", "--keep", "2", "--keep-days", "0", "--grace", "0"];
+    let args = [
+        "prune",
+        "--keep",
+        "2",
+        "--keep-days",
+        "0",
+        "--grace",
+        "0",
+        "--skew-max-age",
+        "0",
+    ];
 
     let before = ctx.world();
     let run = ctx.run(&[&args[..], &["--dry-run", "--json"]].concat());

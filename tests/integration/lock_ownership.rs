@@ -71,7 +71,17 @@ fn a_lock_held_by_another_owner_is_waited_for_refused_and_left_alone() {
     for args in [
         vec!["activate", x.as_str()],
         vec!["rollback", "--to", x.as_str()],
-        vec!["prune", "--keep", "0", "--keep-days", "0", "--grace", "0"],
+        vec![
+            "prune",
+            "--keep",
+            "0",
+            "--keep-days",
+            "0",
+            "--grace",
+            "0",
+            "--skew-max-age",
+            "0",
+        ],
     ] {
         let run = ctx
             .cutover(&args)

@@ -36,6 +36,7 @@ mod prune_safety;
 mod quickstart;
 mod redis_drops;
 mod right_redis;
+mod rollout;
 mod signatures;
 mod stale_guard;
 mod topology;

@@ -24,7 +24,17 @@ fn three_releases(ctx: &Ctx) -> Vec<(String, std::path::PathBuf)> {
 
 /// The prune that drops everything it may: only the newest and what must
 /// stay, no window, no grace.
-const TIGHT: [&str; 7] = ["prune", "--keep", "1", "--keep-days", "0", "--grace", "0"];
+const TIGHT: [&str; 9] = [
+    "prune",
+    "--keep",
+    "1",
+    "--keep-days",
+    "0",
+    "--grace",
+    "0",
+    "--skew-max-age",
+    "0",
+];
 
 /// Every object the live manifest names is in S3 (`cutover verify` of the
 /// live release: every object of it, with its bytes).
@@ -207,7 +217,16 @@ fn a_record_stays_until_its_young_objects_can_go() {
     let releases = three_releases(&ctx);
     let a = &releases[0].0;
     // a is dropped, but its script is younger than the grace period.
-    let young = ctx.run(&["prune", "--keep", "1", "--keep-days", "0", "--json"]);
+    let young = ctx.run(&[
+        "prune",
+        "--keep",
+        "1",
+        "--keep-days",
+        "0",
+        "--skew-max-age",
+        "0",
+        "--json",
+    ]);
     young.expect(0);
     assert_eq!(young.json()["deleted_objects"], 0, "{}", young.stdout);
     assert_eq!(

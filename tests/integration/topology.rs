@@ -315,7 +315,17 @@ fn a_three_master_cluster_serves_the_contract_through_a_seed_that_does_not_own_t
 
     // Prune's atomic MULTI goes to the slot's master too.
     ctx.run_with(
-        &["prune", "--keep", "1", "--keep-days", "0", "--grace", "0"],
+        &[
+            "prune",
+            "--keep",
+            "1",
+            "--keep-days",
+            "0",
+            "--grace",
+            "0",
+            "--skew-max-age",
+            "0",
+        ],
         &env,
     )
     .expect(0);

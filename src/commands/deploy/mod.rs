@@ -32,6 +32,8 @@ pub struct Request {
     pub verify_cdn: bool,
     /// Activate although the build is from an older commit than the live release's.
     pub allow_older: bool,
+    /// `--rollout N`: roll the release out to N % instead of activating it.
+    pub rollout: Option<crate::canary::Percent>,
     /// Wait for CloudFront invalidations to complete.
     pub wait: bool,
     /// Do not try Redis: record the release in S3 only (needs `no_activate`).
@@ -157,8 +159,10 @@ async fn make_plan(
         }
         ctx.observer.event(Event::Warning(one_line(&error)));
     }
-    let opts = DeployOptions {
-        activate: !req.no_activate && gathered.live.pin.is_none(),
+    let live = &gathered.live;
+    let held = live.pin.is_some() || live.canary.is_some() || live.canary_damage.is_some();
+    let mut opts = DeployOptions {
+        activate: !req.no_activate && !held && req.rollout.is_none(),
         force: req.force,
         message: req.message.clone(),
         verify_cdn: req.verify_cdn,
@@ -169,7 +173,11 @@ async fn make_plan(
             .map(|d| (d, req.wait)),
         s3_only: gathered.redis_skipped,
         wait_converged: ctx.config.wait_converged_secs,
+        rollout: Vec::new(),
     };
+    if let (Some(percent), false) = (req.rollout, opts.s3_only || plan.already_live) {
+        opts.rollout = rollout_steps(ctx, req, gathered, &plan, percent)?;
+    }
     // The stale-deploy guard, before anything is uploaded: only a deploy
     // that would switch is refused.
     if opts.activate && !opts.s3_only && !plan.already_live {
@@ -185,6 +193,51 @@ async fn make_plan(
     }
     let steps = plan.steps(&ctx.config.meta_prefix()?, &opts);
     Ok((plan, steps))
+}
+
+/// `deploy --rollout N`: the rollout step that makes the release the
+/// canary, planned as `cutover rollout` plans it (refused while pinned, the
+/// signature, the stale-deploy guard) from what the deploy read. Its
+/// objects are what the deploy uploads: nothing to check.
+fn rollout_steps(
+    ctx: &Ctx,
+    req: &Request,
+    gathered: &Gathered,
+    plan: &DeployPlan,
+    percent: crate::canary::Percent,
+) -> anyhow::Result<Vec<Step>> {
+    use crate::plan::rollout::{rollout, Ask, Candidate, RolloutOptions};
+    let config = &ctx.config;
+    let in_redis = crate::state::Stored::Valid(plan.release.summary());
+    let candidate = Candidate {
+        record: &plan.release,
+        in_redis: &in_redis,
+        objects: &[],
+        live_record: plan
+            .live_release
+            .as_deref()
+            .and_then(|id| gathered.index.record(id)),
+    };
+    let opts = RolloutOptions {
+        by: config.deployed_by.clone(),
+        message: req.message.clone(),
+        at: crate::release::now().0,
+        salt: crate::canary::new_salt(),
+        require_signature: config.require_signature,
+        allow_older: req.allow_older,
+    };
+    let planned = rollout(
+        config.app()?,
+        &gathered.live,
+        Ask::Start(percent),
+        Some(&candidate),
+        &opts,
+    )?;
+    Ok(planned
+        .steps
+        .into_iter()
+        .filter(|s| matches!(s, Step::Rollout(_)))
+        .collect())
 }
 
 /// The one line a pinned deploy says (a GitHub Actions annotation in CI).

@@ -9,7 +9,7 @@ use crate::commands::{Ctx, Head};
 use crate::contract::{Keys, Pin};
 use crate::exec::{Switched, UploadStats};
 use crate::notify::{About, Happened, Kind, Notable};
-use crate::plan::{Decision, PlannedFile};
+use crate::plan::{CanaryWrite, Decision, PlannedFile, Step};
 use crate::release::ReleaseRecord;
 use crate::render::{bytes, count, Render};
 
@@ -29,6 +29,8 @@ pub enum Ending {
     /// The build was the live release, but Redis no longer held its manifest
     /// intact: written again.
     Repaired,
+    /// Uploaded, recorded and made the canary of a rollout (`--rollout N`).
+    RollingOut,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,6 +87,9 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// The pin that kept this deploy from activating (null when not pinned).
     pub pinned: Option<Pin>,
+    /// The rollout running after this deploy: the one that kept it from
+    /// activating, or the one `--rollout` started (null when none).
+    pub canary: Option<crate::canary::Canary>,
     /// Whether the release is registered in Redis (false: recorded in S3
     /// only; `cutover activate ID` registers it).
     pub registered: bool,
@@ -97,6 +102,10 @@ pub struct Outcome {
     /// `--timings`: the text output ends with them.
     #[serde(skip)]
     show_timings: bool,
+    /// This deploy made the release the canary (`--rollout`), not an
+    /// earlier one.
+    #[serde(skip)]
+    rolled_out: bool,
 }
 
 /// At most this many files per kind in text output, unless `--verbose`.
@@ -123,6 +132,7 @@ impl Outcome {
         let mut live_before = plan.live_release.clone();
         // The pin that keeps this deploy from activating, unless it would not anyway.
         let mut pinned = gathered.live.pin.clone().filter(|_| !req.no_activate);
+        let mut canary = None;
         let (ending, live_after) = match executed.as_ref().map(|e| &e.switched) {
             None if conflicted => (Ending::Conflict, None),
             None if plan.already_live => (Ending::AlreadyLive, None),
@@ -141,9 +151,46 @@ impl Outcome {
                 pinned = Some(pin.clone());
                 (Ending::Recorded, plan.live_release.clone())
             }
+            // A rollout runs (or started between planning and the switch).
+            Some(Some(Switched::RolloutRunning(text))) => {
+                canary = crate::canary::Canary::parse(text)
+                    .ok()
+                    .or_else(|| gathered.live.canary.clone());
+                (Ending::Recorded, plan.live_release.clone())
+            }
             Some(None) if plan.already_live => (Ending::AlreadyLive, plan.live_release.clone()),
+            // Rolled out now, or the canary already (the same deploy again).
+            Some(None)
+                if req.rollout.is_some()
+                    && (executed.as_ref().is_some_and(|e| e.rolled_out.is_some())
+                        || gathered
+                            .live
+                            .canary
+                            .as_ref()
+                            .is_some_and(|c| &c.release == id)) =>
+            {
+                canary = steps
+                    .iter()
+                    .find_map(|s| match s {
+                        Step::Rollout(r) => match &r.write {
+                            CanaryWrite::Set { canary, .. } | CanaryWrite::Raise(canary) => {
+                                Some(canary.clone())
+                            }
+                            CanaryWrite::Abort { .. } => None,
+                        },
+                        _ => None,
+                    })
+                    .or_else(|| gathered.live.canary.clone());
+                (Ending::RollingOut, plan.live_release.clone())
+            }
+            // A rollout kept it from activating (the plan saw it running).
+            Some(None) if !req.no_activate && req.rollout.is_none() => {
+                canary = gathered.live.canary.clone();
+                (Ending::Recorded, plan.live_release.clone())
+            }
             Some(None) => (Ending::Recorded, plan.live_release.clone()),
         };
+        let rolled_out = executed.as_ref().is_some_and(|e| e.rolled_out.is_some());
         let (up_n, up_b) = plan.count(Decision::Upload);
         let (skip_n, skip_b) = plan.count(Decision::Skip);
         Ok(Outcome {
@@ -178,6 +225,7 @@ impl Outcome {
             uploaded: executed.and_then(|e| e.upload),
             warnings: plan.warnings.clone(),
             pinned,
+            canary,
             registered,
             targets: if req.no_redis {
                 Vec::new()
@@ -187,6 +235,7 @@ impl Outcome {
             timings,
             verbose: ctx.verbose,
             show_timings: req.timings,
+            rolled_out,
         })
     }
 }
@@ -334,6 +383,7 @@ impl Render for Outcome {
             Ending::Activated => "switched",
             Ending::Repaired => "repaired",
             Ending::Recorded if self.registered => "registered",
+            Ending::RollingOut => "rolled out",
             Ending::AlreadyLive => "live",
             _ => "",
         };
@@ -361,8 +411,13 @@ impl Render for Outcome {
 /// repaired, nothing.
 impl Notable for Outcome {
     fn happened(&self) -> Option<Happened> {
-        (self.outcome == Ending::Activated).then(|| Happened {
-            kind: Kind::Activated,
+        let kind = match self.outcome {
+            Ending::Activated => Kind::Activated,
+            Ending::RollingOut if self.rolled_out => Kind::RolloutStarted,
+            _ => return None,
+        };
+        Some(Happened {
+            kind,
             release: Some(self.release.id.clone()),
             previous: self.live_before.clone(),
             about: About::of(&self.release, self.release.message.clone()),
@@ -419,6 +474,20 @@ impl Outcome {
             Ending::Recorded if self.pinned.is_some() => format!(
                 "recorded release {id} (not activated: {} is pinned); make it live with: cutover activate {id} --unpin",
                 r.app
+            ),
+            Ending::RollingOut => format!(
+                "recorded release {id} and rolled it out to {} of {} (the others get {}); \
+                 `cutover rollout --percent N` changes the share, `cutover rollout complete` makes it live, `cutover rollout abort` takes it off",
+                self.canary.as_ref().map(|c| c.percent.to_string()).unwrap_or_default(),
+                r.app,
+                self.live_before.as_deref().unwrap_or("no release")
+            ),
+            Ending::Recorded if self.canary.is_some() => format!(
+                "recorded release {id} (not activated: a rollout is running for {}, canary {}); \
+                 `cutover rollout {id} --percent N` rolls this one out instead, or end the rollout \
+                 (`cutover rollout complete` or `abort`) and `cutover activate {id}`",
+                r.app,
+                self.canary.as_ref().map(|c| c.describe()).unwrap_or_default()
             ),
             Ending::Recorded => format!(
                 "recorded release {id} (not activated); make it live with: cutover activate {id}"

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::build::headers::Headers;
 use crate::build::manifest::{diff, Manifest, ManifestDiff};
 use crate::config::Config;
-use crate::contract::{record_key, Action, PinChange};
+use crate::contract::{record_key, Action, CanaryMode, PinChange};
 use crate::release::{release_id, IdInput, ReleaseFile, ReleaseRecord};
 use crate::state::Inspected;
 
@@ -117,8 +117,8 @@ pub struct DeployPlan {
     /// Each Redis target's state, for the switch's compare-and-set.
     pub expect: Vec<crate::state::Expect>,
     pub already_live: bool,
-    /// The app was pinned when the plan was made: the deploy records and
-    /// does not switch.
+    /// The app was pinned, or a rollout ran, when the plan was made: the
+    /// deploy records and does not switch.
     pub pinned: bool,
     /// The release's record is in S3 already (a release recorded before):
     /// records are immutable, so it is not written again.
@@ -150,6 +150,9 @@ pub struct DeployOptions {
     /// `--wait-converged`: seconds to wait after the switch for the fleet
     /// (0: no wait).
     pub wait_converged: u64,
+    /// `--rollout N`: instead of the switch, the step that makes the
+    /// release the canary (planned by [`crate::plan::rollout`]).
+    pub rollout: Vec<Step>,
 }
 
 impl DeployPlan {
@@ -228,7 +231,9 @@ impl DeployPlan {
             record: Box::new(self.release.summary()),
             replace_broken: false,
         });
-        if opts.activate {
+        if !opts.rollout.is_empty() {
+            steps.extend(opts.rollout.iter().cloned());
+        } else if opts.activate {
             if opts.verify_cdn {
                 steps.push(Step::VerifyCdn(self.release.cdn_checks(0)));
             }
@@ -243,6 +248,7 @@ impl DeployPlan {
                 pin: PinChange::Respect,
                 rolled_back_from: None,
                 signature: self.release.signature.clone(),
+                canary: CanaryMode::Refuse,
             })));
             invalidate(&mut steps);
             if opts.wait_converged > 0 {
@@ -299,7 +305,7 @@ pub fn deploy(config: &Config, facts: &DeployFacts, who: Provenance) -> anyhow::
         // Live means `current` and the live manifest are this release's;
         // a release that is current with a missing or other manifest is repaired.
         already_live: live.serves(&release.id, &manifest.live, release.signature.as_deref()),
-        pinned: live.pin.is_some(),
+        pinned: live.pin.is_some() || live.canary.is_some() || live.canary_damage.is_some(),
         live_release: live.current.clone(),
         expect: live.expectations(&release.id, &manifest.live, release.signature.as_deref()),
         recorded: recorded.is_some(),

@@ -218,12 +218,14 @@ fn diff_and_already_live_and_public_path_warning() {
                 current: live.current.clone(),
                 manifest: live.manifest.clone(),
                 signature: None,
+                canary: None,
             },
             crate::state::TargetLive {
                 name: "redis://b".into(),
                 current: Some("0ld".into()),
                 manifest: None,
                 signature: None,
+                canary: None,
             },
         ],
         ..live.clone()

@@ -121,6 +121,7 @@ fn rollback_goes_to_the_newest_release_not_rolled_back_from() {
         at: String::new(),
         by: None,
         message: None,
+        percent: None,
     };
     // Newest first: c (after b), b (after a).
     let history = [event("c", Some("b")), event("b", Some("a"))];

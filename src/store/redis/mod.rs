@@ -34,6 +34,27 @@ pub enum Activation {
     },
     /// The app is pinned and the switch respects pins: nothing changed.
     Pinned(Pin),
+    /// A rollout runs (its canary, as stored) and the switch refuses then:
+    /// nothing changed.
+    RolloutRunning(String),
+    /// `rollout complete`: the canary is no longer the release (its
+    /// release now: '' none, '?' unreadable); nothing changed.
+    CanaryChanged(String),
+}
+
+/// How a rollout step went on one Redis target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutApplied {
+    /// Written; the canary's release before ('' none).
+    Applied {
+        canary_before: String,
+    },
+    /// `current` or the canary was not what was planned against.
+    LostRace {
+        current: String,
+        canary: String,
+    },
+    Pinned(Pin),
 }
 
 pub struct Registry {
@@ -233,6 +254,7 @@ impl Registry {
             self.keys.pin.clone(),
             self.keys.signature.clone(),
             self.keys.pruned.clone(),
+            self.keys.canary.clone(),
         ];
         let (cur, man) = (keys[0].clone(), keys[1].clone());
         let values: Vec<Option<String>> = self
@@ -242,7 +264,8 @@ impl Registry {
             })
             .await?;
         let mut values = values.into_iter();
-        let (current, manifest, pin, signature, pruned) = (
+        let (current, manifest, pin, signature, pruned, canary) = (
+            values.next().flatten(),
             values.next().flatten(),
             values.next().flatten(),
             values.next().flatten(),
@@ -268,7 +291,25 @@ impl Registry {
             },
             text => text,
         };
+        // A canary key of another type, or JSON that is not a canary, is
+        // damage a rollout replaces and `rollout abort` deletes.
+        let canary = match canary {
+            Some(text) => Some(crate::canary::Canary::parse(&text)),
+            None => match self.key_type(&self.keys.canary.clone()).await? {
+                kind if kind == "none" => None,
+                kind => Some(Err(format!("it holds a {kind}"))),
+            },
+        };
+        let canary_damage = match &canary {
+            Some(Err(why)) => Some(format!(
+                "{} is unreadable ({why}); readers serve no canary. `cutover rollout abort` deletes it",
+                self.keys.canary
+            )),
+            _ => None,
+        };
         let mut live = LiveState {
+            canary: canary.and_then(Result::ok),
+            canary_damage,
             current,
             manifest: None,
             damage: None,
@@ -399,6 +440,34 @@ impl Registry {
             async move { redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await }
         })
         .await
+    }
+
+    /// The retired releases and when each stopped being served (ms). An
+    /// absent set is empty; a key of another type is an error naming it.
+    pub async fn retired(&mut self) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
+        let key = self.keys.retired.clone();
+        let kind = self.key_type(&key).await?;
+        if kind == "none" {
+            return Ok(Default::default());
+        }
+        if kind != "zset" {
+            return Err(self.wrong_type(&key, &kind));
+        }
+        let pairs: Vec<(String, f64)> = self
+            .read(|mut c| {
+                let key = key.clone();
+                async move {
+                    redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES")
+                        .query_async(&mut c)
+                        .await
+                }
+            })
+            .await?;
+        Ok(pairs.into_iter().map(|(id, at)| (id, at as i64)).collect())
     }
 
     /// The readers' reports (docs/redis.md, "The fleet"): each member of

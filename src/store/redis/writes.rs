@@ -7,8 +7,8 @@ use std::time::Duration;
 use redis::{RedisResult, Script};
 
 use super::connection::{open, redis_error, timed_out};
-use super::{scripts, Activation, Registry};
-use crate::contract::{ActivationEvent, Pin, PinChange};
+use super::{scripts, Activation, Registry, RolloutApplied};
+use crate::contract::{ActivationEvent, CanaryMode, Pin, PinChange};
 use crate::error::Failure;
 use crate::release::ReleaseRecord;
 
@@ -117,6 +117,7 @@ impl Registry {
         force: bool,
         pin: &PinChange,
         rolled_back: Option<&str>,
+        canary: CanaryMode,
     ) -> anyhow::Result<Activation> {
         let (expected, id) = (event.previous.as_deref(), event.release.as_str());
         // The bytes a signature covers: the one serialization.
@@ -131,6 +132,10 @@ impl Registry {
             .key(&self.keys.pin)
             .key(&self.keys.rolled_back)
             .key(&self.keys.signature)
+            .key(&self.keys.canary)
+            .key(&self.keys.canary_manifest)
+            .key(&self.keys.canary_signature)
+            .key(&self.keys.retired)
             .arg(expected.unwrap_or(""))
             .arg(id)
             .arg(&manifest)
@@ -146,7 +151,9 @@ impl Registry {
             PinChange::Clear => inv.arg("clear").arg(""),
         };
         inv.arg(rolled_back.unwrap_or(""));
-        inv.arg(signature.unwrap_or(""));
+        inv.arg(signature.unwrap_or(""))
+            .arg(canary.as_str())
+            .arg(crate::release::now().1);
         let mut conn = self.conn.clone();
         let result: RedisResult<(String, String)> =
             tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
@@ -177,6 +184,8 @@ impl Registry {
                 "release {id} is not registered in Redis ({} missing); deploy it again",
                 self.keys.release(id)
             ))),
+            Ok((status, canary)) if status == "rollout" => Ok(Activation::RolloutRunning(canary)),
+            Ok((status, canary)) if status == "canary" => Ok(Activation::CanaryChanged(canary)),
             Ok((status, _)) => Err(Failure::operation(format!(
                 "unexpected activation reply {status:?} from Redis"
             ))),
@@ -188,6 +197,98 @@ impl Registry {
                 .unwrap_or_else(|| redis_error(&self.endpoint, "activate on", e))
                 .context("nothing was switched")
                 .context(format!("the switch to {id} was refused"))),
+        }
+    }
+
+    /// Set, change or take off the canary in one atomic step (the ROLLOUT
+    /// script), if `current` and the canary's release are still
+    /// `expect_current` and `expect_canary` ('' none, '?' unreadable).
+    /// `canary`: the canary's JSON, with its manifest and signature when it
+    /// is a new one ('raise' writes the JSON alone); None aborts.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn rollout(
+        &mut self,
+        event: &ActivationEvent,
+        expect_current: &str,
+        expect_canary: &str,
+        canary: Option<&crate::canary::Canary>,
+        manifest: Option<&serde_json::Value>,
+        signature: Option<&str>,
+    ) -> anyhow::Result<RolloutApplied> {
+        let mode = match (canary, manifest) {
+            (None, _) => "abort",
+            (Some(_), Some(_)) => "set",
+            (Some(_), None) => "raise",
+        };
+        let release = canary.map(|c| c.release.as_str()).unwrap_or("");
+        let script = Script::new(scripts::ROLLOUT);
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.keys.current)
+            .key(&self.keys.canary)
+            .key(&self.keys.canary_manifest)
+            .key(&self.keys.canary_signature)
+            .key(&self.keys.history)
+            .key(&self.keys.pin)
+            .key(&self.keys.retired)
+            .key(self.keys.release(release))
+            .arg(mode)
+            .arg(expect_current)
+            .arg(expect_canary)
+            .arg(
+                canary
+                    .map(|c| serde_json::to_string(c).expect("canaries serialize"))
+                    .unwrap_or_default(),
+            )
+            .arg(
+                manifest
+                    .map(crate::contract::manifest_text)
+                    .unwrap_or_default(),
+            )
+            .arg(signature.unwrap_or(""))
+            .arg(serde_json::to_string(event).expect("events serialize"))
+            .arg(self.history_limit)
+            .arg(&self.keys.channel)
+            .arg(crate::release::now().1)
+            .arg(release);
+        let mut conn = self.conn.clone();
+        let result: RedisResult<(String, String, String)> =
+            tokio::time::timeout(self.timeout, inv.invoke_async(&mut conn))
+                .await
+                .unwrap_or_else(|_| Err(timed_out(self.timeout)));
+        match result {
+            Ok((status, _, before)) if status == "ok" => Ok(RolloutApplied::Applied {
+                canary_before: before,
+            }),
+            Ok((status, current, canary)) if status == "lost" => {
+                Ok(RolloutApplied::LostRace { current, canary })
+            }
+            Ok((status, pin, _)) if status == "pinned" => Ok(RolloutApplied::Pinned(
+                serde_json::from_str(&pin).unwrap_or(Pin {
+                    release: None,
+                    by: None,
+                    at: String::new(),
+                    message: Some(pin),
+                }),
+            )),
+            Ok((status, _, _)) if status == "unregistered" => Err(Failure::operation(format!(
+                "release {release} is not registered in Redis ({} missing); deploy it again",
+                self.keys.release(release)
+            ))),
+            Ok((status, _, _)) => Err(Failure::operation(format!(
+                "unexpected rollout reply {status:?} from Redis"
+            ))),
+            // The answer was lost: the script ran or not. Never guess.
+            Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                Err(Failure::operation(format!(
+                    "{}; the rollout may or may not have been written: run `cutover status` before doing anything else",
+                    crate::error::one_line(&redis_error(&self.endpoint, "roll out on", e))
+                )))
+            }
+            Err(e) => Err(self
+                .explain_wrong_type(&e)
+                .unwrap_or_else(|| redis_error(&self.endpoint, "roll out on", e))
+                .context("nothing was changed")
+                .context("the rollout was refused")),
         }
     }
 

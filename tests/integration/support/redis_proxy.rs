@@ -56,12 +56,17 @@ fn carries(chunk: &[u8], script: &str, text: &[u8]) -> bool {
     contains(chunk, sha.as_bytes()) || contains(chunk, text)
 }
 
-/// The activation script? Other scripts (the permission check, the lock's
+/// The activation script (or the rollout's)? Other scripts (the permission check, the lock's
 /// renewal) pass untouched.
 fn is_activation(chunk: &[u8]) -> bool {
+    // Both scripts have that line: the switch and the rollout.
     carries(
         chunk,
         cutover::store::scripts::ACTIVATE,
+        b"PUBLISH before any write",
+    ) || carries(
+        chunk,
+        cutover::store::scripts::ROLLOUT,
         b"PUBLISH before any write",
     )
 }

@@ -1,0 +1,197 @@
+//! A rollout's plan, pure: start one (or replace the canary), change its
+//! percent, or abort it. `rollout complete` is a switch
+//! ([`super::switch::switch`] with [`Action::RolloutComplete`]).
+
+use crate::canary::{Canary, Percent};
+use crate::contract::Action;
+use crate::error::Failure;
+use crate::release::{ReleaseFile, ReleaseRecord};
+use crate::render::some;
+use crate::state::{Found, LiveState, Stored};
+
+use super::step::{CanaryWrite, Rollout, Step};
+use super::switch::{not_older, problems, signature_of};
+
+/// What `cutover rollout` was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// `rollout RELEASE --percent N` (`deploy --rollout N`): make the
+    /// release the canary.
+    Start(Percent),
+    /// `rollout --percent N`: the running canary at another percent.
+    Set(Percent),
+    /// `rollout abort`: take the canary off.
+    Abort,
+}
+
+/// The release a rollout starts, with what was read about it.
+pub struct Candidate<'a> {
+    pub record: &'a ReleaseRecord,
+    /// What Redis holds for it (the first target).
+    pub in_redis: &'a Stored<ReleaseRecord>,
+    /// What S3 holds at each of its objects.
+    pub objects: &'a [(String, &'a ReleaseFile, Found)],
+    /// The live release's record, for the stale-deploy guard.
+    pub live_record: Option<&'a ReleaseRecord>,
+}
+
+/// How the rollout was asked for, by whom, now.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutOptions {
+    pub by: Option<String>,
+    pub message: Option<String>,
+    /// Now (RFC 3339).
+    pub at: String,
+    /// The salt a new rollout gets (a raise keeps the running one's).
+    pub salt: String,
+    pub require_signature: bool,
+    pub allow_older: bool,
+}
+
+/// What a rollout will do.
+#[derive(Debug, Clone)]
+pub struct RolloutPlan {
+    /// The canary before.
+    pub before: Option<Canary>,
+    /// The canary after (None: aborted, or none was running).
+    pub after: Option<Canary>,
+    /// The steps; empty when there is nothing to do.
+    pub steps: Vec<Step>,
+}
+
+/// What refuses a rollout before anything is looked at in S3: a pin
+/// (exit 3, except for an abort), or a release to start that is live
+/// already (exit 2).
+pub fn refusals(
+    app: &str,
+    live: &LiveState,
+    ask: Ask,
+    record: Option<&ReleaseRecord>,
+) -> anyhow::Result<()> {
+    if let (Some(pin), Ask::Start(_) | Ask::Set(_)) = (&live.pin, ask) {
+        return Err(Failure::refused(format!(
+            "{app} is pinned ({}); a rollout would change what it serves. `cutover unpin` first",
+            pin.describe()
+        )));
+    }
+    match record {
+        Some(r) if live.current.as_deref() == Some(r.id.as_str()) => Err(Failure::input(format!(
+            "release {} is live for {app} already; roll out another release, or `cutover rollout abort`",
+            r.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The plan of a rollout. Refused while pinned (exit 3, except abort);
+/// starting one checks the release as an activation does: its signature,
+/// the stale-deploy guard, every object in S3 (exit 4).
+pub fn rollout(
+    app: &str,
+    live: &LiveState,
+    ask: Ask,
+    candidate: Option<&Candidate>,
+    opts: &RolloutOptions,
+) -> anyhow::Result<RolloutPlan> {
+    let before = live.canary.clone();
+    refusals(app, live, ask, candidate.map(|c| c.record))?;
+    let nothing = |before: Option<Canary>| RolloutPlan {
+        after: before.clone(),
+        before,
+        steps: Vec::new(),
+    };
+    let running = || {
+        before.clone().ok_or_else(|| {
+            Failure::input(format!(
+                "no rollout is running for {app}; `cutover rollout RELEASE --percent N` starts one"
+            ))
+        })
+    };
+    let (write, after) = match ask {
+        Ask::Abort => match &before {
+            None if live.canary_damage.is_none() => return Ok(nothing(None)),
+            _ => (
+                CanaryWrite::Abort {
+                    release: before.as_ref().map(|c| c.release.clone()),
+                },
+                None,
+            ),
+        },
+        Ask::Set(percent) => {
+            let canary = running()?;
+            if canary.percent == percent {
+                return Ok(nothing(before));
+            }
+            let after = Canary {
+                percent,
+                at: opts.at.clone(),
+                by: opts.by.clone(),
+                message: opts.message.clone(),
+                ..canary
+            };
+            (CanaryWrite::Raise(after.clone()), Some(after))
+        }
+        Ask::Start(percent) => {
+            let c = candidate.expect("a rollout that starts has its release");
+            let record = c.record;
+            if let Some(running) = before.as_ref().filter(|b| b.release == record.id) {
+                if running.percent == percent {
+                    return Ok(nothing(before));
+                }
+                return rollout(app, live, Ask::Set(percent), None, opts);
+            }
+            let signature = signature_of(record, opts.require_signature)?;
+            not_older(record, c.live_record, opts.allow_older)?;
+            let problems = problems(c.objects);
+            if !problems.is_empty() {
+                return Err(Failure::verification(format!(
+                    "release {} is not intact in s3://{}: {}; nothing was changed. Deploy its build again to restore the objects",
+                    record.id,
+                    record.bucket,
+                    some(&problems, 10)
+                )));
+            }
+            let after = Canary {
+                v: 1,
+                release: record.id.clone(),
+                percent,
+                salt: opts.salt.clone(),
+                since: opts.at.clone(),
+                at: opts.at.clone(),
+                by: opts.by.clone(),
+                message: opts.message.clone(),
+            };
+            let write = CanaryWrite::Set {
+                canary: after.clone(),
+                manifest: record.manifest.clone(),
+                signature,
+            };
+            (write, Some(after))
+        }
+    };
+    let mut steps = Vec::new();
+    if let (Ask::Start(_), Some(c)) = (ask, candidate) {
+        let own = matches!(c.in_redis, Stored::Valid(r) if r.id == c.record.id);
+        if !own || live.targets.len() > 1 {
+            steps.push(Step::Register {
+                record: Box::new(c.record.summary()),
+                replace_broken: !own && !matches!(c.in_redis, Stored::Missing),
+            });
+        }
+    }
+    steps.push(Step::Rollout(Box::new(Rollout {
+        expect: live.rollout_expectations(),
+        action: match write {
+            CanaryWrite::Abort { .. } => Action::RolloutAbort,
+            _ => Action::Rollout,
+        },
+        write,
+        by: opts.by.clone(),
+        message: opts.message.clone(),
+    })));
+    Ok(RolloutPlan {
+        before,
+        after,
+        steps,
+    })
+}
