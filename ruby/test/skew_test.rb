@@ -150,7 +150,10 @@ class SkewTest < Minitest::Test
     assert_nil r.release_snapshot("0123456789abcdef"), "Redis does not answer: nil"
     assert_operator monotonic - started, :<, 0.6, "within the previews' short timeout"
     assert_equal a, r.release_snapshot(a)&.release_id, "a cached release needs no Redis"
-    assert_equal 1, log_lines.grep(/cannot read retired release 0123456789abcdef/).size, log_lines.join
+    started = monotonic
+    assert_nil r.release_snapshot("fedcba9876543210")
+    assert_operator monotonic - started, :<, 0.1, "no lookup for a while after an error"
+    assert_equal 1, log_lines.grep(/cannot read retired release/).size, "logged once: #{log_lines.join}"
   ensure
     server&.kill
   end

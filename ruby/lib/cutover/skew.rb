@@ -13,8 +13,9 @@ module Cutover
   # - a loaded release is cached (CACHE_SIZE, oldest dropped) with its
   #   retired time, and its age is checked again on every use;
   # - a negative answer (not retired, too old, no record, refused) is cached
-  #   MISS_TTL seconds, a Redis error ERROR_TTL, in at most MISS_CACHE_SIZE
-  #   entries: one id costs at most one round trip per MISS_TTL;
+  #   MISS_TTL seconds, in at most MISS_CACHE_SIZE entries: one id costs at
+  #   most one round trip per MISS_TTL; after a Redis error (a timeout, a
+  #   NOPERM) no lookup is made for ERROR_TTL seconds;
   # - at most LOOKUPS_PER_SECOND round trips a second in all, so random ids
   #   cannot make every request read Redis;
   # - one pipelined round trip (ZSCORE retired, GET record) on the previews'
@@ -48,6 +49,7 @@ module Cutover
       @misses = {}
       @logged = {}
       @window = [0, 0] # [second (monotonic, floored), lookups in it]
+      @failed_until = nil # monotonic: no lookups before, after an error
     end
 
     # In a forked child: the parent's lock may have been held at the fork.
@@ -65,7 +67,7 @@ module Cutover
 
         @lock.synchronize { @entries.delete(id) } # too old now; its score may have moved: read again
       end
-      return nil if missed?(id) || @health.failing?(:redis) || !lookup_allowed?
+      return nil if missed?(id) || @health.failing?(:redis) || resting? || !lookup_allowed?
 
       load(id, source)
     end
@@ -74,6 +76,7 @@ module Cutover
 
     def load(id, source)
       score, json = source.retired_release(id)
+      @health.recovered(:skew) { @logger.info("cutover: reading retired releases of #{@app} works again") }
       return miss(id) unless score && young?(score.to_f)
       return miss(id) unless json
 
@@ -90,13 +93,22 @@ module Cutover
       end
       snap
     rescue Redis::BaseError, SystemCallError, IOError => e
-      log_once(id, "cutover: cannot read retired release #{id} of #{@app} for skew protection " \
-                   "(#{e.class}: #{e.message}); serving the request's assigned release")
-      miss(id, ERROR_TTL)
+      # Logged once until a lookup works again (a NOPERM from an ACL
+      # without +zscore, or a paused Redis, fails every lookup alike).
+      @health.failed(:skew, e) do
+        @logger.warn("cutover: cannot read retired release #{id} of #{@app} for skew protection " \
+                     "(#{e.class}: #{e.message}); requests naming a retired release get their assignment")
+      end
+      @failed_until = monotonic + ERROR_TTL
+      nil
     end
 
     def young?(retired_ms)
       now_ms - retired_ms < @max_age * 1000
+    end
+
+    def resting?
+      @failed_until && monotonic < @failed_until
     end
 
     def missed?(id)
@@ -110,11 +122,11 @@ module Cutover
       end
     end
 
-    def miss(id, ttl = MISS_TTL)
+    def miss(id)
       @lock.synchronize do
         @misses.delete(id)
         @misses.shift while @misses.size >= MISS_CACHE_SIZE
-        @misses[id] = monotonic + ttl
+        @misses[id] = monotonic + MISS_TTL
       end
       nil
     end
@@ -127,7 +139,7 @@ module Cutover
       miss(id)
     end
 
-    # Logs a line about `id` once (a bounded memory of the ids logged).
+    # Logs a line about refused release `id` once (a bounded memory of the ids logged).
     def log_once(id, line)
       first = @lock.synchronize do
         next false if @logged.key?(id)
