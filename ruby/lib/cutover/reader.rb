@@ -16,6 +16,7 @@ require "cutover/fork"
 require "cutover/fleet"
 require "cutover/checks"
 require "cutover/rollout"
+require "cutover/canaries"
 require "cutover/skew"
 
 module Cutover
@@ -91,11 +92,8 @@ module Cutover
       @preview_lock = Mutex.new
       @rejected_id = nil
       @rejected_logged = nil
-      # The canary key as last read (the poll compares it), and the last
-      # canary refused or ignored (logged once each).
-      @canary_json = nil
-      @canary_refused = nil
-      @canary_ignored = nil
+      @canaries = Canaries.new(app: @app, keys: @keys, checks: @manifest_checks, logger: @logger,
+                               on_refused: ->(release, reason) { @fleet&.refused(release, reason) })
       @serving = nil
       @resolved = {}
       @empty_logged = false
@@ -249,7 +247,7 @@ module Cutover
         asset_origins: @origins.origins,
         verify_keys: @verifier&.fingerprints || [],
         rejected: @rejected_logged&.first,
-        canary_rejected: @canary_refused&.first,
+        canary_rejected: @canaries.refused&.first,
         skew_max_age: @skew.max_age
       }.freeze
     end
@@ -400,7 +398,7 @@ module Cutover
         unless full
           id, canary_json = source.heads
           note_current(id, serving)
-          if (id.nil? || id == serving || id == @rejected_id) && canary_json == @canary_json
+          if (id.nil? || id == serving || id == @rejected_id) && canary_json == @canaries.json
             checked!
             return false
           end
@@ -410,7 +408,7 @@ module Cutover
         checked!
         live = @serving.live
         live = accept_live(id, json, signature, source_label) || live unless id.nil? || json.nil? || id == serving
-        install(live, read_canary(id, *canary, source_label), source_label)
+        install(live, @canaries.read(id, *canary, @serving.canary, source_label), source_label)
       end
     end
 
@@ -454,60 +452,6 @@ module Cutover
       Instrumentation.rejected({ app: @app, release: id, reason: reason }, @logger)
     end
 
-    # The canary to serve from the canary keys just read (nil: none): its
-    # JSON as the contract says, not the live release, and its manifest
-    # passing every check a live one passes. The same release at the same
-    # percent and salt keeps the canary object the process has.
-    def read_canary(current, json, manifest, signature, source_label)
-      @canary_json = json
-      if json.nil?
-        @canary_refused = @canary_ignored = nil
-        return nil
-      end
-
-      plan = Rollout.plan(json)
-      return ignore_canary(plan.release) if plan.release == current
-
-      old = @serving&.canary
-      if old&.release_id == plan.release
-        return old if old.percent == plan.percent && old.salt == plan.salt
-
-        return Rollout::Canary.new(plan, old.snapshot) # raised: the release, checked already
-      end
-      return refuse_canary(plan.release, "no #{@keys.canary_manifest}", source_label) if manifest.nil?
-
-      snap, reason = @manifest_checks.manifest(plan.release, manifest, signature, origin: :canary)
-      return refuse_canary(plan.release, reason, source_label) unless snap
-
-      @canary_refused = nil
-      Rollout::Canary.new(plan, snap)
-    rescue Rollout::Invalid => e
-      refuse_canary(e.release, e.message, source_label)
-    end
-
-    # A refused canary: nobody gets it; logged, reported and instrumented
-    # once per release and reason.
-    def refuse_canary(release, reason, source_label)
-      return nil if @canary_refused == [release, reason]
-
-      @canary_refused = [release, reason]
-      @fleet&.refused(release, reason)
-      @logger.error("cutover: refused canary release #{release || '(none named)'} of #{@app} (via " \
-                    "#{source_label}): #{reason}; nobody gets the canary")
-      Instrumentation.rejected({ app: @app, release: release, reason: reason, canary: true }, @logger)
-      nil
-    end
-
-    # A canary naming the live release (the contract never writes one):
-    # there is nothing else to serve; said once.
-    def ignore_canary(release)
-      unless @canary_ignored == release
-        @canary_ignored = release
-        @logger.warn("cutover: #{@keys.canary} names the live release #{release} of #{@app}: ignored")
-      end
-      nil
-    end
-
     def warn_without_origins
       return if @origins.configured?
 
@@ -532,7 +476,7 @@ module Cutover
       elsif canary&.release_id != old.canary&.release_id
         @fleet&.canary(canary&.release_id)
       end
-      announce_canary(canary, old&.canary, live, source_label) if canary_changed
+      @canaries.announce(canary, old&.canary, live, source_label) if canary_changed
       true
     end
 
@@ -550,16 +494,6 @@ module Cutover
       )
     end
 
-    def announce_canary(canary, previous, live, source_label)
-      if canary
-        @logger.info("cutover: serving canary release #{canary.release_id} of #{@app} to #{canary.share} " \
-                     "of keys (live #{live.release_id || 'none'}, via #{source_label})")
-      else
-        @logger.info("cutover: no canary release of #{@app} any more (was #{previous.release_id}, " \
-                     "via #{source_label}); serving #{live.description} to every key")
-      end
-    end
-
     # The first read, in the process that creates the reader: the live
     # release (or the fallback manifest) and the canary.
     def boot(source)
@@ -571,7 +505,7 @@ module Cutover
                accept_live(id, json, signature, :boot) ||
                  boot_fallback("release #{id} was refused: #{@rejected_logged&.last}")
              end
-      install(live, read_canary(id, *canary, :boot), :boot)
+      install(live, @canaries.read(id, *canary, nil, :boot), :boot)
     rescue Redis::BaseConnectionError, SystemCallError, IOError => e
       @health.failed(:redis, e) # so that the recovery is logged, and the outage only once
       install(boot_fallback("#{e.class}: #{e.message}"), nil, :boot)
