@@ -207,44 +207,6 @@ class RolloutTest < Minitest::Test
 
   # ------------------------------------------------------- abort, complete, fork
 
-  Worker = Struct.new(:pid, :reports, :stop, :buffer) do
-    def read
-      loop { buffer << reports.read_nonblock(65_536) }
-    rescue IO::WaitReadable, EOFError
-      buffer.lines.select { |l| l.end_with?("\n") }.map { |l| JSON.parse(l) }
-    end
-  end
-
-  # A worker forked from a preloaded parent (as ContractTest#fork_worker):
-  # it reports, over a pipe, what it serves whenever that changes: the live
-  # release, the canary, and the release each of `keys` is assigned.
-  def fork_worker(reader, keys)
-    reports_r, reports_w = IO.pipe
-    stop_r, stop_w = IO.pipe
-    pid = fork do
-      reports_r.close
-      stop_w.close
-      begin
-        last = nil
-        until IO.select([stop_r], nil, nil, 0.01)
-          now = [reader.release_id, reader.canary_release_id, keys.map { |k| reader.snapshot(key: k).release_id }]
-          next if now == last
-
-          reports_w.puts(JSON.generate("pid" => Process.pid, "live" => now[0], "canary" => now[1], "keys" => now[2]))
-          reports_w.flush
-          last = now
-        end
-        exit!(0)
-      rescue Exception => e # rubocop:disable Lint/RescueException
-        reports_w.puts(JSON.generate("error" => "#{e.class}: #{e.message}"))
-        exit!(1)
-      end
-    end
-    reports_w.close
-    stop_r.close
-    Worker.new(pid, reports_r, stop_w, +"")
-  end
-
   # Abort and complete reach a running reader and its forked workers within 2 s.
   def test_abort_and_complete_are_followed_by_a_reader_and_its_forked_workers
     w = World.new("canary-workers")
@@ -253,13 +215,8 @@ class RolloutTest < Minitest::Test
     write_canary(w, canary_json(a, 50), manifest_a)
     parent = reader(w)
     assert_equal a, parent.canary_release_id
-    workers = Array.new(2) { fork_worker(parent, keys) }
-    serving = lambda do |live, canary, assigned|
-      want = { "live" => live, "canary" => canary, "keys" => assigned }
-      ([parent] + workers).all? do |k|
-        k.is_a?(Worker) ? k.read.last&.slice("live", "canary", "keys") == want : [k.release_id, k.canary_release_id, keys.map { |x| k.snapshot(key: x).release_id }] == want.values
-      end
-    end
+    workers = Array.new(2) { fork_rollout_worker(parent, keys) }
+    serving = ->(*want) { all_serve?([parent] + workers, keys, *want) }
     wait_until("every worker serves the canary it inherited") { serving.(b, a, [a, b]) }
     wait_for_subscription(parent)
 
@@ -273,10 +230,6 @@ class RolloutTest < Minitest::Test
     wait_until("the completion reached the reader and every worker within 2 s") { serving.(a, nil, [a, a]) }
     refute(workers.any? { |k| k.read.any? { |r| r["error"] } })
   ensure
-    workers&.each { |k| k.stop.close }
-    workers&.each do |k|
-      _, status = Process.wait2(k.pid)
-      assert status.success?, "worker #{k.pid} failed: #{k.read.last}"
-    end
+    stop_workers(workers) if workers
   end
 end

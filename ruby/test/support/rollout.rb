@@ -90,4 +90,67 @@ module RolloutHelpers
   def command_calls(command)
     admin.info("commandstats").dig("#{command}", "calls").to_i
   end
+
+  Worker = Struct.new(:pid, :reports, :stop, :buffer) do
+    def read
+      loop { buffer << reports.read_nonblock(65_536) }
+    rescue IO::WaitReadable, EOFError
+      buffer.lines.select { |l| l.end_with?("\n") }.map { |l| JSON.parse(l) }
+    end
+  end
+
+  # A worker forked from a preloaded parent (as ContractTest#fork_worker):
+  # it reports, over a pipe, what it serves whenever that changes: the live
+  # release, the canary, and the release each of `keys` is assigned.
+  def fork_rollout_worker(reader, keys)
+    reports_r, reports_w = IO.pipe
+    stop_r, stop_w = IO.pipe
+    pid = fork do
+      reports_r.close
+      stop_w.close
+      begin
+        last = nil
+        until IO.select([stop_r], nil, nil, 0.01)
+          now = [reader.release_id, reader.canary_release_id, keys.map { |k| reader.snapshot(key: k).release_id }]
+          next if now == last
+
+          reports_w.puts(JSON.generate("pid" => Process.pid, "live" => now[0], "canary" => now[1], "keys" => now[2]))
+          reports_w.flush
+          last = now
+        end
+        exit!(0)
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        reports_w.puts(JSON.generate("error" => "#{e.class}: #{e.message}"))
+        exit!(1)
+      end
+    end
+    reports_w.close
+    stop_r.close
+    Worker.new(pid, reports_r, stop_w, +"")
+  end
+
+  # Every process (the reader itself, or a forked worker's last report)
+  # serves `live` as the live release, `canary` as the canary, and to each
+  # of `keys` the release in `assigned`.
+  def all_serve?(processes, keys, live, canary, assigned)
+    want = { "live" => live, "canary" => canary, "keys" => assigned }
+    processes.all? do |k|
+      if k.is_a?(Worker)
+        k.read.last&.slice("live", "canary", "keys") == want
+      else
+        [k.release_id, k.canary_release_id, keys.map { |x| k.snapshot(key: x).release_id }] == want.values
+      end
+    end
+  end
+
+  # Stops the workers and checks each exited cleanly.
+  def stop_workers(workers)
+    # Each worker also holds the stop pipes of the workers forked before it:
+    # close them all before waiting for any.
+    workers.each { |k| k.stop.close }
+    workers.each do |k|
+      _, status = Process.wait2(k.pid)
+      assert status.success?, "worker #{k.pid} failed: #{k.read.last}"
+    end
+  end
 end
