@@ -73,6 +73,10 @@ module Cutover
       @manifest.class.module_scripts?
     end
 
+    def inspect
+      "#<#{self.class.name} #{description} origin=#{@origin.inspect} format=#{format}>"
+    end
+
     def description
       if fallback?
         "the fallback manifest #{@origin} (app #{@app})"
