@@ -13,7 +13,7 @@ class FleetTest < Minitest::Test
   include CutoverTestHelpers
 
   HEARTBEAT = 0.2
-  FIELDS = %w[v id host pid kind reader release since source heartbeat at started].freeze
+  FIELDS = %w[v id host pid kind reader release since source canary heartbeat at started].freeze
   README = File.expand_path("../README.md", __dir__)
 
   def admin
@@ -72,6 +72,7 @@ class FleetTest < Minitest::Test
     assert_operator doc["since"], :>=, before, "since: when boot read A"
     assert_operator doc["since"], :<=, booted
     assert_equal "start", doc["source"]
+    assert_nil doc["canary"], "no rollout: no canary"
     assert_equal HEARTBEAT, doc["heartbeat"]
     assert_operator doc["at"], :>=, looked_up
     assert_operator doc["started"], :<=, before, "started: the process's start, before the reader"
@@ -127,7 +128,7 @@ class FleetTest < Minitest::Test
     assert_equal evil, doc["refused"]["release"]
     assert_match(/origin not in asset_origins/, doc["refused"]["reason"])
     assert_equal [a, "start"], doc.values_at("release", "source"), "still serving A"
-    assert_equal FIELDS.dup.insert(9, "refused"), doc.keys
+    assert_equal FIELDS.dup.insert(10, "refused"), doc.keys
 
     # A good release after it: served and reported; the refusal stays the
     # last one the process made.

@@ -3,6 +3,7 @@
 require "test_helper"
 require "rack/test"
 require "support/rails_app"
+require "support/rails_pages"
 
 # A real Rails 6.1 app (Debian's packages) rendering the helpers, with the
 # Railtie's reader and middleware, against the real binary, moto and Redis.
@@ -12,59 +13,14 @@ class RailsTest < Minitest::Test
 
   PREVIEW = { "HTTP_X_CUTOVER_PREVIEW" => CutoverRailsApp::PREVIEW_TOKEN }.freeze
 
-  # The app boots once per process, after release A of its own world is
-  # live: the Railtie creates Cutover.reader at boot.
+  include RailsPages
+
   def self.world
-    @world ||= World.new("rails").tap do |w|
-      @release_a = w.deploy(:a)
-      CutoverRailsApp.boot!(app: w.app, redis_url: w.redis_url)
-    end
+    RailsPages.world
   end
 
-  class << self
-    attr_reader :release_a
-  end
-
-  def app
-    Rails.application
-  end
-
-  def setup
-    super
-    self.class.world
-  end
-
-  # Tags of the page as attribute hashes, in order.
-  def tags(html)
-    html.scan(/<(script|link|img)\b([^>]*)>/).map do |name, attributes|
-      { "tag" => name }.merge(attributes.scan(/([a-z-]+)="([^"]*)"/).to_h)
-    end
-  end
-
-  def fixture_manifest(build)
-    JSON.parse(File.read(File.join(World::FIXTURES, World::BUILDS.fetch(build), "manifest.json")))
-  end
-
-  def cdn(path)
-    "#{World::CDN}#{path}"
-  end
-
-  # The page as it must be rendered for fixture build A or B, from the
-  # fixture manifests (not from the reader under test).
-  def expected_tags(build)
-    m = fixture_manifest(build)
-    if build == :a
-      assets = m.dig("entrypoints", "application", "assets")
-      sri = ->(c) { { "integrity" => c["integrity"], "crossorigin" => "anonymous" } }
-      css = assets["css"].map { |c| { "tag" => "link", "rel" => "stylesheet", "media" => "screen", "href" => cdn(c["src"]) }.merge(sri.(c)) }
-      js = assets["js"].map { |c| { "tag" => "script", "src" => cdn(c["src"]), "defer" => "defer" }.merge(sri.(c)) }
-      img = m["static/logo.svg"]["src"]
-    else
-      css = [{ "tag" => "link", "rel" => "stylesheet", "media" => "screen", "href" => cdn(m["application.css"]) }]
-      js = [{ "tag" => "script", "src" => cdn(m["application.js"]), "defer" => "defer" }]
-      img = m["static/logo.svg"]
-    end
-    css + js + [{ "tag" => "img", "src" => cdn(img), "alt" => "" }]
+  def self.release_a
+    RailsPages.release_a
   end
 
   # Every URL of the page is an object of the world's bucket with the bytes
@@ -79,19 +35,6 @@ class RailsTest < Minitest::Test
       refute_nil body, "#{key} is not in S3"
       assert_equal World.fixture_file(build, key.delete_prefix("packs/")), body, "#{key} has other bytes"
     end
-  end
-
-  def page(headers = {}, query = "")
-    get "/#{query}", {}, headers
-    last_response
-  end
-
-  def with_reader(reader)
-    railtie_reader = Cutover.reader
-    Cutover.reader = reader
-    yield
-  ensure
-    Cutover.reader = railtie_reader
   end
 
   def test_railtie_reader_renders_the_live_release_and_follows_deploy_and_rollback
@@ -263,6 +206,7 @@ class RailsTest < Minitest::Test
   def boot_subprocess(env)
     script = <<~RUBY
       require "support/rails_app"
+require "support/rails_pages"
       require "rack/mock"
       CutoverRailsApp.initialize!
       CutoverRailsApp.routes.draw { root "pages#show" }

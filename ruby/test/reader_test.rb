@@ -31,10 +31,41 @@ class ReaderTest < Minitest::Test
     wait_until("the reader serves A") { r.release_id == a }
     assert_equal "pubsub", r.status[:last_switch][:source]
     refute r.refresh!
+    # Skew protection: ZSCORE of the retired set and GET of B's record.
+    admin.zadd(w.key("retired"), Process.clock_gettime(Process::CLOCK_REALTIME, :millisecond), b)
+    assert_equal [b, :retired], r.release_snapshot(b).then { |s| [s&.release_id, s&.origin] }
     # The fleet report, written as that user (its first lookup started it).
     report = w.key("fleet:#{Socket.gethostname}:#{Process.pid}")
     wait_until("the reader reports A") { (json = admin.get(report)) && JSON.parse(json)["release"] == a }
     assert_empty log_lines.grep(/NOPERM|cannot|failed/), log_lines.join
+  ensure
+    admin&.call("ACL", "DELUSER", user)
+  end
+
+  # The ACL line as it was before rollouts (no +zscore): the reader serves,
+  # switches and follows the canary; only retired releases are not served,
+  # and that is logged once.
+  def test_an_acl_without_zscore_serves_all_but_retired_releases
+    w = World.new("acl-nozscore")
+    a = w.deploy(:a)
+    b = w.deploy(:b)
+    line = File.read(README)[/^ACL SETUSER shop-web .*$/].sub(" +zscore", "")
+    user = "old-#{w.app}"
+    command = line.sub("shop-web", user).sub(">PASSWORD", ">pw").gsub("{shop}", "{#{w.app}}").split[1..]
+    admin = TestServers.redis.admin
+    admin.call("ACL", *command)
+    r = reader(w, redis_url: "redis://#{user}:pw@127.0.0.1:#{TestServers.redis.port}")
+    assert_equal b, r.release_id
+    now = Process.clock_gettime(Process::CLOCK_REALTIME, :millisecond)
+    admin.zadd(w.key("retired"), now, a)
+    admin.zadd(w.key("retired"), now, "0123456789abcdef")
+    assert_nil r.release_snapshot(a)
+    assert_nil r.release_snapshot("0123456789abcdef")
+    assert_equal b, r.release_snapshot(b).release_id, "the live release needs no Redis"
+    assert_equal 1, log_lines.grep(/cannot read retired release .*NOPERM/).size, log_lines.join
+    wait_for_subscription(r)
+    w.rollback
+    wait_until("the reader serves A") { r.release_id == a }
   ensure
     admin&.call("ACL", "DELUSER", user)
   end

@@ -44,8 +44,8 @@ pub const READERS: &[Reader] = &[
         commands: &[
             "get",
             "mget",
-            "zscore",
             "zrange",
+            "zscore",
             "subscribe",
             "zadd",
             "zremrangebyscore",

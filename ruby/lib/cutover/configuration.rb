@@ -8,8 +8,12 @@ module Cutover
   # What Cutover.reader is built from. Under Rails the Railtie fills it from
   # config.cutover.*; elsewhere set it with Cutover.configure.
   # report_interval: seconds between fleet reports; false or nil: none.
+  # rollout_key: a proc given the request, returning its rollout key (a user
+  # id) or nil (the cutover_key cookie). skew_max_age: seconds a retired
+  # release stays servable to requests that name it.
   Configuration = Struct.new(:app, :redis_url, :redis, :poll_interval, :fallback_manifest, :preview, :logger,
-                             :asset_origins, :verify_keys, :report_interval, keyword_init: true)
+                             :asset_origins, :verify_keys, :report_interval, :rollout_key, :skew_max_age,
+                             keyword_init: true)
 
   @lock = Mutex.new
   @reader = nil
@@ -18,7 +22,8 @@ module Cutover
   class << self
     def config
       @config ||= Configuration.new(poll_interval: Reader::DEFAULT_POLL_INTERVAL,
-                                    report_interval: Reader::DEFAULT_REPORT_INTERVAL)
+                                    report_interval: Reader::DEFAULT_REPORT_INTERVAL,
+                                    skew_max_age: Reader::DEFAULT_SKEW_MAX_AGE)
     end
 
     def configure
@@ -55,7 +60,7 @@ module Cutover
                  poll_interval: c.poll_interval || Reader::DEFAULT_POLL_INTERVAL,
                  fallback_manifest: c.fallback_manifest, logger: c.logger,
                  asset_origins: c.asset_origins, verify_keys: c.verify_keys,
-                 report_interval: c.report_interval)
+                 report_interval: c.report_interval, skew_max_age: c.skew_max_age || Reader::DEFAULT_SKEW_MAX_AGE)
     end
   end
 end

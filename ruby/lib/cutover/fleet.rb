@@ -9,7 +9,7 @@ module Cutover
   # What this process serves, reported to cutover:{APP}:fleet (docs/redis.md,
   # "The fleet: what each process serves") so that `cutover status` can say
   # whether the fleet switched. One Fleet per process and reader: it keeps
-  # the report's facts (release, since, source, refused) and when the next
+  # the report's facts (release, since, source, canary, refused) and when the next
   # report is due; the refresher's poll thread sends it (Refresher#report),
   # never a request thread.
   #
@@ -55,6 +55,7 @@ module Cutover
       @release = nil
       @since = nil
       @source = nil
+      @canary = nil
       @refused = nil
       @next_at = nil # monotonic; nil: not reporting (yet)
       @pending = false
@@ -67,7 +68,7 @@ module Cutover
     def forked
       child = Fleet.new(keys: @keys, interval: @interval, health: @health, logger: @logger,
                         masked_url: @masked_url)
-      child.inherit(@release, @source == "fallback" ? "fallback" : "start", @refused)
+      child.inherit(@release, @source == "fallback" ? "fallback" : "start", @refused, @canary)
       child.start
       child
     end
@@ -94,13 +95,26 @@ module Cutover
     end
 
     # The process now serves `release` (nil: the fallback manifest), got
-    # through `label` (a refresh label, see SOURCES).
-    def served(release, label)
+    # through `label` (a refresh label, see SOURCES), and `canary` to the
+    # keys assigned to it (nil: no canary).
+    def served(release, label, canary: nil)
       @lock.synchronize do
         @release = release
         @since = now_ms
         @source = SOURCES.fetch(label)
-        @refused = nil if @refused && @refused["release"] == release
+        @canary = canary
+        @refused = nil if @refused && [release, canary].compact.include?(@refused["release"])
+        @pending = true
+      end
+      due
+    end
+
+    # The process now serves the canary `release` (nil: none), the live
+    # release unchanged.
+    def canary(release)
+      @lock.synchronize do
+        @canary = release
+        @refused = nil if release && @refused && @refused["release"] == release
         @pending = true
       end
       due
@@ -171,11 +185,12 @@ module Cutover
 
     protected
 
-    def inherit(release, source, refused)
+    def inherit(release, source, refused, canary)
       @release = release
       @since = now_ms
       @source = source
       @refused = refused
+      @canary = canary
     end
 
     private
@@ -183,7 +198,7 @@ module Cutover
     def document(at)
       doc = { "v" => 1, "id" => @id, "host" => @host, "pid" => @pid,
               "kind" => defined?(::Cutover::Railtie) ? "rails" : "ruby", "reader" => "ruby/#{VERSION}",
-              "release" => @release, "since" => @since, "source" => @source }
+              "release" => @release, "since" => @since, "source" => @source, "canary" => @canary }
       doc["refused"] = @refused if @refused
       doc.merge("heartbeat" => heartbeat, "at" => at, "started" => @started)
     end

@@ -4,8 +4,9 @@ require "cutover/middleware"
 
 module Cutover
   # View helpers, included in every view by the Railtie. One request renders
-  # one release: the first helper call pins the snapshot (or the preview the
-  # middleware resolved) in the request env.
+  # one release: the first helper call pins the snapshot the middleware
+  # chooses (a preview, the release the request names, or its assignment:
+  # live or canary) in the request env.
   module Helpers
     # <script> tags for every js chunk of the entrypoints, in order, each
     # chunk once; defer by default (as Shakapacker); integrity and
@@ -41,12 +42,20 @@ module Cutover
       cutover_snapshot.lookup!(name.to_s)
     end
 
-    # The snapshot this request renders (live or preview).
+    # <meta name="cutover-release" content="ID">: the release this page
+    # renders, for the page's scripts to send back (X-Cutover-Release) on
+    # their requests. Empty while the fallback manifest is served.
+    def cutover_release_meta_tag
+      id = cutover_snapshot.release_id
+      id ? tag.meta(name: "cutover-release", content: id) : "".html_safe
+    end
+
+    # The snapshot this request renders (see Cutover::Middleware).
     def cutover_snapshot
       env = respond_to?(:request) && request ? request.env : nil
       return Cutover.reader.snapshot unless env
 
-      env[Middleware::ENV_KEY] ||= Cutover.reader.snapshot
+      Middleware.snapshot(env)
     end
 
     private

@@ -6,7 +6,8 @@ module Cutover
   class Keys
     SIGNATURE_SUFFIX = "signature"
 
-    attr_reader :app, :current, :manifest, :signature, :releases, :channel, :fleet
+    attr_reader :app, :current, :manifest, :signature, :releases, :channel, :fleet,
+                :canary, :canary_manifest, :canary_signature, :retired
 
     def initialize(app)
       @app = app
@@ -18,6 +19,12 @@ module Cutover
       @channel = "#{base}events"
       @release_prefix = "#{base}release:"
       @fleet = "#{base}fleet"
+      # A rollout (docs/redis.md, "Rollouts and skew protection"): the canary
+      # (JSON), its manifest and signature, and the releases no longer served.
+      @canary = "#{base}canary"
+      @canary_manifest = "#{base}canary_manifest"
+      @canary_signature = "#{base}canary_signature"
+      @retired = "#{base}retired"
       freeze
     end
 

@@ -4,7 +4,7 @@ require "rails/railtie"
 require "cutover/configuration"
 
 module Cutover
-  # config.cutover.* (see ruby/README.md), the preview middleware, the view
+  # config.cutover.* (see ruby/README.md), the middleware, the view
   # helpers, and the process-wide reader, created at boot so that a
   # preloading server forks workers that already hold the manifest.
   class Railtie < ::Rails::Railtie
@@ -19,6 +19,8 @@ module Cutover
     config.cutover.asset_origins = nil     # ["https://cdn.example.com"]: the only origins rendered
     config.cutover.verify_keys = nil       # [public key PEM, ...]: only signed releases are used
     config.cutover.report_interval = Reader::DEFAULT_REPORT_INTERVAL # seconds between fleet reports; false: none
+    config.cutover.rollout_key = nil       # a proc given the request: its rollout key (user id); nil: cookie
+    config.cutover.skew_max_age = Reader::DEFAULT_SKEW_MAX_AGE # seconds a retired release stays servable
 
     class << self
       attr_accessor :rake
@@ -43,8 +45,11 @@ module Cutover
 
     config.after_initialize do |app|
       options = app.config.cutover
-      if options.preview && !options.preview.respond_to?(:call)
-        raise ArgumentError, "config.cutover.preview must be a proc given the request, got #{options.preview.class}"
+      %i[preview rollout_key].each do |name|
+        value = options[name]
+        next if value.nil? || value.respond_to?(:call)
+
+        raise ArgumentError, "config.cutover.#{name} must be a proc given the request, got #{value.class}"
       end
 
       Cutover.configure do |c|
@@ -57,6 +62,8 @@ module Cutover
         c.asset_origins = options.asset_origins
         c.verify_keys = options.verify_keys
         c.report_interval = options.report_interval
+        c.rollout_key = options.rollout_key
+        c.skew_max_age = options.skew_max_age
       end
       Cutover.reader if options.eager && Cutover.configured? && !Railtie.rake
     end

@@ -14,6 +14,10 @@ require "cutover/origins"
 require "cutover/signature"
 require "cutover/fork"
 require "cutover/fleet"
+require "cutover/checks"
+require "cutover/rollout"
+require "cutover/canaries"
+require "cutover/skew"
 
 module Cutover
   # Serves one app's live manifest from memory and keeps it current.
@@ -24,9 +28,13 @@ module Cutover
   #
   # Lookups read an immutable Snapshot that background threads replace as a
   # whole; they never talk to Redis. See ruby/README.md for the guarantees.
+  # During a rollout the reader also serves the canary release to the keys
+  # assigned to it (snapshot(key:)), and skew protection serves a release a
+  # request names (release_snapshot).
   class Reader
     DEFAULT_POLL_INTERVAL = 1.0
     DEFAULT_REPORT_INTERVAL = Fleet::DEFAULT_INTERVAL
+    DEFAULT_SKEW_MAX_AGE = 86_400
     PREVIEW_CACHE_SIZE = 16
     PREFIX_CACHE_SIZE = 256
     # How long the first lookup in a forked worker waits for the worker's
@@ -37,6 +45,9 @@ module Cutover
 
     # What one process runs: its own connections and threads.
     Local = Struct.new(:pid, :source, :refresher)
+    # What the process serves: the live snapshot and the canary
+    # (Rollout::Canary, or nil), replaced together as one frozen value.
+    Serving = Struct.new(:live, :canary)
 
     attr_reader :app, :poll_interval, :report_interval
 
@@ -46,9 +57,11 @@ module Cutover
     # manifest is used only when one of them verifies its signature.
     # report_interval: seconds between this process's fleet reports
     # (docs/redis.md, "The fleet"); false, nil or 0: no reports.
+    # skew_max_age: seconds a retired release stays servable to a request
+    # that names it (release_snapshot).
     def initialize(app:, redis_url: nil, redis: nil, poll_interval: DEFAULT_POLL_INTERVAL,
                    fallback_manifest: nil, logger: nil, asset_origins: nil, verify_keys: nil,
-                   report_interval: DEFAULT_REPORT_INTERVAL)
+                   report_interval: DEFAULT_REPORT_INTERVAL, skew_max_age: DEFAULT_SKEW_MAX_AGE)
       @app = app.to_s.dup.freeze
       raise ArgumentError, "app: is required" if @app.empty?
 
@@ -63,10 +76,12 @@ module Cutover
       @keys = Keys.new(@app)
       @origins = Origins.new(asset_origins)
       @verifier = verify_keys.nil? || Array(verify_keys).empty? ? nil : Verifier.new(verify_keys)
+      @manifest_checks = Checks.new(app: @app, origins: @origins, verifier: @verifier)
       @connector = Connector.new(redis_url: redis_url, redis: redis)
       @fallback_manifest = fallback_manifest&.to_s
       @logger = logger || Cutover.default_logger
       @health = Health.new(@logger)
+      @skew = Skew.new(app: @app, max_age: skew_max_age, checks: @manifest_checks, health: @health, logger: @logger)
       @fleet = @report_interval && Fleet.new(keys: @keys, interval: @report_interval, health: @health,
                                              logger: @logger, masked_url: @connector.masked_url)
       # Reports start at the first lookup, or right after a fork (Fleet).
@@ -77,6 +92,9 @@ module Cutover
       @preview_lock = Mutex.new
       @rejected_id = nil
       @rejected_logged = nil
+      @canaries = Canaries.new(app: @app, keys: @keys, checks: @manifest_checks, logger: @logger,
+                               on_refused: ->(release, reason) { @fleet&.refused(release, reason) })
+      @serving = nil
       @resolved = {}
       @empty_logged = false
       @last_switch = nil
@@ -93,7 +111,7 @@ module Cutover
 
       source = @connector.source(@keys)
       begin
-        @snapshot = boot(source)
+        boot(source)
       rescue StandardError
         source.close
         raise
@@ -103,12 +121,39 @@ module Cutover
     end
 
     # The snapshot this process serves now. Take it once to read several
-    # answers that belong to the same release.
-    def snapshot
+    # answers that belong to the same release. key: the request's rollout
+    # key (a user id, the cutover_key cookie); the canary's snapshot when a
+    # canary is served and the key is assigned to it, else the live one.
+    def snapshot(key: nil)
+      serving = serving_now
+      canary = serving.canary
+      canary&.assigned?(key) ? canary.snapshot : serving.live
+    end
+
+    # Skew protection: the snapshot of release `id` when it is the live
+    # release, the canary, or retired less than skew_max_age seconds ago
+    # (read from its record once, checked like any manifest, cached); nil
+    # otherwise, and when Redis cannot say (the request then gets its
+    # assignment). The one lookup that may read Redis on a request's path:
+    # see Skew for its bounds.
+    def release_snapshot(id)
+      return nil unless id.is_a?(String) && !id.empty?
+
+      serving = serving_now
+      return serving.live if id == serving.live.release_id
+      return serving.canary.snapshot if serving.canary && id == serving.canary.release_id
+
+      @skew.fetch(id, local.source)
+    end
+
+    # The canary release this process serves (nil: none).
+    def canary_release_id
       local
-      await_first_check if @first_lookup
-      start_reports unless @reporting
-      @snapshot
+      @serving.canary&.release_id
+    end
+
+    def skew_max_age
+      @skew.max_age
     end
 
     # The CDN URL of a manifest entry ("application.js"), or nil.
@@ -136,8 +181,9 @@ module Cutover
       snapshot.release_id
     end
 
-    # Checks Redis now (GET current, and the manifest if it changed), from
-    # the calling thread. Returns true when the release switched. Never needed
+    # Checks Redis now (MGET current canary, and the manifests if either
+    # changed), from the calling thread. Returns true when the live release
+    # or the canary changed. Never needed
     # for correctness; useful after a known activation, or in a console.
     # Raises Cutover::Unavailable when Redis cannot answer.
     def refresh!
@@ -181,13 +227,16 @@ module Cutover
     def status
       local
       await_first_check if @first_lookup
-      snap = @snapshot
+      serving = @serving
+      snap = serving.live
+      canary = serving.canary
       mine = @local
       {
         app: @app,
         release_id: snap.release_id,
         fallback: snap.fallback?,
         format: snap.format,
+        canary: canary && { release_id: canary.release_id, percent: canary.percent }.freeze,
         last_switch: @last_switch,
         redis: @health.failing?(:redis) ? :unreachable : :ok,
         fleet: fleet_status,
@@ -197,7 +246,9 @@ module Cutover
         local_ports: mine.pid == Process.pid ? mine.source.local_ports : [],
         asset_origins: @origins.origins,
         verify_keys: @verifier&.fingerprints || [],
-        rejected: @rejected_logged&.first
+        rejected: @rejected_logged&.first,
+        canary_rejected: @canaries.refused&.first,
+        skew_max_age: @skew.max_age
       }.freeze
     end
 
@@ -211,10 +262,20 @@ module Cutover
     end
 
     def inspect
-      "#<#{self.class.name} app=#{@app} release=#{@snapshot&.release_id.inspect} redis=#{@connector.masked_url}>"
+      "#<#{self.class.name} app=#{@app} release=#{@serving&.live&.release_id.inspect} " \
+        "canary=#{@serving&.canary&.release_id.inspect} redis=#{@connector.masked_url}>"
     end
 
     private
+
+    # What the process serves, for a lookup: the first lookup in a process
+    # may wait for a forked child's first read, and starts the reports.
+    def serving_now
+      local
+      await_first_check if @first_lookup
+      start_reports unless @reporting
+      @serving
+    end
 
     # :off (report_interval false), :waiting (no lookup yet in the process
     # that created the reader), :reporting, or :failing (the last report
@@ -260,6 +321,7 @@ module Cutover
     def restart_in_child
       @refresh_lock = Mutex.new
       @preview_lock = Mutex.new
+      @skew.after_fork
       @check_lock = Mutex.new
       @checked = ConditionVariable.new
       @local.source.abandon # the parent's sockets: closed here, still open there
@@ -274,7 +336,7 @@ module Cutover
 
     def start(source, immediate: false)
       refresher = Refresher.new(
-        refresh: method(:refresh), describe: -> { @snapshot.description }, source: source,
+        refresh: method(:refresh), describe: -> { @serving.live.description }, source: source,
         interval: @poll_interval, health: @health, logger: @logger, masked_url: @connector.masked_url,
         immediate: immediate, fleet: @fleet
       )
@@ -309,7 +371,7 @@ module Cutover
       @stale_logged = true
       age = @checked_at ? format("%.1fs", monotonic - @checked_at) : "never"
       @logger.warn("cutover: process #{Process.pid} answered its first lookup from the copy it inherited " \
-                   "(#{@snapshot.description}, last confirmed #{age} ago): Redis did not answer within " \
+                   "(#{@serving.live.description}, last confirmed #{age} ago): Redis did not answer within " \
                    "#{FIRST_LOOKUP_TIMEOUT}s; it switches as soon as it does")
     end
 
@@ -326,30 +388,27 @@ module Cutover
     end
 
     # One refresh, serialised so that a slower read can never install an
-    # older release after a newer one. Without full:, GET current first and
-    # read the manifest (MGET current manifest signature) only when the id
-    # differs.
+    # older release after a newer one. Without full:, MGET current canary
+    # first and read the six keys (MGET current manifest signature canary
+    # canary_manifest canary_signature) only when either differs from what
+    # the process serves (or last refused).
     def refresh(source_label, source, full: false)
       @refresh_lock.synchronize do
-        serving = @snapshot.release_id
+        serving = @serving.live.release_id
         unless full
-          id = source.current
+          id, canary_json = source.heads
           note_current(id, serving)
-          if id.nil? || id == serving || id == @rejected_id
+          if (id.nil? || id == serving || id == @rejected_id) && canary_json == @canaries.json
             checked!
             return false
           end
         end
-        id, json, signature = source.live
+        id, json, signature, *canary = source.live
         note_current(id, serving)
         checked!
-        return false if id.nil? || json.nil? || id == serving
-
-        snap = accept_live(id, json, signature, source_label)
-        return false unless snap
-
-        install(snap, source_label)
-        true
+        live = @serving.live
+        live = accept_live(id, json, signature, source_label) || live unless id.nil? || json.nil? || id == serving
+        install(live, @canaries.read(id, *canary, @serving.canary, source_label), source_label)
       end
     end
 
@@ -362,7 +421,7 @@ module Cutover
         @empty_logged = true
         @logger.warn("cutover: #{@keys.current} is empty at #{@connector.masked_url} (Redis restarted " \
                      "without its data, or the key was deleted): no release is live; serving " \
-                     "#{@snapshot.description} until one is activated")
+                     "#{@serving.live.description} until one is activated")
       elsif @empty_logged
         @empty_logged = false
         @logger.info("cutover: #{@keys.current} is set again (#{id})") if id != serving
@@ -375,25 +434,11 @@ module Cutover
     # instrumented once, and not re-read every poll (a new activation, or an
     # activation message, reads again).
     def accept_live(id, json, signature, source_label)
-      reason = @verifier&.reject_reason(id, json, signature)
-      unless reason
-        snap = begin
-          Snapshot.parse(json, release_id: id, origin: :redis, app: @app)
-        rescue JSON::ParserError, UnknownFormat => e
-          reason = "the manifest cannot be read (#{e.message})"
-          nil
-        end
-        reason = origin_reason(snap) if snap
-      end
-      return snap unless reason
+      snap, reason = @manifest_checks.manifest(id, json, signature, origin: :redis)
+      return snap if snap
 
       reject(id, reason, source_label)
       nil
-    end
-
-    def origin_reason(snap)
-      why = @origins.reject_reason(snap.urls)
-      why && "#{why}#{" (asset_origins: #{@origins.origins.join(', ')})" if @origins.configured? && why.include?('asset_origins')}"
     end
 
     def reject(id, reason, source_label)
@@ -403,7 +448,7 @@ module Cutover
       @rejected_logged = [id, reason]
       @fleet&.refused(id, reason)
       @logger.error("cutover: refused release #{id} of #{@app} (via #{source_label}): #{reason}; " \
-                    "serving #{@snapshot ? @snapshot.description : 'nothing yet'}")
+                    "serving #{@serving ? @serving.live.description : 'nothing yet'}")
       Instrumentation.rejected({ app: @app, release: id, reason: reason }, @logger)
     end
 
@@ -415,13 +460,33 @@ module Cutover
                    "config.cutover.asset_origins to your CDN's origin)")
     end
 
-    def install(snap, source_label)
-      previous = @snapshot&.release_id
-      @snapshot = snap
+    # Serves `live` and `canary` from now on, swapped together. Returns
+    # whether either changed; each change is logged (and the live one
+    # instrumented) and reported to the fleet.
+    def install(live, canary, source_label)
+      old = @serving
+      live_changed = !live.equal?(old&.live)
+      canary_changed = !canary.equal?(old&.canary)
+      return false unless live_changed || canary_changed
+
+      @serving = Serving.new(live, canary).freeze
+      if live_changed
+        announce_live(live, old&.live, source_label)
+        @fleet&.served(live.release_id, live.fallback? ? :fallback : source_label, canary: canary&.release_id)
+      elsif canary&.release_id != old.canary&.release_id
+        @fleet&.canary(canary&.release_id)
+      end
+      @canaries.announce(canary, old&.canary, live, source_label) if canary_changed
+      true
+    end
+
+    def announce_live(snap, previous_snap, source_label)
+      return if snap.fallback?
+
+      previous = previous_snap&.release_id
       @rejected_id = nil
       @rejected_logged = nil
       @last_switch = { release: snap.release_id, previous: previous, source: source_label.to_s, at: Time.now }.freeze
-      @fleet&.served(snap.release_id, source_label)
       @logger.info("cutover: serving release #{snap.release_id} of #{@app} " \
                    "(previous #{previous || 'none'}, via #{source_label})")
       Instrumentation.refresh(
@@ -429,21 +494,23 @@ module Cutover
       )
     end
 
+    # The first read, in the process that creates the reader: the live
+    # release (or the fallback manifest) and the canary.
     def boot(source)
-      id, json, signature = source.live
+      id, json, signature, *canary = source.live
       checked!
-      return boot_fallback("#{@keys.current} is not set: nothing is deployed yet (run `cutover deploy`)") if id.nil? || json.nil?
-
-      snap = accept_live(id, json, signature, :boot)
-      return boot_fallback("release #{id} was refused: #{@rejected_logged&.last}") unless snap
-
-      install(snap, :boot)
-      snap
+      live = if id.nil? || json.nil?
+               boot_fallback("#{@keys.current} is not set: nothing is deployed yet (run `cutover deploy`)")
+             else
+               accept_live(id, json, signature, :boot) ||
+                 boot_fallback("release #{id} was refused: #{@rejected_logged&.last}")
+             end
+      install(live, @canaries.read(id, *canary, nil, :boot), :boot)
     rescue Redis::BaseConnectionError, SystemCallError, IOError => e
       @health.failed(:redis, e) # so that the recovery is logged, and the outage only once
-      boot_fallback("#{e.class}: #{e.message}")
-    rescue Redis::BaseError, JSON::ParserError, UnknownFormat => e
-      boot_fallback("#{e.class}: #{e.message}")
+      install(boot_fallback("#{e.class}: #{e.message}"), nil, :boot)
+    rescue Redis::BaseError => e
+      install(boot_fallback("#{e.class}: #{e.message}"), nil, :boot)
     end
 
     def boot_fallback(reason)
@@ -460,8 +527,6 @@ module Cutover
       end
       @logger.warn("cutover: cannot read #{where} (#{reason}); serving the fallback manifest " \
                    "#{@fallback_manifest} until it can")
-      @snapshot = snap
-      @fleet&.served(nil, :fallback)
       snap
     end
 
@@ -481,10 +546,7 @@ module Cutover
       json = source.release_record(id)
       raise UnknownRelease, "release #{id} of app #{@app} has no record in Redis" unless json
 
-      manifest = JSON.parse(json)["manifest"]
-      manifest = JSON.parse(manifest) if manifest.is_a?(String)
-      snap = Snapshot.new(Formats.parse(manifest), release_id: id, origin: :preview, app: @app)
-      reason = origin_reason(snap)
+      snap, reason = @manifest_checks.record(id, json, origin: :preview, verify: false)
       if reason
         Instrumentation.rejected({ app: @app, release: id, reason: reason }, @logger)
         raise UnknownRelease, "the manifest of release #{id} of app #{@app} was refused: #{reason}"

@@ -16,8 +16,9 @@ module Cutover
       new(Formats.parse(JSON.parse(json)), release_id: release_id, origin: origin, app: app)
     end
 
-    # origin: :redis (the live release), :preview (a release record), or the
-    # path of a fallback manifest file.
+    # origin: :redis (the live release), :canary (the canary release of a
+    # rollout), :retired (a retired release's record, for skew protection),
+    # :preview (a release record), or the path of a fallback manifest file.
     def initialize(manifest, release_id:, origin:, app:)
       @manifest = manifest
       @release_id = release_id&.dup&.freeze
@@ -32,6 +33,10 @@ module Cutover
 
     def preview?
       @origin == :preview
+    end
+
+    def canary?
+      @origin == :canary
     end
 
     # The URL of a manifest entry ("application.js"), or nil.
@@ -66,6 +71,10 @@ module Cutover
     # type="module" scripts and modulepreload links, as vite_ruby does.
     def module_scripts?
       @manifest.class.module_scripts?
+    end
+
+    def inspect
+      "#<#{self.class.name} #{description} origin=#{@origin.inspect} format=#{format}>"
     end
 
     def description

@@ -54,9 +54,10 @@ module Cutover
   end
 
   # Every command the reader sends (the minimal ACL in ruby/README.md lists
-  # exactly these): GET and MGET on the live keys, GET of a release record and
-  # ZRANGE of the release ids for previews, SUBSCRIBE to the events channel,
-  # and the fleet report's ZADD, SET and ZREMRANGEBYSCORE.
+  # exactly these): MGET of the live and canary keys, GET of a release record
+  # and ZRANGE of the release ids for previews, ZSCORE of the retired set and
+  # GET of a record for skew protection, SUBSCRIBE to the events channel, and
+  # the fleet report's ZADD, SET and ZREMRANGEBYSCORE.
   # Each process has its own Source: connections never cross a fork.
   class Source
     attr_reader :keys
@@ -70,14 +71,17 @@ module Cutover
       @previews_lock = Mutex.new
     end
 
-    # [release id, manifest JSON, signature JSON] in one round trip:
-    # activation writes the three in one atomic script, so they always match.
+    # [release id, manifest JSON, signature JSON, canary JSON, canary
+    # manifest, canary signature] in one round trip: activation and the
+    # rollout scripts write them atomically, so they always match.
     def live
-      @commands.mget(@keys.current, @keys.manifest, @keys.signature)
+      @commands.mget(@keys.current, @keys.manifest, @keys.signature,
+                     @keys.canary, @keys.canary_manifest, @keys.canary_signature)
     end
 
-    def current
-      @commands.get(@keys.current)
+    # [release id, canary JSON]: what the poll compares with what it serves.
+    def heads
+      @commands.mget(@keys.current, @keys.canary)
     end
 
     # This process's fleet report (docs/redis.md, "The fleet"), in one
@@ -98,6 +102,16 @@ module Cutover
 
     def release_ids
       previews.zrange(@keys.releases, 0, -1)
+    end
+
+    # [when the release was retired (ms, a Float) or nil, its record JSON or
+    # nil], in one pipelined round trip on the previews' connection (short
+    # timeouts: a request thread waits on it).
+    def retired_release(id)
+      previews.pipelined do |pipeline|
+        pipeline.zscore(@keys.retired, id)
+        pipeline.get(@keys.release(id))
+      end
     end
 
     # Blocks until the connection fails or stays silent for idle_timeout

@@ -14,6 +14,9 @@ require "cutover/railtie" # test_helper required cutover before Rails
 # booting it, see rails_test.rb).
 class CutoverRailsApp < Rails::Application
   PREVIEW_HEADER = "X-Cutover-Preview"
+  # The rollout key the app gives cutover: this header's value (a user id),
+  # or nil for the cutover_key cookie.
+  USER_HEADER = "HTTP_X_TEST_USER"
   PREVIEW_TOKEN = "let-me-see"
   LOG = StringIO.new
 
@@ -36,14 +39,30 @@ class CutoverRailsApp < Rails::Application
   # stylesheet_link_tag (on in apps made with load_defaults 6.1).
   config.action_view.preload_links_header = true
   config.cutover.preview = ->(request) { request.get_header("HTTP_X_CUTOVER_PREVIEW") == PREVIEW_TOKEN }
+  config.cutover.rollout_key = ->(request) { request.get_header(USER_HEADER) }
 
   PAGE = <<~ERB
     <!DOCTYPE html>
     <html><head>
     <%= cutover_stylesheet_tags "application" %>
     <%= cutover_javascript_tags "application" %>
+    <%= cutover_release_meta_tag %>
     </head><body><img src="<%= cutover_asset_url "static/logo.svg" %>" alt=""></body></html>
   ERB
+
+  # The page, with CutoverRailsApp.midway called between its stylesheets and
+  # the rest (a test changes the rollout there).
+  MIDWAY = <<~ERB
+    <%= cutover_stylesheet_tags "application" %>
+    <% CutoverRailsApp.midway&.call %>
+    <%= cutover_javascript_tags "application" %>
+    <img src="<%= cutover_asset_url "static/logo.svg" %>" alt="">
+    <%= cutover_release_meta_tag %>
+  ERB
+
+  class << self
+    attr_accessor :midway
+  end
 
   # Any format's tags: the application entrypoint and one asset by name.
   TAGS = <<~ERB
@@ -60,6 +79,8 @@ class CutoverRailsApp < Rails::Application
       root "pages#show"
       get "missing" => "pages#missing"
       get "tags" => "pages#tags"
+      get "midway" => "pages#midway"
+      get "plain" => "pages#plain"
     end
   end
 end
@@ -87,6 +108,15 @@ class PagesController < ActionController::Base
 
   def tags
     render inline: CutoverRailsApp::TAGS
+  end
+
+  def midway
+    render inline: CutoverRailsApp::MIDWAY
+  end
+
+  # A response that renders no asset.
+  def plain
+    render plain: "ok"
   end
 
   def missing
