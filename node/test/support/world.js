@@ -209,7 +209,8 @@ export class World {
     }
     tx.zAdd(this.key("retired"), { score: at, value: complete ? previous : canary });
     const action = complete ? "rollout_complete" : "rollout_abort";
-    tx.publish(this.key("events"), JSON.stringify({ release: complete ? canary : previous, previous: complete ? previous : canary, action, at: new Date(at).toISOString(), by: "test" }));
+    // As the CLI's: `release` the canary, `previous` the live release (the one replaced, on completion).
+    tx.publish(this.key("events"), JSON.stringify({ release: canary, previous, action, at: new Date(at).toISOString(), by: "test" }));
     await tx.exec();
     return at;
   }
