@@ -87,27 +87,19 @@ export class Fleet {
   }
 
   /**
-   * The reader switched to another live release (`release`, found through `via`), or to another
-   * canary (`canary`: its id, or null for none), or both at once; reported once. A re-read after
-   * a reconnect counts as the poll: it was not an event that brought the release.
-   * @param {{release?: string, via?: SwitchSource, canary?: string | null}} change
+   * What one read changed, reported once: another live release (`release`, found through `via`),
+   * another canary (`canary`: its id, or null for none), a release or canary refused (`refused`).
+   * A re-read after a reconnect counts as the poll: it was not an event that brought the release.
+   * @param {{release?: string, via?: SwitchSource, canary?: string | null, refused?: Refusal}} change
    */
-  changed({ release, via, canary }) {
+  changed({ release, via, canary, refused }) {
     if (release !== undefined) {
       this.#release = release;
       this.#since = Date.now();
       this.#via = via === "pubsub" ? "pubsub" : "poll";
     }
     if (canary !== undefined) this.#canary = canary;
-    this.report();
-  }
-
-  /**
-   * The reader refused a live release and keeps serving its own, or refused a canary.
-   * @param {Refusal} refusal
-   */
-  refused({ release, reason }) {
-    this.#refused = { release, reason };
+    if (refused) this.#refused = { release: refused.release, reason: refused.reason };
     this.report();
   }
 

@@ -251,6 +251,9 @@ export class Refresher {
     this.#answered();
     const serving = this.#serving();
     let live = serving.live;
+    // What the fleet hears of this read, in one report.
+    /** @type {Parameters<import("./fleet.js").Fleet["changed"]>[0]} */
+    const change = {};
     const err = read.liveError;
     if (err?.empty) {
       if (!this.#emptyLogged) this.#log.warn(`${err.message}; keeping ${this.#describe()}`);
@@ -260,7 +263,7 @@ export class Refresher {
         this.#rejected = err.release;
         this.#log.error(`${err.message}; keeping ${this.#describe()}`);
         const refusal = { release: err.release, reason: err.reason ?? err.message };
-        this.#fleet?.refused(refusal);
+        change.refused = refusal;
         this.#reject(refusal);
       }
     } else if (read.live) {
@@ -268,11 +271,12 @@ export class Refresher {
       this.#rejected = null;
       if (read.live.releaseId !== live.releaseId) live = read.live;
     }
+    this.#canaryValue = read.canaryValue;
+    const canaryRefused = read.canaryError && this.#refuseCanary(read.canaryError, true);
+    if (canaryRefused) change.refused ??= canaryRefused;
     const canary = this.#canaryOf(read, serving.canary);
-    if (this.#closed || (live === serving.live && canary === serving.canary)) return;
-    this.#install({ live, canary }, source);
-    /** @type {Parameters<import("./fleet.js").Fleet["changed"]>[0]} */
-    const change = {};
+    if (this.#closed) return;
+    if (live !== serving.live || canary !== serving.canary) this.#install({ live, canary }, source);
     if (live !== serving.live) Object.assign(change, { release: /** @type {string} */ (live.releaseId), via: source });
     if (canary?.release !== serving.canary?.release) change.canary = canary?.release ?? null;
     if (Object.keys(change).length) this.#fleet?.changed(change);
@@ -285,11 +289,7 @@ export class Refresher {
    * @returns {Canary | null}
    */
   #canaryOf(read, serving) {
-    this.#canaryValue = read.canaryValue;
-    if (read.canaryError) {
-      this.#refuseCanary(read.canaryError, true);
-      return null;
-    }
+    if (read.canaryError) return null;
     const next = read.canary;
     if (next || read.canaryValue === null) this.#canaryRejected = null;
     else this.#log.debug(`${this.#source.keys.canary} names the live release ${read.current}: ignored`);
@@ -298,11 +298,12 @@ export class Refresher {
   }
 
   /**
-   * A canary refused: nobody gets it. Said once per release in a row (logged, reported, emitted
-   * with `canary: true`; only logged when it names no release).
+   * A canary refused: nobody gets it. Said once per release in a row (logged, and emitted with
+   * `canary: true`; only logged when it names no release). Returns the refusal to report, the
+   * first time.
    * @param {{release: string | null, reason: string}} refusal
-   * @param {boolean} announce report and emit it now (not at start: the reader does)
-   * @returns {Refusal | null} the refusal, the first time
+   * @param {boolean} announce emit it now (not at start: the reader does, once it is returned)
+   * @returns {Refusal | null}
    */
   #refuseCanary({ release, reason }, announce) {
     const mark = release ?? `value ${this.#canaryValue}`;
@@ -314,10 +315,7 @@ export class Refresher {
     );
     if (release === null) return null;
     const refusal = { release, reason };
-    if (announce) {
-      this.#fleet?.refused(refusal);
-      this.#reject({ ...refusal, canary: true });
-    }
+    if (announce) this.#reject({ ...refusal, canary: true });
     return refusal;
   }
 
