@@ -264,6 +264,7 @@ class Reader extends EventEmitter {
   #install(next, source) {
     const before = this.#state;
     this.#state = Object.freeze({ ...next });
+    this.#skew?.forget([before.live.releaseId, before.canary?.release]);
     if (next.live !== before.live) {
       const previous = before.live.releaseId;
       this.#log.info(`serving release ${next.live.releaseId} (was ${previous ?? "the fallback manifest"}; via ${source})`);

@@ -76,6 +76,15 @@ export class Skew {
     return pending;
   }
 
+  /**
+   * The reader stopped serving these (a switch, a rollout's end): look them up again when named,
+   * even if they were named before this process served them.
+   * @param {(string | null | undefined)[]} ids
+   */
+  forget(ids) {
+    for (const id of ids) if (id) this.#missing.delete(id);
+  }
+
   /** @param {number} retiredAt ms */
   #young(retiredAt) {
     return Date.now() - retiredAt < this.#maxAge;

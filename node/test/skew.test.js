@@ -101,6 +101,23 @@ test("skew: outside skewMaxAge, unknown, without a record, or not an id: null, a
   }
 });
 
+test("skew: a release named before this process served it is looked up again once it is retired", async (t) => {
+  const w = await world(t);
+  const { A, B } = await liveManifests(w);
+  // No poll to speak of: the reader hears of the canary only by the event.
+  const reader = await w.reader({ pollInterval: 60_000 });
+  await (await w.admin()).zRem(w.key("retired"), B.id); // never retired, however the CLI made A live again
+  await w.rollout({ canary: { release: B.id, percent: 50, salt: SALT }, manifest: B.json, publish: false });
+  // Rendered by a faster process, named here before this one serves it: not served, remembered.
+  assert.equal(await reader.releaseSnapshot(B.id), null);
+  await w.rollout({ canary: { release: B.id, percent: 50, salt: SALT }, manifest: B.json });
+  await waitFor(() => reader.canary?.release === B.id, { timeout: 2000, what: "the canary served" });
+  assert.equal((await reader.releaseSnapshot(B.id))?.role, "canary");
+  const at = await w.endRollout({ complete: false, canary: B.id, previous: A.id });
+  await waitFor(() => reader.canary === null, { until: at + 2000, what: "the rollout aborted" });
+  assert.equal((await reader.releaseSnapshot(B.id))?.role, "retired");
+});
+
 test("skew: the age is checked on every use, from memory", async (t) => {
   const w = await world(t);
   const { B } = await liveManifests(w);
