@@ -4,8 +4,9 @@
 //   CUTOVER_APP=shop REDIS_URL=redis://127.0.0.1:6379 CUTOVER_ASSET_ORIGINS=https://cdn.shop.example \
 //     PORT=3000 node examples/ssr.mjs
 //
-// Each request takes one snapshot, so the whole page comes from one release
-// even when a deploy switches releases in the middle of rendering.
+// Each request takes one snapshot (reader.requestSnapshot), so the whole page
+// comes from one release even when a deploy switches releases in the middle
+// of rendering; during a rollout, the release its visitor is assigned.
 import http from "node:http";
 import { createReader } from "cutover-reader";
 
@@ -35,14 +36,19 @@ async function renderApp(assets) {
 }
 
 const server = http.createServer(async (req, res) => {
-  const assets = reader.snapshot(); // one release for the whole response
   try {
+    // One release for the whole response: the one the request names (skew protection: a page's
+    // own requests), else the canary or the live release by the visitor's key (pass yours:
+    // { key: user.id }; without it, a random cutover_key cookie). Sets X-Cutover-Release and the
+    // cookies on res.
+    const assets = await reader.requestSnapshot(req, res);
     const body = await renderApp(assets);
-    res.writeHead(200, { "content-type": "text/html; charset=utf-8", "x-cutover-release": String(assets.releaseId) });
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
     res.end(`<!doctype html>
 <html>
   <head>
     <meta charset="utf-8">
+    ${assets.metaTag()}
     ${assetTags(assets, "application")}
   </head>
   <body>

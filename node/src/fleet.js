@@ -41,6 +41,8 @@ export class Fleet {
   #since = 0;
   /** @type {ReportSource} */
   #via = "start";
+  /** @type {string | null} */
+  #canary = null;
   /** @type {Refusal | null} */
   #refused = null;
   // One report at a time, in order; asked for during one, the next goes right after it.
@@ -71,36 +73,33 @@ export class Fleet {
 
   /**
    * What the first read gave: a release (source `start`), or the fallback manifest (`fallback`;
-   * with the release refused at start, if one was).
+   * with the release refused at start, if one was), and the canary served, if any.
    * @param {string | null} release
    * @param {Refusal | null} [refused]
+   * @param {string | null} [canary]
    */
-  begin(release, refused = null) {
+  begin(release, refused = null, canary = null) {
     this.#release = release;
     this.#since = Date.now();
     this.#via = release === null ? "fallback" : "start";
+    this.#canary = canary;
     if (refused) this.#refused = refused;
   }
 
   /**
-   * The reader switched to `release`. A re-read after a reconnect counts as the poll: it was
-   * not an event that brought the release.
-   * @param {string} release
-   * @param {SwitchSource} via
+   * What one read changed, reported once: another live release (`release`, found through `via`),
+   * another canary (`canary`: its id, or null for none), a release or canary refused (`refused`).
+   * A re-read after a reconnect counts as the poll: it was not an event that brought the release.
+   * @param {{release?: string, via?: SwitchSource, canary?: string | null, refused?: Refusal}} change
    */
-  served(release, via) {
-    this.#release = release;
-    this.#since = Date.now();
-    this.#via = via === "pubsub" ? "pubsub" : "poll";
-    this.report();
-  }
-
-  /**
-   * The reader refused a live release and keeps serving its own.
-   * @param {Refusal} refusal
-   */
-  refused({ release, reason }) {
-    this.#refused = { release, reason };
+  changed({ release, via, canary, refused }) {
+    if (release !== undefined) {
+      this.#release = release;
+      this.#since = Date.now();
+      this.#via = via === "pubsub" ? "pubsub" : "poll";
+    }
+    if (canary !== undefined) this.#canary = canary;
+    if (refused) this.#refused = { release: refused.release, reason: refused.reason };
     this.report();
   }
 
@@ -131,7 +130,7 @@ export class Fleet {
     this.#stopped = true;
   }
 
-  /** The report's JSON, in the contract's field order (`refused` only when there is one). */
+  /** The report's JSON, in the contract's field order (`canary` after `source`; `refused` only when there is one). */
   #json(at) {
     return JSON.stringify({
       v: 1,
@@ -143,6 +142,7 @@ export class Fleet {
       release: this.#release,
       since: this.#since,
       source: this.#via,
+      canary: this.#canary,
       ...(this.#refused ? { refused: this.#refused } : {}),
       heartbeat: this.#interval / 1000,
       at,

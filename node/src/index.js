@@ -2,3 +2,4 @@
 // See README.md in this directory.
 export { createReader } from "./reader.js";
 export { MissingEntryError, UnavailableError } from "./errors.js";
+export { bucket } from "./rollout.js";

@@ -1,15 +1,21 @@
 // The reader: the public API (lookup, lookupOrThrow, entrypoint, releaseId,
-// snapshot, on("switch"), close) over the Snapshot it serves. Where releases
-// come from is ./source.js (Redis); how it stays on the live one is
-// ./refresher.js (pub/sub, poll, reconnect), which also has ./fleet.js report
-// what this process serves; a Snapshot (./snapshot.js) is one release's
-// manifest, immutable, swapped whole on a switch.
+// snapshot, releaseSnapshot, requestSnapshot, canary, on("switch"), close)
+// over what it serves: the live release and the canary, swapped together.
+// Where releases come from is ./source.js (Redis); how it stays on the live
+// ones is ./refresher.js (pub/sub, poll, reconnect), which also has ./fleet.js
+// report what this process serves; a Snapshot (./snapshot.js) is one release's
+// manifest, immutable, swapped whole on a switch. Which key gets the canary is
+// ./rollout.js; retired releases for skew protection, ./skew.js; the request
+// helper, ./request.js.
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { UnavailableError } from "./errors.js";
 import { Fleet } from "./fleet.js";
 import { makeLogger } from "./log.js";
 import { Refresher, within } from "./refresher.js";
+import { requestSnapshot } from "./request.js";
+import { assigned } from "./rollout.js";
+import { Skew } from "./skew.js";
 import { Snapshot } from "./snapshot.js";
 import { Source, keysOf } from "./source.js";
 import { parseOrigins, parseVerifyKeys } from "./trust.js";
@@ -20,10 +26,13 @@ import { isSentinelUrl, maskUrl, parseSentinelUrl, secretOf } from "./url.js";
  * @typedef {import("../index.js").SwitchEvent} SwitchEvent
  * @typedef {import("../index.js").SwitchSource} SwitchSource
  * @typedef {import("../index.js").RejectedEvent} RejectedEvent
+ * @typedef {import("../index.js").CanaryEvent} CanaryEvent
+ * @typedef {import("../index.js").SnapshotOptions} SnapshotOptions
+ * @typedef {import("./refresher.js").State} State
  */
 
 /** @satisfies {Partial<ReaderOptions>} (each default is of a declared option, with its declared type) */
-const DEFAULTS = { pollInterval: 1000, connectTimeout: 2000, commandTimeout: 1000, reportInterval: 5000 };
+const DEFAULTS = { pollInterval: 1000, connectTimeout: 2000, commandTimeout: 1000, reportInterval: 5000, skewMaxAge: 86400 };
 
 /** @param {ReaderOptions} options */
 export function createReader(options) {
@@ -46,8 +55,10 @@ class Reader extends EventEmitter {
   #source;
   /** @type {Refresher | undefined} */
   #refresher;
-  /** @type {Snapshot} */
-  #snapshot;
+  /** @type {Skew | undefined} */
+  #skew;
+  /** @type {State} */
+  #state;
   #closed = false;
 
   /** @param {ReaderOptions} options */
@@ -78,6 +89,9 @@ class Reader extends EventEmitter {
     if (!(Number.isFinite(o.reportInterval) && o.reportInterval >= 0)) {
       throw new TypeError("cutover-reader: `reportInterval` must be a positive number of ms, or 0 for no reports");
     }
+    if (!(Number.isFinite(o.skewMaxAge) && o.skewMaxAge >= 0)) {
+      throw new TypeError("cutover-reader: `skewMaxAge` must be a number of seconds (0: no retired releases)");
+    }
     o.cluster = Boolean(options.cluster || rootNodes?.length);
     this.#options = o;
     this.#app = app;
@@ -89,29 +103,75 @@ class Reader extends EventEmitter {
     this.#fallback = options.fallbackManifest === undefined ? undefined : this.#loadFallback(options.fallbackManifest);
   }
 
-  /** The release id this process serves; null while it serves the fallback manifest. */
+  /** The live release id this process serves; null while it serves the fallback manifest. */
   get releaseId() {
-    return this.#snapshot.releaseId;
+    return this.#state.live.releaseId;
+  }
+
+  /** The canary this process serves to its share of the keys, or null: `{release, percent}`. */
+  get canary() {
+    const c = this.#state.canary;
+    return c ? { release: c.release, percent: c.percent } : null;
   }
 
   /** @param {string} name */
   lookup(name) {
-    return this.#snapshot.lookup(name);
+    return this.#state.live.lookup(name);
   }
 
   /** @param {string} name */
   lookupOrThrow(name) {
-    return this.#snapshot.lookupOrThrow(name);
+    return this.#state.live.lookupOrThrow(name);
   }
 
   /** @param {string} name */
   entrypoint(name) {
-    return this.#snapshot.entrypoint(name);
+    return this.#state.live.entrypoint(name);
   }
 
-  /** The serving release, frozen: one render answers from one release even if a switch lands meanwhile. */
-  snapshot() {
-    return this.#snapshot;
+  /**
+   * A release, frozen: one render answers from one release even if a switch lands meanwhile.
+   * The live release; with `key`, the canary when the key is assigned to it.
+   * @param {SnapshotOptions} [options]
+   * @returns {Snapshot}
+   */
+  snapshot(options) {
+    const { live, canary } = this.#state;
+    const key = options?.key;
+    if (key === undefined || key === null) return live;
+    if (typeof key !== "string" && typeof key !== "number") {
+      throw new TypeError("cutover-reader: snapshot({key}): `key` must be a string or a number");
+    }
+    const k = String(key);
+    return canary && k !== "" && assigned(canary, k) ? canary.snapshot : live;
+  }
+
+  /**
+   * Release `id` if this process may serve it to a request that names it (skew protection): the
+   * live release, the canary, or a release retired less than skewMaxAge ago whose record passes
+   * the checks; null otherwise (and when Redis does not answer).
+   * @param {string} id
+   * @returns {Promise<Snapshot | null>}
+   */
+  async releaseSnapshot(id) {
+    if (typeof id !== "string" || id === "") return null;
+    const { live, canary } = this.#state;
+    if (id === live.releaseId) return live;
+    if (canary && id === canary.release) return canary.snapshot;
+    if (this.#closed) return null;
+    return /** @type {Skew} */ (this.#skew).find(id);
+  }
+
+  /**
+   * The snapshot a request renders with (a release it names, else its assignment), after saying
+   * so on `res`: the X-Cutover-Release header and the cutover_release cookie (and cutover_key).
+   * @param {import("node:http").IncomingMessage} req
+   * @param {import("node:http").ServerResponse | null | undefined} res
+   * @param {SnapshotOptions} [options] `key`: the app's (a user id); default the cutover_key cookie
+   * @returns {Promise<Snapshot>}
+   */
+  requestSnapshot(req, res, options) {
+    return requestSnapshot(this, req, res, options);
   }
 
   /** Stop the poll and close both connections; afterwards nothing keeps the process alive. */
@@ -139,6 +199,7 @@ class Reader extends EventEmitter {
     }
     const source = new Source(this.#app, o, this.#trust);
     this.#source = source;
+    this.#skew = new Skew({ source, maxAge: o.skewMaxAge * 1000, timeout: o.commandTimeout, log: this.#log });
     const scrub = (/** @type {string} */ text) => this.#scrub(text);
     const fleet =
       o.reportInterval > 0
@@ -150,18 +211,25 @@ class Reader extends EventEmitter {
       log: this.#log,
       url: this.#url,
       scrub,
-      serving: () => this.#snapshot,
+      serving: () => this.#state,
       install: (next, via) => this.#install(next, via),
       reject: (event) => this.#announce("rejected", event),
       fleet,
     });
     this.#refresher = refresher;
 
-    let snapshot;
     /** @type {{release: string, reason: string} | null} */
     let refused = null;
     try {
-      snapshot = await within(refresher.connect().then(() => source.readLive()), o.connectTimeout);
+      const read = await within(refresher.connect().then(() => source.readAll()), o.connectTimeout);
+      if (read.liveError) throw read.liveError;
+      this.#state = Object.freeze({ live: /** @type {Snapshot} */ (read.live), canary: read.canary });
+      refused = refresher.startedWith(read);
+      // A canary refused at start: said once the caller holds the reader (as below).
+      if (refused) {
+        const event = { ...refused, canary: /** @type {const} */ (true) };
+        setImmediate(() => this.#closed || this.#announce("rejected", event));
+      }
     } catch (err) {
       // After a timeout, the connection error says more than "no answer".
       const cause = err.timeout && refresher.startError ? refresher.startError : err;
@@ -169,7 +237,7 @@ class Reader extends EventEmitter {
         await this.close();
         throw this.#unavailable(cause, o.connectTimeout);
       }
-      snapshot = this.#fallback;
+      this.#state = Object.freeze({ live: this.#fallback, canary: null });
       refresher.startedWithout(cause);
       this.#log.warn(
         `no live release from ${this.#keys.manifest} at ${this.#url} (${this.#scrub(cause.message)}); ` +
@@ -183,27 +251,41 @@ class Reader extends EventEmitter {
         setImmediate(() => this.#closed || this.#announce("rejected", event));
       }
     }
-    this.#snapshot = snapshot;
-    fleet?.begin(snapshot.releaseId, refused);
+    const { live, canary } = this.#state;
+    fleet?.begin(live.releaseId, refused, canary?.release ?? null);
     refresher.start();
   }
 
   /**
-   * Serve another release, and say so.
-   * @param {Snapshot} next
+   * Serve another live release or canary (or both), and say so.
+   * @param {State} next
    * @param {SwitchSource} source
    */
   #install(next, source) {
-    const previous = this.#snapshot.releaseId;
-    this.#snapshot = next;
-    this.#log.info(`serving release ${next.releaseId} (was ${previous ?? "the fallback manifest"}; via ${source})`);
-    this.#announce("switch", { release: /** @type {string} */ (next.releaseId), previous, source });
+    const before = this.#state;
+    this.#state = Object.freeze({ ...next });
+    this.#skew?.forget([before.live.releaseId, before.canary?.release]);
+    if (next.live !== before.live) {
+      const previous = before.live.releaseId;
+      this.#log.info(`serving release ${next.live.releaseId} (was ${previous ?? "the fallback manifest"}; via ${source})`);
+      this.#announce("switch", { release: /** @type {string} */ (next.live.releaseId), previous, source });
+    }
+    if (next.canary !== before.canary) {
+      const { canary } = next;
+      const previous = before.canary?.release ?? null;
+      this.#log.info(
+        canary
+          ? `serving canary ${canary.release} to ${canary.percent}% (was ${previous ?? "none"}; via ${source})`
+          : `no canary any more (was ${previous}; via ${source})`,
+      );
+      this.#announce("canary", { release: canary?.release ?? null, percent: canary?.percent ?? null, previous, source });
+    }
   }
 
   /**
    * Call the listeners; one that throws is logged, never propagated.
-   * @param {"switch" | "rejected"} name
-   * @param {SwitchEvent | RejectedEvent} event
+   * @param {"switch" | "rejected" | "canary"} name
+   * @param {SwitchEvent | RejectedEvent | CanaryEvent} event
    */
   #announce(name, event) {
     for (const listener of this.rawListeners(name)) {

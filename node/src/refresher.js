@@ -1,15 +1,20 @@
-// The background half of a reader: keeps it on the live release through pub/sub
-// (a message on the events channel), a poll of `current` every pollInterval,
-// and a full re-read after every reconnect. Reads run one at a time, in order;
+// The background half of a reader: keeps it on the live release and the
+// canary through pub/sub (a message on the events channel), a poll of
+// `current` and `canary` every pollInterval, and a full re-read after every
+// reconnect. Reads run one at a time, in order;
 // an outage is logged once and its end once. It also has the process report
 // what it serves (./fleet.js): once it serves, on every switch or refusal, and
 // every reportInterval. A step that must run before a process serves (a
 // re-read right after a fork, say) belongs to `start`.
-import { Snapshot } from "./snapshot.js";
 import { Source } from "./source.js";
 
 /**
  * @typedef {import("../index.js").SwitchSource} SwitchSource
+ * @typedef {import("./source.js").Canary} Canary
+ * @typedef {import("./source.js").Read} Read
+ * @typedef {{live: import("./snapshot.js").Snapshot, canary: Canary | null}} State what a reader
+ *   serves: the live release and the canary, swapped together
+ * @typedef {{release: string, reason: string, canary?: true}} Refusal
  * @typedef {{debug(m: string): void, info(m: string): void, warn(m: string): void, error(m: string): void}} Log
  * @typedef {object} RefresherOptions
  * @property {Source} source
@@ -17,10 +22,11 @@ import { Source } from "./source.js";
  * @property {Log} log
  * @property {string} url the Redis URL, masked, for messages
  * @property {(text: string) => string} scrub removes the Redis secret from a message
- * @property {() => Snapshot} serving the snapshot the reader serves now
- * @property {(next: Snapshot, source: SwitchSource) => void} install serve another release
- * @property {(event: {release: string, reason: string}) => void} reject a live release was
- *   refused (called once per distinct release in a row, as it is logged)
+ * @property {() => State} serving what the reader serves now
+ * @property {(next: State, source: SwitchSource) => void} install serve another live release or
+ *   canary (or both)
+ * @property {(event: Refusal) => void} reject a live release or a canary was refused (called
+ *   once per distinct release in a row, as it is logged)
  * @property {import("./fleet.js").Fleet | null} fleet where this process reports what it
  *   serves; null when reportInterval is 0
  */
@@ -55,6 +61,10 @@ export class Refresher {
   #emptyLogged = false;
   /** @type {string | null} */
   #rejected = null;
+  /** @type {string | null | undefined} the canary key as last read (undefined: never read) */
+  #canaryValue = undefined;
+  /** @type {string | null} the canary refused last (its release, or its value when it names none) */
+  #canaryRejected = null;
   #subscribedOnce = false;
   #subscribeRefused = false;
 
@@ -101,6 +111,17 @@ export class Refresher {
       this.#trouble = true;
       this.#needsFullRead = true;
     }
+  }
+
+  /**
+   * The reader starts on what its first read gave: remember the canary key it saw, and say once
+   * if the canary was refused. Returns the refusal to announce (once the caller holds the reader).
+   * @param {Read} read
+   * @returns {Refusal | null}
+   */
+  startedWith(read) {
+    this.#canaryValue = read.canaryValue;
+    return read.canaryError ? this.#refuseCanary(read.canaryError, false) : null;
   }
 
   /** The reader serves from now on: reconnects re-read, the poll starts, and the reports. */
@@ -187,7 +208,7 @@ export class Refresher {
   // --- reading --------------------------------------------------------------
 
   /**
-   * Read the live pair and switch to it if it is another release. Never throws.
+   * Read the live release and the canary, and serve them if they changed. Never throws.
    * @param {SwitchSource} source
    * @returns {Promise<void>}
    */
@@ -201,7 +222,7 @@ export class Refresher {
       try {
         for (let next = /** @type {SwitchSource | null} */ (source); next && !this.#closed; next = this.#again) {
           this.#again = null;
-          await this.#switchToLive(next);
+          await this.#reread(next);
         }
       } catch (err) {
         this.#needsFullRead = true;
@@ -217,39 +238,88 @@ export class Refresher {
   }
 
   /** @param {SwitchSource} source */
-  async #switchToLive(source) {
-    let next;
+  async #reread(source) {
+    /** @type {Read} */
+    let read;
     try {
-      next = await this.#source.readLive();
+      read = await this.#source.readAll();
     } catch (err) {
-      if (err.empty) {
-        this.#answered();
-        if (!this.#emptyLogged) this.#log.warn(`${err.message}; keeping ${this.#describe()}`);
-        this.#emptyLogged = true;
-      } else if (err.release) {
-        this.#answered();
-        if (this.#rejected !== err.release) {
-          this.#rejected = err.release;
-          this.#log.error(`${err.message}; keeping ${this.#describe()}`);
-          const refusal = { release: err.release, reason: err.reason ?? err.message };
-          this.#fleet?.refused(refusal);
-          this.#reject(refusal);
-        }
-      } else {
-        this.#needsFullRead = true;
-        this.#lost(err, "read");
-      }
+      this.#needsFullRead = true;
+      this.#lost(err, "read");
       return;
     }
     this.#answered();
-    this.#emptyLogged = false;
-    this.#rejected = null;
-    if (this.#closed || next.releaseId === this.#serving().releaseId) return;
-    this.#install(next, source);
-    this.#fleet?.served(/** @type {string} */ (next.releaseId), source);
+    const serving = this.#serving();
+    let live = serving.live;
+    // What the fleet hears of this read, in one report.
+    /** @type {Parameters<import("./fleet.js").Fleet["changed"]>[0]} */
+    const change = {};
+    const err = read.liveError;
+    if (err?.empty) {
+      if (!this.#emptyLogged) this.#log.warn(`${err.message}; keeping ${this.#describe()}`);
+      this.#emptyLogged = true;
+    } else if (err) {
+      if (this.#rejected !== err.release) {
+        this.#rejected = err.release;
+        this.#log.error(`${err.message}; keeping ${this.#describe()}`);
+        const refusal = { release: err.release, reason: err.reason ?? err.message };
+        change.refused = refusal;
+        this.#reject(refusal);
+      }
+    } else if (read.live) {
+      this.#emptyLogged = false;
+      this.#rejected = null;
+      if (read.live.releaseId !== live.releaseId) live = read.live;
+    }
+    this.#canaryValue = read.canaryValue;
+    const canaryRefused = read.canaryError && this.#refuseCanary(read.canaryError, true);
+    if (canaryRefused) change.refused ??= canaryRefused;
+    const canary = this.#canaryOf(read, serving.canary);
+    if (this.#closed) return;
+    if (live !== serving.live || canary !== serving.canary) this.#install({ live, canary }, source);
+    if (live !== serving.live) Object.assign(change, { release: /** @type {string} */ (live.releaseId), via: source });
+    if (canary?.release !== serving.canary?.release) change.canary = canary?.release ?? null;
+    if (Object.keys(change).length) this.#fleet?.changed(change);
   }
 
-  /** Every pollInterval: GET current; only when it changed, read the pair. */
+  /**
+   * The canary to serve after `read`: the one served, when the read gave the same rollout.
+   * @param {Read} read
+   * @param {Canary | null} serving
+   * @returns {Canary | null}
+   */
+  #canaryOf(read, serving) {
+    if (read.canaryError) return null;
+    const next = read.canary;
+    if (next || read.canaryValue === null) this.#canaryRejected = null;
+    else this.#log.debug(`${this.#source.keys.canary} names the live release ${read.current}: ignored`);
+    const same = next && serving && next.release === serving.release && next.threshold === serving.threshold && next.salt === serving.salt;
+    return same ? serving : next;
+  }
+
+  /**
+   * A canary refused: nobody gets it. Said once per release in a row (logged, and emitted with
+   * `canary: true`; only logged when it names no release). Returns the refusal to report, the
+   * first time.
+   * @param {{release: string | null, reason: string}} refusal
+   * @param {boolean} announce emit it now (not at start: the reader does, once it is returned)
+   * @returns {Refusal | null}
+   */
+  #refuseCanary({ release, reason }, announce) {
+    const mark = release ?? `value ${this.#canaryValue}`;
+    if (this.#canaryRejected === mark) return null;
+    this.#canaryRejected = mark;
+    this.#log.error(
+      `canary ${release === null ? `in ${this.#source.keys.canary}` : `release ${release}`} rejected: ${reason}; nobody gets it, ` +
+        `every request gets ${this.#describe()}`,
+    );
+    if (release === null) return null;
+    const refusal = { release, reason };
+    if (announce) this.#reject({ ...refusal, canary: true });
+    return refusal;
+  }
+
+  /** Every pollInterval: MGET current canary; only when either changed, read all six keys. */
   async #tick() {
     if (this.#closed || this.#checking || this.#busy) return;
     this.#checking = true;
@@ -257,14 +327,14 @@ export class Refresher {
       if (this.#source.shared && (!this.#source.commands.isOpen || !this.#subscribedOnce)) {
         await within(this.#connectShared(), this.#options.connectTimeout);
       }
-      const id = await this.#source.current();
-      this.#log.debug(`poll: ${this.#source.keys.current} = ${id}`);
+      const { current: id, canary } = await this.#source.poll();
+      this.#log.debug(`poll: ${this.#source.keys.current} = ${id}, canary ${canary === null ? "none" : canary}`);
       this.#answered();
       if (this.#needsFullRead) {
-        // The first answer after a failure: read the pair again, whatever current says.
+        // The first answer after a failure: read everything again, whatever current says.
         this.#needsFullRead = false;
         await this.#refresh("reconnect");
-      } else if (id !== null && id !== this.#serving().releaseId && id !== this.#rejected) {
+      } else if ((id !== null && id !== this.#serving().live.releaseId && id !== this.#rejected) || canary !== this.#canaryValue) {
         await this.#refresh("poll");
       }
     } catch (err) {
@@ -304,7 +374,7 @@ export class Refresher {
   }
 
   #describe() {
-    const id = this.#serving()?.releaseId;
+    const id = this.#serving()?.live.releaseId;
     return id === null || id === undefined ? "the fallback manifest" : `release ${id}`;
   }
 }

@@ -12,6 +12,8 @@ function deepFreeze(value) {
   return value;
 }
 
+const escape = (/** @type {string} */ s) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
 /**
  * One release's manifest, frozen: what `reader.snapshot()` returns. A reader
  * swaps whole Snapshot objects, so a snapshot never changes under a render.
@@ -30,8 +32,10 @@ export class Snapshot {
    * @param {any} manifest parsed live manifest (taken over and frozen)
    * @param {Set<string> | null} [origins] the allowed asset origins (null: any); a manifest
    *   naming a URL off them throws an error with `reason`
+   * @param {import("../index.js").SnapshotRole} [role] what the reader had it as when it was
+   *   made: the live release, the canary, or a retired release (skew protection)
    */
-  constructor(app, releaseId, manifest, origins = null) {
+  constructor(app, releaseId, manifest, origins = null, role = releaseId === null ? "fallback" : "live") {
     this.#format = formatOf(manifest);
     if (origins) {
       const reason = originProblem(this.#format.urls(manifest), origins);
@@ -40,6 +44,8 @@ export class Snapshot {
     this.#app = app;
     /** @readonly */
     this.releaseId = releaseId;
+    /** @readonly */
+    this.role = role;
     /** @readonly @type {Readonly<Record<string, unknown>>} */
     this.manifest = deepFreeze(manifest);
     Object.freeze(this);
@@ -48,6 +54,14 @@ export class Snapshot {
   /** Name of the manifest format: "shakapacker", "webpack", "vite", "propshaft" or "sprockets". */
   get format() {
     return this.#format.name;
+  }
+
+  /**
+   * `<meta name="cutover-release" content="ID">`, escaped, for the page's head (skew protection:
+   * the page says which release it was rendered with); "" for the fallback manifest.
+   */
+  metaTag() {
+    return this.releaseId === null ? "" : `<meta name="cutover-release" content="${escape(this.releaseId)}">`;
   }
 
   /**

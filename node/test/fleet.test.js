@@ -59,10 +59,10 @@ test("fleet: the first read is reported, with every field of the contract", asyn
   const r = await nextReport(w, "the first report", () => true);
   const { raw, ...report } = r;
   assert.equal(raw, JSON.stringify(JSON.parse(raw)), "compact JSON");
-  assert.deepEqual(Object.keys(report), ["v", "id", "host", "pid", "kind", "reader", "release", "since", "source", "heartbeat", "at", "started"]);
+  assert.deepEqual(Object.keys(report), ["v", "id", "host", "pid", "kind", "reader", "release", "since", "source", "canary", "heartbeat", "at", "started"]);
   assert.deepEqual(
-    { v: r.v, id: r.id, host: r.host, pid: r.pid, kind: r.kind, reader: r.reader, release: r.release, source: r.source, heartbeat: r.heartbeat },
-    { v: 1, id: ME, host: os.hostname(), pid: process.pid, kind: "node", reader: `node/${version}`, release: A.id, source: "start", heartbeat: HEARTBEAT / 1000 },
+    { v: r.v, id: r.id, host: r.host, pid: r.pid, kind: r.kind, reader: r.reader, release: r.release, source: r.source, canary: r.canary, heartbeat: r.heartbeat },
+    { v: 1, id: ME, host: os.hostname(), pid: process.pid, kind: "node", reader: `node/${version}`, release: A.id, source: "start", canary: null, heartbeat: HEARTBEAT / 1000 },
   );
   assert.ok(before <= r.since && r.since <= after, `since ${r.since} is the first read, between ${before} and ${after}`);
   assert.ok(r.since <= r.at);
@@ -128,7 +128,7 @@ test("fleet: reportInterval 0 writes nothing", async (t) => {
   // A report of the first read or of the switch goes out on the reader's connection before its
   // next poll: three polls after the switch, it would be there.
   const from = seen.length;
-  const polls = () => seen.slice(from).filter((l) => l.includes(`"GET" "${w.key("current")}"`)).length;
+  const polls = () => seen.slice(from).filter((l) => l.includes(`"MGET" "${w.key("current")}" "${w.key("canary")}"`)).length;
   await waitFor(() => polls() >= 3, { timeout: 2000, what: "three polls after the switch" });
   assert.deepEqual(seen.filter((l) => l.includes(w.key("fleet"))), []);
   assert.equal(await (await w.admin()).exists([w.key("fleet"), w.key(`fleet:${ME}`)]), 0);

@@ -59,6 +59,7 @@ test("ssr example: the page's tags are the live release's files in S3, with thei
   };
   const first = await page();
   assert.equal(first.release, A.id);
+  assert.ok(first.html.includes(`<meta name="cutover-release" content="${A.id}">`), first.html);
   const tagsA = pageTags(first.html);
   // runtime, shared chunk and entry scripts; shared chunk and entry stylesheets
   assert.equal(tagsA.length, 5);

@@ -17,6 +17,8 @@ export const exportNames: Equal<keyof typeof code, keyof typeof declared> = true
 export const createReader: typeof declared.createReader = code.createReader;
 export const MissingEntryError: typeof declared.MissingEntryError = code.MissingEntryError;
 export const UnavailableError: typeof declared.UnavailableError = code.UnavailableError;
+export const bucket: typeof declared.bucket = code.bucket;
+export const bucketExact: Equal<typeof code.bucket, typeof declared.bucket> = true;
 
 // createReader's options are the declared ones (src/ reads them through that type, so an option
 // the code reads but the declarations lack fails there).
@@ -24,8 +26,9 @@ export const options: Equal<Parameters<typeof code.createReader>[0], declared.Re
 
 // A reader and its snapshots answer with exactly the declared types.
 type CodeReader = Awaited<ReturnType<typeof code.createReader>>;
-export const reader: Members<CodeReader, declared.Reader, "releaseId" | "lookup" | "lookupOrThrow" | "entrypoint" | "close"> = {
+export const reader: Members<CodeReader, declared.Reader, "releaseId" | "canary" | "lookup" | "lookupOrThrow" | "entrypoint" | "close"> = {
   releaseId: true,
+  canary: true,
   lookup: true,
   lookupOrThrow: true,
   entrypoint: true,
@@ -34,12 +37,31 @@ export const reader: Members<CodeReader, declared.Reader, "releaseId" | "lookup"
 type CodeSnapshot = ReturnType<CodeReader["snapshot"]>;
 export const snapshot: Members<CodeSnapshot, declared.Snapshot, keyof declared.Snapshot> = {
   releaseId: true,
+  role: true,
+  metaTag: true,
   manifest: true,
   format: true,
   lookup: true,
   lookupOrThrow: true,
   entrypoint: true,
 };
+
+// The methods that hand out snapshots: the declared parameters, and the code's Snapshot (checked
+// member by member above) where the declarations have theirs.
+type Methods = "snapshot" | "releaseSnapshot" | "requestSnapshot";
+export const snapshotParameters: { [M in Methods]: Equal<Parameters<CodeReader[M]>, Parameters<declared.Reader[M]>> } = {
+  snapshot: true,
+  releaseSnapshot: true,
+  requestSnapshot: true,
+};
+export const snapshotResults: [
+  Equal<ReturnType<CodeReader["snapshot"]>, CodeSnapshot>,
+  Equal<ReturnType<declared.Reader["snapshot"]>, declared.Snapshot>,
+  Equal<ReturnType<CodeReader["releaseSnapshot"]>, Promise<CodeSnapshot | null>>,
+  Equal<ReturnType<declared.Reader["releaseSnapshot"]>, Promise<declared.Snapshot | null>>,
+  Equal<ReturnType<CodeReader["requestSnapshot"]>, Promise<CodeSnapshot>>,
+  Equal<ReturnType<declared.Reader["requestSnapshot"]>, Promise<declared.Snapshot>>,
+] = [true, true, true, true, true, true];
 
 // The errors' fields.
 type CodeMissing = InstanceType<typeof code.MissingEntryError>;

@@ -172,6 +172,54 @@ export class World {
     await tx.publish(this.key("events"), JSON.stringify(event)).exec();
   }
 
+  /**
+   * Start, raise or replace a rollout by hand, as `cutover rollout` does (docs/redis.md,
+   * "Rollouts"): canary, canary_manifest and canary_signature (deleted when null) in one MULTI,
+   * then its event. `canary` is the canary key's JSON: an object (compact JSON is made of it,
+   * with v 1 and the times filled in) or a string written as it is. Resolves when Redis has it.
+   */
+  async rollout({ canary, manifest, signature = null, publish = true }) {
+    const admin = await this.admin();
+    const now = new Date().toISOString();
+    const value = typeof canary === "string" ? canary : JSON.stringify({ v: 1, ...canary, since: now, at: now, by: "test", message: null });
+    const tx = admin.multi().set(this.key("canary"), value);
+    if (manifest === null) tx.del(this.key("canary_manifest"));
+    else tx.set(this.key("canary_manifest"), manifest);
+    if (signature === null) tx.del(this.key("canary_signature"));
+    else tx.set(this.key("canary_signature"), signature);
+    const release = typeof canary === "string" ? null : canary.release;
+    if (publish) tx.publish(this.key("events"), JSON.stringify({ release, previous: null, action: "rollout", at: now, by: "test" }));
+    await tx.exec();
+    return value;
+  }
+
+  /**
+   * End a rollout by hand: `complete` makes the canary live (current, manifest, signature) and
+   * retires the release it replaces; otherwise it is taken off (and retired). One MULTI, then the
+   * event. Resolves with the time (ms) Redis had it.
+   */
+  async endRollout({ complete, canary, manifest, signature = null, previous }) {
+    const admin = await this.admin();
+    const at = Date.now();
+    const tx = admin.multi().del([this.key("canary"), this.key("canary_manifest"), this.key("canary_signature")]);
+    if (complete) {
+      tx.set(this.key("current"), canary).set(this.key("manifest"), manifest);
+      if (signature === null) tx.del(this.key("signature"));
+      else tx.set(this.key("signature"), signature);
+    }
+    tx.zAdd(this.key("retired"), { score: at, value: complete ? previous : canary });
+    const action = complete ? "rollout_complete" : "rollout_abort";
+    // As the CLI's: `release` the canary, `previous` the live release (the one replaced, on completion).
+    tx.publish(this.key("events"), JSON.stringify({ release: canary, previous, action, at: new Date(at).toISOString(), by: "test" }));
+    await tx.exec();
+    return at;
+  }
+
+  /** Mark a release retired at `at` (ms), as a switch does (ZADD retired). */
+  async retire(id, at = Date.now()) {
+    await (await this.admin()).zAdd(this.key("retired"), { score: at, value: id });
+  }
+
   /** The live manifest's exact bytes, as a string (what a signature covers). */
   async liveManifest() {
     return (await this.admin()).get(this.key("manifest"));
@@ -259,3 +307,19 @@ export function aclFor(app, user, password) {
     .split(/\s+/)
     .map((arg, i) => (i === 2 ? user : arg));
 }
+
+/** A's and B's live manifests as the CLI wrote them (exact strings, in `json`); A live at the end. */
+export async function liveManifests(w) {
+  const A = await w.deploy("A");
+  const a = await w.liveManifest();
+  const B = await w.deploy("B");
+  const b = await w.liveManifest();
+  await w.activate(A.id);
+  return { A: { ...A, json: a }, B: { ...B, json: b } };
+}
+
+/** tests/contract/rollout.json: the assignment vectors shared with the Ruby reader and the CLI. */
+export const rolloutVectors = JSON.parse(readFileSync(path.join(repoRoot, "tests/contract/rollout.json"), "utf8"));
+
+/** The population of the vectors: user-0 .. user-9999. */
+export const population = Array.from({ length: 10_000 }, (_, i) => `user-${i}`);
