@@ -37,6 +37,7 @@ mod quickstart;
 mod redis_drops;
 mod right_redis;
 mod rollout;
+mod rollout_fleet;
 mod signatures;
 mod stale_guard;
 mod topology;
