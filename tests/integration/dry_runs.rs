@@ -249,6 +249,31 @@ fn every_dry_run_of_every_command_changes_nothing() {
     dry.check(&["unlock", "--force", "--dry-run"], false);
     ctx.redis_cmd(&["DEL", &ctx.key("lock")]);
 
+    // A rollout: what real runs would start, change, complete or abort.
+    ctx.run(&["unpin"]).expect(0);
+    dry.check(&["rollout", &c, "--percent", "5", "--dry-run"], true)
+        .stdout_has(&["Redis EVAL rollout"]);
+    dry.check(&["deploy", tiny, "--rollout", "5", "--dry-run"], true);
+    ctx.run(&["rollout", &c, "--percent", "5"]).expect(0);
+    dry.check(&["rollout", "--percent", "25", "--dry-run"], false);
+    dry.check(&["rollout", "complete", "--dry-run"], true);
+    dry.check(&["rollout", "abort", "--dry-run", "--json"], false);
+    ctx.run(&["rollout", "abort"]).expect(0);
+    ctx.run(&["pin", "-m", "hold"]).expect(0);
+    // The real rollout and its abort published one event each: heard
+    // before the count starts again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while heard.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout's events were not heard"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // (Events arrive in order: had a dry run between them published, the
+    // abort's would make the count 1 at the end, and the check below fails.)
+    heard.fetch_sub(2, Ordering::SeqCst);
+
     // Another environment: a real promote registers and switches there.
     let promote = DryRuns {
         env: vec![("REDIS_URL".into(), String::new())],

@@ -108,7 +108,11 @@ fn node_cluster(ctx: &Ctx) -> Server {
     node_modules();
     let script = ctx.work.path().join("pages.mjs");
     let src = repo_root().join("node/src");
-    std::fs::write(&script, NODE_CLUSTER.replace("NODE_SRC", src.to_str().unwrap())).unwrap();
+    std::fs::write(
+        &script,
+        NODE_CLUSTER.replace("NODE_SRC", src.to_str().unwrap()),
+    )
+    .unwrap();
     let port = free_port();
     let mut cmd = Command::new("node");
     cmd.arg(&script)
@@ -136,7 +140,10 @@ fn page(port: u16, headers: &[(&str, &str)]) -> Option<(Option<String>, String)>
     }
     let release = head
         .lines()
-        .find_map(|l| l.strip_prefix("x-cutover-release: ").or_else(|| l.strip_prefix("X-Cutover-Release: ")))
+        .find_map(|l| {
+            l.strip_prefix("x-cutover-release: ")
+                .or_else(|| l.strip_prefix("X-Cutover-Release: "))
+        })
         .map(|v| v.trim().to_string());
     Some((release, body.to_string()))
 }
@@ -157,9 +164,13 @@ fn one_release(
         .nth(1)
         .and_then(|r| r.split('"').next())
         .ok_or_else(|| format!("no meta tag: {body}"))?;
-    let url = js.get(meta).ok_or_else(|| format!("meta names {meta}, no release of ours"))?;
+    let url = js
+        .get(meta)
+        .ok_or_else(|| format!("meta names {meta}, no release of ours"))?;
     if urls.len() < 2 || urls.iter().any(|u| u != url) {
-        return Err(format!("the page mixes releases: meta {meta}, URLs {urls:?}"));
+        return Err(format!(
+            "the page mixes releases: meta {meta}, URLs {urls:?}"
+        ));
     }
     if header.as_deref() != Some(meta) {
         return Err(format!("header {header:?}, meta {meta}"));
@@ -206,7 +217,8 @@ fn until_all(
             for key in keys {
                 let p = page(s.port, &[("X-Test-User", key)])?;
                 seen += 1;
-                let got = one_release(js, &p).unwrap_or_else(|e| panic!("{}: {e}", s.log.display()));
+                let got =
+                    one_release(js, &p).unwrap_or_else(|e| panic!("{}: {e}", s.log.display()));
                 all &= got == want(key);
             }
         }
@@ -237,7 +249,10 @@ fn a_rollout_reaches_every_worker_and_no_page_mixes_releases() {
     within(90.0, "Puma and the Node cluster serving A", || {
         servers
             .iter()
-            .all(|s| page(s.port, &[]).is_some_and(|p| one_release(&js, &p).ok().as_deref() == Some(a.as_str())))
+            .all(|s| {
+                page(s.port, &[])
+                    .is_some_and(|p| one_release(&js, &p).ok().as_deref() == Some(a.as_str()))
+            })
             .then_some(())
     });
 
@@ -256,12 +271,26 @@ fn a_rollout_reaches_every_worker_and_no_page_mixes_releases() {
         keys.iter().any(|k| assigned(k) == b) && keys.iter().any(|k| assigned(k) == a),
         "the keys fall on both sides at 50%"
     );
-    until_all(&servers, &js, &keys, 2.0, "every worker assigning B to its keys", &assigned);
+    until_all(
+        &servers,
+        &js,
+        &keys,
+        2.0,
+        "every worker assigning B to its keys",
+        &assigned,
+    );
 
     // Complete: from the command's end, within 2 s every page is B, and no
     // page on the way mixes A and B.
     ctx.run(&["rollout", "complete"]).expect(0);
-    let pages = until_all(&servers, &js, &keys, 2.0, "every worker on B after complete", |_| b.clone());
+    let pages = until_all(
+        &servers,
+        &js,
+        &keys,
+        2.0,
+        "every worker on B after complete",
+        |_| b.clone(),
+    );
     assert!(pages >= keys.len() * 2);
     // Every worker reports B live and no canary.
     within(5.0, "the fleet reporting B and no canary", || {
@@ -273,8 +302,11 @@ fn a_rollout_reaches_every_worker_and_no_page_mixes_releases() {
             .filter(|p| p["state"] == "live")
             .cloned()
             .collect();
-        (live.len() == 5 && live.iter().all(|p| p["release"] == b.as_str() && p["canary"].is_null()))
-            .then_some(())
+        (live.len() == 5
+            && live
+                .iter()
+                .all(|p| p["release"] == b.as_str() && p["canary"].is_null()))
+        .then_some(())
     });
 
     // C at 50%, then abort: every page is B again within 2 s.
@@ -289,15 +321,34 @@ fn a_rollout_reaches_every_worker_and_no_page_mixes_releases() {
         }
     });
     ctx.run(&["rollout", "abort"]).expect(0);
-    until_all(&servers, &js, &keys, 2.0, "every worker on B after abort", |_| b.clone());
+    until_all(
+        &servers,
+        &js,
+        &keys,
+        2.0,
+        "every worker on B after abort",
+        |_| b.clone(),
+    );
 
     // Skew: a later request from a page rendered with A (retired by the
     // complete) or C (by the abort) gets that release; an unknown one gets
     // the live release.
     for s in servers {
         for (named, want) in [(&a, &a), (&c, &c), (&"0123456789abcdef".to_string(), &b)] {
-            let p = page(s.port, &[("X-Cutover-Release", named.as_str()), ("X-Test-User", "user-1")]).unwrap();
-            assert_eq!(one_release(&js, &p).unwrap(), *want, "{} asked for {named}", s.log.display());
+            let p = page(
+                s.port,
+                &[
+                    ("X-Cutover-Release", named.as_str()),
+                    ("X-Test-User", "user-1"),
+                ],
+            )
+            .unwrap();
+            assert_eq!(
+                one_release(&js, &p).unwrap(),
+                *want,
+                "{} asked for {named}",
+                s.log.display()
+            );
         }
     }
 }
