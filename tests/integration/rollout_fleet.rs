@@ -126,7 +126,7 @@ fn node_cluster(ctx: &Ctx) -> Server {
 fn page(port: u16, headers: &[(&str, &str)]) -> Option<(Option<String>, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let mut req = format!("GET /page HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let mut req = "GET /page HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".to_string();
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -277,7 +277,7 @@ fn a_rollout_reaches_every_worker_and_no_page_mixes_releases() {
         &keys,
         2.0,
         "every worker assigning B to its keys",
-        &assigned,
+        assigned,
     );
 
     // Complete: from the command's end, within 2 s every page is B, and no
