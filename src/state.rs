@@ -280,36 +280,70 @@ pub struct TargetLive {
     pub current: Option<String>,
     pub manifest: Option<serde_json::Value>,
     pub signature: Option<String>,
-    /// Its canary's release ([`LiveState::canary_release`]).
-    pub canary: Option<String>,
+    /// Its canary (None: none, or unreadable).
+    pub canary: Option<crate::canary::Canary>,
+    /// Its canary key is there but unreadable.
+    pub canary_damaged: bool,
 }
 
 impl LiveState {
-    /// The canary's release as a rollout compares-and-sets it: its id,
-    /// `?` for an unreadable canary, None when there is none.
-    pub fn canary_release(&self) -> Option<String> {
-        match (&self.canary, &self.canary_damage) {
-            (Some(c), _) => Some(c.release.clone()),
-            (None, Some(_)) => Some("?".into()),
-            (None, None) => None,
-        }
-    }
-
-    /// A rollout's precondition on each target: what it serves and its canary.
-    pub fn rollout_expectations(&self) -> Vec<RolloutExpect> {
+    /// Each target as (name, current, canary, canary damaged); one Redis
+    /// is one target.
+    fn canaries(&self) -> Vec<(&str, Option<&str>, Option<&crate::canary::Canary>, bool)> {
         if self.targets.is_empty() {
-            return vec![RolloutExpect {
-                target: String::new(),
-                current: self.current.clone(),
-                canary: self.canary_release(),
-            }];
+            return vec![(
+                "",
+                self.current.as_deref(),
+                self.canary.as_ref(),
+                self.canary_damage.is_some(),
+            )];
         }
         self.targets
             .iter()
-            .map(|t| RolloutExpect {
-                target: t.name.clone(),
-                current: t.current.clone(),
-                canary: t.canary.clone(),
+            .map(|t| {
+                (
+                    t.name.as_str(),
+                    t.current.as_deref(),
+                    t.canary.as_ref(),
+                    t.canary_damaged,
+                )
+            })
+            .collect()
+    }
+
+    /// The canary of `release` on the first target that has one (a rerun
+    /// after a split keeps its salt), or any canary with `release` None.
+    pub fn canary_of(&self, release: Option<&str>) -> Option<&crate::canary::Canary> {
+        self.canaries()
+            .into_iter()
+            .filter_map(|(_, _, c, _)| c)
+            .find(|c| release.is_none_or(|r| c.release == r))
+    }
+
+    /// A rollout's precondition on each target: what it serves and its
+    /// canary, and whether it holds `after` already (the same release,
+    /// percent and salt; `after` None: no canary at all): left alone.
+    pub fn rollout_expectations(
+        &self,
+        after: Option<&crate::canary::Canary>,
+    ) -> Vec<RolloutExpect> {
+        self.canaries()
+            .into_iter()
+            .map(|(name, current, canary, damaged)| RolloutExpect {
+                target: name.to_string(),
+                current: current.map(str::to_string),
+                canary: match (canary, damaged) {
+                    (Some(c), _) => Some(c.release.clone()),
+                    (None, true) => Some("?".into()),
+                    (None, false) => None,
+                },
+                done: match (after, canary) {
+                    (Some(a), Some(c)) => {
+                        a.release == c.release && a.percent == c.percent && a.salt == c.salt
+                    }
+                    (None, None) => !damaged,
+                    _ => false,
+                },
             })
             .collect()
     }
@@ -403,6 +437,8 @@ pub struct RolloutExpect {
     pub current: Option<String>,
     /// Its canary's release (`?`: unreadable).
     pub canary: Option<String>,
+    /// It holds the canary the rollout writes already: left alone.
+    pub done: bool,
 }
 
 /// What one Redis target served when a switch was planned.

@@ -477,6 +477,11 @@ impl Executor<'_> {
                 percent: r.write.percent(),
             };
             async move {
+                if expect.done {
+                    return Ok(RolloutApplied::Applied {
+                        canary_before: expect.canary.clone().unwrap_or_default(),
+                    });
+                }
                 reg.rollout(
                     &event,
                     expect.current.as_deref().unwrap_or(""),

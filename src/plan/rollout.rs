@@ -93,35 +93,22 @@ pub fn rollout(
     candidate: Option<&Candidate>,
     opts: &RolloutOptions,
 ) -> anyhow::Result<RolloutPlan> {
-    let before = live.canary.clone();
     refusals(app, live, ask, candidate.map(|c| c.record))?;
-    let nothing = |before: Option<Canary>| RolloutPlan {
-        after: before.clone(),
-        before,
-        steps: Vec::new(),
-    };
-    let running = || {
-        before.clone().ok_or_else(|| {
-            Failure::input(format!(
-                "no rollout is running for {app}; `cutover rollout RELEASE --percent N` starts one"
-            ))
-        })
-    };
+    // The canary before: the first target's, or (after a split) another's.
+    let before = live.canary_of(None).cloned();
     let (write, after) = match ask {
-        Ask::Abort => match &before {
-            None if live.canary_damage.is_none() => return Ok(nothing(None)),
-            _ => (
-                CanaryWrite::Abort {
-                    release: before.as_ref().map(|c| c.release.clone()),
-                },
-                None,
-            ),
-        },
+        Ask::Abort => (
+            CanaryWrite::Abort {
+                release: before.as_ref().map(|c| c.release.clone()),
+            },
+            None,
+        ),
         Ask::Set(percent) => {
-            let canary = running()?;
-            if canary.percent == percent {
-                return Ok(nothing(before));
-            }
+            let canary = before.clone().ok_or_else(|| {
+                Failure::input(format!(
+                    "no rollout is running for {app}; `cutover rollout RELEASE --percent N` starts one"
+                ))
+            })?;
             let after = Canary {
                 percent,
                 at: opts.at.clone(),
@@ -129,19 +116,54 @@ pub fn rollout(
                 message: opts.message.clone(),
                 ..canary
             };
+            // Only the percent changes: every target must hold this canary
+            // (its manifest) already.
+            let behind: Vec<String> = live
+                .rollout_expectations(None)
+                .into_iter()
+                .filter(|e| e.canary.as_deref() != Some(after.release.as_str()))
+                .map(|e| e.target)
+                .collect();
+            if !behind.is_empty() {
+                return Err(Failure::partial(format!(
+                    "the rollout of {} is not on every Redis target ({} without it); nothing was changed. \
+                     `cutover rollout {} --percent {}` brings every target to it",
+                    after.release,
+                    behind.join(", "),
+                    after.release,
+                    percent.to_string().trim_end_matches('%')
+                )));
+            }
             (CanaryWrite::Raise(after.clone()), Some(after))
         }
         Ask::Start(percent) => {
             let c = candidate.expect("a rollout that starts has its release");
             let record = c.record;
-            if let Some(running) = before.as_ref().filter(|b| b.release == record.id) {
-                if running.percent == percent {
-                    return Ok(nothing(before));
-                }
-                return rollout(app, live, Ask::Set(percent), None, opts);
-            }
             let signature = signature_of(record, opts.require_signature)?;
-            not_older(record, c.live_record, opts.allow_older)?;
+            // Rolled out already (on some target, after a split): the same
+            // salt and start, so that every key keeps its release.
+            let after = match live.canary_of(Some(&record.id)) {
+                Some(running) => Canary {
+                    percent,
+                    at: opts.at.clone(),
+                    by: opts.by.clone(),
+                    message: opts.message.clone(),
+                    ..running.clone()
+                },
+                None => {
+                    not_older(record, c.live_record, opts.allow_older)?;
+                    Canary {
+                        v: 1,
+                        release: record.id.clone(),
+                        percent,
+                        salt: opts.salt.clone(),
+                        since: opts.at.clone(),
+                        at: opts.at.clone(),
+                        by: opts.by.clone(),
+                        message: opts.message.clone(),
+                    }
+                }
+            };
             let problems = problems(c.objects);
             if !problems.is_empty() {
                 return Err(Failure::verification(format!(
@@ -151,16 +173,6 @@ pub fn rollout(
                     some(&problems, 10)
                 )));
             }
-            let after = Canary {
-                v: 1,
-                release: record.id.clone(),
-                percent,
-                salt: opts.salt.clone(),
-                since: opts.at.clone(),
-                at: opts.at.clone(),
-                by: opts.by.clone(),
-                message: opts.message.clone(),
-            };
             let write = CanaryWrite::Set {
                 canary: after.clone(),
                 manifest: record.manifest.clone(),
@@ -169,6 +181,14 @@ pub fn rollout(
             (write, Some(after))
         }
     };
+    let expect = live.rollout_expectations(after.as_ref());
+    if expect.iter().all(|e| e.done) {
+        return Ok(RolloutPlan {
+            after: before.clone(),
+            before,
+            steps: Vec::new(),
+        });
+    }
     let mut steps = Vec::new();
     if let (Ask::Start(_), Some(c)) = (ask, candidate) {
         let own = matches!(c.in_redis, Stored::Valid(r) if r.id == c.record.id);
@@ -180,7 +200,7 @@ pub fn rollout(
         }
     }
     steps.push(Step::Rollout(Box::new(Rollout {
-        expect: live.rollout_expectations(),
+        expect,
         action: match write {
             CanaryWrite::Abort { .. } => Action::RolloutAbort,
             _ => Action::Rollout,

@@ -81,7 +81,8 @@ impl Registries {
                 .zip(lives)
                 .map(|(r, l)| TargetLive {
                     name: r.name().to_string(),
-                    canary: l.canary_release(),
+                    canary_damaged: l.canary_damage.is_some(),
+                    canary: l.canary,
                     current: l.current,
                     manifest: l.manifest,
                     signature: l.signature,

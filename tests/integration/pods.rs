@@ -292,3 +292,65 @@ fn status_verify_and_doctor_name_a_target_whose_signature_is_not_the_records() {
     ctx.run_with(&["verify"], &[("REDIS_URL", &urls(&ports))])
         .expect(0);
 }
+
+/// The canary's release on one Redis (None: no rollout there).
+fn canary_at(ctx: &Ctx, port: u16) -> Option<String> {
+    match redis_at(port, &["GET", &ctx.key("canary")]) {
+        redis::Value::BulkString(b) => {
+            let c: Value = serde_json::from_slice(&b).unwrap();
+            Some(c["release"].as_str().unwrap().to_string())
+        }
+        redis::Value::Nil => None,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_rollout_reaches_every_pod_and_a_split_one_is_named_then_converged() {
+    let ctx = Ctx::new("pods-rollout");
+    let pods = [start_redis(&[]), start_redis(&[])];
+    let all = urls(&pods);
+    let env = [("REDIS_URL", all.as_str())];
+    let deploy = |fixture_name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "deploy",
+            fixture(fixture_name).to_str().unwrap().to_string().leak() as &str,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let run = ctx.run_with(&args, &env);
+        run.expect(0);
+        deploy_id(&run)
+    };
+    let a = deploy("shakapacker", &[]);
+    let b = deploy("flat", &["--no-activate"]);
+
+    // The second pod's connection dies as the rollout is sent: exit 5 names it.
+    let (proxy, fired) = start_proxy(pods[1], Drop::BeforeEval);
+    let via_proxy = urls(&[pods[0], proxy]);
+    let run = ctx.run_with(
+        &["rollout", &b, "--percent", "5"],
+        &[("REDIS_URL", via_proxy.as_str())],
+    );
+    assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
+    run.expect(5).error_has(&[
+        "the Redis targets are split: 1 of 2 took the rollout",
+        &format!("redis://127.0.0.1:{proxy} NOT written"),
+    ]);
+    assert_eq!(canary_at(&ctx, pods[0]).as_deref(), Some(b.as_str()));
+    assert_eq!(canary_at(&ctx, pods[1]), None);
+
+    // Run again: the pod behind gets it (the other has it already: left alone).
+    let again = ctx.run_with(&["rollout", &b, "--percent", "5", "--json"], &env);
+    again.expect(0);
+    for p in pods {
+        assert_eq!(canary_at(&ctx, p).as_deref(), Some(b.as_str()), "pod {p}");
+        assert_eq!(served(&ctx, p).as_deref(), Some(a.as_str()), "pod {p}");
+    }
+    // Complete switches every pod and ends the rollout on each.
+    ctx.run_with(&["rollout", "complete"], &env).expect(0);
+    for p in pods {
+        assert_eq!(served(&ctx, p).as_deref(), Some(b.as_str()), "pod {p}");
+        assert_eq!(canary_at(&ctx, p), None, "pod {p}");
+    }
+}

@@ -219,6 +219,7 @@ fn diff_and_already_live_and_public_path_warning() {
                 manifest: live.manifest.clone(),
                 signature: None,
                 canary: None,
+                canary_damaged: false,
             },
             crate::state::TargetLive {
                 name: "redis://b".into(),
@@ -226,6 +227,7 @@ fn diff_and_already_live_and_public_path_warning() {
                 manifest: None,
                 signature: None,
                 canary: None,
+                canary_damaged: false,
             },
         ],
         ..live.clone()
