@@ -312,11 +312,8 @@ fn a_rollout_reaches_every_pod_and_a_split_one_is_named_then_converged() {
     let all = urls(&pods);
     let env = [("REDIS_URL", all.as_str())];
     let deploy = |fixture_name: &str, extra: &[&str]| {
-        let mut args = vec![
-            "deploy",
-            fixture(fixture_name).to_str().unwrap().to_string().leak() as &str,
-            "--json",
-        ];
+        let dir = fixture(fixture_name);
+        let mut args = vec!["deploy", dir.to_str().unwrap(), "--json"];
         args.extend_from_slice(extra);
         let run = ctx.run_with(&args, &env);
         run.expect(0);
