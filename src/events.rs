@@ -42,12 +42,12 @@ pub enum Event {
     Finished {
         phase: Phase,
     },
-    /// Waiting for the fleet: `on` of the `of` live reader processes serve
-    /// `release` (`--wait-converged`).
+    /// Waiting for the fleet: `on` of the `of` live reader processes are
+    /// as awaited (`--wait-converged`): `serves`, e.g. "on B".
     Converging {
         on: u64,
         of: u64,
-        release: String,
+        serves: String,
     },
     /// A line for the log (stderr), e.g. a retry or a warning.
     Warning(String),

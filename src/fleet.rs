@@ -86,10 +86,45 @@ pub struct Fleet {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Convergence {
     pub release: String,
+    /// What was waited for: `live` (every process serves `release`),
+    /// `canary` (every process also serves the canary `release`) or
+    /// `no_canary` (no process serves the canary `release` any more).
+    pub serves: Serves,
     pub processes: usize,
     pub on_release: usize,
     /// The live processes that serve another release, each described.
     pub behind: Vec<String>,
+}
+
+/// What a fleet wait (`--wait-converged`) waits for each process to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Serves {
+    /// Serve the release as the live one (a switch).
+    Live,
+    /// Serve it as the canary to its keys (a rollout started or changed).
+    Canary,
+    /// Serve it no more as the canary (a rollout aborted).
+    NoCanary,
+}
+
+impl Serves {
+    fn holds(self, r: &Report, release: &str) -> bool {
+        match self {
+            Serves::Live => r.release.as_deref() == Some(release),
+            Serves::Canary => r.canary.as_deref() == Some(release),
+            Serves::NoCanary => r.canary.as_deref() != Some(release),
+        }
+    }
+
+    /// "on B", "serving canary B", "without canary B".
+    pub fn describe(self, release: &str) -> String {
+        match self {
+            Serves::Live => format!("on {release}"),
+            Serves::Canary => format!("serving canary {release}"),
+            Serves::NoCanary => format!("without canary {release}"),
+        }
+    }
 }
 
 impl Convergence {
@@ -101,8 +136,10 @@ impl Convergence {
     /// `31/42 processes on B`
     pub fn progress(&self) -> String {
         format!(
-            "{}/{} processes on {}",
-            self.on_release, self.processes, self.release
+            "{}/{} processes {}",
+            self.on_release,
+            self.processes,
+            self.serves.describe(&self.release)
         )
     }
 }
@@ -148,16 +185,22 @@ impl Fleet {
         out
     }
 
-    /// Where the live processes stand against `release`.
+    /// Where the live processes stand against `release` served live.
     pub fn convergence(&self, release: &str) -> Convergence {
+        self.convergence_to(release, Serves::Live)
+    }
+
+    /// Where the live processes stand against serving `release` so.
+    pub fn convergence_to(&self, release: &str, serves: Serves) -> Convergence {
         let behind: Vec<String> = self
             .live
             .iter()
-            .filter(|r| r.release.as_deref() != Some(release))
+            .filter(|r| !serves.holds(r, release))
             .map(Report::describe)
             .collect();
         Convergence {
             release: release.to_string(),
+            serves,
             processes: self.live.len(),
             on_release: self.live.len() - behind.len(),
             behind,

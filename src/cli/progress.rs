@@ -168,7 +168,7 @@ impl Observer for Bars {
                     self.say(line(&state, true));
                 }
             }
-            Event::Converging { on, of, release } => {
+            Event::Converging { on, of, serves } => {
                 let mut fleet = self.fleet.lock().unwrap();
                 let bar = fleet.get_or_insert_with(|| {
                     let b = ProgressBar::new(of.max(1));
@@ -182,12 +182,12 @@ impl Observer for Bars {
                 });
                 bar.set_length(of.max(1));
                 bar.set_position(on);
-                bar.set_message(converging(on, of, &release));
+                bar.set_message(converging(on, of, &serves));
                 if of > 0 && on == of {
                     bar.finish_and_clear();
                     self.multi.remove(bar);
                     *fleet = None;
-                    self.say(format!("fleet: {}", converging(on, of, &release)));
+                    self.say(format!("fleet: {}", converging(on, of, &serves)));
                 }
             }
             other => {
@@ -200,8 +200,9 @@ impl Observer for Bars {
 }
 
 /// `31/42 processes on B`
-fn converging(on: u64, of: u64, release: &str) -> String {
-    format!("{on}/{of} processes on {release}")
+/// `31/42 processes on B` (`serves`: "on B", "serving canary B", ...).
+fn converging(on: u64, of: u64, serves: &str) -> String {
+    format!("{on}/{of} processes {serves}")
 }
 
 impl Drop for Bars {
@@ -327,11 +328,11 @@ impl Observer for Lines {
                     eprintln!("{}", line(s, true));
                 }
             }
-            Event::Converging { on, of, release } => {
+            Event::Converging { on, of, serves } => {
                 let mut last = self.fleet.lock().unwrap();
                 if *last != Some((on, of)) {
                     *last = Some((on, of));
-                    eprintln!("fleet: {}", converging(on, of, &release));
+                    eprintln!("fleet: {}", converging(on, of, &serves));
                 }
             }
             other => self.log.print(&other),

@@ -133,8 +133,17 @@ pub fn on_redis(what: &str, targets: &[String]) -> String {
 pub fn fleet_line(fleet: Option<&crate::fleet::Convergence>) -> String {
     match fleet {
         Some(c) => format!(
-            "every reader process serves {} ({})\n",
-            c.release,
+            "{} ({})\n",
+            match c.serves {
+                crate::fleet::Serves::Live => format!("every reader process serves {}", c.release),
+                crate::fleet::Serves::Canary => format!(
+                    "every reader process serves canary {} to its keys",
+                    c.release
+                ),
+                crate::fleet::Serves::NoCanary => {
+                    format!("no reader process serves canary {} any more", c.release)
+                }
+            },
             crate::fleet::processes(c.processes)
         ),
         None => String::new(),

@@ -50,6 +50,10 @@ pub struct Outcome {
     pub steps: Vec<String>,
     /// The Redis targets written (or, in a dry run, to write).
     pub targets: Vec<String>,
+    /// `--wait-converged`: every live reader process serves the canary
+    /// (or, after an abort, no longer does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::Convergence>,
     #[serde(skip)]
     pub about: About,
 }
@@ -75,6 +79,9 @@ async fn run(ctx: &Ctx, release: Option<&str>, ask: Ask, req: Request) -> anyhow
     let (store, mut redis) = ctx.connect().await?;
     if !req.dry_run {
         redis.check_permissions(Needs::Switch).await?;
+        if config.wait_converged_secs > 0 {
+            redis.check_permissions(Needs::Fleet).await?;
+        }
     }
     let live = redis.live().await?;
     let resolved = match release {
@@ -96,6 +103,7 @@ async fn run(ctx: &Ctx, release: Option<&str>, ask: Ask, req: Request) -> anyhow
         salt: new_salt(),
         require_signature: config.require_signature,
         allow_older: req.allow_older,
+        wait_converged: config.wait_converged_secs,
     };
     let meta = config.meta_prefix()?;
     // The objects are checked under the lock, so that no prune deletes them
@@ -120,13 +128,12 @@ async fn run(ctx: &Ctx, release: Option<&str>, ask: Ask, req: Request) -> anyhow
         });
         let plan = plan::rollout(&app, &live, ask, candidate.as_ref(), &opts)?;
         let ran = match lock {
-            Some(lock) if !plan.steps.is_empty() => {
+            Some(lock) if !plan.steps.is_empty() => Some(
                 ctx.executor(Some(&store), Some(redis), None, Some(lock))
                     .run(&plan.steps)
-                    .await?;
-                true
-            }
-            _ => false,
+                    .await?,
+            ),
+            _ => None,
         };
         Ok((plan, ran))
     })
@@ -136,7 +143,8 @@ async fn run(ctx: &Ctx, release: Option<&str>, ask: Ask, req: Request) -> anyhow
         after,
         steps,
     } = plan;
-    let outcome = match (steps.is_empty(), ran, ask) {
+    let fleet = ran.as_ref().and_then(|r| r.fleet.clone());
+    let outcome = match (steps.is_empty(), ran.is_some(), ask) {
         (true, _, _) => Ending::Unchanged,
         (false, false, _) => Ending::Planned,
         (false, true, Ask::Abort) => Ending::Aborted,
@@ -162,12 +170,19 @@ async fn run(ctx: &Ctx, release: Option<&str>, ask: Ask, req: Request) -> anyhow
         canary: after,
         previous: before,
         targets: ctx.redis_targets(),
+        fleet,
         about,
     })
 }
 
 impl Render for Outcome {
     fn text(&self) -> String {
+        self.result_text() + &super::fleet_line(self.fleet.as_ref())
+    }
+}
+
+impl Outcome {
+    fn result_text(&self) -> String {
         let app = &self.head.app;
         let live = self.live.as_deref().unwrap_or("no release");
         let canary = |c: &Option<Canary>| {
@@ -236,6 +251,11 @@ impl Notable for Outcome {
             previous: self.live.clone(),
             about: self.about.clone(),
         })
+    }
+
+    /// `--wait-converged`: where the fleet stood when it converged.
+    fn convergence(&self) -> Option<crate::notify::Convergence> {
+        self.fleet.as_ref().map(Into::into)
     }
 }
 

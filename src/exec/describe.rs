@@ -97,8 +97,16 @@ fn describe_one(step: &Step, t: &Destinations) -> String {
             some(&collapse(paths), 5),
             if *wait { " (and wait for it)" } else { "" }
         ),
-        Step::AwaitFleet { release, within } => format!(
-            "wait up to {within}s until every live reader process reports {release} ({} on each Redis target)",
+        Step::AwaitFleet {
+            release,
+            within,
+            serves,
+        } => format!(
+            "wait up to {within}s until every live reader process reports {} ({} on each Redis target)",
+            match serves {
+                crate::fleet::Serves::Live => release.clone(),
+                other => other.describe(release),
+            },
             t.keys.fleet
         ),
         Step::MarkPruned(_) => format!(

@@ -247,9 +247,15 @@ impl<'a> Executor<'a> {
                 }
             }
             // After a switch that did not apply (pinned), there is nothing to wait for.
-            Step::AwaitFleet { release, within } => {
-                if matches!(done.switched, Some(Switched::Applied { .. })) {
-                    done.fleet = Some(self.await_fleet(release, *within).await?)
+            Step::AwaitFleet {
+                release,
+                within,
+                serves,
+            } => {
+                if matches!(done.switched, Some(Switched::Applied { .. }))
+                    || done.rolled_out.is_some()
+                {
+                    done.fleet = Some(self.await_fleet(release, *within, *serves).await?)
                 }
             }
             Step::Switch(_) | Step::Rollout(_) => unreachable!("the switch runs on its own"),
@@ -265,16 +271,17 @@ impl<'a> Executor<'a> {
         &mut self,
         release: &str,
         within: u64,
+        serves: crate::fleet::Serves,
     ) -> anyhow::Result<crate::fleet::Convergence> {
         let deadline = Instant::now() + std::time::Duration::from_secs(within);
         loop {
             let fleets = self.registries()?.fleets().await?;
             let fleet = crate::fleet::Fleet::merge(fleets.into_iter().map(|(_, f)| f));
-            let c = fleet.convergence(release);
+            let c = fleet.convergence_to(release, serves);
             self.observer.event(Event::Converging {
                 on: c.on_release as u64,
                 of: c.processes as u64,
-                release: release.to_string(),
+                serves: serves.describe(release),
             });
             if c.converged() {
                 return Ok(c);
@@ -294,7 +301,18 @@ impl<'a> Executor<'a> {
                 };
                 return Err(Failure::NotConverged {
                     message: format!(
-                        "switched to {release}; the fleet {how}. The switch stands: `cutover status` shows it"
+                        "{}; the fleet {how}. {} stands: `cutover status` shows it",
+                        match serves {
+                            crate::fleet::Serves::Live => format!("switched to {release}"),
+                            crate::fleet::Serves::Canary => format!("rolled out {release}"),
+                            crate::fleet::Serves::NoCanary =>
+                                format!("aborted the rollout of {release}"),
+                        },
+                        if serves == crate::fleet::Serves::Live {
+                            "The switch"
+                        } else {
+                            "The rollout"
+                        }
                     ),
                     convergence: c,
                 }

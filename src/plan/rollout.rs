@@ -46,6 +46,10 @@ pub struct RolloutOptions {
     pub salt: String,
     pub require_signature: bool,
     pub allow_older: bool,
+    /// `--wait-converged`: seconds to wait after the rollout until every
+    /// live reader process serves the canary (or, for an abort, no longer
+    /// does); 0: no wait.
+    pub wait_converged: u64,
 }
 
 /// What a rollout will do.
@@ -199,6 +203,16 @@ pub fn rollout(
             });
         }
     }
+    let awaited = match (&write, opts.wait_converged) {
+        (_, 0) => None,
+        (CanaryWrite::Abort { release: Some(r) }, within) => {
+            Some((r.clone(), within, crate::fleet::Serves::NoCanary))
+        }
+        (CanaryWrite::Abort { release: None }, _) => None,
+        (CanaryWrite::Set { canary, .. } | CanaryWrite::Raise(canary), within) => {
+            Some((canary.release.clone(), within, crate::fleet::Serves::Canary))
+        }
+    };
     steps.push(Step::Rollout(Box::new(Rollout {
         expect,
         action: match write {
@@ -209,6 +223,13 @@ pub fn rollout(
         by: opts.by.clone(),
         message: opts.message.clone(),
     })));
+    if let Some((release, within, serves)) = awaited {
+        steps.push(Step::AwaitFleet {
+            release,
+            within,
+            serves,
+        });
+    }
     Ok(RolloutPlan {
         before,
         after,

@@ -69,7 +69,12 @@ pub enum Step {
     /// Not a write: after the switch, wait up to `within` seconds until
     /// every live reader process reports `release` (`--wait-converged`);
     /// exit 6 naming the processes behind when they do not.
-    AwaitFleet { release: String, within: u64 },
+    AwaitFleet {
+        release: String,
+        within: u64,
+        /// Served live (a switch), as the canary, or no more as the canary.
+        serves: crate::fleet::Serves,
+    },
     /// Not a write: fetch these files through the CDN and stop (exit 4)
     /// unless each is served with its bytes and headers. Comes right before
     /// the switch (`--verify-cdn`).

@@ -255,6 +255,7 @@ pub fn switch(facts: &SwitchFacts, opts: &SwitchOptions) -> anyhow::Result<Switc
         steps.push(Step::AwaitFleet {
             release: record.id.clone(),
             within: opts.wait_converged,
+            serves: crate::fleet::Serves::Live,
         });
     }
     Ok(SwitchPlan {

@@ -256,8 +256,25 @@ fn a_rollout_reaches_every_worker_and_no_page_mixes_releases() {
             .then_some(())
     });
 
-    // B at 50%: each key gets what the assignment says, in both readers.
-    ctx.run(&["rollout", &b, "--percent", "50"]).expect(0);
+    // B at 50%, waiting for the fleet: when the command returns, every
+    // worker (3 Puma, 2 Node) reports serving the canary; and each key gets
+    // what the assignment says, in both readers.
+    let run = ctx.run(&[
+        "rollout",
+        &b,
+        "--percent",
+        "50",
+        "--wait-converged=60",
+        "--json",
+    ]);
+    run.expect(0);
+    let fleet = &run.json()["fleet"];
+    assert_eq!(
+        (&fleet["serves"], &fleet["processes"], &fleet["on_release"]),
+        (&Value::from("canary"), &Value::from(5), &Value::from(5)),
+        "{}",
+        run.stdout
+    );
     let canary: Value = serde_json::from_str(&rt().block_on(ctx.get("canary")).unwrap()).unwrap();
     let salt = canary["salt"].as_str().unwrap().to_string();
     let assigned = |key: &str| {
@@ -320,7 +337,10 @@ fn a_rollout_reaches_every_worker_and_no_page_mixes_releases() {
             b.clone()
         }
     });
-    ctx.run(&["rollout", "abort"]).expect(0);
+    let run = ctx.run(&["rollout", "abort", "--wait-converged=60"]);
+    run.expect(0).stdout_has(&[&format!(
+        "no reader process serves canary {c} any more (5 processes)"
+    )]);
     until_all(
         &servers,
         &js,

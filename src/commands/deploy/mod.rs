@@ -225,6 +225,7 @@ fn rollout_steps(
         salt: crate::canary::new_salt(),
         require_signature: config.require_signature,
         allow_older: req.allow_older,
+        wait_converged: config.wait_converged_secs,
     };
     let planned = rollout(
         config.app()?,
@@ -236,7 +237,7 @@ fn rollout_steps(
     Ok(planned
         .steps
         .into_iter()
-        .filter(|s| matches!(s, Step::Rollout(_)))
+        .filter(|s| matches!(s, Step::Rollout(_) | Step::AwaitFleet { .. }))
         .collect())
 }
 

@@ -255,6 +255,7 @@ impl DeployPlan {
                 steps.push(Step::AwaitFleet {
                     release: self.release.id.clone(),
                     within: opts.wait_converged,
+                    serves: crate::fleet::Serves::Live,
                 });
             }
         }
