@@ -212,10 +212,11 @@ impl Outcome {
             Ending::Started => format!(
                 "rolling out {} to {app}: {} of the keys get it, the others {live}{}; \
                  `cutover rollout --percent N` changes the share, `cutover rollout complete` makes it live, `cutover rollout abort` takes it off\n",
-                canary(&self.canary),
+                self.canary.as_ref().map(|c| c.release.as_str()).unwrap_or_default(),
                 self.canary.as_ref().map(|c| c.percent.to_string()).unwrap_or_default(),
                 self.previous
                     .as_ref()
+                    .filter(|p| self.canary.as_ref().is_some_and(|c| c.release != p.release))
                     .map(|p| format!(" (it replaces the canary {} at {})", p.release, p.percent))
                     .unwrap_or_default()
             ) + &on("rolled out"),
