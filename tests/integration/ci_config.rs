@@ -495,11 +495,11 @@ fn orb_parameters_reach_the_scripts() {
     let executors = orb_source("executors");
     assert_eq!(
         commands.keys().collect::<Vec<_>>(),
-        ["activate", "deploy", "install", "promote", "rollback"]
+        ["activate", "deploy", "install", "promote", "rollback", "rollout"]
     );
     assert_eq!(
         jobs.keys().collect::<Vec<_>>(),
-        ["activate", "deploy", "promote", "rollback"]
+        ["activate", "deploy", "promote", "rollback", "rollout"]
     );
     let mut included = BTreeSet::new();
     let mut command_steps = BTreeMap::new();
@@ -698,7 +698,7 @@ fn orb_examples_and_docs_config_use_real_jobs_and_parameters() {
     }
     assert_eq!(
         used_jobs,
-        ["activate", "deploy", "promote", "rollback"]
+        ["activate", "deploy", "promote", "rollback", "rollout"]
             .map(String::from)
             .into(),
         "the examples show every job"
@@ -885,6 +885,14 @@ const PASSED_AS_IS: &[(&str, &str)] = &[
     ("RELEASE", "the RELEASE argument"),
     ("RELEASE_ID_DIR", "where the orb keeps the saved release id"),
     ("EXTRA_ARGS", "more flags, word for word"),
+    (
+        "ACTION",
+        "the orb's rollout action: which `cutover rollout` to run",
+    ),
+    (
+        "ROLLOUT_ACTION",
+        "the Action's: `cutover rollout` instead of deploy",
+    ),
 ];
 
 /// How `script` hands each of `given` (the variables of its parameters or
@@ -972,7 +980,7 @@ fn every_parameter_reaches_cutover_as_a_flag_or_its_setting() {
             .map(|p| env_name("PARAM_", p))
             .collect()
     };
-    for name in ["activate", "deploy", "promote", "rollback"] {
+    for name in ["activate", "deploy", "promote", "rollback", "rollout"] {
         let script = format!("orb/src/scripts/{name}.sh");
         let text = std::fs::read_to_string(repo_root().join(&script)).unwrap();
         let problems = unreached(&text, &params(name), &[name]);
