@@ -725,9 +725,10 @@ fn action_mirrors_the_orb_and_its_script() {
             .filter(|(k, _)| !["release_id_dir", "role_arn", "install_dir"].contains(&s(k)))
             .map(move |(k, v)| (s(k).replace('_', "-"), (cmd, v["default"].clone())))
     })
-    // Promote mode: the action's own inputs, read by the same script.
+    // Promote and rollout modes: the action's own inputs, read by the same
+    // script.
     .chain(
-        ["promote-to", "promote-from", "release"]
+        ["promote-to", "promote-from", "release", "rollout-action"]
             .map(|k| (k.to_string(), ("deploy", Value::from("")))),
     )
     .collect();
@@ -996,7 +997,7 @@ fn every_parameter_reaches_cutover_as_a_flag_or_its_setting() {
         .collect();
     assert!(inputs.contains("INPUT_APP"), "{inputs:?}");
     let text = std::fs::read_to_string(repo_root().join("scripts/ci/github-action.sh")).unwrap();
-    let problems = unreached(&text, &inputs, &["deploy", "promote"]);
+    let problems = unreached(&text, &inputs, &["deploy", "promote", "rollout"]);
     assert!(problems.is_empty(), "github-action.sh: {problems:#?}");
 
     // The check finds a parameter that no longer reaches cutover, a flag
