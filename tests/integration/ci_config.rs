@@ -331,7 +331,11 @@ fn circleci_config_packed_orb_examples_and_docs_config_match_circleci_schema() {
     let examples = example_configs(&orb, dir.path());
     assert!(examples.len() >= 2, "{examples:?}");
     let (doc, _) = ci_doc_configs(dir.path());
-    assert_eq!(doc.len(), 1, "docs/ci.md has one CircleCI config");
+    assert_eq!(
+        doc.len(),
+        2,
+        "docs/ci.md has two CircleCI configs: approval, gradual rollout"
+    );
     let mut files = vec![repo_root().join(".circleci/config.yml"), orb_path];
     files.extend(examples);
     files.extend(doc);
@@ -347,7 +351,11 @@ fn action_and_docs_workflows_match_github_schemas() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (_, workflows) = ci_doc_configs(dir.path());
-    assert_eq!(workflows.len(), 2, "docs/ci.md has two GitHub workflows");
+    assert_eq!(
+        workflows.len(),
+        3,
+        "docs/ci.md has three GitHub workflows: deploy, promote, rollout"
+    );
     if let Err(e) = schema_check("github-workflows.json", &workflows) {
         panic!("the GitHub workflow schema rejects docs/ci.md's workflows:\n{e}");
     }
@@ -814,7 +822,11 @@ fn action_mirrors_the_orb_and_its_script() {
                 .is_some_and(|u| u.starts_with("your-org/cutover@"))
         })
         .collect();
-    assert_eq!(uses.len(), 3, "deploy; staging, then promote");
+    assert_eq!(
+        uses.len(),
+        6,
+        "deploy; staging, then promote; canary, change, complete"
+    );
     for u in uses {
         assert_eq!(
             u["uses"],
