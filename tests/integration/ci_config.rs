@@ -331,7 +331,11 @@ fn circleci_config_packed_orb_examples_and_docs_config_match_circleci_schema() {
     let examples = example_configs(&orb, dir.path());
     assert!(examples.len() >= 2, "{examples:?}");
     let (doc, _) = ci_doc_configs(dir.path());
-    assert_eq!(doc.len(), 1, "docs/ci.md has one CircleCI config");
+    assert_eq!(
+        doc.len(),
+        2,
+        "docs/ci.md has two CircleCI configs: approval, gradual rollout"
+    );
     let mut files = vec![repo_root().join(".circleci/config.yml"), orb_path];
     files.extend(examples);
     files.extend(doc);
@@ -347,7 +351,11 @@ fn action_and_docs_workflows_match_github_schemas() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (_, workflows) = ci_doc_configs(dir.path());
-    assert_eq!(workflows.len(), 2, "docs/ci.md has two GitHub workflows");
+    assert_eq!(
+        workflows.len(),
+        3,
+        "docs/ci.md has three GitHub workflows: deploy, promote, rollout"
+    );
     if let Err(e) = schema_check("github-workflows.json", &workflows) {
         panic!("the GitHub workflow schema rejects docs/ci.md's workflows:\n{e}");
     }
@@ -495,11 +503,11 @@ fn orb_parameters_reach_the_scripts() {
     let executors = orb_source("executors");
     assert_eq!(
         commands.keys().collect::<Vec<_>>(),
-        ["activate", "deploy", "install", "promote", "rollback"]
+        ["activate", "deploy", "install", "promote", "rollback", "rollout"]
     );
     assert_eq!(
         jobs.keys().collect::<Vec<_>>(),
-        ["activate", "deploy", "promote", "rollback"]
+        ["activate", "deploy", "promote", "rollback", "rollout"]
     );
     let mut included = BTreeSet::new();
     let mut command_steps = BTreeMap::new();
@@ -698,7 +706,7 @@ fn orb_examples_and_docs_config_use_real_jobs_and_parameters() {
     }
     assert_eq!(
         used_jobs,
-        ["activate", "deploy", "promote", "rollback"]
+        ["activate", "deploy", "promote", "rollback", "rollout"]
             .map(String::from)
             .into(),
         "the examples show every job"
@@ -725,9 +733,10 @@ fn action_mirrors_the_orb_and_its_script() {
             .filter(|(k, _)| !["release_id_dir", "role_arn", "install_dir"].contains(&s(k)))
             .map(move |(k, v)| (s(k).replace('_', "-"), (cmd, v["default"].clone())))
     })
-    // Promote mode: the action's own inputs, read by the same script.
+    // Promote and rollout modes: the action's own inputs, read by the same
+    // script.
     .chain(
-        ["promote-to", "promote-from", "release"]
+        ["promote-to", "promote-from", "release", "rollout-action"]
             .map(|k| (k.to_string(), ("deploy", Value::from("")))),
     )
     .collect();
@@ -813,7 +822,11 @@ fn action_mirrors_the_orb_and_its_script() {
                 .is_some_and(|u| u.starts_with("your-org/cutover@"))
         })
         .collect();
-    assert_eq!(uses.len(), 3, "deploy; staging, then promote");
+    assert_eq!(
+        uses.len(),
+        6,
+        "deploy; staging, then promote; canary, change, complete"
+    );
     for u in uses {
         assert_eq!(
             u["uses"],
@@ -885,6 +898,14 @@ const PASSED_AS_IS: &[(&str, &str)] = &[
     ("RELEASE", "the RELEASE argument"),
     ("RELEASE_ID_DIR", "where the orb keeps the saved release id"),
     ("EXTRA_ARGS", "more flags, word for word"),
+    (
+        "ACTION",
+        "the orb's rollout action: which `cutover rollout` to run",
+    ),
+    (
+        "ROLLOUT_ACTION",
+        "the Action's: `cutover rollout` instead of deploy",
+    ),
 ];
 
 /// How `script` hands each of `given` (the variables of its parameters or
@@ -972,7 +993,7 @@ fn every_parameter_reaches_cutover_as_a_flag_or_its_setting() {
             .map(|p| env_name("PARAM_", p))
             .collect()
     };
-    for name in ["activate", "deploy", "promote", "rollback"] {
+    for name in ["activate", "deploy", "promote", "rollback", "rollout"] {
         let script = format!("orb/src/scripts/{name}.sh");
         let text = std::fs::read_to_string(repo_root().join(&script)).unwrap();
         let problems = unreached(&text, &params(name), &[name]);
@@ -988,7 +1009,7 @@ fn every_parameter_reaches_cutover_as_a_flag_or_its_setting() {
         .collect();
     assert!(inputs.contains("INPUT_APP"), "{inputs:?}");
     let text = std::fs::read_to_string(repo_root().join("scripts/ci/github-action.sh")).unwrap();
-    let problems = unreached(&text, &inputs, &["deploy", "promote"]);
+    let problems = unreached(&text, &inputs, &["deploy", "promote", "rollout"]);
     assert!(problems.is_empty(), "github-action.sh: {problems:#?}");
 
     // The check finds a parameter that no longer reaches cutover, a flag

@@ -54,27 +54,27 @@ pub(crate) fn script(ctx: &Ctx, path: &str) -> Command {
     cmd
 }
 
-fn run(cmd: &mut Command) -> Run {
+pub(crate) fn run(cmd: &mut Command) -> Run {
     finish(cmd.output().expect("bash runs"))
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn is_release_id(id: &str) -> bool {
+pub(crate) fn is_release_id(id: &str) -> bool {
     id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The orb's steps in one test world: the app given as a parameter (not
 /// CUTOVER_APP), the release id kept in a directory, `$BASH_ENV` a file.
-struct Orb<'a> {
+pub(crate) struct Orb<'a> {
     ctx: &'a Ctx,
     dir: tempfile::TempDir,
 }
 
 impl<'a> Orb<'a> {
-    fn new(ctx: &'a Ctx) -> Orb<'a> {
+    pub(crate) fn new(ctx: &'a Ctx) -> Orb<'a> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("bash_env"), "").unwrap();
         Orb { ctx, dir }
@@ -82,13 +82,13 @@ impl<'a> Orb<'a> {
     fn ids(&self) -> PathBuf {
         self.dir.path().join("workspace")
     }
-    fn id_file(&self) -> PathBuf {
+    pub(crate) fn id_file(&self) -> PathBuf {
         self.ids().join("cutover-release-id")
     }
     fn bash_env(&self) -> String {
         read(&self.dir.path().join("bash_env"))
     }
-    fn run(&self, name: &str, params: &[(&str, &str)]) -> Run {
+    pub(crate) fn run(&self, name: &str, params: &[(&str, &str)]) -> Run {
         let mut cmd = script(self.ctx, &format!("orb/src/scripts/{name}.sh"));
         cmd.env_remove("CUTOVER_APP")
             .env("PARAM_APP", &self.ctx.app)
@@ -101,7 +101,7 @@ impl<'a> Orb<'a> {
     }
 }
 
-fn current(ctx: &Ctx) -> Option<String> {
+pub(crate) fn current(ctx: &Ctx) -> Option<String> {
     rt().block_on(ctx.get("current"))
 }
 
@@ -565,7 +565,7 @@ fn install_downloads_checks_and_installs_a_pinned_release() {
 }
 
 /// `k=v` lines of a GITHUB_OUTPUT file; the last value of each key.
-fn outputs(path: &Path) -> BTreeMap<String, String> {
+pub(crate) fn outputs(path: &Path) -> BTreeMap<String, String> {
     read(path)
         .lines()
         .filter_map(|l| l.split_once('='))

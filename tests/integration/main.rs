@@ -12,6 +12,7 @@ mod bytes_truth;
 mod ci_config;
 mod ci_credentials;
 mod ci_pipeline;
+mod ci_rollout;
 mod cli_surface;
 mod consumers;
 mod content_index;

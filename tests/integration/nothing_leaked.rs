@@ -274,6 +274,37 @@ fn no_secret_appears_in_the_orbs_or_the_actions_logs_and_files() {
             step(&format!("{orb}/rollback.sh"), &good, &[]),
             0,
         ),
+        // (No rollout runs: abort says so and changes nothing, even pinned.)
+        (
+            format!("{orb}/rollout.sh"),
+            step(
+                &format!("{orb}/rollout.sh"),
+                &good,
+                &[("PARAM_ACTION", "abort")],
+            ),
+            0,
+        ),
+        (
+            format!("{orb}/rollout.sh, Redis down"),
+            step(
+                &format!("{orb}/rollout.sh"),
+                &down,
+                &[("PARAM_ACTION", "abort")],
+            ),
+            1,
+        ),
+        (
+            format!("{action} rollout-action"),
+            step(
+                action,
+                &good,
+                &[
+                    ("GITHUB_ACTIONS", "true"),
+                    ("INPUT_ROLLOUT_ACTION", "abort"),
+                ],
+            ),
+            0,
+        ),
         (
             format!("{orb}/deploy.sh, Redis down"),
             step(

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # cutover orb, command `deploy` (orb/src/commands/deploy.yml): runs
-# `cutover deploy DIR --json`, prints what happened, and saves the release id
-# for a later activate: PARAM_RELEASE_ID_DIR/cutover-release-id, and
-# CUTOVER_RELEASE_ID in $BASH_ENV for the job's following steps. Exits with
-# cutover's exit code. Parameters come as PARAM_* variables. The test suite
-# runs this file as it is (tests/integration/ci_pipeline.rs). CircleCI
-# inlines one file per step, so the lines the orb's scripts have in common
-# are repeated in each.
+# `cutover deploy DIR --json` (with PARAM_ROLLOUT, `--rollout N`: the build
+# becomes a rollout's canary), prints what happened, and saves the release id
+# for a later activate or rollout: PARAM_RELEASE_ID_DIR/cutover-release-id,
+# and CUTOVER_RELEASE_ID in $BASH_ENV for the job's following steps. Exits
+# with cutover's exit code. Parameters come as PARAM_* variables. The test
+# suite runs this file as it is (tests/integration/ci_pipeline.rs,
+# ci_rollout.rs). CircleCI inlines one file per step, so the lines the
+# orb's scripts have in common are repeated in each.
 set -euo pipefail
 
 command -v cutover >/dev/null || { echo "cutover is not on PATH: run cutover/install first" >&2; exit 2; }
@@ -20,6 +21,7 @@ export CUTOVER_ROLE_ARN="${PARAM_ROLE_ARN:-${CUTOVER_ROLE_ARN:-}}"
 args=(deploy "${PARAM_BUILD_DIR:-public/packs}" --json)
 [ -z "${PARAM_MESSAGE:-}" ] || args+=(--message "$PARAM_MESSAGE")
 [ "${PARAM_NO_ACTIVATE:-false}" != true ] || args+=(--no-activate)
+[ -z "${PARAM_ROLLOUT:-}" ] || args+=(--rollout "$PARAM_ROLLOUT")
 [ "${PARAM_DRY_RUN:-false}" != true ] || args+=(--dry-run)
 # extra_args: split on spaces, no globbing.
 # shellcheck disable=SC2206
@@ -50,7 +52,9 @@ jq -r '
   "files:    \(.upload.files) to upload (\(.upload.bytes | size)), \(.skip.files) already in S3",
   "manifest: \(.manifest_diff.added | length) added, \(.manifest_diff.changed | length) changed, \(.manifest_diff.removed | length) removed, \(.manifest_diff.unchanged) unchanged",
   if .dry_run then "live:     \(.live_before // "none") (dry run: unchanged)"
-  else "live:     \(.live_before // "none") -> \(.live_after // "none")" end
+  elif .outcome == "rolling_out" then "live:     \(.live_before // "none") (unchanged: every request not on the canary)"
+  else "live:     \(.live_before // "none") -> \(.live_after // "none")" end,
+  if .canary then "canary:   \(.canary.release) at \(.canary.percent)% (rollout since \(.canary.since))" else empty end
 ' "$out"
 
 if [ "${PARAM_DRY_RUN:-false}" = true ]; then
@@ -64,11 +68,20 @@ dir="${PARAM_RELEASE_ID_DIR:-/tmp/cutover}"
 mkdir -p "$dir"
 printf '%s\n' "$id" >"$dir/cutover-release-id"
 if [ -n "${BASH_ENV:-}" ]; then echo "export CUTOVER_RELEASE_ID=$id" >>"$BASH_ENV"; fi
-if [ "$(jq -r '.outcome' "$out")" = recorded ]; then
-  if [ "${PARAM_NO_ACTIVATE:-false}" = true ]; then
-    echo "release $id is recorded, not live: activate it with cutover/activate (or cutover activate $id)"
-  else
-    echo "release $id is recorded, not live: the app is pinned (a rollback pins it); cutover activate $id --unpin makes it live"
-  fi
-fi
+case "$(jq -r '.outcome' "$out")" in
+  rolling_out)
+    echo "release $id is rolling out to $(jq -r '.canary.percent' "$out")% of the requests: cutover/rollout changes the percent (action change), makes it live (complete) or takes it off (abort)"
+    ;;
+  recorded)
+    if [ "${PARAM_NO_ACTIVATE:-false}" = true ]; then
+      echo "release $id is recorded, not live: activate it with cutover/activate (or cutover activate $id)"
+    elif [ "$(jq -r '.canary != null' "$out")" = true ]; then
+      echo "release $id is recorded, not live: a rollout is running (canary $(jq -r '.canary.release' "$out")); complete or abort it with cutover/rollout first, or deploy with rollout to replace its canary"
+    elif [ "$(jq -r '.pinned != null' "$out")" = true ]; then
+      echo "release $id is recorded, not live: the app is pinned (a rollback pins it); cutover activate $id --unpin makes it live"
+    else
+      echo "release $id is recorded, not live: cutover/activate (or cutover activate $id) makes it live"
+    fi
+    ;;
+esac
 echo "release id saved in $dir/cutover-release-id"
