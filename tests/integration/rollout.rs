@@ -181,6 +181,22 @@ fn abort_takes_the_canary_off_and_other_commands_respect_a_running_rollout() {
     assert_eq!(run.json()["canary"]["release"], b.as_str());
     assert_eq!(get(&ctx, "current").as_deref(), Some(a.as_str()));
     let d_id = run.json()["release"]["id"].as_str().unwrap().to_string();
+    assert!(
+        ctx.run(&["deploy", d.to_str().unwrap()])
+            .stdout
+            .contains("a rollout is running"),
+        "a deploy the rollout held says so"
+    );
+    // With --no-activate, the rollout held nothing: it is shown, not blamed.
+    let kept = ctx.run(&["deploy", d.to_str().unwrap(), "--no-activate", "--json"]);
+    kept.expect(0);
+    assert_eq!(kept.json()["canary"]["release"], b.as_str());
+    let text = ctx.run(&["deploy", d.to_str().unwrap(), "--no-activate"]);
+    assert!(
+        !text.stdout.contains("a rollout is running"),
+        "{}",
+        text.stdout
+    );
 
     // Another release in its place: B is retired, C gets a new salt.
     let salt_b = canary(&ctx).unwrap()["salt"].clone();

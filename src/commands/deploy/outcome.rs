@@ -87,8 +87,9 @@ pub struct Outcome {
     pub warnings: Vec<String>,
     /// The pin that kept this deploy from activating (null when not pinned).
     pub pinned: Option<Pin>,
-    /// The rollout running after this deploy: the one that kept it from
-    /// activating, or the one `--rollout` started (null when none).
+    /// The rollout running after this deploy (in a dry run, now): the one
+    /// that kept it from activating, the one `--rollout` started, or one
+    /// that runs beside a deploy that did not activate (null when none).
     pub canary: Option<crate::canary::Canary>,
     /// Whether the release is registered in Redis (false: recorded in S3
     /// only; `cutover activate ID` registers it).
@@ -106,6 +107,9 @@ pub struct Outcome {
     /// earlier one.
     #[serde(skip)]
     rolled_out: bool,
+    /// A running rollout kept it from activating.
+    #[serde(skip)]
+    held: bool,
 }
 
 /// At most this many files per kind in text output, unless `--verbose`.
@@ -132,7 +136,9 @@ impl Outcome {
         let mut live_before = plan.live_release.clone();
         // The pin that keeps this deploy from activating, unless it would not anyway.
         let mut pinned = gathered.live.pin.clone().filter(|_| !req.no_activate);
-        let mut canary = None;
+        let mut canary = gathered.live.canary.clone();
+        // A running rollout kept this deploy from activating.
+        let mut held = false;
         let (ending, live_after) = match executed.as_ref().map(|e| &e.switched) {
             None if conflicted => (Ending::Conflict, None),
             None if plan.already_live => (Ending::AlreadyLive, None),
@@ -153,9 +159,8 @@ impl Outcome {
             }
             // A rollout runs (or started between planning and the switch).
             Some(Some(Switched::RolloutRunning(text))) => {
-                canary = crate::canary::Canary::parse(text)
-                    .ok()
-                    .or_else(|| gathered.live.canary.clone());
+                canary = crate::canary::Canary::parse(text).ok().or(canary);
+                held = true;
                 (Ending::Recorded, plan.live_release.clone())
             }
             Some(None) if plan.already_live => (Ending::AlreadyLive, plan.live_release.clone()),
@@ -180,12 +185,12 @@ impl Outcome {
                         },
                         _ => None,
                     })
-                    .or_else(|| gathered.live.canary.clone());
+                    .or(canary);
                 (Ending::RollingOut, plan.live_release.clone())
             }
             // A rollout kept it from activating (the plan saw it running).
             Some(None) if !req.no_activate && req.rollout.is_none() => {
-                canary = gathered.live.canary.clone();
+                held = canary.is_some();
                 (Ending::Recorded, plan.live_release.clone())
             }
             Some(None) => (Ending::Recorded, plan.live_release.clone()),
@@ -236,6 +241,7 @@ impl Outcome {
             verbose: ctx.verbose,
             show_timings: req.timings,
             rolled_out,
+            held,
         })
     }
 }
@@ -482,7 +488,7 @@ impl Outcome {
                 r.app,
                 self.live_before.as_deref().unwrap_or("no release")
             ),
-            Ending::Recorded if self.canary.is_some() => format!(
+            Ending::Recorded if self.held => format!(
                 "recorded release {id} (not activated: a rollout is running for {}, canary {}); \
                  `cutover rollout {id} --percent N` rolls this one out instead, or end the rollout \
                  (`cutover rollout complete` or `abort`) and `cutover activate {id}`",
