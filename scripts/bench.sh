@@ -19,8 +19,9 @@
 # BENCH_SERVERS="s3s moto", BENCH_SCALE="1000 5000 20000 50000" (empty: skip),
 # BENCH_OTHERS="0 20000 100000" (empty: skip the rollback), BENCH_ROLLBACK_RUNS=5,
 # BENCH_FLEET=2000 (simulated reader processes; empty: skip), BENCH_FLEET_SECS=30,
-# BENCH_LATENCY="20" (round trips in ms for the rollback through
-# scripts/bench/latency_proxy.py; empty: skip)
+# BENCH_LATENCY="0 20" (round trips in ms for the rollback, through
+# scripts/bench/latency_proxy.py above 0; empty: skip),
+# BENCH_CHECK_CONCURRENCY="32 256" (HEADs in flight, each measured there)
 # (rollbacks take a second each: more runs steady their medians),
 # BENCH_OUTPUT=BENCHMARKS.md. Logs and raw results: .bench-tools/run/.
 #

@@ -465,17 +465,20 @@ def render_rollback(s, w):
         if rb and ac:
             w(f"| {n:,} | {timed_cells(rb)} | {timed_cells(ac)} | {mb(max(x['max_rss_kb'] for x in rb + ac)):.0f} |")
     w("")
-    lats = sorted({int(k[1][len("rollback-lat"):]) for k in groups if re.match(r"^rollback-lat\d+$", k[1])})
-    if lats:
-        w("The same, with no other objects, through `scripts/bench/latency_proxy.py` in front of s3s-fs "
-          "(each chunk delivered half the round trip late in each direction, as over a link that far):")
+    cells = sorted({(int(m.group(1)), int(m.group(2))) for k in groups
+                    if (m := re.match(r"^rollback-lat(\d+)-cc(\d+)$", k[1]))})
+    if cells:
+        w("The same, with no other objects, at each round trip (above 0 ms through "
+          "`scripts/bench/latency_proxy.py` in front of s3s-fs: each chunk delivered half the round trip late "
+          "in each direction, as over a link that far) and each `check_concurrency` (HEADs in flight):")
         w("")
-        w("| round trip | rollback s (runs) | activate s (runs) |")
-        w("|---:|---|---|")
-        for lat in lats:
-            rb, ac = groups.get(("s3s", f"rollback-lat{lat}", "cutover"), []), groups.get(("s3s", f"activate-lat{lat}", "cutover"), [])
+        w("| round trip | check_concurrency | rollback s (runs) | activate s (runs) |")
+        w("|---:|---:|---|---|")
+        for lat, n in cells:
+            rb = groups.get(("s3s", f"rollback-lat{lat}-cc{n}", "cutover"), [])
+            ac = groups.get(("s3s", f"activate-lat{lat}-cc{n}", "cutover"), [])
             if rb and ac:
-                w(f"| {lat} ms | {timed_cells(rb)} | {timed_cells(ac)} |")
+                w(f"| {lat} ms | {n} | {timed_cells(rb)} | {timed_cells(ac)} |")
         w("")
     if rollback.get("missing_exit"):
         w(f"With `{rollback.get('missing')}` (an object of release A only) deleted, `rollback --to A` exited "

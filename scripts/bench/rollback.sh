@@ -59,28 +59,35 @@ for i in range(lo, hi):
 PY
 }
 
-# rollback_at_latency A B: the same rollback and activate through
-# latency_proxy.py at each BENCH_LATENCY round trip (ms), with no other
-# objects under the prefix: what a switch costs where S3 is far away.
+# rollback_at_latency A B: the same rollback and activate at each
+# BENCH_LATENCY round trip (ms; 0: straight to s3s-fs, else through
+# latency_proxy.py) and each BENCH_CHECK_CONCURRENCY (HEADs in flight), with
+# no other objects under the prefix: what a switch costs where S3 is far
+# away, and what the default check_concurrency buys or costs at each.
 rollback_at_latency() {
-  local a=$1 b=$2 lat port proxy run
-  for lat in ${BENCH_LATENCY-20}; do
-    port=$(free_port)
-    python3 "$ROOT/scripts/bench/latency_proxy.py" "$port" "127.0.0.1:${EP[s3s]##*:}" "$lat" \
-      >"$LOGS/latency-proxy-$lat.log" 2>&1 &
-    proxy=$!
-    SERVER_PIDS+=("$proxy")
-    wait_port "$port" "$proxy" "latency_proxy.py"
-    log "rollback and activate through a ${lat} ms round trip"
-    RB_EP="http://127.0.0.1:$port"
-    for run in $(seq "$ROLLBACK_RUNS"); do
-      rb_cmd rollback --to "$a"
-      timed s3s "rollback-lat$lat" "$run"
-      rb_cmd activate "$b" --unpin
-      timed s3s "activate-lat$lat" "$run"
+  local a=$1 b=$2 lat port proxy run n
+  for lat in ${BENCH_LATENCY-0 20}; do
+    proxy=""
+    if [[ $lat -gt 0 ]]; then
+      port=$(free_port)
+      python3 "$ROOT/scripts/bench/latency_proxy.py" "$port" "127.0.0.1:${EP[s3s]##*:}" "$lat" \
+        >"$LOGS/latency-proxy-$lat.log" 2>&1 &
+      proxy=$!
+      SERVER_PIDS+=("$proxy")
+      wait_port "$port" "$proxy" "latency_proxy.py"
+      RB_EP="http://127.0.0.1:$port"
+    fi
+    for n in ${BENCH_CHECK_CONCURRENCY-32 256}; do
+      log "rollback and activate at a ${lat} ms round trip, ${n} checks in flight"
+      for run in $(seq "$ROLLBACK_RUNS"); do
+        rb_cmd rollback --to "$a" --check-concurrency "$n"
+        timed s3s "rollback-lat$lat-cc$n" "$run"
+        rb_cmd activate "$b" --unpin --check-concurrency "$n"
+        timed s3s "activate-lat$lat-cc$n" "$run"
+      done
     done
     RB_EP=""
-    stop_pid "$proxy"
+    if [[ -n $proxy ]]; then stop_pid "$proxy"; fi
   done
 }
 
