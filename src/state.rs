@@ -267,6 +267,10 @@ pub struct LiveState {
     pub canary: Option<crate::canary::Canary>,
     /// Why the canary key cannot be used, when it is there but unreadable.
     pub canary_damage: Option<String>,
+    /// The canary's release as the scripts read the key for their
+    /// compare-and-set: its JSON's `release` string, `?` when it has none
+    /// (not JSON, another type), None when there is no key.
+    pub canary_stored: Option<String>,
     /// With several Redis targets (pods): what each holds, in their order.
     /// The fields above are the first target's. Empty: one Redis.
     pub targets: Vec<TargetLive>,
@@ -282,20 +286,28 @@ pub struct TargetLive {
     pub signature: Option<String>,
     /// Its canary (None: none, or unreadable).
     pub canary: Option<crate::canary::Canary>,
-    /// Its canary key is there but unreadable.
-    pub canary_damaged: bool,
+    /// Its canary's release as the scripts read it ([`LiveState::canary_stored`]).
+    pub canary_stored: Option<String>,
 }
 
 impl LiveState {
-    /// Each target as (name, current, canary, canary damaged); one Redis
-    /// is one target.
-    fn canaries(&self) -> Vec<(&str, Option<&str>, Option<&crate::canary::Canary>, bool)> {
+    /// Each target as (name, current, canary, canary as the scripts read
+    /// it); one Redis is one target.
+    #[allow(clippy::type_complexity)]
+    fn canaries(
+        &self,
+    ) -> Vec<(
+        &str,
+        Option<&str>,
+        Option<&crate::canary::Canary>,
+        Option<&str>,
+    )> {
         if self.targets.is_empty() {
             return vec![(
                 "",
                 self.current.as_deref(),
                 self.canary.as_ref(),
-                self.canary_damage.is_some(),
+                self.canary_stored.as_deref(),
             )];
         }
         self.targets
@@ -305,7 +317,7 @@ impl LiveState {
                     t.name.as_str(),
                     t.current.as_deref(),
                     t.canary.as_ref(),
-                    t.canary_damaged,
+                    t.canary_stored.as_deref(),
                 )
             })
             .collect()
@@ -329,19 +341,15 @@ impl LiveState {
     ) -> Vec<RolloutExpect> {
         self.canaries()
             .into_iter()
-            .map(|(name, current, canary, damaged)| RolloutExpect {
+            .map(|(name, current, canary, stored)| RolloutExpect {
                 target: name.to_string(),
                 current: current.map(str::to_string),
-                canary: match (canary, damaged) {
-                    (Some(c), _) => Some(c.release.clone()),
-                    (None, true) => Some("?".into()),
-                    (None, false) => None,
-                },
+                canary: stored.map(str::to_string),
                 done: match (after, canary) {
                     (Some(a), Some(c)) => {
                         a.release == c.release && a.percent == c.percent && a.salt == c.salt
                     }
-                    (None, None) => !damaged,
+                    (None, None) => stored.is_none(),
                     _ => false,
                 },
             })

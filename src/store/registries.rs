@@ -81,7 +81,7 @@ impl Registries {
                 .zip(lives)
                 .map(|(r, l)| TargetLive {
                     name: r.name().to_string(),
-                    canary_damaged: l.canary_damage.is_some(),
+                    canary_stored: l.canary_stored,
                     canary: l.canary,
                     current: l.current,
                     manifest: l.manifest,

@@ -491,3 +491,55 @@ fn prune_keeps_the_canary_and_what_retired_inside_the_skew_window() {
     assert!(!k[&a].contains("skew_max_age"), "{k:?}");
     assert!(k[&c].contains("canary"), "{k:?}");
 }
+
+#[test]
+fn a_damaged_canary_is_named_served_to_no_one_and_cleared_by_abort() {
+    let ctx = Ctx::new("rollout-damaged");
+    let (a, b, c) = three(&ctx);
+    for (what, damage) in [
+        ("not JSON", vec!["SET", "canary", "{not json"]),
+        ("a list", vec!["RPUSH", "canary", "x"]),
+        (
+            "another version",
+            vec!["SET", "canary", r#"{"v":2,"release":"x"}"#],
+        ),
+    ] {
+        let key = ctx.key(damage[1]);
+        let mut cmd = vec![damage[0], key.as_str()];
+        cmd.extend_from_slice(&damage[2..]);
+        ctx.redis_cmd(&cmd);
+        // status names it and its fix.
+        let status = ctx.run(&["status", "--json"]);
+        status.expect(0);
+        assert!(
+            status.json()["problems"]
+                .to_string()
+                .contains("cutover rollout abort"),
+            "{what}: {}",
+            status.stdout
+        );
+        // A switch is refused while it is there (exit 3), and so is a
+        // change of percent (no readable rollout, exit 2); nothing changes.
+        let before = ctx.world();
+        ctx.run(&["activate", &b])
+            .expect(3)
+            .error_has(&["rollout abort"]);
+        ctx.run(&["rollout", "--percent", "10"]).expect(2);
+        ctx.assert_unchanged(&before, what);
+        // Abort deletes it; then activate works, and a rollout starts.
+        let run = ctx.run(&["rollout", "abort", "--json"]);
+        run.expect(0);
+        assert_eq!(run.json()["outcome"], "aborted", "{what}");
+        assert_eq!(
+            ctx.redis_cmd(&["EXISTS", &key]),
+            redis::Value::Int(0),
+            "{what}"
+        );
+        ctx.run(&["activate", &b]).expect(0);
+        ctx.run(&["activate", &a, "--allow-older"]).expect(0);
+    }
+    // A rollout over a damaged canary replaces it.
+    ctx.redis_cmd(&["SET", &ctx.key("canary"), "garbage"]);
+    ctx.run(&["rollout", &c, "--percent", "5"]).expect(0);
+    assert_eq!(canary(&ctx).unwrap()["release"], c.as_str());
+}

@@ -219,7 +219,7 @@ fn diff_and_already_live_and_public_path_warning() {
                 manifest: live.manifest.clone(),
                 signature: None,
                 canary: None,
-                canary_damaged: false,
+                canary_stored: None,
             },
             crate::state::TargetLive {
                 name: "redis://b".into(),
@@ -227,7 +227,7 @@ fn diff_and_already_live_and_public_path_warning() {
                 manifest: None,
                 signature: None,
                 canary: None,
-                canary_damaged: false,
+                canary_stored: None,
             },
         ],
         ..live.clone()

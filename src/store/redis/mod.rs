@@ -293,12 +293,26 @@ impl Registry {
         };
         // A canary key of another type, or JSON that is not a canary, is
         // damage a rollout replaces and `rollout abort` deletes.
+        // The release as the scripts read it (CANARY_OF in scripts.rs).
+        let canary_stored = match &canary {
+            Some(text) => Some(
+                serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| v.get("release")?.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "?".into()),
+            ),
+            None => None,
+        };
         let canary = match canary {
             Some(text) => Some(crate::canary::Canary::parse(&text)),
             None => match self.key_type(&self.keys.canary.clone()).await? {
                 kind if kind == "none" => None,
                 kind => Some(Err(format!("it holds a {kind}"))),
             },
+        };
+        let canary_stored = match (&canary, canary_stored) {
+            (Some(Err(_)), None) => Some("?".to_string()),
+            (_, stored) => stored,
         };
         let canary_damage = match &canary {
             Some(Err(why)) => Some(format!(
@@ -310,6 +324,7 @@ impl Registry {
         let mut live = LiveState {
             canary: canary.and_then(Result::ok),
             canary_damage,
+            canary_stored,
             current,
             manifest: None,
             damage: None,
