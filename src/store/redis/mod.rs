@@ -294,15 +294,12 @@ impl Registry {
         // A canary key of another type, or JSON that is not a canary, is
         // damage a rollout replaces and `rollout abort` deletes.
         // The release as the scripts read it (CANARY_OF in scripts.rs).
-        let canary_stored = match &canary {
-            Some(text) => Some(
-                serde_json::from_str::<serde_json::Value>(text)
-                    .ok()
-                    .and_then(|v| v.get("release")?.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "?".into()),
-            ),
-            None => None,
-        };
+        let canary_stored = canary.as_ref().map(|text| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v.get("release")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| "?".into())
+        });
         let canary = match canary {
             Some(text) => Some(crate::canary::Canary::parse(&text)),
             None => match self.key_type(&self.keys.canary.clone()).await? {
