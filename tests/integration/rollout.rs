@@ -493,7 +493,7 @@ fn prune_keeps_the_canary_and_what_retired_inside_the_skew_window() {
 }
 
 #[test]
-fn a_damaged_canary_is_named_served_to_no_one_and_cleared_by_abort() {
+fn a_damaged_canary_is_named_refuses_switches_and_is_cleared_by_abort() {
     let ctx = Ctx::new("rollout-damaged");
     let (a, b, c) = three(&ctx);
     for (what, damage) in [
