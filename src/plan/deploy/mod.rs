@@ -351,19 +351,32 @@ fn planned(config: &Config, facts: &DeployFacts, s: Seen) -> PlannedFile {
             Decision::Upload => None,
             _ => s.listed.map(|o| o.etag.clone()),
         },
-        file: Arc::new(ReleaseFile {
-            path: s.file.path.clone(),
-            size: s.file.size,
-            sha256: s.sha256,
-            md5,
-            etag,
-            composite_sha256,
-            headers: Some(headers),
-            mutable: s.mutable,
-        }),
+        file: shared(
+            facts,
+            &s.key,
+            ReleaseFile {
+                path: s.file.path.clone(),
+                size: s.file.size,
+                sha256: s.sha256,
+                md5,
+                etag,
+                composite_sha256,
+                headers: Some(headers),
+                mutable: s.mutable,
+            },
+        ),
         key: s.key,
         decision,
         remote,
+    }
+}
+
+/// `file`, or the equal entry a release record already holds for `key`
+/// (shared rather than copied: see [`crate::state::ContentIndex::shared`]).
+fn shared(facts: &DeployFacts, key: &str, file: ReleaseFile) -> Arc<ReleaseFile> {
+    match facts.index.shared(key) {
+        Some(known) if *known == file => known,
+        _ => Arc::new(file),
     }
 }
 

@@ -345,3 +345,65 @@ fn records_settle_listed_files_without_md5_or_head() {
         (Some("aa"), "aa")
     );
 }
+
+#[test]
+fn a_redeploy_shares_the_entries_of_the_record_that_settles_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("js")).unwrap();
+    for (p, b) in [
+        ("js/a-0a1b2c3d4e.js", &b"aaa"[..]),
+        ("js/b-0a1b2c3d4e.js", b"bbb"),
+    ] {
+        std::fs::write(dir.path().join(p), b).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("manifest.json"),
+        json!({"a.js": "https://cdn.example.com/packs/js/a-0a1b2c3d4e.js"}).to_string(),
+    )
+    .unwrap();
+    let build = crate::build::scan::scan(dir.path(), &Default::default(), &Quiet).unwrap();
+    let c = config();
+    let manifest =
+        crate::build::manifest::load(&build, "manifest.json", &|p| c.public_url(p).unwrap())
+            .unwrap();
+    let (live, none) = (LiveState::default(), HashMap::new());
+    let (empty, nothing) = (ContentIndex::default(), Listing::new());
+    let first = deploy(
+        &c,
+        &facts(&build, &manifest, &nothing, &empty, &live, &none),
+        who(),
+    )
+    .unwrap();
+    // The first deploy's record, with the MD5s a real deploy computes for
+    // what it uploads, and a listing of what it uploaded.
+    let mut record = (*first.release).clone();
+    for f in record.files.as_mut().unwrap() {
+        use md5::Digest;
+        let bytes = std::fs::read(dir.path().join(&f.path)).unwrap();
+        let md5 = hex::encode(md5::Md5::digest(&bytes));
+        let f = std::sync::Arc::make_mut(f);
+        f.md5 = Some(md5.clone());
+        f.etag = md5;
+    }
+    let remote: Listing = first
+        .files
+        .iter()
+        .map(|f| (f.key.clone(), listed(f.file.size, "")))
+        .collect();
+    let index = ContentIndex::new("assets", vec![record]);
+    let again = deploy(
+        &c,
+        &facts(&build, &manifest, &remote, &index, &live, &none),
+        who(),
+    )
+    .unwrap();
+    assert!(again.files.iter().all(|f| f.decision == Decision::Skip));
+    for f in &again.files {
+        let known = index.shared(&f.key).expect("indexed");
+        assert!(
+            std::sync::Arc::ptr_eq(&f.file, &known),
+            "{} is a copy, not shared",
+            f.key
+        );
+    }
+}
