@@ -236,3 +236,123 @@ pub fn rollout(
         steps,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Pin;
+
+    fn canary(release: &str, percent: &str, salt: &str) -> Canary {
+        Canary {
+            v: 1,
+            release: release.into(),
+            percent: Percent::parse(percent).unwrap(),
+            salt: salt.into(),
+            since: "then".into(),
+            at: "then".into(),
+            by: None,
+            message: None,
+        }
+    }
+
+    fn live(canary: Option<Canary>) -> LiveState {
+        LiveState {
+            current: Some("a".into()),
+            canary_stored: canary.as_ref().map(|c| c.release.clone()),
+            canary,
+            ..LiveState::default()
+        }
+    }
+
+    fn opts() -> RolloutOptions {
+        RolloutOptions {
+            at: "now".into(),
+            salt: "f".repeat(32),
+            ..RolloutOptions::default()
+        }
+    }
+
+    fn written(plan: &RolloutPlan) -> &Rollout {
+        plan.steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Rollout(r) => Some(&**r),
+                _ => None,
+            })
+            .expect("a rollout step")
+    }
+
+    #[test]
+    fn a_change_keeps_the_salt_and_start_and_the_same_percent_writes_nothing() {
+        let running = canary("b", "5", &"1".repeat(32));
+        let state = live(Some(running.clone()));
+        let p = rollout(
+            "shop",
+            &state,
+            Ask::Set(Percent::parse("25").unwrap()),
+            None,
+            &opts(),
+        )
+        .unwrap();
+        match &written(&p).write {
+            CanaryWrite::Raise(c) => {
+                assert_eq!(
+                    (&c.salt, &c.since, c.percent.threshold()),
+                    (&running.salt, &running.since, 2500)
+                );
+                assert_eq!(c.at, "now");
+            }
+            other => panic!("{other:?}"),
+        }
+        let same = rollout(
+            "shop",
+            &state,
+            Ask::Set(Percent::parse("5").unwrap()),
+            None,
+            &opts(),
+        )
+        .unwrap();
+        assert!(same.steps.is_empty());
+        // Nothing running: exit 2; nothing to abort: no steps.
+        let none = live(None);
+        let e = rollout(
+            "shop",
+            &none,
+            Ask::Set(Percent::parse("5").unwrap()),
+            None,
+            &opts(),
+        )
+        .unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 2);
+        assert!(rollout("shop", &none, Ask::Abort, None, &opts())
+            .unwrap()
+            .steps
+            .is_empty());
+    }
+
+    #[test]
+    fn a_pin_refuses_a_start_or_a_change_but_not_an_abort() {
+        let mut state = live(Some(canary("b", "5", &"1".repeat(32))));
+        state.pin = Some(Pin {
+            release: Some("a".into()),
+            by: None,
+            at: "t".into(),
+            message: Some("incident".into()),
+        });
+        let e = rollout(
+            "shop",
+            &state,
+            Ask::Set(Percent::parse("25").unwrap()),
+            None,
+            &opts(),
+        )
+        .unwrap_err();
+        assert_eq!(crate::error::exit_code(&e), 3);
+        assert!(e.to_string().contains("incident"));
+        let abort = rollout("shop", &state, Ask::Abort, None, &opts()).unwrap();
+        assert!(
+            matches!(written(&abort).write, CanaryWrite::Abort { release: Some(ref r) } if r == "b")
+        );
+        assert_eq!(written(&abort).action, Action::RolloutAbort);
+    }
+}

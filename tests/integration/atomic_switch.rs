@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::support::tight_prune;
 use crate::support::{deploy, fixture, rt, Ctx};
 
 fn config_for(ctx: &Ctx, redis_url: &str) -> cutover::config::Config {
@@ -159,18 +160,7 @@ fn the_documented_minimal_acl_is_enough() {
     as_user(&["history"]).expect(0);
     as_user(&["status"]).expect(0);
     as_user(&["releases"]).expect(0);
-    as_user(&[
-        "prune",
-        "--keep",
-        "1",
-        "--keep-days",
-        "0",
-        "--grace",
-        "0",
-        "--skew-max-age",
-        "0",
-    ])
-    .expect(0);
+    as_user(&tight_prune("1")).expect(0);
     ctx.redis_cmd(&["SET", &ctx.key("lock"), "ghost"]);
     as_user(&["unlock", "--force"]).expect(0);
     assert_eq!(rt().block_on(ctx.history()).len(), 4);

@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::mutable_files::{build as sw_build, distribution};
 use crate::support::servers::{free_port, spawn_server, wait_for_port};
+use crate::support::tight_prune;
 use crate::support::{repo_root, rt, Ctx, Run};
 
 const MIB: usize = 1024 * 1024;
@@ -160,17 +161,7 @@ fn world(role: &'static str, moto: &str) -> World {
         "prune" => {
             // c live, b its rollback target: a's record and service worker go.
             deployed(&w, &build(&w.ctx, "c", false), &[]);
-            vec![strings(&[
-                "prune",
-                "--keep",
-                "1",
-                "--keep-days",
-                "0",
-                "--grace",
-                "0",
-                "--skew-max-age",
-                "0",
-            ])]
+            vec![strings(&tight_prune("1"))]
         }
         "read" => ["status", "releases", "history", "verify", "doctor"]
             .iter()
@@ -502,17 +493,7 @@ fn the_printed_redis_lines_are_enough_and_the_read_line_cannot_write() {
         vec!["unpin"],
         vec!["deploy", b.to_str().unwrap()],
         vec!["unlock", "--force"],
-        vec![
-            "prune",
-            "--keep",
-            "1",
-            "--keep-days",
-            "0",
-            "--grace",
-            "0",
-            "--skew-max-age",
-            "0",
-        ],
+        tight_prune("1").to_vec(),
     ] {
         as_user(&deployer, &args).expect(0);
     }

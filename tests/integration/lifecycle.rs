@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::support::fixtures::tiny_build;
+use crate::support::tight_prune;
 use crate::support::{fixture, rt, Ctx};
 
 fn deploy(ctx: &Ctx, build: &std::path::Path) -> String {
@@ -221,17 +222,7 @@ fn prune_keeps_every_object_of_kept_releases_and_deletes_the_rest() {
         ));
     }
     rt().block_on(ctx.put("packs/other-tool.txt", b"not ours"));
-    let args = [
-        "prune",
-        "--keep",
-        "2",
-        "--keep-days",
-        "0",
-        "--grace",
-        "0",
-        "--skew-max-age",
-        "0",
-    ];
+    let args = tight_prune("2");
 
     let before = ctx.world();
     let run = ctx.run(&[&args[..], &["--dry-run", "--json"]].concat());

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use crate::support::redis_proxy::{self, Drop, RedisProxy};
 use crate::support::s3_proxy::FaultyProxy;
+use crate::support::tight_prune;
 use crate::support::{deploy, fixture, rt, Ctx};
 
 /// The lock's owner and its time to live (ms; -1 = none, -2 = no lock).
@@ -71,17 +72,7 @@ fn a_lock_held_by_another_owner_is_waited_for_refused_and_left_alone() {
     for args in [
         vec!["activate", x.as_str()],
         vec!["rollback", "--to", x.as_str()],
-        vec![
-            "prune",
-            "--keep",
-            "0",
-            "--keep-days",
-            "0",
-            "--grace",
-            "0",
-            "--skew-max-age",
-            "0",
-        ],
+        tight_prune("0").to_vec(),
     ] {
         let run = ctx
             .cutover(&args)

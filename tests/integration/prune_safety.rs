@@ -9,6 +9,7 @@ use std::process::Stdio;
 
 use crate::support::fixtures::{files_of, tiny_build};
 use crate::support::s3_proxy::FaultyProxy;
+use crate::support::tight_prune;
 use crate::support::{deploy, rt, Ctx};
 
 /// Three releases of tiny builds (a, b, c), c live: their ids and build dirs.
@@ -24,17 +25,7 @@ fn three_releases(ctx: &Ctx) -> Vec<(String, std::path::PathBuf)> {
 
 /// The prune that drops everything it may: only the newest and what must
 /// stay, no window, no grace.
-const TIGHT: [&str; 9] = [
-    "prune",
-    "--keep",
-    "1",
-    "--keep-days",
-    "0",
-    "--grace",
-    "0",
-    "--skew-max-age",
-    "0",
-];
+const TIGHT: [&str; 9] = tight_prune("1");
 
 /// Every object the live manifest names is in S3 (`cutover verify` of the
 /// live release: every object of it, with its bytes).

@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::support::redis_topology::{
     cli, wait_until, Certs, Cluster, SentinelGroup, DATA_PASSWORD, SENTINEL_PASSWORD,
 };
+use crate::support::tight_prune;
 use crate::support::{documented_acl, fixture, Ctx, Run};
 
 pub(crate) const BUILDS: [&str; 2] = ["shakapacker", "flat"];
@@ -314,21 +315,7 @@ fn a_three_master_cluster_serves_the_contract_through_a_seed_that_does_not_own_t
     assert_eq!(on_owner("current"), id(&b));
 
     // Prune's atomic MULTI goes to the slot's master too.
-    ctx.run_with(
-        &[
-            "prune",
-            "--keep",
-            "1",
-            "--keep-days",
-            "0",
-            "--grace",
-            "0",
-            "--skew-max-age",
-            "0",
-        ],
-        &env,
-    )
-    .expect(0);
+    ctx.run_with(&tight_prune("1"), &env).expect(0);
 }
 
 /// `ACL SETUSER` with `words` on every node of the cluster (ACLs are per

@@ -66,3 +66,20 @@ pub fn rt() -> &'static tokio::runtime::Runtime {
             .unwrap()
     })
 }
+
+/// `prune` keeping only the newest `keep` releases and what safety keeps
+/// (live, pinned, rollback target, served): no age window, no grace
+/// period, no skew window.
+pub const fn tight_prune(keep: &'static str) -> [&'static str; 9] {
+    [
+        "prune",
+        "--keep",
+        keep,
+        "--keep-days",
+        "0",
+        "--grace",
+        "0",
+        "--skew-max-age",
+        "0",
+    ]
+}
