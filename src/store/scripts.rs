@@ -44,8 +44,7 @@ end
 local bad = wrongtype(KEYS[1], 'string') or wrongtype(KEYS[2], 'string')
   or wrongtype(KEYS[3], 'list') or wrongtype(KEYS[4], 'string')
   or wrongtype(KEYS[5], 'string') or wrongtype(KEYS[7], 'string')
-  or wrongtype(KEYS[8], 'string') or wrongtype(KEYS[9], 'string')
-  or wrongtype(KEYS[10], 'string') or wrongtype(KEYS[11], 'zset')
+  or wrongtype(KEYS[11], 'zset')
 if bad then return redis.error_reply(bad) end
 -- The rolled-back set only tells a plain rollback which releases to skip:
 -- one of another type (something else wrote it) is replaced, not fatal.
@@ -61,8 +60,16 @@ end
 if redis.call('EXISTS', KEYS[4]) == 0 then
   return {'unregistered', ''}
 end
-local canary = redis.call('GET', KEYS[8])
-local canary_release = canary_of(canary)
+-- The canary keys are only deleted here: one of another type (something
+-- else wrote it) is an unreadable canary, which a rollback clears.
+local canary, canary_release = false, ''
+local canary_type = redis.call('TYPE', KEYS[8])['ok']
+if canary_type == 'string' then
+  canary = redis.call('GET', KEYS[8])
+  canary_release = canary_of(canary)
+elseif canary_type ~= 'none' then
+  canary, canary_release = 'a ' .. canary_type, '?'
+end
 if ARGV[12] == 'refuse' and canary then return {'rollout', canary} end
 if ARGV[12] == 'complete' and canary_release ~= ARGV[2] then
   return {'canary', canary_release}

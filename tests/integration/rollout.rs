@@ -538,7 +538,21 @@ fn a_damaged_canary_is_named_refuses_switches_and_is_cleared_by_abort() {
         ctx.run(&["activate", &b]).expect(0);
         ctx.run(&["activate", &a, "--allow-older"]).expect(0);
     }
+    // A rollback clears one of another type in its own step (an incident
+    // is no time to be stopped by a stray key).
+    ctx.redis_cmd(&["RPUSH", &ctx.key("canary"), "x"]);
+    ctx.redis_cmd(&["RPUSH", &ctx.key("canary_manifest"), "x"]);
+    ctx.run(&["rollback", "--to", &b]).expect(0);
+    assert_eq!(get(&ctx, "current").as_deref(), Some(b.as_str()));
+    for k in ["canary", "canary_manifest"] {
+        assert_eq!(
+            ctx.redis_cmd(&["EXISTS", &ctx.key(k)]),
+            redis::Value::Int(0),
+            "{k}"
+        );
+    }
     // A rollout over a damaged canary replaces it.
+    ctx.run(&["unpin"]).expect(0);
     ctx.redis_cmd(&["SET", &ctx.key("canary"), "garbage"]);
     ctx.run(&["rollout", &c, "--percent", "5"]).expect(0);
     assert_eq!(canary(&ctx).unwrap()["release"], c.as_str());
