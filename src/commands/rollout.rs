@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use super::{resolve_release, Ctx, Head, Resolved};
 use crate::canary::{new_salt, Canary, Percent};
-use crate::contract::Action;
 use crate::notify::{About, Happened, Kind, Notable};
 use crate::plan::rollout::{self as plan, Ask, Candidate, RolloutOptions, RolloutPlan};
 use crate::release::now;
@@ -257,16 +256,5 @@ impl Notable for Outcome {
     /// `--wait-converged`: where the fleet stood when it converged.
     fn convergence(&self) -> Option<crate::notify::Convergence> {
         self.fleet.as_ref().map(Into::into)
-    }
-}
-
-impl Ending {
-    /// The history action the rollout wrote, when it wrote one.
-    pub fn action(self) -> Option<Action> {
-        match self {
-            Ending::Started | Ending::Changed => Some(Action::Rollout),
-            Ending::Aborted => Some(Action::RolloutAbort),
-            Ending::Planned | Ending::Unchanged => None,
-        }
     }
 }
