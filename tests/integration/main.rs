@@ -36,6 +36,7 @@ mod promote;
 mod prune_safety;
 mod quickstart;
 mod redis_drops;
+mod release_checks;
 mod right_redis;
 mod rollout;
 mod rollout_fleet;

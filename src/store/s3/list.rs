@@ -11,7 +11,7 @@ use crate::state::{Listing, RemoteObject};
 /// fewer pages, which matters where every page costs a walk of the whole
 /// prefix (s3s-fs). A server that refuses the size is asked again with 1,000.
 pub(super) const PAGE_KEYS: i32 = 10_000;
-const PAGE_KEYS_S3: i32 = 1_000;
+pub(super) const PAGE_KEYS_S3: i32 = 1_000;
 
 impl S3Store {
     /// Everything under `prefix`. First one page of the whole prefix, which
@@ -82,80 +82,122 @@ impl S3Store {
     ) -> anyhow::Result<(Vec<String>, bool)> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut subs = Vec::new();
-        let mut token: Option<String> = None;
+        let mut from = From::Start;
         loop {
             let page_keys = self.page_keys.load(Relaxed);
-            let page = match self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_delimiter(delimiter.map(str::to_string))
-                .max_keys(page_keys)
-                .set_continuation_token(token.clone())
-                .send()
-                .await
-            {
+            let page = match self.page(prefix, delimiter, &from, page_keys).await {
                 Ok(page) => page,
                 // Pages larger than S3's are refused here: ask for S3's.
-                Err(e) if page_keys > PAGE_KEYS_S3 && status(&e) == Some(400) => {
+                Err(e) if page_keys > PAGE_KEYS_S3 && e.refused_size => {
                     self.page_keys.store(PAGE_KEYS_S3, Relaxed);
                     continue;
                 }
-                Err(e) => {
-                    return Err(self.error(
-                        "ListObjectsV2",
-                        "list",
-                        &format!("s3://{}/{prefix}", self.bucket),
-                        e,
-                    ))
-                }
+                Err(e) => return Err(e.error),
             };
-            let mut n = 0;
-            for obj in page.contents() {
-                if let Some(key) = obj.key() {
-                    let size = obj.size().unwrap_or(0).max(0) as u64;
-                    let etag = obj
-                        .e_tag()
-                        .unwrap_or_default()
-                        .trim_matches('"')
-                        .to_string();
-                    let modified_ms = obj
-                        .last_modified()
-                        .and_then(|t| t.to_millis().ok())
-                        .unwrap_or(0);
-                    out.insert(
-                        key.to_string(),
-                        RemoteObject {
-                            size,
-                            etag,
-                            modified_ms,
-                        },
-                    );
-                    n += 1;
-                }
-            }
-            subs.extend(
-                page.common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix().map(str::to_string)),
-            );
             observer.event(Event::Advanced {
                 phase: Phase::Listing,
-                files: n,
+                files: page.objects.len() as u64,
                 bytes: 0,
             });
-            token = page
-                .next_continuation_token()
-                .filter(|_| page.is_truncated() == Some(true))
-                .map(str::to_string);
-            if token.is_none() {
-                break;
-            }
+            out.extend(page.objects);
+            subs.extend(page.prefixes);
+            let Some(token) = page.next else { break };
             if first_only {
                 return Ok((subs, false));
             }
+            from = From::Token(token);
         }
         Ok((subs, true))
     }
+
+    /// One page of a listing of `prefix`, in key order, from `from`.
+    pub(super) async fn page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        from: &From,
+        max_keys: i32,
+    ) -> Result<Page, PageError> {
+        let (start_after, token) = match from {
+            From::Start => (None, None),
+            From::After(key) => (Some(key.clone()), None),
+            From::Token(token) => (None, Some(token.clone())),
+        };
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_string))
+            .max_keys(max_keys)
+            .set_start_after(start_after)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| PageError {
+                refused_size: status(&e) == Some(400),
+                error: self.error(
+                    "ListObjectsV2",
+                    "list",
+                    &format!("s3://{}/{prefix}", self.bucket),
+                    e,
+                ),
+            })?;
+        let objects = page
+            .contents()
+            .iter()
+            .filter_map(|obj| {
+                let key = obj.key()?;
+                let listed = RemoteObject {
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    etag: obj
+                        .e_tag()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_string(),
+                    modified_ms: obj
+                        .last_modified()
+                        .and_then(|t| t.to_millis().ok())
+                        .unwrap_or(0),
+                };
+                Some((key.to_string(), listed))
+            })
+            .collect();
+        Ok(Page {
+            objects,
+            prefixes: page
+                .common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_string))
+                .collect(),
+            next: page
+                .next_continuation_token()
+                .filter(|_| page.is_truncated() == Some(true))
+                .map(str::to_string),
+        })
+    }
+}
+
+/// Where a listing page starts.
+pub(super) enum From {
+    Start,
+    /// After this key (which need not exist).
+    After(String),
+    /// Where the previous page of the same listing ended.
+    Token(String),
+}
+
+/// One page of a listing: its objects in key order, its common prefixes,
+/// and the token of the next page when there is one.
+pub(super) struct Page {
+    pub objects: Vec<(String, RemoteObject)>,
+    pub prefixes: Vec<String>,
+    pub next: Option<String>,
+}
+
+/// A listing page refused: the error, and whether the server may only
+/// have refused the page size.
+pub(super) struct PageError {
+    refused_size: bool,
+    pub error: anyhow::Error,
 }
