@@ -1,5 +1,8 @@
 //! Releases: a content-derived id and the immutable record of a build.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -15,7 +18,10 @@ pub struct ReleaseFile {
     /// MD5 of the bytes (hex); absent in records written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub md5: Option<String>,
-    /// The ETag S3 gives our upload of it (MD5, or multipart MD5-of-MD5s).
+    /// The ETag S3 gives the object: the MD5 of the bytes, or the MD5 of
+    /// the parts' MD5s with `-N`, or, where S3's ETags are neither
+    /// (SSE-KMS), the one S3 gave the upload or listed for the object once
+    /// its bytes were proven. A listing with this ETag and size settles it.
     pub etag: String,
     /// Uploaded in parts: S3's composite SHA-256 checksum of the upload (the
     /// SHA-256 of the parts' SHA-256s, hex, `-N`), what a HEAD shows instead
@@ -147,6 +153,30 @@ impl ReleaseRecord {
             signature: signature.clone(),
             files: None,
         }
+    }
+
+    /// The record with the ETags S3 gave some of its files (by path) in
+    /// place of the planned ones; None when `etags` changes none of them.
+    /// The other entries are shared, not copied.
+    pub fn with_etags(&self, etags: &HashMap<String, String>) -> Option<ReleaseRecord> {
+        let files = self.files.as_ref()?;
+        if !files.iter().any(|f| etags.contains_key(&f.path)) {
+            return None;
+        }
+        let files = files
+            .iter()
+            .map(|f| match etags.get(&f.path) {
+                Some(etag) => Arc::new(ReleaseFile {
+                    etag: etag.clone(),
+                    ..(**f).clone()
+                }),
+                None => Arc::clone(f),
+            })
+            .collect();
+        Some(ReleaseRecord {
+            files: Some(files),
+            ..self.summary()
+        })
     }
 }
 
@@ -405,6 +435,31 @@ mod tests {
             content_encoding: None,
             cache_control: cc.into(),
         }
+    }
+
+    #[test]
+    fn etags_s3_gave_replace_the_planned_ones_and_the_rest_is_shared() {
+        let record: ReleaseRecord = serde_json::from_value(json!({
+            "id": "0123456789abcdef", "app": "shop", "created_at": "", "created_at_ms": 0,
+            "file_count": 2, "bytes": 2, "git_sha": null, "git_branch": null,
+            "build_url": null, "deployed_by": null, "message": null, "bucket": "b",
+            "prefix": "packs", "cdn_url": "https://cdn.example.com", "manifest": {},
+            "files": [
+                {"path": "js/a.js", "size": 1, "sha256": "aa", "md5": "m1", "etag": "m1"},
+                {"path": "js/b.js", "size": 1, "sha256": "bb", "md5": "m2", "etag": "m2"},
+            ],
+        }))
+        .unwrap();
+        let none = HashMap::from([("js/other.js".to_string(), "x".to_string())]);
+        assert!(record.with_etags(&none).is_none());
+        let gave = HashMap::from([("js/b.js".to_string(), "kms".to_string())]);
+        let patched = record.with_etags(&gave).unwrap();
+        let (old, new) = (record.files.unwrap(), patched.files.unwrap());
+        assert!(Arc::ptr_eq(&old[0], &new[0]));
+        assert_eq!(new[1].etag, "kms");
+        assert_eq!(new[1].md5.as_deref(), Some("m2"));
+        assert_eq!((new[1].path.as_str(), new[1].size), ("js/b.js", 1));
+        assert_eq!(patched.id, record.id);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod describe;
 pub use describe::{describe, Destinations};
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -77,6 +78,9 @@ pub struct Executed {
     pub fleet: Option<crate::fleet::Convergence>,
     /// Set when a rollout step ran: the canary's release before ('' none).
     pub rolled_out: Option<String>,
+    /// The ETags S3 gave uploads, by build path, where they differ from the
+    /// ETag planned (the MD5 of the bytes, or of the parts' MD5s).
+    pub etags: HashMap<String, String>,
 }
 
 impl<'a> Executor<'a> {
@@ -175,9 +179,17 @@ impl<'a> Executor<'a> {
     /// One step that writes objects or records.
     async fn write(&mut self, step: &Step, done: &mut Executed) -> anyhow::Result<()> {
         match step {
-            Step::Upload(files) => done.upload = Some(self.upload(files).await?),
+            Step::Upload(files) => {
+                let (stats, etags) = self.upload(files).await?;
+                done.upload = Some(stats);
+                done.etags.extend(etags);
+            }
             Step::PutRecord { key, record, signs } => {
-                let body = serde_json::to_vec_pretty(&**record).expect("records serialize");
+                // With the ETags S3 gave the uploads where they are not the
+                // ones planned (SSE-KMS), so that later listings settle them.
+                let patched = record.with_etags(&done.etags);
+                let record = patched.as_ref().unwrap_or(record);
+                let body = serde_json::to_vec_pretty(record).expect("records serialize");
                 self.s3()?.put_record(key, body, *signs).await?
             }
             Step::Register {
@@ -324,7 +336,12 @@ impl<'a> Executor<'a> {
 
     /// Upload files, `concurrency` at a time. Stops at the first failure;
     /// multipart uploads still in flight are aborted.
-    async fn upload(&self, files: &[Arc<PlannedFile>]) -> anyhow::Result<UploadStats> {
+    /// Upload `files`: what was uploaded, and the ETags S3 gave that
+    /// differ from the planned ones, by build path.
+    async fn upload(
+        &self,
+        files: &[Arc<PlannedFile>],
+    ) -> anyhow::Result<(UploadStats, HashMap<String, String>)> {
         let root = self
             .root
             .expect("an upload step comes with the build directory");
@@ -336,7 +353,7 @@ impl<'a> Executor<'a> {
             bytes: total,
         });
         let (store, observer, threshold) = (self.s3()?, self.observer, self.multipart_threshold);
-        let results: anyhow::Result<Vec<(u64, PutOutcome)>> = stream::iter(files)
+        let results: anyhow::Result<Vec<(&PlannedFile, PutOutcome)>> = stream::iter(files)
             .map(|f| async move {
                 let path = root.join(&f.file.path);
                 let spec = PutSpec {
@@ -356,7 +373,7 @@ impl<'a> Executor<'a> {
                     files: 1,
                     bytes: f.file.size,
                 });
-                Ok((f.file.size, outcome))
+                Ok((&**f, outcome))
             })
             .buffer_unordered(self.concurrency)
             .try_collect()
@@ -375,16 +392,20 @@ impl<'a> Executor<'a> {
             seconds: started.elapsed().as_secs_f64(),
             ..Default::default()
         };
-        for (size, outcome) in results {
+        let mut etags = HashMap::new();
+        for (f, outcome) in results {
             match outcome {
-                PutOutcome::Uploaded => {
+                PutOutcome::Uploaded(etag) => {
                     stats.files += 1;
-                    stats.bytes += size;
+                    stats.bytes += f.file.size;
+                    if let Some(etag) = etag.filter(|e| !e.eq_ignore_ascii_case(&f.file.etag)) {
+                        etags.insert(f.file.path.clone(), etag);
+                    }
                 }
                 PutOutcome::AlreadyThere => stats.already_there += 1,
             }
         }
-        Ok(stats)
+        Ok((stats, etags))
     }
 
     /// The compare-and-set switch, on every Redis target that does not

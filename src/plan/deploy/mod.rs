@@ -331,10 +331,17 @@ fn planned(config: &Config, facts: &DeployFacts, s: Seen) -> PlannedFile {
         Decision::Inspect => closer_look(&s, facts.inspected.get(&s.key), remote),
         d => (d, remote),
     };
+    // Listed with another ETag than planned, and proven the same bytes by a
+    // closer look (SSE-KMS ETags are not MD5s): the record keeps the ETag
+    // S3 lists, so that the next listing settles the object by itself.
+    let listed_etag = s
+        .listed
+        .filter(|o| first == Decision::Inspect && decision == Decision::Skip && !o.etag.is_empty())
+        .map(|o| o.etag.trim_matches('"').to_string());
     let (md5, etag, composite_sha256) = match (&s.file.digests.md5, s.known) {
         (Some(m), _) => (
             Some(hex::encode(m.md5)),
-            m.expected_etag(),
+            listed_etag.unwrap_or_else(|| m.expected_etag()),
             m.composite_sha256.clone(),
         ),
         (None, Some(k)) if s.settled() => (

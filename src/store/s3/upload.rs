@@ -29,9 +29,11 @@ pub struct PutSpec<'a> {
 }
 
 /// What happened to one upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
-    Uploaded,
+    /// With the ETag S3 gave the object (without quotes), when it gave one:
+    /// not the MD5 of the bytes in an SSE-KMS bucket, so the record keeps it.
+    Uploaded(Option<String>),
     /// Someone else uploaded the same bytes since the plan was made.
     AlreadyThere,
 }
@@ -59,7 +61,7 @@ impl S3Store {
             self.put_single(file).await
         };
         match result {
-            Ok(()) => Ok(PutOutcome::Uploaded),
+            Ok(etag) => Ok(PutOutcome::Uploaded(etag)),
             Err(PutError::Exists) => {
                 let what = file.path.display().to_string();
                 self.settle_existing(file.key, file.sha256_hex, file.md5_hex, &what)
@@ -91,7 +93,7 @@ impl S3Store {
         }
     }
 
-    async fn put_single(&self, file: PutSpec<'_>) -> Result<(), PutError> {
+    async fn put_single(&self, file: PutSpec<'_>) -> Result<Option<String>, PutError> {
         let sha = file.sha256()?;
         let watch = Watch::default();
         let body = verified(
@@ -123,7 +125,7 @@ impl S3Store {
             req = req.content_encoding(enc);
         }
         match req.send().await {
-            Ok(_) => Ok(()),
+            Ok(out) => Ok(etag_of(out.e_tag())),
             Err(_) if watch.problem().is_some() => Err(local_change(&watch)),
             Err(e) if is_precondition_failed(&e) && file.if_match.is_some() => {
                 Err(PutError::Other(self.changed_since_planned(file.key)))
@@ -138,7 +140,11 @@ impl S3Store {
         }
     }
 
-    async fn put_multipart(&self, file: PutSpec<'_>, threshold: u64) -> Result<(), PutError> {
+    async fn put_multipart(
+        &self,
+        file: PutSpec<'_>,
+        threshold: u64,
+    ) -> Result<Option<String>, PutError> {
         let mut req = self
             .client
             .create_multipart_upload()
@@ -184,7 +190,7 @@ impl S3Store {
         file: PutSpec<'_>,
         threshold: u64,
         upload_id: &str,
-    ) -> Result<(), PutError> {
+    ) -> Result<Option<String>, PutError> {
         let path = file.path;
         let part = part_size(file.size, threshold);
         let count = file.size.div_ceil(part).max(1);
@@ -265,7 +271,7 @@ impl S3Store {
             .send()
             .await;
         match done {
-            Ok(_) => Ok(()),
+            Ok(out) => Ok(etag_of(out.e_tag())),
             Err(e) if is_precondition_failed(&e) && file.if_match.is_some() => {
                 Err(PutError::Other(self.changed_since_planned(file.key)))
             }
@@ -372,4 +378,10 @@ async fn part_sha256(
     })
     .await
     .expect("hashing task does not panic")
+}
+
+/// An ETag as S3 gave it, without its quotes; None when absent or empty.
+fn etag_of(etag: Option<&str>) -> Option<String> {
+    etag.map(|e| e.trim_matches('"').to_string())
+        .filter(|e| !e.is_empty())
 }
