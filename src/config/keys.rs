@@ -292,7 +292,7 @@ pub const KEYS: &[Key] = &[
         env: &["CUTOVER_CHECK_CONCURRENCY"],
         scope: Scope::Only(&["deploy", "activate", "rollback", "promote", "verify", "rollout"]),
         value_name: "N",
-        help: "HEAD requests in flight at once when checking a release's objects (activate, rollback, promote, verify, deploy's closer looks): cheap requests, so many at once when S3 is far away",
+        help: "Requests in flight at once when checking a release's objects (activate, rollback, promote, verify, rollout: its stretch listings, then a HEAD for each object they did not prove; deploy's closer looks): cheap requests, so many at once when S3 is far away",
         default: "256",
         ..key("check_concurrency", check_concurrency)
     },

@@ -2,8 +2,8 @@
 //! hashes the bytes) per key, `concurrency` at a time, so the cost is
 //! proportional to what is looked at, not to the prefix. A release's
 //! objects are first looked for in listings of the stretches of the prefix
-//! they sit in, 1,000 keys a page, while the pages keep proving enough of
-//! them (see [`S3Store::listed_intact`]).
+//! they sit in, while the pages keep proving enough of them (see
+//! [`S3Store::listed_intact`]).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -25,6 +25,12 @@ use crate::state::{Found, Inspected, Listed};
 /// stretch is crowded with other releases' objects, and HEADing the rest
 /// costs fewer requests than paging through them.
 const LISTING_MIN_SHARE: usize = 10;
+/// Keys per stretch: under a page (1,000), so that a few other objects
+/// among them still fit in its first page.
+const STRETCH_KEYS: usize = 900;
+/// Keys of the first stretch, listed alone: small, since it waits for
+/// nothing but finds out whether the server's listings carry ETags at all.
+const FIRST_STRETCH_KEYS: usize = 100;
 
 impl S3Store {
     /// A closer look at each of `keys`: S3's own evidence of the bytes
@@ -139,15 +145,17 @@ impl S3Store {
     /// a missing or changed object is found and named exactly as without
     /// the listings.
     ///
-    /// The keys are taken in order, 1,000 at a time; each stretch is listed
-    /// from just before its first key, page after page while a page proves
-    /// at least [`LISTING_MIN_SHARE`] of its entries and has not passed the
-    /// stretch's last key. The first stretch goes alone: a server whose
-    /// listings carry no ETags (s3s-fs) costs one page, not one a stretch.
-    /// The others go together, `concurrency` at a time. So a release alone
-    /// under its prefix costs one request per 1,000 objects instead of
-    /// 1,000 HEADs, and a prefix crowded with other objects at most a few
-    /// pages more than the HEADs alone.
+    /// The keys are taken in order, [`STRETCH_KEYS`] at a time; each
+    /// stretch is listed from just before its first key, in pages as long
+    /// as the keys it has left (and an eighth more), while a page proves at
+    /// least [`LISTING_MIN_SHARE`] of its entries and has not passed the
+    /// stretch's last key. A first stretch of [`FIRST_STRETCH_KEYS`] goes
+    /// alone: a server whose listings carry no ETags (s3s-fs) costs one
+    /// small page, not one a stretch. The others go together,
+    /// `concurrency` at a time. So a release alone under its prefix costs
+    /// about one request per 900 objects instead of one HEAD each, and a
+    /// prefix crowded with other objects a few pages more than the HEADs
+    /// alone.
     async fn listed_intact(
         &self,
         root: &str,
@@ -160,10 +168,11 @@ impl S3Store {
             .filter(|k| k.starts_with(root))
             .collect();
         keys.sort_unstable();
-        let mut stretches = keys.chunks(PAGE_KEYS_S3 as usize);
-        let Some(first) = stretches.next() else {
+        if keys.is_empty() {
             return Ok(HashSet::new());
-        };
+        }
+        let (first, rest) = keys.split_at(FIRST_STRETCH_KEYS.min(keys.len()));
+        let stretches = rest.chunks(STRETCH_KEYS);
         let etagless = AtomicBool::new(false);
         let mut proven = self.list_stretch(root, first, files, &etagless).await?;
         if etagless.load(Relaxed) {
@@ -195,12 +204,17 @@ impl S3Store {
         let mut cut = first.to_string();
         cut.pop();
         let mut from = From::After(cut);
+        // A page as long as the keys left, and some (other objects among
+        // them), at most S3's 1,000: a server pays for each entry it lists.
+        let mut want = stretch.len();
+        let mut per_key = 1.0;
         loop {
             if etagless.load(Relaxed) {
                 break;
             }
+            let size = (want as f64 * per_key * 1.125) as i32 + 8;
             let page = self
-                .page(root, None, &from, PAGE_KEYS_S3)
+                .page(root, None, &from, size.min(PAGE_KEYS_S3))
                 .await
                 .map_err(|e| e.error)?;
             let (mut here, mut past) = (0, false);
@@ -219,6 +233,10 @@ impl S3Store {
                 etagless.store(true, Relaxed);
             }
             let crowded = here * 100 < page.objects.len() * LISTING_MIN_SHARE;
+            if let Some((key, _)) = page.objects.last() {
+                want = stretch.len() - stretch.partition_point(|k| *k <= key.as_str());
+                per_key = page.objects.len() as f64 / here.max(1) as f64;
+            }
             match page.next {
                 Some(token) if !past && !crowded => from = From::Token(token),
                 _ => break,
