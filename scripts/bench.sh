@@ -3,7 +3,8 @@
 # `rclone copy` on two local S3 servers (s3s-fs, whose listings carry no
 # ETags, and moto_server, whose do), and on s3s-fs behind a proxy that adds a
 # round trip's latency; cutover's scale curve; its rollback and activate
-# with S3 or Redis far away and with a large prefix; and writes BENCHMARKS.md.
+# with S3 or Redis far away and with a large prefix; and writes BENCHMARKS.md,
+# with the goals each number is held to.
 #
 #   bash scripts/bench.sh          (or scripts/bench.sh)
 #
@@ -33,6 +34,10 @@
 # each: more runs steady their medians),
 # BENCH_FLEET=2000 (simulated reader processes; empty: skip), BENCH_FLEET_SECS=30,
 # BENCH_OUTPUT=BENCHMARKS.md. Logs and raw results: .bench-tools/run/.
+#
+# The report marks each goal met or missed; scripts/bench/notes.tsv (optional,
+# goal id<TAB>one sentence, ids listed there) adds what bounds a goal under
+# its table.
 #
 # A smoke run, the smallest that still runs every step (a few minutes once
 # the tools are installed and cutover is built; its report goes elsewhere):
