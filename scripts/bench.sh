@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks cutover's upload against `aws s3 sync`, `s5cmd sync` and
 # `rclone copy` on two local S3 servers (s3s-fs, whose listings carry no
-# ETags, and moto_server, whose do), cutover's scale curve and its rollback
-# with a large prefix, and writes BENCHMARKS.md.
+# ETags, and moto_server, whose do), and on s3s-fs behind a proxy that adds a
+# round trip's latency; cutover's scale curve; its rollback and activate
+# with S3 or Redis far away and with a large prefix; and writes BENCHMARKS.md,
+# with the goals each number is held to.
 #
 #   bash scripts/bench.sh          (or scripts/bench.sh)
 #
@@ -16,14 +18,26 @@
 # BENCH_IDLE_WAIT=180 (seconds to wait for other CPU load to settle),
 # BENCH_TMP=/dev/shm (server data and builds; /tmp if there is no tmpfs),
 # BENCH_FIXTURE=tests/fixtures/builds/shakapacker (skipped with a note if absent),
-# BENCH_SERVERS="s3s moto", BENCH_SCALE="1000 5000 20000 50000" (empty: skip),
-# BENCH_OTHERS="0 20000 100000" (empty: skip the rollback), BENCH_ROLLBACK_RUNS=5,
+# BENCH_SERVERS="s3s moto" (the upload workloads' servers; moto_server also
+# gets the rollback at each BENCH_LATENCY),
+# BENCH_SCALE="1000 5000 20000 50000" (empty: skip),
+# BENCH_LATENCY="0 20" (round trips to S3 in ms, through
+# scripts/bench/latency_proxy.py above 0: each above 0 runs every upload
+# workload and tool again on s3s-fs that far away, and the rollback at each
+# on s3s-fs and moto_server; empty: neither),
+# BENCH_CHECK_CONCURRENCY="32 256" (HEADs in flight for the rollback at each
+# BENCH_LATENCY, each measured there),
+# BENCH_REDIS_LATENCY="2" (round trips to Redis in ms, through the same proxy,
+# at which the rollback is measured again beside 0 ms; empty: skip),
+# BENCH_OTHERS="0 20000 100000" (other objects under the prefix for the
+# rollback; empty: skip), BENCH_ROLLBACK_RUNS=5 (rollbacks take a second
+# each: more runs steady their medians),
 # BENCH_FLEET=2000 (simulated reader processes; empty: skip), BENCH_FLEET_SECS=30,
-# BENCH_LATENCY="0 20" (round trips in ms for the rollback, through
-# scripts/bench/latency_proxy.py above 0; empty: skip),
-# BENCH_CHECK_CONCURRENCY="32 256" (HEADs in flight, each measured there)
-# (rollbacks take a second each: more runs steady their medians),
 # BENCH_OUTPUT=BENCHMARKS.md. Logs and raw results: .bench-tools/run/.
+#
+# The report marks each goal met or missed; scripts/bench/notes.tsv (optional,
+# goal id<TAB>one sentence, ids listed there) adds what bounds a goal under
+# its table.
 #
 # A smoke run, the smallest that still runs every step (a few minutes once
 # the tools are installed and cutover is built; its report goes elsewhere):

@@ -15,6 +15,14 @@ SERVERS="${BENCH_SERVERS:-s3s moto}"
 SCALE="${BENCH_SCALE-1000 5000 20000 50000}"
 OTHERS="${BENCH_OTHERS-0 20000 100000}"
 ROLLBACK_RUNS="${BENCH_ROLLBACK_RUNS:-5}"
+# Round trips to S3 in ms: above 0, s3s-fs behind scripts/bench/latency_proxy.py
+# is one more server for the uploads (server id "s3s<ms>"), and every server
+# is measured behind it for the rollback (0: straight to the server).
+LATENCY="${BENCH_LATENCY-0 20}"
+CHECK_CONCURRENCY="${BENCH_CHECK_CONCURRENCY-32 256}"
+# Round trips to Redis in ms (above 0, through latency_proxy.py) at which the
+# rollback is measured again beside the same at 0 ms.
+REDIS_LATENCY="${BENCH_REDIS_LATENCY-2}"
 OUTPUT="${BENCH_OUTPUT:-$ROOT/BENCHMARKS.md}"
 STEP_TIMEOUT=600
 

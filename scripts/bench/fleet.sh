@@ -72,7 +72,7 @@ median_ms() {
 
 fleet_at_scale() {
   local n=${BENCH_FLEET:-2000} secs=${BENCH_FLEET_SECS:-30} interval=5
-  local port dir pid app="bench-fleet" bin="${CUTOVER_BIN:-$ROOT/target/release/cutover}"
+  local port dir pid app="bench-fleet" bin="${CUTOVER_BIN:-$CUTOVER}"
   log "fleet: $n simulated processes reporting every ${interval}s for ${secs}s"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   dir=$(mktemp -d)
@@ -139,7 +139,9 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   DATA_DIRS=()
   WORK=$(mktemp -d)
   trap 'for p in "${SERVER_PIDS[@]+"${SERVER_PIDS[@]}"}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK" "${DATA_DIRS[@]+"${DATA_DIRS[@]}"}"' EXIT
-  [[ -x "${CUTOVER_BIN:-$ROOT/target/release/cutover}" ]] || (cd "$ROOT" && cargo build --release --locked)
+  # Where `cargo build --release` puts it (CARGO_TARGET_DIR moves it), as in config.sh.
+  CUTOVER="${CARGO_TARGET_DIR:-$ROOT/target}/release/cutover"
+  [[ -x "${CUTOVER_BIN:-$CUTOVER}" ]] || (cd "$ROOT" && cargo build --release --locked)
   fleet_at_scale
   python3 "$HERE/report.py" --fleet "$WORK"
 fi

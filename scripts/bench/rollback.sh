@@ -1,9 +1,13 @@
 # shellcheck shell=bash
-# Rollback / activate of a 5,000-file release with BENCH_OTHERS other objects
-# under the prefix, on s3s-fs, BENCH_ROLLBACK_RUNS times each; the Redis
-# commands one rollback and one activate send (MONITOR on db 15); and the
-# rollback refusing (exit 4) once an object of its release is gone. Writes
-# rollback.tsv and redis-{rollback,activate}.tsv. Sourced by run.sh.
+# Rollback / activate of a 5,000-file release (switch_costs): at each
+# BENCH_LATENCY round trip to S3 and each BENCH_CHECK_CONCURRENCY, on s3s-fs
+# and (if it runs) moto_server, whose listings carry ETags as AWS S3's do; at
+# each BENCH_REDIS_LATENCY round trip to Redis beside 0 ms, on s3s-fs; and with
+# BENCH_OTHERS other objects under the prefix, on s3s-fs; BENCH_ROLLBACK_RUNS
+# times each. Then the Redis commands one rollback and one activate send
+# (MONITOR on db 15), and the rollback refusing (exit 4) once an object of its
+# release is gone. Writes rollback.tsv and redis-{rollback,activate}.tsv.
+# Sourced by run.sh.
 
 # redis_commands OUT: runs CMD under redis-cli MONITOR and writes to OUT the
 # commands it sent to db 15 with their counts.
@@ -30,19 +34,49 @@ redis_commands() {
       }' | sort | uniq -c | awk '{ print $2 "\t" $1 }' >"$out"
 }
 
-RB_APP=bench-rb
 RB_BUCKET=rollback
+# Per S3 server (s3s, moto): the first release (the build) and the second
+# (its 1% rebuild, live), in that server's rollback bucket.
+declare -A RB_A RB_B
+# The Redis URL the rollback commands use ("": $REDIS_URL).
+RB_REDIS=""
 
-# rb_cmd ARGS...: sets CMD to a cutover command on the rollback bucket.
+# rb_cmd SERVER ARGS...: sets CMD to a cutover command on SERVER's rollback
+# bucket (through its proxy for s3s20 and the like). Each S3 server has an
+# app of its own: an app's release records live in one bucket.
 rb_cmd() {
-  CMD=("$CUTOVER" "$@" --app "$RB_APP" --bucket "$RB_BUCKET" --prefix packs --cdn-url https://cdn.example.com
-    --s3-endpoint "${RB_EP:-${EP[s3s]}}" --redis-url "$REDIS_URL" --quiet)
+  local sv=$1 app=bench-rb
+  shift
+  [[ ${ORIGIN[$sv]} == s3s ]] || app="bench-rb-${ORIGIN[$sv]}"
+  CMD=("$CUTOVER" "$@" --app "$app" --bucket "$RB_BUCKET" --prefix packs --cdn-url https://cdn.example.com
+    --s3-endpoint "${EP[$sv]}" --redis-url "${RB_REDIS:-$REDIS_URL}" --quiet)
 }
 
-# rb_release DIR: deploys DIR (activating it) and prints the release id.
+# rb_release SERVER DIR: deploys DIR (activating it) and prints the release id.
 rb_release() {
-  rb_cmd deploy "$1" --json
+  rb_cmd "$1" deploy "$2" --json
   "${CMD[@]}" 2>>"$LOGS/rollback.err" | python3 -c 'import json,sys; print(json.load(sys.stdin)["release"]["id"])'
+}
+
+# rb_setup SERVER: SERVER's rollback bucket with its two releases, deployed
+# straight to the server (not measured).
+rb_setup() {
+  local sv=$1
+  make_bucket "$sv" "$RB_BUCKET"
+  RB_A[$sv]=$(rb_release "$sv" "$BASE") || die "cannot deploy the first release for the rollback ($sv)"
+  RB_B[$sv]=$(rb_release "$sv" "$CHANGED_DIR") || die "cannot deploy the second release for the rollback ($sv)"
+}
+
+# rb_pair SERVER WORKLOAD RUN [ARGS...]: `rollback --to A` then `activate B
+# --unpin` on SERVER, with ARGS, timed as rollback-WORKLOAD and
+# activate-WORKLOAD; SERVER is s3s, moto or one of them behind a proxy.
+rb_pair() {
+  local sv=$1 wl=$2 run=$3
+  shift 3
+  rb_cmd "$sv" rollback --to "${RB_A[${ORIGIN[$sv]}]}" "$@"
+  timed "$sv" "rollback-$wl" "$run"
+  rb_cmd "$sv" activate "${RB_B[${ORIGIN[$sv]}]}" --unpin "$@"
+  timed "$sv" "activate-$wl" "$run"
 }
 
 # other_objects FROM TO: writes objects FROM..TO-1 of the other releases
@@ -59,72 +93,94 @@ for i in range(lo, hi):
 PY
 }
 
-# rollback_at_latency A B: the same rollback and activate at each
-# BENCH_LATENCY round trip (ms; 0: straight to s3s-fs, else through
-# latency_proxy.py) and each BENCH_CHECK_CONCURRENCY (HEADs in flight), with
-# no other objects under the prefix: what a switch costs where S3 is far
-# away, and what the default check_concurrency buys or costs at each.
+# rollback_at_latency ORIGINS: the rollback and activate on each of ORIGINS
+# at each BENCH_LATENCY round trip (ms; 0: straight to the server, else
+# through latency_proxy.py: server id s3s20 and the like) and each
+# BENCH_CHECK_CONCURRENCY (HEADs in flight), with no other objects under the
+# prefix: what a switch costs where S3 is far away, what the default
+# check_concurrency buys or costs at each, and (on moto_server) what it costs
+# where listings carry ETags.
 rollback_at_latency() {
-  local a=$1 b=$2 lat port proxy run n
-  for lat in ${BENCH_LATENCY-0 20}; do
-    proxy=""
-    if [[ $lat -gt 0 ]]; then
-      port=$(free_port)
-      python3 "$ROOT/scripts/bench/latency_proxy.py" "$port" "127.0.0.1:${EP[s3s]##*:}" "$lat" \
-        >"$LOGS/latency-proxy-$lat.log" 2>&1 &
-      proxy=$!
-      SERVER_PIDS+=("$proxy")
-      wait_port "$port" "$proxy" "latency_proxy.py"
-      RB_EP="http://127.0.0.1:$port"
-    fi
-    for n in ${BENCH_CHECK_CONCURRENCY-32 256}; do
-      log "rollback and activate at a ${lat} ms round trip, ${n} checks in flight"
-      for run in $(seq "$ROLLBACK_RUNS"); do
-        rb_cmd rollback --to "$a" --check-concurrency "$n"
-        timed s3s "rollback-lat$lat-cc$n" "$run"
-        rb_cmd activate "$b" --unpin --check-concurrency "$n"
-        timed s3s "activate-lat$lat-cc$n" "$run"
+  local origin lat sv n run
+  for origin in "$@"; do
+    for lat in $LATENCY; do
+      sv=$origin
+      if [[ $lat -gt 0 ]]; then start_far "$origin" "$lat"; sv="$origin$lat"; fi
+      for n in $CHECK_CONCURRENCY; do
+        log "rollback and activate on $origin at a ${lat} ms round trip, ${n} checks in flight"
+        for run in $(seq "$ROLLBACK_RUNS"); do rb_pair "$sv" "cc$n" "$run" --check-concurrency "$n"; done
       done
     done
-    RB_EP=""
-    if [[ -n $proxy ]]; then stop_pid "$proxy"; fi
   done
 }
 
+# rollback_redis_latency: the rollback and activate on s3s-fs (no proxy, the
+# default check_concurrency) with Redis straight, then through
+# latency_proxy.py at each BENCH_REDIS_LATENCY round trip: timed as
+# rollback-redisMS and activate-redisMS.
+rollback_redis_latency() {
+  local ms run levels=0
+  for ms in $REDIS_LATENCY; do [[ $ms -eq 0 ]] || levels+=" $ms"; done
+  for ms in $levels; do
+    if [[ $ms -gt 0 ]]; then
+      start_proxy "latency-proxy-redis$ms" 6379 "$ms"
+      REDIS_PROXY=$PROXY_PID
+      RB_REDIS="redis://127.0.0.1:$PROXY_PORT/15"
+    fi
+    log "rollback and activate with a ${ms} ms round trip to Redis"
+    for run in $(seq "$ROLLBACK_RUNS"); do rb_pair s3s "redis$ms" "$run"; done
+    if [[ -n $REDIS_PROXY ]]; then stop_pid "$REDIS_PROXY"; fi
+    REDIS_PROXY=""
+    RB_REDIS=""
+  done
+}
+
+# rollback_at_scale: the rollback and activate on s3s-fs with each
+# BENCH_OTHERS number of other objects under the prefix.
 rollback_at_scale() {
-  local have=0 want run a b victim
-  log "rollback at scale"
-  make_bucket s3s "$RB_BUCKET"
-  a=$(rb_release "$BASE") || die "cannot deploy the first release for the rollback"
-  b=$(rb_release "$CHANGED_DIR") || die "cannot deploy the second release for the rollback"
-  {
-    kv release_files "$(expected_count cutover "$WORK/base.list")"
-    kv runs "$ROLLBACK_RUNS"
-  } >"$WORK/rollback.tsv"
-  rollback_at_latency "$a" "$b"
+  local have=0 want run
   for want in $OTHERS; do
     if [[ $want -gt $have ]]; then
       other_objects "$have" "$want"
       have=$want
     fi
-    for run in $(seq "$ROLLBACK_RUNS"); do
-      rb_cmd rollback --to "$a"
-      timed s3s "rollback-$want" "$run"
-      rb_cmd activate "$b" --unpin
-      timed s3s "activate-$want" "$run"
-    done
+    log "rollback and activate with $want other objects under the prefix"
+    for run in $(seq "$ROLLBACK_RUNS"); do rb_pair s3s "$want" "$run"; done
   done
-  rb_cmd rollback --to "$a"
+  OTHERS_HAVE=$have
+}
+
+# switch_costs: all of the above, in that order (the other objects last:
+# the rollbacks before them see none), on s3s-fs and, for the round trips to
+# S3, moto_server if it runs.
+switch_costs() {
+  local origins=s3s victim origin
+  [[ -n "$LATENCY" && " $SERVERS " == *" moto "* ]] && origins+=" moto"
+  log "rollback and activate"
+  for origin in $origins; do rb_setup "$origin"; done
+  {
+    kv release_files "$(expected_count cutover "$WORK/base.list")"
+    kv runs "$ROLLBACK_RUNS"
+    # The default the CLI ships with, as its help states it.
+    kv check_concurrency_default "$("$CUTOVER" rollback --help | awk '/--check-concurrency/ { f = 1 }
+      f && match($0, /\[default: [0-9]+\]/) { print substr($0, RSTART + 10, RLENGTH - 11); exit }')"
+  } >"$WORK/rollback.tsv"
+  # shellcheck disable=SC2086 # a list of server ids
+  if [[ -n "$LATENCY" ]]; then rollback_at_latency $origins; fi
+  if [[ -n "$REDIS_LATENCY" ]]; then rollback_redis_latency; fi
+  OTHERS_HAVE=0
+  if [[ -n "$OTHERS" ]]; then rollback_at_scale; fi
+  rb_cmd s3s rollback --to "${RB_A[s3s]}"
   redis_commands "$WORK/redis-rollback.tsv"
-  rb_cmd activate "$b" --unpin
+  rb_cmd s3s activate "${RB_B[s3s]}" --unpin
   redis_commands "$WORK/redis-activate.tsv"
   # Still exact: with one object of the target release gone, rollback refuses (exit 4).
   victim=$(comm -23 <(sort "$WORK/base.list") <(sort "$WORK/changed.list") | grep -v '^manifest' | head -1)
   rm -f "${DATA[s3s]}/$RB_BUCKET/packs/$victim"
-  rb_cmd rollback --to "$a"
-  timed s3s "rollback-missing-$have" 1 4
+  rb_cmd s3s rollback --to "${RB_A[s3s]}"
+  timed s3s "rollback-missing-$OTHERS_HAVE" 1 4
   kv missing "$victim" >>"$WORK/rollback.tsv"
   kv missing_exit 4 >>"$WORK/rollback.tsv"
-  grep -o 'not intact[^;]*' "$LOGS/s3s-rollback-missing-$have-cutover-r1.err" | head -1 | sed 's/^/missing_message\t/' >>"$WORK/rollback.tsv" || true
-  drop_bucket s3s "$RB_BUCKET"
+  grep -o 'not intact[^;]*' "$LOGS/s3s-rollback-missing-$OTHERS_HAVE-cutover-r1.err" | head -1 | sed 's/^/missing_message\t/' >>"$WORK/rollback.tsv" || true
+  for origin in $origins; do drop_bucket "$origin" "$RB_BUCKET"; done
 }

@@ -9,7 +9,9 @@
 #      S3 features the clients use, and runs every tool once on a tiny build
 #      (peers.sh); a tool that fails there (or takes > 20 s) is measured on
 #      moto_server instead, together with cutover (and aws s3 sync) for fair
-#      ratios, and BENCHMARKS.md says so;
+#      ratios, and BENCHMARKS.md says so; for each BENCH_LATENCY round trip
+#      above 0, s3s-fs behind latency_proxy.py is one more server (s3s<ms>),
+#      where each tool is measured as on s3s-fs;
 #   4. BENCH_RUNS times, per tool in rotating order, on a fresh bucket of each
 #      server: cold upload, unchanged redeploy (same directory), rebuilt (a
 #      fresh copy: same bytes, new mtimes, as every CI build), 1% changed;
@@ -18,9 +20,11 @@
 #      (rows.sh);
 #   5. one extra cutover pass per workload with --json for its phase timings
 #      (workloads.sh);
-#   6. cutover's scale curve on s3s-fs (scale.sh), and rollback / activate of
-#      a release with BENCH_OTHERS other objects under the prefix, with the
-#      Redis commands one activation sends (rollback.sh);
+#   6. cutover's scale curve on s3s-fs (scale.sh), and rollback / activate
+#      (rollback.sh): at each BENCH_LATENCY round trip to S3 on s3s-fs and
+#      moto_server, at each BENCH_REDIS_LATENCY round trip to Redis, and with
+#      BENCH_OTHERS other objects under the prefix; with the Redis commands one
+#      activation sends;
 #   7. BENCH_FLEET simulated reader processes reporting to a private Redis:
 #      its CPU, and `status` with them (fleet.sh);
 #   8. writes BENCH_OUTPUT (report.py).
@@ -57,14 +61,18 @@ source "$HERE/fleet.sh"
 # Where each tool is measured on s3s-fs: "" (everywhere), "cold-only" or
 # "all" (skipped there), from its precheck.
 declare -A SKIP
+# The servers the upload workloads run on: BENCH_SERVERS, with s3s-fs behind
+# the latency proxy after s3s-fs (check_servers).
+UPLOAD_SERVERS=""
 
 has_tool() { [[ " $TOOLS " == *" $1 "* ]]; }
 
 # check_servers: s3s-fs probed and every tool prechecked on it; a tool that
-# fails its tiny redeploy there is measured cold only (or not at all), and
-# moto_server, if it runs, must serve every tool.
+# fails its tiny redeploy there is measured cold only (or not at all), there
+# and behind the proxy (the server answers the same); moto_server, if it
+# runs, must serve every tool.
 check_servers() {
-  local t
+  local t srv lat
   start_s3s
   log "probing s3s-fs"
   probe s3s || die "the S3 probe could not run"
@@ -83,6 +91,16 @@ check_servers() {
       precheck "$t" moto || die "$t fails on moto_server; see $LOGS/precheck-moto-$t-*.err"
     done
   fi
+  for srv in $SERVERS; do
+    UPLOAD_SERVERS+=" $srv"
+    [[ $srv == s3s ]] || continue
+    for lat in $LATENCY; do
+      [[ $lat -gt 0 ]] || continue
+      start_far s3s "$lat"
+      UPLOAD_SERVERS+=" s3s$lat"
+      for t in $TOOLS; do SKIP[s3s$lat:$t]=${SKIP[s3s:$t]:-}; done
+    done
+  done
 }
 
 # measure_runs: BENCH_RUNS runs of every tool's sequence on every server,
@@ -98,7 +116,7 @@ measure_runs() {
     redis_clean
     rotated=()
     for i in $(seq 0 $((n - 1))); do rotated+=("${tools_arr[$(((i + run - 1) % n))]}"); done
-    for srv in $SERVERS; do
+    for srv in $UPLOAD_SERVERS; do
       for t in "${rotated[@]}"; do
         case "${SKIP[$srv:$t]:-}" in
           "") sequence "$srv" "$t" "$run" ;;
@@ -121,6 +139,12 @@ main() {
   for t in $TOOLS; do
     case $t in cutover | aws | s5cmd | rclone) ;; *) die "unknown tool in BENCH_TOOLS: $t" ;; esac
   done
+  for t in $SERVERS; do
+    case $t in s3s | moto) ;; *) die "unknown server in BENCH_SERVERS: $t (s3s, moto)" ;; esac
+  done
+  for t in $LATENCY $REDIS_LATENCY $CHECK_CONCURRENCY; do
+    [[ $t =~ ^[0-9]+$ ]] || die "not a whole number in BENCH_LATENCY, BENCH_REDIS_LATENCY or BENCH_CHECK_CONCURRENCY: $t"
+  done
   install_tools
   if has_tool cutover; then build_cutover; fi
   redis-cli -n 15 ping >/dev/null || die "Redis is not answering on 127.0.0.1:6379"
@@ -132,7 +156,7 @@ main() {
   if has_tool cutover; then
     phase_timings
     if [[ -n "$SCALE" ]]; then scale_curve; fi
-    if [[ -n "$OTHERS" ]]; then rollback_at_scale; fi
+    if [[ -n "$LATENCY$REDIS_LATENCY$OTHERS" ]]; then switch_costs; fi
     if [[ -n "${BENCH_FLEET-2000}" ]]; then fleet_at_scale; fi
   fi
 

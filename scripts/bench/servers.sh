@@ -1,11 +1,16 @@
 # shellcheck shell=bash
 # The local S3 servers: starts s3s-fs (a temp data dir, fixed keys) and
-# moto_server on free 127.0.0.1 ports (both stopped by the EXIT trap), probes
-# them for the S3 features the clients use, creates and drops buckets, reads
-# the CPU time a server and the whole machine have used, and waits for the
-# machine to go idle before a run. Sourced by run.sh.
+# moto_server on free 127.0.0.1 ports (both stopped by the EXIT trap), and
+# either of them behind scripts/bench/latency_proxy.py as a server of its own
+# (start_far); probes them for the S3 features the clients use, creates and
+# drops buckets, reads the CPU time a server and the whole machine have used,
+# and waits for the machine to go idle before a run. Sourced by run.sh.
 
-declare -A EP PID DATA
+# Per server id (s3s, moto, and s3s20, moto20... for one behind the proxy):
+# its endpoint, the S3 server's process and data directory (those of the
+# server behind the proxy, so that its CPU is counted and its data directory
+# reachable), the server it stands for, and the proxy's process (if any).
+declare -A EP PID DATA ORIGIN PROXY
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
@@ -40,6 +45,7 @@ start_s3s() {
   data=$(mktemp -d "$BENCH_TMP/bench-s3s.XXXXXX")
   DATA_DIRS+=("$data")
   DATA[s3s]="$data"
+  ORIGIN[s3s]=s3s
   start_server s3s s3s-fs "$port" \
     "$S3S_BIN" --host 127.0.0.1 --port "$port" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$data"
   log "s3s-fs $S3S_VERSION on ${EP[s3s]} (data ${data})"
@@ -51,7 +57,34 @@ start_moto() {
   local port
   port=$(free_port)
   start_server moto moto "$port" "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
+  ORIGIN[moto]=moto
   log "moto_server $MOTO_VERSION on ${EP[moto]}"
+}
+
+# start_proxy NAME PORT RTT_MS: scripts/bench/latency_proxy.py on a free port
+# in front of 127.0.0.1:PORT, adding RTT_MS to every round trip (output to
+# $LOGS/NAME.log, stopped on exit); sets PROXY_PORT and PROXY_PID.
+start_proxy() {
+  local name=$1 target=$2 rtt=$3
+  PROXY_PORT=$(free_port)
+  python3 "$ROOT/scripts/bench/latency_proxy.py" "$PROXY_PORT" "127.0.0.1:$target" "$rtt" >"$LOGS/$name.log" 2>&1 &
+  PROXY_PID=$!
+  SERVER_PIDS+=("$PROXY_PID")
+  wait_port "$PROXY_PORT" "$PROXY_PID" "$name"
+}
+
+# start_far SERVER RTT_MS: the server id SERVER<RTT_MS>, SERVER (already
+# running) behind latency_proxy.py at RTT_MS, as far away as that; once.
+start_far() {
+  local origin=$1 rtt=$2 sv="$1$2"
+  [[ -n "${EP[$sv]:-}" ]] && return 0
+  start_proxy "latency-proxy-$sv" "${EP[$origin]##*:}" "$rtt"
+  EP[$sv]="http://127.0.0.1:$PROXY_PORT"
+  PID[$sv]=${PID[$origin]}
+  DATA[$sv]=${DATA[$origin]:-}
+  ORIGIN[$sv]=$origin
+  PROXY[$sv]=$PROXY_PID
+  log "$sv: $origin behind latency_proxy.py at a $rtt ms round trip on ${EP[$sv]}"
 }
 
 # probe SERVER: scripts/bench/probe_s3.py on a bucket "probe" of SERVER, its
@@ -62,16 +95,17 @@ probe() {
     >"$LOGS/probe-$1.txt" 2>&1
 }
 
-make_bucket() { "$S5CMD" --endpoint-url "${EP[$1]}" mb "s3://$2" >/dev/null || die "cannot create bucket $2 on $1"; }
+# Bucket chores go straight to the server, not through its proxy: they are not measured.
+make_bucket() { "$S5CMD" --endpoint-url "${EP[${ORIGIN[$1]}]}" mb "s3://$2" >/dev/null || die "cannot create bucket $2 on $1"; }
 
 count_objects() {
   # Objects under packs/ (release records live outside it).
-  "$S5CMD" --endpoint-url "${EP[$1]}" ls "s3://$2/packs/*" 2>/dev/null | wc -l
+  "$S5CMD" --endpoint-url "${EP[${ORIGIN[$1]}]}" ls "s3://$2/packs/*" 2>/dev/null | wc -l
 }
 
 drop_bucket() {
   local server=$1 bucket=$2
-  if [[ $server == s3s ]]; then
+  if [[ ${ORIGIN[$server]} == s3s ]]; then
     # s3s-fs keeps a bucket as a directory plus two sidecar files per object
     # in its root; deleting them directly is much faster than through S3.
     local enc

@@ -43,7 +43,7 @@ sequence() {
 phase_timings() {
   log "cutover phase timings (--json)"
   local srv bucket step
-  for srv in $SERVERS; do
+  for srv in $UPLOAD_SERVERS; do
     bucket="diag-$srv"
     make_bucket "$srv" "$bucket"
     for step in cold unchanged rebuilt changed; do
