@@ -623,8 +623,10 @@ def render_rollback(s, w):
     w("")
     w(f"A bucket with two releases (the {nfiles:,}-file build, then its 1% rebuild). `rollback --to A` then "
       f"`activate B --unpin`, each timed, {rollback.get('runs', runs)} times per row; each checks every object of its "
-      "release (one HEAD per object, `check_concurrency` at a time: "
-      f"{rollback.get('check_concurrency_default') or 256} unless the row says otherwise) before the switch.")
+      "release before the switch: listings of the stretches of the prefix its keys sit in first (about one page per "
+      "900 objects where listings carry ETags; one small page where they carry none), then one HEAD for each object "
+      "they did not prove, `check_concurrency` at a time (requests in flight: "
+      f"{rollback.get('check_concurrency_default') or 256} unless the row says otherwise).")
     w("")
     if others_levels:
         w("With N other objects written under `packs/js/` (s3s-fs):")
@@ -739,25 +741,21 @@ def render_analysis(s, w):
     if others_levels:
         rb = {n: med("s3s", f"rollback-{n}", "cutover") for n in others_levels}
         ac = {n: med("s3s", f"activate-{n}", "cutover") for n in others_levels}
-        w("**Rollback and activate.** Each checks every object of its release with one HEAD "
-          f"({int(rollback.get('release_files', 0)):,} HEADs, `check_concurrency` = 256 at a time) and never lists the prefix, so "
-          "the time does not depend on how many other objects the prefix holds: rollback "
+        w("**Rollback and activate.** Each checks every object of its release before the switch: listings "
+          "of the stretches of the prefix its keys sit in, then a HEAD for each object they did not prove. "
+          "s3s-fs lists without ETags, so there a listing proves nothing: one small page, then "
+          f"{int(rollback.get('release_files', 0)):,} HEADs (`check_concurrency` = "
+          f"{rollback.get('check_concurrency_default') or 256} at a time), and the time does not depend on how many "
+          "other objects the prefix holds: rollback "
           + ", ".join(f"{fmt_s(rb[n])} s with {n:,}" for n in others_levels if rb[n] is not None)
           + "; activate " + ", ".join(f"{fmt_s(ac[n])} s with {n:,}" for n in others_levels if ac[n] is not None)
-          + " other objects. What it costs is the release's HEADs: on s3s-fs each reads the object's "
-          "metadata files, and the client signs each request, on the same 2 cores."
-          + (f" The issue's figure, ≤ 0.5 s, is not reached in absolute terms "
-             f"({fmt_s(max(v for v in rb.values() if v is not None))} s at worst); DECISIONS.md reads it as a "
-             "cost independent of the prefix's size, which the table shows. "
-             "5,000 HEADs are the floor of this design here. Going lower would need fewer requests than one per "
-             "object: for example trusting the release's own record where a listing of only its keys' "
-             "sub-prefixes agrees (which is again proportional to the prefix), or HEADs only for the objects "
-             "the live release does not share. Where S3 is far away, HEADs are latency-bound "
-             "(5,000 / 256 in flight × 20 ms ≈ 0.4 s of waiting: the 20 ms row above measures the whole "
-             "switch), and 256 in flight costs time here, where client and server share 2 cores; a listing "
-             "costs one request per 1,000 keys, so it is cheaper while the prefix holds fewer than about "
-             "30 releases' worth of objects."
-             if any(v is not None and v > 0.5 for v in rb.values()) else ""))
+          + " other objects. What that costs is the HEADs: on s3s-fs each reads the object's metadata files, "
+          "and the client signs each request, on the same 2 cores. moto_server lists with ETags, as AWS S3 "
+          "does: there the same check is about six listing pages instead of 5,000 HEADs, and what is left is "
+          "moto's CPU per entry it lists (one Python process that builds every entry through its XML "
+          "serializer, whatever the round trip). A prefix crowded with other releases' objects lists more entries "
+          "per key proven; a stretch stops paging when a page proves under 10% of its entries, and HEADs the "
+          "rest, so the cost stays bounded by the release, not the prefix.")
         w("")
     if scale_levels:
         rows_s = [(n, med("s3s", f"scale-{n}-cold", "cutover"), med("s3s", f"scale-{n}-unchanged", "cutover"))

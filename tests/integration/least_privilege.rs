@@ -36,8 +36,10 @@ const CLEANUP_ONLY: &[&str] = &["s3:AbortMultipartUpload", "s3:ListBucketMultipa
 /// Granted for AWS's sake where moto cannot show the need: S3 answers a
 /// HEAD or GET of a missing object 403 rather than 404 to whoever may not
 /// list the bucket, and a rollback must tell a missing object (exit 4) from
-/// a refused one (exit 2); moto answers 404 either way. (Activate, prune,
-/// deploy and read list the bucket in their scenarios.)
+/// a refused one (exit 2); moto answers 404 either way. A rollback without
+/// it still works: its listings of the release's stretches are refused
+/// (403) and every object gets a HEAD, as this case checks. (Activate,
+/// prune, deploy and read list the bucket in their scenarios.)
 const FOR_AWS_404S: &[(&str, &str)] = &[("rollback", "s3:ListBucket")];
 
 /// A role's world: set up with moto's default credentials before the

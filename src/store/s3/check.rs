@@ -143,7 +143,7 @@ impl S3Store {
     /// upload: the MD5 of the bytes, or of the parts' MD5s). Only a proof:
     /// a key listed otherwise, or not listed, is left to a closer look, so
     /// a missing or changed object is found and named exactly as without
-    /// the listings.
+    /// the listings. Listing refused (403): no proof, every key HEADed.
     ///
     /// The keys are taken in order, [`STRETCH_KEYS`] at a time; each
     /// stretch is listed from just before its first key, in pages as long
@@ -173,13 +173,15 @@ impl S3Store {
         }
         let (first, rest) = keys.split_at(FIRST_STRETCH_KEYS.min(keys.len()));
         let stretches = rest.chunks(STRETCH_KEYS);
-        let etagless = AtomicBool::new(false);
-        let mut proven = self.list_stretch(root, first, files, &etagless).await?;
-        if etagless.load(Relaxed) {
+        // Set when listings cannot prove anything here: they carry no ETags,
+        // or S3 refuses them (403).
+        let unlisted = AtomicBool::new(false);
+        let mut proven = self.list_stretch(root, first, files, &unlisted).await?;
+        if unlisted.load(Relaxed) {
             return Ok(proven);
         }
         let rest: Vec<HashSet<String>> = stream::iter(stretches)
-            .map(|stretch| self.list_stretch(root, stretch, files, &etagless))
+            .map(|stretch| self.list_stretch(root, stretch, files, &unlisted))
             .buffer_unordered(concurrency.max(1))
             .try_collect()
             .await?;
@@ -194,7 +196,7 @@ impl S3Store {
         root: &str,
         stretch: &[&str],
         files: &HashMap<String, &ReleaseFile>,
-        etagless: &AtomicBool,
+        unlisted: &AtomicBool,
     ) -> anyhow::Result<HashSet<String>> {
         let mut proven = HashSet::new();
         let (Some(first), Some(last)) = (stretch.first(), stretch.last()) else {
@@ -209,14 +211,20 @@ impl S3Store {
         let mut want = stretch.len();
         let mut per_key = 1.0;
         loop {
-            if etagless.load(Relaxed) {
+            if unlisted.load(Relaxed) {
                 break;
             }
             let size = (want as f64 * per_key * 1.125) as i32 + 8;
-            let page = self
-                .page(root, None, &from, size.min(PAGE_KEYS_S3))
-                .await
-                .map_err(|e| e.error)?;
+            let page = match self.page(root, None, &from, size.min(PAGE_KEYS_S3)).await {
+                Ok(page) => page,
+                // Credentials that may not list the bucket (a policy older
+                // than this check): the HEADs decide, as they did before.
+                Err(e) if e.status == Some(403) => {
+                    unlisted.store(true, Relaxed);
+                    break;
+                }
+                Err(e) => return Err(e.error),
+            };
             let (mut here, mut past) = (0, false);
             for (key, obj) in &page.objects {
                 if key.as_str() > *last {
@@ -230,7 +238,7 @@ impl S3Store {
                 }
             }
             if page.objects.iter().all(|(_, obj)| obj.etag.is_empty()) && !page.objects.is_empty() {
-                etagless.store(true, Relaxed);
+                unlisted.store(true, Relaxed);
             }
             let crowded = here * 100 < page.objects.len() * LISTING_MIN_SHARE;
             if let Some((key, _)) = page.objects.last() {

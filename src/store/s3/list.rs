@@ -88,7 +88,7 @@ impl S3Store {
             let page = match self.page(prefix, delimiter, &from, page_keys).await {
                 Ok(page) => page,
                 // Pages larger than S3's are refused here: ask for S3's.
-                Err(e) if page_keys > PAGE_KEYS_S3 && e.refused_size => {
+                Err(e) if page_keys > PAGE_KEYS_S3 && e.status == Some(400) => {
                     self.page_keys.store(PAGE_KEYS_S3, Relaxed);
                     continue;
                 }
@@ -135,7 +135,7 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| PageError {
-                refused_size: status(&e) == Some(400),
+                status: status(&e),
                 error: self.error(
                     "ListObjectsV2",
                     "list",
@@ -195,9 +195,9 @@ pub(super) struct Page {
     pub next: Option<String>,
 }
 
-/// A listing page refused: the error, and whether the server may only
-/// have refused the page size.
+/// A listing page refused: the error, and the HTTP status when S3 answered
+/// (400: perhaps only the page size; 403: no `s3:ListBucket`).
 pub(super) struct PageError {
-    refused_size: bool,
+    pub status: Option<u16>,
     pub error: anyhow::Error,
 }
