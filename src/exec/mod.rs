@@ -189,8 +189,7 @@ impl<'a> Executor<'a> {
                 // ones planned (SSE-KMS), so that later listings settle them.
                 let patched = record.with_etags(&done.etags);
                 let record = patched.as_ref().unwrap_or(record);
-                let body = serde_json::to_vec_pretty(record).expect("records serialize");
-                self.s3()?.put_record(key, body, *signs).await?
+                self.s3()?.put_record(key, record, *signs).await?
             }
             Step::Register {
                 record,

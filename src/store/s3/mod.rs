@@ -524,8 +524,29 @@ impl S3Store {
 
     /// Write a small immutable object (a release record) unless it exists with the same bytes.
     /// `replace`: overwrite an existing record (an unsigned one gaining its signature).
-    pub async fn put_record(&self, key: &str, bytes: Vec<u8>, replace: bool) -> anyhow::Result<()> {
-        let sha = Sha256::digest(&bytes);
+    pub async fn put_record(
+        &self,
+        key: &str,
+        record: &crate::release::ReleaseRecord,
+        replace: bool,
+    ) -> anyhow::Result<()> {
+        // The temporary file lives until the upload is done (it is read
+        // again for each attempt).
+        let (spooled, sha) = spool(record)?;
+        // Streamed as the build's files are, checked against the hash.
+        let body = match &spooled {
+            Spooled::File(file, length) => crate::store::body::verified(
+                crate::store::body::Expected {
+                    path: file.path().to_path_buf(),
+                    offset: 0,
+                    length: *length,
+                    sha256: sha,
+                    to_end: true,
+                },
+                Default::default(),
+            ),
+            Spooled::Memory(bytes) => ByteStream::from(bytes.clone()),
+        };
         let hex_sha = hex::encode(sha);
         let res = self
             .client
@@ -537,9 +558,10 @@ impl S3Store {
             .cache_control("no-store")
             .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(sha))
             .metadata(META_SHA256, &hex_sha)
-            .body(ByteStream::from(bytes))
+            .body(body)
             .send()
             .await;
+        drop(spooled);
         match res {
             Ok(_) => Ok(()),
             // A record with this id exists: the release is already recorded.
@@ -564,8 +586,9 @@ impl S3Store {
         }
     }
 
-    /// Read a small object; None if it does not exist.
-    pub async fn get_bytes(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    /// Read an object whole; None if it does not exist. Its bytes as
+    /// received, not copied again (a 50,000-file record is 20 MB).
+    pub async fn get_bytes(&self, key: &str) -> anyhow::Result<Option<bytes::Bytes>> {
         let Some(obj) = self.get_object(key).await? else {
             return Ok(None);
         };
@@ -574,7 +597,7 @@ impl S3Store {
             .collect()
             .await
             .map_err(|e| self.body_error(key, e))?;
-        Ok(Some(data.into_bytes().to_vec()))
+        Ok(Some(data.into_bytes()))
     }
 
     /// A response body that broke off while being read.
@@ -751,4 +774,48 @@ struct Evidence {
 
 fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     status(err) == Some(404) || matches!(err.code(), Some("NoSuchKey") | Some("NotFound"))
+}
+
+/// A release record's JSON, made for its upload: in a temporary file (at
+/// 50,000 files it is 20 MB, which would be held on top of everything else
+/// the deploy holds at its end), or in memory where no temporary file can
+/// be made.
+enum Spooled {
+    /// The file and its length.
+    File(tempfile::NamedTempFile, u64),
+    Memory(Vec<u8>),
+}
+
+/// The record's JSON (pretty, as records are written) and its SHA-256,
+/// hashed as it is written.
+fn spool(record: &crate::release::ReleaseRecord) -> anyhow::Result<(Spooled, [u8; 32])> {
+    use std::io::Write;
+    struct Hashing<W>(W, Sha256);
+    impl<W: Write> Write for Hashing<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.0.write(buf)?;
+            self.1.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+    let to_file = tempfile::NamedTempFile::new().and_then(|file| {
+        let mut w = Hashing(std::io::BufWriter::new(file), Sha256::new());
+        serde_json::to_writer_pretty(&mut w, record)?;
+        w.flush()?;
+        let Hashing(buffered, hash) = w;
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        let length = file.as_file().metadata()?.len();
+        Ok((Spooled::File(file, length), hash.finalize().into()))
+    });
+    Ok(match to_file {
+        Ok(spooled) => spooled,
+        Err(_) => {
+            let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
+            let sha = Sha256::digest(&bytes).into();
+            (Spooled::Memory(bytes), sha)
+        }
+    })
 }
