@@ -28,9 +28,6 @@ const LISTING_MIN_SHARE: usize = 10;
 /// Keys per stretch: under a page (1,000), so that a few other objects
 /// among them still fit in its first page.
 const STRETCH_KEYS: usize = 900;
-/// Keys of the first stretch, listed alone: small, since it waits for
-/// nothing but finds out whether the server's listings carry ETags at all.
-const FIRST_STRETCH_KEYS: usize = 100;
 
 impl S3Store {
     /// A closer look at each of `keys`: S3's own evidence of the bytes
@@ -149,13 +146,12 @@ impl S3Store {
     /// stretch is listed from just before its first key, in pages as long
     /// as the keys it has left (and an eighth more), while a page proves at
     /// least [`LISTING_MIN_SHARE`] of its entries and has not passed the
-    /// stretch's last key. A first stretch of [`FIRST_STRETCH_KEYS`] goes
-    /// alone: a server whose listings carry no ETags (s3s-fs) costs one
-    /// small page, not one a stretch. The others go together,
-    /// `concurrency` at a time. So a release alone under its prefix costs
-    /// about one request per 900 objects instead of one HEAD each, and a
-    /// prefix crowded with other objects a few pages more than the HEADs
-    /// alone.
+    /// stretch's last key, `concurrency` stretches at a time, once the
+    /// listing of the first key alone showed that listings carry ETags
+    /// here ([`S3Store::listings_prove`]; s3s-fs's carry none). So a
+    /// release alone under its prefix costs about one request per 900
+    /// objects instead of one HEAD each, and a prefix crowded with other
+    /// objects a few pages more than the HEADs alone.
     async fn listed_intact(
         &self,
         root: &str,
@@ -171,22 +167,35 @@ impl S3Store {
         if keys.is_empty() {
             return Ok(HashSet::new());
         }
-        let (first, rest) = keys.split_at(FIRST_STRETCH_KEYS.min(keys.len()));
-        let stretches = rest.chunks(STRETCH_KEYS);
-        // Set when listings cannot prove anything here: they carry no ETags,
-        // or S3 refuses them (403).
-        let unlisted = AtomicBool::new(false);
-        let mut proven = self.list_stretch(root, first, files, &unlisted).await?;
-        if unlisted.load(Relaxed) {
-            return Ok(proven);
+        if !self.listings_prove(keys[0]).await? {
+            return Ok(HashSet::new());
         }
-        let rest: Vec<HashSet<String>> = stream::iter(stretches)
+        // Set when listings cannot prove anything here after all: they carry
+        // no ETags, or S3 refuses them (403).
+        let unlisted = AtomicBool::new(false);
+        let proven: Vec<HashSet<String>> = stream::iter(keys.chunks(STRETCH_KEYS))
             .map(|stretch| self.list_stretch(root, stretch, files, &unlisted))
             .buffer_unordered(concurrency.max(1))
             .try_collect()
             .await?;
-        proven.extend(rest.into_iter().flatten());
-        Ok(proven)
+        Ok(proven.into_iter().flatten().collect())
+    }
+
+    /// Whether listings here can prove anything: the listing of one key
+    /// alone (the key as the prefix, one entry) carries its ETag. False
+    /// when it carries none (s3s-fs) or S3 refuses to list (403); true when
+    /// the key is not there (the stretches will tell). One small request on
+    /// any server, also on one that walks the whole bucket for every
+    /// listing and reads only the entries it returns.
+    async fn listings_prove(&self, key: &str) -> anyhow::Result<bool> {
+        match self.page(key, None, &From::Start, 1).await {
+            Ok(page) => Ok(page
+                .objects
+                .first()
+                .is_none_or(|(_, obj)| !obj.etag.is_empty())),
+            Err(e) if e.status == Some(403) => Ok(false),
+            Err(e) => Err(e.error),
+        }
     }
 
     /// One stretch of sorted keys under `root`, listed (see
