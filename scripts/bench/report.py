@@ -624,7 +624,7 @@ def render_rollback(s, w):
     w(f"A bucket with two releases (the {nfiles:,}-file build, then its 1% rebuild). `rollback --to A` then "
       f"`activate B --unpin`, each timed, {rollback.get('runs', runs)} times per row; each checks every object of its "
       "release before the switch: listings of the stretches of the prefix its keys sit in first (about one page per "
-      "900 objects where listings carry ETags; one small page where they carry none), then one HEAD for each object "
+      "900 objects where listings carry ETags; where they carry none, one listing of one key shows it), then one HEAD for each object "
       "they did not prove, `check_concurrency` at a time (requests in flight: "
       f"{rollback.get('check_concurrency_default') or 256} unless the row says otherwise).")
     w("")
@@ -743,7 +743,7 @@ def render_analysis(s, w):
         ac = {n: med("s3s", f"activate-{n}", "cutover") for n in others_levels}
         w("**Rollback and activate.** Each checks every object of its release before the switch: listings "
           "of the stretches of the prefix its keys sit in, then a HEAD for each object they did not prove. "
-          "s3s-fs lists without ETags, so there a listing proves nothing: one small page, then "
+          "s3s-fs lists without ETags, so there a listing proves nothing: one listing of one key shows it, then "
           f"{int(rollback.get('release_files', 0)):,} HEADs (`check_concurrency` = "
           f"{rollback.get('check_concurrency_default') or 256} at a time), and the time does not depend on how many "
           "other objects the prefix holds: rollback "
