@@ -334,9 +334,11 @@ impl<'a> Executor<'a> {
     }
 
     /// Upload files, `concurrency` at a time. Stops at the first failure;
-    /// multipart uploads still in flight are aborted.
-    /// Upload `files`: what was uploaded, and the ETags S3 gave that
-    /// differ from the planned ones, by build path.
+    /// multipart uploads still in flight are aborted. Returns what was
+    /// uploaded, and the ETags S3 gave that differ from the planned ones, by
+    /// build path: of each file at its key, and of a mutable file's
+    /// content-addressed copy (where its release's checks look), not of
+    /// its public key (which changes under its name).
     async fn upload(
         &self,
         files: &[Arc<PlannedFile>],
@@ -397,7 +399,9 @@ impl<'a> Executor<'a> {
                 PutOutcome::Uploaded(etag) => {
                     stats.files += 1;
                     stats.bytes += f.file.size;
-                    if let Some(etag) = etag.filter(|e| !e.eq_ignore_ascii_case(&f.file.etag)) {
+                    let etag =
+                        etag.filter(|e| !f.file.mutable && !e.eq_ignore_ascii_case(&f.file.etag));
+                    if let Some(etag) = etag {
                         etags.insert(f.file.path.clone(), etag);
                     }
                 }

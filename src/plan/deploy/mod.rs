@@ -333,10 +333,13 @@ fn planned(config: &Config, facts: &DeployFacts, s: Seen) -> PlannedFile {
     };
     // Listed with another ETag than planned, and proven the same bytes by a
     // closer look (SSE-KMS ETags are not MD5s): the record keeps the ETag
-    // S3 lists, so that the next listing settles the object by itself.
+    // S3 lists, so that the next listing settles the object by itself. Not
+    // for a mutable file: its record entry is checked at its
+    // content-addressed copy, not at the key it changes under.
     let listed_etag = s
         .listed
-        .filter(|o| first == Decision::Inspect && decision == Decision::Skip && !o.etag.is_empty())
+        .filter(|_| first == Decision::Inspect && decision == Decision::Skip && !s.mutable)
+        .filter(|o| !o.etag.is_empty())
         .map(|o| o.etag.trim_matches('"').to_string());
     let (md5, etag, composite_sha256) = match (&s.file.digests.md5, s.known) {
         (Some(m), _) => (

@@ -530,22 +530,24 @@ impl S3Store {
         record: &crate::release::ReleaseRecord,
         replace: bool,
     ) -> anyhow::Result<()> {
-        // The temporary file lives until the upload is done (it is read
-        // again for each attempt).
-        let (spooled, sha) = spool(record)?;
-        // Streamed as the build's files are, checked against the hash.
-        let body = match &spooled {
-            Spooled::File(file, length) => crate::store::body::verified(
-                crate::store::body::Expected {
-                    path: file.path().to_path_buf(),
-                    offset: 0,
-                    length: *length,
-                    sha256: sha,
-                    to_end: true,
-                },
-                Default::default(),
+        let (spooled, sha) = spool(record);
+        // A file is streamed as the build's files are, checked against the
+        // hash; it lives until the upload is done (each attempt reads it).
+        let (body, _file) = match spooled {
+            Spooled::File(file, length) => (
+                crate::store::body::verified(
+                    crate::store::body::Expected {
+                        path: file.path().to_path_buf(),
+                        offset: 0,
+                        length,
+                        sha256: sha,
+                        to_end: true,
+                    },
+                    Default::default(),
+                ),
+                Some(file),
             ),
-            Spooled::Memory(bytes) => ByteStream::from(bytes.clone()),
+            Spooled::Memory(bytes) => (ByteStream::from(bytes), None),
         };
         let hex_sha = hex::encode(sha);
         let res = self
@@ -561,7 +563,6 @@ impl S3Store {
             .body(body)
             .send()
             .await;
-        drop(spooled);
         match res {
             Ok(_) => Ok(()),
             // A record with this id exists: the release is already recorded.
@@ -788,7 +789,7 @@ enum Spooled {
 
 /// The record's JSON (pretty, as records are written) and its SHA-256,
 /// hashed as it is written.
-fn spool(record: &crate::release::ReleaseRecord) -> anyhow::Result<(Spooled, [u8; 32])> {
+fn spool(record: &crate::release::ReleaseRecord) -> (Spooled, [u8; 32]) {
     use std::io::Write;
     struct Hashing<W>(W, Sha256);
     impl<W: Write> Write for Hashing<W> {
@@ -810,12 +811,34 @@ fn spool(record: &crate::release::ReleaseRecord) -> anyhow::Result<(Spooled, [u8
         let length = file.as_file().metadata()?.len();
         Ok((Spooled::File(file, length), hash.finalize().into()))
     });
-    Ok(match to_file {
-        Ok(spooled) => spooled,
-        Err(_) => {
-            let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
-            let sha = Sha256::digest(&bytes).into();
-            (Spooled::Memory(bytes), sha)
-        }
+    to_file.unwrap_or_else(|_| {
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
+        let sha = Sha256::digest(&bytes).into();
+        (Spooled::Memory(bytes), sha)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spooled_record_is_its_pretty_json_and_the_hash_of_that() {
+        let record: crate::release::ReleaseRecord = serde_json::from_value(serde_json::json!({
+            "id": "0123456789abcdef", "app": "shop", "created_at": "", "created_at_ms": 0,
+            "file_count": 1, "bytes": 1, "git_sha": null, "git_branch": null,
+            "build_url": null, "deployed_by": null, "message": null, "bucket": "b",
+            "prefix": "packs", "cdn_url": "https://cdn.example.com", "manifest": {"a.js": "x"},
+            "files": [{"path": "js/a.js", "size": 1, "sha256": "aa", "etag": "m1"}],
+        }))
+        .unwrap();
+        let (spooled, sha) = spool(&record);
+        let Spooled::File(file, length) = spooled else {
+            panic!("no temporary file could be made")
+        };
+        let written = std::fs::read(file.path()).unwrap();
+        assert_eq!(written, serde_json::to_vec_pretty(&record).unwrap());
+        assert_eq!(length, written.len() as u64);
+        assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&written)));
+    }
 }
