@@ -5,6 +5,7 @@
 //! S3, request by request.
 
 use crate::support::fixtures::generate_build;
+use crate::support::run::Run;
 use crate::support::s3_proxy::FaultyProxy;
 use crate::support::servers::s3s_fs_endpoint;
 use crate::support::{deploy, rt, Ctx};
@@ -18,32 +19,44 @@ fn release(ctx: &Ctx, name: &str, n: usize, extra: &[&str]) -> (String, Vec<Stri
     (id, files.into_keys().collect())
 }
 
-/// What one command sent S3 through `proxy`: listings of the public
-/// prefix that start at a key or continue (a release's stretches, not the
-/// deploy's whole listing), and HEADs of public objects.
-fn counted(proxy: &FaultyProxy, since: usize) -> (usize, Vec<String>) {
-    let log = proxy.log.lock().unwrap();
-    let requests = &log.requests[since..];
-    let stretches = requests
-        .iter()
-        .filter(|r| {
-            r.method() == "GET"
-                && r.line.contains("list-type=2")
-                && r.line.contains("prefix=packs%2F")
-                && (r.line.contains("start-after=") || r.line.contains("continuation-token="))
-        })
-        .count();
-    let heads = requests
-        .iter()
-        .filter(|r| r.method() == "HEAD" && r.line.contains("/packs/"))
-        .map(|r| r.line.clone())
-        .collect();
-    (stretches, heads)
+/// What one rollback sent S3 through the proxy: listings of one key alone
+/// (does this server list ETags?), listings of the public prefix that start
+/// at a key or continue (a release's stretches, not a deploy's whole
+/// listing), and HEADs of public objects.
+struct Sent {
+    probes: usize,
+    stretches: usize,
+    heads: Vec<String>,
 }
 
-/// The requests the proxy has seen so far.
-fn seen(proxy: &FaultyProxy) -> usize {
-    proxy.log.lock().unwrap().requests.len()
+/// `rollback --to ID` through `proxy`: the run, and what it sent S3.
+fn rollback_via(ctx: &Ctx, proxy: &FaultyProxy, id: &str) -> (Run, Sent) {
+    let since = proxy.log.lock().unwrap().requests.len();
+    let run = ctx.run_with(
+        &["rollback", "--to", id],
+        &[("CUTOVER_S3_ENDPOINT", proxy.url.as_str())],
+    );
+    let log = proxy.log.lock().unwrap();
+    let requests = &log.requests[since..];
+    let listings = |cond: &dyn Fn(&str) -> bool| {
+        requests
+            .iter()
+            .filter(|r| r.method() == "GET" && r.line.contains("list-type=2") && cond(&r.line))
+            .count()
+    };
+    let sent = Sent {
+        probes: listings(&|l| l.contains("max-keys=1&")),
+        stretches: listings(&|l| {
+            l.contains("prefix=packs%2F")
+                && (l.contains("start-after=") || l.contains("continuation-token="))
+        }),
+        heads: requests
+            .iter()
+            .filter(|r| r.method() == "HEAD" && r.line.contains("/packs/"))
+            .map(|r| r.line.clone())
+            .collect(),
+    };
+    (run, sent)
 }
 
 #[test]
@@ -53,11 +66,14 @@ fn listings_prove_a_release_and_a_missing_or_changed_object_is_still_named() {
     let (a, a_files) = release(&ctx, "a", 2_100, &[]);
     let (b, _) = release(&ctx, "b", 3, &[]);
     let proxy = FaultyProxy::transparent(&ctx.s3_endpoint);
-    let via = [("CUTOVER_S3_ENDPOINT", proxy.url.as_str())];
 
-    let since = seen(&proxy);
-    ctx.run_with(&["rollback", "--to", &a], &via).expect(0);
-    let (stretches, heads) = counted(&proxy, since);
+    let (
+        run,
+        Sent {
+            stretches, heads, ..
+        },
+    ) = rollback_via(&ctx, &proxy, &a);
+    run.expect(0);
     assert!(
         heads.is_empty(),
         "listings left {} HEADs, the first {:?}",
@@ -101,12 +117,11 @@ fn listings_prove_a_release_and_a_missing_or_changed_object_is_still_named() {
     });
     ctx.run(&["activate", &b, "--unpin"]).expect(0);
     let before = ctx.world();
-    let since = seen(&proxy);
-    let run = ctx.run_with(&["rollback", "--to", &a], &via);
+    let (run, sent) = rollback_via(&ctx, &proxy, &a);
     run.expect(4).error_has(&[gone, changed, "missing"]);
     ctx.assert_unchanged(&before, "a refused rollback");
     // Exactly the two listings could not prove had a closer look.
-    let (_, heads) = counted(&proxy, since);
+    let heads = sent.heads;
     assert_eq!(heads.len(), 2, "{heads:?}");
     assert!(heads.iter().any(|h| h.contains(gone.as_str())), "{heads:?}");
     assert!(
@@ -123,13 +138,13 @@ fn a_prefix_crowded_with_other_objects_costs_a_page_and_then_heads() {
     // 3,000 objects of a release never activated, their keys among a's.
     release(&ctx, "c", 3_000, &["--no-activate"]);
     let proxy = FaultyProxy::transparent(&ctx.s3_endpoint);
-    let since = seen(&proxy);
-    ctx.run_with(
-        &["rollback", "--to", &a],
-        &[("CUTOVER_S3_ENDPOINT", proxy.url.as_str())],
-    )
-    .expect(0);
-    let (stretches, heads) = counted(&proxy, since);
+    let (
+        run,
+        Sent {
+            stretches, heads, ..
+        },
+    ) = rollback_via(&ctx, &proxy, &a);
+    run.expect(0);
     // The first page (a's 40 keys and some slack) proves one or two of
     // them: too few to page through the other 3,000; the rest are HEADed.
     assert_eq!(stretches, 1, "pages listed for a's 40 objects");
@@ -149,19 +164,17 @@ fn a_server_listing_without_etags_is_asked_for_one_key_and_heads_every_object() 
     let (a, a_files) = release(&ctx, "a", 2_100, &[]);
     release(&ctx, "b", 3, &[]);
     let proxy = FaultyProxy::transparent(&ctx.s3_endpoint);
-    let since = seen(&proxy);
-    ctx.run_with(
-        &["rollback", "--to", &a],
-        &[("CUTOVER_S3_ENDPOINT", proxy.url.as_str())],
-    )
-    .expect(0);
-    let (stretches, heads) = counted(&proxy, since);
+    let (
+        run,
+        Sent {
+            probes,
+            stretches,
+            heads,
+        },
+    ) = rollback_via(&ctx, &proxy, &a);
+    run.expect(0);
     // One listing of a's first key alone (the key as the prefix) shows its
     // ETag missing; no stretch is listed.
-    let probes = proxy.log.lock().unwrap().requests[since..]
-        .iter()
-        .filter(|r| r.line.contains("list-type=2") && r.line.contains("max-keys=1&"))
-        .count();
     assert_eq!(
         (probes, stretches),
         (1, 0),
